@@ -1,0 +1,190 @@
+"""`robot-classify`: train, evaluate and inspect models offline, generate data, replay bags.
+
+Each subcommand is a small function over the ROS-free core; errors a user can cause (bad
+paths, corrupt files, bad parameters) print one `error:` line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger("robot_classify")
+
+
+def _csv(kind: Callable = str) -> Callable[[str], list]:
+    return lambda s: [kind(v) for v in s.split(",") if v]
+
+
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model file (.safetensors); default: the embedded default model")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def _load_model(args: argparse.Namespace):
+    from .default_model import get_default_model
+    from .model_io import load_model
+
+    if args.model:
+        return load_model(args.model, device=args.device)
+    return get_default_model(device=args.device, quiet=args.quiet)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .datasets import get_split, load_dataset
+    from .model_io import save_model
+    from .training import TrainOptions, train_model
+
+    splits = load_dataset(args.dataset, args.format)
+    opts = TrainOptions(classifier=args.classifier, k=args.k, metrics=args.metric, features=args.features,
+                        pca_dims=args.pca, tune=args.tune, folds=args.folds, val_fraction=args.val_fraction,
+                        loss=args.loss, regs=args.reg, lrs=args.lr, epochs=args.epochs, device=args.device,
+                        seed=args.seed, quiet=args.quiet, name=Path(args.out).stem)
+    train = get_split(splits, "train")
+    val = splits.get("val") if args.tune == "val" else None
+    model = train_model(train, opts, val)
+    save_model(model, args.out)
+    if model.meta.get("tuning"):
+        from .tuning import TuneResult
+
+        result = TuneResult(model.meta["tuning"]["strategy"], model.meta["tuning"]["rows"])
+        print(result.table())
+        print(f"best: {result.best['params']}  ({result.strategy} accuracy {result.best['mean']:.4f})")
+    print(f"saved {model.kind} model ({len(train)} training patches, {len(model.class_names)} classes) to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .datasets import get_split, load_dataset
+    from .metrics import classification_report
+
+    model = _load_model(args)
+    data = get_split(load_dataset(args.dataset, args.format), args.split)
+    if data.class_names != model.class_names:
+        missing = set(data.class_names) - set(model.class_names)
+        if missing:
+            raise ValueError(f"dataset classes not known to the model: {sorted(missing)}")
+        remap = np.array([model.class_names.index(n) for n in data.class_names])
+        data.labels = remap[data.labels]
+    from tqdm.auto import tqdm
+
+    preds = []
+    for s in tqdm(range(0, len(data), 1024), desc="evaluate", disable=args.quiet):
+        preds.append(model.predict(data.images[s:s + 1024])[0])
+    pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    report = classification_report(data.labels, pred, model.class_names)
+    report.update({"model": model.meta.get("name"), "split": args.split, "dataset": str(args.dataset)})
+    print(f"accuracy {report['accuracy']:.4f} on {report['n']} {args.split} patches")
+    for name, r in report["per_class"].items():
+        print(f"  {name:<18} precision {r['precision']:.3f} recall {r['recall']:.3f} (n={r['support']})")
+    if args.metrics_out:
+        Path(args.metrics_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.metrics_out).write_text(json.dumps(report, indent=2))
+    if args.plots:
+        _write_plots(model, report, Path(args.plots))
+    return 0
+
+
+def _write_plots(model, report: dict, out: Path) -> None:
+    from .plots import image_grid, plot_confusion
+    from .tuning import TuneResult, plot_knn_curve
+
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion(np.array(report["confusion"]["matrix"]), model.class_names, out / "confusion.png",
+                   f"{model.meta.get('name')}: accuracy {report['accuracy']:.3f}")
+    tuning = model.meta.get("tuning") or {}
+    if tuning and model.kind == "knn":
+        plot_knn_curve(TuneResult(tuning["strategy"], tuning["rows"]), str(out / "cv_curve.png"))
+    if model.kind == "linear" and model.classifier.coef_.shape[1] == 32 * 32 * 3:
+        t = model.classifier.templates()
+        image_grid([[img] for img in t], [model.class_names[c] for c in model.classifier.classes_],
+                   out / "templates.png", scale=0.9)
+    print(f"plots in {out}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .datasets import read_image, to_patch
+
+    model = _load_model(args)
+    patches, names = [], []
+    for f in args.images:
+        try:
+            patches.append(to_patch(read_image(f)))
+            names.append(f)
+        except ValueError as e:
+            print(f"warning: {e}", file=sys.stderr)
+    if not patches:
+        raise ValueError("no readable images")
+    labels, proba = model.predict(np.stack(patches))
+    for f, lab, p in zip(names, labels, proba):
+        print(f"{f}\t{model.class_names[lab]}\t{p[lab]:.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .datasets import FORMATS
+    from .distances import METRICS
+    from .features import FEATURE_KINDS
+
+    parser = argparse.ArgumentParser(prog="robot-classify", description=__doc__.splitlines()[0])
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a kNN or linear model from a dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--classifier", default="knn", choices=["knn", "linear"])
+    p.add_argument("--k", default="auto", help="auto (tuned over 1..15) or a number")
+    p.add_argument("--metric", type=_csv(), default=["l2"], help=f"one or a comma list of {METRICS}")
+    p.add_argument("--features", type=_csv(), default=["hog_color"], help=f"one or a comma list of {FEATURE_KINDS}")
+    p.add_argument("--pca", type=int, default=0, help="reduce features to this many PCA dims (0 = off)")
+    p.add_argument("--tune", default="cv", choices=["cv", "val", "none"])
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--loss", default="softmax", choices=["svm", "softmax"])
+    p.add_argument("--reg", type=_csv(float), default=None, help="L2 strength(s), comma list to tune")
+    p.add_argument("--lr", type=_csv(float), default=None, help="learning rate(s), comma list to tune")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class metrics and plots on a dataset split")
+    _add_model_arg(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--split", default="test")
+    p.add_argument("--metrics-out")
+    p.add_argument("--plots")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label and score for each image")
+    _add_model_arg(p)
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=cmd_predict)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    from .model_io import ModelFormatError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, ModelFormatError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

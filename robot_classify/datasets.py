@@ -1,0 +1,261 @@
+"""Patch datasets: image folders, .npz, PROPS (DeepRob) pickles and CIFAR-10 python batches.
+
+Everything becomes `PatchSet`s of uint8 RGB 32x32 patches with integer labels into one list
+of class names, keyed by split ("train", "val", "test", or "all" for a single-split file).
+Pickles are read with `safe_pickle.safe_load`, which cannot run code.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .safe_pickle import safe_load
+
+log = logging.getLogger(__name__)
+
+PROPS_CLASSES = ["master_chef_can", "cracker_box", "sugar_box", "tomato_soup_can", "mustard_bottle",
+                 "tuna_fish_can", "gelatin_box", "potted_meat_can", "mug", "large_marker"]
+FORMATS = ("auto", "props", "cifar10", "folder", "npz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+PATCH = 32
+
+
+@dataclass
+class PatchSet:
+    images: np.ndarray  # (N, 32, 32, 3) uint8 RGB
+    labels: np.ndarray  # (N,) int64 indices into class_names
+    class_names: list[str]
+    groups: np.ndarray | None = None  # object instance / scene per sample, for group-aware splits
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1:] != (PATCH, PATCH, 3) or self.images.dtype != np.uint8:
+            raise ValueError(f"patches must be uint8 (N, 32, 32, 3), got {self.images.dtype} {self.images.shape}")
+        if self.labels.shape != (len(self.images),):
+            raise ValueError(f"{len(self.images)} patches but labels of shape {self.labels.shape}")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise ValueError(f"labels outside [0, {len(self.class_names)})")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> "PatchSet":
+        return PatchSet(self.images[idx], self.labels[idx], self.class_names,
+                        None if self.groups is None else self.groups[idx])
+
+
+def to_patch(image: np.ndarray) -> np.ndarray:
+    """Any image (grey, RGB, RGBA, 8/16-bit) -> 32x32 RGB uint8, resized with INTER_AREA."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise ValueError(f"unsupported image dtype {image.dtype}")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif image.shape[2] == 1:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[:2] != (PATCH, PATCH):
+        image = cv2.resize(image, (PATCH, PATCH), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a file as RGB (or grey); raises ValueError if OpenCV cannot decode it."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{path}: not a readable image")
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return img
+
+
+def load_folder(root: Path) -> dict[str, PatchSet]:
+    splits = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name in ("train", "val", "test")]
+    if not splits:
+        raise ValueError(f"{root}: expected train/, val/ or test/ folders with one folder per class")
+    names_file = root / "class_names.txt"
+    if names_file.is_file():
+        class_names = [n.strip() for n in names_file.read_text().splitlines() if n.strip()]
+    else:
+        class_names = sorted({c.name for s in splits for c in s.iterdir() if c.is_dir() and not c.name.startswith("_")})
+    out = {}
+    for split in splits:
+        images, labels, skipped = [], [], 0
+        for ci, name in enumerate(class_names):
+            for f in sorted((split / name).glob("*")) if (split / name).is_dir() else []:
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    images.append(to_patch(read_image(f)))
+                    labels.append(ci)
+                except ValueError as e:
+                    skipped += 1
+                    log.warning("skipping %s", e)
+        if skipped:
+            log.warning("%s: skipped %d unreadable images", split, skipped)
+        out[split.name] = PatchSet(np.stack(images) if images else np.zeros((0, PATCH, PATCH, 3), np.uint8),
+                                   np.asarray(labels, np.int64), class_names)
+    return out
+
+
+def load_npz(path: Path) -> dict[str, PatchSet]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = dict(z)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable .npz without pickled objects ({e})") from None
+    if "class_names" not in files:
+        raise ValueError(f"{path}: missing 'class_names'")
+    names = [str(n) for n in files["class_names"]]
+    out = {}
+    for split in ("", "train", "val", "test"):
+        xk, yk = ("X", "y") if not split else (f"X_{split}", f"y_{split}")
+        if xk in files and yk in files:
+            images = files[xk]
+            if images.ndim == 4 and images.shape[1:3] != (PATCH, PATCH):
+                images = np.stack([to_patch(i) for i in images]) if len(images) else images
+            out[split or "all"] = PatchSet(images, files[yk].astype(np.int64), names)
+    if not out:
+        raise ValueError(f"{path}: needs arrays X and y (or X_train/y_train, X_test/y_test)")
+    return out
+
+
+def _props_root(path: Path) -> Path:
+    for cand in (path, path / "Progress-Objects-Sample"):
+        if (cand / "meta.pkl").is_file():
+            return cand
+    raise ValueError(f"{path}: no PROPS meta.pkl found")
+
+
+def load_props(path: Path) -> dict[str, PatchSet]:
+    root = _props_root(path)
+    meta = _load_dict(root / "meta.pkl", ("test_split",))
+    test_split = {Path(str(n)).stem for n in meta["test_split"]}
+    names = [str(n) for n in meta.get("class_names", PROPS_CLASSES)]
+    parts: dict[str, list] = {"train": [], "test": []}
+    files = sorted(f for f in root.glob("*.pkl") if f.name != "meta.pkl")
+    if not files:
+        raise ValueError(f"{root}: no <class>_<n>.pkl instance files")
+    for gi, f in enumerate(files):
+        d = _load_dict(f, ("data", "labels"))
+        data, labels = np.asarray(d["data"]), np.asarray(d["labels"], np.int64).ravel()
+        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[1:] != (PATCH, PATCH, 3) or len(data) != len(labels):
+            raise ValueError(f"{f}: data must be uint8 (N, 32, 32, 3) with N labels, got {data.dtype} {data.shape} "
+                             f"and {labels.shape}")
+        parts["test" if f.stem in test_split else "train"].append((data, labels, np.full(len(labels), gi)))
+    out = {}
+    for split, items in parts.items():
+        if items:
+            out[split] = PatchSet(np.concatenate([i[0] for i in items]), np.concatenate([i[1] for i in items]),
+                                  names, np.concatenate([i[2] for i in items]))
+    return out
+
+
+def _cifar_root(path: Path) -> Path:
+    for cand in (path, path / "cifar-10-batches-py"):
+        if (cand / "batches.meta").is_file() or (cand / "test_batch").is_file():
+            return cand
+    raise ValueError(f"{path}: no CIFAR-10 batches found")
+
+
+def _load_dict(path: Path, required: tuple[str, ...]) -> dict:
+    """A pickled dict with str keys (Python 2 era CIFAR pickles may have bytes keys)."""
+    d = safe_load(path)
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a pickled dict, got {type(d).__name__}")
+    d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    return d
+
+
+def load_cifar10(path: Path) -> dict[str, PatchSet]:
+    root = _cifar_root(path)
+    names = [f"class_{i}" for i in range(10)]
+    if (root / "batches.meta").is_file():
+        meta = _load_dict(root / "batches.meta", ("label_names",))
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["label_names"]]
+
+    def batch(f: Path) -> tuple[np.ndarray, np.ndarray]:
+        d = _load_dict(f, ("data",))
+        data = np.asarray(d["data"], np.uint8)
+        labels = np.asarray(d.get("labels", d.get("fine_labels")), np.int64)
+        if data.ndim != 2 or data.shape[1] != 3 * PATCH * PATCH or len(labels) != len(data):
+            raise ValueError(f"{f}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")
+        return data.reshape(-1, 3, PATCH, PATCH).transpose(0, 2, 3, 1).copy(), labels
+
+    out = {}
+    train = [batch(f) for f in sorted(root.glob("data_batch_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))]
+    if train:
+        out["train"] = PatchSet(np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train]), names)
+    if (root / "test_batch").is_file():
+        out["test"] = PatchSet(*batch(root / "test_batch"), names)
+    return out
+
+
+def detect_format(path: Path) -> str:
+    if path.is_file() and path.suffix == ".npz":
+        return "npz"
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such dataset (a folder or .npz file)")
+    try:
+        _props_root(path)
+        return "props"
+    except ValueError:
+        pass
+    try:
+        _cifar_root(path)
+        return "cifar10"
+    except ValueError:
+        pass
+    if any((path / s).is_dir() for s in ("train", "val", "test")):
+        return "folder"
+    raise ValueError(f"{path}: cannot tell the dataset format; pass --format ({', '.join(FORMATS[1:])})")
+
+
+def load_dataset(path: str | Path, fmt: str = "auto") -> dict[str, PatchSet]:
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    path = Path(path)
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    loader = {"props": load_props, "cifar10": load_cifar10, "folder": load_folder, "npz": load_npz}[fmt]
+    return loader(path)
+
+
+def get_split(splits: dict[str, PatchSet], name: str) -> PatchSet:
+    if name in splits:
+        return splits[name]
+    if "all" in splits:
+        return splits["all"]
+    raise ValueError(f"dataset has no {name!r} split (it has: {', '.join(sorted(splits))})")
+
+
+def split_validation(data: PatchSet, fraction: float, seed: int = 0) -> tuple[PatchSet, PatchSet]:
+    """Hold out `fraction` for validation: whole groups (instances / scenes) when known, so the
+    validation score sees unseen instances like the test set does; else stratified random."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    if data.groups is not None and len(np.unique(data.groups)) >= 2:
+        # Per class, so no class loses all its training groups.
+        ugroups = np.unique(data.groups)
+        majority = np.array([np.bincount(data.labels[data.groups == g]).argmax() for g in ugroups])
+        held = []
+        for c in np.unique(majority):
+            gs = rng.permutation(ugroups[majority == c])
+            if len(gs) >= 2:
+                held.extend(gs[: min(len(gs) - 1, max(1, int(round(fraction * len(gs)))))])
+        val_mask = np.isin(data.groups, held)
+    else:
+        val_mask = np.zeros(len(data), bool)
+        for c in np.unique(data.labels):
+            idx = rng.permutation(np.flatnonzero(data.labels == c))
+            val_mask[idx[: int(round(fraction * len(idx)))]] = True
+    return data.subset(np.flatnonzero(~val_mask)), data.subset(np.flatnonzero(val_mask))

@@ -1,0 +1,232 @@
+"""Exact nearest-neighbour search as a faiss-style index: `add` vectors, `search(queries, k)`.
+
+Why not plain brute force: a camera frame brings ~20 patches, and brute-force L2 over 50,000
+images of 3,072 bytes is memory-bound (faiss reads 600 MB of float32 per frame). Images are
+highly correlated, so we search exactly with a lower bound instead:
+
+  |x - y|^2 = |P'(x - y)|^2 + |R(x - y)|^2 >= |P'(x - y)|^2 + (|Rx| - |Ry|)^2
+
+where P holds the top principal directions of the training data (d = 128) and R projects on
+the rest. The bound costs a 128-dim matmul; every point whose bound is below the k-th best
+*exact* distance found so far is re-ranked exactly (integer arithmetic on uint8 pixels,
+float64 otherwise). Nothing that can be among the k nearest is skipped, so results equal a
+float64 brute-force reference, ties broken by the lower training index. When the bound
+prunes badly (e.g. white noise) a query falls back to exact brute force.
+
+L1 has no cheap tight bound of this kind; it is brute force on OpenCV's SIMD integer
+kernels (uint8) or float64. On CUDA the search is brute force in float32 on the GPU with a
+rigorous rounding margin and an exact float64 re-rank of the few candidates inside it.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .device import resolve_device
+from .distances import check_metric, normalize_rows, row_distances
+
+_LB_SLACK = 1e-4  # relative slack on the bound; float32 rounding is ~1e-6 relative
+_FALLBACK_FRACTION = 0.35  # bound no better than this fraction of N: brute force is cheaper
+
+
+class ExactIndex:
+    """Exact k-NN index over one training set.
+
+    Parameters
+    ----------
+    metric: "l1", "l2" or "cosine".
+    device: "auto", "cpu" or "cuda".
+    max_scratch_bytes: cap on the query x train blocks held at once; 10,000 queries against
+        50,000 samples never hold more than this (plus the per-block top-k).
+    bound_dims: principal directions used by the L2/cosine lower bound (0 disables it).
+    """
+
+    def __init__(self, metric: str = "l2", device: str = "auto", max_scratch_bytes: int = 256 << 20,
+                 bound_dims: int = 128) -> None:
+        self.metric = check_metric(metric)
+        self.device = resolve_device(device)
+        if max_scratch_bytes < 1 << 16:
+            raise ValueError(f"max_scratch_bytes must be at least 65536, got {max_scratch_bytes}")
+        if bound_dims < 0:
+            raise ValueError(f"bound_dims must be >= 0, got {bound_dims}")
+        self.max_scratch_bytes = int(max_scratch_bytes)
+        self.bound_dims = int(bound_dims)
+        self.ntotal = 0
+        self.stats = {"queries": 0, "reranked": 0, "brute_force": 0}
+
+    # ------------------------------------------------------------------ storage
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"expected a 2-D array (n, d), got shape {X.shape}")
+        if X.dtype != np.uint8:
+            X = X.astype(np.float32)
+            if not np.isfinite(X).all():
+                raise ValueError("input contains NaN or inf")
+        if self.metric == "cosine":
+            return normalize_rows(X)
+        return np.ascontiguousarray(X)
+
+    def add(self, X: np.ndarray) -> None:
+        """Store the training vectors: uint8 stays uint8 (exact, 1 byte a value), else float32."""
+        if self.ntotal:
+            raise RuntimeError("ExactIndex holds one training set; make a new index to replace it")
+        data = self._prepare(X)
+        if data.shape[0] == 0:
+            raise ValueError("cannot add an empty training set")
+        self.data = data
+        self.ntotal, self.d = data.shape
+        if self.device.type == "cuda":
+            # uint8 values are exact in float16: half the memory of float32, no loss.
+            dtype = torch.float16 if data.dtype == np.uint8 else torch.float32
+            self._gpu_data = torch.from_numpy(data).to(self.device, dtype)
+            self._gpu_sq = (self._gpu_data.float() ** 2).sum(1)
+        elif self.metric != "l1" and 0 < self.bound_dims < self.d and self.ntotal > 4 * self.bound_dims:
+            self._fit_bound()
+
+    def _fit_bound(self) -> None:
+        rng = np.random.default_rng(0)
+        sample = self.data[rng.choice(self.ntotal, size=min(self.ntotal, 8192), replace=False)]
+        self._mu = sample.astype(np.float64).mean(0)
+        # Any orthonormal P gives a valid bound; a good one (top principal directions) makes it
+        # tight. A randomized SVD finds them in a fraction of a second.
+        torch.manual_seed(0)
+        centred = torch.from_numpy((sample - self._mu).astype(np.float32))
+        _, _, v = torch.svd_lowrank(centred, q=self.bound_dims + 8, niter=2)
+        P = np.linalg.qr(v[:, : self.bound_dims].double().numpy())[0]  # orthonormal D x d
+        self._P32 = np.ascontiguousarray(P.astype(np.float32))
+        P64 = self._P32.astype(np.float64)
+        n = self.ntotal
+        self._Z = np.empty((n, self.bound_dims), np.float32)
+        self._res = np.empty(n, np.float64)
+        self._sq = np.empty(n, np.float64)
+        step = max(1, (32 << 20) // (8 * self.d))
+        for s in range(0, n, step):
+            c = self.data[s:s + step].astype(np.float64) - self._mu
+            z = c @ P64
+            sq = np.einsum("ij,ij->i", c, c)
+            self._Z[s:s + step] = z
+            self._sq[s:s + step] = sq
+            self._res[s:s + step] = np.sqrt(np.maximum(sq - np.einsum("ij,ij->i", z, z), 0.0))
+        Z64 = self._Z.astype(np.float64)
+        self._zsq = np.einsum("ij,ij->i", Z64, Z64).astype(np.float32)
+        self._Zt = torch.from_numpy(self._Z)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held for the training set and its search structures."""
+        total = self.data.nbytes if self.ntotal else 0
+        for name in ("_Z", "_res", "_sq", "_zsq"):
+            if hasattr(self, name):
+                total += getattr(self, name).nbytes
+        if hasattr(self, "_gpu_data"):
+            total += self._gpu_data.element_size() * self._gpu_data.nelement()
+        return total
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (distances, indices), each (n_queries, k), nearest first.
+
+        Distances are true distances: Euclidean for l2, L1, and 1 - cos for cosine.
+        Equal distances are ordered by training index, so results are deterministic.
+        """
+        if not self.ntotal:
+            raise RuntimeError("search called on an empty index; call add() first")
+        if not 1 <= k <= self.ntotal:
+            raise ValueError(f"k must be in [1, {self.ntotal}] (the training size), got {k}")
+        Q = self._prepare(queries)
+        if Q.shape[1] != self.d:
+            raise ValueError(f"queries have {Q.shape[1]} features, the index has {self.d}")
+        if self.data.dtype == np.uint8 and Q.dtype != np.uint8:
+            raise ValueError("this index stores uint8 vectors; queries must be uint8 as well")
+        out_d = np.empty((len(Q), k), np.float64)
+        out_i = np.empty((len(Q), k), np.int64)
+        block = max(1, self.max_scratch_bytes // (4 * self.ntotal))
+        for s in range(0, len(Q), block):
+            qb = Q[s:s + block]
+            if self.device.type == "cuda":
+                cand = self._gpu_candidates(qb, k)
+            else:
+                cand = self._bounded_candidates(qb, k) if hasattr(self, "_Z") else [None] * len(qb)
+                missing = [j for j, c in enumerate(cand) if c is None]
+                if missing:
+                    for j, c in zip(missing, self._brute_candidates(qb[missing], k)):
+                        cand[j] = c
+            for j, c in enumerate(cand):
+                out_d[s + j], out_i[s + j] = self._rerank(qb[j], c, k)
+        self.stats["queries"] += len(Q)
+        if self.metric == "l1":
+            return out_d, out_i
+        if self.metric == "cosine":
+            return out_d / 2.0, out_i  # |a - b|^2 = 2 - 2cos for unit vectors
+        return np.sqrt(out_d), out_i
+
+    def _rerank(self, q: np.ndarray, cand: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact distances on the candidates (all rows if None); k best by (distance, index)."""
+        if cand is None:
+            self.stats["brute_force"] += 1
+            cand = np.arange(self.ntotal)
+            d = self._brute_row(q)
+        else:
+            cand = np.sort(cand)
+            d = row_distances(self.data[cand], q, self.metric)
+        self.stats["reranked"] += len(cand)
+        order = np.lexsort((cand, d))[:k]
+        return d[order], cand[order]
+
+    def _brute_row(self, q: np.ndarray) -> np.ndarray:
+        step = max(1, self.max_scratch_bytes // (8 * self.d)) if self.data.dtype != np.uint8 else self.ntotal
+        return np.concatenate([row_distances(self.data[s:s + step], q, self.metric)
+                               for s in range(0, self.ntotal, step)])
+
+    def _brute_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray | None]:
+        """uint8: OpenCV's batched SIMD integer search for the k + 16 nearest; None = full scan."""
+        if self.data.dtype != np.uint8:
+            return [None] * len(qb)
+        kk = min(self.ntotal, k + 16)
+        norm = cv2.NORM_L1 if self.metric == "l1" else cv2.NORM_L2SQR
+        d, idx = cv2.batchDistance(qb, self.data, cv2.CV_32S, normType=norm, K=kk)
+        # A tie at the k-th distance that runs to the end of the list may continue beyond it.
+        return [None if kk < self.ntotal and d[i, kk - 1] == d[i, k - 1] else idx[i].astype(np.int64)
+                for i in range(len(qb))]
+
+    def _bounded_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray | None]:
+        c = qb.astype(np.float64) - self._mu
+        zq64 = c @ self._P32.astype(np.float64)
+        sq_q = np.einsum("ij,ij->i", c, c)
+        res_q = np.sqrt(np.maximum(sq_q - np.einsum("ij,ij->i", zq64, zq64), 0.0))
+        zq = torch.from_numpy(zq64.astype(np.float32))
+        # Squared distance in the principal subspace, float32 (slack below covers rounding).
+        lb = (torch.from_numpy(self._zsq)[None, :] - 2.0 * zq @ self._Zt.T).numpy()
+        lb += (zq64**2).sum(1, dtype=np.float64).astype(np.float32)[:, None]
+        lb += ((res_q[:, None] - self._res[None, :]) ** 2).astype(np.float32)
+        lb -= (_LB_SLACK * (sq_q[:, None] + self._sq[None, :])).astype(np.float32)
+        m = min(self.ntotal, max(2 * k, 16))
+        first = np.argpartition(lb, m - 1, axis=1)[:, :m]
+        cands: list[np.ndarray | None] = []
+        for i in range(len(qb)):
+            d0 = row_distances(self.data[first[i]], qb[i], self.metric)
+            kth = np.partition(d0, k - 1)[k - 1]  # an upper bound on the true k-th distance
+            inside = np.flatnonzero(lb[i] <= kth)
+            cands.append(None if len(inside) > _FALLBACK_FRACTION * self.ntotal
+                         else np.union1d(inside, first[i]))
+        return cands
+
+    def _gpu_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray]:
+        """Float32 distances on the GPU, then every point within the rounding margin of the k-th."""
+        q = torch.from_numpy(np.ascontiguousarray(qb)).to(self.device, torch.float32)
+        X = self._gpu_data
+        if self.metric == "l1":
+            d = torch.cat([torch.cdist(q, X[s:s + 8192].float(), p=1) for s in range(0, self.ntotal, 8192)], 1)
+            scale = d
+        else:
+            qsq = (q**2).sum(1, keepdim=True)
+            d = qsq + self._gpu_sq[None, :] - 2.0 * (q @ X.float().T)
+            scale = qsq + self._gpu_sq[None, :]
+        # Rigorous float32 dot/sum error bound: |err| <= D * 2^-24 * scale (with headroom).
+        margin = 4.0 * self.d * 2.0**-24 * scale
+        vals, ids = torch.topk(d, k, dim=1, largest=False)
+        # True k-th distance <= approx k-th + its margin; keep all whose lower end is below it.
+        inside = (d - margin) <= (vals[:, -1:] + margin.gather(1, ids[:, -1:]))
+        return [torch.nonzero(row).flatten().cpu().numpy() for row in inside]

@@ -1,0 +1,97 @@
+"""Train a `ClassifierModel` from a training split, tuning hyperparameters first if asked."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+import numpy as np
+
+from .datasets import PatchSet, split_validation
+from .features import FeaturePipeline, feature_config
+from .knn import KNNClassifier
+from .linear import LinearClassifier
+from .model import ClassifierModel
+from .model_io import data_sha256
+from .tuning import TuneResult, tune_knn, tune_linear
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KS = [1, 3, 5, 7, 9, 11, 15]
+DEFAULT_REGS = [1e-5, 1e-4, 1e-3]
+DEFAULT_LRS = [0.01, 0.05]
+TUNE_STRATEGIES = ("cv", "val", "none")
+
+
+@dataclass
+class TrainOptions:
+    classifier: str = "knn"
+    k: str | int = "auto"
+    metrics: list[str] = field(default_factory=lambda: ["l2"])
+    features: list[str] = field(default_factory=lambda: ["hog_color"])
+    pca_dims: int = 0
+    tune: str = "cv"
+    folds: int = 5
+    val_fraction: float = 0.2
+    loss: str = "softmax"
+    regs: list[float] | None = None
+    lrs: list[float] | None = None
+    epochs: int = 20
+    batch_size: int = 256
+    device: str = "auto"
+    seed: int = 0
+    quiet: bool = False
+    name: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.classifier not in ("knn", "linear"):
+            raise ValueError(f"classifier must be knn or linear, got {self.classifier!r}")
+        if self.tune not in TUNE_STRATEGIES:
+            raise ValueError(f"tune must be one of {TUNE_STRATEGIES}, got {self.tune!r}")
+        if self.k != "auto" and (not str(self.k).isdigit() or int(self.k) < 1):
+            raise ValueError(f"k must be 'auto' or a positive integer, got {self.k!r}")
+
+
+def train_model(train: PatchSet, opts: TrainOptions, val: PatchSet | None = None) -> ClassifierModel:
+    """Tune on `val` (or k-fold CV inside `train`), then fit the chosen setting on all of it."""
+    if not len(train):
+        raise ValueError("the training split is empty")
+    if opts.tune == "val" and val is None:
+        train, val = split_validation(train, opts.val_fraction, opts.seed)
+    result: TuneResult | None = None
+    if opts.classifier == "knn":
+        ks = DEFAULT_KS if opts.k == "auto" else [int(opts.k)]
+        ks = [k for k in ks if k <= len(train)] or [1]
+        if opts.tune != "none" and (len(ks) > 1 or len(opts.metrics) > 1 or len(opts.features) > 1):
+            result = tune_knn(train, ks, opts.metrics, opts.features, opts.pca_dims, opts.tune, opts.folds, val,
+                              opts.seed, opts.device, opts.quiet)
+            best = result.best["params"]
+            k, metric, kind = best["k"], best["metric"], best["features"]
+        else:
+            k, metric, kind = (5 if opts.k == "auto" else int(opts.k)), opts.metrics[0], opts.features[0]
+        features = FeaturePipeline(**feature_config(kind, "knn", metric, opts.pca_dims))
+        classifier: KNNClassifier | LinearClassifier = KNNClassifier(min(k, len(train)), metric, device=opts.device)
+    else:
+        regs, lrs = opts.regs or DEFAULT_REGS, opts.lrs or DEFAULT_LRS
+        feat = feature_config(opts.features[0], "linear", pca_dims=opts.pca_dims)
+        if opts.tune != "none" and len(regs) * len(lrs) > 1:
+            result = tune_linear(train, {"reg": regs, "lr": lrs}, feat, opts.loss, opts.tune, opts.folds, val,
+                                 opts.seed, opts.device, opts.quiet, opts.epochs)
+            reg, lr = result.best["params"]["reg"], result.best["params"]["lr"]
+        else:
+            reg, lr = regs[0], lrs[0]
+        features = FeaturePipeline(**feat)
+        classifier = LinearClassifier(opts.loss, reg, lr, opts.epochs, opts.batch_size, device=opts.device,
+                                      seed=opts.seed, quiet=opts.quiet)
+    if result is not None and not opts.quiet:
+        log.info("tuning (%s):\n%s", opts.tune, result.table())
+    final = train if val is None or opts.tune != "val" else _concat(train, val)
+    model = ClassifierModel(features, classifier, list(train.class_names))
+    model.fit(final.images, final.labels)
+    model.meta = {"name": opts.name,
+                  "training": {"sha256": data_sha256(final.images, final.labels), "n_samples": len(final)},
+                  "tuning": result.to_json() if result else {}}
+    return model
+
+
+def _concat(a: PatchSet, b: PatchSet) -> PatchSet:
+    groups = None if a.groups is None or b.groups is None else np.concatenate([a.groups, b.groups])
+    return PatchSet(np.concatenate([a.images, b.images]), np.concatenate([a.labels, b.labels]), a.class_names, groups)

@@ -1,0 +1,57 @@
+"""ament_python package setup: also a plain pip-installable Python package."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "robot_classify"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
+    package_data={PACKAGE: ["schema/*.json"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "setuptools",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        # torch==2.13.0 is installed explicitly first (README); this range admits it so pip adds nothing.
+        "torch>=2.2,<2.14",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "scikit-image>=0.21",
+        "pybullet>=3.2.6",
+        "rosbags>=0.10",
+        "rosbags-image>=0.9",
+    ],
+    extras_require={
+        "ros": [
+            "ros-jazzy-rclpy",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-geometry-msgs",
+            "ros-jazzy-visualization-msgs",
+            "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-rmw-fastrtps-cpp",
+        ],
+        "dev": ["pytest>=7", "scikit-learn>=1.3", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1"],
+    },
+    zip_safe=True,
+    maintainer="robot_classify developers",
+    maintainer_email="robot-classify@example.com",
+    description="RGB-D tabletop object classification (kNN / linear) for ROS 2 grasping pipelines.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "robot-classify = robot_classify.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,134 @@
+import os
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+
+from robot_classify.datasets import PROPS_CLASSES, detect_format, load_dataset
+from robot_classify.safe_pickle import UnsafePickleError, safe_load
+
+
+def write_folder(root, sizes=((40, 60), (32, 32))):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c, name in enumerate(["mug", "cracker_box"]):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i, (h, w) in enumerate(sizes):
+                img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                cv2.imwrite(str(d / f"{i}.png"), img)
+            cv2.imwrite(str(d / "grey.jpg"), rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    (root / "train" / "mug" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def test_folder_any_size_and_grey_become_32x32_rgb(tmp_path):
+    splits = load_dataset(write_folder(tmp_path))
+    assert detect_format(tmp_path) == "folder"
+    assert splits["train"].images.shape == (6, 32, 32, 3)  # the broken file is skipped with a warning
+    assert splits["train"].class_names == ["cracker_box", "mug"]
+
+
+def test_folder_resize_uses_inter_area(tmp_path):
+    img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "test" / "a" / "x.png"), img)
+    got = load_dataset(tmp_path)["test"].images[0]
+    expect = cv2.resize(img[:, :, ::-1], (32, 32), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(got, expect)
+
+
+def test_npz_round_trip(tmp_path):
+    X = np.random.default_rng(2).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", X=X, y=np.array([0, 1, 0, 1, 1]), class_names=np.array(["a", "b"]))
+    s = load_dataset(tmp_path / "d.npz")["all"]
+    np.testing.assert_array_equal(s.images, X)
+    assert s.class_names == ["a", "b"]
+
+
+def test_npz_with_object_arrays_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.array([object()], dtype=object), y=np.zeros(1), class_names=np.array(["a"]))
+    with pytest.raises(ValueError, match="pickled objects"):
+        load_dataset(tmp_path / "d.npz")
+
+
+def write_props(root, n=4):
+    root = root / "Progress-Objects-Sample"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    with open(root / "meta.pkl", "wb") as f:
+        pickle.dump({"test_split": ["mug_1", "cracker_box_1"]}, f)
+    for cls in ("mug", "cracker_box"):
+        for inst in (0, 1):
+            with open(root / f"{cls}_{inst}.pkl", "wb") as f:
+                pickle.dump({"data": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                             "labels": [PROPS_CLASSES.index(cls)] * n}, f)
+    return root.parent
+
+
+def test_props_split_by_instance(tmp_path):
+    splits = load_dataset(write_props(tmp_path))
+    assert detect_format(tmp_path) == "props"
+    assert len(splits["train"]) == 8 and len(splits["test"]) == 8
+    assert splits["train"].class_names == PROPS_CLASSES
+    assert set(splits["test"].labels) == {PROPS_CLASSES.index("mug"), PROPS_CLASSES.index("cracker_box")}
+    assert len(np.unique(splits["train"].groups)) == 2
+
+
+def write_cifar(root):
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    rows = img.transpose(0, 3, 1, 2).reshape(3, -1)  # CIFAR stores R, G, B planes row-major
+    for name in ("data_batch_1", "test_batch"):
+        with open(root / name, "wb") as f:
+            pickle.dump({b"data": rows, b"labels": [0, 1, 2]}, f, protocol=2)
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"plane", b"car", b"bird"]}, f, protocol=2)
+    return img
+
+
+def test_cifar10_planes_become_hwc(tmp_path):
+    img = write_cifar(tmp_path)
+    splits = load_dataset(tmp_path, "cifar10")
+    np.testing.assert_array_equal(splits["train"].images, img)
+    assert splits["test"].class_names == ["plane", "car", "bird"]
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+class EvalEvil:
+    def __reduce__(self):
+        return (eval, ("__import__('os').system('touch PWNED2')",))
+
+
+@pytest.mark.parametrize("payload", [Evil(), EvalEvil(), {"data": Evil()}])
+def test_hostile_pickle_does_not_run(tmp_path, monkeypatch, payload):
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(pickle.dumps(payload))
+    with pytest.raises(UnsafePickleError, match="refusing to load"):
+        safe_load(p)
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
+
+
+def test_hostile_meta_in_props_dataset_refused(tmp_path):
+    root = write_props(tmp_path) / "Progress-Objects-Sample"
+    (root / "meta.pkl").write_bytes(pickle.dumps({"test_split": [], "x": Evil()}))
+    with pytest.raises(UnsafePickleError):
+        load_dataset(tmp_path)
+
+
+def test_truncated_pickle_clear_error(tmp_path):
+    p = tmp_path / "cut.pkl"
+    p.write_bytes(pickle.dumps({"data": np.zeros((4, 32, 32, 3), np.uint8)})[:50])
+    with pytest.raises(ValueError, match="not a readable dataset pickle"):
+        safe_load(p)
+
+
+def test_unknown_dataset_layout(tmp_path):
+    with pytest.raises(ValueError, match="cannot tell the dataset format"):
+        load_dataset(tmp_path)

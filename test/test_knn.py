@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from robot_classify.knn import KNNClassifier, vote
+
+
+def test_knn_tie_break_prefers_class_with_nearest_member():
+    # Query at 0: neighbours at 1 (class 1), 2 (class 0), 3 (class 1), 4 (class 0) -> 2:2 tie.
+    X = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
+    y = np.array([1, 0, 1, 0])
+    clf = KNNClassifier(k=4, metric="l2", device="cpu").fit(X, y)
+    assert clf.predict(np.array([[0.0]], np.float32)).tolist() == [1]
+    # Mirror it: nearest is now class 0.
+    clf = KNNClassifier(k=4, metric="l2", device="cpu").fit(X, 1 - y)
+    assert clf.predict(np.array([[0.0]], np.float32)).tolist() == [0]
+
+
+def test_vote_shares_sum_to_one_and_match_counts():
+    labels = np.array([[0, 1, 1, 2, 1]])
+    dist = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    lab, shares = vote(labels, dist, 3)
+    assert lab.tolist() == [1]
+    np.testing.assert_allclose(shares, [[0.2, 0.6, 0.2]])
+    lab, shares = vote(labels, dist, 3, "distance")
+    np.testing.assert_allclose(shares.sum(1), 1.0)
+    assert lab.tolist() == [1]  # 1/2 + 1/3 + 1/5 > 1/1
+
+
+def test_distance_weights_exact_match_wins():
+    lab, shares = vote(np.array([[2, 0, 0]]), np.array([[0.0, 1.0, 1.0]]), 3, "distance")
+    assert lab.tolist() == [2]
+    np.testing.assert_allclose(shares, [[0, 0, 1]])
+
+
+def test_predict_proba_rows_sum_to_one(patches):
+    X = patches.images.reshape(len(patches), -1)
+    clf = KNNClassifier(k=5, device="cpu").fit(X, patches.labels)
+    p = clf.predict_proba(X[:10])
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    assert (clf.predict(X) == patches.labels).mean() == 1.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"k": 0}, "k must be a positive integer"),
+    ({"k": 2.5}, "k must be a positive integer"),
+    ({"metric": "minkowski"}, "metric must be one of"),
+    ({"weights": "gaussian"}, "weights must be one of"),
+])
+def test_bad_hyperparameters_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        KNNClassifier(**kwargs)
+
+
+def test_k_larger_than_training_set_rejected():
+    with pytest.raises(ValueError, match="larger than the training set"):
+        KNNClassifier(k=5).fit(np.zeros((3, 2), np.float32), np.array([0, 1, 0]))
+
+
+def test_nan_in_x_rejected():
+    with pytest.raises(ValueError, match="NaN"):
+        KNNClassifier(k=1).fit(np.array([[np.nan, 0.0]]), np.array([0]))
+    clf = KNNClassifier(k=1, device="cpu").fit(np.zeros((2, 2), np.float32), np.array([0, 1]))
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(np.array([[np.inf, 0.0]]))

@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+
+from robot_classify.neighbors import ExactIndex
+
+
+def reference_knn(X, Q, k, metric):
+    """float64 brute force, ties by lower index: the definition of 'exact'."""
+    X64, Q64 = X.astype(np.float64), Q.astype(np.float64)
+    if metric == "cosine":
+        X64 = X64 / np.maximum(np.linalg.norm(X64, axis=1, keepdims=True), 1e-300)
+        Q64 = Q64 / np.maximum(np.linalg.norm(Q64, axis=1, keepdims=True), 1e-300)
+    diff = Q64[:, None, :] - X64[None, :, :]
+    d = np.abs(diff).sum(2) if metric == "l1" else (diff**2).sum(2)
+    idx = np.stack([np.lexsort((np.arange(len(X)), row))[:k] for row in d])
+    return idx
+
+
+def correlated_images(n, d=3072, seed=0):
+    """Low-rank + noise uint8 vectors: image-like, so the PCA bound prunes as it does on patches."""
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(16, d))
+    x = 128 + rng.normal(size=(n, 16)) @ basis * 8 + rng.normal(size=(n, d)) * 6
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2", "cosine"])
+def test_exact_index_equals_float64_reference_on_images(metric):
+    X = correlated_images(3000)
+    Q = correlated_images(40, seed=1)
+    index = ExactIndex(metric, device="cpu")
+    index.add(X)
+    _, idx = index.search(Q, 7)
+    np.testing.assert_array_equal(idx, reference_knn(X, Q, 7, metric))
+    if metric == "l2":
+        assert index.stats["brute_force"] == 0  # the bound did the pruning
+
+
+def test_exact_index_equals_reference_on_white_noise_fallback():
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (2000, 3072), dtype=np.uint8)
+    Q = rng.integers(0, 256, (10, 3072), dtype=np.uint8)
+    index = ExactIndex("l2", device="cpu")
+    index.add(X)
+    _, idx = index.search(Q, 5)
+    np.testing.assert_array_equal(idx, reference_knn(X, Q, 5, "l2"))
+
+
+def test_exact_index_float_features():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(1500, 200)).astype(np.float32)
+    Q = rng.normal(size=(30, 200)).astype(np.float32)
+    for metric in ("l1", "l2"):
+        index = ExactIndex(metric, device="cpu")
+        index.add(X)
+        np.testing.assert_array_equal(index.search(Q, 4)[1], reference_knn(X, Q, 4, metric))
+
+
+def test_ties_are_broken_by_lower_training_index():
+    X = np.array([[5, 5], [1, 1], [5, 5], [1, 1]], np.uint8)
+    index = ExactIndex("l2", device="cpu")
+    index.add(X)
+    d, idx = index.search(np.array([[1, 1]], np.uint8), 3)
+    assert idx.tolist() == [[1, 3, 0]]
+    assert d[0, 0] == 0
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_chunking_gives_identical_results(metric):
+    X = correlated_images(2500)
+    Q = correlated_images(64, seed=5)
+    small = ExactIndex(metric, device="cpu", max_scratch_bytes=1 << 16)
+    big = ExactIndex(metric, device="cpu", max_scratch_bytes=1 << 30)
+    small.add(X)
+    big.add(X)
+    ds, i_s = small.search(Q, 6)
+    db, i_b = big.search(Q, 6)
+    np.testing.assert_array_equal(i_s, i_b)
+    np.testing.assert_array_equal(ds, db)
+
+
+def test_torch_gpu_path_logic_runs_on_cpu_tensors():
+    """The CUDA path's margin + exact re-rank, exercised with CPU tensors so CI covers it."""
+    import torch
+
+    X = correlated_images(1200)
+    Q = correlated_images(16, seed=6)
+    for metric in ("l1", "l2"):
+        index = ExactIndex(metric, device="cpu")
+        index.device = torch.device("cpu")
+        index._gpu_data = torch.from_numpy(X).float()
+        index.data, index.ntotal, index.d = X, len(X), X.shape[1]
+        index._gpu_sq = (index._gpu_data**2).sum(1)
+        cands = index._gpu_candidates(Q, 5)
+        got = np.stack([index._rerank(q, c, 5)[1] for q, c in zip(Q, cands)])
+        np.testing.assert_array_equal(got, reference_knn(X, Q, 5, metric))
+
+
+def test_bad_inputs_rejected():
+    index = ExactIndex("l2", device="cpu")
+    with pytest.raises(ValueError, match="NaN"):
+        index.add(np.array([[np.nan, 1.0]]))
+    index.add(np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="k must be in"):
+        index.search(np.zeros((1, 2), np.float32), 4)
+    with pytest.raises(ValueError, match="features"):
+        index.search(np.zeros((1, 3), np.float32), 1)
+
+
+def test_memory_is_uint8_plus_small_bound():
+    X = correlated_images(4000)
+    index = ExactIndex("l2", device="cpu")
+    index.add(X)
+    assert index.data.dtype == np.uint8
+    assert index.nbytes <= X.size * 2  # float16 size of the training set

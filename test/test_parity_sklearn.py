@@ -1,0 +1,47 @@
+"""Real data: scikit-learn's bundled handwritten digits, fixed split, against sklearn itself."""
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
+
+from robot_classify.knn import KNNClassifier  # noqa: E402
+from robot_classify.linear import LinearClassifier  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X.astype(np.float32), y, test_size=0.3, random_state=42)
+    return Xtr, ytr, Xte, yte
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_knn_agrees_with_sklearn_brute(digits, k, metric):
+    Xtr, ytr, Xte, _ = digits
+    clf = KNNClassifier(k, metric, device="cpu").fit(Xtr, ytr)
+    dist, idx = clf.kneighbors(Xte, k + 1)
+    ours, shares = clf.predict_from_neighbors(dist, idx, k)
+    ref = KNeighborsClassifier(k, algorithm="brute", metric="manhattan" if metric == "l1" else "euclidean")
+    theirs = ref.fit(Xtr, ytr).predict(Xte)
+    assert (ours == theirs).mean() >= 0.995
+    # Every disagreement is a tie the two libraries break differently: a tied vote (sklearn takes
+    # the lowest class, we the class with the nearest member) or a distance tie at the k-th place.
+    for j in np.flatnonzero(ours != theirs):
+        top = np.sort(shares[j])[::-1]
+        assert top[0] == top[1] or dist[j, k - 1] == dist[j, k]
+
+
+def test_softmax_within_one_point_of_logistic_regression(digits):
+    Xtr, ytr, Xte, yte = digits
+    mu, sd = Xtr.mean(0), Xtr.std() + 1e-6
+    ours = LinearClassifier("softmax", reg=1e-4, lr=0.05, epochs=60, device="cpu").fit((Xtr - mu) / sd, ytr)
+    acc = (ours.predict((Xte - mu) / sd) == yte).mean()
+    ref = LogisticRegression(max_iter=2000).fit((Xtr - mu) / sd, ytr)
+    ref_acc = (ref.predict((Xte - mu) / sd) == yte).mean()
+    assert acc >= ref_acc - 0.01, (acc, ref_acc)
