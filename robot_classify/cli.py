@@ -126,6 +126,74 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .scene_dataset import generate
+
+    splits = generate(args.out, args.scenes, args.seed, with_patches=args.patches, write_scenes=not args.no_scenes,
+                      workers=args.workers, test_fraction=args.test_fraction, jitters=args.jitters, quiet=args.quiet)
+    print(f"wrote {args.scenes} scenes to {Path(args.out) / 'scenes'}" if not args.no_scenes else "")
+    if splits:
+        print(f"patch dataset (PROPS layout) in {Path(args.out) / 'patches'}: "
+              f"{len(splits['train'])} train / {len(splits['test'])} test patches (test = held-out scenes)")
+    return 0
+
+
+def _segmentation_params(args: argparse.Namespace):
+    from .patches import SegmentationParams
+
+    return SegmentationParams(mode=args.mode, padding=args.padding, mask_background=args.mask_background)
+
+
+def cmd_patches(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .camera import Intrinsics
+    from .datasets import read_image
+    from .patches import extract_objects
+    from .visualize import draw_objects
+
+    color = read_image(args.color)
+    if color.ndim == 2:
+        color = cv2.cvtColor(color, cv2.COLOR_GRAY2RGB)
+    color = np.ascontiguousarray(color[:, :, :3])
+    depth = cv2.imread(args.depth, cv2.IMREAD_UNCHANGED) if args.depth else None
+    if args.depth and depth is None:
+        raise ValueError(f"{args.depth}: not a readable depth image")
+    mask = cv2.imread(args.mask, cv2.IMREAD_UNCHANGED) if args.mask else None
+    K = Intrinsics.parse(args.intrinsics) if args.intrinsics else None
+    ex = extract_objects(color, depth, K, _segmentation_params(args), instance_mask=mask)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    objects = []
+    for o in ex.objects:
+        cv2.imwrite(str(out / f"patch_{o.instance:03d}.png"), cv2.cvtColor(o.patch, cv2.COLOR_RGB2BGR))
+        objects.append({"instance": o.instance, "bbox": o.bbox_dict(), "centroid": o.centroid_dict(),
+                        "pixels": o.pixels})
+    doc = {"objects": objects, "ms": round(ex.ms, 2)}
+    if ex.warning:
+        doc["warning"] = ex.warning
+        print(f"warning: {ex.warning}", file=sys.stderr)
+    (out / "objects.json").write_text(json.dumps(doc, indent=2))
+    overlay = draw_objects(color, [(o.bbox, f"#{o.instance}", None) for o in ex.objects])
+    cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    print(f"{len(objects)} objects in {ex.ms:.1f} ms -> {out / 'objects.json'}")
+    return 0
+
+
+def cmd_eval_patches(args: argparse.Namespace) -> int:
+    from .patch_eval import evaluate_scenes
+
+    folders = sorted(p.parent for p in Path(args.scenes).glob("**/scene.json"))
+    if args.limit:
+        folders = folders[: args.limit]
+    model = None if args.no_model else _load_model(args)
+    report = evaluate_scenes(folders, _segmentation_params(args), model, quiet=args.quiet)
+    print(json.dumps({k: v for k, v in report.items() if k != "counts"}, indent=2))
+    if args.metrics_out:
+        Path(args.metrics_out).write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .datasets import FORMATS
     from .distances import METRICS
@@ -169,6 +237,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("generate", help="render RGB-D tabletop scenes (pybullet) and optionally a patch set")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scenes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patches", action="store_true", help="also write a PROPS-layout 32x32 patch dataset")
+    p.add_argument("--no-scenes", action="store_true", help="do not write the scene images (patches only)")
+    p.add_argument("--jitters", type=int, default=2, help="crops per object (the first unjittered)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of whole scenes held out for test")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_generate)
+
+    def seg_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--mode", default="depth", choices=["depth", "mask", "full"])
+        p.add_argument("--padding", type=float, default=0.15)
+        p.add_argument("--mask-background", action="store_true")
+
+    p = sub.add_parser("patches", help="find objects in one RGB-D frame; write crops, objects.json, overlay")
+    p.add_argument("--color", required=True)
+    p.add_argument("--depth", help="16-bit PNG, millimetres (needed in depth mode)")
+    p.add_argument("--intrinsics", help="FX,FY,CX,CY")
+    p.add_argument("--mask", help="instance-id image for --mode mask")
+    seg_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_patches)
+
+    p = sub.add_parser("eval-patches", help="recall / precision / centroid error (+ labels) on generated scenes")
+    p.add_argument("--scenes", required=True, help="folder holding scene folders (scene.json, color/depth/mask.png)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--no-model", action="store_true", help="measure extraction only")
+    _add_model_arg(p)
+    seg_args(p)
+    p.add_argument("--metrics-out")
+    p.set_defaults(func=cmd_eval_patches)
     return parser
 
 

@@ -57,17 +57,25 @@ class PixelFeatures:
 
 
 class HogColorFeatures:
-    """HOG of the grey patch (shape, 324 values at 32x32) + a hue/saturation histogram (colour).
+    """HOG of the grey patch (shape) + a hue/saturation histogram + a coarse Lab colour layout.
 
-    Each half is L2-normalised and the colour half weighted by `color_weight`, so neither
-    swamps the other in an L2/L1 distance. Packaging of YCB objects differs mostly in colour
-    and printed structure; both survive the lighting and viewpoint changes raw pixels do not.
+    Each part is normalised and weighted so none swamps the others in an L2/L1 distance:
+    HOG (324 values at 32x32, unit length), the sqrt of the normalised 2-D hue/saturation
+    histogram (Hellinger: unit length) times `color_weight`, and the patch averaged to
+    `grid` x `grid` Lab cells (which colour is where: a red top over a white bottom) times
+    `grid_weight`. YCB packaging differs in colour, colour layout and printed structure, which
+    survive the lighting and viewpoint changes that make raw-pixel kNN fail. Weights were
+    chosen on a validation split of training scenes (README, "Features").
     """
 
     kind = "hog_color"
 
-    def __init__(self, hue_bins: int = 18, sat_bins: int = 4, color_weight: float = 1.0) -> None:
+    def __init__(self, hue_bins: int = 18, sat_bins: int = 4, color_weight: float = 2.0, grid: int = 4,
+                 grid_weight: float = 2.0) -> None:
         self.hue_bins, self.sat_bins, self.color_weight = int(hue_bins), int(sat_bins), float(color_weight)
+        self.grid, self.grid_weight = int(grid), float(grid_weight)
+        if min(self.hue_bins, self.sat_bins, self.grid) < 1:
+            raise ValueError("hue_bins, sat_bins and grid must be >= 1")
 
     def fit(self, images: np.ndarray) -> "HogColorFeatures":
         check_patches(images)
@@ -77,11 +85,13 @@ class HogColorFeatures:
         grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
         h = hog(grey, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
                 block_norm="L2-Hys", feature_vector=True)
+        h = h / max(np.linalg.norm(h), 1e-6)
         hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
         hist = cv2.calcHist([hsv], [0, 1], None, [self.hue_bins, self.sat_bins], [0, 180, 0, 256]).ravel()
-        hist = np.sqrt(hist / max(hist.sum(), 1.0))  # Hellinger: L2 on sqrt-histograms
-        h = h / max(np.linalg.norm(h), 1e-6)
-        return np.concatenate([h, self.color_weight * hist]).astype(np.float32)
+        hist = np.sqrt(hist / max(hist.sum(), 1.0))
+        lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
+        layout = cv2.resize(lab, (self.grid, self.grid), interpolation=cv2.INTER_AREA).ravel() / 255.0
+        return np.concatenate([h, self.color_weight * hist, self.grid_weight * layout]).astype(np.float32)
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         images = check_patches(images)
@@ -89,11 +99,11 @@ class HogColorFeatures:
 
     @property
     def dim(self) -> int:
-        return 324 + self.hue_bins * self.sat_bins
+        return 324 + self.hue_bins * self.sat_bins + 3 * self.grid**2
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "hue_bins": self.hue_bins, "sat_bins": self.sat_bins,
-                "color_weight": self.color_weight}
+                "color_weight": self.color_weight, "grid": self.grid, "grid_weight": self.grid_weight}
 
     def state(self) -> dict[str, np.ndarray]:
         return {}

@@ -1,0 +1,71 @@
+"""Pinhole intrinsics and depth back-projection (camera optical frame: x right, y down, z forward)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    def __post_init__(self) -> None:
+        for name in ("fx", "fy", "cx", "cy"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"intrinsics {name} is not finite: {getattr(self, name)}")
+        if self.fx <= 0 or self.fy <= 0:
+            raise ValueError(f"focal lengths must be > 0, got fx={self.fx}, fy={self.fy}")
+
+    @classmethod
+    def from_k(cls, k: "list[float] | np.ndarray") -> "Intrinsics":
+        """From sensor_msgs/CameraInfo.k (row-major 3x3)."""
+        k = np.asarray(k, dtype=np.float64).ravel()
+        if k.size != 9:
+            raise ValueError(f"camera matrix K must have 9 values, got {k.size}")
+        return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+
+    @classmethod
+    def parse(cls, text: str) -> "Intrinsics":
+        """'FX,FY,CX,CY' as given on the command line."""
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ValueError(f"intrinsics must be FX,FY,CX,CY numbers, got {text!r}") from None
+        if len(values) != 4:
+            raise ValueError(f"intrinsics must be FX,FY,CX,CY, got {text!r}")
+        return cls(*values)
+
+    def as_list(self) -> list[float]:
+        return [self.fx, self.fy, self.cx, self.cy]
+
+    def backproject(self, u: np.ndarray, v: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Pixels (u, v) at depth z (metres) -> (N, 3) points in the camera frame."""
+        return np.stack([(u - self.cx) * z / self.fx, (v - self.cy) * z / self.fy, z], axis=-1)
+
+
+def depth_to_metres(depth: np.ndarray) -> np.ndarray:
+    """uint16 millimetres or float metres -> float32 metres with NaN where invalid (0, NaN, inf)."""
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be a 2-D image, got shape {depth.shape}")
+    if depth.dtype == np.uint16:
+        z = depth.astype(np.float32) * 1e-3
+    elif depth.dtype.kind == "f":
+        z = depth.astype(np.float32, copy=True)
+    else:
+        raise ValueError(f"depth must be uint16 millimetres or float metres, got dtype {depth.dtype}")
+    z[~np.isfinite(z) | (z <= 0)] = np.nan
+    return z
+
+
+def surface_centroid(points: np.ndarray) -> np.ndarray | None:
+    """Per-axis median of an object's visible surface points: robust to depth noise and to
+    mask pixels that bleed onto the background. None when there are no points."""
+    if len(points) == 0:
+        return None
+    return np.median(points, axis=0)

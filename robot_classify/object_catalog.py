@@ -1,0 +1,107 @@
+"""The 10 PROPS / YCB object instances as renderable geometry with procedural packaging.
+
+Dimensions are the real YCB objects' (metres). Textures are drawn with OpenCV: base colour,
+bands and printed words, the cues that tell real packaging apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .datasets import PROPS_CLASSES
+
+
+@dataclass(frozen=True)
+class Part:
+    shape: str  # "box" | "cylinder" | "mesh"
+    size: tuple[float, ...]  # box: (x, y, z) full extents; cylinder: (radius, height); mesh: (scale,)
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # from the object's base centre
+    texture: str | None = None  # key into the texture designs
+    rgba: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    name: str
+    parts: tuple[Part, ...]
+    can_lie_down: bool = False  # boxes are often placed on their broad face
+    lies_down: bool = False  # the marker always lies on the table
+    footprint: float = field(default=0.05)  # radius of the base, for placement without overlap
+
+
+CATALOG: dict[str, ObjectSpec] = {
+    "master_chef_can": ObjectSpec("master_chef_can", (Part("cylinder", (0.051, 0.14), texture="master_chef_can"),),
+                                  footprint=0.052),
+    "cracker_box": ObjectSpec("cracker_box", (Part("box", (0.16, 0.06, 0.21), texture="cracker_box"),),
+                              can_lie_down=True, footprint=0.09),
+    "sugar_box": ObjectSpec("sugar_box", (Part("box", (0.09, 0.04, 0.175), texture="sugar_box"),),
+                            can_lie_down=True, footprint=0.06),
+    "tomato_soup_can": ObjectSpec("tomato_soup_can", (Part("cylinder", (0.033, 0.10), texture="tomato_soup_can"),),
+                                  footprint=0.035),
+    "mustard_bottle": ObjectSpec("mustard_bottle", (
+        Part("box", (0.095, 0.058, 0.16), texture="mustard_bottle"),
+        Part("cylinder", (0.016, 0.035), offset=(0.02, 0.0, 0.16), rgba=(0.9, 0.75, 0.05, 1.0)),
+    ), footprint=0.06),
+    "tuna_fish_can": ObjectSpec("tuna_fish_can", (Part("cylinder", (0.043, 0.033), texture="tuna_fish_can"),),
+                                footprint=0.045),
+    "gelatin_box": ObjectSpec("gelatin_box", (Part("box", (0.089, 0.028, 0.073), texture="gelatin_box"),),
+                              can_lie_down=True, footprint=0.05),
+    "potted_meat_can": ObjectSpec("potted_meat_can", (Part("box", (0.10, 0.05, 0.083), texture="potted_meat_can"),),
+                                  footprint=0.06),
+    "mug": ObjectSpec("mug", (Part("mesh", (1.0,), rgba=(0.85, 0.12, 0.1, 1.0)),), footprint=0.06),
+    "large_marker": ObjectSpec("large_marker", (Part("cylinder", (0.009, 0.12), texture="large_marker"),),
+                               lies_down=True, footprint=0.065),
+}
+assert list(CATALOG) == PROPS_CLASSES
+
+# (background BGR, band BGR, text, text BGR, band rows as fractions): what the packaging shows.
+_DESIGNS = {
+    "master_chef_can": ((140, 70, 20), (40, 160, 210), "MASTER CHEF", (255, 255, 255), (0.35, 0.65)),
+    "cracker_box": ((30, 30, 200), (20, 200, 245), "Cheez-It", (20, 220, 255), (0.6, 0.8)),
+    "sugar_box": ((235, 240, 245), (170, 90, 20), "DOMINO", (160, 60, 10), (0.15, 0.3)),
+    "tomato_soup_can": ((245, 245, 245), (30, 30, 190), "Campbell's", (250, 250, 250), (0.0, 0.5)),
+    "mustard_bottle": ((20, 210, 240), (20, 40, 200), "FRENCH'S", (255, 255, 255), (0.45, 0.6)),
+    "tuna_fish_can": ((200, 120, 40), (200, 200, 200), "StarKist", (30, 30, 30), (0.6, 1.0)),
+    "gelatin_box": ((40, 40, 210), (255, 255, 255), "JELL-O", (210, 60, 40), (0.2, 0.45)),
+    "potted_meat_can": ((130, 50, 20), (20, 200, 240), "SPAM", (20, 230, 250), (0.3, 0.55)),
+    "large_marker": ((30, 30, 30), (245, 245, 245), "EXPO", (20, 20, 20), (0.3, 0.7)),
+}
+
+
+def draw_texture(name: str, size: int = 256) -> np.ndarray:
+    """Packaging for one class as a BGR image (OpenCV's order, as written to PNG)."""
+    bg, band, text, text_col, (b0, b1) = _DESIGNS[name]
+    img = np.zeros((size, size, 3), np.uint8)
+    img[:] = bg
+    img[int(b0 * size):int(b1 * size)] = band
+    scale = 2.2 * size / 256 / max(1.0, len(text) / 5)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, 2)
+    y = int(((b0 + b1) / 2) * size + th / 2) if b1 - b0 < 0.5 else int(0.75 * size)
+    cv2.putText(img, text, ((size - tw) // 2, y), cv2.FONT_HERSHEY_DUPLEX, scale, text_col, 2, cv2.LINE_AA)
+    # Small print and a stripe: the fine structure a real label has.
+    cv2.putText(img, "net wt 12 oz", (10, size - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * size / 256, text_col, 1,
+                cv2.LINE_AA)
+    cv2.line(img, (0, int(b0 * size)), (size, int(b0 * size)), text_col, max(1, size // 64))
+    return img
+
+
+def table_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """Wood-grain or speckled table tops in random colours."""
+    base = rng.integers(60, 220, 3)
+    yy = np.arange(size)[:, None]
+    grain = np.sin(yy / rng.uniform(3, 12) + rng.uniform(0, 6) * np.sin(np.arange(size)[None, :] / 40.0))
+    noise = rng.normal(0, 1, (size, size))
+    tex = base[None, None, :] + (grain * rng.uniform(5, 25) + noise * rng.uniform(2, 10))[:, :, None]
+    return np.clip(tex, 0, 255).astype(np.uint8)
+
+
+def write_textures(folder: Path) -> dict[str, Path]:
+    """Class textures as PNG files in `folder` (pybullet loads textures from files)."""
+    out = {}
+    for name in _DESIGNS:
+        out[name] = folder / f"{name}.png"
+        cv2.imwrite(str(out[name]), draw_texture(name))
+    return out

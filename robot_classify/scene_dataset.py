@@ -1,0 +1,151 @@
+"""Generated data sets: scenes on disk, and 32x32 patch sets in the PROPS layout.
+
+Scene i of a run with seed S is rendered from seed S * 1_000_003 + i, so a data set is the
+same whatever the number of worker processes. Patches are cut from the ground-truth boxes
+with jitter like a real detector's, through `patches.crop_patch` (the node's own crop). Whole
+scenes are held out for the test split: the scene shift that makes PROPS hard.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import pickle
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from .datasets import PROPS_CLASSES, PatchSet
+from .patches import crop_patch
+from .scene_render import RenderedScene, SceneRenderer, write_scene
+
+_worker: SceneRenderer | None = None
+
+
+def scene_seed(seed: int, index: int) -> int:
+    return seed * 1_000_003 + index
+
+
+def _init_worker() -> None:
+    global _worker
+    _worker = SceneRenderer()
+
+
+def _render(args: tuple[int, int]) -> RenderedScene:
+    return _worker.render(scene_seed(*args))
+
+
+def render_scenes(n: int, seed: int, workers: int = 2, quiet: bool = False) -> Iterator[RenderedScene]:
+    """Scenes 0..n-1 of `seed`, in order, rendered by `workers` processes (one pybullet client each)."""
+    if n < 1:
+        raise ValueError(f"scenes must be >= 1, got {n}")
+    jobs = [(seed, i) for i in range(n)]
+    bar = tqdm(total=n, desc="render scenes", unit="scene", disable=quiet)
+    if workers <= 1:
+        with SceneRenderer() as r:
+            for s, i in jobs:
+                yield r.render(scene_seed(s, i))
+                bar.update()
+    else:
+        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+            for scene in pool.imap(_render, jobs, chunksize=4):
+                yield scene
+                bar.update()
+    bar.close()
+
+
+def patches_from_scene(scene: RenderedScene, rng: np.random.Generator, jitters: int = 2, padding: float = 0.15,
+                       mask_background: bool = True, min_visible: float = 0.3, min_pixels: int = 120
+                       ) -> list[tuple[np.ndarray, int]]:
+    """Crops of each visible object of the 10 classes: (patch, class index) pairs.
+
+    The first crop uses the exact ground-truth box and mask; the others jitter both like a
+    real segmenter would: boxes shifted by up to 10% and 10% smaller to 15% larger, masks
+    eroded or dilated by a pixel or two.
+    """
+    out = []
+    H, W = scene.color.shape[:2]
+    for obj in scene.meta["objects"]:
+        if obj["class_name"] not in PROPS_CLASSES or obj["visible_fraction"] < min_visible \
+                or obj["pixels"] < min_pixels:
+            continue
+        b = obj["bbox"]
+        x, y, w, h = b["x_offset"], b["y_offset"], b["width"], b["height"]
+        full_mask = (scene.mask == obj["instance"]).astype(np.uint8)
+        for j in range(jitters):
+            m = full_mask
+            if j == 0:
+                box = (x, y, w, h)
+            else:
+                s = rng.uniform(0.9, 1.15)
+                nw, nh = max(2, int(w * s)), max(2, int(h * s))
+                nx = int(x + (w - nw) / 2 + rng.uniform(-0.1, 0.1) * w)
+                ny = int(y + (h - nh) / 2 + rng.uniform(-0.1, 0.1) * h)
+                nx, ny = min(max(nx, 0), W - 1), min(max(ny, 0), H - 1)
+                box = (nx, ny, min(nw, W - nx), min(nh, H - ny))
+                op = cv2.erode if rng.random() < 0.7 else cv2.dilate
+                m = op(full_mask, np.ones((3, 3), np.uint8), iterations=int(rng.integers(1, 3)))
+            bx, by, bw, bh = box
+            local = m[by:by + bh, bx:bx + bw].astype(bool) if mask_background else None
+            out.append((crop_patch(scene.color, box, padding, local), PROPS_CLASSES.index(obj["class_name"])))
+    return out
+
+
+def write_props(root: Path, images: np.ndarray, labels: np.ndarray, chunks: np.ndarray, test_chunks: set[int]) -> Path:
+    """PROPS layout: meta.pkl + <class>_<chunk>.pkl; chunks are groups of whole scenes."""
+    root = Path(root) / "Progress-Objects-Sample"
+    root.mkdir(parents=True, exist_ok=True)
+    test_names = []
+    for c, name in enumerate(PROPS_CLASSES):
+        for chunk in np.unique(chunks):
+            sel = (labels == c) & (chunks == chunk)
+            if not sel.any():
+                continue
+            stem = f"{name}_{int(chunk)}"
+            with open(root / f"{stem}.pkl", "wb") as f:
+                pickle.dump({"data": images[sel], "labels": labels[sel].tolist()}, f, protocol=4)
+            if int(chunk) in test_chunks:
+                test_names.append(stem)
+    with open(root / "meta.pkl", "wb") as f:
+        pickle.dump({"test_split": sorted(test_names), "class_names": list(PROPS_CLASSES)}, f, protocol=4)
+    return root.parent
+
+
+def generate(out: str | Path, scenes: int, seed: int, with_patches: bool = False, write_scenes: bool = True,
+             workers: int = 2, test_fraction: float = 0.2, jitters: int = 3, scenes_per_chunk: int = 10,
+             mask_background: bool = True, quiet: bool = False) -> dict[str, PatchSet]:
+    """Render `scenes` scenes; optionally write them and/or a PROPS-layout patch set.
+
+    Returns the patch splits ({} without patches). The last `test_fraction` of chunks is test.
+    """
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test fraction must be in [0, 1), got {test_fraction}")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    images, labels, chunks = [], [], []
+    for i, scene in enumerate(render_scenes(scenes, seed, workers, quiet)):
+        if write_scenes:
+            write_scene(scene, out / "scenes" / f"{i:06d}")
+        if with_patches:
+            for patch, label in patches_from_scene(scene, rng, jitters, mask_background=mask_background):
+                images.append(patch)
+                labels.append(label)
+                chunks.append(i // scenes_per_chunk)
+    if not with_patches:
+        return {}
+    if not images:
+        raise ValueError("no visible objects in the generated scenes; render more scenes")
+    X, y, ch = np.stack(images), np.array(labels, np.int64), np.array(chunks, np.int64)
+    n_chunks = int(ch.max()) + 1
+    n_test = int(round(test_fraction * n_chunks))
+    test_chunks = set(range(n_chunks - n_test, n_chunks))
+    write_props(out / "patches", X, y, ch, test_chunks)
+    (out / "patches" / "generator.json").write_text(json.dumps(
+        {"scenes": scenes, "seed": seed, "jitters": jitters, "scenes_per_chunk": scenes_per_chunk,
+         "mask_background": mask_background,
+         "test_chunks": sorted(test_chunks)}, indent=1))
+    test = np.isin(ch, list(test_chunks))
+    return {"train": PatchSet(X[~test], y[~test], list(PROPS_CLASSES), ch[~test]),
+            "test": PatchSet(X[test], y[test], list(PROPS_CLASSES), ch[test])}

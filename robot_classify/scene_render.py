@@ -1,0 +1,310 @@
+"""Render RGB-D tabletop scenes with pybullet's CPU TinyRenderer, like a structured-light camera.
+
+One `SceneRenderer` owns one pybullet DIRECT client (no GPU, no display). `render(seed)`
+is deterministic in the seed: same seed, same scene, whatever process renders it.
+Ground truth per object: class, instance id, visible fraction, bbox and the camera-frame
+centroid of its visible surface (from noise-free depth) plus the centre of its volume.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pybullet as pb
+import pybullet_data
+
+from .camera import Intrinsics, surface_centroid
+from .object_catalog import CATALOG, ObjectSpec, table_texture, write_textures
+
+WIDTH, HEIGHT = 640, 480
+NEAR, FAR = 0.05, 4.0
+GENERATOR_VERSION = 1  # bump when scenes change: it keys the cached default model
+
+
+@dataclass
+class RenderedScene:
+    color: np.ndarray  # (H, W, 3) uint8 RGB
+    depth: np.ndarray  # (H, W) uint16 millimetres, 0 = no return
+    mask: np.ndarray  # (H, W) uint16 instance ids, 0 = table / background
+    meta: dict[str, Any]
+
+
+def _quat_from_yaw_and_tilt(yaw: float, lie: bool) -> tuple[float, ...]:
+    roll = math.pi / 2 if lie else 0.0
+    return pb.getQuaternionFromEuler([roll, 0.0, yaw])
+
+
+class SceneRenderer:
+    def __init__(self, width: int = WIDTH, height: int = HEIGHT, fx: float = 615.0) -> None:
+        self.width, self.height = width, height
+        self.intrinsics = Intrinsics(fx, fx, width / 2.0, height / 2.0)
+        self.client = pb.connect(pb.DIRECT)
+        self._tmp = tempfile.TemporaryDirectory(prefix="robot_classify_render_")
+        self._tex_files = write_textures(Path(self._tmp.name))
+        rng = np.random.default_rng(12345)
+        self._table_files = []
+        for i in range(8):
+            f = Path(self._tmp.name) / f"table_{i}.png"
+            cv2.imwrite(str(f), table_texture(rng))
+            self._table_files.append(f)
+        self._distractors = sorted((Path(pybullet_data.getDataPath()) / "random_urdfs").glob("*/*.urdf"))
+        self._mug = str(Path(pybullet_data.getDataPath()) / "objects" / "mug.obj")
+
+    def close(self) -> None:
+        if self.client is not None:
+            pb.disconnect(self.client)
+            self.client = None
+            self._tmp.cleanup()
+
+    def __enter__(self) -> "SceneRenderer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- building
+    def _visual(self, part, rgba) -> int:
+        c = self.client
+        if part.shape == "box":
+            return pb.createVisualShape(pb.GEOM_BOX, halfExtents=[s / 2 for s in part.size], rgbaColor=rgba,
+                                        physicsClientId=c)
+        if part.shape == "cylinder":
+            return pb.createVisualShape(pb.GEOM_CYLINDER, radius=part.size[0], length=part.size[1], rgbaColor=rgba,
+                                        physicsClientId=c)
+        return pb.createVisualShape(pb.GEOM_MESH, fileName=self._mug, meshScale=[part.size[0]] * 3, rgbaColor=rgba,
+                                    physicsClientId=c)
+
+    def _add_object(self, spec: ObjectSpec, x: float, y: float, yaw: float, lie: bool,
+                    textures: dict[str, int]) -> tuple[list[int], np.ndarray]:
+        """Bodies for each part of the object; returns their ids and the volume centre (world)."""
+        c = self.client
+        bodies = []
+        main = spec.parts[0]
+        # Upright height H and the height of the volume centre above the table, upright or lying.
+        H = main.size[1] if main.shape == "cylinder" else main.size[2] if main.shape == "box" else 0.1
+        lying_extent = 2 * main.size[0] if main.shape == "cylinder" else main.size[1] if main.shape == "box" else H
+        extent_z = lying_extent if lie else H
+        orn = _quat_from_yaw_and_tilt(yaw, lie)
+        rot = np.array(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        centre_local = np.array([0.0, 0.0, H / 2])
+        centre_world = np.array([x, y, extent_z / 2])
+        for part in spec.parts:
+            vs = self._visual(part, list(part.rgba))
+            # Boxes and cylinders are centred on their origin; the mug mesh starts at z = 0.
+            lift = 0.0 if part.shape == "mesh" else (part.size[1] if part.shape == "cylinder" else part.size[2]) / 2
+            local = np.array(part.offset) + np.array([0.0, 0.0, lift])
+            pos = centre_world + rot @ (local - centre_local)
+            body = pb.createMultiBody(baseMass=0, baseVisualShapeIndex=vs, basePosition=pos.tolist(),
+                                      baseOrientation=orn, physicsClientId=c)
+            if part.texture is not None:
+                pb.changeVisualShape(body, -1, textureUniqueId=textures[part.texture], rgbaColor=[1, 1, 1, 1],
+                                     physicsClientId=c)
+            bodies.append(body)
+        return bodies, centre_world
+
+    def _add_distractor(self, rng: np.random.Generator, x: float, y: float, yaw: float) -> list[int]:
+        c = self.client
+        urdf = str(self._distractors[rng.integers(len(self._distractors))])
+        body = pb.loadURDF(urdf, physicsClientId=c)
+        lo, hi = (np.array(v) for v in pb.getAABB(body, physicsClientId=c))
+        pb.removeBody(body, physicsClientId=c)
+        scale = rng.uniform(0.05, 0.1) / max(float((hi - lo).max()), 1e-3)
+        body = pb.loadURDF(urdf, basePosition=[x, y, 0.0], baseOrientation=pb.getQuaternionFromEuler([0, 0, yaw]),
+                           globalScaling=scale, useFixedBase=True, physicsClientId=c)
+        lo, _ = pb.getAABB(body, physicsClientId=c)
+        pb.resetBasePositionAndOrientation(body, [x, y, -lo[2] + 0.001], pb.getQuaternionFromEuler([0, 0, yaw]),
+                                           physicsClientId=c)
+        pb.changeVisualShape(body, -1, rgbaColor=[*rng.uniform(0.1, 0.9, 3), 1.0], physicsClientId=c)
+        return [body]
+
+    # -------------------------------------------------------------- camera
+    def _camera(self, rng: np.random.Generator, target: np.ndarray) -> tuple[list, list, np.ndarray, np.ndarray]:
+        dist = rng.uniform(0.5, 1.5)
+        elev = math.radians(rng.uniform(30, 70))
+        az = rng.uniform(0, 2 * math.pi)
+        eye = target + dist * np.array([math.cos(elev) * math.cos(az), math.cos(elev) * math.sin(az), math.sin(elev)])
+        view = pb.computeViewMatrix(eye.tolist(), target.tolist(), [0, 0, 1], physicsClientId=self.client)
+        fov = math.degrees(2 * math.atan(self.height / 2 / self.intrinsics.fy))
+        proj = pb.computeProjectionMatrixFOV(fov, self.width / self.height, NEAR, FAR, physicsClientId=self.client)
+        # World -> camera optical frame (x right, y down, z forward) from the OpenGL view matrix.
+        V = np.array(view).reshape(4, 4).T
+        gl_to_optical = np.diag([1.0, -1.0, -1.0, 1.0])
+        return view, proj, gl_to_optical @ V, eye
+
+    def _image(self, view, proj, light: dict[str, Any], width: int, height: int) -> tuple[np.ndarray, ...]:
+        _, _, rgba, depth, seg = pb.getCameraImage(width, height, view, proj, renderer=pb.ER_TINY_RENDERER,
+                                                   physicsClientId=self.client, **light)
+        rgba = np.asarray(rgba, np.uint8).reshape(height, width, 4)
+        depth = np.asarray(depth, np.float32).reshape(height, width)
+        seg = np.asarray(seg, np.int32).reshape(height, width)
+        return rgba, depth, seg
+
+    # -------------------------------------------------------------- scene
+    def render(self, seed: int, n_objects: tuple[int, int] = (1, 8), max_distractors: int = 2) -> RenderedScene:
+        rng = np.random.default_rng(seed)
+        c = self.client
+        pb.resetSimulation(physicsClientId=c)
+        textures = {k: pb.loadTexture(str(v), physicsClientId=c) for k, v in self._tex_files.items()}
+        table_tex = pb.loadTexture(str(self._table_files[rng.integers(len(self._table_files))]), physicsClientId=c)
+        table_vs = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[1.5, 1.5, 0.01], physicsClientId=c)
+        table = pb.createMultiBody(baseMass=0, baseVisualShapeIndex=table_vs, basePosition=[0, 0, -0.01],
+                                   physicsClientId=c)
+        pb.changeVisualShape(table, -1, textureUniqueId=table_tex, rgbaColor=[*rng.uniform(0.6, 1.0, 3), 1],
+                             physicsClientId=c)
+
+        n = int(rng.integers(n_objects[0], n_objects[1] + 1))
+        n_distract = int(min(rng.integers(0, max_distractors + 1), max(n - 1, 0)))
+        classes = list(rng.choice(list(CATALOG), size=n - n_distract, replace=False))
+        placed: list[tuple[float, float, float]] = []  # x, y, footprint radius
+        objects = []
+        for i in range(n):
+            is_distractor = i >= len(classes)
+            spec = None if is_distractor else CATALOG[classes[i]]
+            radius = 0.05 if spec is None else spec.footprint
+            pos = self._place(rng, placed, radius)
+            if pos is None:
+                continue
+            placed.append((*pos, radius))
+            yaw = rng.uniform(0, 2 * math.pi)
+            if spec is None:
+                bodies, centre = self._add_distractor(rng, pos[0], pos[1], yaw), None
+            else:
+                lie = spec.lies_down or (spec.can_lie_down and rng.random() < 0.3)
+                bodies, centre = self._add_object(spec, pos[0], pos[1], yaw, lie, textures)
+            objects.append({"class_name": "distractor" if spec is None else spec.name, "bodies": bodies,
+                            "centre_world": centre})
+
+        target = np.array([*rng.normal(0, 0.05, 2), 0.0])
+        view, proj, world_to_cam, eye = self._camera(rng, target)
+        light = {"lightDirection": [*rng.uniform(-1, 1, 2), rng.uniform(0.5, 1.5)],
+                 "lightColor": list(rng.uniform(0.8, 1.0, 3)), "lightDistance": 2.0, "shadow": 1,
+                 "lightAmbientCoeff": rng.uniform(0.35, 0.65), "lightDiffuseCoeff": rng.uniform(0.35, 0.7),
+                 "lightSpecularCoeff": rng.uniform(0.0, 0.2)}
+        rgba, dbuf, seg = self._image(view, proj, light, self.width, self.height)
+        z_true = (FAR * NEAR / (FAR - (FAR - NEAR) * dbuf)).astype(np.float32)
+        z_true[dbuf >= 1.0] = np.nan
+
+        mask = np.zeros(seg.shape, np.uint16)
+        for inst, obj in enumerate(objects, start=1):
+            mask[np.isin(seg, obj["bodies"])] = inst
+        color = self._sensor_colour(rgba[:, :, :3], rng)
+        depth = self._sensor_depth(z_true, color, rng)
+        meta_objects = []
+        for inst, obj in enumerate(objects, start=1):
+            pix = mask == inst
+            count = int(pix.sum())
+            if count == 0:
+                continue
+            vs, us = np.nonzero(pix)
+            valid = np.isfinite(z_true[vs, us])
+            cen = surface_centroid(self.intrinsics.backproject(us[valid].astype(np.float64), vs[valid].astype(np.float64),
+                                                               z_true[vs, us][valid].astype(np.float64)))
+            entry = {"class_name": obj["class_name"], "instance": inst, "pixels": count,
+                     "visible_fraction": round(self._visible_fraction(obj, objects, mask, inst, view), 4),
+                     "bbox": {"x_offset": int(us.min()), "y_offset": int(vs.min()),
+                              "width": int(us.max() - us.min() + 1), "height": int(vs.max() - vs.min() + 1)},
+                     "centroid": None if cen is None else dict(zip("xyz", map(float, cen)))}
+            if obj["centre_world"] is not None:
+                entry["volume_centre"] = dict(zip("xyz", map(float, (world_to_cam @ [*obj["centre_world"], 1.0])[:3])))
+            meta_objects.append(entry)
+        meta = {"seed": int(seed), "generator_version": GENERATOR_VERSION, "width": self.width, "height": self.height,
+                "intrinsics": {"fx": self.intrinsics.fx, "fy": self.intrinsics.fy, "cx": self.intrinsics.cx,
+                               "cy": self.intrinsics.cy},
+                "camera_pose": {"eye": eye.tolist(), "target": target.tolist(),
+                                "world_to_camera": world_to_cam.tolist()},
+                "objects": meta_objects}
+        return RenderedScene(color, depth, mask, meta)
+
+    @staticmethod
+    def _place(rng: np.random.Generator, placed: list, radius: float) -> tuple[float, float] | None:
+        """Random spot on the table; some objects deliberately touch a neighbour."""
+        for _ in range(50):
+            if placed and rng.random() < 0.35:
+                ox, oy, orad = placed[rng.integers(len(placed))]
+                ang = rng.uniform(0, 2 * math.pi)
+                d = orad + radius + rng.uniform(0.0, 0.01)
+                x, y = ox + d * math.cos(ang), oy + d * math.sin(ang)
+            else:
+                x, y = rng.uniform(-0.22, 0.22, 2)
+            if all(math.hypot(x - px, y - py) >= pr + radius - 0.002 for px, py, pr in placed):
+                return float(x), float(y)
+        return None
+
+    def _visible_fraction(self, obj: dict, objects: list, mask: np.ndarray, inst: int, view) -> float:
+        """Visible pixels / pixels of the object rendered alone on a canvas twice the image size
+        (quarter resolution), so both occlusion and cropping at the image border count.
+
+        Objects that touch neither another object nor the border are fully visible: no render.
+        """
+        pix = mask == inst
+        ring = cv2.dilate(pix.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~pix
+        touches_border = pix[0].any() or pix[-1].any() or pix[:, 0].any() or pix[:, -1].any()
+        if not touches_border and not np.any(mask[ring] != 0):
+            return 1.0
+        c = self.client
+        others = [b for o in objects if o is not obj for b in o["bodies"]]
+        saved = {b: pb.getBasePositionAndOrientation(b, physicsClientId=c) for b in others}
+        for b in others:
+            pb.resetBasePositionAndOrientation(b, [0, 0, -50], [0, 0, 0, 1], physicsClientId=c)
+        fov = math.degrees(2 * math.atan(self.height / self.intrinsics.fy))  # twice the half-height
+        proj = pb.computeProjectionMatrixFOV(fov, self.width / self.height, NEAR, FAR, physicsClientId=c)
+        _, _, seg = self._image(view, proj, {}, self.width // 2, self.height // 2)
+        for b, (p, o) in saved.items():
+            pb.resetBasePositionAndOrientation(b, p, o, physicsClientId=c)
+        alone = int(np.isin(seg, obj["bodies"]).sum()) * 16  # each pixel stands for 4x4 image pixels
+        return float(min(1.0, pix.sum() / alone)) if alone else 0.0
+
+    # -------------------------------------------------------------- sensor model
+    @staticmethod
+    def _sensor_colour(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """White balance and exposure differ per scene; pixel noise like a consumer sensor."""
+        gains = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.85, 1.15)
+        noisy = rgb.astype(np.float32) * gains + rng.normal(0, 2.5, rgb.shape)
+        return np.clip(noisy, 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _sensor_depth(z: np.ndarray, color: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Structured-light model: noise ~ z^2, holes at depth edges, on dark surfaces, speckle."""
+        valid = np.isfinite(z)
+        zf = np.where(valid, z, 0.0).astype(np.float32)
+        noisy = zf + rng.normal(0, 1, z.shape) * (0.0008 + 0.0018 * zf**2)
+        grad = np.hypot(cv2.Sobel(zf, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(zf, cv2.CV_32F, 0, 1, ksize=3))
+        edge = cv2.dilate((grad > 0.08).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        dark = cv2.cvtColor(color, cv2.COLOR_RGB2GRAY) < 35
+        drop = (edge & (rng.random(z.shape) < 0.6)) | (dark & (rng.random(z.shape) < 0.5)) \
+            | (rng.random(z.shape) < 0.003) | ~valid | (zf > FAR - 0.1)
+        mm = np.clip(np.round(noisy * 1000.0), 0, 65535).astype(np.uint16)
+        mm[drop] = 0
+        return mm
+
+
+def write_scene(scene: RenderedScene, folder: str | Path) -> Path:
+    """color.png (rgb8 content), depth.png (16-bit mm), mask.png (instance ids), scene.json."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "color.png"), cv2.cvtColor(scene.color, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "depth.png"), scene.depth)
+    cv2.imwrite(str(folder / "mask.png"), scene.mask)
+    (folder / "scene.json").write_text(json.dumps(scene.meta, indent=1))
+    return folder
+
+
+def read_scene(folder: str | Path) -> RenderedScene:
+    import json
+
+    folder = Path(folder)
+    color = cv2.imread(str(folder / "color.png"), cv2.IMREAD_COLOR)
+    depth = cv2.imread(str(folder / "depth.png"), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(str(folder / "mask.png"), cv2.IMREAD_UNCHANGED)
+    if color is None or depth is None or mask is None:
+        raise ValueError(f"{folder}: missing or unreadable color.png / depth.png / mask.png")
+    return RenderedScene(cv2.cvtColor(color, cv2.COLOR_BGR2RGB), depth, mask,
+                         json.loads((folder / "scene.json").read_text()))
+

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+from robot_classify.camera import Intrinsics
+from robot_classify.matching import bbox_tuple, box_iou, match_boxes
+from robot_classify.patches import SegmentationParams, crop_patch, extract_objects
+
+from scene_fixtures import rendered
+
+K = Intrinsics(615.0, 615.0, 320.0, 240.0)
+
+
+def synthetic_table(objects=(), h=480, w=640, z_table=1.0):
+    """A fronto-parallel table at z_table with boxes standing on it (depth in mm)."""
+    depth = np.full((h, w), z_table * 1000, np.uint16)
+    color = np.full((h, w, 3), 90, np.uint8)
+    for (x, y, bw, bh, z, rgb) in objects:
+        depth[y:y + bh, x:x + bw] = int(z * 1000)
+        color[y:y + bh, x:x + bw] = rgb
+    return color, depth
+
+
+def test_finds_rendered_objects_with_good_boxes_and_centroids():
+    s = rendered(4)
+    ex = extract_objects(s.color, s.depth, Intrinsics(**s.meta["intrinsics"]))
+    assert ex.warning is None and ex.plane is not None
+    gts = [o for o in s.meta["objects"] if o["visible_fraction"] >= 0.5 and o["pixels"] > 500]
+    pairs = match_boxes([o.bbox for o in ex.objects], [bbox_tuple(g["bbox"]) for g in gts])
+    assert len(pairs) >= len(gts) - 1
+    for i, j, _ in pairs:
+        err = np.linalg.norm(ex.objects[i].centroid - [gts[j]["centroid"][a] for a in "xyz"])
+        assert err < 0.03
+    assert ex.patches.shape == (len(ex.objects), 32, 32, 3)
+
+
+def test_touching_objects_at_different_depths_are_split():
+    color, depth = synthetic_table([(200, 200, 60, 80, 0.90, (200, 0, 0)), (260, 200, 60, 80, 0.82, (0, 0, 200))])
+    ex = extract_objects(color, depth, K, SegmentationParams(min_height=0.02))
+    assert len(ex.objects) == 2
+    boxes = sorted(o.bbox for o in ex.objects)
+    assert box_iou(boxes[0], (200, 200, 60, 80)) > 0.8 and box_iou(boxes[1], (260, 200, 60, 80)) > 0.8
+    z = sorted(o.centroid[2] for o in ex.objects)
+    assert z == pytest.approx([0.82, 0.90], abs=0.005)
+
+
+def test_colour_depth_size_mismatch_names_both_shapes():
+    color, depth = synthetic_table()
+    with pytest.raises(ValueError, match=r"depth \(240, 320\) and colour \(480, 640\)"):
+        extract_objects(color, depth[::2, ::2], K)
+
+
+def test_all_invalid_depth_gives_empty_result_with_warning():
+    color, _ = synthetic_table()
+    for bad in (np.zeros((480, 640), np.uint16), np.full((480, 640), np.nan, np.float32)):
+        ex = extract_objects(color, bad, K)
+        assert ex.objects == [] and "no support plane" in ex.warning
+
+
+def test_nan_and_inf_depth_are_treated_as_invalid():
+    color, depth = synthetic_table([(300, 220, 50, 50, 0.9, (0, 200, 0))])
+    z = depth.astype(np.float32) / 1000
+    z[::7, ::5] = np.nan
+    z[100:110, :] = np.inf
+    ex = extract_objects(color, z, K)
+    assert len(ex.objects) == 1 and np.isfinite(ex.objects[0].centroid).all()
+
+
+def test_zero_intrinsics_rejected():
+    with pytest.raises(ValueError, match="focal lengths must be > 0"):
+        Intrinsics.from_k([0, 0, 320, 0, 0, 240, 0, 0, 1])
+
+
+def test_object_touching_the_border_is_cropped_inside_the_image():
+    color, depth = synthetic_table([(0, 0, 40, 60, 0.9, (250, 250, 0))])
+    ex = extract_objects(color, depth, K)
+    assert len(ex.objects) == 1 and ex.objects[0].bbox[:2] == (0, 0)
+    assert ex.objects[0].patch.shape == (32, 32, 3)
+
+
+def test_mask_mode_and_full_mode():
+    color, depth = synthetic_table()
+    mask = np.zeros((480, 640), np.uint16)
+    mask[10:60, 10:80] = 3
+    mask[200:300, 300:320] = 9
+    ex = extract_objects(color, depth, K, SegmentationParams(mode="mask"), instance_mask=mask)
+    assert sorted(o.bbox for o in ex.objects) == [(10, 10, 70, 50), (300, 200, 20, 100)]
+    full = extract_objects(color, None, None, SegmentationParams(mode="full"))
+    assert len(full.objects) == 1 and full.objects[0].bbox == (0, 0, 640, 480) and full.objects[0].centroid is None
+    with pytest.raises(ValueError, match="mask mode needs"):
+        extract_objects(color, depth, K, SegmentationParams(mode="mask"))
+
+
+def test_no_objects_on_an_empty_table():
+    color, depth = synthetic_table()
+    ex = extract_objects(color, depth, K)
+    assert ex.objects == [] and ex.warning is None
+
+
+def test_crop_patch_matches_inter_area_of_the_padded_square():
+    import cv2
+
+    img = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    got = crop_patch(img, (40, 40, 20, 10), padding=0.5)
+    np.testing.assert_array_equal(got, cv2.resize(img[25:65, 30:70], (32, 32), interpolation=cv2.INTER_AREA))
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "magic"}, {"min_depth": 2.0, "max_depth": 1.0}, {"max_objects": 0},
+                                    {"min_area": 0}, {"padding": -1}])
+def test_bad_segmentation_params_rejected(kwargs):
+    with pytest.raises(ValueError):
+        SegmentationParams(**kwargs)
+
+
+def test_greedy_matching_uses_each_box_once():
+    pairs = match_boxes([(0, 0, 10, 10), (1, 1, 10, 10)], [(0, 0, 10, 10)])
+    assert pairs == [(0, 0, 1.0)]
