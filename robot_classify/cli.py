@@ -183,7 +183,8 @@ def cmd_patches(args: argparse.Namespace) -> int:
 def cmd_eval_patches(args: argparse.Namespace) -> int:
     from .patch_eval import evaluate_scenes
 
-    folders = sorted(p.parent for p in Path(args.scenes).glob("**/scene.json"))
+    root = Path(args.scenes)
+    folders = sorted(p.parent for p in root.glob("*/scene.json")) or sorted(p.parent for p in root.glob("*/*/scene.json"))
     if args.limit:
         folders = folders[: args.limit]
     model = None if args.no_model else _load_model(args)
