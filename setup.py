@@ -52,6 +52,7 @@ setup(
     entry_points={
         "console_scripts": [
             "robot-classify = robot_classify.cli:main",
+            "classify_node = robot_classify.node:main",
         ],
     },
 )

@@ -25,3 +25,12 @@ def make_patches(n_per_class: int = 20, n_classes: int = 3, seed: int = 0, group
 @pytest.fixture
 def patches() -> PatchSet:
     return make_patches()
+
+
+@pytest.fixture(scope="session")
+def default_model_file() -> str:
+    """The embedded default model (built once per machine, ~2 minutes, then cached)."""
+    from robot_classify.default_model import default_model_path, get_default_model
+
+    get_default_model(device="cpu", quiet=True)
+    return str(default_model_path())

@@ -1,0 +1,50 @@
+"""ros2 launch robot_classify classify.launch.py [model_path:=...] [color_topic:=...] ...
+
+Starts classify_node with the package's config/classify.yaml (or params_file:=...), remapping
+its relative input topics to the camera's. Defaults fit realsense2_camera with
+align_depth.enable:=true. Only launch / launch_ros features present in Humble and Jazzy.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory("robot_classify"), "config", "classify.yaml")
+    args = [
+        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
+        DeclareLaunchArgument("model_path", default_value="", description="model file; empty = embedded default"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace for the node and its topics"),
+        DeclareLaunchArgument("color_topic", default_value="/camera/camera/color/image_raw"),
+        DeclareLaunchArgument("depth_topic", default_value="/camera/camera/aligned_depth_to_color/image_raw"),
+        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera/color/camera_info"),
+        DeclareLaunchArgument("mask_topic", default_value="/segmentation/mask"),
+        DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
+        DeclareLaunchArgument("qos_reliability", default_value="best_effort",
+                              description="best_effort for a camera driver, reliable for bag replay"),
+    ]
+    remaps = [
+        ("color/image_raw", LaunchConfiguration("color_topic")),
+        ("depth/image_raw", LaunchConfiguration("depth_topic")),
+        ("color/camera_info", LaunchConfiguration("camera_info_topic")),
+        ("mask/image_raw", LaunchConfiguration("mask_topic")),
+    ]
+    overrides = {"device": LaunchConfiguration("device"),
+                 "qos.reliability": LaunchConfiguration("qos_reliability")}
+    has_model = PythonExpression(["'", LaunchConfiguration("model_path"), "' != ''"])
+    node_with_model = Node(
+        package="robot_classify", executable="classify_node", name="robot_classify",
+        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"), overrides, {"model_path": LaunchConfiguration("model_path")}],
+        remappings=remaps, condition=IfCondition(has_model))
+    node_default = Node(
+        package="robot_classify", executable="classify_node", name="robot_classify",
+        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        remappings=remaps, condition=UnlessCondition(has_model))
+    return LaunchDescription(args + [node_with_model, node_default])

@@ -1,0 +1,89 @@
+"""One RGB-D frame -> the /object_labels document: the node's processing, without ROS.
+
+The node and `replay-eval` both call `FrameProcessor.process`, so offline evaluation runs
+exactly what runs on the robot (same conversion, patches, classifier, thresholds).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .camera import Intrinsics
+from .model import ClassifierModel
+from .patches import Extraction, SegmentationParams, extract_objects
+
+SCHEMA = "robot_classify/ObjectLabels/1"
+UNKNOWN = "unknown"
+
+
+@dataclass
+class FrameResult:
+    doc: dict[str, Any]
+    extraction: Extraction
+    ms: float
+
+
+class FrameProcessor:
+    def __init__(self, model: ClassifierModel, params: SegmentationParams, min_score: float = 0.5, top_k: int = 3,
+                 model_name: str | None = None, model_sha256: str | None = None) -> None:
+        self.model = model
+        self.params = params
+        self.model_info = {"name": model_name or str(model.meta.get("name", "model")),
+                           "sha256": model_sha256 or str(model.meta.get("sha256", ""))}
+        self._lock = threading.Lock()  # parameters change from the ROS parameter thread
+        self.set_thresholds(min_score, top_k)
+
+    def set_thresholds(self, min_score: float | None = None, top_k: int | None = None, k: int | None = None) -> None:
+        """Validated runtime changes (min_score, top_k, kNN k); raises ValueError with a reason."""
+        if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+        if top_k is not None and not 1 <= int(top_k) <= len(self.model.class_names):
+            raise ValueError(f"top_k must be in [1, {len(self.model.class_names)}], got {top_k}")
+        if k is not None:
+            if self.model.kind != "knn":
+                raise ValueError("k applies to kNN models only; this model is linear")
+            n = self.model.classifier.index_.ntotal
+            if not 1 <= int(k) <= n:
+                raise ValueError(f"k must be in [1, {n}] (training samples), got {k}")
+        with self._lock:
+            if min_score is not None:
+                self.min_score = float(min_score)
+            if top_k is not None:
+                self.top_k = int(top_k)
+            if k is not None:
+                self.model.classifier.k = int(k)
+
+    def process(self, color: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
+                stamp: tuple[int, int], frame_id: str, mask: np.ndarray | None = None) -> FrameResult:
+        t0 = time.perf_counter()
+        ex = extract_objects(color, depth, intrinsics, self.params, instance_mask=mask)
+        with self._lock:
+            min_score, top_k = self.min_score, self.top_k
+            if ex.objects:
+                labels, proba = self.model.predict(ex.patches)
+            else:
+                labels, proba = np.zeros(0, np.int64), np.zeros((0, len(self.model.class_names)))
+        names = self.model.class_names
+        objects = []
+        for obj, lab, p in zip(ex.objects, labels, proba):
+            order = np.argsort(-p, kind="stable")[:top_k]
+            score = float(p[lab])
+            objects.append({
+                "instance": int(obj.instance),
+                "label": names[lab] if score >= min_score else UNKNOWN,
+                "score": score,
+                "top_k": [{"label": names[i], "score": float(p[i])} for i in order],
+                "bbox": obj.bbox_dict(),
+                "centroid": obj.centroid_dict(),
+                "pixels": int(obj.pixels),
+            })
+        doc = {"schema": SCHEMA, "header": {"stamp": {"sec": int(stamp[0]), "nanosec": int(stamp[1])},
+                                            "frame_id": frame_id},
+               "model": dict(self.model_info), "objects": objects}
+        if ex.warning:
+            doc["warning"] = ex.warning
+        return FrameResult(doc, ex, (time.perf_counter() - t0) * 1000)

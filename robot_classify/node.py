@@ -1,0 +1,370 @@
+"""`classify_node`: RGB-D in, `/object_labels` out. A thin rclpy shell around `FrameProcessor`.
+
+Subscription callbacks only store messages (fast, never block the executor); a worker thread
+takes the newest colour/depth pair, converts, classifies and publishes. Older pairs are
+dropped and counted, so the node never falls behind the camera.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from .camera import Intrinsics
+from .frame_processor import UNKNOWN, FrameProcessor
+from .image_conversion import array_to_fields, color_from_msg, depth_from_msg, mask_from_msg
+from .patches import SegmentationParams
+from .sync import StampSynchronizer
+from .visualize import draw_objects, label_colour
+
+SEGMENTATION_DEFAULTS = SegmentationParams()
+# name -> (default, description, range or None, dynamic)
+PARAMETERS = {
+    "model_path": ("", "model file (.safetensors); empty = the embedded default model", None, False),
+    "device": ("auto", "auto, cpu or cuda", None, False),
+    "min_score": (0.5, "objects scoring below this are labelled 'unknown' (top_k kept)", (0.0, 1.0), True),
+    "top_k": (3, "alternatives reported per object", (1, 1000), True),
+    "k": (0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), True),
+    "max_objects": (SEGMENTATION_DEFAULTS.max_objects, "objects per frame (largest first)", (1, 1000), False),
+    "sync_slop": (0.02, "max colour/depth stamp difference to pair, seconds", (0.0, 1.0), False),
+    "qos.reliability": ("best_effort", "camera input QoS: best_effort (live camera) or reliable (bag replay)",
+                        None, False),
+    "segmentation.mode": (SEGMENTATION_DEFAULTS.mode, "depth, mask or full", None, False),
+    "segmentation.min_depth": (SEGMENTATION_DEFAULTS.min_depth, "metres", (0.0, 20.0), False),
+    "segmentation.max_depth": (SEGMENTATION_DEFAULTS.max_depth, "metres", (0.0, 20.0), False),
+    "segmentation.min_height": (SEGMENTATION_DEFAULTS.min_height, "above the table, metres", (0.0, 5.0), False),
+    "segmentation.max_height": (SEGMENTATION_DEFAULTS.max_height, "above the table, metres", (0.0, 5.0), False),
+    "segmentation.min_area": (SEGMENTATION_DEFAULTS.min_area, "pixels", (1, 100_000_000), False),
+    "segmentation.max_area": (SEGMENTATION_DEFAULTS.max_area, "pixels", (1, 100_000_000), False),
+    "segmentation.depth_jump": (SEGMENTATION_DEFAULTS.depth_jump, "metres at 1 m between two objects", (0.001, 1.0),
+                                False),
+    "segmentation.padding": (SEGMENTATION_DEFAULTS.padding, "crop padding per side (fraction)", (0.0, 2.0), False),
+    "segmentation.scale": (SEGMENTATION_DEFAULTS.scale, "1 = full resolution, 2 = half (faster)", (1, 4), False),
+    "segmentation.mask_background": (SEGMENTATION_DEFAULTS.mask_background, "grey out pixels outside the object",
+                                     None, False),
+}
+NO_INPUT_WARN_S = 5.0
+
+
+def _descriptor(name: str, description: str, rng, dynamic: bool) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=name, description=description, read_only=not dynamic)
+    if isinstance(rng, tuple) and isinstance(rng[0], float):
+        d.floating_point_range = [FloatingPointRange(from_value=rng[0], to_value=rng[1])]
+    elif isinstance(rng, tuple):
+        d.integer_range = [IntegerRange(from_value=rng[0], to_value=rng[1], step=1)]
+    return d
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class ClassifyNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("robot_classify", **kwargs)
+        for name, (default, desc, rng, dynamic) in PARAMETERS.items():
+            self.declare_parameter(name, default, _descriptor(name, desc, rng, dynamic))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        seg = SegmentationParams(**{k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("segmentation.")},
+                                 max_objects=p["max_objects"])
+        reliability = p["qos.reliability"]
+        if reliability not in ("best_effort", "reliable"):
+            raise ValueError(f"qos.reliability must be best_effort or reliable, got {reliability!r}")
+        self.model = self._load_model(p["model_path"], p["device"])
+        self.processor = FrameProcessor(self.model, seg, p["min_score"], min(p["top_k"], len(self.model.class_names)))
+        if p["k"]:
+            self.processor.set_thresholds(k=p["k"])
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.sync = StampSynchronizer(p["sync_slop"])
+        self.mode = seg.mode
+        self._info: CameraInfo | None = None  # latest
+        self._infos: dict[int, CameraInfo] = {}  # recent, by stamp: the one taken with the image wins
+        self._mask: tuple[int, Image] | None = None
+        self._last_rx: dict[str, float] = {}
+        self._rx_times: deque[float] = deque(maxlen=300)
+        self._done_times: deque[float] = deque(maxlen=300)
+        self._latency_ms: deque[float] = deque(maxlen=300)
+        self._skipped: dict[str, int] = {}
+        self._last_warned: dict[str, float] = {}
+        self._receipt: dict[int, float] = {}
+        self._warned_qos: set[str] = set()
+        self._started = time.monotonic()
+
+        qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                            reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
+                            else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        self._qos_in = qos_in
+        subs = ReentrantCallbackGroup()
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        self.create_subscription(Image, "color/image_raw", self._on_colour, qos_in, callback_group=subs,
+                                 event_callbacks=events)
+        self.create_subscription(Image, "depth/image_raw", self._on_depth, qos_in, callback_group=subs,
+                                 event_callbacks=events)
+        self.create_subscription(CameraInfo, "color/camera_info", self._on_info, qos_in, callback_group=subs,
+                                 event_callbacks=events)
+        self._topics = ["color/image_raw", "depth/image_raw", "color/camera_info"]
+        if self.mode == "mask":
+            self.create_subscription(Image, "mask/image_raw", self._on_mask, qos_in, callback_group=subs,
+                                     event_callbacks=events)
+            self._topics.append("mask/image_raw")
+        self.labels_pub = self.create_publisher(String, "object_labels", QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 10)
+        self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        timers = MutuallyExclusiveCallbackGroup()
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=timers)
+        self.create_timer(1.0, self._check_inputs, callback_group=timers)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="robot_classify_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: model {self.processor.model_info['name']} ({self.model.kind}, {len(self.model.class_names)} "
+            f"classes), segmentation {self.mode}, input QoS {reliability}; publishing {self.labels_pub.topic_name}")
+
+    # ----------------------------------------------------------------- setup
+    def _load_model(self, path: str, device: str):
+        from .default_model import get_default_model
+        from .model_io import load_model
+
+        if path:
+            return load_model(path, device=device)
+        self.get_logger().info("no model_path given: using the embedded default model (built on first use, "
+                               "about 2-3 minutes, then cached)")
+        return get_default_model(device=device, quiet=True)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        changes = {}
+        for prm in params:
+            if prm.name not in ("min_score", "top_k", "k"):
+                return SetParametersResult(successful=False, reason=f"{prm.name} cannot change at run time")
+            changes[prm.name] = prm.value
+        try:
+            if changes.get("k") == 0:
+                changes.pop("k")
+            self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
+        except (ValueError, TypeError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    # ----------------------------------------------------------------- callbacks (fast)
+    def _on_colour(self, msg: Image) -> None:
+        now = time.monotonic()
+        self._last_rx["color/image_raw"] = now
+        self._rx_times.append(now)
+        key = stamp_ns(msg.header)
+        self._receipt[key] = now
+        if len(self._receipt) > 100:
+            for old in sorted(self._receipt)[:50]:
+                self._receipt.pop(old, None)
+        self.sync.add_colour(key, msg)
+
+    def _on_depth(self, msg: Image) -> None:
+        self._last_rx["depth/image_raw"] = time.monotonic()
+        self.sync.add_depth(stamp_ns(msg.header), msg)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self._last_rx["color/camera_info"] = time.monotonic()
+        self._info = msg
+        self._infos[stamp_ns(msg.header)] = msg
+        while len(self._infos) > 30:
+            self._infos.pop(next(iter(self._infos)))
+
+    def _on_mask(self, msg: Image) -> None:
+        self._last_rx["mask/image_raw"] = time.monotonic()
+        self._mask = (stamp_ns(msg.header), msg)
+
+    def _on_incompatible_qos(self, event) -> None:
+        self.get_logger().warning(
+            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
+            f"set qos.reliability to match the camera (best_effort for drivers, reliable for bag replay)",
+            throttle_duration_sec=10.0)
+
+    # ----------------------------------------------------------------- worker
+    def _skip(self, why: str, detail: str) -> None:
+        """Count and warn, throttled per distinct problem (rclpy's throttle is per call site:
+        one bad topic would hide every other problem)."""
+        self._skipped[why] = self._skipped.get(why, 0) + 1
+        now = time.monotonic()
+        key = f"{why}: {detail}"
+        if now - self._last_warned.get(key, -1e9) >= 5.0:
+            if len(self._last_warned) > 1000:
+                self._last_warned.clear()
+            self._last_warned[key] = now
+            self.get_logger().warning(f"frame skipped ({why}): {detail}")
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            pair = self.sync.pop_latest(timeout=0.1)
+            if pair is None:
+                continue
+            try:
+                self._process(*pair)
+            except Exception as e:  # noqa: BLE001 -- one bad frame must never stop the node
+                self._skip("error", f"{type(e).__name__}: {e}")
+
+    def _process(self, key: int, colour_msg: Image, depth_msg: Image) -> None:
+        info = self._infos.get(key, self._info)
+        try:
+            colour = color_from_msg(colour_msg)
+            depth = depth_from_msg(depth_msg)
+        except ValueError as e:
+            self._skip("bad image", str(e))
+            return
+        intrinsics = None
+        if self.mode == "depth":
+            if info is None:
+                self._skip("no camera_info", "waiting for color/camera_info")
+                return
+            try:
+                intrinsics = Intrinsics.from_k(info.k)
+            except ValueError as e:
+                self._skip("bad camera_info", str(e))
+                return
+        mask = None
+        if self.mode == "mask":
+            if self._mask is None:
+                self._skip("no mask", "waiting for mask/image_raw")
+                return
+            try:
+                mask = mask_from_msg(self._mask[1])
+            except ValueError as e:
+                self._skip("bad mask", str(e))
+                return
+        h = colour_msg.header
+        try:
+            result = self.processor.process(colour, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id,
+                                            mask)
+        except ValueError as e:
+            self._skip("bad frame", str(e))
+            return
+        self.labels_pub.publish(String(data=json.dumps(result.doc)))
+        done = time.monotonic()
+        received = self._receipt.pop(key, None)
+        if received is not None:
+            self._latency_ms.append((done - received) * 1000)
+        self._done_times.append(done)
+        self._publish_markers(result.doc, h)
+        if self.debug_pub.get_subscription_count() > 0:
+            items = [((o["bbox"]["x_offset"], o["bbox"]["y_offset"], o["bbox"]["width"], o["bbox"]["height"]),
+                      o["label"], o["score"]) for o in result.doc["objects"]]
+            img = Image(header=h, **array_to_fields(draw_objects(colour, items), "rgb8"))
+            self.debug_pub.publish(img)
+
+    def _publish_markers(self, doc: dict, header) -> None:
+        arr = MarkerArray()
+        arr.markers.append(Marker(header=header, action=Marker.DELETEALL))
+        for o in doc["objects"]:
+            c = o["centroid"]
+            if c is None:
+                continue
+            r, g, b = (v / 255.0 for v in label_colour(o["label"]))
+            box = Marker(header=header, ns="objects", id=2 * o["instance"], type=Marker.CUBE, action=Marker.ADD)
+            box.pose.position = Point(x=c["x"], y=c["y"], z=c["z"])
+            box.pose.orientation.w = 1.0
+            box.scale.x = box.scale.y = box.scale.z = 0.05
+            box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 0.5
+            text = Marker(header=header, ns="labels", id=2 * o["instance"] + 1, type=Marker.TEXT_VIEW_FACING,
+                          action=Marker.ADD)
+            text.pose.position = Point(x=c["x"], y=c["y"] - 0.06, z=c["z"])
+            text.pose.orientation.w = 1.0
+            text.scale.z = 0.03
+            text.color.r = text.color.g = text.color.b = text.color.a = 1.0
+            text.text = o["label"] if o["label"] == UNKNOWN else f"{o['label']} {o['score']:.2f}"
+            arr.markers += [box, text]
+        self.markers_pub.publish(arr)
+
+    # ----------------------------------------------------------------- health
+    @staticmethod
+    def _rate(times: deque) -> float:
+        now = time.monotonic()
+        recent = [t for t in times if now - t <= 5.0]
+        return len(recent) / 5.0
+
+    def _publish_diagnostics(self) -> None:
+        s = self.sync.stats
+        lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
+        in_rate, out_rate = self._rate(self._rx_times), self._rate(self._done_times)
+        values = {
+            "input_rate_hz": f"{in_rate:.1f}", "processed_rate_hz": f"{out_rate:.1f}",
+            "dropped_pairs": str(s.dropped_pairs), "unpaired_colour": str(s.unpaired_colour),
+            "unpaired_depth": str(s.unpaired_depth), "skipped": json.dumps(self._skipped),
+            "latency_p50_ms": f"{np.percentile(lat, 50):.1f}", "latency_p99_ms": f"{np.percentile(lat, 99):.1f}",
+            "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
+            "model": f"{self.processor.model_info['name']} {self.processor.model_info['sha256'][:12]}",
+        }
+        level, message = DiagnosticStatus.OK, "ok"
+        if in_rate == 0:
+            level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s"
+        elif self._skipped:
+            level, message = DiagnosticStatus.OK, "running (some frames skipped, see 'skipped')"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message,
+                                  hardware_id="robot_classify",
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(arr)
+
+    def _check_inputs(self) -> None:
+        """Warn once per topic: silent for 5 s while publishers with incompatible QoS exist."""
+        now = time.monotonic()
+        if now - self._started < NO_INPUT_WARN_S:
+            return
+        for topic in self._topics:
+            if topic in self._warned_qos or now - self._last_rx.get(topic, self._started) < NO_INPUT_WARN_S:
+                continue
+            name = self.resolve_topic_name(topic)
+            bad = [i for i in self.get_publishers_info_by_topic(name)
+                   if self._qos_in.reliability == ReliabilityPolicy.RELIABLE
+                   and i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT]
+            if bad:
+                self._warned_qos.add(topic)
+                self.get_logger().warning(
+                    f"nothing received on {name} for {NO_INPUT_WARN_S:.0f} s although {len(bad)} publisher(s) exist: "
+                    f"they publish best_effort and this node subscribes reliable. Set qos.reliability:=best_effort.")
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._worker.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = ClassifyNode()
+    except Exception as e:  # noqa: BLE001 -- a clear fatal line, not a traceback wall
+        rclpy.logging.get_logger("robot_classify").fatal(f"cannot start: {type(e).__name__}: {e}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

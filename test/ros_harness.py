@@ -1,0 +1,140 @@
+"""Real rclpy over Fast DDS: classify_node in a subprocess, a tester node in this process.
+
+Isolation: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a per-run ROS_DOMAIN_ID, so two test
+runs on one machine never hear each other. Everything started here is stopped by `close()`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from robot_classify.image_conversion import array_to_fields  # noqa: E402
+
+
+def make_image(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera_color_optical_frame") -> Image:
+    msg = Image(**array_to_fields(arr, encoding))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def make_info(K: list[float], w: int, h: int, stamp_ns: int) -> CameraInfo:
+    info = CameraInfo(width=w, height=h, k=[float(v) for v in K], distortion_model="plumb_bob")
+    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    info.header.frame_id = "camera_color_optical_frame"
+    return info
+
+
+class RosHarness:
+    def __init__(self, model_path: str, extra_args: tuple[str, ...] = (), timeout: float = 120.0) -> None:
+        cmd = [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_path}",
+               "-p", "qos.reliability:=reliable", "-p", "device:=cpu",
+               "-r", "color/image_raw:=/test_cam/color", "-r", "depth/image_raw:=/test_cam/depth",
+               "-r", "color/camera_info:=/test_cam/info", *extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.log: list[str] = []
+        threading.Thread(target=self._read_log, daemon=True).start()
+        rclpy.init()
+        self.node = rclpy.create_node("robot_classify_tester")
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.colour_pub = self.node.create_publisher(Image, "/test_cam/color", qos)
+        self.depth_pub = self.node.create_publisher(Image, "/test_cam/depth", qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, "/test_cam/info", qos)
+        self.received: list[dict] = []
+        self._cv = threading.Condition()
+        self.node.create_subscription(String, "/object_labels", self._on_labels, QoSProfile(
+            depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        self.param_client = self.node.create_client(SetParameters, "/robot_classify/set_parameters")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+        self._wait_ready(timeout)
+
+    def _read_log(self) -> None:
+        for line in self.proc.stdout:
+            self.log.append(line.rstrip())
+
+    def _wait_ready(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("classify_node exited:\n" + "\n".join(self.log[-30:]))
+            if (self.node.count_publishers("/object_labels") and self.node.count_subscribers("/test_cam/color")
+                    and self.param_client.service_is_ready()):
+                time.sleep(0.5)  # let discovery settle both ways
+                return
+            time.sleep(0.1)
+        raise TimeoutError("classify_node did not come up:\n" + "\n".join(self.log[-30:]))
+
+    def _on_labels(self, msg: String) -> None:
+        with self._cv:
+            self.received.append(json.loads(msg.data))
+            self._cv.notify_all()
+
+    def publish_frame(self, color: np.ndarray, depth: np.ndarray, K: list[float], stamp_ns: int,
+                      color_encoding: str = "rgb8", depth_encoding: str = "16UC1") -> None:
+        h, w = color.shape[:2]
+        self.info_pub.publish(make_info(K, w, h, stamp_ns))
+        time.sleep(0.02)  # camera drivers publish info with the image; let it land first
+        self.depth_pub.publish(make_image(depth, depth_encoding, stamp_ns))
+        self.colour_pub.publish(make_image(color, color_encoding, stamp_ns))
+
+    def wait_for(self, stamp_ns: int, timeout: float = 20.0) -> dict:
+        sec, nsec = divmod(stamp_ns, 1_000_000_000)
+        end = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for doc in self.received:
+                    if doc["header"]["stamp"] == {"sec": sec, "nanosec": nsec}:
+                        return doc
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no /object_labels for stamp {stamp_ns}:\n" + "\n".join(self.log[-20:]))
+                self._cv.wait(left)
+
+    def set_parameters(self, **values) -> list:
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        future = self.param_client.call_async(req)
+        end = time.monotonic() + 10
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        return future.result().results
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+__all__ = ["RosHarness", "ParameterMsg", "make_image", "make_info"]
