@@ -120,7 +120,7 @@ def bench_linear(device: str, results: list) -> None:
     Xs = (X.astype(np.float32) - mu) / sd
     Xt = (te.images.reshape(len(te), -1).astype(np.float32) - mu) / sd
     rows = {}
-    for name, make in (("ours", lambda: LinearClassifier("softmax", reg=1e-4, lr=0.01, epochs=5, batch_size=256,
+    for name, make in (("ours", lambda: LinearClassifier("softmax", reg=1e-4, lr=0.08, epochs=5, batch_size=2048,
                                                           device=device)),
                        ("sklearn", lambda: SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=5, tol=None,
                                                          n_jobs=2, random_state=0))):

@@ -14,8 +14,8 @@ float64 brute-force reference, ties broken by the lower training index. When the
 prunes badly (e.g. white noise) a query falls back to exact brute force.
 
 L1 has no cheap tight bound of this kind; it is brute force on OpenCV's SIMD integer
-kernels (uint8) or float64. On CUDA the search is brute force in float32 on the GPU with a
-rigorous rounding margin and an exact float64 re-rank of the few candidates inside it.
+kernels (uint8) or float64. On CUDA (and for large brute-force batches on the CPU) the search is a float32
+GEMM with a rigorous rounding margin and an exact re-rank of the few candidates inside it.
 """
 from __future__ import annotations
 
@@ -81,7 +81,6 @@ class ExactIndex:
             # uint8 values are exact in float16: half the memory of float32, no loss.
             dtype = torch.float16 if data.dtype == np.uint8 else torch.float32
             self._gpu_data = torch.from_numpy(data).to(self.device, dtype)
-            self._gpu_sq = (self._gpu_data.float() ** 2).sum(1)
         elif self.metric != "l1" and 0 < self.bound_dims < self.d and self.ntotal > 4 * self.bound_dims:
             self._fit_bound()
 
@@ -142,7 +141,7 @@ class ExactIndex:
             raise ValueError("this index stores uint8 vectors; queries must be uint8 as well")
         out_d = np.empty((len(Q), k), np.float64)
         out_i = np.empty((len(Q), k), np.int64)
-        block = max(1, self.max_scratch_bytes // (4 * self.ntotal))
+        block = max(1, self.max_scratch_bytes // (12 * self.ntotal))  # bound, distance, margin: 3 floats
         for s in range(0, len(Q), block):
             qb = Q[s:s + block]
             if self.device.type == "cuda":
@@ -151,7 +150,10 @@ class ExactIndex:
                 cand = self._bounded_candidates(qb, k) if hasattr(self, "_Z") else [None] * len(qb)
                 missing = [j for j, c in enumerate(cand) if c is None]
                 if missing:
-                    for j, c in zip(missing, self._brute_candidates(qb[missing], k)):
+                    # Many queries: a float32 GEMM (compute-bound) beats OpenCV's per-pair kernels.
+                    brute = self._gpu_candidates if self.metric != "l1" and len(missing) >= 64 \
+                        else self._brute_candidates
+                    for j, c in zip(missing, brute(qb[missing], k)):
                         cand[j] = c
             for j, c in enumerate(cand):
                 out_d[s + j], out_i[s + j] = self._rerank(qb[j], c, k)
@@ -213,17 +215,30 @@ class ExactIndex:
                          else np.union1d(inside, first[i]))
         return cands
 
+    def _float_chunks(self, rows: int = 4096):
+        """The stored vectors as float32 blocks on the search device (bounded scratch on CPU)."""
+        for s in range(0, self.ntotal, rows):
+            if self.device.type == "cuda":
+                yield self._gpu_data[s:s + rows].float()
+            else:
+                yield torch.from_numpy(np.ascontiguousarray(self.data[s:s + rows])).float()
+
     def _gpu_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray]:
-        """Float32 distances on the GPU, then every point within the rounding margin of the k-th."""
+        """Float32 GEMM distances (GPU, or CPU for big brute-force batches), then every point
+        within a rigorous rounding margin of the k-th; `_rerank` makes them exact."""
         q = torch.from_numpy(np.ascontiguousarray(qb)).to(self.device, torch.float32)
-        X = self._gpu_data
-        if self.metric == "l1":
-            d = torch.cat([torch.cdist(q, X[s:s + 8192].float(), p=1) for s in range(0, self.ntotal, 8192)], 1)
-            scale = d
-        else:
-            qsq = (q**2).sum(1, keepdim=True)
-            d = qsq + self._gpu_sq[None, :] - 2.0 * (q @ X.float().T)
-            scale = qsq + self._gpu_sq[None, :]
+        qsq = (q**2).sum(1, keepdim=True)
+        ds, scales = [], []
+        for X in self._float_chunks():
+            if self.metric == "l1":
+                d = torch.cdist(q, X, p=1)
+                scales.append(d)
+            else:
+                xsq = (X**2).sum(1)[None, :]
+                d = qsq + xsq - 2.0 * (q @ X.T)
+                scales.append(qsq + xsq)
+            ds.append(d)
+        d, scale = torch.cat(ds, 1), torch.cat(scales, 1)
         # Rigorous float32 dot/sum error bound: |err| <= D * 2^-24 * scale (with headroom).
         margin = 4.0 * self.d * 2.0**-24 * scale
         vals, ids = torch.topk(d, k, dim=1, largest=False)

@@ -36,10 +36,11 @@ def test_exact_index_equals_float64_reference_on_images(metric):
         assert index.stats["brute_force"] == 0  # the bound did the pruning
 
 
-def test_exact_index_equals_reference_on_white_noise_fallback():
+@pytest.mark.parametrize("n_queries", [10, 70])  # OpenCV fallback, float32-GEMM fallback
+def test_exact_index_equals_reference_on_white_noise_fallback(n_queries):
     rng = np.random.default_rng(3)
     X = rng.integers(0, 256, (2000, 3072), dtype=np.uint8)
-    Q = rng.integers(0, 256, (10, 3072), dtype=np.uint8)
+    Q = rng.integers(0, 256, (n_queries, 3072), dtype=np.uint8)
     index = ExactIndex("l2", device="cpu")
     index.add(X)
     _, idx = index.search(Q, 5)
@@ -88,9 +89,7 @@ def test_torch_gpu_path_logic_runs_on_cpu_tensors():
     for metric in ("l1", "l2"):
         index = ExactIndex(metric, device="cpu")
         index.device = torch.device("cpu")
-        index._gpu_data = torch.from_numpy(X).float()
         index.data, index.ntotal, index.d = X, len(X), X.shape[1]
-        index._gpu_sq = (index._gpu_data**2).sum(1)
         cands = index._gpu_candidates(Q, 5)
         got = np.stack([index._rerank(q, c, 5)[1] for q, c in zip(Q, cands)])
         np.testing.assert_array_equal(got, reference_knn(X, Q, 5, metric))
