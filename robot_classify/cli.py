@@ -141,7 +141,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _segmentation_params(args: argparse.Namespace):
     from .patches import SegmentationParams
 
-    return SegmentationParams(mode=args.mode, padding=args.padding, mask_background=args.mask_background)
+    return SegmentationParams(mode=args.mode, padding=args.padding, mask_background=args.mask_background,
+                              scale=args.scale)
 
 
 def cmd_patches(args: argparse.Namespace) -> int:
@@ -195,6 +196,105 @@ def cmd_eval_patches(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Default model -> fresh rendered RGB-D frames -> the node's processing -> labels + pictures."""
+    import cv2
+
+    from .camera import Intrinsics
+    from .datasets import load_dataset
+    from .default_model import default_dataset_path
+    from .frame_processor import FrameProcessor
+    from .matching import bbox_tuple, match_boxes
+    from .patches import SegmentationParams
+    from .scene_render import SceneRenderer
+    from .visualize import draw_objects
+
+    model = _load_model(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    proc = FrameProcessor(model, SegmentationParams(), min_score=0.5, top_k=3)
+    correct = total = 0
+    with SceneRenderer() as renderer:
+        for i in range(args.frames):
+            scene = renderer.render(900_000_000 + i)  # seeds the default model never saw
+            res = proc.process(scene.color, scene.depth, Intrinsics(**scene.meta["intrinsics"]), (1_700_000_000 + i, 0),
+                               "camera_color_optical_frame")
+            doc = res.doc
+            print(f"/object_labels frame {i}: " + ", ".join(
+                f"{o['label']} {o['score']:.2f} @ z={o['centroid']['z']:.2f} m" if o["centroid"] else o["label"]
+                for o in doc["objects"]) + f"  ({res.ms:.0f} ms)")
+            gts = [g for g in scene.meta["objects"] if g["class_name"] != "distractor" and g["visible_fraction"] >= 0.5]
+            for a, b, _ in match_boxes([bbox_tuple(o["bbox"]) for o in doc["objects"]],
+                                       [bbox_tuple(g["bbox"]) for g in gts]):
+                total += 1
+                correct += doc["objects"][a]["top_k"][0]["label"] == gts[b]["class_name"]
+            img = draw_objects(scene.color, [(bbox_tuple(o["bbox"]), o["label"], o["score"]) for o in doc["objects"]])
+            cv2.imwrite(str(out / f"frame_{i:02d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            (out / f"frame_{i:02d}.json").write_text(json.dumps(doc, indent=1))
+    print(f"labelled {total} found objects in {args.frames} new frames: {correct / max(total, 1):.1%} correct")
+    if not args.model:
+        test = load_dataset(default_dataset_path(), "props")["test"]
+        acc = float((model.predict(test.images)[0] == test.labels).mean())
+        print(f"default model on its held-out test scenes: {acc:.1%} of {len(test)} patches")
+    print(f"annotated frames and JSON in {out}/")
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> tuple[str, str, str]:
+    from .bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
+
+    if not args.topics:
+        return COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
+    parts = args.topics.split(",")
+    if len(parts) != 3:
+        raise ValueError("--topics takes COLOR,DEPTH,CAMERA_INFO")
+    return parts[0], parts[1], parts[2]
+
+
+def cmd_make_bag(args: argparse.Namespace) -> int:
+    from .bags import write_bag
+    from .scene_dataset import render_scenes
+
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"{out} exists; choose a new path (bags are never overwritten)")
+    write_bag(out, render_scenes(args.scenes, args.seed, args.workers, args.quiet), args.storage)
+    print(f"wrote {args.scenes} frames ({args.storage}) to {out}")
+    return 0
+
+
+def cmd_replay_eval(args: argparse.Namespace) -> int:
+    from .replay_eval import replay_eval
+
+    model = _load_model(args)
+    m = replay_eval(args.bag, model, args.report, _topics(args), _segmentation_params(args), args.ground_truth,
+                    args.min_score, quiet=args.quiet)
+    print(f"object accuracy {m['object_accuracy']:.3f}  detection recall {m['detection_recall']:.3f}  "
+          f"precision {m['detection_precision']:.3f}  latency p50 {m['latency_ms']['p50']:.1f} ms "
+          f"p99 {m['latency_ms']['p99']:.1f} ms  frames {m['frames']['processed']}/{m['frames']['pairs']}")
+    print(f"report: {Path(args.report) / 'report.html'}")
+    return 0
+
+
+def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
+    from .replay_eval import bag_to_dataset
+
+    counts = bag_to_dataset(args.bag, _load_model(args), args.out, _topics(args), _segmentation_params(args),
+                            args.ground_truth, args.split_by_time, args.quiet)
+    for k, v in sorted(counts.items()):
+        print(f"  {k}: {v}")
+    print(f"image-folder dataset in {args.out} (train it with: robot-classify train --dataset {args.out} ...)")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    n = replay(args.bag, args.rate, args.loop, args.qos, args.keep_stamps)
+    print(f"published {n} messages")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .datasets import FORMATS
     from .distances import METRICS
@@ -238,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("demo", help="the default model on freshly rendered RGB-D frames (no ROS needed)")
+    _add_model_arg(p)
+    p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--out", default="demo_out")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("generate", help="render RGB-D tabletop scenes (pybullet) and optionally a patch set")
     p.add_argument("--out", required=True)
     p.add_argument("--scenes", type=int, default=20)
@@ -252,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     def seg_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--mode", default="depth", choices=["depth", "mask", "full"])
         p.add_argument("--padding", type=float, default=0.15)
-        p.add_argument("--mask-background", action="store_true")
+        p.add_argument("--no-mask-background", dest="mask_background", action="store_false",
+                       help="keep the background in crops (models trained here expect it greyed out)")
+        p.add_argument("--scale", type=int, default=1, help="segment at 1/scale resolution (2 = faster)")
 
     p = sub.add_parser("patches", help="find objects in one RGB-D frame; write crops, objects.json, overlay")
     p.add_argument("--color", required=True)
@@ -271,6 +379,40 @@ def build_parser() -> argparse.ArgumentParser:
     seg_args(p)
     p.add_argument("--metrics-out")
     p.set_defaults(func=cmd_eval_patches)
+    def bag_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bag", required=True)
+        p.add_argument("--topics", help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
+        p.add_argument("--ground-truth", help="JSON-lines sidecar of ground truth keyed by stamp")
+        _add_model_arg(p)
+        seg_args(p)
+
+    p = sub.add_parser("make-bag", help="a ROS 2 bag of rendered RGB-D frames with ground truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    p.add_argument("--scenes", type=int, default=30)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_make_bag)
+
+    p = sub.add_parser("replay-eval", help="run the node's processing over a bag; metrics + HTML report")
+    bag_args(p)
+    p.add_argument("--min-score", type=float, default=0.5)
+    p.add_argument("--report", required=True)
+    p.set_defaults(func=cmd_replay_eval)
+
+    p = sub.add_parser("bag-to-dataset", help="label the node's crops from a bag's ground truth; image folders")
+    bag_args(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--split-by-time", type=float, default=0.8)
+    p.set_defaults(func=cmd_bag_to_dataset)
+
+    p = sub.add_parser("replay", help="publish a bag through rclpy with its original timing")
+    p.add_argument("--bag", required=True)
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--qos", default="reliable", choices=["reliable", "best_effort"])
+    p.add_argument("--keep-stamps", action="store_true")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 

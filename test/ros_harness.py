@@ -46,20 +46,23 @@ def make_info(K: list[float], w: int, h: int, stamp_ns: int) -> CameraInfo:
 
 
 class RosHarness:
-    def __init__(self, model_path: str, extra_args: tuple[str, ...] = (), timeout: float = 120.0) -> None:
+    def __init__(self, model_path: str, topics: tuple[str, str, str] = ("/test_cam/color", "/test_cam/depth",
+                                                                         "/test_cam/info"),
+                 timeout: float = 120.0) -> None:
         cmd = [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_path}",
                "-p", "qos.reliability:=reliable", "-p", "device:=cpu",
-               "-r", "color/image_raw:=/test_cam/color", "-r", "depth/image_raw:=/test_cam/depth",
-               "-r", "color/camera_info:=/test_cam/info", *extra_args]
+               "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
+               "-r", f"color/camera_info:={topics[2]}"]
+        self.topics = topics
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.log: list[str] = []
         threading.Thread(target=self._read_log, daemon=True).start()
         rclpy.init()
         self.node = rclpy.create_node("robot_classify_tester")
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.colour_pub = self.node.create_publisher(Image, "/test_cam/color", qos)
-        self.depth_pub = self.node.create_publisher(Image, "/test_cam/depth", qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, "/test_cam/info", qos)
+        self.colour_pub = self.node.create_publisher(Image, topics[0], qos)
+        self.depth_pub = self.node.create_publisher(Image, topics[1], qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, topics[2], qos)
         self.received: list[dict] = []
         self._cv = threading.Condition()
         self.node.create_subscription(String, "/object_labels", self._on_labels, QoSProfile(
@@ -80,7 +83,7 @@ class RosHarness:
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("classify_node exited:\n" + "\n".join(self.log[-30:]))
-            if (self.node.count_publishers("/object_labels") and self.node.count_subscribers("/test_cam/color")
+            if (self.node.count_publishers("/object_labels") and self.node.count_subscribers(self.topics[0])
                     and self.param_client.service_is_ready()):
                 time.sleep(0.5)  # let discovery settle both ways
                 return

@@ -1,0 +1,119 @@
+"""classify_node throughput and latency over real Fast DDS. Not a test.
+
+Feeds 300 frames with 10 objects each (boxes on a table, 640x480 rgb8 + 16UC1) to the running
+node, whose model is a 50,000-sample kNN (the default model's patches, augmented). Reports
+the node's own receipt -> publish latency (from /diagnostics), the tester's publish -> receive
+latency, sustained throughput, dropped pairs and the node's memory before/after.
+
+  python bench/node_bench.py [--frames 300] [--rate 30] [--device auto]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "test"))
+
+
+def big_model(path: Path, n: int = 50_000) -> Path:
+    from robot_classify.datasets import load_dataset
+    from robot_classify.default_model import default_dataset_path, get_default_model
+    from robot_classify.features import FeaturePipeline
+    from robot_classify.knn import KNNClassifier
+    from robot_classify.model import ClassifierModel
+    from robot_classify.model_io import save_model
+
+    base = get_default_model(device="cpu", quiet=True)
+    tr = load_dataset(default_dataset_path(), "props")["train"]
+    rng = np.random.default_rng(0)
+    reps = int(np.ceil(n / len(tr)))
+    imgs = np.concatenate([np.roll(tr.images[:, :, ::-1] if r % 2 else tr.images,
+                                   (int(rng.integers(-2, 3)), int(rng.integers(-2, 3))), axis=(1, 2))
+                           for r in range(reps)])[:n]
+    labels = np.tile(tr.labels, reps)[:n]
+    k = base.classifier.k
+    model = ClassifierModel(FeaturePipeline(**{"kind": "hog_color", "pca_dims": 0, "center": False}),
+                            KNNClassifier(k, "l2", device="cpu"), base.class_names).fit(imgs, labels)
+    model.meta = {"name": "bench-knn-50k"}
+    return save_model(model, path)
+
+
+def ten_object_frame():
+    depth = np.full((480, 640), 900, np.uint16)
+    yy = np.arange(480)[:, None]
+    depth += (yy * 0.6).astype(np.uint16)  # a tilted table, 0.9-1.2 m
+    color = np.full((480, 640, 3), 120, np.uint8)
+    rng = np.random.default_rng(1)
+    for i in range(10):
+        x, y = 30 + (i % 5) * 120, 80 + (i // 5) * 200
+        depth[y:y + 70, x:x + 60] -= 60 + 10 * i
+        color[y:y + 70, x:x + 60] = rng.integers(0, 256, 3)
+    return color, depth
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    model_path = big_model(tmp / "knn50k.safetensors")
+    from ros_harness import RosHarness  # sets isolated discovery before rclpy starts
+
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    diags = []
+    h = RosHarness(str(model_path))
+    h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
+    color, depth = ten_object_frame()
+    K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
+
+    def rss_mb() -> float:
+        with open(f"/proc/{h.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    # Warm-up, then the measured run.
+    for i in range(10):
+        h.publish_frame(color, depth, K, 1_000_000_000 + i * 33_333_333)
+        time.sleep(1 / args.rate)
+    time.sleep(1.0)
+    mem_before = rss_mb()
+    sent: dict[int, float] = {}
+    h.received.clear()
+    t0 = time.monotonic()
+    for i in range(args.frames):
+        stamp = 2_000_000_000 + i * 33_333_333
+        sent[stamp] = time.monotonic()
+        h.publish_frame(color, depth, K, stamp)
+        time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
+    time.sleep(2.0)
+    wall = time.monotonic() - t0 - 2.0
+    mem_after = rss_mb()
+    got = {d["header"]["stamp"]["sec"] * 1_000_000_000 + d["header"]["stamp"]["nanosec"]: d for d in h.received}
+    objects = [len(d["objects"]) for d in got.values()]
+    status = diags[-1].status[0] if diags else None
+    values = {kv.key: kv.value for kv in status.values} if status else {}
+    result = {"frames_sent": args.frames, "frames_labelled": len(got), "rate_hz_offered": args.rate,
+              "throughput_fps": len(got) / wall, "objects_per_frame_median": float(np.median(objects)) if objects else 0,
+              "node_latency_ms_p50": float(values.get("latency_p50_ms", "nan")),
+              "node_latency_ms_p99": float(values.get("latency_p99_ms", "nan")),
+              "dropped_pairs": int(values.get("dropped_pairs", -1)), "device": values.get("device"),
+              "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after}
+    h.close()
+    print(json.dumps(result, indent=2))
+    out = Path(__file__).parent / "results" / f"node_{(result['device'] or 'cpu').split(':')[0]}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ROS_DOMAIN_ID", "77")
+    main()

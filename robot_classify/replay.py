@@ -1,0 +1,75 @@
+"""Publish a bag's messages through rclpy with their original relative timing.
+
+For machines without rosbag2 (`ros2 bag play`). Messages are deserialized by rclpy from the
+bag's CDR bytes (the same wire format), optionally re-stamped to "now + original offset" so
+every topic of one frame keeps one shared stamp.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Callable
+
+from .bags import open_reader
+
+
+def _msg_class(msgtype: str):
+    pkg, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+
+def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "reliable", keep_stamps: bool = False,
+           topics: list[str] | None = None, on_message: Callable[[str, object], None] | None = None,
+           should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Play the bag (once, or until `should_stop` with `loop`); returns messages published."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import deserialize_message
+
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    if qos not in ("reliable", "best_effort"):
+        raise ValueError(f"qos must be reliable or best_effort, got {qos!r}")
+    reader = open_reader(bag)
+    conns = [c for c in reader.connections if topics is None or c.topic in topics]
+    if not conns:
+        reader.close()
+        raise ValueError(f"{bag}: none of the topics {topics} are in the bag")
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    node = rclpy.create_node("robot_classify_replay")
+    profile = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if qos == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT)
+    classes = {c.topic: _msg_class(c.msgtype) for c in conns}
+    pubs = {t: node.create_publisher(cls, t, profile) for t, cls in classes.items()}
+    time.sleep(0.5)  # discovery: let subscribers match before the first message
+    sent = 0
+    try:
+        while True:
+            t0 = wall0 = None
+            offset_ns = time.time_ns()
+            for conn, t, raw in reader.messages(connections=conns):
+                if should_stop():
+                    return sent
+                if t0 is None:
+                    t0, wall0 = t, time.monotonic()
+                delay = wall0 + (t - t0) / 1e9 / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                msg = deserialize_message(bytes(raw), classes[conn.topic])
+                if not keep_stamps and hasattr(msg, "header"):
+                    st = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec - t0 + offset_ns
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(st, 1_000_000_000)
+                pubs[conn.topic].publish(msg)
+                sent += 1
+                if on_message is not None:
+                    on_message(conn.topic, msg)
+            if not loop:
+                return sent
+    finally:
+        reader.close()
+        node.destroy_node()
+        if own_context:
+            rclpy.try_shutdown()
