@@ -96,6 +96,7 @@ class ClassifyNode(Node):
         self.mode = seg.mode
         self._info: CameraInfo | None = None  # latest
         self._infos: dict[int, CameraInfo] = {}  # recent, by stamp: the one taken with the image wins
+        self._info_stamped_like_images = False
         self._mask: tuple[int, Image] | None = None
         self._last_rx: dict[str, float] = {}
         self._rx_times: deque[float] = deque(maxlen=300)
@@ -220,8 +221,23 @@ class ClassifyNode(Node):
             except Exception as e:  # noqa: BLE001 -- one bad frame must never stop the node
                 self._skip("error", f"{type(e).__name__}: {e}")
 
+    def _camera_info_for(self, key: int) -> CameraInfo | None:
+        """The camera_info stamped like the frame. Drivers publish it with each image, but DDS may
+        deliver it a little later: once the camera has shown it stamps them alike, wait up to
+        30 ms for it rather than use the previous frame's; otherwise use the latest."""
+        info = self._infos.get(key)
+        if info is None and self._info_stamped_like_images:
+            end = time.monotonic() + 0.03
+            while info is None and time.monotonic() < end:
+                time.sleep(0.002)
+                info = self._infos.get(key)
+        if info is not None:
+            self._info_stamped_like_images = True
+            return info
+        return self._info
+
     def _process(self, key: int, colour_msg: Image, depth_msg: Image) -> None:
-        info = self._infos.get(key, self._info)
+        info = self._camera_info_for(key)
         try:
             colour = color_from_msg(colour_msg)
             depth = depth_from_msg(depth_msg)

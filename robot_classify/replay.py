@@ -24,6 +24,7 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
            should_stop: Callable[[], bool] = lambda: False) -> int:
     """Play the bag (once, or until `should_stop` with `loop`); returns messages published."""
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
 
@@ -52,7 +53,7 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
             offset_ns = time.time_ns()
             for conn, t, raw in reader.messages(connections=conns):
                 if should_stop():
-                    return sent
+                    return sent  # noqa: B012 -- the finally block still runs
                 if t0 is None:
                     t0, wall0 = t, time.monotonic()
                 delay = wall0 + (t - t0) / 1e9 / rate - time.monotonic()
@@ -67,8 +68,12 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                 if on_message is not None:
                     on_message(conn.topic, msg)
             if not loop:
-                return sent
+                break
+        return sent
     finally:
+        if qos == "reliable":  # don't tear down before subscribers have the last messages
+            for pub in pubs.values():
+                pub.wait_for_all_acked(Duration(seconds=5))
         reader.close()
         node.destroy_node()
         if own_context:

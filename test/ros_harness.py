@@ -54,7 +54,8 @@ class RosHarness:
                "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
                "-r", f"color/camera_info:={topics[2]}"]
         self.topics = topics
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.log: list[str] = []
         threading.Thread(target=self._read_log, daemon=True).start()
         rclpy.init()
@@ -99,7 +100,7 @@ class RosHarness:
                       color_encoding: str = "rgb8", depth_encoding: str = "16UC1") -> None:
         h, w = color.shape[:2]
         self.info_pub.publish(make_info(K, w, h, stamp_ns))
-        time.sleep(0.02)  # camera drivers publish info with the image; let it land first
+        time.sleep(0.1)  # camera drivers publish info with the image; let it land first
         self.depth_pub.publish(make_image(depth, depth_encoding, stamp_ns))
         self.colour_pub.publish(make_image(color, color_encoding, stamp_ns))
 
@@ -123,6 +124,14 @@ class RosHarness:
         while not future.done() and time.monotonic() < end:
             time.sleep(0.02)
         return future.result().results
+
+    def wait_log(self, text: str, timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(text in line for line in list(self.log)):
+                return True
+            time.sleep(0.05)
+        return False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
