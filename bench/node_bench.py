@@ -1,6 +1,6 @@
 """classify_node throughput and latency over real Fast DDS. Not a test.
 
-Feeds 300 frames with 10 objects each (boxes on a table, 640x480 rgb8 + 16UC1) to the running
+Feeds 300 frames with 10 objects each (rendered tabletop scenes, 640x480 rgb8 + 16UC1) to the running
 node, whose model is a 50,000-sample kNN (the default model's patches, augmented). Reports
 the node's own receipt -> publish latency (from /diagnostics), the tester's publish -> receive
 latency, sustained throughput, dropped pairs and the node's memory before/after.
@@ -45,17 +45,12 @@ def big_model(path: Path, n: int = 50_000) -> Path:
     return save_model(model, path)
 
 
-def ten_object_frame():
-    depth = np.full((480, 640), 900, np.uint16)
-    yy = np.arange(480)[:, None]
-    depth += (yy * 0.6).astype(np.uint16)  # a tilted table, 0.9-1.2 m
-    color = np.full((480, 640, 3), 120, np.uint8)
-    rng = np.random.default_rng(1)
-    for i in range(10):
-        x, y = 30 + (i % 5) * 120, 80 + (i // 5) * 200
-        depth[y:y + 70, x:x + 60] -= 60 + 10 * i
-        color[y:y + 70, x:x + 60] = rng.integers(0, 256, 3)
-    return color, depth
+def ten_object_frames(n: int = 10):
+    """Rendered tabletop frames with 10 objects each (seeds the default model never saw)."""
+    from robot_classify.scene_render import SceneRenderer
+
+    with SceneRenderer() as r:
+        return [r.render(800_000_000 + i, n_objects=(10, 10), max_distractors=0) for i in range(n)]
 
 
 def main() -> None:
@@ -73,7 +68,7 @@ def main() -> None:
     diags = []
     h = RosHarness(str(model_path))
     h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
-    color, depth = ten_object_frame()
+    scenes = ten_object_frames()
     K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
 
     def rss_mb() -> float:
@@ -82,7 +77,8 @@ def main() -> None:
 
     # Warm-up, then the measured run.
     for i in range(10):
-        h.publish_frame(color, depth, K, 1_000_000_000 + i * 33_333_333)
+        s = scenes[i % len(scenes)]
+        h.publish_frame(s.color, s.depth, K, 1_000_000_000 + i * 33_333_333, info_lead=0.0)
         time.sleep(1 / args.rate)
     time.sleep(1.0)
     mem_before = rss_mb()
@@ -92,7 +88,8 @@ def main() -> None:
     for i in range(args.frames):
         stamp = 2_000_000_000 + i * 33_333_333
         sent[stamp] = time.monotonic()
-        h.publish_frame(color, depth, K, stamp)
+        s = scenes[i % len(scenes)]
+        h.publish_frame(s.color, s.depth, K, stamp, info_lead=0.0)
         time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
     time.sleep(2.0)
     wall = time.monotonic() - t0 - 2.0

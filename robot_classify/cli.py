@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -197,47 +198,92 @@ def cmd_eval_patches(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Default model -> fresh rendered RGB-D frames -> the node's processing -> labels + pictures."""
-    import cv2
+    """The main job on the embedded default: model -> demo bag -> live node -> labels -> report."""
+    import time
 
-    from .camera import Intrinsics
-    from .datasets import load_dataset
-    from .default_model import default_dataset_path
-    from .frame_processor import FrameProcessor
-    from .matching import bbox_tuple, match_boxes
-    from .patches import SegmentationParams
-    from .scene_render import SceneRenderer
-    from .visualize import draw_objects
+    from .bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
+    from .default_model import default_model_path
+    from .replay_eval import replay_eval
+    from .scene_dataset import render_scenes
 
+    t0 = time.perf_counter()
     model = _load_model(args)
+    model_file = args.model or str(default_model_path())
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    proc = FrameProcessor(model, SegmentationParams(), min_score=0.5, top_k=3)
-    correct = total = 0
-    with SceneRenderer() as renderer:
-        for i in range(args.frames):
-            scene = renderer.render(900_000_000 + i)  # seeds the default model never saw
-            res = proc.process(scene.color, scene.depth, Intrinsics(**scene.meta["intrinsics"]), (1_700_000_000 + i, 0),
-                               "camera_color_optical_frame")
-            doc = res.doc
-            print(f"/object_labels frame {i}: " + ", ".join(
-                f"{o['label']} {o['score']:.2f} @ z={o['centroid']['z']:.2f} m" if o["centroid"] else o["label"]
-                for o in doc["objects"]) + f"  ({res.ms:.0f} ms)")
-            gts = [g for g in scene.meta["objects"] if g["class_name"] != "distractor" and g["visible_fraction"] >= 0.5]
-            for a, b, _ in match_boxes([bbox_tuple(o["bbox"]) for o in doc["objects"]],
-                                       [bbox_tuple(g["bbox"]) for g in gts]):
-                total += 1
-                correct += doc["objects"][a]["top_k"][0]["label"] == gts[b]["class_name"]
-            img = draw_objects(scene.color, [(bbox_tuple(o["bbox"]), o["label"], o["score"]) for o in doc["objects"]])
-            cv2.imwrite(str(out / f"frame_{i:02d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-            (out / f"frame_{i:02d}.json").write_text(json.dumps(doc, indent=1))
-    print(f"labelled {total} found objects in {args.frames} new frames: {correct / max(total, 1):.1%} correct")
-    if not args.model:
-        test = load_dataset(default_dataset_path(), "props")["test"]
-        acc = float((model.predict(test.images)[0] == test.labels).mean())
-        print(f"default model on its held-out test scenes: {acc:.1%} of {len(test)} patches")
-    print(f"annotated frames and JSON in {out}/")
+    bag = out / "demo_bag"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    print(f"[{time.perf_counter() - t0:5.0f} s] model ready: {model.meta.get('name')}; writing a {args.frames}-frame "
+          f"demo bag of scenes it never saw -> {bag}")
+    write_bag(bag, render_scenes(args.frames, 900, workers=2, quiet=True))
+    topics = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        print("rclpy is not installed (pip install -e '.[ros]'): skipping the live node part")
+    else:
+        print(f"[{time.perf_counter() - t0:5.0f} s] starting classify_node and replaying the bag into it")
+        _demo_live(model_file, bag, topics, args.device)
+    print(f"[{time.perf_counter() - t0:5.0f} s] replay-eval on the same bag (the node's processing, offline)")
+    m = replay_eval(bag, model, out / "report", topics, quiet=True)
+    print(f"object accuracy {m['object_accuracy']:.1%}  detection recall {m['detection_recall']:.1%}  "
+          f"precision {m['detection_precision']:.1%}  latency p50 {m['latency_ms']['p50']:.0f} ms  "
+          f"p99 {m['latency_ms']['p99']:.0f} ms over {m['frames']['processed']} frames")
+    print(f"[{time.perf_counter() - t0:5.0f} s] report: {out / 'report' / 'report.html'}")
     return 0
+
+
+def _demo_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: str, show: int = 5) -> None:
+    import os
+    import subprocess
+    import threading
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo talks to itself only
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    from .replay import replay
+
+    node_proc = subprocess.Popen(
+        [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_file}",
+         "-p", "qos.reliability:=reliable", "-p", f"device:={device}", "-r", f"color/image_raw:={topics[0]}",
+         "-r", f"depth/image_raw:={topics[1]}", "-r", f"color/camera_info:={topics[2]}"])
+    rclpy.init()
+    listener = rclpy.create_node("robot_classify_demo")
+    shown = []
+
+    def on_labels(msg: String) -> None:
+        if len(shown) < show:
+            shown.append(msg.data)
+            doc = json.loads(msg.data)
+            objs = ", ".join(f"{o['label']} {o['score']:.2f}" for o in doc["objects"])
+            print(f"  /object_labels stamp {doc['header']['stamp']['sec']}.{doc['header']['stamp']['nanosec']:09d}: "
+                  f"{objs}")
+
+    listener.create_subscription(String, "/object_labels", on_labels,
+                                 QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+    ex = SingleThreadedExecutor()
+    ex.add_node(listener)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    try:
+        deadline = time.time() + 120
+        while listener.count_publishers("/object_labels") == 0 and time.time() < deadline:
+            if node_proc.poll() is not None:
+                raise RuntimeError("classify_node exited early")
+            time.sleep(0.2)
+        replay(bag, rate=0.2, keep_stamps=True, topics=list(topics))
+        time.sleep(1.0)
+    finally:
+        node_proc.terminate()
+        node_proc.wait(10)
+        ex.shutdown()
+        listener.destroy_node()
+        rclpy.try_shutdown()
 
 
 def _topics(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -338,9 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("demo", help="the default model on freshly rendered RGB-D frames (no ROS needed)")
+    p = sub.add_parser("demo", help="default model -> demo bag -> live classify_node -> /object_labels -> report")
     _add_model_arg(p)
-    p.add_argument("--frames", type=int, default=5)
+    p.add_argument("--frames", type=int, default=30)
     p.add_argument("--out", default="demo_out")
     p.set_defaults(func=cmd_demo)
 

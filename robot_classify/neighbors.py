@@ -110,13 +110,15 @@ class ExactIndex:
             self._res[s:s + step] = np.sqrt(np.maximum(sq - np.einsum("ij,ij->i", z, z), 0.0))
         Z64 = self._Z.astype(np.float64)
         self._zsq = np.einsum("ij,ij->i", Z64, Z64).astype(np.float32)
-        self._Zt = torch.from_numpy(self._Z)
+        # (d, N) contiguous: a (Q, d) @ (d, N) GEMM is 4-5x faster than against Z.T here.
+        self._ZT = np.ascontiguousarray(self._Z.T)
+        del self._Z
 
     @property
     def nbytes(self) -> int:
         """Memory held for the training set and its search structures."""
         total = self.data.nbytes if self.ntotal else 0
-        for name in ("_Z", "_res", "_sq", "_zsq"):
+        for name in ("_ZT", "_res", "_sq", "_zsq"):
             if hasattr(self, name):
                 total += getattr(self, name).nbytes
         if hasattr(self, "_gpu_data"):
@@ -147,7 +149,7 @@ class ExactIndex:
             if self.device.type == "cuda":
                 cand = self._gpu_candidates(qb, k)
             else:
-                cand = self._bounded_candidates(qb, k) if hasattr(self, "_Z") else [None] * len(qb)
+                cand = self._bounded_candidates(qb, k) if hasattr(self, "_ZT") else [None] * len(qb)
                 missing = [j for j, c in enumerate(cand) if c is None]
                 if missing:
                     # Many queries: a float32 GEMM (compute-bound) beats OpenCV's per-pair kernels.
@@ -198,9 +200,10 @@ class ExactIndex:
         zq64 = c @ self._P32.astype(np.float64)
         sq_q = np.einsum("ij,ij->i", c, c)
         res_q = np.sqrt(np.maximum(sq_q - np.einsum("ij,ij->i", zq64, zq64), 0.0))
-        zq = torch.from_numpy(zq64.astype(np.float32))
         # Squared distance in the principal subspace, float32 (slack below covers rounding).
-        lb = (torch.from_numpy(self._zsq)[None, :] - 2.0 * zq @ self._Zt.T).numpy()
+        lb = zq64.astype(np.float32) @ self._ZT
+        lb *= -2.0
+        lb += self._zsq[None, :]
         lb += (zq64**2).sum(1, dtype=np.float64).astype(np.float32)[:, None]
         lb += ((res_q[:, None] - self._res[None, :]) ** 2).astype(np.float32)
         lb -= (_LB_SLACK * (sq_q[:, None] + self._sq[None, :])).astype(np.float32)

@@ -97,10 +97,10 @@ class RosHarness:
             self._cv.notify_all()
 
     def publish_frame(self, color: np.ndarray, depth: np.ndarray, K: list[float], stamp_ns: int,
-                      color_encoding: str = "rgb8", depth_encoding: str = "16UC1") -> None:
+                      color_encoding: str = "rgb8", depth_encoding: str = "16UC1", info_lead: float = 0.1) -> None:
         h, w = color.shape[:2]
         self.info_pub.publish(make_info(K, w, h, stamp_ns))
-        time.sleep(0.1)  # camera drivers publish info with the image; let it land first
+        time.sleep(info_lead)  # tests: let the frame's camera_info land first, so each check is deterministic
         self.depth_pub.publish(make_image(depth, depth_encoding, stamp_ns))
         self.colour_pub.publish(make_image(color, color_encoding, stamp_ns))
 
