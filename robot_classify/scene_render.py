@@ -7,6 +7,7 @@ centroid of its visible surface (from noise-free depth) plus the centre of its v
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from dataclasses import dataclass
@@ -285,8 +286,6 @@ class SceneRenderer:
 
 def write_scene(scene: RenderedScene, folder: str | Path) -> Path:
     """color.png (rgb8 content), depth.png (16-bit mm), mask.png (instance ids), scene.json."""
-    import json
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(folder / "color.png"), cv2.cvtColor(scene.color, cv2.COLOR_RGB2BGR))
@@ -297,8 +296,6 @@ def write_scene(scene: RenderedScene, folder: str | Path) -> Path:
 
 
 def read_scene(folder: str | Path) -> RenderedScene:
-    import json
-
     folder = Path(folder)
     color = cv2.imread(str(folder / "color.png"), cv2.IMREAD_COLOR)
     depth = cv2.imread(str(folder / "depth.png"), cv2.IMREAD_UNCHANGED)
