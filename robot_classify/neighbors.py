@@ -147,13 +147,13 @@ class ExactIndex:
         for s in range(0, len(Q), block):
             qb = Q[s:s + block]
             if self.device.type == "cuda":
-                cand = self._gpu_candidates(qb, k)
+                cand = self._gemm_candidates(qb, k)
             else:
                 cand = self._bounded_candidates(qb, k) if hasattr(self, "_ZT") else [None] * len(qb)
                 missing = [j for j, c in enumerate(cand) if c is None]
                 if missing:
                     # Many queries: a float32 GEMM (compute-bound) beats OpenCV's per-pair kernels.
-                    brute = self._gpu_candidates if self.metric != "l1" and len(missing) >= 64 \
+                    brute = self._gemm_candidates if self.metric != "l1" and len(missing) >= 64 \
                         else self._brute_candidates
                     for j, c in zip(missing, brute(qb[missing], k)):
                         cand[j] = c
@@ -226,7 +226,7 @@ class ExactIndex:
             else:
                 yield torch.from_numpy(np.ascontiguousarray(self.data[s:s + rows])).float()
 
-    def _gpu_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray]:
+    def _gemm_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray]:
         """Float32 GEMM distances (GPU, or CPU for big brute-force batches), then every point
         within a rigorous rounding margin of the k-th; `_rerank` makes them exact."""
         q = torch.from_numpy(np.ascontiguousarray(qb)).to(self.device, torch.float32)

@@ -80,17 +80,14 @@ def test_chunking_gives_identical_results(metric):
     np.testing.assert_array_equal(ds, db)
 
 
-def test_torch_gpu_path_logic_runs_on_cpu_tensors():
-    """The CUDA path's margin + exact re-rank, exercised with CPU tensors so CI covers it."""
-    import torch
-
+def test_gemm_margin_path_is_exact_on_cpu_tensors():
+    """The CUDA path's float32 GEMM + rounding margin + exact re-rank, on CPU so CI covers it."""
     X = correlated_images(1200)
     Q = correlated_images(16, seed=6)
     for metric in ("l1", "l2"):
-        index = ExactIndex(metric, device="cpu")
-        index.device = torch.device("cpu")
-        index.data, index.ntotal, index.d = X, len(X), X.shape[1]
-        cands = index._gpu_candidates(Q, 5)
+        index = ExactIndex(metric, device="cpu", bound_dims=0)
+        index.add(X)
+        cands = index._gemm_candidates(Q, 5)
         got = np.stack([index._rerank(q, c, 5)[1] for q, c in zip(Q, cands)])
         np.testing.assert_array_equal(got, reference_knn(X, Q, 5, metric))
 
