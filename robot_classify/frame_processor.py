@@ -20,11 +20,20 @@ SCHEMA = "robot_classify/ObjectLabels/1"
 UNKNOWN = "unknown"
 
 
+class FrameSkipped(ValueError):
+    """A frame that cannot be processed; `reason` is a short key for counting."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
 @dataclass
 class FrameResult:
     doc: dict[str, Any]
     extraction: Extraction
     ms: float
+    colour: np.ndarray  # the RGB frame it came from (debug images, reports)
 
 
 class FrameProcessor:
@@ -86,4 +95,35 @@ class FrameProcessor:
                "model": dict(self.model_info), "objects": objects}
         if ex.warning:
             doc["warning"] = ex.warning
-        return FrameResult(doc, ex, (time.perf_counter() - t0) * 1000)
+        return FrameResult(doc, ex, (time.perf_counter() - t0) * 1000, color)
+
+    def process_messages(self, colour_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
+        """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node
+        and `replay-eval` share. Raises FrameSkipped with the reason for a frame it cannot use."""
+        from .image_conversion import color_from_msg, depth_from_msg, mask_from_msg
+
+        try:
+            colour, depth = color_from_msg(colour_msg), depth_from_msg(depth_msg)
+        except ValueError as e:
+            raise FrameSkipped("bad image", str(e)) from None
+        intrinsics = None
+        if self.params.mode == "depth":
+            if info_msg is None:
+                raise FrameSkipped("no camera_info", "waiting for color/camera_info")
+            try:
+                intrinsics = Intrinsics.from_k(info_msg.k)
+            except ValueError as e:
+                raise FrameSkipped("bad camera_info", str(e)) from None
+        mask = None
+        if self.params.mode == "mask":
+            if mask_msg is None:
+                raise FrameSkipped("no mask", "waiting for mask/image_raw")
+            try:
+                mask = mask_from_msg(mask_msg)
+            except ValueError as e:
+                raise FrameSkipped("bad mask", str(e)) from None
+        h = colour_msg.header
+        try:
+            return self.process(colour, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id, mask)
+        except ValueError as e:
+            raise FrameSkipped("bad frame", str(e)) from None

@@ -27,9 +27,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from .camera import Intrinsics
-from .frame_processor import UNKNOWN, FrameProcessor
-from .image_conversion import array_to_fields, color_from_msg, depth_from_msg, mask_from_msg
+from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
+from .image_conversion import array_to_fields
 from .patches import SegmentationParams
 from .sync import StampSynchronizer
 from .visualize import draw_objects, label_colour
@@ -237,40 +236,13 @@ class ClassifyNode(Node):
         return self._info
 
     def _process(self, key: int, colour_msg: Image, depth_msg: Image) -> None:
-        info = self._camera_info_for(key)
+        mask_msg = self._mask[1] if self._mask is not None else None
         try:
-            colour = color_from_msg(colour_msg)
-            depth = depth_from_msg(depth_msg)
-        except ValueError as e:
-            self._skip("bad image", str(e))
+            result = self.processor.process_messages(colour_msg, depth_msg, self._camera_info_for(key), mask_msg)
+        except FrameSkipped as e:
+            self._skip(e.reason, e.detail)
             return
-        intrinsics = None
-        if self.mode == "depth":
-            if info is None:
-                self._skip("no camera_info", "waiting for color/camera_info")
-                return
-            try:
-                intrinsics = Intrinsics.from_k(info.k)
-            except ValueError as e:
-                self._skip("bad camera_info", str(e))
-                return
-        mask = None
-        if self.mode == "mask":
-            if self._mask is None:
-                self._skip("no mask", "waiting for mask/image_raw")
-                return
-            try:
-                mask = mask_from_msg(self._mask[1])
-            except ValueError as e:
-                self._skip("bad mask", str(e))
-                return
         h = colour_msg.header
-        try:
-            result = self.processor.process(colour, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id,
-                                            mask)
-        except ValueError as e:
-            self._skip("bad frame", str(e))
-            return
         self.labels_pub.publish(String(data=json.dumps(result.doc)))
         done = time.monotonic()
         received = self._receipt.pop(key, None)
@@ -281,7 +253,7 @@ class ClassifyNode(Node):
         if self.debug_pub.get_subscription_count() > 0:
             items = [((o["bbox"]["x_offset"], o["bbox"]["y_offset"], o["bbox"]["width"], o["bbox"]["height"]),
                       o["label"], o["score"]) for o in result.doc["objects"]]
-            img = Image(header=h, **array_to_fields(draw_objects(colour, items), "rgb8"))
+            img = Image(header=h, **array_to_fields(draw_objects(result.colour, items), "rgb8"))
             self.debug_pub.publish(img)
 
     def _publish_markers(self, doc: dict, header) -> None:

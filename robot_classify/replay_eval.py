@@ -18,9 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .bags import BagError, read_frames, read_ground_truth
-from .camera import Intrinsics
-from .frame_processor import UNKNOWN, FrameProcessor
-from .image_conversion import color_from_msg, depth_from_msg
+from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from .matching import bbox_tuple, match_boxes
 from .metrics import per_class_report
 from .model import ClassifierModel
@@ -32,30 +30,16 @@ MISSED, BACKGROUND = "missed", "background"
 
 def run_frames(bag: str | Path, processor: FrameProcessor, topics: tuple[str, str, str], quiet: bool = False,
                stats: dict | None = None):
-    """Yield (frame, FrameResult or None, skip reason or None, colour RGB or None, ms) for each pair."""
+    """Yield (frame, FrameResult or None, skip reason or None, colour RGB or None, ms) for each pair,
+    through `FrameProcessor.process_messages`: the node's own path."""
     for frame in tqdm(read_frames(bag, topics, stats=stats), desc="replay-eval", unit="frame", disable=quiet):
         t0 = time.perf_counter()
         try:
-            colour, depth = color_from_msg(frame.colour), depth_from_msg(frame.depth)
-        except ValueError as e:
-            yield frame, None, f"bad image: {e}", None, 0.0
+            res = processor.process_messages(frame.colour, frame.depth, frame.info)
+        except FrameSkipped as e:
+            yield frame, None, str(e), None, 0.0
             continue
-        K = None
-        if processor.params.mode == "depth":
-            if frame.info is None:
-                yield frame, None, "no camera_info", colour, 0.0
-                continue
-            try:
-                K = Intrinsics.from_k(frame.info.k)
-            except ValueError as e:
-                yield frame, None, f"bad camera_info: {e}", colour, 0.0
-                continue
-        try:
-            res = processor.process(colour, depth, K, divmod(frame.stamp_ns, 1_000_000_000), frame.frame_id)
-        except ValueError as e:
-            yield frame, None, f"bad frame: {e}", colour, 0.0
-            continue
-        yield frame, res, None, colour, (time.perf_counter() - t0) * 1000
+        yield frame, res, None, res.colour, (time.perf_counter() - t0) * 1000
 
 
 def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
