@@ -94,34 +94,30 @@ class ExactIndex:
         centred = torch.from_numpy((sample - self._mu).astype(np.float32))
         _, _, v = torch.svd_lowrank(centred, q=self.bound_dims + 8, niter=2)
         P = np.linalg.qr(v[:, : self.bound_dims].double().numpy())[0]  # orthonormal D x d
-        self._P32 = np.ascontiguousarray(P.astype(np.float32))
-        P64 = self._P32.astype(np.float64)
+        # The float32-rounded basis, held in float64: the bound is stated for exactly this P.
+        self._P64 = P.astype(np.float32).astype(np.float64)
         n = self.ntotal
-        self._Z = np.empty((n, self.bound_dims), np.float32)
-        self._res = np.empty(n, np.float64)
-        self._sq = np.empty(n, np.float64)
+        Z = np.empty((n, self.bound_dims), np.float32)
+        res = np.empty(n, np.float64)
+        sq = np.empty(n, np.float64)
         step = max(1, (32 << 20) // (8 * self.d))
         for s in range(0, n, step):
             c = self.data[s:s + step].astype(np.float64) - self._mu
-            z = c @ P64
-            sq = np.einsum("ij,ij->i", c, c)
-            self._Z[s:s + step] = z
-            self._sq[s:s + step] = sq
-            self._res[s:s + step] = np.sqrt(np.maximum(sq - np.einsum("ij,ij->i", z, z), 0.0))
-        Z64 = self._Z.astype(np.float64)
-        zsq = np.einsum("ij,ij->i", Z64, Z64)
-        self._zsq_slack = (zsq - _LB_SLACK * self._sq).astype(np.float32)
-        self._res32 = self._res.astype(np.float32)
-        del self._res, self._sq
+            z = c @ self._P64
+            sq[s:s + step] = np.einsum("ij,ij->i", c, c)
+            Z[s:s + step] = z
+            res[s:s + step] = np.sqrt(np.maximum(sq[s:s + step] - np.einsum("ij,ij->i", z, z), 0.0))
+        Z64 = Z.astype(np.float64)
+        self._zsq_slack = (np.einsum("ij,ij->i", Z64, Z64) - _LB_SLACK * sq).astype(np.float32)
+        self._res32 = res.astype(np.float32)
         # (d, N) contiguous: a (Q, d) @ (d, N) GEMM is 4-5x faster than against Z.T here.
-        self._ZT = np.ascontiguousarray(self._Z.T)
-        del self._Z
+        self._ZT = np.ascontiguousarray(Z.T)
 
     @property
     def nbytes(self) -> int:
         """Memory held for the training set and its search structures."""
         total = self.data.nbytes if self.ntotal else 0
-        for name in ("_ZT", "_zsq_slack", "_res32"):
+        for name in ("_ZT", "_zsq_slack", "_res32", "_P64"):
             if hasattr(self, name):
                 total += getattr(self, name).nbytes
         if hasattr(self, "_gpu_data"):
@@ -200,7 +196,7 @@ class ExactIndex:
 
     def _bounded_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray | None]:
         c = qb.astype(np.float64) - self._mu
-        zq64 = c @ self._P32.astype(np.float64)
+        zq64 = c @ self._P64
         sq_q = np.einsum("ij,ij->i", c, c)
         res_q = np.sqrt(np.maximum(sq_q - np.einsum("ij,ij->i", zq64, zq64), 0.0))
         # Bound in float32, in place: |zq|^2 + |Z|^2 - 2 zq.Z + (rq - r)^2 - slack (which covers
