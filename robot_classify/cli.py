@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from .allocator import keep_frame_buffers
+
 log = logging.getLogger("robot_classify")
 
 
@@ -464,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_frame_buffers()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     from .model_io import ModelFormatError
 

@@ -27,6 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
+from .allocator import keep_frame_buffers
 from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from .image_conversion import array_to_fields
 from .patches import SegmentationParams
@@ -50,10 +51,17 @@ PARAMETERS = {
     "segmentation.max_depth": (SEGMENTATION_DEFAULTS.max_depth, "metres", (0.0, 20.0), False),
     "segmentation.min_height": (SEGMENTATION_DEFAULTS.min_height, "above the table, metres", (0.0, 5.0), False),
     "segmentation.max_height": (SEGMENTATION_DEFAULTS.max_height, "above the table, metres", (0.0, 5.0), False),
+    "segmentation.grow_height": (SEGMENTATION_DEFAULTS.grow_height,
+                                 "pixels above this height join an object reaching min_height, metres",
+                                 (0.0, 5.0), False),
     "segmentation.min_area": (SEGMENTATION_DEFAULTS.min_area, "pixels", (1, 100_000_000), False),
     "segmentation.max_area": (SEGMENTATION_DEFAULTS.max_area, "pixels", (1, 100_000_000), False),
     "segmentation.depth_jump": (SEGMENTATION_DEFAULTS.depth_jump, "metres at 1 m between two objects", (0.001, 1.0),
                                 False),
+    "segmentation.crease": (SEGMENTATION_DEFAULTS.crease, "concave-crease cut between touching objects "
+                            "(sag / chord); 0 = off", (0.0, 10.0), False),
+    "segmentation.rejoin_colour": (SEGMENTATION_DEFAULTS.rejoin_colour, "pieces cut at a crease rejoin below this "
+                                   "CIELAB colour distance", (0.0, 500.0), False),
     "segmentation.padding": (SEGMENTATION_DEFAULTS.padding, "crop padding per side (fraction)", (0.0, 2.0), False),
     "segmentation.scale": (SEGMENTATION_DEFAULTS.scale, "1 = full resolution, 2 = half (faster)", (1, 4), False),
     "segmentation.mask_background": (SEGMENTATION_DEFAULTS.mask_background, "grey out pixels outside the object",
@@ -335,6 +343,7 @@ class ClassifyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    keep_frame_buffers()
     rclpy.init(args=args)
     try:
         node = ClassifyNode()

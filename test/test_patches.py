@@ -43,6 +43,57 @@ def test_touching_objects_at_different_depths_are_split():
     assert z == pytest.approx([0.82, 0.90], abs=0.005)
 
 
+def standing_cylinders(colours, radius=0.04, axis_z=0.96, z_table=1.0, h=480, w=640):
+    """Upright cylinders side by side, touching, seen from the front: their surfaces meet at the
+    axis depth, so depth alone runs on smoothly from one to the other (a concave crease)."""
+    depth = np.full((h, w), z_table, np.float32)
+    color = np.full((h, w, 3), 90, np.uint8)
+    r_px = K.fx * radius / axis_z
+    boxes = []
+    for i, rgb in enumerate(colours):
+        xc = 200 + r_px + 2 * r_px * i
+        x0, x1 = int(np.ceil(xc - r_px)), int(np.floor(xc + r_px))
+        dx = (np.arange(x0, x1 + 1) - xc) / r_px * radius
+        depth[150:330, x0:x1 + 1] = axis_z - np.sqrt(np.clip(radius**2 - dx**2, 0, None))
+        color[150:330, x0:x1 + 1] = rgb
+        boxes.append((x0, 150, x1 + 1 - x0, 180))
+    return color, depth, boxes
+
+
+def test_touching_objects_at_equal_depth_split_at_the_crease_when_colours_differ():
+    color, depth, boxes = standing_cylinders([(200, 30, 30), (30, 30, 200)])
+    ex = extract_objects(color, depth, K)
+    assert len(ex.objects) == 2
+    assert all(max(box_iou(o.bbox, b) for b in boxes) > 0.8 for o in ex.objects)
+    # off: one blob; same colour: one object folded, not two objects
+    assert len(extract_objects(color, depth, K, SegmentationParams(crease=0)).objects) == 1
+    same, depth, _ = standing_cylinders([(200, 30, 30), (200, 30, 30)])
+    assert len(extract_objects(same, depth, K).objects) == 1
+
+
+def test_low_object_is_found_whole_through_hysteresis():
+    """A low, tilted object (a lid leaning on something flat) clears min_height only at its high
+    end; the rest joins from grow_height. Table noise alone never reaches min_height."""
+    color, depth = synthetic_table()
+    depth = depth.astype(np.float32) / 1000
+    height = np.linspace(0.004, 0.016, 40)  # rows 220..259
+    depth[220:260, 250:390] = (1.0 - height)[:, None]
+    color[220:260, 250:390] = (240, 240, 240)
+    whole = extract_objects(color, depth, K)
+    assert len(whole.objects) == 1 and whole.objects[0].bbox[3] >= 30
+    top_only = extract_objects(color, depth, K, SegmentationParams(grow_height=0.012))
+    assert len(top_only.objects) == 1 and top_only.objects[0].bbox[3] <= 15
+
+
+def test_dropout_band_across_an_object_does_not_split_it():
+    color, depth = synthetic_table([(250, 150, 120, 160, 0.9, (0, 160, 0))])
+    rng = np.random.default_rng(0)
+    band = depth[225:229, 250:370]
+    band[rng.random(band.shape) < 0.7] = 0  # a dark label: structured light loses most pixels
+    ex = extract_objects(color, depth, K)
+    assert len(ex.objects) == 1 and box_iou(ex.objects[0].bbox, (250, 150, 120, 160)) > 0.9
+
+
 def test_colour_depth_size_mismatch_names_both_shapes():
     color, depth = synthetic_table()
     with pytest.raises(ValueError, match=r"depth \(240, 320\) and colour \(480, 640\)"):
@@ -105,7 +156,8 @@ def test_crop_patch_matches_inter_area_of_the_padded_square():
 
 
 @pytest.mark.parametrize("kwargs", [{"mode": "magic"}, {"min_depth": 2.0, "max_depth": 1.0}, {"max_objects": 0},
-                                    {"min_area": 0}, {"padding": -1}])
+                                    {"min_area": 0}, {"padding": -1}, {"grow_height": 0.02},
+                                    {"crease": -0.1}])
 def test_bad_segmentation_params_rejected(kwargs):
     with pytest.raises(ValueError):
         SegmentationParams(**kwargs)
