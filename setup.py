@@ -25,6 +25,7 @@ setup(
         "torch>=2.2,<2.14",
         "safetensors>=0.4",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
         "matplotlib>=3.7",
         "scikit-image>=0.21",
         "pybullet>=3.2.6",

@@ -5,7 +5,10 @@ node, whose model is a 50,000-sample kNN (the default model's patches, augmented
 the node's own receipt -> publish latency (from /diagnostics), the tester's publish -> receive
 latency, sustained throughput, dropped pairs and the node's memory before/after.
 
-  python bench/node_bench.py [--frames 300] [--rate 30] [--device auto]
+  python bench/node_bench.py [--frames 300] [--rate 30] [--device auto] [--workers 1] [--default-transport]
+
+Both processes use config/fastdds_large_images.xml (as the README sets a robot up) unless
+--default-transport is given.
 """
 from __future__ import annotations
 
@@ -58,15 +61,21 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--default-transport", action="store_true",
+                    help="Fast DDS defaults (512 KB shared-memory segments) instead of config/fastdds_large_images.xml")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     model_path = big_model(tmp / "knn50k.safetensors")
+    if args.default_transport:  # an empty profile: Fast DDS's own defaults, for comparison
+        (tmp / "empty.xml").write_text('<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"/>')
+        os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(tmp / "empty.xml")
     from ros_harness import RosHarness  # sets isolated discovery before rclpy starts
 
     from diagnostic_msgs.msg import DiagnosticArray
 
     diags = []
-    h = RosHarness(str(model_path))
+    h = RosHarness(str(model_path), params={"workers": args.workers, "device": args.device})
     h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
     scenes = ten_object_frames()
     K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
@@ -74,6 +83,11 @@ def main() -> None:
     def rss_mb() -> float:
         with open(f"/proc/{h.proc.pid}/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    def cpu_s(pid: int) -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
     # Warm-up, then the measured run.
     for i in range(10):
@@ -84,6 +98,7 @@ def main() -> None:
     mem_before = rss_mb()
     sent: dict[int, float] = {}
     h.received.clear()
+    cpu0 = {"node": cpu_s(h.proc.pid), "publisher": cpu_s(os.getpid())}
     t0 = time.monotonic()
     for i in range(args.frames):
         stamp = 2_000_000_000 + i * 33_333_333
@@ -91,22 +106,31 @@ def main() -> None:
         s = scenes[i % len(scenes)]
         h.publish_frame(s.color, s.depth, K, stamp, info_lead=0.0)
         time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
+    wall = time.monotonic() - t0
+    cpu = {k: (cpu_s(pid) - cpu0[k]) / wall for k, pid in (("node", h.proc.pid), ("publisher", os.getpid()))}
     time.sleep(2.0)
-    wall = time.monotonic() - t0 - 2.0
     mem_after = rss_mb()
     got = {d["header"]["stamp"]["sec"] * 1_000_000_000 + d["header"]["stamp"]["nanosec"]: d for d in h.received}
     objects = [len(d["objects"]) for d in got.values()]
     status = diags[-1].status[0] if diags else None
     values = {kv.key: kv.value for kv in status.values} if status else {}
     result = {"frames_sent": args.frames, "frames_labelled": len(got), "rate_hz_offered": args.rate,
+              "rate_hz_sent": args.frames / wall,
               "throughput_fps": len(got) / wall, "objects_per_frame_median": float(np.median(objects)) if objects else 0,
               "node_latency_ms_p50": float(values.get("latency_p50_ms", "nan")),
               "node_latency_ms_p99": float(values.get("latency_p99_ms", "nan")),
-              "dropped_pairs": int(values.get("dropped_pairs", -1)), "device": values.get("device"),
-              "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after}
+              "node_processing_ms_p50": float(values.get("processing_p50_ms", "nan")),
+              "node_processing_ms_p99": float(values.get("processing_p99_ms", "nan")),
+              "dropped_pairs": int(values.get("dropped_pairs", -1)), "late_results": int(values.get("late_results", -1)),
+              "workers": args.workers,
+              "transport": "fastdds defaults" if args.default_transport else "config/fastdds_large_images.xml",
+              "unpaired": int(values.get("unpaired_colour", 0)) + int(values.get("unpaired_depth", 0)), "device": values.get("device"),
+              "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after,
+              "node_cpu_cores": cpu["node"], "publisher_cpu_cores": cpu["publisher"], "cpu_cores": os.cpu_count()}
     h.close()
     print(json.dumps(result, indent=2))
-    out = Path(__file__).parent / "results" / f"node_{(result['device'] or 'cpu').split(':')[0]}.json"
+    suffix = "_default_transport" if args.default_transport else ""
+    out = Path(__file__).parent / "results" / f"node_{(result['device'] or 'cpu').split(':')[0]}{suffix}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
 

@@ -10,12 +10,13 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
 
 def generate_launch_description():
-    default_params = os.path.join(get_package_share_directory("robot_classify"), "config", "classify.yaml")
+    config = os.path.join(get_package_share_directory("robot_classify"), "config")
+    default_params = os.path.join(config, "classify.yaml")
     args = [
         DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
         DeclareLaunchArgument("model_path", default_value="", description="model file; empty = embedded default"),
@@ -27,6 +28,12 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
         DeclareLaunchArgument("qos_reliability", default_value="best_effort",
                               description="best_effort for a camera driver, reliable for bag replay"),
+        DeclareLaunchArgument(
+            "fastdds_profile",
+            default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",
+                                              default_value=os.path.join(config, "fastdds_large_images.xml")),
+            description="Fast DDS profile for the node (shared-memory segments that fit whole images); "
+                        "the camera driver needs it too, see the file"),
     ]
     remaps = [
         ("color/image_raw", LaunchConfiguration("color_topic")),
@@ -36,15 +43,16 @@ def generate_launch_description():
     ]
     overrides = {"device": LaunchConfiguration("device"),
                  "qos.reliability": LaunchConfiguration("qos_reliability")}
+    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")}
     has_model = PythonExpression(["'", LaunchConfiguration("model_path"), "' != ''"])
     node_with_model = Node(
         package="robot_classify", executable="classify_node", name="robot_classify",
         namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
         parameters=[LaunchConfiguration("params_file"), overrides, {"model_path": LaunchConfiguration("model_path")}],
-        remappings=remaps, condition=IfCondition(has_model))
+        remappings=remaps, additional_env=env, condition=IfCondition(has_model))
     node_default = Node(
         package="robot_classify", executable="classify_node", name="robot_classify",
         namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
         parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=remaps, condition=UnlessCondition(has_model))
+        remappings=remaps, additional_env=env, condition=UnlessCondition(has_model))
     return LaunchDescription(args + [node_with_model, node_default])

@@ -66,6 +66,17 @@ class FrameProcessor:
             if k is not None:
                 self.model.classifier.k = int(k)
 
+    def warm_up(self) -> None:
+        """One synthetic frame through every step (two touching boxes on a table), so that the
+        first real frame does not pay for OpenCV's lookup tables and the allocator's first pages."""
+        h, w = 480, 640
+        depth = np.full((h, w), 1000, np.uint16)
+        colour = np.full((h, w, 3), 90, np.uint8)
+        depth[200:300, 250:320], colour[200:300, 250:320] = 940, (200, 40, 40)
+        depth[200:300, 320:390], colour[200:300, 320:390] = 940, (40, 40, 200)
+        mask = (depth < 1000).astype(np.uint16)
+        self.process(colour, depth, Intrinsics(615.0, 615.0, w / 2, h / 2), (0, 0), "warm_up", mask)
+
     def process(self, color: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
                 stamp: tuple[int, int], frame_id: str, mask: np.ndarray | None = None) -> FrameResult:
         t0 = time.perf_counter()
@@ -110,6 +121,10 @@ class FrameProcessor:
         if self.params.mode == "depth":
             if info_msg is None:
                 raise FrameSkipped("no camera_info", "waiting for color/camera_info")
+            size = (int(info_msg.width), int(info_msg.height))
+            if size != (0, 0) and size != (int(colour_msg.width), int(colour_msg.height)):
+                raise FrameSkipped("bad camera_info", f"camera_info is for {size[0]}x{size[1]} images, "
+                                                      f"the colour image is {colour_msg.width}x{colour_msg.height}")
             try:
                 intrinsics = Intrinsics.from_k(info_msg.k)
             except ValueError as e:

@@ -209,7 +209,9 @@ class ExactIndex:
         res *= res
         lb += res
         m = min(self.ntotal, max(2 * k, 16))
-        first = np.argpartition(lb, m - 1, axis=1)[:, :m]
+        # the m smallest bounds (any m: they only seed an upper bound); torch's top-k beats
+        # numpy's argpartition ~1.5x on (Q, N) float32 rows
+        first = torch.topk(torch.from_numpy(lb), m, dim=1, largest=False, sorted=False).indices.numpy()
         cands: list[np.ndarray | None] = []
         for i in range(len(qb)):
             d0 = row_distances(self.data[first[i]], qb[i], self.metric)

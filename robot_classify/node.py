@@ -3,9 +3,15 @@
 Subscription callbacks only store messages (fast, never block the executor); a worker thread
 takes the newest colour/depth pair, converts, classifies and publishes. Older pairs are
 dropped and counted, so the node never falls behind the camera.
+
+The callbacks are tiny, so one SingleThreadedExecutor thread serves them all: the
+MultiThreadedExecutor's thread pool and futures cost more CPU than the callbacks themselves,
+CPU the worker needs on a 2-core robot computer. (rclpy's experimental EventsExecutor in the
+Jazzy wheels holds the GIL while it spins, which starves the worker: not used.)
 """
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import threading
@@ -14,18 +20,19 @@ from collections import deque
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
+
+from threadpoolctl import threadpool_limits
 
 from .allocator import keep_frame_buffers
 from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
@@ -43,6 +50,8 @@ PARAMETERS = {
     "top_k": (3, "alternatives reported per object", (1, 1000), True),
     "k": (0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), True),
     "max_objects": (SEGMENTATION_DEFAULTS.max_objects, "objects per frame (largest first)", (1, 1000), False),
+    "workers": (1, "frames processed at once; 2+ raise throughput when one frame takes longer than the "
+                   "camera period (results older than one already published are dropped)", (1, 16), False),
     "sync_slop": (0.02, "max colour/depth stamp difference to pair, seconds", (0.0, 1.0), False),
     "qos.reliability": ("best_effort", "camera input QoS: best_effort (live camera) or reliable (bag replay)",
                         None, False),
@@ -103,12 +112,12 @@ class ClassifyNode(Node):
         self.mode = seg.mode
         self._info: CameraInfo | None = None  # latest
         self._infos: dict[int, CameraInfo] = {}  # recent, by stamp: the one taken with the image wins
-        self._info_stamped_like_images = False
         self._mask: tuple[int, Image] | None = None
         self._last_rx: dict[str, float] = {}
         self._rx_times: deque[float] = deque(maxlen=300)
         self._done_times: deque[float] = deque(maxlen=300)
-        self._latency_ms: deque[float] = deque(maxlen=300)
+        self._latency_ms: deque[float] = deque(maxlen=300)  # receipt of the colour image -> publish
+        self._processing_ms: deque[float] = deque(maxlen=300)  # FrameProcessor alone
         self._skipped: dict[str, int] = {}
         self._last_warned: dict[str, float] = {}
         self._receipt: dict[int, float] = {}
@@ -119,30 +128,30 @@ class ClassifyNode(Node):
                             reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
                             else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self._qos_in = qos_in
-        subs = ReentrantCallbackGroup()
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-        self.create_subscription(Image, "color/image_raw", self._on_colour, qos_in, callback_group=subs,
-                                 event_callbacks=events)
-        self.create_subscription(Image, "depth/image_raw", self._on_depth, qos_in, callback_group=subs,
-                                 event_callbacks=events)
-        self.create_subscription(CameraInfo, "color/camera_info", self._on_info, qos_in, callback_group=subs,
-                                 event_callbacks=events)
+        # No QoS event callbacks: each adds a waitable the executor rebuilds its wait set with on
+        # every wake-up (30 Hz x 3 topics). `_check_inputs` finds incompatible publishers by polling.
+        self.create_subscription(Image, "color/image_raw", self._on_colour, qos_in)
+        self.create_subscription(Image, "depth/image_raw", self._on_depth, qos_in)
+        self.create_subscription(CameraInfo, "color/camera_info", self._on_info, qos_in)
         self._topics = ["color/image_raw", "depth/image_raw", "color/camera_info"]
         if self.mode == "mask":
-            self.create_subscription(Image, "mask/image_raw", self._on_mask, qos_in, callback_group=subs,
-                                     event_callbacks=events)
+            self.create_subscription(Image, "mask/image_raw", self._on_mask, qos_in)
             self._topics.append("mask/image_raw")
         self.labels_pub = self.create_publisher(String, "object_labels", QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        timers = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=timers)
-        self.create_timer(1.0, self._check_inputs, callback_group=timers)
+        self.create_timer(1.0, self._guarded(self._publish_diagnostics))
+        self.create_timer(1.0, self._guarded(self._check_inputs))
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="robot_classify_worker", daemon=True)
-        self._worker.start()
+        self._publish_lock = threading.Lock()
+        self._last_published = -1  # stamp (ns) of the newest frame published
+        self._late = 0  # results dropped because a newer frame was published first
+        self._workers = [threading.Thread(target=self._work, name=f"robot_classify_worker_{i}", daemon=True)
+                         for i in range(p["workers"])]
+        for w in self._workers:
+            w.start()
         self.get_logger().info(
             f"ready: model {self.processor.model_info['name']} ({self.model.kind}, {len(self.model.class_names)} "
             f"classes), segmentation {self.mode}, input QoS {reliability}; publishing {self.labels_pub.topic_name}")
@@ -199,11 +208,15 @@ class ClassifyNode(Node):
         self._last_rx["mask/image_raw"] = time.monotonic()
         self._mask = (stamp_ns(msg.header), msg)
 
-    def _on_incompatible_qos(self, event) -> None:
-        self.get_logger().warning(
-            f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
-            f"set qos.reliability to match the camera (best_effort for drivers, reliable for bag replay)",
-            throttle_duration_sec=10.0)
+    def _guarded(self, fn):
+        """Timer callbacks log their errors instead of raising into the executor (an exception
+        there ends spin() and with it the node)."""
+        def run() -> None:
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001
+                self.get_logger().error(f"{fn.__name__}: {type(e).__name__}: {e}", throttle_duration_sec=10.0)
+        return run
 
     # ----------------------------------------------------------------- worker
     def _skip(self, why: str, detail: str) -> None:
@@ -229,19 +242,10 @@ class ClassifyNode(Node):
                 self._skip("error", f"{type(e).__name__}: {e}")
 
     def _camera_info_for(self, key: int) -> CameraInfo | None:
-        """The camera_info stamped like the frame. Drivers publish it with each image, but DDS may
-        deliver it a little later: once the camera has shown it stamps them alike, wait up to
-        30 ms for it rather than use the previous frame's; otherwise use the latest."""
-        info = self._infos.get(key)
-        if info is None and self._info_stamped_like_images:
-            end = time.monotonic() + 0.03
-            while info is None and time.monotonic() < end:
-                time.sleep(0.002)
-                info = self._infos.get(key)
-        if info is not None:
-            self._info_stamped_like_images = True
-            return info
-        return self._info
+        """The camera_info stamped like the frame if it has arrived, else the latest one. Never
+        waits: intrinsics of a running camera do not change, and one of another size than the
+        image is refused (FrameProcessor) rather than used."""
+        return self._infos.get(key, self._info)
 
     def _process(self, key: int, colour_msg: Image, depth_msg: Image) -> None:
         mask_msg = self._mask[1] if self._mask is not None else None
@@ -251,13 +255,20 @@ class ClassifyNode(Node):
             self._skip(e.reason, e.detail)
             return
         h = colour_msg.header
-        self.labels_pub.publish(String(data=json.dumps(result.doc)))
-        done = time.monotonic()
+        self._processing_ms.append(result.ms)
+        text = json.dumps(result.doc)
+        with self._publish_lock:  # one frame at a time, in stamp order
+            if key < self._last_published:
+                self._late += 1
+                return
+            self._last_published = key
+            self.labels_pub.publish(String(data=text))
+            done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
+            self._publish_markers(result.doc, h)
         received = self._receipt.pop(key, None)
         if received is not None:
             self._latency_ms.append((done - received) * 1000)
         self._done_times.append(done)
-        self._publish_markers(result.doc, h)
         if self.debug_pub.get_subscription_count() > 0:
             items = [((o["bbox"]["x_offset"], o["bbox"]["y_offset"], o["bbox"]["width"], o["bbox"]["height"]),
                       o["label"], o["score"]) for o in result.doc["objects"]]
@@ -297,12 +308,14 @@ class ClassifyNode(Node):
     def _publish_diagnostics(self) -> None:
         s = self.sync.stats
         lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
+        proc = np.array(self._processing_ms) if self._processing_ms else np.zeros(1)
         in_rate, out_rate = self._rate(self._rx_times), self._rate(self._done_times)
         values = {
             "input_rate_hz": f"{in_rate:.1f}", "processed_rate_hz": f"{out_rate:.1f}",
-            "dropped_pairs": str(s.dropped_pairs), "unpaired_colour": str(s.unpaired_colour),
+            "dropped_pairs": str(s.dropped_pairs), "late_results": str(self._late), "unpaired_colour": str(s.unpaired_colour),
             "unpaired_depth": str(s.unpaired_depth), "skipped": json.dumps(self._skipped),
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}", "latency_p99_ms": f"{np.percentile(lat, 99):.1f}",
+            "processing_p50_ms": f"{np.percentile(proc, 50):.1f}", "processing_p99_ms": f"{np.percentile(proc, 99):.1f}",
             "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
             "model": f"{self.processor.model_info['name']} {self.processor.model_info['sha256'][:12]}",
         }
@@ -338,12 +351,17 @@ class ClassifyNode(Node):
 
     def destroy_node(self) -> None:
         self._stop.set()
-        self._worker.join(timeout=2.0)
+        for w in self._workers:
+            w.join(timeout=2.0)
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
     keep_frame_buffers()
+    # One thread per step: the executor, DDS and the worker(s) already share the cores, and idle
+    # OpenBLAS / OpenMP threads spin between calls (measured: ~1 core burnt at 30 Hz, p99 +6 ms).
+    threadpool_limits(1)
+    torch.set_num_threads(1)
     rclpy.init(args=args)
     try:
         node = ClassifyNode()
@@ -351,7 +369,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.logging.get_logger("robot_classify").fatal(f"cannot start: {type(e).__name__}: {e}")
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor(num_threads=2)
+    node.processor.warm_up()  # first-use costs (OpenCV tables, allocations) before the first real frame
+    gc.freeze()  # the model and ROS objects built so far never die: keep them out of every GC pass
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

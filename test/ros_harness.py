@@ -12,12 +12,16 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+# As a robot set up per the README: images fit Fast DDS shared-memory segments (both processes).
+os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE",
+                      str(Path(__file__).parents[1] / "config" / "fastdds_large_images.xml"))
 
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -48,9 +52,10 @@ def make_info(K: list[float], w: int, h: int, stamp_ns: int) -> CameraInfo:
 class RosHarness:
     def __init__(self, model_path: str, topics: tuple[str, str, str] = ("/test_cam/color", "/test_cam/depth",
                                                                          "/test_cam/info"),
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, params: dict | None = None) -> None:
         cmd = [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_path}",
                "-p", "qos.reliability:=reliable", "-p", "device:=cpu",
+               *[a for k, v in (params or {}).items() for a in ("-p", f"{k}:={v}")],
                "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
                "-r", f"color/camera_info:={topics[2]}"]
         self.topics = topics

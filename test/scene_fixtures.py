@@ -10,3 +10,9 @@ from robot_classify.scene_render import RenderedScene, SceneRenderer
 def rendered(seed: int) -> RenderedScene:
     with SceneRenderer() as r:
         return r.render(seed)
+
+
+def camera_k(scene: RenderedScene) -> list[float]:
+    """The scene's intrinsics as sensor_msgs/CameraInfo.k (row-major 3x3)."""
+    i = scene.meta["intrinsics"]
+    return [i["fx"], 0, i["cx"], 0, i["fy"], i["cy"], 0, 0, 1]

@@ -12,7 +12,7 @@ jsonschema = pytest.importorskip("jsonschema")
 from robot_classify.matching import bbox_tuple, match_boxes  # noqa: E402
 
 from ros_harness import RosHarness  # noqa: E402
-from scene_fixtures import rendered  # noqa: E402
+from scene_fixtures import camera_k, rendered  # noqa: E402
 
 pytestmark = pytest.mark.ros
 SCHEMA = json.loads((Path(__file__).parents[1] / "config" / "object_labels.schema.json").read_text())
@@ -26,17 +26,12 @@ def harness(default_model_file):
     h.close()
 
 
-def K_of(scene):
-    i = scene.meta["intrinsics"]
-    return [i["fx"], 0, i["cx"], 0, i["fy"], i["cy"], 0, 0, 1]
-
-
 def test_labels_validate_carry_input_stamp_and_name_the_right_classes(harness):
     correct = total = 0
     for n, seed in enumerate(HELD_OUT_SEEDS):
         s = rendered(seed)
         stamp = 1_700_000_000_000_000_000 + n * 33_333_333
-        harness.publish_frame(s.color, s.depth, K_of(s), stamp)
+        harness.publish_frame(s.color, s.depth, camera_k(s), stamp)
         doc = harness.wait_for(stamp)
         jsonschema.validate(doc, SCHEMA)
         assert doc["header"]["frame_id"] == "camera_color_optical_frame"
@@ -54,10 +49,11 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_working(harness)
     from ros_harness import make_image, make_info
 
     s = rendered(HELD_OUT_SEEDS[0])
-    K = K_of(s)
+    K = camera_k(s)
     base = 1_710_000_000_000_000_000
 
-    def send(stamp, colour=None, depth=None, info_k=K, encoding=None, step=None, empty=False, depth_enc="16UC1"):
+    def send(stamp, colour=None, depth=None, info_k=K, encoding=None, step=None, empty=False, depth_enc="16UC1",
+             info_size=(640, 480)):
         img = make_image(s.color if colour is None else colour, "rgb8", stamp)
         if encoding:
             img.encoding = encoding
@@ -65,7 +61,7 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_working(harness)
             img.step = step
         if empty:
             img.data = b""
-        harness.info_pub.publish(make_info(info_k, 640, 480, stamp))
+        harness.info_pub.publish(make_info(info_k, *info_size, stamp))
         time.sleep(0.1)
         harness.depth_pub.publish(make_image(s.depth if depth is None else depth, depth_enc, stamp))
         harness.colour_pub.publish(img)
@@ -74,6 +70,7 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_working(harness)
         ("unsupported encoding", dict(encoding="yuv422"), "yuv422"),
         ("colour/depth size mismatch", dict(depth=s.depth[::2, ::2]), "differ in size"),
         ("zero focal length", dict(info_k=[0, 0, 320, 0, 0, 240, 0, 0, 1]), "focal"),
+        ("camera_info of another resolution", dict(info_size=(1280, 720)), "camera_info is for 1280x720"),
         ("wrong step", dict(step=100), "step 100"),
         ("empty data", dict(empty=True), "needs"),
     ]
@@ -101,7 +98,7 @@ def test_dynamic_parameters_take_effect_and_bad_values_are_rejected(harness):
     results = harness.set_parameters(top_k=1, min_score=0.99)
     assert all(r.successful for r in results)
     stamp = 1_720_000_000_000_000_000
-    harness.publish_frame(s.color, s.depth, K_of(s), stamp)
+    harness.publish_frame(s.color, s.depth, camera_k(s), stamp)
     doc = harness.wait_for(stamp)
     assert doc["objects"] and all(len(o["top_k"]) == 1 for o in doc["objects"])
     assert all(o["label"] == "unknown" or o["score"] >= 0.99 for o in doc["objects"])

@@ -155,6 +155,22 @@ def test_crop_patch_matches_inter_area_of_the_padded_square():
     np.testing.assert_array_equal(got, cv2.resize(img[25:65, 30:70], (32, 32), interpolation=cv2.INTER_AREA))
 
 
+def test_masked_crop_greys_exactly_the_pixels_outside_the_mask():
+    import cv2
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    mask = rng.random((10, 20)) < 0.6  # bbox-local, bbox (40, 40, 20, 10); the crop is [25:65, 30:70]
+    full = np.zeros((100, 100), bool)
+    full[40:50, 40:60] = mask
+    expected = np.where(full[25:65, 30:70, None], img[25:65, 30:70], np.uint8(128))
+    got = crop_patch(img, (40, 40, 20, 10), padding=0.5, mask=mask)
+    np.testing.assert_array_equal(got, cv2.resize(expected, (32, 32), interpolation=cv2.INTER_AREA))
+    # clipped at the border: the part of the box outside the image is simply not there
+    edge = crop_patch(img, (0, 0, 20, 10), padding=0.5, mask=np.ones((10, 20), bool))
+    assert edge.shape == (32, 32, 3)
+
+
 @pytest.mark.parametrize("kwargs", [{"mode": "magic"}, {"min_depth": 2.0, "max_depth": 1.0}, {"max_objects": 0},
                                     {"min_area": 0}, {"padding": -1}, {"grow_height": 0.02},
                                     {"crease": -0.1}])

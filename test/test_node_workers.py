@@ -1,0 +1,29 @@
+"""classify_node with two workers, over real Fast DDS. A module of its own: one node (and one
+rclpy context in the tester) per module, so it never hears the other tests' node."""
+import time
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from ros_harness import RosHarness  # noqa: E402
+from scene_fixtures import camera_k, rendered  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def test_two_workers_publish_in_stamp_order_and_label_the_newest_frame(default_model_file):
+    """workers:=2 processes two frames at once; /object_labels must still go out oldest first."""
+    h = RosHarness(default_model_file, params={"workers": 2})
+    try:
+        s = rendered(900_000_002)
+        base = 1_730_000_000_000_000_000
+        stamps = [base + i * 33_333_333 for i in range(20)]
+        for st in stamps:
+            h.publish_frame(s.color, s.depth, camera_k(s), st, info_lead=0.0)
+            time.sleep(1 / 30)
+        assert h.wait_for(stamps[-1])["objects"]
+        got = [d["header"]["stamp"]["sec"] * 1_000_000_000 + d["header"]["stamp"]["nanosec"] for d in h.received]
+        assert got == sorted(got) and len(set(got)) == len(got)
+    finally:
+        h.close()
