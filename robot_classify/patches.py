@@ -2,10 +2,11 @@
 
 Modes:
   depth  fit the dominant support plane (RANSAC on a sparse grid of back-projected points),
-         keep points between min_height and max_height above it, cut the mask at depth
-         discontinuities (so touching objects at different depths split), clean it with
-         morphology and take connected components. No plane -> depth-range segmentation,
-         reported in `Extraction.warning`.
+         fill sensor dropouts with the farthest neighbouring depth, keep what rises above the
+         plane (hysteresis: min_height somewhere, grow_height around it), cut the far side of
+         depth jumps (objects at different depths), split touching objects at concave creases
+         where their colours differ, and take connected components. No plane -> depth-range
+         segmentation, reported in `Extraction.warning`.
   mask   an instance-id image from another segmenter (0 = background).
   full   the whole image is one patch (pre-cropped, PROPS-style input).
 
@@ -266,7 +267,7 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     The crease cuts each component into pieces. Pieces of one component whose mean colours are
     within `rejoin_colour` (CIELAB) are one object folded (a bottle's cap on its shoulder, a mug's
     handle); the rest are different objects. Every pixel of a component that holds two or more
-    objects goes to the nearest piece (creases are a few pixels wide) and a one-pixel line is cut
+    objects goes to the nearest piece (creases are a few pixels wide) and a two-pixel line is cut
     between objects. Pieces below half of min_area or a tenth of their component are ignored.
     Works on the box around the mask only.
     """

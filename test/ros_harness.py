@@ -63,22 +63,27 @@ class RosHarness:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.log: list[str] = []
         threading.Thread(target=self._read_log, daemon=True).start()
-        rclpy.init()
-        self.node = rclpy.create_node("robot_classify_tester")
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.colour_pub = self.node.create_publisher(Image, topics[0], qos)
-        self.depth_pub = self.node.create_publisher(Image, topics[1], qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, topics[2], qos)
-        self.received: list[dict] = []
-        self._cv = threading.Condition()
-        self.node.create_subscription(String, "/object_labels", self._on_labels, QoSProfile(
-            depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self.param_client = self.node.create_client(SetParameters, "/robot_classify/set_parameters")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spin.start()
-        self._wait_ready(timeout)
+        try:  # the node process must not outlive a harness that failed to start
+            rclpy.init()
+            self.node = rclpy.create_node("robot_classify_tester")
+            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            self.colour_pub = self.node.create_publisher(Image, topics[0], qos)
+            self.depth_pub = self.node.create_publisher(Image, topics[1], qos)
+            self.info_pub = self.node.create_publisher(CameraInfo, topics[2], qos)
+            self.received: list[dict] = []
+            self._cv = threading.Condition()
+            self.node.create_subscription(String, "/object_labels", self._on_labels, QoSProfile(
+                depth=50, reliability=ReliabilityPolicy.RELIABLE))
+            self.param_client = self.node.create_client(SetParameters, "/robot_classify/set_parameters")
+            self.executor = SingleThreadedExecutor()
+            self.executor.add_node(self.node)
+            self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+            self._spin.start()
+            self._wait_ready(timeout)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def _read_log(self) -> None:
         for line in self.proc.stdout:
