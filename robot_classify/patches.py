@@ -313,6 +313,11 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     split = [c for c in split if len(set(group[candidates[owner[candidates] == c]])) >= 2]
     if not split:
         return mask
+    # The rest works on the box around the components being split (+1 pixel for the 3x3 cut).
+    bx0, by0 = cstats[split, 0].min(), cstats[split, 1].min()
+    bx1, by1 = (cstats[split, 0] + cstats[split, 2]).max(), (cstats[split, 1] + cstats[split, 3]).max()
+    bx0, by0, bx1, by1 = max(bx0 - 1, 0), max(by0 - 1, 0), min(bx1 + 1, sub.shape[1]), min(by1 + 1, sub.shape[0])
+    piece, comp = piece[by0:by1, bx0:bx1], comp[by0:by1, bx0:bx1]
     seeds = (big & np.isin(owner, split))[piece]
     _, nearest = cv2.distanceTransformWithLabels((~seeds).view(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
@@ -323,7 +328,7 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     assigned[~region] = 0
     k3 = np.ones((3, 3), np.uint8)
     out = mask.copy()
-    out[y0:y1, x0:x1] &= ~((cv2.dilate(assigned, k3) != cv2.erode(assigned, k3)) & region)
+    out[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1] &= ~((cv2.dilate(assigned, k3) != cv2.erode(assigned, k3)) & region)
     return out
 
 
