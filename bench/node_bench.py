@@ -115,16 +115,17 @@ def main() -> None:
     status = diags[-1].status[0] if diags else None
     values = {kv.key: kv.value for kv in status.values} if status else {}
     result = {"frames_sent": args.frames, "frames_labelled": len(got), "rate_hz_offered": args.rate,
-              "rate_hz_sent": args.frames / wall,
-              "throughput_fps": len(got) / wall, "objects_per_frame_median": float(np.median(objects)) if objects else 0,
+              "rate_hz_sent": args.frames / wall, "throughput_fps": len(got) / wall,
+              "objects_per_frame_median": float(np.median(objects)) if objects else 0,
               "node_latency_ms_p50": float(values.get("latency_p50_ms", "nan")),
               "node_latency_ms_p99": float(values.get("latency_p99_ms", "nan")),
               "node_processing_ms_p50": float(values.get("processing_p50_ms", "nan")),
               "node_processing_ms_p99": float(values.get("processing_p99_ms", "nan")),
-              "dropped_pairs": int(values.get("dropped_pairs", -1)), "late_results": int(values.get("late_results", -1)),
-              "workers": args.workers,
+              "dropped_pairs": int(values.get("dropped_pairs", -1)),
+              "late_results": int(values.get("late_results", -1)),
+              "unpaired": int(values.get("unpaired_colour", 0)) + int(values.get("unpaired_depth", 0)),
+              "workers": args.workers, "device": values.get("device"),
               "transport": "fastdds defaults" if args.default_transport else "config/fastdds_large_images.xml",
-              "unpaired": int(values.get("unpaired_colour", 0)) + int(values.get("unpaired_depth", 0)), "device": values.get("device"),
               "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after,
               "node_cpu_cores": cpu["node"], "publisher_cpu_cores": cpu["publisher"], "cpu_cores": os.cpu_count()}
     h.close()

@@ -145,9 +145,12 @@ class ClassifyNode(Node):
         self.create_timer(1.0, self._guarded(self._publish_diagnostics))
         self.create_timer(1.0, self._guarded(self._check_inputs))
         self._stop = threading.Event()
-        self._publish_lock = threading.Lock()
-        self._last_published = -1  # stamp (ns) of the newest frame published
-        self._late = 0  # results dropped because a newer frame was published first
+        # Results go out in the order their pairs were taken (newest-first at the time), not by
+        # stamp: stamps may jump back (a looped bag, a reset simulation clock).
+        self._pop_lock, self._publish_lock = threading.Lock(), threading.Lock()
+        self._popped = 0  # pairs taken by the workers
+        self._last_published = 0  # the number of the pair published last
+        self._late = 0  # results dropped because a pair taken later was published first
         self._workers = [threading.Thread(target=self._work, name=f"robot_classify_worker_{i}", daemon=True)
                          for i in range(p["workers"])]
         for w in self._workers:
@@ -233,11 +236,14 @@ class ClassifyNode(Node):
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            pair = self.sync.pop_latest(timeout=0.1)
+            with self._pop_lock:  # pop order = the order results may be published in
+                pair = self.sync.pop_latest(timeout=0.1)
+                self._popped += pair is not None
+                seq = self._popped
             if pair is None:
                 continue
             try:
-                self._process(*pair)
+                self._process(seq, *pair)
             except Exception as e:  # noqa: BLE001 -- one bad frame must never stop the node
                 self._skip("error", f"{type(e).__name__}: {e}")
 
@@ -247,7 +253,7 @@ class ClassifyNode(Node):
         image is refused (FrameProcessor) rather than used."""
         return self._infos.get(key, self._info)
 
-    def _process(self, key: int, colour_msg: Image, depth_msg: Image) -> None:
+    def _process(self, seq: int, key: int, colour_msg: Image, depth_msg: Image) -> None:
         mask_msg = self._mask[1] if self._mask is not None else None
         try:
             result = self.processor.process_messages(colour_msg, depth_msg, self._camera_info_for(key), mask_msg)
@@ -257,11 +263,11 @@ class ClassifyNode(Node):
         h = colour_msg.header
         self._processing_ms.append(result.ms)
         text = json.dumps(result.doc)
-        with self._publish_lock:  # one frame at a time, in stamp order
-            if key < self._last_published:
+        with self._publish_lock:  # one frame at a time, in the order taken
+            if seq < self._last_published:
                 self._late += 1
                 return
-            self._last_published = key
+            self._last_published = seq
             self.labels_pub.publish(String(data=text))
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
             self._publish_markers(result.doc, h)
@@ -312,10 +318,12 @@ class ClassifyNode(Node):
         in_rate, out_rate = self._rate(self._rx_times), self._rate(self._done_times)
         values = {
             "input_rate_hz": f"{in_rate:.1f}", "processed_rate_hz": f"{out_rate:.1f}",
-            "dropped_pairs": str(s.dropped_pairs), "late_results": str(self._late), "unpaired_colour": str(s.unpaired_colour),
-            "unpaired_depth": str(s.unpaired_depth), "skipped": json.dumps(self._skipped),
+            "dropped_pairs": str(s.dropped_pairs), "late_results": str(self._late),
+            "unpaired_colour": str(s.unpaired_colour), "unpaired_depth": str(s.unpaired_depth),
+            "skipped": json.dumps(self._skipped),
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}", "latency_p99_ms": f"{np.percentile(lat, 99):.1f}",
-            "processing_p50_ms": f"{np.percentile(proc, 50):.1f}", "processing_p99_ms": f"{np.percentile(proc, 99):.1f}",
+            "processing_p50_ms": f"{np.percentile(proc, 50):.1f}",
+            "processing_p99_ms": f"{np.percentile(proc, 99):.1f}",
             "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
             "model": f"{self.processor.model_info['name']} {self.processor.model_info['sha256'][:12]}",
         }

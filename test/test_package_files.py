@@ -13,7 +13,22 @@ def test_launch_file_declares_the_documented_arguments():
     declared = {node.args[0].value for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
     assert {"model_path", "params_file", "namespace", "color_topic", "depth_topic", "camera_info_topic",
-            "device"} <= declared
+            "device", "fastdds_profile"} <= declared
+
+
+def test_fastdds_profile_fits_a_frame_in_shared_memory_and_keeps_udp():
+    """The profile the launch file and the README point at: a 640x480 rgb8 image (900 KB) must
+    fit one shared-memory segment, and UDP must stay on for other machines."""
+    ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    root = ET.parse(ROOT / "config" / "fastdds_large_images.xml").getroot()
+    kinds = {d.findtext("f:transport_id", namespaces=ns): (d.findtext("f:type", namespaces=ns), d)
+             for d in root.iterfind("f:transport_descriptors/f:transport_descriptor", ns)}
+    participant = root.find("f:participant", ns)
+    used = [t.text for t in participant.iterfind("f:rtps/f:userTransports/f:transport_id", ns)]
+    assert participant.get("is_default_profile") == "true"
+    assert {kinds[t][0] for t in used} == {"SHM", "UDPv4"}
+    shm = next(kinds[t][1] for t in used if kinds[t][0] == "SHM")
+    assert int(shm.findtext("f:segment_size", namespaces=ns)) >= 4 * 640 * 480 * 3
 
 
 def test_config_parameters_match_the_node_declarations():
