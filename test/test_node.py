@@ -119,3 +119,19 @@ def test_model_that_fails_to_load_exits_nonzero_with_one_clear_line(tmp_path):
     assert proc.returncode == 1
     out = proc.stdout + proc.stderr
     assert "cannot start" in out and "Traceback" not in out
+
+
+def test_silent_input_with_incompatible_publisher_gets_one_clear_warning(harness):
+    """The node subscribes reliable here; a best_effort camera driver never matches. After 5 s
+    of silence on the topic the node must say what to set (once)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    pub = harness.node.create_publisher(Image, "/test_cam/color",
+                                        QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        assert harness.wait_log("publish best_effort and this node subscribes reliable", timeout=15.0), \
+            "\n".join(harness.log[-20:])
+        assert harness.alive()
+    finally:
+        harness.node.destroy_publisher(pub)
