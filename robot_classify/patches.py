@@ -214,6 +214,15 @@ def _label(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return n, labels, stats
 
 
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) around the True pixels, None if there are none: labelling and crease
+    measuring only need the part of the frame the objects are in."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if len(rows) == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
 CREASE_STEP = 3  # samples either side of the centre when measuring the surface's bend (on a 1/2 grid: 6 px)
 CREASE_SMOOTH = 2.0  # Gaussian sigma (full-resolution pixels) on depth before measuring it
 
@@ -271,13 +280,13 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     between objects. Pieces below half of min_area or a tenth of their component are ignored.
     Works on the box around the mask only.
     """
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if len(rows) == 0:
+    box = _mask_box(mask)
+    if box is None:
         return mask
-    x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    x0, y0, x1, y1 = box
     sub = mask[y0:y1, x0:x1]
     ncomp, comp, cstats = _label(sub)
-    crease = _concave_creases(z, K, (x0, y0, x1, y1), params.crease)[y0:y1, x0:x1]
+    crease = _concave_creases(z, K, box, params.crease)[y0:y1, x0:x1]
     n, piece, stats = _label(sub & ~crease)
     if n <= 2:
         return mask
@@ -335,11 +344,11 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
 def _components(mask: np.ndarray, params: SegmentationParams, pixel_area: int = 1
                 ) -> list[tuple[np.ndarray, tuple, int]]:
     """Connected components within the area limits (areas in full-resolution pixels)."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if len(rows) == 0:
+    box = _mask_box(mask)
+    if box is None:
         return []
-    ox, oy = int(cols[0]), int(rows[0])  # label only the box around the mask
-    n, labels, stats = _label(mask[oy:rows[-1] + 1, ox:cols[-1] + 1])
+    ox, oy, x1, y1 = box
+    n, labels, stats = _label(mask[oy:y1, ox:x1])
     out = []
     for i in range(1, n):
         x, y, w, h, area = map(int, stats[i])
