@@ -13,6 +13,36 @@ import numpy as np
 from skimage.feature import hog
 
 FEATURE_KINDS = ("pixels", "hog_color")
+# Bounds on HOG + colour settings. They come from model files too, so every size is bounded:
+# 180 hue bins is one per OpenCV hue value, 256 saturation bins one per value, and a grid
+# finer than the 32x32 patch only repeats pixels.
+MAX_HUE_BINS, MAX_SAT_BINS, MAX_GRID = 180, 256, 32
+MAX_WEIGHT = 1000.0
+
+
+def _show(value: Any) -> str:
+    """repr for messages, cut short: a damaged model file can hold a 400-digit number."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_int(name: str, value: Any, lo: int, hi: int) -> int:
+    """An integer in [lo, hi]; bools and floats are refused (JSON `true` is not 1, 2.5 is not 2)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {_show(value)}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, lo: float, hi: float) -> float:
+    """A real number in finite bounds [lo, hi] (ints accepted, bools refused).
+
+    The chained comparison also refuses NaN and inf, and compares a huge int exactly where
+    math.isfinite(10**400) would raise OverflowError.
+    """
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not lo <= value <= hi):
+        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {_show(value)}")
+    return float(value)
 
 
 def check_patches(images: np.ndarray) -> np.ndarray:
@@ -30,6 +60,8 @@ class PixelFeatures:
     kind = "pixels"
 
     def __init__(self, center: bool = True) -> None:
+        if not isinstance(center, (bool, np.bool_)):
+            raise ValueError(f"center must be true or false, got {center!r}")
         self.center = bool(center)
 
     def fit(self, images: np.ndarray) -> "PixelFeatures":
@@ -72,10 +104,11 @@ class HogColorFeatures:
 
     def __init__(self, hue_bins: int = 18, sat_bins: int = 4, color_weight: float = 2.0, grid: int = 4,
                  grid_weight: float = 2.0) -> None:
-        self.hue_bins, self.sat_bins, self.color_weight = int(hue_bins), int(sat_bins), float(color_weight)
-        self.grid, self.grid_weight = int(grid), float(grid_weight)
-        if min(self.hue_bins, self.sat_bins, self.grid) < 1:
-            raise ValueError("hue_bins, sat_bins and grid must be >= 1")
+        self.hue_bins = check_int("hue_bins", hue_bins, 1, MAX_HUE_BINS)
+        self.sat_bins = check_int("sat_bins", sat_bins, 1, MAX_SAT_BINS)
+        self.grid = check_int("grid", grid, 1, MAX_GRID)
+        self.color_weight = check_number("color_weight", color_weight, 0.0, MAX_WEIGHT)
+        self.grid_weight = check_number("grid_weight", grid_weight, 0.0, MAX_WEIGHT)
 
     def fit(self, images: np.ndarray) -> "HogColorFeatures":
         check_patches(images)
@@ -116,8 +149,9 @@ class PCA:
     """Principal components fitted on training features (SVD of the centred data)."""
 
     def __init__(self, n_components: int) -> None:
-        if n_components < 1:
-            raise ValueError(f"pca dims must be >= 1, got {n_components}")
+        if isinstance(n_components, (bool, np.bool_)) or not isinstance(n_components, (int, np.integer)) \
+                or n_components < 1:
+            raise ValueError(f"pca dims must be an integer >= 1, got {n_components!r}")
         self.n_components = int(n_components)
 
     def fit(self, X: np.ndarray) -> "PCA":
@@ -146,8 +180,12 @@ class FeaturePipeline:
     def __init__(self, kind: str = "pixels", pca_dims: int = 0, center: bool = True, **options: Any) -> None:
         if kind not in FEATURE_KINDS:
             raise ValueError(f"features must be one of {FEATURE_KINDS}, got {kind!r}")
-        if pca_dims < 0:
-            raise ValueError(f"pca dims must be >= 0, got {pca_dims}")
+        if isinstance(pca_dims, (bool, np.bool_)) or not isinstance(pca_dims, (int, np.integer)) or pca_dims < 0:
+            raise ValueError(f"pca dims must be an integer >= 0, got {pca_dims!r}")
+        if not isinstance(center, (bool, np.bool_)):
+            raise ValueError(f"center must be true or false, got {center!r}")
+        if kind == "pixels" and options:
+            raise ValueError(f"pixels features take no options, got {sorted(options)}")
         self.extractor = PixelFeatures(center=center or pca_dims > 0) if kind == "pixels" \
             else HogColorFeatures(**options)
         self.pca = PCA(pca_dims) if pca_dims else None

@@ -8,6 +8,7 @@ codebase would do (the analytic gradients are checked against autograd in the te
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
@@ -42,7 +43,10 @@ class LinearClassifier:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         for name, value in (("reg", reg), ("lr", lr), ("momentum", momentum)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            # The chained comparison refuses NaN, inf and ints too large for a float (10**400),
+            # where math.isfinite would raise OverflowError.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value <= sys.float_info.max:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
@@ -51,6 +55,9 @@ class LinearClassifier:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        # torch.Generator.manual_seed takes [-2**63, 2**64); refuse the rest here, not mid-training.
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -(1 << 63) <= seed < (1 << 64):
+            raise ValueError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
         self.loss, self.reg, self.lr, self.momentum = loss, float(reg), float(lr), float(momentum)
         self.epochs, self.batch_size, self.seed, self.quiet = int(epochs), int(batch_size), int(seed), quiet
         self.device = device

@@ -3,13 +3,31 @@
 Layout: tensors `features.*`, `knn.data` + `knn.labels` or `linear.W` + `linear.b` +
 `linear.classes`; header metadata key `robot_classify` holds JSON with the format version,
 class names, patch size, feature config, classifier kind and hyperparameters, the sha256 of
-the training data and of the tensors. Loading validates all of it and raises
-`ModelFormatError` (a ValueError) with a message that says what is wrong.
+the training data, of the tensors (`tensors_sha256`) and, from version 2, of the metadata
+itself (`metadata_sha256`: sha256 of the canonical JSON dump, sorted keys and no
+whitespace, of every metadata field but this one).
+
+Loading treats the file as untrusted: at most 8 tensors; the JSON is parsed with bounds
+(2**20 characters, 16 levels of nesting, no NaN/Infinity, no number that overflows a float,
+ints of at most 20 digits, no duplicate keys); every field is checked for its exact JSON type
+and range before use (JSON `true` is not 1, no field is optional, no unknown field is passed
+on); every size read from the file is bounded (class names, HOG bins and grid) or checked
+against the tensors it describes (pca_dims, k); then both checksums are compared, then each
+tensor's dtype, shape and values against the metadata, and the built model must classify a
+probe patch. Any failure is a `ModelFormatError` (a ValueError) with a message that names
+the field or tensor.
+
+Version 1 files (written before the metadata checksum) still load, with the same strict
+checks on every field; a damaged v1 file whose fields all stay valid (a flipped letter in
+a class name) cannot be told from a good one. Re-save them (`save_model(load_model(p), q)`)
+to get version 2; the round trip predicts identically.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +35,32 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from .device import resolve_device
 from .features import FeaturePipeline
 from .knn import KNNClassifier
 from .linear import LinearClassifier
-from .model import ClassifierModel
+from .model import PATCH_SIZE, ClassifierModel
 
 FORMAT = "robot_classify.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: metadata_sha256 covers the metadata; 1: tensors only
+READABLE_VERSIONS = (1, 2)
 MAX_CLASSES = 10_000
+MAX_NAME_CHARS = 256  # a class name or the model name
+MAX_METADATA_CHARS = 1 << 20
+MAX_METADATA_DEPTH = 16  # the tuning table is 5 deep
+MAX_TENSORS = 8  # features.mean/scale/pca_mean/pca_components + at most 3 classifier tensors
+MAX_INT_DIGITS = 20  # enough for any int64; Python would otherwise parse a 4,300-digit int
+
+_FIELDS_V1 = frozenset({"format", "format_version", "name", "class_names", "patch_size", "features",
+                        "classifier", "training", "tuning", "tensors_sha256"})
+_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"metadata_sha256"}}
+# Exactly what `FeaturePipeline.config()` writes per kind; nothing is defaulted on load.
+_FEATURE_FIELDS = {"pixels": frozenset({"kind", "center", "pca_dims"}),
+                   "hog_color": frozenset({"kind", "hue_bins", "sat_bins", "color_weight", "grid", "grid_weight",
+                                           "pca_dims"})}
+_CLASSIFIER_PARAMS = {"knn": frozenset({"k", "metric", "weights"}),
+                      "linear": frozenset({"loss", "reg", "lr", "epochs", "batch_size", "momentum", "seed"})}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelFormatError(ValueError):
@@ -45,6 +81,17 @@ def _tensors_sha256(tensors: dict[str, np.ndarray]) -> str:
         h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def _canonical_json(value: Any) -> str:
+    """One text per value: sorted keys, no whitespace, ASCII, no NaN (floats print as repr)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def metadata_sha256(meta: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of every metadata field except `metadata_sha256` itself."""
+    return hashlib.sha256(_canonical_json({k: v for k, v in meta.items() if k != "metadata_sha256"})
+                          .encode()).hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:
@@ -79,10 +126,15 @@ def save_model(model: ClassifierModel, path: str | Path) -> Path:
         "training": model.meta.get("training", {}), "tuning": model.meta.get("tuning", {}),
         "tensors_sha256": _tensors_sha256(tensors),
     }
+    # Hash what a reader will parse (tuples become lists, float subclasses plain floats), and
+    # refuse to write what load_model would refuse to read.
+    meta = json.loads(_canonical_json(meta))
+    meta["metadata_sha256"] = metadata_sha256(meta)
+    _check_meta(meta, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
-              metadata={"robot_classify": json.dumps(meta)})
+              metadata={"robot_classify": _canonical_json(meta)})
     tmp.replace(path)  # atomic: a crash never leaves half a model under the real name
     return path
 
@@ -92,86 +144,300 @@ def _require(cond: bool, path: Path, what: str) -> None:
         raise ModelFormatError(f"{path}: {what}")
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _show(value: Any) -> str:
+    """repr for messages, cut short: a damaged file can hold a megabyte string."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _cut(message: Any, limit: int = 300) -> str:
+    """A message from a constructor or library may quote a value read from the file at length."""
+    text = str(message)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON `true` is not 1
+
+
+class _Refused:
+    """Stands in for a JSON number the format refuses, so that the message can name its field."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float | _Refused:
+    value = float(text)
+    return value if math.isfinite(value) else _Refused(f"{text[:24]}, a number too large for a float")
+
+
+def _bounded_int(text: str) -> int | _Refused:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INT_DIGITS else \
+        _Refused(f"an integer of {digits} digits (at most {MAX_INT_DIGITS})")
+
+
+def _no_constant(text: str) -> _Refused:
+    return _Refused(f"{text}, not a finite number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(f"key {_show(dup)} appears twice in one object")
+    return out
+
+
+def _scan(meta: Any, path: Path) -> None:
+    """Refused numbers and nesting depth, each named by its field; walked without recursion."""
+    stack: list[tuple[Any, str, int]] = [(meta, "", 1)]
+    while stack:
+        item, where, depth = stack.pop()
+        field = f"metadata field {where[:80]}" if where else "metadata"
+        if isinstance(item, _Refused):
+            raise ModelFormatError(f"{path}: {field} holds {item.what}")
+        if isinstance(item, (dict, list)):
+            _require(depth <= MAX_METADATA_DEPTH, path, f"{field} is nested deeper than {MAX_METADATA_DEPTH} levels")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((child, f"{where}[{key}]" if isinstance(item, list) else f"{where}.{key}" if where else key,
+                          depth + 1) for key, child in children)
+
+
+def _parse_metadata(text: str, path: Path) -> Any:
+    _require(len(text) <= MAX_METADATA_CHARS, path,
+             f"metadata is {len(text)} characters long, more than the {MAX_METADATA_CHARS} allowed")
+    try:
+        return json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant,
+                          object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise ModelFormatError(f"{path}: metadata refused: {e}") from None
+    except RecursionError:  # json.loads recurses once per nesting level
+        raise ModelFormatError(f"{path}: metadata is nested too deeply to parse") from None
+    except ValueError as e:  # json.JSONDecodeError
+        raise ModelFormatError(f"{path}: metadata is not valid JSON ({e})") from None
+
+
+def _read(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
     _require(path.is_file(), path, "no such model file")
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, TypeError) as e:
-        raise ModelFormatError(f"{path}: not a readable safetensors model file ({e})") from None
+            names = list(f.keys())
+            tensors = {k: f.get_tensor(k) for k in names} if len(names) <= MAX_TENSORS else None
+    except (SafetensorError, OSError, ValueError, TypeError, OverflowError, MemoryError) as e:
+        raise ModelFormatError(f"{path}: not a readable safetensors model file ({_cut(e)})") from None
+    except Exception as e:  # last line of defence: an F8 dtype on this numpy raises AttributeError
+        raise ModelFormatError(f"{path}: not a readable safetensors model file "
+                               f"({type(e).__name__}: {_cut(e)})") from None
+    _require(tensors is not None, path, f"{len(names)} tensors, more than the {MAX_TENSORS} a model has")
     _require("robot_classify" in header, path, "no robot_classify metadata; not a robot_classify model")
-    try:
-        meta = json.loads(header["robot_classify"])
-    except json.JSONDecodeError as e:
-        raise ModelFormatError(f"{path}: metadata is not valid JSON ({e})") from None
-    _require(isinstance(meta, dict) and meta.get("format") == FORMAT, path, "metadata names another format")
-    return meta, tensors
+    return _parse_metadata(header["robot_classify"], path), tensors
 
 
-def _check_tensor(tensors: dict[str, np.ndarray], name: str, path: Path, dtypes: tuple[str, ...],
-                  ndim: int) -> np.ndarray:
+def _fields(obj: Any, expected: frozenset[str], path: Path, where: str) -> dict[str, Any]:
+    """A JSON object with exactly these keys: none defaulted, none passed on unchecked."""
+    _require(isinstance(obj, dict), path, f"{where} must be a JSON object, got {_json_type(obj)}")
+    missing = sorted(expected - obj.keys())
+    _require(not missing, path, f"{where} is missing {', '.join(map(repr, missing))} (no default is assumed)")
+    unknown = sorted(obj.keys() - expected)
+    _require(not unknown, path, f"{where} has unknown field(s) {', '.join(_show(k) for k in unknown[:5])}")
+    return obj
+
+
+def _check_class_names(names: Any, path: Path) -> None:
+    what = "class_names must be a non-empty list of unique strings"
+    _require(isinstance(names, list) and 0 < len(names) <= MAX_CLASSES, path,
+             f"{what} (at most {MAX_CLASSES}), got {_json_type(names)}"
+             + (f" of length {len(names)}" if isinstance(names, list) else ""))
+    for i, name in enumerate(names):
+        _require(isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS and name.isprintable(), path,
+                 f"{what}: class_names[{i}] = {_show(name)} is not a printable string of 1 to "
+                 f"{MAX_NAME_CHARS} characters")
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        dup = next(n for n in names if n in seen or seen.add(n))
+        raise ModelFormatError(f"{path}: {what}: {_show(dup)} appears more than once")
+
+
+def _check_features(config: Any, path: Path) -> None:
+    _require(isinstance(config, dict), path, f"features must be a JSON object, got {_json_type(config)}")
+    kind = config.get("kind")
+    _require(isinstance(kind, str) and kind in _FEATURE_FIELDS, path,
+             f"features.kind must be one of {tuple(_FEATURE_FIELDS)}, got {_show(kind)}")
+    _fields(config, _FEATURE_FIELDS[kind], path, "features")
+    try:  # the constructors check every value's type and range (bounded sizes, finite weights)
+        FeaturePipeline(**config)
+    except (ValueError, TypeError) as e:
+        raise ModelFormatError(f"{path}: bad feature config: {_cut(e)}") from None
+    # The writer stores the centring the extractor used, which PCA forces on.
+    _require(kind != "pixels" or config["center"] or not config["pca_dims"], path,
+             "bad feature config: features.center must be true when pca_dims > 0")
+
+
+def _check_classifier(clf: Any, path: Path) -> None:
+    _fields(clf, frozenset({"kind", "params"}), path, "classifier")
+    kind = clf["kind"]
+    _require(isinstance(kind, str) and kind in _CLASSIFIER_PARAMS, path,
+             f"unknown classifier kind {_show(kind)} (expected one of {tuple(_CLASSIFIER_PARAMS)})")
+    params = _fields(clf["params"], _CLASSIFIER_PARAMS[kind], path, "bad classifier parameters: classifier.params")
+    try:  # the constructors check types and ranges: k a positive int, metric, weights, loss, finite numbers
+        (KNNClassifier if kind == "knn" else LinearClassifier)(device="cpu", **params)
+    except (ValueError, TypeError) as e:
+        raise ModelFormatError(f"{path}: bad classifier parameters: {_cut(e)}") from None
+
+
+def _check_meta(meta: Any, path: Path) -> int:
+    """Type and range of every metadata field, before any is used; returns the format version."""
+    _scan(meta, path)
+    _require(isinstance(meta, dict), path, f"metadata must be a JSON object, got {_json_type(meta)}")
+    _require(meta.get("format") == FORMAT, path,
+             f"metadata names another format ({_show(meta.get('format'))}); not a robot_classify model")
+    version = meta.get("format_version")
+    _require(_is_int(version) and version in READABLE_VERSIONS, path,
+             f"format version {_show(version)} is not supported (this robot_classify reads versions "
+             f"{', '.join(map(str, READABLE_VERSIONS))})")
+    _fields(meta, _FIELDS[version], path, "metadata")
+    for key in ("tensors_sha256", "metadata_sha256"):
+        _require(key not in meta or (isinstance(meta[key], str) and _SHA256.fullmatch(meta[key]) is not None), path,
+                 f"{key} must be 64 lowercase hex digits, got {_show(meta.get(key))}")
+    name = meta["name"]
+    _require(isinstance(name, str) and len(name) <= MAX_NAME_CHARS, path,
+             f"name must be a string of at most {MAX_NAME_CHARS} characters, got {_show(name)}")
+    _check_class_names(meta["class_names"], path)
+    size = meta["patch_size"]
+    _require(_is_int(size) and size == PATCH_SIZE, path, f"patch_size {_show(size)} is not {PATCH_SIZE}")
+    for key in ("training", "tuning"):  # informational; covered by the checksum, never used
+        _require(isinstance(meta[key], dict), path, f"{key} must be a JSON object, got {_json_type(meta[key])}")
+    _check_features(meta["features"], path)
+    _check_classifier(meta["classifier"], path)
+    return version
+
+
+def _check_tensor(tensors: dict[str, np.ndarray], name: str, path: Path, dtype: str,
+                  shape: tuple[int | None, ...]) -> np.ndarray:
+    """Tensor `name` with this dtype and shape (None: any length), finite if float."""
     _require(name in tensors, path, f"missing tensor {name!r}")
     a = tensors[name]
-    _require(a.dtype.name in dtypes, path, f"tensor {name!r} has dtype {a.dtype}, expected one of {dtypes}")
-    _require(a.ndim == ndim, path, f"tensor {name!r} has shape {a.shape}, expected {ndim} dimensions")
+    _require(a.dtype.name == dtype, path, f"tensor {name!r} has dtype {a.dtype}, expected {dtype}")
+    want = "(" + ", ".join("n" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    _require(a.ndim == len(shape) and all(d is None or d == n for n, d in zip(a.shape, shape)), path,
+             f"tensor {name!r} has shape {a.shape}, expected {want}")
     if a.dtype.kind == "f":
         _require(bool(np.isfinite(a).all()), path, f"tensor {name!r} contains NaN or inf")
     return a
 
 
+def _expected_tensors(meta: dict[str, Any]) -> set[str]:
+    config, kind = meta["features"], meta["classifier"]["kind"]
+    names = {"knn.data", "knn.labels"} if kind == "knn" else {"linear.W", "linear.b", "linear.classes"}
+    if config["kind"] == "pixels" and config["center"]:
+        names |= {"features.mean", "features.scale"}
+    if config["pca_dims"]:
+        names |= {"features.pca_mean", "features.pca_components"}
+    return names
+
+
+def _load_features(config: dict[str, Any], tensors: dict[str, np.ndarray], path: Path
+                   ) -> tuple[FeaturePipeline, int]:
+    """The pipeline and its output size, after checking each feature tensor against the config."""
+    pipe = FeaturePipeline(**config)
+    if config["kind"] == "pixels":
+        dim = PATCH_SIZE * PATCH_SIZE * 3
+        if config["center"]:
+            _check_tensor(tensors, "features.mean", path, "float32", (dim,))
+            scale = _check_tensor(tensors, "features.scale", path, "float32", (1,))
+            _require(scale[0] > 0, path, f"tensor 'features.scale' must be > 0, got {scale[0]}")
+    else:
+        dim = pipe.extractor.dim
+    pca_dims = config["pca_dims"]
+    if pca_dims:
+        _require(pca_dims <= dim, path, f"features.pca_dims {pca_dims} exceeds the {dim} features it reduces")
+        _check_tensor(tensors, "features.pca_mean", path, "float32", (dim,))
+        _check_tensor(tensors, "features.pca_components", path, "float32", (pca_dims, dim))
+        dim = pca_dims
+    return FeaturePipeline.from_config(config, tensors), dim
+
+
+def _check_class_indices(a: np.ndarray, name: str, n_classes: int, path: Path) -> None:
+    _require(len(a) > 0, path, f"tensor {name!r} is empty")
+    _require(a.min() >= 0 and a.max() < n_classes, path, f"{name} outside the class range [0, {n_classes})")
+
+
+def _load_classifier(meta: dict[str, Any], tensors: dict[str, np.ndarray], dim: int, uint8_features: bool,
+                     path: Path, device: str) -> KNNClassifier | LinearClassifier:
+    kind, params = meta["classifier"]["kind"], meta["classifier"]["params"]
+    n_classes = len(meta["class_names"])
+    if kind == "knn":
+        # The index keeps uint8 features as uint8, except for cosine, which normalises rows.
+        dtype = "uint8" if uint8_features and params["metric"] != "cosine" else "float32"
+        data = _check_tensor(tensors, "knn.data", path, dtype, (None, dim))
+        labels = _check_tensor(tensors, "knn.labels", path, "int64", (len(data),))
+        _check_class_indices(labels, "knn.labels", n_classes, path)
+        _require(params["k"] <= len(data), path, f"k={params['k']} exceeds the {len(data)} stored samples")
+        return KNNClassifier(device=device, **params).fit(data, labels)
+    W = _check_tensor(tensors, "linear.W", path, "float32", (None, dim))
+    b = _check_tensor(tensors, "linear.b", path, "float32", (len(W),))
+    classes = _check_tensor(tensors, "linear.classes", path, "int64", (len(W),))
+    _check_class_indices(classes, "linear.classes", n_classes, path)
+    _require(bool((np.diff(classes) > 0).all()), path, "linear.classes must be strictly increasing")
+    clf = LinearClassifier(device=device, **params)
+    clf.coef_, clf.intercept_, clf.classes_, clf.n_features_in_ = W, b, classes, dim
+    return clf
+
+
 def load_model(path: str | Path, device: str = "auto") -> ClassifierModel:
-    """Load and validate a model file; every failure is a ModelFormatError naming the problem."""
+    """Load and validate a model file; every failure is a ModelFormatError naming the problem.
+
+    Order: parse the metadata safely, check every field's type and range, compare the
+    checksums, check each tensor against the metadata, build, classify a probe patch.
+    """
     path = Path(path)
+    try:  # the caller's setting, not the file: say so rather than blame the tensors later
+        resolve_device(device)
+    except ValueError as e:
+        raise ModelFormatError(f"{path}: cannot load a model on device {device!r}: {e}") from None
     meta, tensors = _read(path)
-    version = meta.get("format_version")
-    _require(version == FORMAT_VERSION, path,
-             f"format version {version!r} is not supported (this robot_classify reads {FORMAT_VERSION})")
-    names = meta.get("class_names")
-    _require(isinstance(names, list) and 0 < len(names) <= MAX_CLASSES and all(isinstance(n, str) and n for n in names)
-             and len(set(names)) == len(names), path, "class_names must be a non-empty list of unique strings")
-    _require(meta.get("patch_size") == 32, path, f"patch_size {meta.get('patch_size')!r} is not 32")
-    _require(meta.get("tensors_sha256") == _tensors_sha256(tensors), path,
+    version = _check_meta(meta, path)
+    _require(meta["tensors_sha256"] == _tensors_sha256(tensors), path,
              "tensor checksum mismatch: the file was modified or damaged after it was written")
+    if version >= 2:
+        _require(meta["metadata_sha256"] == metadata_sha256(meta), path,
+                 "metadata checksum mismatch: the file was modified or damaged after it was written")
+    expected = _expected_tensors(meta)
+    for name in sorted(expected - tensors.keys()):
+        raise ModelFormatError(f"{path}: missing tensor {name!r}")
+    for name in sorted(tensors.keys() - expected):
+        raise ModelFormatError(f"{path}: unexpected tensor {_show(name)} for this feature and classifier config")
+    stage = "feature tensors"
     try:
-        features = FeaturePipeline.from_config(meta["features"], tensors)
-        clf_meta = meta["classifier"]
-        kind, params = clf_meta["kind"], dict(clf_meta["params"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFormatError(f"{path}: bad feature or classifier metadata ({e!r})") from None
-    n_classes = len(names)
-    try:
-        if kind == "knn":
-            data = _check_tensor(tensors, "knn.data", path, ("uint8", "float32"), 2)
-            labels = _check_tensor(tensors, "knn.labels", path, ("int64",), 1)
-            _require(len(labels) == len(data), path, f"knn.labels has {len(labels)} rows, knn.data {len(data)}")
-            _require(labels.min() >= 0 and labels.max() < n_classes, path, "knn.labels outside the class range")
-            clf = KNNClassifier(device=device, **params)
-            _require(clf.k <= len(data), path, f"k={clf.k} exceeds the {len(data)} stored samples")
-            clf.fit(data, labels)
-        elif kind == "linear":
-            W = _check_tensor(tensors, "linear.W", path, ("float32",), 2)
-            b = _check_tensor(tensors, "linear.b", path, ("float32",), 1)
-            classes = _check_tensor(tensors, "linear.classes", path, ("int64",), 1)
-            _require(W.shape[0] == len(b) == len(classes), path,
-                     f"linear.W {W.shape}, linear.b {b.shape} and linear.classes {classes.shape} disagree")
-            _require(classes.min() >= 0 and classes.max() < n_classes, path, "linear.classes outside the class range")
-            clf = LinearClassifier(device=device, **params)
-            clf.coef_, clf.intercept_, clf.classes_, clf.n_features_in_ = W, b, classes, W.shape[1]
-        else:
-            raise ModelFormatError(f"{path}: unknown classifier kind {kind!r}")
-    except TypeError as e:
-        raise ModelFormatError(f"{path}: bad classifier parameters ({e})") from None
-    except ValueError as e:
-        if isinstance(e, ModelFormatError):
-            raise
-        raise ModelFormatError(f"{path}: {e}") from None
-    try:
-        probe = features.transform(np.zeros((1, 32, 32, 3), np.uint8))
-    except ValueError as e:
-        raise ModelFormatError(f"{path}: feature statistics do not fit a 32x32x3 patch ({e})") from None
-    _require(probe.shape[1] == clf.n_features_in_, path,
-             f"feature size {probe.shape[1]} does not match the classifier's {clf.n_features_in_}")
-    return ClassifierModel(features, clf, names, 32, {"name": meta.get("name", path.stem), "sha256": file_sha256(path),
-                                                      "training": meta.get("training", {}),
-                                                      "tuning": meta.get("tuning", {})})
+        features, dim = _load_features(meta["features"], tensors, path)
+        probe = np.zeros((1, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
+        stage = "feature extraction on a probe patch"
+        X = features.transform(probe)
+        _require(X.shape == (1, dim), path, f"features give {X.shape[1]} values per patch, the config says {dim}")
+        stage = "classifier tensors"
+        clf = _load_classifier(meta, tensors, dim, X.dtype == np.uint8, path, device)
+        model = ClassifierModel(features, clf, list(meta["class_names"]), PATCH_SIZE,
+                                {"name": meta["name"], "sha256": file_sha256(path),
+                                 "training": meta["training"], "tuning": meta["tuning"]})
+        stage = "classifying a probe patch"
+        _, proba = model.predict(probe)
+        _require(bool(np.isfinite(proba).all()), path, "the model gives non-finite scores on a probe patch")
+    except ModelFormatError:
+        raise
+    except Exception as e:  # last line of defence; the checks above should leave nothing for it
+        raise ModelFormatError(f"{path}: {stage} failed: {type(e).__name__}: {_cut(e)}") from None
+    return model

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import struct
 
@@ -36,12 +37,28 @@ def test_linear_round_trip(tmp_path, patches):
     np.testing.assert_allclose(model.predict(patches.images)[1], loaded.predict(patches.images)[1], atol=1e-6)
 
 
-def _rewrite_meta(path, edit):
+def _sign(meta):
+    """The format's metadata checksum, computed here independently of model_io."""
+    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    meta["metadata_sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+                                             ).hexdigest()
+
+
+def _read_meta(path):
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(json.loads(raw[8:8 + n])["__metadata__"]["robot_classify"])
+
+
+def _rewrite_meta(path, edit, resign=True):
+    """Edit the metadata in place; `resign` updates its checksum so the field checks are what is tested."""
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     meta = json.loads(header["__metadata__"]["robot_classify"])
     edit(meta)
+    if resign and meta.get("format_version") == 2:
+        _sign(meta)
     header["__metadata__"]["robot_classify"] = json.dumps(meta)
     new = json.dumps(header).encode()
     new += b" " * ((8 - len(new) % 8) % 8)
@@ -102,3 +119,120 @@ def test_non_robot_classify_safetensors_rejected(tmp_path):
     save_file({"w": np.zeros(3, np.float32)}, str(p))
     with pytest.raises(ModelFormatError, match="not a robot_classify model"):
         load_model(p)
+
+
+def test_metadata_is_covered_by_the_checksum(saved):
+    """A valid-looking edit (one letter of a class name, k) is damage, not a different model."""
+    _rewrite_meta(saved, lambda m: m["class_names"].__setitem__(0, "class_O"), resign=False)
+    with pytest.raises(ModelFormatError, match="metadata checksum mismatch"):
+        load_model(saved)
+    _rewrite_meta(saved, lambda m: (m["class_names"].__setitem__(0, "class_0"),
+                                    m["classifier"]["params"].update(k=1)), resign=False)
+    with pytest.raises(ModelFormatError, match="metadata checksum mismatch"):
+        load_model(saved)
+
+
+def test_file_records_format_version_2_and_its_metadata_checksum(saved):
+    meta = _read_meta(saved)
+    assert meta["format_version"] == 2
+    stored = meta["metadata_sha256"]
+    _sign(meta)
+    assert meta["metadata_sha256"] == stored
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["classifier"]["params"].pop("k"), "missing 'k'"),
+    (lambda m: m["classifier"]["params"].update(k=True), "k must be a positive integer, got True"),
+    (lambda m: m["classifier"]["params"].update(k=2.0), "k must be a positive integer"),
+    (lambda m: m.update(format_version=True), "format version True"),
+    (lambda m: m.update(patch_size=32.0), "patch_size 32.0"),
+    (lambda m: m["features"].update(center=1), "center must be true or false"),
+    (lambda m: m["features"].update(hue_bins=4), "unknown field"),
+    (lambda m: m.update(extra=1), "unknown field"),
+    (lambda m: m.pop("tuning"), "missing 'tuning'"),
+    (lambda m: m.update(class_names=["class_0", "class\n1", "class_2"]), r"class_names\[1\]"),
+    (lambda m: m.update(tensors_sha256=None), "tensors_sha256 must be 64"),
+])
+def test_every_field_is_checked_strictly(saved, edit, message):
+    _rewrite_meta(saved, edit)
+    with pytest.raises(ModelFormatError, match=message):
+        load_model(saved)
+
+
+def _make_v1(path):
+    _rewrite_meta(path, lambda m: (m.update(format_version=1), m.pop("metadata_sha256")))
+
+
+def test_version_1_file_loads_and_resaves_as_version_2_identically(tmp_path, patches):
+    """How a v1 file (the shipped default model too) is upgraded: load, save, nothing retrained."""
+    model = knn_model(patches, "hog_color")
+    v1 = save_model(model, tmp_path / "v1.safetensors")
+    _make_v1(v1)
+    old = load_model(v1, device="cpu")
+    v2 = save_model(old, tmp_path / "v2.safetensors")
+    assert _read_meta(v2)["format_version"] == 2
+    new = load_model(v2, device="cpu")
+    assert new.class_names == old.class_names and new.meta["name"] == "v1"
+    a, pa = model.predict(patches.images)
+    b, pb = new.predict(patches.images)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pa, pb)
+
+
+def test_version_1_fields_are_checked_as_strictly(saved):
+    _make_v1(saved)
+    _rewrite_meta(saved, lambda m: m["classifier"]["params"].pop("k"))
+    with pytest.raises(ModelFormatError, match="missing 'k'"):
+        load_model(saved)
+
+
+def test_version_2_checksum_field_cannot_ride_on_a_version_1_file(saved):
+    _rewrite_meta(saved, lambda m: m.update(format_version=1))
+    with pytest.raises(ModelFormatError, match="unknown field.*metadata_sha256"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("make", ["knn", "linear"])
+def test_load_save_round_trip_is_identical(tmp_path, patches, make):
+    if make == "knn":
+        model = knn_model(patches, "hog_color")
+    else:
+        model = ClassifierModel(FeaturePipeline("pixels", center=True, pca_dims=8),
+                                LinearClassifier("svm", epochs=5, device="cpu"), patches.class_names)
+        model.fit(patches.images, patches.labels)
+    first = save_model(model, tmp_path / "a.safetensors")
+    second = save_model(load_model(first, device="cpu"), tmp_path / "b.safetensors")
+    meta_a, meta_b = _read_meta(first), _read_meta(second)
+    assert meta_a == meta_b
+    from safetensors.numpy import load_file
+
+    ta, tb = load_file(str(first)), load_file(str(second))
+    assert ta.keys() == tb.keys()
+    for name in ta:
+        np.testing.assert_array_equal(ta[name], tb[name])
+    a, pa = load_model(first, device="cpu").predict(patches.images)
+    b, pb = load_model(second, device="cpu").predict(patches.images)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pa, pb)
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path, patches):
+    model = knn_model(patches)
+    model.class_names = ["class_0", "class\n1", "class_2"]
+    with pytest.raises(ModelFormatError, match=r"class_names\[1\]"):
+        save_model(model, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_file_with_more_tensors_than_a_model_has_rejected_before_reading_them(tmp_path):
+    from safetensors.numpy import save_file
+
+    p = tmp_path / "many.safetensors"
+    save_file({f"t{i}": np.zeros(1, np.uint8) for i in range(20)}, str(p), metadata={"robot_classify": "{}"})
+    with pytest.raises(ModelFormatError, match="20 tensors, more than the 8"):
+        load_model(p)
+
+
+def test_unusable_device_is_named_as_the_problem(saved):
+    with pytest.raises(ModelFormatError, match="cannot load a model on device 'tpu'"):
+        load_model(saved, device="tpu")

@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
+from robot_classify.cli import build_parser
 from robot_classify.datasets import split_validation
+from robot_classify.model_io import data_sha256, load_model
 from robot_classify.training import TrainOptions, train_model
 from robot_classify.tuning import fold_indices, plot_knn_curve, tune_knn
 
@@ -41,14 +44,36 @@ def test_tune_knn_table_and_curve(tmp_path):
     assert (tmp_path / "cv.png").stat().st_size > 1000
 
 
-def test_train_model_never_sees_test_split():
-    """Tuning gets only the training split: the selected params depend on train data alone."""
-    train = make_patches(15, 3, seed=1)
-    opts = TrainOptions(classifier="knn", k="auto", metrics=["l2"], features=["pixels"], tune="cv",
-                        device="cpu", quiet=True)
-    model = train_model(train, opts)
-    assert model.meta["tuning"]["strategy"] == "cv"
-    assert model.meta["training"]["n_samples"] == len(train)
+def test_train_model_never_sees_test_split(tmp_path):
+    """`robot-classify train` on a dataset with a test split: poisoning that split (random images,
+    shifted labels) changes nothing in the model, and the kNN index holds exactly the training
+    patches. Raw-pixel L2 kNN stores uint8 patches, so index rows can be compared with images."""
+    train = make_patches(12, 3, seed=1)
+    test = make_patches(6, 3, seed=5)
+    rng = np.random.default_rng(9)
+    tests = {"clean": (test.images, test.labels),
+             "poisoned": (rng.integers(0, 256, test.images.shape, dtype=np.uint8), (test.labels + 1) % 3)}
+    files = {}
+    for name, (X_test, y_test) in tests.items():
+        npz = tmp_path / f"{name}.npz"
+        np.savez(npz, X_train=train.images, y_train=train.labels, X_test=X_test, y_test=y_test,
+                 class_names=np.array(train.class_names))
+        files[name] = tmp_path / f"{name}.safetensors"
+        args = build_parser().parse_args(["train", "--dataset", str(npz), "--features", "pixels", "--tune", "cv",
+                                          "--device", "cpu", "--quiet", "--out", str(files[name])])
+        assert args.func(args) == 0
+    clean, poisoned = (load_file(str(files[n])) for n in ("clean", "poisoned"))
+    assert clean.keys() == poisoned.keys() == {"knn.data", "knn.labels"}
+    for key in clean:
+        np.testing.assert_array_equal(clean[key], poisoned[key])
+    meta = {n: load_model(files[n], device="cpu").meta for n in files}
+    assert meta["clean"]["tuning"] == meta["poisoned"]["tuning"] and meta["clean"]["tuning"]["strategy"] == "cv"
+    assert meta["clean"]["training"] == {"sha256": data_sha256(train.images, train.labels), "n_samples": len(train)}
+    index_rows = sorted(row.tobytes() for row in clean["knn.data"])
+    assert index_rows == sorted(img.reshape(-1).tobytes() for img in train.images)
+    assert not {img.reshape(-1).tobytes() for img in test.images} & set(index_rows)
+    label_of = {img.reshape(-1).tobytes(): label for img, label in zip(train.images, train.labels)}
+    assert [label_of[row.tobytes()] for row in clean["knn.data"]] == clean["knn.labels"].tolist()
 
 
 @pytest.mark.parametrize("strategy", ["val", "none"])
