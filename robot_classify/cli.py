@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,8 +22,74 @@ from .allocator import keep_frame_buffers
 log = logging.getLogger("robot_classify")
 
 
-def _csv(kind: Callable = str) -> Callable[[str], list]:
-    return lambda s: [kind(v) for v in s.split(",") if v]
+# Option types: a bad value fails while parsing, before any data loads, with one line saying
+# what was expected (argparse prints an ArgumentTypeError's message as is).
+def _named(parse: Callable, name: str) -> Callable:
+    parse.__name__ = name  # what argparse shows if anything but ArgumentTypeError escapes
+    return parse
+
+
+def _int(lo: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {value}")
+        return value
+
+    return _named(parse, f"integer >= {lo}")
+
+
+def _float(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float]:
+    what = (f"> {lo:g}" if lo_open else f">= {lo:g}") if hi == math.inf else \
+        f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo) or \
+                (hi_open and value == hi):
+            raise argparse.ArgumentTypeError(f"must be a number {what}, got {text}")
+        return value
+
+    return _named(parse, f"number {what}")
+
+
+def _k(text: str) -> str:
+    """'auto' or a positive integer (kept as text: TrainOptions takes either)."""
+    if text != "auto":
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {text!r}")
+    return text
+
+
+def _csv(item: Callable[[str], object] = str, choices: tuple[str, ...] | None = None) -> Callable[[str], list]:
+    """A comma list of at least one item, each parsed by `item` or one of `choices`."""
+    def parse(text: str) -> list:
+        parts = [v for v in text.split(",") if v]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected one or a comma list of values, got {text!r}")
+        bad = [v for v in parts if choices is not None and v not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)}; choose from {', '.join(choices)}")
+        return [item(v) for v in parts]
+
+    return _named(parse, "comma list")
+
+
+def _topics_arg(text: str) -> tuple[str, str, str]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError(f"takes COLOR,DEPTH,CAMERA_INFO (three topic names), got {text!r}")
+    return parts[0], parts[1], parts[2]
 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
@@ -35,7 +103,7 @@ def _load_model(args: argparse.Namespace):
 
     if args.model:
         return load_model(args.model, device=args.device)
-    return get_default_model(device=args.device, quiet=args.quiet)
+    return get_default_model(device=args.device)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -113,16 +181,20 @@ def _write_plots(model, report: dict, out: Path) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .datasets import read_image, to_patch
 
-    model = _load_model(args)
-    patches, names = [], []
+    patches, names, errors = [], [], []
     for f in args.images:
         try:
             patches.append(to_patch(read_image(f)))
             names.append(f)
-        except ValueError as e:
-            print(f"warning: {e}", file=sys.stderr)
+        except (ValueError, FileNotFoundError) as e:
+            errors.append(e)
+            if len(args.images) > 1:  # the others still get labels
+                print(f"warning: {e}", file=sys.stderr)
     if not patches:
+        if len(errors) == 1:
+            raise errors[0]
         raise ValueError("no readable images")
+    model = _load_model(args)
     labels, proba = model.predict(np.stack(patches))
     for f, lab, p in zip(names, labels, proba):
         print(f"{f}\t{model.class_names[lab]}\t{p[lab]:.3f}")
@@ -152,7 +224,7 @@ def cmd_patches(args: argparse.Namespace) -> int:
     import cv2
 
     from .camera import Intrinsics
-    from .datasets import read_image
+    from .datasets import read_image, read_image_unchanged
     from .patches import extract_objects
     from .visualize import draw_objects
 
@@ -160,10 +232,8 @@ def cmd_patches(args: argparse.Namespace) -> int:
     if color.ndim == 2:
         color = cv2.cvtColor(color, cv2.COLOR_GRAY2RGB)
     color = np.ascontiguousarray(color[:, :, :3])
-    depth = cv2.imread(args.depth, cv2.IMREAD_UNCHANGED) if args.depth else None
-    if args.depth and depth is None:
-        raise ValueError(f"{args.depth}: not a readable depth image")
-    mask = cv2.imread(args.mask, cv2.IMREAD_UNCHANGED) if args.mask else None
+    depth = read_image_unchanged(args.depth) if args.depth else None
+    mask = read_image_unchanged(args.mask) if args.mask else None
     K = Intrinsics.parse(args.intrinsics) if args.intrinsics else None
     ex = extract_objects(color, depth, K, _segmentation_params(args), instance_mask=mask)
     out = Path(args.out)
@@ -188,7 +258,11 @@ def cmd_eval_patches(args: argparse.Namespace) -> int:
     from .patch_eval import evaluate_scenes
 
     root = Path(args.scenes)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such folder: {root}")
     folders = sorted(p.parent for p in root.glob("*/scene.json")) or sorted(p.parent for p in root.glob("*/*/scene.json"))
+    if not folders:
+        raise ValueError(f"{root}: no scene folders (*/scene.json, as `robot-classify generate` writes)")
     if args.limit:
         folders = folders[: args.limit]
     model = None if args.no_model else _load_model(args)
@@ -199,25 +273,47 @@ def cmd_eval_patches(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_MARKER = ".robot_classify_demo"
+DEMO_OUTPUTS = ("demo_bag", "report")  # what a demo run writes in its folder, besides the marker
+
+
+def prepare_demo_out(out: Path) -> None:
+    """Make `out` ready for a demo run without deleting anything the demo did not write.
+
+    A new or empty folder is used as is. A previous demo's output (it holds the marker file)
+    loses only the demo's own entries (`DEMO_OUTPUTS` and the marker); anything else in it
+    stays. Any other non-empty folder is refused: `--out .` must never cost a user a file.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).is_file():
+            raise ValueError(f"{out} is not empty and holds no previous demo output ({DEMO_MARKER}); "
+                             "choose a new or empty folder (the demo never deletes files it did not write)")
+        for name in (*DEMO_OUTPUTS, DEMO_MARKER):
+            entry = out / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("written by `robot-classify demo`: a re-run replaces "
+                                   f"{', '.join(DEMO_OUTPUTS)} here and nothing else\n")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: model -> demo bag -> live node -> labels -> report."""
-    import time
-
     from .bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
     from .default_model import default_model_path
     from .replay_eval import replay_eval
     from .scene_dataset import render_scenes
 
     t0 = time.perf_counter()
+    out = Path(args.out)
+    prepare_demo_out(out)  # first: a folder it must not touch fails before anything loads
+    bag = out / "demo_bag"
     model = _load_model(args)
     model_file = args.model or str(default_model_path())
-    out = Path(args.out)
-    bag = out / "demo_bag"
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     print(f"[{time.perf_counter() - t0:5.0f} s] model ready: {model.meta.get('name')}; writing a {args.frames}-frame "
           f"demo bag of scenes it never saw -> {bag}")
     write_bag(bag, render_scenes(args.frames, 900, workers=2, quiet=True))
@@ -228,7 +324,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("rclpy is not installed (pip install -e '.[ros]'): skipping the live node part")
     else:
         print(f"[{time.perf_counter() - t0:5.0f} s] starting classify_node and replaying the bag into it")
-        _demo_live(model_file, bag, topics, args.device)
+        labelled, frames = _demo_live(model_file, bag, topics, args.device)
+        print(f"labelled {labelled}/{frames} frames live (/object_labels documents with a stamp from the bag)")
     print(f"[{time.perf_counter() - t0:5.0f} s] replay-eval on the same bag (the node's processing, offline)")
     m = replay_eval(bag, model, out / "report", topics, quiet=True)
     print(f"object accuracy {m['object_accuracy']:.1%}  detection recall {m['detection_recall']:.1%}  "
@@ -238,13 +335,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: str, show: int = 5) -> None:
+def _demo_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: str, show: int = 5,
+               start_timeout: float = 120.0) -> tuple[int, int]:
+    """Start classify_node, replay the bag into it once it is really receiving, and count the
+    frames it labelled: (labelled, frames in the bag)."""
     import os
     import subprocess
     import threading
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo talks to itself only
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
@@ -257,32 +358,65 @@ def _demo_live(model_file: str, bag: Path, topics: tuple[str, str, str], device:
          "-r", f"depth/image_raw:={topics[1]}", "-r", f"color/camera_info:={topics[2]}"])
     rclpy.init()
     listener = rclpy.create_node("robot_classify_demo")
-    shown = []
+    labelled: set[int] = set()  # stamps of the /object_labels documents received
+    sent: set[int] = set()  # stamps of the colour images replayed
+    last_label = [time.monotonic()]
+    lock = threading.Lock()  # `labelled` grows on the executor thread
+    spinning = threading.Event()
+
+    def stamp_ns(stamp) -> int:
+        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
     def on_labels(msg: String) -> None:
-        if len(shown) < show:
-            shown.append(msg.data)
-            doc = json.loads(msg.data)
+        doc = json.loads(msg.data)
+        st = doc["header"]["stamp"]
+        with lock:
+            labelled.add(int(st["sec"]) * 1_000_000_000 + int(st["nanosec"]))
+            n = len(labelled)
+        last_label[0] = time.monotonic()
+        if n <= show:
             objs = ", ".join(f"{o['label']} {o['score']:.2f}" for o in doc["objects"])
-            print(f"  /object_labels stamp {doc['header']['stamp']['sec']}.{doc['header']['stamp']['nanosec']:09d}: "
-                  f"{objs}")
+            print(f"  /object_labels stamp {st['sec']}.{st['nanosec']:09d}: {objs}")
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        # The node publishes diagnostics from a timer of its executor, which spins only after
+        # the model is loaded and warmed up: the first one means it is processing.
+        if any(st.hardware_id == "robot_classify" for st in msg.status):
+            spinning.set()
 
     listener.create_subscription(String, "/object_labels", on_labels,
-                                 QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    listener.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     ex = SingleThreadedExecutor()
     ex.add_node(listener)
     threading.Thread(target=ex.spin, daemon=True).start()
     try:
-        deadline = time.time() + 120
-        while listener.count_publishers("/object_labels") == 0 and time.time() < deadline:
+        deadline = time.monotonic() + start_timeout
+        while not (spinning.is_set() and listener.count_publishers("/object_labels")):
             if node_proc.poll() is not None:
-                raise RuntimeError("classify_node exited early")
-            time.sleep(0.2)
-        replay(bag, rate=0.2, keep_stamps=True, topics=list(topics))
-        time.sleep(1.0)
+                raise RuntimeError(f"classify_node exited early (status {node_proc.returncode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"classify_node did not start within {start_timeout:.0f} s")
+            time.sleep(0.1)
+        replay(bag, rate=0.2, keep_stamps=True, topics=list(topics), wait_for_subscribers=30.0,
+               on_message=lambda topic, msg: sent.add(stamp_ns(msg.header.stamp)) if topic == topics[0] else None)
+        # The last frames are still being processed: wait until all are in, or none came for 3 s.
+        last_label[0] = max(last_label[0], time.monotonic())
+        end = time.monotonic() + 30
+        while time.monotonic() < end and time.monotonic() - last_label[0] < 3.0:
+            with lock:
+                if sent <= labelled:
+                    break
+            time.sleep(0.1)
+        with lock:
+            return len(labelled & sent), len(sent)
     finally:
         node_proc.terminate()
-        node_proc.wait(10)
+        try:
+            node_proc.wait(10)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+            node_proc.wait(5)
         ex.shutdown()
         listener.destroy_node()
         rclpy.try_shutdown()
@@ -291,12 +425,7 @@ def _demo_live(model_file: str, bag: Path, topics: tuple[str, str, str], device:
 def _topics(args: argparse.Namespace) -> tuple[str, str, str]:
     from .bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 
-    if not args.topics:
-        return COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
-    parts = args.topics.split(",")
-    if len(parts) != 3:
-        raise ValueError("--topics takes COLOR,DEPTH,CAMERA_INFO")
-    return parts[0], parts[1], parts[2]
+    return args.topics or (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)  # checked by the parser (_topics_arg)
 
 
 def cmd_make_bag(args: argparse.Namespace) -> int:
@@ -336,10 +465,23 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        raise RuntimeError("replay needs rclpy (pip install -e '.[ros]', or source a ROS 2 install)") from None
     from .replay import replay
 
     n = replay(args.bag, args.rate, args.loop, args.qos, args.keep_stamps)
     print(f"published {n} messages")
+    return 0
+
+
+def cmd_build_default_model(args: argparse.Namespace) -> int:
+    from .default_recipe import build_default_model  # renders with pybullet: imported only here
+
+    path = build_default_model(args.out, seed=args.seed, scenes=args.scenes, device=args.device, quiet=args.quiet,
+                               workers=args.workers, data_dir=args.data_dir)
+    print(f"wrote the default model ({args.scenes} scenes, seed {args.seed}) to {path}")
     return 0
 
 
@@ -350,29 +492,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="robot-classify", description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    # Every subcommand takes --quiet too (after its name); SUPPRESS keeps one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or info logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a kNN or linear model from a dataset")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    seed, workers, scenes = _int(0), _int(1), _int(1)
+
+    p = command("train", "train a kNN or linear model from a dataset")
     p.add_argument("--dataset", required=True)
     p.add_argument("--format", default="auto", choices=FORMATS)
     p.add_argument("--classifier", default="knn", choices=["knn", "linear"])
-    p.add_argument("--k", default="auto", help="auto (tuned over 1..15) or a number")
-    p.add_argument("--metric", type=_csv(), default=["l2"], help=f"one or a comma list of {METRICS}")
-    p.add_argument("--features", type=_csv(), default=["hog_color"], help=f"one or a comma list of {FEATURE_KINDS}")
-    p.add_argument("--pca", type=int, default=0, help="reduce features to this many PCA dims (0 = off)")
+    p.add_argument("--k", type=_k, default="auto", help="auto (tuned over 1..15) or a number")
+    p.add_argument("--metric", type=_csv(choices=tuple(METRICS)), default=["l2"],
+                   help=f"one or a comma list of {METRICS}")
+    p.add_argument("--features", type=_csv(choices=tuple(FEATURE_KINDS)), default=["hog_color"],
+                   help=f"one or a comma list of {FEATURE_KINDS}")
+    p.add_argument("--pca", type=_int(0), default=0, help="reduce features to this many PCA dims (0 = off)")
     p.add_argument("--tune", default="cv", choices=["cv", "val", "none"])
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--folds", type=_int(2), default=5)
+    p.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=0.2)
     p.add_argument("--loss", default="softmax", choices=["svm", "softmax"])
-    p.add_argument("--reg", type=_csv(float), default=None, help="L2 strength(s), comma list to tune")
-    p.add_argument("--lr", type=_csv(float), default=None, help="learning rate(s), comma list to tune")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reg", type=_csv(_float(0)), default=None, help="L2 strength(s), comma list to tune")
+    p.add_argument("--lr", type=_csv(_float(0, lo_open=True)), default=None,
+                   help="learning rate(s), comma list to tune")
+    p.add_argument("--epochs", type=_int(1), default=20)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="accuracy, per-class metrics and plots on a dataset split")
+    p = command("evaluate", "accuracy, per-class metrics and plots on a dataset split")
     _add_model_arg(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--format", default="auto", choices=FORMATS)
@@ -381,36 +535,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="label and score for each image")
+    p = command("predict", "label and score for each image")
     _add_model_arg(p)
     p.add_argument("images", nargs="+")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("demo", help="default model -> demo bag -> live classify_node -> /object_labels -> report")
+    p = command("demo", "default model -> demo bag -> live classify_node -> /object_labels -> report")
     _add_model_arg(p)
-    p.add_argument("--frames", type=int, default=30)
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--frames", type=_int(1), default=30)
+    p.add_argument("--out", default="demo_out",
+                   help="a new or empty folder, or a previous demo's (only its demo_bag/ and report/ are replaced)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("generate", help="render RGB-D tabletop scenes (pybullet) and optionally a patch set")
+    p = command("build-default-model", "render scenes and train the default model recipe into a new file (pybullet)")
+    p.add_argument("--out", required=True, help="the model file to write (never overwritten)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--scenes", type=scenes, default=600)
+    p.add_argument("--workers", type=workers, default=2)
+    p.add_argument("--data-dir", help="keep the rendered patch set here (default: a temporary folder)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_build_default_model)
+
+    p = command("generate", "render RGB-D tabletop scenes (pybullet) and optionally a patch set")
     p.add_argument("--out", required=True)
-    p.add_argument("--scenes", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenes", type=scenes, default=20)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--patches", action="store_true", help="also write a PROPS-layout 32x32 patch dataset")
     p.add_argument("--no-scenes", action="store_true", help="do not write the scene images (patches only)")
-    p.add_argument("--jitters", type=int, default=2, help="crops per object (the first unjittered)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share of whole scenes held out for test")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--jitters", type=_int(1), default=2, help="crops per object (the first unjittered)")
+    p.add_argument("--test-fraction", type=_float(0, 1, hi_open=True), default=0.2,
+                   help="share of whole scenes held out for test")
+    p.add_argument("--workers", type=workers, default=2)
     p.set_defaults(func=cmd_generate)
 
     def seg_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--mode", default="depth", choices=["depth", "mask", "full"])
-        p.add_argument("--padding", type=float, default=0.15)
+        p.add_argument("--padding", type=_float(0, 2), default=0.15)
         p.add_argument("--no-mask-background", dest="mask_background", action="store_false",
                        help="keep the background in crops (models trained here expect it greyed out)")
-        p.add_argument("--scale", type=int, default=1, help="segment at 1/scale resolution (2 = faster)")
+        p.add_argument("--scale", type=int, default=1, choices=[1, 2, 4],
+                       help="segment at 1/scale resolution (2 = faster)")
 
-    p = sub.add_parser("patches", help="find objects in one RGB-D frame; write crops, objects.json, overlay")
+    p = command("patches", "find objects in one RGB-D frame; write crops, objects.json, overlay")
     p.add_argument("--color", required=True)
     p.add_argument("--depth", help="16-bit PNG, millimetres (needed in depth mode)")
     p.add_argument("--intrinsics", help="FX,FY,CX,CY")
@@ -419,49 +585,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_patches)
 
-    p = sub.add_parser("eval-patches", help="recall / precision / centroid error (+ labels) on generated scenes")
+    p = command("eval-patches", "recall / precision / centroid error (+ labels) on generated scenes")
     p.add_argument("--scenes", required=True, help="folder holding scene folders (scene.json, color/depth/mask.png)")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=_int(0), default=0, help="at most this many scenes (0 = all)")
     p.add_argument("--no-model", action="store_true", help="measure extraction only")
     _add_model_arg(p)
     seg_args(p)
     p.add_argument("--metrics-out")
     p.set_defaults(func=cmd_eval_patches)
+
     def bag_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--bag", required=True)
-        p.add_argument("--topics", help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
+        p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
         p.add_argument("--ground-truth", help="JSON-lines sidecar of ground truth keyed by stamp")
         _add_model_arg(p)
         seg_args(p)
 
-    p = sub.add_parser("make-bag", help="a ROS 2 bag of rendered RGB-D frames with ground truth")
+    p = command("make-bag", "a ROS 2 bag of rendered RGB-D frames with ground truth")
     p.add_argument("--out", required=True)
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
-    p.add_argument("--scenes", type=int, default=30)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--scenes", type=scenes, default=30)
+    p.add_argument("--seed", type=seed, default=1)
+    p.add_argument("--workers", type=workers, default=2)
     p.set_defaults(func=cmd_make_bag)
 
-    p = sub.add_parser("replay-eval", help="run the node's processing over a bag; metrics + HTML report")
+    p = command("replay-eval", "run the node's processing over a bag; metrics + HTML report")
     bag_args(p)
-    p.add_argument("--min-score", type=float, default=0.5)
+    p.add_argument("--min-score", type=_float(0, 1), default=0.5)
     p.add_argument("--report", required=True)
     p.set_defaults(func=cmd_replay_eval)
 
-    p = sub.add_parser("bag-to-dataset", help="label the node's crops from a bag's ground truth; image folders")
+    p = command("bag-to-dataset", "label the node's crops from a bag's ground truth; image folders")
     bag_args(p)
     p.add_argument("--out", required=True)
-    p.add_argument("--split-by-time", type=float, default=0.8)
+    p.add_argument("--split-by-time", type=_float(0, 1, lo_open=True, hi_open=True), default=0.8,
+                   help="share of the frames, earliest first, that goes to train/")
     p.set_defaults(func=cmd_bag_to_dataset)
 
-    p = sub.add_parser("replay", help="publish a bag through rclpy with its original timing")
+    p = command("replay", "publish a bag through rclpy with its original timing")
     p.add_argument("--bag", required=True)
-    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--rate", type=_float(0, lo_open=True), default=1.0)
     p.add_argument("--loop", action="store_true")
     p.add_argument("--qos", default="reliable", choices=["reliable", "best_effort"])
     p.add_argument("--keep-stamps", action="store_true")
     p.set_defaults(func=cmd_replay)
     return parser
+
+
+# Third-party modules of the optional extras (setup.py): the runtime install has none of them.
+EXTRAS = {"pybullet": "sim", "pybullet_data": "sim", "matplotlib": "eval", "rosbags": "eval", "rclpy": "ros"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,7 +644,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, ModelFormatError, FileNotFoundError, RuntimeError) as e:
+    except ModuleNotFoundError as e:  # an extra this command needs is not installed
+        extra = EXTRAS.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"error: {args.command} needs {e.name}, which comes with the [{extra}] extra: "
+              f"pip install 'robot_classify[{extra}]'", file=sys.stderr)
+        return 2
+    except (ValueError, ModelFormatError, OSError, RuntimeError) as e:  # OSError: missing, existing, timed out
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

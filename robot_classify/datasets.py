@@ -65,11 +65,26 @@ def to_patch(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a file as RGB (or grey); raises ValueError if OpenCV cannot decode it."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def read_image_unchanged(path: str | Path) -> np.ndarray:
+    """The file's pixels as stored (channel order BGR, any depth): FileNotFoundError if there is
+    no such file, ValueError if it cannot be decoded.
+
+    Decoded from bytes read here, not `cv2.imread`: that prints an OpenCV warning line on its
+    own for a missing or unreadable file, before the caller can say what went wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    data = np.fromfile(path, np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise ValueError(f"{path}: not a readable image")
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a file as RGB (or grey); FileNotFoundError if missing, ValueError if OpenCV cannot decode it."""
+    img = read_image_unchanged(path)
     if img.ndim == 3 and img.shape[2] >= 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return img
@@ -89,7 +104,7 @@ def load_folder(root: Path) -> dict[str, PatchSet]:
         images, labels, skipped = [], [], 0
         for ci, name in enumerate(class_names):
             for f in sorted((split / name).glob("*")) if (split / name).is_dir() else []:
-                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
                     continue
                 try:
                     images.append(to_patch(read_image(f)))
@@ -200,11 +215,21 @@ def load_cifar10(path: Path) -> dict[str, PatchSet]:
     return out
 
 
+def _require_dataset(path: Path) -> None:
+    """Missing and empty datasets say so, rather than that their format is unknown."""
+    if not path.exists():
+        kind = "file" if path.suffix == ".npz" else "folder"
+        raise FileNotFoundError(f"no such {kind}: {path} (a dataset is a folder or an .npz file)")
+    if path.is_dir() and not any(path.iterdir()):
+        raise ValueError(f"{path}: the dataset folder is empty")
+
+
 def detect_format(path: Path) -> str:
+    _require_dataset(path)
     if path.is_file() and path.suffix == ".npz":
         return "npz"
     if not path.is_dir():
-        raise ValueError(f"{path}: no such dataset (a folder or .npz file)")
+        raise ValueError(f"{path}: not a dataset (a folder or .npz file)")
     try:
         _props_root(path)
         return "props"
@@ -224,6 +249,7 @@ def load_dataset(path: str | Path, fmt: str = "auto") -> dict[str, PatchSet]:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     path = Path(path)
+    _require_dataset(path)
     fmt = detect_format(path) if fmt == "auto" else fmt
     loader = {"props": load_props, "cifar10": load_cifar10, "folder": load_folder, "npz": load_npz}[fmt]
     return loader(path)

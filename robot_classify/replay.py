@@ -21,8 +21,13 @@ def _msg_class(msgtype: str):
 
 def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "reliable", keep_stamps: bool = False,
            topics: list[str] | None = None, on_message: Callable[[str, object], None] | None = None,
-           should_stop: Callable[[], bool] = lambda: False) -> int:
-    """Play the bag (once, or until `should_stop` with `loop`); returns messages published."""
+           should_stop: Callable[[], bool] = lambda: False, wait_for_subscribers: float | None = None) -> int:
+    """Play the bag (once, or until `should_stop` with `loop`); returns messages published.
+
+    `wait_for_subscribers`: seconds to wait, before the first message, until every publisher is
+    matched by at least one subscription (TimeoutError naming the topics without one); without
+    it, half a second for discovery and whoever is there gets the messages.
+    """
     import rclpy
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -32,6 +37,8 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
         raise ValueError(f"rate must be > 0, got {rate}")
     if qos not in ("reliable", "best_effort"):
         raise ValueError(f"qos must be reliable or best_effort, got {qos!r}")
+    if wait_for_subscribers is not None and wait_for_subscribers < 0:
+        raise ValueError(f"wait_for_subscribers must be >= 0 seconds, got {wait_for_subscribers}")
     reader = open_reader(bag)
     conns = [c for c in reader.connections if topics is None or c.topic in topics]
     if not conns:
@@ -45,9 +52,12 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                          else ReliabilityPolicy.BEST_EFFORT)
     classes = {c.topic: _msg_class(c.msgtype) for c in conns}
     pubs = {t: node.create_publisher(cls, t, profile) for t, cls in classes.items()}
-    time.sleep(0.5)  # discovery: let subscribers match before the first message
     sent = 0
     try:
+        if wait_for_subscribers is None:
+            time.sleep(0.5)  # discovery: let subscribers match before the first message
+        else:
+            _wait_matched(pubs, wait_for_subscribers)
         while True:
             t0 = wall0 = None
             offset_ns = time.time_ns()
@@ -71,10 +81,23 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                 break
         return sent
     finally:
-        if qos == "reliable":  # don't tear down before subscribers have the last messages
+        if qos == "reliable" and sent:  # don't tear down before subscribers have the last messages
             for pub in pubs.values():
                 pub.wait_for_all_acked(Duration(seconds=5))
         reader.close()
         node.destroy_node()
         if own_context:
             rclpy.try_shutdown()
+
+
+def _wait_matched(pubs: dict, timeout: float) -> None:
+    """Until each publisher is matched by a subscription (discovered, with compatible QoS)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = sorted(t for t, pub in pubs.items() if pub.get_subscription_count() == 0)
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no subscriber matched {', '.join(waiting)} within {timeout:g} s "
+                               "(is the receiving node running, on this ROS_DOMAIN_ID, with compatible QoS?)")
+        time.sleep(0.05)

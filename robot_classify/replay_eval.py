@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .bags import BagError, read_frames, read_ground_truth
+from .bags import BagError, open_reader, read_frames, read_ground_truth
 from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from .matching import bbox_tuple, match_boxes
 from .metrics import per_class_report
@@ -32,7 +33,9 @@ def run_frames(bag: str | Path, processor: FrameProcessor, topics: tuple[str, st
                stats: dict | None = None):
     """Yield (frame, FrameResult or None, skip reason or None, colour RGB or None, ms) for each pair,
     through `FrameProcessor.process_messages`: the node's own path."""
-    for frame in tqdm(read_frames(bag, topics, stats=stats), desc="replay-eval", unit="frame", disable=quiet):
+    total = None if quiet else colour_count(bag, topics[0])
+    for frame in tqdm(read_frames(bag, topics, stats=stats), desc="replay-eval", unit="frame", total=total,
+                      disable=quiet):
         t0 = time.perf_counter()
         try:
             res = processor.process_messages(frame.colour, frame.depth, frame.info)
@@ -42,17 +45,48 @@ def run_frames(bag: str | Path, processor: FrameProcessor, topics: tuple[str, st
         yield frame, res, None, res.colour, (time.perf_counter() - t0) * 1000
 
 
+def colour_count(bag: str | Path, topic: str) -> int | None:
+    """Colour messages in the bag, from its index (no message is read): at most one frame each.
+    None when the bag cannot tell; `read_frames` then reports what is wrong with it."""
+    try:
+        reader = open_reader(bag)
+    except BagError:
+        return None
+    try:
+        return sum(c.msgcount for c in reader.connections if c.topic == topic)
+    finally:
+        reader.close()
+
+
 def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
                 topics: tuple[str, str, str], params: SegmentationParams | None = None,
                 sidecar: str | Path | None = None, min_score: float = 0.5, annotated: int = 6,
                 quiet: bool = False) -> dict[str, Any]:
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise ValueError(f"{report_dir}: exists and is not a folder")
     gt = read_ground_truth(bag, sidecar)
     if not gt:
         raise BagError(f"{bag}: no ground truth (topic /ground_truth/object_labels or --ground-truth FILE.jsonl)")
     processor = FrameProcessor(model, params or SegmentationParams(), min_score=min_score,
                                top_k=min(3, len(model.class_names)))
+    created = None  # the outermost folder this run makes, if any
+    for d in (report_dir, *report_dir.parents):
+        if d.exists():
+            break
+        created = d
+    report_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _evaluate(bag, processor, gt, report_dir, topics, annotated, quiet)
+    except BaseException:
+        if created is not None:  # a failed run leaves no half-written report; folders it did not make stay
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, dict], report_dir: Path,
+              topics: tuple[str, str, str], annotated: int, quiet: bool) -> dict[str, Any]:
+    model = processor.model
     labels = list(model.class_names) + [UNKNOWN, BACKGROUND, MISSED]
     index = {n: i for i, n in enumerate(labels)}
     cm = np.zeros((len(labels), len(labels)), np.int64)

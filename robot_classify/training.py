@@ -54,12 +54,16 @@ def train_model(train: PatchSet, opts: TrainOptions, val: PatchSet | None = None
     """Tune on `val` (or k-fold CV inside `train`), then fit the chosen setting on all of it."""
     if not len(train):
         raise ValueError("the training split is empty")
+    if opts.classifier == "knn" and opts.k != "auto" and int(opts.k) > len(train):
+        # A user's k is never capped silently: the node would reject the same k for this model.
+        raise ValueError(f"k={int(opts.k)} is larger than the training set ({len(train)} patches)")
     if opts.tune == "val" and val is None:
         train, val = split_validation(train, opts.val_fraction, opts.seed)
     result: TuneResult | None = None
+    final = train if val is None or opts.tune != "val" else _concat(train, val)
     if opts.classifier == "knn":
-        ks = DEFAULT_KS if opts.k == "auto" else [int(opts.k)]
-        ks = [k for k in ks if k <= len(train)] or [1]
+        # Only the automatic grid is trimmed to the data; a user's k was checked above.
+        ks = ([k for k in DEFAULT_KS if k <= len(train)] or [1]) if opts.k == "auto" else [int(opts.k)]
         if opts.tune != "none" and (len(ks) > 1 or len(opts.metrics) > 1 or len(opts.features) > 1):
             result = tune_knn(train, ks, opts.metrics, opts.features, opts.pca_dims, opts.tune, opts.folds, val,
                               opts.seed, opts.device, opts.quiet)
@@ -68,7 +72,7 @@ def train_model(train: PatchSet, opts: TrainOptions, val: PatchSet | None = None
         else:
             k, metric, kind = (5 if opts.k == "auto" else int(opts.k)), opts.metrics[0], opts.features[0]
         features = FeaturePipeline(**feature_config(kind, "knn", metric, opts.pca_dims))
-        classifier: KNNClassifier | LinearClassifier = KNNClassifier(min(k, len(train)), metric, device=opts.device)
+        classifier: KNNClassifier | LinearClassifier = KNNClassifier(min(k, len(final)), metric, device=opts.device)
     else:
         regs, lrs = opts.regs or DEFAULT_REGS, opts.lrs or DEFAULT_LRS
         feat = feature_config(opts.features[0], "linear", pca_dims=opts.pca_dims)
@@ -83,7 +87,6 @@ def train_model(train: PatchSet, opts: TrainOptions, val: PatchSet | None = None
                                       seed=opts.seed, quiet=opts.quiet)
     if result is not None and not opts.quiet:
         log.info("tuning (%s):\n%s", opts.tune, result.table())
-    final = train if val is None or opts.tune != "val" else _concat(train, val)
     model = ClassifierModel(features, classifier, list(train.class_names))
     model.fit(final.images, final.labels)
     model.meta = {"name": opts.name,

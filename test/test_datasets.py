@@ -130,5 +130,29 @@ def test_truncated_pickle_clear_error(tmp_path):
 
 
 def test_unknown_dataset_layout(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a dataset")
     with pytest.raises(ValueError, match="cannot tell the dataset format"):
         load_dataset(tmp_path)
+
+
+def test_empty_and_missing_dataset_folders_say_so(tmp_path):
+    with pytest.raises(ValueError, match="the dataset folder is empty"):
+        load_dataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load_dataset(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_dataset(tmp_path / "nowhere.npz", "npz")
+
+
+def test_read_image_missing_file_says_no_such_file_without_opencv_noise(tmp_path, capfd):
+    from robot_classify.datasets import read_image
+
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="not a readable image"):
+        read_image(tmp_path / "bad.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a readable image"):
+        read_image(tmp_path / "empty.png")
+    assert "WARN" not in capfd.readouterr().err

@@ -75,3 +75,31 @@ def test_bag_to_dataset_labels_the_nodes_crops_and_splits_by_time(tiny, tmp_path
 
     ds = load_dataset(tmp_path / "ds")
     assert len(ds["train"]) == 2 and ds["train"].class_names == ["blue_box", "red_box"]
+
+
+def test_replay_eval_progress_bar_knows_the_bag_length(tiny, tmp_path, monkeypatch):
+    import robot_classify.replay_eval as re_mod
+
+    path, model = tiny
+    assert re_mod.colour_count(path, COLOR_TOPIC) == 3
+    totals = []
+    real = re_mod.tqdm
+    monkeypatch.setattr(re_mod, "tqdm", lambda it, **kw: totals.append(kw.get("total")) or real(it, **kw))
+    replay_eval(path, model, tmp_path / "report", TOPICS, quiet=False)
+    assert totals == [3]
+
+
+def test_failed_replay_eval_removes_only_the_folders_it_made(tiny, tmp_path):
+    from robot_classify.bags import BagError
+
+    path, model = tiny
+    wrong_topics = ("/a", "/b", "/c")  # ground truth is found, then the frames are not: fails after mkdir
+    with pytest.raises(BagError, match="missing topic"):
+        replay_eval(path, model, tmp_path / "new" / "report", wrong_topics, quiet=True)
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(BagError, match="missing topic"):
+        replay_eval(path, model, mine, wrong_topics, quiet=True)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

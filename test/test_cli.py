@@ -1,0 +1,362 @@
+"""`robot-classify`: every error a user can cause is one `error:` line and exit status 2.
+
+In-process through `cli.main` (fast); two subprocess checks for what only a fresh
+interpreter shows (what importing the CLI pulls in, the real exit status).
+"""
+import logging
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from robot_classify import cli
+from robot_classify.default_model import default_model_path
+
+SUBCOMMANDS = ["train", "evaluate", "predict", "demo", "build-default-model", "generate", "patches", "eval-patches",
+               "make-bag", "replay-eval", "bag-to-dataset", "replay"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """`main` calls logging.basicConfig; a handler on a finished test's captured stderr must not stay."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def run(argv, capsys):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+def write_png(path: Path, rgb=(200, 30, 30), size=(40, 40)) -> Path:
+    img = np.zeros((*size, 3), np.uint8)
+    img[:] = rgb[::-1]
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+@pytest.fixture
+def folder_dataset(tmp_path):
+    """train/{red,blue}/ with 3 patches each: 6 training patches."""
+    root = tmp_path / "ds"
+    for name, rgb in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        (root / "train" / name).mkdir(parents=True)
+        for i in range(3):
+            write_png(root / "train" / name / f"{i}.png", rgb)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    """A 1-NN model of two colours, saved: red and blue."""
+    from robot_classify.features import FeaturePipeline
+    from robot_classify.knn import KNNClassifier
+    from robot_classify.model import ClassifierModel
+    from robot_classify.model_io import save_model
+
+    patches = np.stack([np.full((32, 32, 3), c, np.uint8) for c in ((220, 20, 20), (20, 20, 220))])
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
+                            ["red", "blue"]).fit(patches, np.array([0, 1]))
+    model.meta = {"name": "tiny"}
+    return save_model(model, tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+# ---------------------------------------------------------------- imports and the default model
+def test_importing_the_cli_loads_neither_pybullet_nor_matplotlib():
+    code = ("import sys, robot_classify.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('pybullet', 'matplotlib') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_load_model_calls_get_default_model_with_its_signature(monkeypatch):
+    import argparse
+
+    import robot_classify.default_model as dm
+
+    calls = []
+    monkeypatch.setattr(dm, "get_default_model", lambda device="auto": calls.append(device) or "model")
+    args = argparse.Namespace(model=None, device="cpu", quiet=True)
+    assert cli._load_model(args) == "model"
+    assert calls == ["cpu"]
+
+
+@pytest.mark.skipif(not default_model_path().is_file(), reason="the shipped default model is not built yet")
+def test_predict_with_the_shipped_default_model(tmp_path, capsys):
+    img = write_png(tmp_path / "red.png")
+    code, out, err = run(["predict", "--device", "cpu", img, "--quiet"], capsys)
+    assert code == 0, err
+    name, label, score = out.strip().split("\t")
+    assert name == str(img) and label and 0.0 <= float(score) <= 1.0
+
+
+# ---------------------------------------------------------------- build-default-model
+def test_build_default_model_passes_its_options_to_the_recipe(tmp_path, capsys, monkeypatch):
+    calls = []
+    fake = types.ModuleType("robot_classify.default_recipe")
+    fake.build_default_model = lambda out, **kw: calls.append((out, kw)) or Path(out)
+    monkeypatch.setitem(sys.modules, "robot_classify.default_recipe", fake)
+    out = tmp_path / "m.safetensors"
+    code, stdout, err = run(["build-default-model", "--out", out], capsys)
+    assert code == 0, err
+    assert calls == [(str(out), {"seed": 0, "scenes": 600, "device": "auto", "quiet": False, "workers": 2,
+                                 "data_dir": None})]
+    assert str(out) in stdout
+    calls.clear()
+    code, _, err = run(["build-default-model", "--out", out, "--seed", "3", "--scenes", "12", "--workers", "1",
+                        "--data-dir", tmp_path / "data", "--quiet"], capsys)
+    assert code == 0, err
+    assert calls[0][1] == {"seed": 3, "scenes": 12, "device": "auto", "quiet": True, "workers": 1,
+                           "data_dir": str(tmp_path / "data")}
+
+
+def test_build_default_model_never_overwrites_a_file(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"keep me")
+    code, _, err = run(["build-default-model", "--out", out, "--scenes", "1"], capsys)
+    assert code == 2
+    assert error_lines(err) == [f"error: {out} exists; choose a new path (model files are never overwritten)"]
+    assert out.read_bytes() == b"keep me"
+
+
+# ---------------------------------------------------------------- demo output folder
+def test_demo_out_new_folder_gets_the_marker(tmp_path):
+    out = tmp_path / "a" / "demo"
+    cli.prepare_demo_out(out)
+    assert sorted(p.name for p in out.iterdir()) == [cli.DEMO_MARKER]
+
+
+def test_demo_out_empty_existing_folder_is_used(tmp_path):
+    cli.prepare_demo_out(tmp_path)
+    assert (tmp_path / cli.DEMO_MARKER).is_file()
+
+
+def test_demo_refuses_a_non_empty_folder_that_is_no_demo_output(tmp_path, capsys):
+    (tmp_path / "thesis.tex").write_text("years of work")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        cli.prepare_demo_out(tmp_path)
+    code, _, err = run(["demo", "--out", tmp_path, "--frames", "2"], capsys)  # refused before anything loads
+    assert code == 2 and len(error_lines(err)) == 1 and "never deletes" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "thesis.tex"]
+    assert (tmp_path / "report" / "notes.txt").read_text() == "mine"
+
+
+def test_demo_rerun_removes_only_the_demos_own_files(tmp_path):
+    cli.prepare_demo_out(tmp_path)
+    for d in ("demo_bag", "report"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x").write_text("from the last demo")
+    (tmp_path / "mine.txt").write_text("the user's")
+    (tmp_path / "mine").mkdir()
+    cli.prepare_demo_out(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cli.DEMO_MARKER, "mine", "mine.txt"]
+    assert (tmp_path / "mine.txt").read_text() == "the user's"
+
+
+def test_demo_refuses_a_file_as_out(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        cli.prepare_demo_out(f)
+    assert f.read_text() == "x"
+
+
+# ---------------------------------------------------------------- option validation in the parser
+BAD_NUMBERS = [
+    (["train", "--dataset", "nowhere", "--out", "m"], "--k", "0"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--k", "three"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--folds", "1"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--val-fraction", "1"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--val-fraction", "0"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--epochs", "0"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--pca", "-1"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--seed", "-1"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--reg", "-0.1"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--lr", "0"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--metric", "l3"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--features", ","),
+    (["demo", "--out", "nowhere"], "--frames", "0"),
+    (["generate", "--out", "nowhere"], "--scenes", "0"),
+    (["generate", "--out", "nowhere"], "--workers", "0"),
+    (["generate", "--out", "nowhere"], "--test-fraction", "1"),
+    (["generate", "--out", "nowhere"], "--jitters", "0"),
+    (["make-bag", "--out", "nowhere"], "--scenes", "x"),
+    (["build-default-model", "--out", "nowhere"], "--scenes", "0"),
+    (["patches", "--color", "nowhere", "--out", "o"], "--padding", "3"),
+    (["patches", "--color", "nowhere", "--out", "o"], "--scale", "3"),
+    (["eval-patches", "--scenes", "nowhere"], "--limit", "-1"),
+    (["replay-eval", "--bag", "nowhere", "--report", "r"], "--min-score", "1.5"),
+    (["replay-eval", "--bag", "nowhere", "--report", "r"], "--topics", "/a,/b"),
+    (["bag-to-dataset", "--bag", "nowhere", "--out", "o"], "--split-by-time", "0"),
+    (["bag-to-dataset", "--bag", "nowhere", "--out", "o"], "--split-by-time", "nan"),
+    (["replay", "--bag", "nowhere"], "--rate", "0"),
+    (["replay", "--bag", "nowhere"], "--rate", "fast"),
+]
+
+
+@pytest.mark.parametrize("argv,option,value", BAD_NUMBERS, ids=[f"{a[0]}{o}={v}" for a, o, v in BAD_NUMBERS])
+def test_bad_numbers_fail_in_the_parser_with_one_clear_line(argv, option, value, capsys):
+    t0 = time.perf_counter()
+    code, out, err = run([*argv, option, value], capsys)
+    assert code == 2
+    lines = error_lines(err)
+    assert len(lines) == 1 and f"argument {option}:" in lines[0], err
+    assert "<lambda>" not in err and "no such" not in err  # the parser, not a loader, said no
+    assert time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.parametrize("argv", [["train", "--out", "m"], ["replay-eval", "--bag", "b"], ["predict"],
+                                  ["build-default-model"], ["make-bag"], []])
+def test_missing_required_arguments_exit_2_with_one_error_line(argv, capsys):
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert len(error_lines(err)) == 1 and "required" in err
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    code, out, _ = run([command, "--help"], capsys)
+    assert code == 0
+    assert out.startswith(f"usage: robot-classify {command}") and "--quiet" in out
+
+
+@pytest.mark.parametrize("argv,quiet", [(["--quiet", "replay", "--bag", "b"], True),
+                                        (["replay", "--bag", "b", "--quiet"], True),
+                                        (["replay", "--bag", "b"], False)])
+def test_quiet_before_or_after_the_subcommand(argv, quiet):
+    assert cli.build_parser().parse_args(argv).quiet is quiet
+
+
+def test_k_larger_than_the_training_set_is_an_error_naming_both(folder_dataset, tmp_path, capsys):
+    code, _, err = run(["train", "--dataset", folder_dataset, "--k", "7", "--features", "pixels",
+                        "--out", tmp_path / "m.safetensors", "--quiet"], capsys)
+    assert code == 2
+    assert error_lines(err) == ["error: k=7 is larger than the training set (6 patches)"]
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_k_equal_to_the_training_set_trains(folder_dataset, tmp_path, capsys):
+    from robot_classify.model_io import load_model
+
+    code, out, err = run(["train", "--dataset", folder_dataset, "--k", "6", "--features", "pixels",
+                          "--out", tmp_path / "m.safetensors", "--quiet"], capsys)
+    assert code == 0, err
+    assert load_model(tmp_path / "m.safetensors", device="cpu").classifier.k == 6
+
+
+# ---------------------------------------------------------------- paths and files
+def test_missing_image_says_no_such_file_without_an_opencv_warning(tmp_path, capfd):
+    missing = tmp_path / "missing.png"
+    code = cli.main(["predict", str(missing)])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert error_lines(err) == [f"error: no such file: {missing}"]
+    assert "WARN" not in err and "imread" not in err
+
+
+def test_predict_skips_unreadable_images_but_labels_the_rest(tmp_path, capsys, tiny_model_file):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    red = write_png(tmp_path / "red.png", (220, 20, 20))
+    code, out, err = run(["predict", "--model", tiny_model_file, tmp_path / "missing.png", tmp_path / "bad.png", red],
+                         capsys)
+    assert code == 0
+    assert out.strip().split("\t")[:2] == [str(red), "red"]
+    assert f"warning: no such file: {tmp_path / 'missing.png'}" in err
+    assert f"warning: {tmp_path / 'bad.png'}: not a readable image" in err
+
+
+def test_corrupt_model_file_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    code, _, err = run(["predict", "--model", bad, write_png(tmp_path / "a.png")], capsys)
+    assert code == 2
+    assert len(error_lines(err)) == 1 and str(bad) in err and "Traceback" not in err
+
+
+def test_empty_and_missing_dataset_folders(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(["train", "--dataset", tmp_path / "empty", "--out", tmp_path / "m"], capsys)
+    assert code == 2 and error_lines(err) == [f"error: {tmp_path / 'empty'}: the dataset folder is empty"]
+    code, _, err = run(["train", "--dataset", tmp_path / "nowhere", "--out", tmp_path / "m"], capsys)
+    assert code == 2 and error_lines(err) == [
+        f"error: no such folder: {tmp_path / 'nowhere'} (a dataset is a folder or an .npz file)"]
+
+
+def test_missing_scene_folder_for_eval_patches(tmp_path, capsys):
+    code, _, err = run(["eval-patches", "--scenes", tmp_path / "nowhere", "--no-model"], capsys)
+    assert code == 2 and error_lines(err) == [f"error: no such folder: {tmp_path / 'nowhere'}"]
+    code, _, err = run(["eval-patches", "--scenes", tmp_path, "--no-model"], capsys)
+    assert code == 2 and "no scene folders" in err
+
+
+def test_failed_replay_eval_leaves_no_report_folder(tmp_path, capsys, tiny_model_file):
+    report = tmp_path / "r" / "report"
+    code, _, err = run(["replay-eval", "--bag", tmp_path / "nowhere", "--report", report,
+                        "--model", tiny_model_file], capsys)
+    assert code == 2 and len(error_lines(err)) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_end_to_end_exit_status_in_a_fresh_process(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "robot_classify.cli", "train", "--dataset", str(tmp_path),
+                          "--out", str(tmp_path / "m"), "--epochs", "0"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert error_lines(res.stderr) == [
+        "robot-classify train: error: argument --epochs: must be an integer >= 1, got 0"]
+    res = subprocess.run([sys.executable, "-m", "robot_classify.cli", "train", "--dataset", str(tmp_path),
+                          "--out", str(tmp_path / "m"), "--quiet"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: {tmp_path}: the dataset folder is empty"
+
+
+# ---------------------------------------------------------------- replay waits for subscribers
+@pytest.mark.ros
+def test_replay_waits_for_subscribers_and_times_out_clearly(tmp_path, monkeypatch):
+    pytest.importorskip("rclpy")
+    from robot_classify.bags import COLOR_TOPIC, write_bag
+    from robot_classify.scene_render import RenderedScene
+
+    # A domain of its own: nobody else's subscriber may match.
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+    scene = RenderedScene(np.zeros((48, 64, 3), np.uint8), np.full((48, 64), 1000, np.uint16),
+                          np.zeros((48, 64), np.uint16),
+                          {"intrinsics": {"fx": 50.0, "fy": 50.0, "cx": 32.0, "cy": 24.0}, "objects": []})
+    bag = write_bag(tmp_path / "bag", [scene, scene])
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    from robot_classify.replay import replay
+
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"no subscriber matched {COLOR_TOPIC} within 0.5 s"):
+        replay(bag, topics=[COLOR_TOPIC], wait_for_subscribers=0.5)
+    assert time.monotonic() - t0 < 5.0
+    rclpy.init()
+    try:
+        listener = rclpy.create_node("test_replay_listener")
+        listener.create_subscription(Image, COLOR_TOPIC, lambda msg: None, 10)
+        assert replay(bag, topics=[COLOR_TOPIC], rate=10.0, wait_for_subscribers=10.0) == 2
+        listener.destroy_node()
+    finally:
+        rclpy.try_shutdown()
