@@ -9,7 +9,9 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
-    package_data={PACKAGE: ["schema/*.json"]},
+    # The embedded default model ships inside the package (pip and colcon alike): the robot
+    # loads it, never renders or trains it (robot-classify build-default-model remakes it).
+    package_data={PACKAGE: ["models/default.safetensors"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -17,22 +19,22 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*")),
     ],
     python_requires=">=3.10",
+    # What the robot runs: inference only. Rendering, plotting and bag tools are extras.
     install_requires=[
         "setuptools",
         "numpy>=1.24",
+        "scipy>=1.10",
         "opencv-python-headless>=4.8",
         # torch==2.13.0 is installed explicitly first (README); this range admits it so pip adds nothing.
         "torch>=2.2,<2.14",
         "safetensors>=0.4",
         "tqdm>=4.60",
         "threadpoolctl>=3.1",
-        "matplotlib>=3.7",
         "scikit-image>=0.21",
-        "pybullet>=3.2.6",
-        "rosbags>=0.10",
-        "rosbags-image>=0.9",
     ],
     extras_require={
+        "sim": ["pybullet>=3.2.6"],  # generate, make-bag, build-default-model, demo
+        "eval": ["matplotlib>=3.7", "rosbags>=0.10", "rosbags-image>=0.9"],  # replay-eval, bags, plots
         "ros": [
             "ros-jazzy-rclpy",
             "ros-jazzy-sensor-msgs",

@@ -102,11 +102,10 @@ def bench_linear(device: str, results: list) -> None:
     from sklearn.linear_model import SGDClassifier
 
     from robot_classify.datasets import load_dataset
-    from robot_classify.default_model import default_dataset_path, get_default_model
+    from robot_classify.default_recipe import recipe_patches
     from robot_classify.linear import LinearClassifier
 
-    get_default_model(device="cpu", quiet=True)  # makes sure the generated patch set exists
-    splits = load_dataset(default_dataset_path(), "props")
+    splits = load_dataset(recipe_patches(), "props")  # rendered once, then cached
     tr, te = splits["train"], splits["test"]
     rng = np.random.default_rng(0)
     reps = int(np.ceil(50_000 / len(tr)))

@@ -29,8 +29,18 @@ def patches() -> PatchSet:
 
 @pytest.fixture(scope="session")
 def default_model_file() -> str:
-    """The embedded default model (built once per machine, ~2 minutes, then cached)."""
-    from robot_classify.default_model import default_model_path, get_default_model
+    """The embedded default model shipped in the package (loaded, never built, by tests)."""
+    from robot_classify.default_model import default_model_path
 
-    get_default_model(device="cpu", quiet=True)
     return str(default_model_path())
+
+
+@pytest.fixture(scope="module")
+def harness(default_model_file):
+    """classify_node (depth mode, default model) with a tester node over real DDS, per module."""
+    pytest.importorskip("rclpy")
+    from ros_harness import RosHarness  # imported here: it starts ROS settings rclpy-free tests don't need
+
+    h = RosHarness(default_model_file)
+    yield h
+    h.close()

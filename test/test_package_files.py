@@ -43,7 +43,33 @@ def test_config_parameters_match_the_node_declarations():
     values = dict(flat(cfg))
     assert set(values) == set(PARAMETERS)
     for name, value in values.items():
-        assert type(value) is type(PARAMETERS[name][0]), name
+        default = PARAMETERS[name][0]
+        assert type(value) is type(default) and value == default, f"{name}: yaml {value!r}, node {default!r}"
+
+
+def test_launch_defaults_match_the_node_declarations():
+    """The launch file passes device and qos.reliability explicitly: its defaults must be the node's."""
+    from robot_classify.node import PARAMETERS
+
+    tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
+    defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
+                for kw in node.keywords if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
+    assert defaults["device"] == PARAMETERS["device"][0]
+    assert defaults["qos_reliability"] == PARAMETERS["qos.reliability"][0]
+    assert defaults["model_path"] == PARAMETERS["model_path"][0]
+
+
+def test_the_default_model_ships_as_package_data_and_loads():
+    from setuptools import find_packages  # noqa: F401 -- setup.py is plain setuptools
+
+    from robot_classify.default_model import default_model_path, get_default_model
+
+    setup_py = (ROOT / "setup.py").read_text()
+    assert '"models/default.safetensors"' in setup_py
+    assert default_model_path() == ROOT / "robot_classify" / "models" / "default.safetensors"
+    model = get_default_model(device="cpu")
+    assert model.kind == "knn" and len(model.class_names) == 10
 
 
 def test_package_xml_is_format_3_with_ament_python():

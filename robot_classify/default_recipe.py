@@ -1,0 +1,69 @@
+"""How the embedded default model is made: render scenes, cut patches, train. Workshop side.
+
+Deterministic for a seed: scenes are rendered with pybullet's TinyRenderer from fixed seeds,
+patches are cut with the runtime's own segmenter, and the default recipe (kNN, HOG + colour,
+L2, k by 5-fold cross-validation grouped by scene) is trained on the training scenes only;
+whole scenes are held out as the test split. `robot-classify build-default-model` runs it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from .datasets import load_dataset
+from .model_io import save_model
+from .scene_dataset import generate
+from .scene_render import GENERATOR_VERSION
+from .training import TrainOptions, train_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEED = 0
+DEFAULT_SCENES = 600
+RECIPE_VERSION = 3  # 2: trained on ground-truth and segmenter crops; 3: the crease-splitting segmenter
+
+
+def default_key(seed: int = DEFAULT_SEED) -> str:
+    return f"default-g{GENERATOR_VERSION}-r{RECIPE_VERSION}-s{seed}"
+
+
+def recipe_data_dir(seed: int = DEFAULT_SEED) -> Path:
+    """Where benchmarks keep the recipe's rendered patch set (a cache: safe to delete)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "robot_classify" / f"{default_key(seed)}-data"
+
+
+def recipe_patches(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int = 2) -> Path:
+    """The recipe's PROPS-layout patch set (train = the default model's training scenes, test =
+    its held-out scenes), rendered once into `recipe_data_dir` and reused."""
+    root = recipe_data_dir(seed)
+    if not (root / "patches" / "generator.json").is_file():
+        generate(root, DEFAULT_SCENES, seed, with_patches=True, write_scenes=False, workers=workers, quiet=quiet)
+    return root / "patches"
+
+
+def build_default_model(out: str | Path, seed: int = DEFAULT_SEED, scenes: int = DEFAULT_SCENES,
+                        device: str = "auto", quiet: bool = False, workers: int = 2,
+                        data_dir: str | Path | None = None) -> Path:
+    """Render, cut patches, train and write the model to `out` (never over an existing file).
+
+    The rendered patch set goes to `data_dir` when given (kept: benchmarks and tests evaluate
+    on its held-out scenes), else to a temporary folder that is removed afterwards.
+    """
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose a new path (model files are never overwritten)")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="robot_classify_recipe_") as tmp:
+        root = Path(data_dir) if data_dir is not None else Path(tmp)
+        log.info("building the default model: rendering %d scenes (seed %d) ...", scenes, seed)
+        generate(root, scenes, seed, with_patches=True, write_scenes=False, workers=workers, quiet=quiet)
+        splits = load_dataset(root / "patches", "props")  # read back: what users evaluate on
+        opts = TrainOptions(classifier="knn", k="auto", metrics=["l2"], features=["hog_color"], tune="cv",
+                            device=device, seed=seed, quiet=quiet, name=default_key(seed))
+        path = save_model(train_model(splits["train"], opts), out)
+    log.info("default model ready in %.0f s: %s", time.perf_counter() - t0, path)
+    return path
