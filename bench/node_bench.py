@@ -5,10 +5,15 @@ node, whose model is a 50,000-sample kNN (the default model's patches, augmented
 the node's own receipt -> publish latency (from /diagnostics), the tester's publish -> receive
 latency, sustained throughput, dropped pairs and the node's memory before/after.
 
-  python bench/node_bench.py [--frames 300] [--rate 30] [--device auto] [--workers 1] [--default-transport]
+  python bench/node_bench.py [--frames 300] [--rate 30] [--device auto] [--workers 1]
+      [--default-transport | --publisher-defaults] [--publisher-qos reliable|best_effort]
+      [--node-qos best_available|reliable|best_effort] [--model 50k|default]
 
-Both processes use config/fastdds_large_images.xml (as the README sets a robot up) unless
---default-transport is given.
+Transport set-ups:
+- default: both processes use config/fastdds_large_images.xml (a robot set up per the README);
+- --publisher-defaults: the publisher (the camera driver's stand-in) runs with Fast DDS's own
+  defaults, the node with what classify.launch.py gives it: how most users run a camera driver;
+- --default-transport: both with Fast DDS's defaults.
 """
 from __future__ import annotations
 
@@ -27,14 +32,15 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "test"))
 
 def big_model(path: Path, n: int = 50_000) -> Path:
     from robot_classify.datasets import load_dataset
-    from robot_classify.default_model import default_dataset_path, get_default_model
+    from robot_classify.default_model import get_default_model
+    from robot_classify.default_recipe import recipe_patches
     from robot_classify.features import FeaturePipeline
     from robot_classify.knn import KNNClassifier
     from robot_classify.model import ClassifierModel
     from robot_classify.model_io import save_model
 
-    base = get_default_model(device="cpu", quiet=True)
-    tr = load_dataset(default_dataset_path(), "props")["train"]
+    base = get_default_model(device="cpu")
+    tr = load_dataset(recipe_patches(), "props")["train"]
     rng = np.random.default_rng(0)
     reps = int(np.ceil(n / len(tr)))
     imgs = np.concatenate([np.roll(tr.images[:, :, ::-1] if r % 2 else tr.images,
@@ -62,20 +68,42 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--default-transport", action="store_true",
-                    help="Fast DDS defaults (512 KB shared-memory segments) instead of config/fastdds_large_images.xml")
+    transport = ap.add_mutually_exclusive_group()
+    transport.add_argument("--default-transport", action="store_true",
+                           help="both processes with Fast DDS defaults (512 KB shared-memory segments)")
+    transport.add_argument("--publisher-defaults", action="store_true",
+                           help="the publisher with Fast DDS defaults, the node with the launch file's profile")
+    ap.add_argument("--publisher-qos", default="reliable", choices=["reliable", "best_effort"])
+    ap.add_argument("--node-qos", default="best_available", choices=["best_available", "reliable", "best_effort"])
+    ap.add_argument("--model", default="50k",
+                    help="50k: a 50,000-sample kNN (speed); default: the shipped model (delivery runs); or a file")
+    ap.add_argument("--tag", default="", help="suffix of the result file name")
+    ap.add_argument("--node-profile", default=str(Path(__file__).parents[1] / "config" / "fastdds_large_images.xml"),
+                    help="the node's Fast DDS profile (what classify.launch.py gives it)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    model_path = big_model(tmp / "knn50k.safetensors")
-    if args.default_transport:  # an empty profile: Fast DDS's own defaults, for comparison
+    if args.model == "50k":
+        model_path = big_model(tmp / "knn50k.safetensors")
+    elif args.model == "default":
+        from robot_classify.default_model import default_model_path
+
+        model_path = default_model_path()
+    else:
+        model_path = Path(args.model)
+    node_env = {"FASTRTPS_DEFAULT_PROFILES_FILE": args.node_profile}
+    if args.default_transport or args.publisher_defaults:  # an empty profile: Fast DDS's own defaults
         (tmp / "empty.xml").write_text('<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"/>')
         os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(tmp / "empty.xml")
+        if args.default_transport:
+            node_env = {}
     from ros_harness import RosHarness  # sets isolated discovery before rclpy starts
 
     from diagnostic_msgs.msg import DiagnosticArray
 
     diags = []
-    h = RosHarness(str(model_path), params={"workers": args.workers, "device": args.device})
+    h = RosHarness(str(model_path), params={"workers": args.workers, "device": args.device,
+                                            "qos.reliability": args.node_qos},
+                   node_env=node_env, publisher_reliability=args.publisher_qos)
     h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
     scenes = ten_object_frames()
     K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
@@ -92,7 +120,7 @@ def main() -> None:
     # Warm-up, then the measured run.
     for i in range(10):
         s = scenes[i % len(scenes)]
-        h.publish_frame(s.color, s.depth, K, 1_000_000_000 + i * 33_333_333, info_lead=0.0)
+        h.publish_frame(s.color, s.depth, K, 1_000_000_000 + i * int(1e9 / args.rate), info_lead=0.0)
         time.sleep(1 / args.rate)
     time.sleep(1.0)
     mem_before = rss_mb()
@@ -101,7 +129,7 @@ def main() -> None:
     cpu0 = {"node": cpu_s(h.proc.pid), "publisher": cpu_s(os.getpid())}
     t0 = time.monotonic()
     for i in range(args.frames):
-        stamp = 2_000_000_000 + i * 33_333_333
+        stamp = 1_000_000_000 + (10 + i) * int(1e9 / args.rate)  # continues the warm-up stamps
         sent[stamp] = time.monotonic()
         s = scenes[i % len(scenes)]
         h.publish_frame(s.color, s.depth, K, stamp, info_lead=0.0)
@@ -111,6 +139,7 @@ def main() -> None:
     time.sleep(2.0)
     mem_after = rss_mb()
     got = {d["header"]["stamp"]["sec"] * 1_000_000_000 + d["header"]["stamp"]["nanosec"]: d for d in h.received}
+    got = {stamp: d for stamp, d in got.items() if stamp in sent}  # a late warm-up frame is not this run's
     objects = [len(d["objects"]) for d in got.values()]
     status = diags[-1].status[0] if diags else None
     values = {kv.key: kv.value for kv in status.values} if status else {}
@@ -125,12 +154,21 @@ def main() -> None:
               "late_results": int(values.get("late_results", -1)),
               "unpaired": int(values.get("unpaired_colour", 0)) + int(values.get("unpaired_depth", 0)),
               "workers": args.workers, "device": values.get("device"),
-              "transport": "fastdds defaults" if args.default_transport else "config/fastdds_large_images.xml",
+              "transport": ("fastdds defaults" if args.default_transport else "publisher: fastdds defaults, node: "
+                            "config/fastdds_large_images.xml" if args.publisher_defaults
+                            else "config/fastdds_large_images.xml"),
+              "publisher_qos": args.publisher_qos, "node_qos": args.node_qos, "model": args.model,
+              "diagnostics_level": int.from_bytes(status.level, "little") if status else None,
+              "diagnostics_message": status.message if status else None,
+              "node_warnings": [line for line in h.log if "WARN" in line][:8], "skipped": values.get("skipped"),
+              "colour_loss_estimated": values.get("color_loss_estimated"),
+              "colour_received_hz": values.get("color_received_hz"),
               "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after,
               "node_cpu_cores": cpu["node"], "publisher_cpu_cores": cpu["publisher"], "cpu_cores": os.cpu_count()}
     h.close()
     print(json.dumps(result, indent=2))
-    suffix = "_default_transport" if args.default_transport else ""
+    suffix = ("_default_transport" if args.default_transport else "_publisher_defaults" if args.publisher_defaults
+              else "") + (f"_{args.tag}" if args.tag else "")
     out = Path(__file__).parent / "results" / f"node_{(result['device'] or 'cpu').split(':')[0]}{suffix}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -26,8 +26,8 @@ def generate_launch_description():
         DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera/color/camera_info"),
         DeclareLaunchArgument("mask_topic", default_value="/segmentation/mask"),
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
-        DeclareLaunchArgument("qos_reliability", default_value="best_effort",
-                              description="best_effort for a camera driver, reliable for bag replay"),
+        DeclareLaunchArgument("qos_reliability", default_value="best_available",
+                              description="best_available (match the camera's publishers), reliable or best_effort"),
         DeclareLaunchArgument(
             "fastdds_profile",
             default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Bounds on intrinsics read from messages: far beyond any real camera (a 100-megapixel sensor
+# behind a 1,000 mm lens has fx ~ 3e5), small enough that back-projection cannot overflow.
+MAX_PIXELS = 1e6
+
 
 @dataclass(frozen=True)
 class Intrinsics:
@@ -18,8 +22,10 @@ class Intrinsics:
         for name in ("fx", "fy", "cx", "cy"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"intrinsics {name} is not finite: {getattr(self, name)}")
-        if self.fx <= 0 or self.fy <= 0:
-            raise ValueError(f"focal lengths must be > 0, got fx={self.fx}, fy={self.fy}")
+        if not (0 < self.fx <= MAX_PIXELS and 0 < self.fy <= MAX_PIXELS):
+            raise ValueError(f"focal lengths must be > 0 and <= {MAX_PIXELS:g} pixels, got fx={self.fx}, fy={self.fy}")
+        if not (abs(self.cx) <= MAX_PIXELS and abs(self.cy) <= MAX_PIXELS):
+            raise ValueError(f"principal point must be within {MAX_PIXELS:g} pixels, got cx={self.cx}, cy={self.cy}")
 
     @classmethod
     def from_k(cls, k: "list[float] | np.ndarray") -> "Intrinsics":

@@ -44,27 +44,32 @@ class FrameProcessor:
         self.model_info = {"name": model_name or str(model.meta.get("name", "model")),
                            "sha256": model_sha256 or str(model.meta.get("sha256", ""))}
         self._lock = threading.Lock()  # parameters change from the ROS parameter thread
+        self.k: int | None = None  # kNN neighbours override; None = the model's tuned k (never overwritten)
         self.set_thresholds(min_score, top_k)
 
     def set_thresholds(self, min_score: float | None = None, top_k: int | None = None, k: int | None = None) -> None:
-        """Validated runtime changes (min_score, top_k, kNN k); raises ValueError with a reason."""
+        """Validated runtime changes; raises ValueError with a reason.
+
+        `top_k` means "up to": a value above the number of classes reports every class (one rule
+        at start and at run time). `k=0` restores the model's tuned k.
+        """
         if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {min_score}")
-        if top_k is not None and not 1 <= int(top_k) <= len(self.model.class_names):
-            raise ValueError(f"top_k must be in [1, {len(self.model.class_names)}], got {top_k}")
+        if top_k is not None and int(top_k) < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
         if k is not None:
             if self.model.kind != "knn":
                 raise ValueError("k applies to kNN models only; this model is linear")
             n = self.model.classifier.index_.ntotal
-            if not 1 <= int(k) <= n:
-                raise ValueError(f"k must be in [1, {n}] (training samples), got {k}")
+            if not 0 <= int(k) <= n:
+                raise ValueError(f"k must be in [1, {n}] (training samples), or 0 for the model's tuned k; got {k}")
         with self._lock:
             if min_score is not None:
                 self.min_score = float(min_score)
             if top_k is not None:
-                self.top_k = int(top_k)
+                self.top_k = min(int(top_k), len(self.model.class_names))
             if k is not None:
-                self.model.classifier.k = int(k)
+                self.k = int(k) or None
 
     def warm_up(self) -> None:
         """One synthetic frame through every step (two touching boxes on a table), so that the
@@ -81,12 +86,12 @@ class FrameProcessor:
                 stamp: tuple[int, int], frame_id: str, mask: np.ndarray | None = None) -> FrameResult:
         t0 = time.perf_counter()
         ex = extract_objects(color, depth, intrinsics, self.params, instance_mask=mask)
-        with self._lock:
-            min_score, top_k = self.min_score, self.top_k
-            if ex.objects:
-                labels, proba = self.model.predict(ex.patches)
-            else:
-                labels, proba = np.zeros(0, np.int64), np.zeros((0, len(self.model.class_names)))
+        with self._lock:  # a consistent set of thresholds; classification itself runs unlocked (workers: 2+)
+            min_score, top_k, k = self.min_score, self.top_k, self.k
+        if ex.objects:
+            labels, proba = self.model.predict(ex.patches, k=k)
+        else:
+            labels, proba = np.zeros(0, np.int64), np.zeros((0, len(self.model.class_names)))
         names = self.model.class_names
         objects = []
         for obj, lab, p in zip(ex.objects, labels, proba):
@@ -138,6 +143,9 @@ class FrameProcessor:
             except ValueError as e:
                 raise FrameSkipped("bad mask", str(e)) from None
         h = colour_msg.header
+        if not (0 <= h.stamp.sec < 2**31 and 0 <= h.stamp.nanosec < 1_000_000_000):
+            raise FrameSkipped("bad stamp", f"header stamp sec={h.stamp.sec} nanosec={h.stamp.nanosec} is not a "
+                                            "valid time (sec >= 0, 0 <= nanosec < 10^9)")
         try:
             return self.process(colour, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id, mask)
         except ValueError as e:

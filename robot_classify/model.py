@@ -44,15 +44,17 @@ class ClassifierModel:
             out[:, self.classifier.classes_] = self.classifier.predict_proba(self.features.transform(images))
         return out
 
-    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(label indices, scores) per patch; the score is the winner's probability / vote share."""
+    def predict(self, images: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(label indices, scores) per patch; the score is the winner's probability / vote share.
+
+        `k` overrides a kNN model's neighbour count for this call only (the tuned k is kept)."""
         images = check_patches(images)
         if not len(images):
             return np.zeros(0, np.int64), np.zeros((0, len(self.class_names)))
         X = self.features.transform(images)
         proba = np.zeros((len(images), len(self.class_names)))
         if isinstance(self.classifier, KNNClassifier):
-            labels, shares = self.classifier.predict_from_neighbors(*self.classifier.kneighbors(X))
+            labels, shares = self.classifier.predict_from_neighbors(*self.classifier.kneighbors(X, k), k)
             proba[:, self.classifier.classes_] = shares
         else:
             proba[:, self.classifier.classes_] = self.classifier.predict_proba(X)

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -35,9 +36,12 @@ from visualization_msgs.msg import Marker, MarkerArray
 from threadpoolctl import threadpool_limits
 
 from .allocator import keep_frame_buffers
+from .default_model import default_model_path, get_default_model
 from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from .image_conversion import array_to_fields
+from .model_io import load_model
 from .patches import SegmentationParams
+from .stream_health import StampGapMonitor
 from .sync import StampSynchronizer
 from .visualize import draw_objects, label_colour
 
@@ -50,11 +54,14 @@ PARAMETERS = {
     "top_k": (3, "alternatives reported per object", (1, 1000), True),
     "k": (0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), True),
     "max_objects": (SEGMENTATION_DEFAULTS.max_objects, "objects per frame (largest first)", (1, 1000), False),
-    "workers": (1, "frames processed at once; 2+ raise throughput when one frame takes longer than the "
-                   "camera period (results older than one already published are dropped)", (1, 16), False),
+    "workers": (1, "frames processed at once (segmentation and classification run in parallel); 2+ raise "
+                   "throughput when one frame takes longer than the camera period (results older than one "
+                   "already published are dropped)", (1, 16), False),
     "sync_slop": (0.02, "max colour/depth stamp difference to pair, seconds", (0.0, 1.0), False),
-    "qos.reliability": ("best_effort", "camera input QoS: best_effort (live camera) or reliable (bag replay)",
-                        None, False),
+    "max_queue_wait": (0.2, "seconds a paired frame may wait for a worker while newer frames are ready; older "
+                            "ones are dropped (0 = always take the newest frame)", (0.0, 10.0), False),
+    "qos.reliability": ("best_available", "camera input QoS: best_available (reliable from a reliable "
+                        "publisher, best effort from a best-effort one), reliable or best_effort", None, False),
     "segmentation.mode": (SEGMENTATION_DEFAULTS.mode, "depth, mask or full", None, False),
     "segmentation.min_depth": (SEGMENTATION_DEFAULTS.min_depth, "metres", (0.0, 20.0), False),
     "segmentation.max_depth": (SEGMENTATION_DEFAULTS.max_depth, "metres", (0.0, 20.0), False),
@@ -77,6 +84,14 @@ PARAMETERS = {
                                      None, False),
 }
 NO_INPUT_WARN_S = 5.0
+LOSS_WARN = 0.10  # share of a camera stream's frames lost over HEALTH_WINDOW_S that earns a warning
+HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
+LOSS_WINDOW_S = 10.0  # stamps the loss estimate looks at (a few frames even when most are lost)
+MASK_WAIT_S = 0.25  # how long a frame waits for its mask (a segmenter publishes after the camera)
+RELIABILITY = {"best_available": ReliabilityPolicy.BEST_AVAILABLE, "reliable": ReliabilityPolicy.RELIABLE,
+               "best_effort": ReliabilityPolicy.BEST_EFFORT}
+PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/config/fastdds_large_images.xml for "
+               "the camera driver (its shared-memory segments must fit a whole image), or make it publish reliable")
 
 
 def _descriptor(name: str, description: str, rng, dynamic: bool) -> ParameterDescriptor:
@@ -101,42 +116,48 @@ class ClassifyNode(Node):
         seg = SegmentationParams(**{k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("segmentation.")},
                                  max_objects=p["max_objects"])
         reliability = p["qos.reliability"]
-        if reliability not in ("best_effort", "reliable"):
-            raise ValueError(f"qos.reliability must be best_effort or reliable, got {reliability!r}")
+        if reliability not in RELIABILITY:
+            raise ValueError(f"qos.reliability must be one of {', '.join(RELIABILITY)}, got {reliability!r}")
         self.model = self._load_model(p["model_path"], p["device"])
-        self.processor = FrameProcessor(self.model, seg, p["min_score"], min(p["top_k"], len(self.model.class_names)))
-        if p["k"]:
-            self.processor.set_thresholds(k=p["k"])
+        self.processor = FrameProcessor(self.model, seg, p["min_score"], p["top_k"])
+        self.processor.set_thresholds(k=p["k"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
+        self._max_queue_wait = p["max_queue_wait"]
         self.mode = seg.mode
         self._info: CameraInfo | None = None  # latest
         self._infos: dict[int, CameraInfo] = {}  # recent, by stamp: the one taken with the image wins
-        self._mask: tuple[int, Image] | None = None
+        self._masks: dict[int, Image] = {}  # recent, by stamp: a frame takes the mask stamped like it
+        self._mask_arrived = threading.Condition()
+        self._slop_ns = int(p["sync_slop"] * 1e9)
         self._last_rx: dict[str, float] = {}
+        # Worker threads append while the diagnostics timer reads: every access under one lock.
+        self._stats_lock = threading.Lock()
         self._rx_times: deque[float] = deque(maxlen=300)
         self._done_times: deque[float] = deque(maxlen=300)
         self._latency_ms: deque[float] = deque(maxlen=300)  # receipt of the colour image -> publish
         self._processing_ms: deque[float] = deque(maxlen=300)  # FrameProcessor alone
+        self._health = {t: StampGapMonitor(LOSS_WINDOW_S) for t in ("color/image_raw", "depth/image_raw")}
+        self._lossy_since: dict[str, float] = {}
+        self._warned_loss: set[str] = set()
         self._skipped: dict[str, int] = {}
         self._last_warned: dict[str, float] = {}
         self._receipt: dict[int, float] = {}
         self._warned_qos: set[str] = set()
         self._started = time.monotonic()
 
-        qos_in = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                            reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort"
-                            else ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        self._qos_in = qos_in
         # No QoS event callbacks: each adds a waitable the executor rebuilds its wait set with on
-        # every wake-up (30 Hz x 3 topics). `_check_inputs` finds incompatible publishers by polling.
-        self.create_subscription(Image, "color/image_raw", self._on_colour, qos_in)
-        self.create_subscription(Image, "depth/image_raw", self._on_depth, qos_in)
-        self.create_subscription(CameraInfo, "color/camera_info", self._on_info, qos_in)
-        self._topics = ["color/image_raw", "depth/image_raw", "color/camera_info"]
+        # every wake-up (30 Hz x 3 topics). `_check_inputs` polls the publishers instead.
+        self._inputs = {"color/image_raw": (Image, self._on_colour), "depth/image_raw": (Image, self._on_depth),
+                        "color/camera_info": (CameraInfo, self._on_info)}
         if self.mode == "mask":
-            self.create_subscription(Image, "mask/image_raw", self._on_mask, qos_in)
-            self._topics.append("mask/image_raw")
+            self._inputs["mask/image_raw"] = (Image, self._on_mask)
+        self._reliability = reliability
+        self._subs: dict[str, Any] = {}
+        self._sub_reliability: dict[str, ReliabilityPolicy] = {}
+        for topic in self._inputs:
+            self._subscribe(topic, self._best_available(topic) if reliability == "best_available"
+                            else RELIABILITY[reliability])
         self.labels_pub = self.create_publisher(String, "object_labels", QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 10)
@@ -160,15 +181,39 @@ class ClassifyNode(Node):
             f"classes), segmentation {self.mode}, input QoS {reliability}; publishing {self.labels_pub.topic_name}")
 
     # ----------------------------------------------------------------- setup
-    def _load_model(self, path: str, device: str):
-        from .default_model import get_default_model
-        from .model_io import load_model
+    def _subscribe(self, topic: str, reliability: ReliabilityPolicy) -> None:
+        if topic in self._subs:
+            self.destroy_subscription(self._subs[topic])
+        msg_type, callback = self._inputs[topic]
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability,
+                         durability=DurabilityPolicy.VOLATILE)
+        self._subs[topic] = self.create_subscription(msg_type, topic, callback, qos)
+        self._sub_reliability[topic] = reliability
 
+    def _best_available(self, topic: str) -> ReliabilityPolicy:
+        """Reliable unless a publisher is best effort: what the middleware's BEST_AVAILABLE does,
+        except that it decides once, when the subscription is made, so a node started before its
+        camera stays reliable and never hears a best-effort driver. The node decides again
+        whenever the publishers change (`_check_inputs`)."""
+        pubs = self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
+        if any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in pubs):
+            return ReliabilityPolicy.BEST_EFFORT
+        return ReliabilityPolicy.RELIABLE
+
+    def _match_publishers(self) -> None:
+        for topic in self._inputs:
+            wanted = self._best_available(topic)
+            if wanted != self._sub_reliability[topic]:
+                self.get_logger().info(f"{self.resolve_topic_name(topic)}: publishers are now "
+                                       f"{'best effort' if wanted == ReliabilityPolicy.BEST_EFFORT else 'reliable'}; "
+                                       "subscribing to match (qos.reliability: best_available)")
+                self._subscribe(topic, wanted)
+
+    def _load_model(self, path: str, device: str):
         if path:
             return load_model(path, device=device)
-        self.get_logger().info("no model_path given: using the embedded default model (built on first use, "
-                               "about 2-3 minutes, then cached)")
-        return get_default_model(device=device, quiet=True)
+        self.get_logger().info(f"no model_path given: using the embedded default model {default_model_path()}")
+        return get_default_model(device=device)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {}
@@ -176,29 +221,31 @@ class ClassifyNode(Node):
             if prm.name not in ("min_score", "top_k", "k"):
                 return SetParametersResult(successful=False, reason=f"{prm.name} cannot change at run time")
             changes[prm.name] = prm.value
-        try:
-            if changes.get("k") == 0:
-                changes.pop("k")
+        try:  # k = 0 restores the model's tuned k
             self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
         except (ValueError, TypeError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------- callbacks (fast)
-    def _on_colour(self, msg: Image) -> None:
+    def _on_colour(self, msg: Image, info: dict) -> None:
         now = time.monotonic()
         self._last_rx["color/image_raw"] = now
-        self._rx_times.append(now)
         key = stamp_ns(msg.header)
+        with self._stats_lock:
+            self._rx_times.append(now)
+        self._health["color/image_raw"].add(now, key, info.get("publication_sequence_number"))
         self._receipt[key] = now
         if len(self._receipt) > 100:
             for old in sorted(self._receipt)[:50]:
                 self._receipt.pop(old, None)
         self.sync.add_colour(key, msg)
 
-    def _on_depth(self, msg: Image) -> None:
-        self._last_rx["depth/image_raw"] = time.monotonic()
-        self.sync.add_depth(stamp_ns(msg.header), msg)
+    def _on_depth(self, msg: Image, info: dict) -> None:
+        now = self._last_rx["depth/image_raw"] = time.monotonic()
+        key = stamp_ns(msg.header)
+        self._health["depth/image_raw"].add(now, key, info.get("publication_sequence_number"))
+        self.sync.add_depth(key, msg)
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._last_rx["color/camera_info"] = time.monotonic()
@@ -209,7 +256,24 @@ class ClassifyNode(Node):
 
     def _on_mask(self, msg: Image) -> None:
         self._last_rx["mask/image_raw"] = time.monotonic()
-        self._mask = (stamp_ns(msg.header), msg)
+        with self._mask_arrived:
+            self._masks[stamp_ns(msg.header)] = msg
+            while len(self._masks) > 30:
+                self._masks.pop(next(iter(self._masks)))
+            self._mask_arrived.notify_all()
+
+    def _mask_for(self, key: int) -> Image | None:
+        """The mask stamped like the frame (nearest within sync_slop), waiting briefly for it: a
+        mask from another frame would put its objects where this frame has none."""
+        def find() -> Image | None:
+            near = [(abs(k - key), k) for k in self._masks if abs(k - key) <= self._slop_ns]
+            return self._masks[min(near)[1]] if near else None
+        with self._mask_arrived:
+            found = self._mask_arrived.wait_for(find, MASK_WAIT_S)
+        if found is None:
+            raise FrameSkipped("no mask", f"no mask/image_raw stamped within sync_slop of the frame "
+                                          f"({key / 1e9:.3f} s) arrived within {MASK_WAIT_S} s")
+        return found
 
     def _guarded(self, fn):
         """Timer callbacks log their errors instead of raising into the executor (an exception
@@ -237,7 +301,7 @@ class ClassifyNode(Node):
     def _work(self) -> None:
         while not self._stop.is_set():
             with self._pop_lock:  # pop order = the order results may be published in
-                pair = self.sync.pop_latest(timeout=0.1)
+                pair = self.sync.pop_next(timeout=0.1, max_wait=self._max_queue_wait)
                 self._popped += pair is not None
                 seq = self._popped
             if pair is None:
@@ -254,14 +318,13 @@ class ClassifyNode(Node):
         return self._infos.get(key, self._info)
 
     def _process(self, seq: int, key: int, colour_msg: Image, depth_msg: Image) -> None:
-        mask_msg = self._mask[1] if self._mask is not None else None
         try:
+            mask_msg = self._mask_for(key) if self.mode == "mask" else None
             result = self.processor.process_messages(colour_msg, depth_msg, self._camera_info_for(key), mask_msg)
         except FrameSkipped as e:
             self._skip(e.reason, e.detail)
             return
         h = colour_msg.header
-        self._processing_ms.append(result.ms)
         text = json.dumps(result.doc)
         with self._publish_lock:  # one frame at a time, in the order taken
             if seq < self._last_published:
@@ -271,15 +334,20 @@ class ClassifyNode(Node):
             self.labels_pub.publish(String(data=text))
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
             self._publish_markers(result.doc, h)
-        received = self._receipt.pop(key, None)
-        if received is not None:
-            self._latency_ms.append((done - received) * 1000)
-        self._done_times.append(done)
+        self._record(done, self._receipt.pop(key, None), result.ms)
         if self.debug_pub.get_subscription_count() > 0:
             items = [((o["bbox"]["x_offset"], o["bbox"]["y_offset"], o["bbox"]["width"], o["bbox"]["height"]),
                       o["label"], o["score"]) for o in result.doc["objects"]]
             img = Image(header=h, **array_to_fields(draw_objects(result.colour, items), "rgb8"))
             self.debug_pub.publish(img)
+
+    def _record(self, done: float, received: float | None, processing_ms: float) -> None:
+        """Worker threads record here while the diagnostics timer reads: one lock for both."""
+        with self._stats_lock:
+            self._processing_ms.append(processing_ms)
+            if received is not None:
+                self._latency_ms.append((done - received) * 1000)
+            self._done_times.append(done)
 
     def _publish_markers(self, doc: dict, header) -> None:
         arr = MarkerArray()
@@ -306,16 +374,18 @@ class ClassifyNode(Node):
 
     # ----------------------------------------------------------------- health
     @staticmethod
-    def _rate(times: deque) -> float:
-        now = time.monotonic()
-        recent = [t for t in times if now - t <= 5.0]
-        return len(recent) / 5.0
+    def _rate(times: list[float], now: float) -> float:
+        return sum(now - t <= HEALTH_WINDOW_S for t in times) / HEALTH_WINDOW_S
 
     def _publish_diagnostics(self) -> None:
         s = self.sync.stats
-        lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
-        proc = np.array(self._processing_ms) if self._processing_ms else np.zeros(1)
-        in_rate, out_rate = self._rate(self._rx_times), self._rate(self._done_times)
+        now = time.monotonic()
+        with self._stats_lock:  # snapshot: worker threads keep appending
+            rx, done = list(self._rx_times), list(self._done_times)
+            lat = np.array(self._latency_ms or [0.0])
+            proc = np.array(self._processing_ms or [0.0])
+        in_rate, out_rate = self._rate(rx, now), self._rate(done, now)
+        health = {t: m.health(now) for t, m in self._health.items()}
         values = {
             "input_rate_hz": f"{in_rate:.1f}", "processed_rate_hz": f"{out_rate:.1f}",
             "dropped_pairs": str(s.dropped_pairs), "late_results": str(self._late),
@@ -327,9 +397,19 @@ class ClassifyNode(Node):
             "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
             "model": f"{self.processor.model_info['name']} {self.processor.model_info['sha256'][:12]}",
         }
+        for topic, hs in health.items():
+            short = topic.split("/")[0]
+            values[f"{short}_received_hz"] = f"{hs.received_hz:.1f}"
+            values[f"{short}_camera_hz_estimated"] = "" if hs.camera_hz is None else f"{hs.camera_hz:.1f}"
+            values[f"{short}_loss_estimated"] = "" if hs.loss is None else f"{hs.loss:.3f}"
+        lossy = {t: hs for t, hs in health.items() if t in self._lossy_since and hs.loss is not None}
         level, message = DiagnosticStatus.OK, "ok"
         if in_rate == 0:
             level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s"
+        elif lossy:
+            level = DiagnosticStatus.WARN
+            message = "; ".join(f"{self.resolve_topic_name(t)} loses {hs.loss:.0%} of frames (received "
+                                f"{hs.received_hz:.1f} Hz, camera ~{hs.camera_hz:.1f} Hz)" for t, hs in lossy.items())
         elif self._skipped:
             level, message = DiagnosticStatus.OK, "running (some frames skipped, see 'skipped')"
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message,
@@ -339,23 +419,43 @@ class ClassifyNode(Node):
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
 
+    def _check_loss(self, now: float) -> None:
+        """One warning per topic when a camera stream loses more than LOSS_WARN of its frames for
+        HEALTH_WINDOW_S: the loss happens in the transport, where nothing else would report it."""
+        for topic, monitor in self._health.items():
+            hs = monitor.health(now)
+            if hs.loss is None or hs.loss <= LOSS_WARN:
+                self._lossy_since.pop(topic, None)
+                continue
+            since = self._lossy_since.setdefault(topic, now)
+            if now - since >= HEALTH_WINDOW_S and topic not in self._warned_loss:
+                self._warned_loss.add(topic)
+                self.get_logger().warning(
+                    f"{self.resolve_topic_name(topic)} loses {hs.loss:.0%} of its frames: received {hs.received_hz:.1f} Hz "
+                    f"of an estimated {hs.camera_hz:.1f} Hz (from sequence numbers and header stamps). Large images from a publisher "
+                    f"with Fast DDS defaults do not fit its shared memory. Fix: {PROFILE_FIX}.")
+
     def _check_inputs(self) -> None:
         """Warn once per topic: silent for 5 s while publishers with incompatible QoS exist."""
         now = time.monotonic()
+        if self._reliability == "best_available":
+            self._match_publishers()
+        self._check_loss(now)
         if now - self._started < NO_INPUT_WARN_S:
             return
-        for topic in self._topics:
+        for topic in self._inputs:
             if topic in self._warned_qos or now - self._last_rx.get(topic, self._started) < NO_INPUT_WARN_S:
                 continue
             name = self.resolve_topic_name(topic)
             bad = [i for i in self.get_publishers_info_by_topic(name)
-                   if self._qos_in.reliability == ReliabilityPolicy.RELIABLE
+                   if self._sub_reliability[topic] == ReliabilityPolicy.RELIABLE
                    and i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT]
             if bad:
                 self._warned_qos.add(topic)
                 self.get_logger().warning(
                     f"nothing received on {name} for {NO_INPUT_WARN_S:.0f} s although {len(bad)} publisher(s) exist: "
-                    f"they publish best_effort and this node subscribes reliable. Set qos.reliability:=best_effort.")
+                    f"they publish best_effort and this node subscribes reliable. Set qos.reliability:=best_available "
+                    "(the default) or best_effort.")
 
     def destroy_node(self) -> None:
         self._stop.set()

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from .camera import Intrinsics, depth_to_metres, surface_centroid
 
@@ -413,6 +414,33 @@ def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, colo
     return mask, plane, warning
 
 
+def _mask_instances(instance_mask: np.ndarray, params: SegmentationParams) -> list:
+    """Instances of an id image in O(pixels) whatever it holds: one bincount for the areas, one
+    `find_objects` pass for the boxes, and a per-instance mask only for the `max_objects`
+    largest in range (a mask with 65,535 ids once held the worker 26 s with a pass per id)."""
+    ids = np.asarray(instance_mask)
+    if ids.dtype.kind not in "ui":
+        raise ValueError(f"an instance mask holds integer ids, got dtype {ids.dtype}")
+    if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
+        raise ValueError("instance ids must be >= 0 (0 = background)")
+    if ids.dtype.itemsize > 2 and ids.size and ids.max() > 65535:
+        raise ValueError(f"instance ids above 65535 are not supported, got {ids.max()}")
+    ids = ids.astype(np.uint16, copy=False)
+    areas = np.bincount(ids.ravel(), minlength=1)
+    areas[0] = 0
+    keep = np.flatnonzero((areas >= params.min_area) & (areas <= params.max_area))
+    keep = keep[np.argsort(-areas[keep], kind="stable")][: params.max_objects]
+    if not len(keep):
+        return []
+    boxes = ndimage.find_objects(ids, max_label=int(keep.max()))
+    comps = []
+    for inst in keep:
+        sy, sx = boxes[inst - 1]
+        comps.append((ids[sy, sx] == inst, (sx.start, sy.start, sx.stop - sx.start, sy.stop - sy.start),
+                      int(areas[inst])))
+    return comps
+
+
 def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
                     params: SegmentationParams | None = None, instance_mask: np.ndarray | None = None) -> Extraction:
     """Find the objects in one frame and cut their patches (all in one batch)."""
@@ -429,14 +457,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             raise ValueError("mask mode needs an instance mask image")
         if instance_mask.shape[:2] != color.shape[:2]:
             raise ValueError(f"mask {instance_mask.shape[:2]} and colour {color.shape[:2]} differ in size")
-        comps = []
-        for inst in np.unique(instance_mask):
-            if inst == 0:
-                continue
-            vs, us = np.nonzero(instance_mask == inst)
-            x, y, w, h = int(us.min()), int(vs.min()), int(np.ptp(us) + 1), int(np.ptp(vs) + 1)
-            if params.min_area <= len(us) <= params.max_area:
-                comps.append((instance_mask[y:y + h, x:x + w] == inst, (x, y, w, h), len(us)))
+        comps = _mask_instances(instance_mask, params)
     else:
         if z is None or intrinsics is None:
             raise ValueError("depth mode needs a depth image and camera intrinsics")

@@ -1,13 +1,20 @@
 """Pair colour and depth frames by header stamp (message_filters is not installable here).
 
 Exact stamps pair at once; otherwise the nearest counterpart within `slop` seconds pairs.
-Only the newest pair matters to a node that must not fall behind: `pop_latest()` returns it
-and counts every older pair it discards. Frames that never find a partner are counted as
-unpaired when they fall out of the window, not silently lost. Thread-safe.
+Paired frames wait in a queue ordered by colour stamp. `pop_next(max_wait)` takes the oldest
+pair that has waited at most `max_wait` seconds and discards (and counts) older ones that
+waited longer, but never the newest: a node that must not fall behind sheds load, while a
+burst of frames that a reliable transport delivers late (a repaired fragment releases several
+frames at once) is still processed whole. `max_wait=0` keeps only the newest pair. Frames
+that never find a partner are counted as unpaired when they fall out of the window, not
+silently lost. Thread-safe.
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +27,14 @@ class SyncStats:
     paired: int = 0
     unpaired_colour: int = 0
     unpaired_depth: int = 0
-    dropped_pairs: int = 0  # paired but superseded by a newer pair before processing
+    dropped_pairs: int = 0  # paired, then discarded: waited longer than max_wait while a newer pair was ready
 
 
 @dataclass
 class StampSynchronizer:
     slop: float = 0.02  # seconds
     window: int = 10  # frames kept per stream while waiting for a partner
+    max_ready: int = 100  # pairs kept waiting for a worker at most (the oldest go first)
     stats: SyncStats = field(default_factory=SyncStats)
 
     def __post_init__(self) -> None:
@@ -34,7 +42,8 @@ class StampSynchronizer:
             raise ValueError(f"sync slop must be >= 0, got {self.slop}")
         self._colour: deque[tuple[int, Any]] = deque()
         self._depth: deque[tuple[int, Any]] = deque()
-        self._ready: tuple[int, Any, Any] | None = None
+        self._ready: list[tuple[int, int, float, Any, Any]] = []  # (colour stamp, seq, ready at, colour, depth)
+        self._seq = itertools.count()  # keeps equal stamps in arrival order and items uncompared
         self._lock = threading.Lock()
         self.new_pair = threading.Condition(self._lock)
 
@@ -75,16 +84,27 @@ class StampSynchronizer:
         colour_stamp = stamp if colour else s_other
         pair = (colour_stamp, item, other_item) if colour else (colour_stamp, other_item, item)
         self.stats.paired += 1
-        if self._ready is not None and self._ready[0] <= colour_stamp:
+        bisect.insort(self._ready, (colour_stamp, next(self._seq), time.monotonic(), *pair[1:]))
+        if len(self._ready) > self.max_ready:
+            self._ready.pop(0)
             self.stats.dropped_pairs += 1
-        if self._ready is None or self._ready[0] <= colour_stamp:
-            self._ready = pair
         self.new_pair.notify_all()
 
-    def pop_latest(self, timeout: float | None = None) -> tuple[int, Any, Any] | None:
-        """The newest (colour stamp, colour, depth) pair, waiting up to `timeout` for one."""
+    def pop_next(self, timeout: float | None = None, max_wait: float = 0.0) -> tuple[int, Any, Any] | None:
+        """The oldest (colour stamp, colour, depth) pair that has not waited longer than
+        `max_wait` seconds (else the newest), waiting up to `timeout` for one."""
         with self._lock:
-            if self._ready is None and timeout:
+            if not self._ready and timeout:
                 self.new_pair.wait(timeout)
-            pair, self._ready = self._ready, None
-            return pair
+            if not self._ready:
+                return None
+            now = time.monotonic()
+            fresh = [p for p in self._ready[:-1] if now - p[2] <= max_wait] + [self._ready[-1]]
+            self.stats.dropped_pairs += len(self._ready) - len(fresh)
+            stamp, _, _, colour, depth = fresh.pop(0)
+            self._ready = fresh
+            return stamp, colour, depth
+
+    def pop_latest(self, timeout: float | None = None) -> tuple[int, Any, Any] | None:
+        """The newest pair; every older one waiting is discarded and counted."""
+        return self.pop_next(timeout, max_wait=0.0)

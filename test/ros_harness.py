@@ -52,21 +52,26 @@ def make_info(K: list[float], w: int, h: int, stamp_ns: int) -> CameraInfo:
 class RosHarness:
     def __init__(self, model_path: str, topics: tuple[str, str, str] = ("/test_cam/color", "/test_cam/depth",
                                                                          "/test_cam/info"),
-                 timeout: float = 120.0, params: dict | None = None) -> None:
-        cmd = [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_path}",
-               "-p", "qos.reliability:=reliable", "-p", "device:=cpu",
-               *[a for k, v in (params or {}).items() for a in ("-p", f"{k}:={v}")],
+                 timeout: float = 120.0, params: dict | None = None, node_env: dict | None = None,
+                 publisher_reliability: str = "reliable") -> None:
+        """`node_env` overrides the node's environment only (e.g. its Fast DDS profile);
+        `publisher_reliability` is the tester's camera publishers' QoS (a driver's choice)."""
+        params = {"qos.reliability": "reliable", "device": "cpu", **(params or {})}
+        # model_path "" = the embedded default model
+        cmd = [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_path or chr(39) * 2}",
+               *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")],
                "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
                "-r", f"color/camera_info:={topics[2]}"]
         self.topics = topics
-        env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1", **(node_env or {})}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.log: list[str] = []
         threading.Thread(target=self._read_log, daemon=True).start()
         try:  # the node process must not outlive a harness that failed to start
             rclpy.init()
             self.node = rclpy.create_node("robot_classify_tester")
-            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if publisher_reliability == "reliable"
+                             else ReliabilityPolicy.BEST_EFFORT)
             self.colour_pub = self.node.create_publisher(Image, topics[0], qos)
             self.depth_pub = self.node.create_publisher(Image, topics[1], qos)
             self.info_pub = self.node.create_publisher(CameraInfo, topics[2], qos)

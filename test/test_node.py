@@ -11,19 +11,11 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from robot_classify.matching import bbox_tuple, match_boxes  # noqa: E402
 
-from ros_harness import RosHarness  # noqa: E402
 from scene_fixtures import camera_k, rendered  # noqa: E402
 
 pytestmark = pytest.mark.ros
 SCHEMA = json.loads((Path(__file__).parents[1] / "config" / "object_labels.schema.json").read_text())
 HELD_OUT_SEEDS = [900_000_000 + i for i in range(8)]  # never used to train the default model
-
-
-@pytest.fixture(scope="module")
-def harness(default_model_file):
-    h = RosHarness(default_model_file)
-    yield h
-    h.close()
 
 
 def test_labels_validate_carry_input_stamp_and_name_the_right_classes(harness):

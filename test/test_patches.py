@@ -182,3 +182,22 @@ def test_bad_segmentation_params_rejected(kwargs):
 def test_greedy_matching_uses_each_box_once():
     pairs = match_boxes([(0, 0, 10, 10), (1, 1, 10, 10)], [(0, 0, 10, 10)])
     assert pairs == [(0, 0, 1.0)]
+
+
+def test_mask_instances_cost_one_pass_whatever_the_ids_and_keep_the_largest():
+    """A mask of 65,535 ids once took ~26 s (a whole-image comparison per id); now O(pixels)."""
+    import time
+
+    color = np.zeros((480, 640, 3), np.uint8)
+    ids = (np.arange(480 * 640) % 65_000 + 3).astype(np.uint16).reshape(480, 640)  # 65,000 tiny instances
+    ids[0:100, 0:100] = 65_535  # the largest, and the highest id
+    ids[300:330, 300:330] = 2
+    t0 = time.perf_counter()
+    ex = extract_objects(color, None, None, SegmentationParams(mode="mask"), instance_mask=ids)
+    assert time.perf_counter() - t0 < 2.0
+    assert [o.bbox for o in ex.objects] == [(0, 0, 100, 100), (300, 300, 30, 30)]
+    assert ex.objects[0].mask.all() and ex.objects[0].pixels == 100 * 100
+    capped = extract_objects(color, None, None, SegmentationParams(mode="mask", max_objects=1), instance_mask=ids)
+    assert [o.bbox for o in capped.objects] == [(0, 0, 100, 100)]
+    with pytest.raises(ValueError, match=">= 0"):
+        extract_objects(color, None, None, SegmentationParams(mode="mask"), instance_mask=-np.ones((480, 640), np.int32))

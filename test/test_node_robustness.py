@@ -1,0 +1,88 @@
+"""classify_node against what a robot throws at it, over real Fast DDS: hostile stamps,
+intrinsics and masks, parameters changed back and forth, statistics read while written."""
+import time
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from concurrency import errors_reading_while_writing  # noqa: E402
+from ros_harness import make_image, make_info  # noqa: E402
+from scene_fixtures import camera_k, rendered  # noqa: E402
+
+pytestmark = pytest.mark.ros
+SEED = 900_000_003  # a held-out scene
+
+
+def test_k_zero_restores_the_models_tuned_k(harness):
+    s = rendered(SEED)
+    K = camera_k(s)
+
+    def scores(stamp):
+        harness.publish_frame(s.color, s.depth, K, stamp)
+        return [[t["score"] for t in o["top_k"]] for o in harness.wait_for(stamp)["objects"]]
+
+    tuned = scores(1_730_000_000_000_000_000)
+    assert all(r.successful for r in harness.set_parameters(k=1000))  # the tuned k is 3: votes spread
+    wide = scores(1_730_000_001_000_000_000)
+    assert wide != tuned and all(abs(v * 1000 - round(v * 1000)) < 1e-6 for row in wide for v in row)
+    assert all(r.successful for r in harness.set_parameters(k=0))
+    assert scores(1_730_000_002_000_000_000) == tuned
+
+
+def test_top_k_above_the_class_count_means_every_class_at_run_time_too(harness):
+    s = rendered(SEED)
+    assert all(r.successful for r in harness.set_parameters(top_k=50))
+    stamp = 1_731_000_000_000_000_000
+    harness.publish_frame(s.color, s.depth, camera_k(s), stamp)
+    doc = harness.wait_for(stamp)
+    assert doc["objects"] and all(len(o["top_k"]) == 10 for o in doc["objects"])
+    assert all(r.successful for r in harness.set_parameters(top_k=3))
+
+
+def test_invalid_stamps_and_absurd_intrinsics_are_skipped_with_a_warning(harness):
+    s = rendered(SEED)
+    K = camera_k(s)
+
+    def send(stamp_sec, stamp_nsec, k):
+        info = make_info(k, 640, 480, 0)
+        colour, depth = make_image(s.color, "rgb8", 0), make_image(s.depth, "16UC1", 0)
+        for msg in (info, colour, depth):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_sec, stamp_nsec
+        harness.info_pub.publish(info)
+        time.sleep(0.1)
+        harness.depth_pub.publish(depth)
+        harness.colour_pub.publish(colour)
+
+    send(1_732_000_000, 1_500_000_000, K)
+    assert harness.wait_log("bad stamp", timeout=5.0), "\n".join(harness.log[-10:])
+    send(-5, 0, K)
+    assert harness.wait_log("sec=-5", timeout=5.0), "\n".join(harness.log[-10:])
+    send(1_732_000_001, 0, [1e300, 0, 320, 0, 1e300, 240, 0, 0, 1])
+    assert harness.wait_log("focal lengths must be > 0 and <= 1e+06", timeout=5.0), "\n".join(harness.log[-10:])
+    assert not any("RuntimeWarning" in line or "overflow" in line for line in harness.log)
+    assert not any(d["header"]["stamp"]["sec"] < 0 or d["header"]["stamp"]["nanosec"] >= 10**9
+                   for d in harness.received)
+    good = 1_732_000_002_000_000_000
+    harness.publish_frame(s.color, s.depth, K, good)
+    assert harness.wait_for(good)["objects"] and harness.alive()
+
+
+def test_diagnostics_read_while_workers_record_never_fails(default_model_file):
+    """The timer reads the rolling statistics while worker threads append to them."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from robot_classify.node import ClassifyNode
+
+    context = rclpy.Context()  # its own: the module's harness holds the default context
+    context.init()
+    node = ClassifyNode(context=context, parameter_overrides=[Parameter("model_path", value=default_model_file),
+                                                              Parameter("device", value="cpu")])
+    try:
+        errors = errors_reading_while_writing(lambda w, i: node._record(time.monotonic(), time.monotonic() - 0.02, 20.0),
+                                              node._publish_diagnostics)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+    assert not errors, errors[:3]

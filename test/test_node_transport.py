@@ -1,0 +1,97 @@
+"""classify_node and a camera driver run the way most users run one: Fast DDS defaults, no
+profile, in its own process (test/default_camera.py), over real Fast DDS."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from ros_harness import RosHarness  # noqa: E402
+
+pytestmark = pytest.mark.ros
+DEFAULTS_PROFILE = ('<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">'
+                    '<participant profile_name="fast_dds_defaults" is_default_profile="true"><rtps/></participant>'
+                    '</profiles>')
+
+
+def _default_camera(tmp_path: Path, prefix: str, rate: float, frames: int, reliability: str) -> subprocess.Popen:
+    profile = tmp_path / "fast_dds_defaults.xml"
+    profile.write_text(DEFAULTS_PROFILE)
+    env = {**os.environ, "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, str(Path(__file__).parent / "default_camera.py"), prefix, str(rate),
+                             str(frames), reliability], env=env)
+
+
+def test_reliable_camera_with_default_settings_is_heard_whole(tmp_path, default_model_file):
+    """A driver with Fast DDS defaults and reliable QoS (the usual): the node (best_available,
+    the launch file's profile) labels every frame, although its images do not fit the driver's
+    shared memory and arrive late over UDP."""
+    topics = ("/cam_rel/color", "/cam_rel/depth", "/cam_rel/info")
+    h = RosHarness(default_model_file, topics, params={"qos.reliability": "best_available"})
+    try:
+        cam = _default_camera(tmp_path, "/cam_rel", 2.0, 12, "reliable")
+        assert cam.wait(60) == 0
+        time.sleep(3.0)  # repairs of lost fragments come with the writer's heartbeats
+        stamps = {d["header"]["stamp"]["sec"] for d in h.received if d["header"]["stamp"]["sec"] >= 1_800_000_000}
+        labelled = [d for d in h.received if d["header"]["stamp"]["sec"] >= 1_800_000_000]
+        assert len(labelled) >= 11, f"{len(labelled)}/12 frames labelled:\n" + "\n".join(h.log[-15:])
+        assert stamps
+    finally:
+        h.close()
+
+
+def test_best_effort_camera_started_after_the_node_is_heard_and_its_loss_reported(tmp_path, default_model_file):
+    """A best-effort driver with default settings, started after the node: the node's
+    subscriptions (reliable while no publisher existed) switch to best effort, and the loss the
+    driver's transport causes earns one warning naming the topic and the fix, and WARN on
+    /diagnostics with the received and estimated rates."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    topics = ("/cam_be/color", "/cam_be/depth", "/cam_be/info")
+    h = RosHarness(default_model_file, topics, params={"qos.reliability": "best_available"})
+    diags = []
+    h.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    try:
+        cam = _default_camera(tmp_path, "/cam_be", 10.0, 150, "best_effort")
+        assert h.wait_log("subscribing to match", timeout=20.0), "\n".join(h.log[-15:])
+        assert h.wait_log("loses", timeout=30.0), "\n".join(h.log[-15:])
+        warning = next(line for line in h.log if "loses" in line)
+        assert "/cam_be/" in warning and "fastdds_large_images.xml" in warning and "Hz" in warning
+        warn = [st for d in diags for st in d.status
+                if st.hardware_id == "robot_classify" and st.level == DiagnosticStatus.WARN and "loses" in st.message]
+        assert warn, [st.message for d in diags for st in d.status]
+        keys = {kv.key for kv in warn[-1].values}
+        assert {"color_received_hz", "color_camera_hz_estimated", "color_loss_estimated"} <= keys
+        cam.wait(60)
+        assert sum("loses" in line and "/cam_be/color" in line for line in h.log) == 1
+        assert h.alive()
+    finally:
+        if cam.poll() is None:
+            cam.kill()
+        h.close()
+
+
+def test_the_node_with_no_model_path_answers_in_seconds_not_minutes():
+    """The embedded default model is loaded, never rendered or trained at start (that took
+    ~2 minutes). bench/cold_start.py measures the time; this bound only catches a regression."""
+    from scene_fixtures import camera_k, rendered
+
+    s = rendered(900_000_000)
+    t0 = time.monotonic()
+    h = RosHarness("", topics=("/cold/color", "/cold/depth", "/cold/info"))
+    try:
+        i = 0
+        while not h.received and time.monotonic() - t0 < 60:
+            h.publish_frame(s.color, s.depth, camera_k(s), 1_760_000_000_000_000_000 + i * 200_000_000, info_lead=0.0)
+            i += 1
+            time.sleep(0.2)
+        assert h.received and h.received[0]["model"]["name"] == "default-g1-r3-s0"
+        assert time.monotonic() - t0 < 30, time.monotonic() - t0
+        assert not any("pybullet" in line for line in h.log)
+    finally:
+        h.close()

@@ -1,0 +1,58 @@
+"""Camera stream loss estimated from what arrives: sequence numbers first, header stamps else."""
+import pytest
+
+from robot_classify.stream_health import StampGapMonitor
+
+from concurrency import errors_reading_while_writing
+
+MS = 1_000_000
+
+
+def feed(monitor, stamps_ms, seqs=None, t0=100.0, period_s=0.033):
+    for i, s in enumerate(stamps_ms):
+        monitor.add(t0 + i * period_s, int(s * MS), None if seqs is None else seqs[i])
+
+
+def test_no_loss_on_a_regular_stream_with_jitter():
+    m = StampGapMonitor(window_s=5.0)
+    feed(m, [i * 33.3 + (1.5 if i % 2 else -1.5) for i in range(100)])
+    h = m.health(100 + 99 * 0.033)
+    assert h.loss == pytest.approx(0.0, abs=0.01) and h.camera_hz == pytest.approx(30.0, rel=0.05)
+
+
+def test_every_other_frame_lost_from_stamps():
+    m = StampGapMonitor(window_s=5.0)
+    feed(m, [i * 33.3 for i in range(40)])  # a clean start gives the period
+    feed(m, [40 * 33.3 + i * 66.6 for i in range(60)], t0=110.0, period_s=0.066)
+    h = m.health(110.0 + 59 * 0.066)
+    assert h.loss == pytest.approx(0.5, abs=0.03), h
+    assert h.camera_hz == pytest.approx(30.0, rel=0.05)
+
+
+def test_sequence_numbers_count_loss_exactly():
+    m = StampGapMonitor(window_s=20.0)
+    kept = [i for i in range(100) if i % 4 == 0]  # 3 of 4 lost
+    feed(m, [i * 500 for i in kept], seqs=[i + 1 for i in kept], period_s=0.5)
+    h = m.health(100 + (len(kept) - 1) * 0.5)
+    assert h.loss == pytest.approx(1 - len(kept) / (kept[-1] - kept[0] + 1), abs=1e-9) and h.loss > 0.7
+
+
+def test_pauses_and_jumps_back_are_not_loss():
+    m = StampGapMonitor(window_s=30.0)
+    feed(m, [i * 100 for i in range(20)] + [20_000 + i * 100 for i in range(20)], period_s=0.1)  # a 18 s pause
+    assert m.health(104.0).loss == pytest.approx(0.0)
+    m.add(105.0, 5 * MS)  # a looped bag starts again
+    assert m.health(105.0).received == 1
+
+
+def test_too_few_messages_say_nothing():
+    m = StampGapMonitor()
+    assert m.health(0.0).loss is None
+    m.add(0.0, 0)
+    assert m.health(0.0).loss is None and m.health(0.0).camera_hz is None
+
+
+def test_adding_while_reading_from_other_threads_is_safe():
+    m = StampGapMonitor(window_s=1.0)
+    errors = errors_reading_while_writing(lambda w, i: m.add(i * 1e-4, (w * 10**9 + i) * MS), lambda: m.health(1.0))
+    assert not errors, errors[:3]
