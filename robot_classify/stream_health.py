@@ -43,6 +43,7 @@ class StampGapMonitor:
         self._lock = threading.Lock()
         self._items: deque[tuple[float, int, int | None]] = deque()  # (receipt s, stamp ns, sequence number)
         self._gaps: deque[tuple[float, int]] = deque()  # (receipt s, gap ns) for the period estimate
+        self._anchor: int | None = None  # the sequence number received last before the window
 
     def add(self, now: float, stamp_ns: int, seq: int | None = None) -> None:
         with self._lock:
@@ -51,6 +52,7 @@ class StampGapMonitor:
                 if stamp_ns < last:  # jumped back: a new stream as far as stamps can tell
                     self._items.clear()
                     self._gaps.clear()
+                    self._anchor = None
                 elif stamp_ns == last:  # a duplicate says nothing about the period
                     return
                 else:
@@ -60,7 +62,7 @@ class StampGapMonitor:
 
     def _trim(self, now: float) -> None:
         while self._items and now - self._items[0][0] > self.window_s:
-            self._items.popleft()
+            self._anchor = self._items.popleft()[2]
         while self._gaps and now - self._gaps[0][0] > self.period_memory_s:
             self._gaps.popleft()
 
@@ -77,11 +79,13 @@ class StampGapMonitor:
             self._trim(now)
             stamps = np.array([s for _, s, _ in self._items], np.float64)
             seqs = [q for _, _, q in self._items]
+            if seqs and self._anchor is not None and self._anchor < seqs[0]:
+                seqs.insert(0, self._anchor)  # heavy loss leaves one message a window: count from the last one
             period = self._period_ns()
         n = len(stamps)
         received_hz = n / self.window_s
-        if n >= 2 and None not in seqs and all(a < b for a, b in zip(seqs, seqs[1:])):
-            loss = 1.0 - n / (seqs[-1] - seqs[0] + 1)
+        if len(seqs) >= 2 and None not in seqs and all(a < b for a, b in zip(seqs, seqs[1:])):
+            loss = 1.0 - (len(seqs) - 1) / (seqs[-1] - seqs[0])
             return StreamHealth(n, received_hz, received_hz / max(1.0 - loss, 1e-6), loss)
         if period is None or n < 2:
             return StreamHealth(n, received_hz, None, None)

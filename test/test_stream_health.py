@@ -34,7 +34,16 @@ def test_sequence_numbers_count_loss_exactly():
     kept = [i for i in range(100) if i % 4 == 0]  # 3 of 4 lost
     feed(m, [i * 500 for i in kept], seqs=[i + 1 for i in kept], period_s=0.5)
     h = m.health(100 + (len(kept) - 1) * 0.5)
-    assert h.loss == pytest.approx(1 - len(kept) / (kept[-1] - kept[0] + 1), abs=1e-9) and h.loss > 0.7
+    assert h.loss == pytest.approx(1 - (len(kept) - 1) / (kept[-1] - kept[0]), abs=1e-9) and h.loss > 0.7
+
+
+def test_one_message_a_window_still_counts_from_the_one_before():
+    """2 Hz camera, 9 of 10 frames lost: a 5 s window holds one message."""
+    m = StampGapMonitor(window_s=5.0)
+    for j, i in enumerate(range(0, 60, 10)):
+        m.add(100 + j * 5.0, i * 500 * MS, i + 1)
+    h = m.health(126.0)
+    assert h.received == 1 and h.loss == pytest.approx(0.9) and h.camera_hz == pytest.approx(2.0)
 
 
 def test_pauses_and_jumps_back_are_not_loss():
