@@ -44,7 +44,7 @@ setup(
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-rmw-fastrtps-cpp",
         ],
-        "dev": ["pytest>=7", "scikit-learn>=1.3", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
+        "dev": ["pytest>=7", "import-linter>=2.1", "scikit-learn>=1.3", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
                 "pyyaml>=6"],
     },
     zip_safe=True,
@@ -56,7 +56,7 @@ setup(
     entry_points={
         "console_scripts": [
             "robot-classify = robot_classify.cli:main",
-            "classify_node = robot_classify.node:main",
+            "classify_node = robot_classify.ros.node:main",
         ],
     },
 )

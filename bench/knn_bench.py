@@ -56,7 +56,7 @@ def bench_search(X, queries, k, reps, device, results, label):
     import faiss
     from sklearn.neighbors import NearestNeighbors
 
-    from robot_classify.neighbors import ExactIndex
+    from robot_classify.learn.neighbors import ExactIndex
 
     faiss.cvar.distance_compute_blas_threshold = 1  # faiss's fastest setting for small batches
     Xf = X.astype(np.float32)
@@ -101,9 +101,9 @@ def bench_linear(device: str, results: list) -> None:
     """50k x 3072 patches (generated scenes, augmented), 5 epochs: ours vs SGDClassifier(n_jobs=2)."""
     from sklearn.linear_model import SGDClassifier
 
-    from robot_classify.datasets import load_dataset
-    from robot_classify.default_recipe import recipe_patches
-    from robot_classify.linear import LinearClassifier
+    from robot_classify.data.datasets import load_dataset
+    from robot_classify.sim.default_recipe import recipe_patches
+    from robot_classify.learn.linear import LinearClassifier
 
     splits = load_dataset(recipe_patches(), "props")  # rendered once, then cached
     tr, te = splits["train"], splits["test"]
@@ -146,7 +146,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from robot_classify.device import resolve_device
+    from robot_classify.learn.device import resolve_device
 
     device = str(resolve_device(args.device))
     results: list = []

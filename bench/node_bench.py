@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "test"))
 
 
 def big_model(path: Path, n: int = 50_000) -> Path:
-    from robot_classify.datasets import load_dataset
-    from robot_classify.default_model import get_default_model
-    from robot_classify.default_recipe import recipe_patches
-    from robot_classify.features import FeaturePipeline
-    from robot_classify.knn import KNNClassifier
-    from robot_classify.model import ClassifierModel
-    from robot_classify.model_io import save_model
+    from robot_classify.data.datasets import load_dataset
+    from robot_classify.runtime.default_model import get_default_model
+    from robot_classify.sim.default_recipe import recipe_patches
+    from robot_classify.learn.features import FeaturePipeline
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.learn.model_io import save_model
 
     base = get_default_model(device="cpu")
     tr = load_dataset(recipe_patches(), "props")["train"]
@@ -56,7 +56,7 @@ def big_model(path: Path, n: int = 50_000) -> Path:
 
 def ten_object_frames(n: int = 10):
     """Rendered tabletop frames with 10 objects each (seeds the default model never saw)."""
-    from robot_classify.scene_render import SceneRenderer
+    from robot_classify.sim.scene_render import SceneRenderer
 
     with SceneRenderer() as r:
         return [r.render(800_000_000 + i, n_objects=(10, 10), max_distractors=0) for i in range(n)]
@@ -85,7 +85,7 @@ def main() -> None:
     if args.model == "50k":
         model_path = big_model(tmp / "knn50k.safetensors")
     elif args.model == "default":
-        from robot_classify.default_model import default_model_path
+        from robot_classify.runtime.default_model import default_model_path
 
         model_path = default_model_path()
     else:

@@ -1,6 +1,6 @@
 """robot_classify: RGB-D tabletop object classification for ROS 2 grasping pipelines.
 
 The ROS-free core (datasets, features, classifiers, patch extraction, evaluation) imports
-without rclpy; `robot_classify.node` is the thin rclpy shell around it.
+without rclpy; `robot_classify.ros.node` is the thin rclpy shell around it.
 """
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ paths, corrupt files, bad parameters) print one `error:` line and exit with stat
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
@@ -17,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .allocator import keep_frame_buffers
+from .runtime.allocator import keep_frame_buffers
 
 log = logging.getLogger("robot_classify")
 
@@ -98,8 +99,8 @@ def _add_model_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _load_model(args: argparse.Namespace):
-    from .default_model import get_default_model
-    from .model_io import load_model
+    from .runtime.default_model import get_default_model
+    from .learn.model_io import load_model
 
     if args.model:
         return load_model(args.model, device=args.device)
@@ -107,9 +108,9 @@ def _load_model(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .datasets import get_split, load_dataset
-    from .model_io import save_model
-    from .training import TrainOptions, train_model
+    from .data.datasets import get_split, load_dataset
+    from .learn.model_io import save_model
+    from .learn.training import TrainOptions, train_model
 
     splits = load_dataset(args.dataset, args.format)
     opts = TrainOptions(classifier=args.classifier, k=args.k, metrics=args.metric, features=args.features,
@@ -121,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = train_model(train, opts, val)
     save_model(model, args.out)
     if model.meta.get("tuning"):
-        from .tuning import TuneResult
+        from .learn.tuning import TuneResult
 
         result = TuneResult(model.meta["tuning"]["strategy"], model.meta["tuning"]["rows"])
         print(result.table())
@@ -131,8 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .datasets import get_split, load_dataset
-    from .metrics import classification_report
+    from .data.datasets import get_split, load_dataset
+    from .evaluation.metrics import classification_report
 
     model = _load_model(args)
     data = get_split(load_dataset(args.dataset, args.format), args.split)
@@ -162,8 +163,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _write_plots(model, report: dict, out: Path) -> None:
-    from .plots import image_grid, plot_confusion
-    from .tuning import TuneResult, plot_knn_curve
+    from .evaluation.plots import image_grid, plot_confusion
+    from .evaluation.plots import plot_knn_curve
+    from .learn.tuning import TuneResult
 
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(np.array(report["confusion"]["matrix"]), model.class_names, out / "confusion.png",
@@ -179,7 +181,7 @@ def _write_plots(model, report: dict, out: Path) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .datasets import read_image, to_patch
+    from .data.datasets import read_image, to_patch
 
     patches, names, errors = [], [], []
     for f in args.images:
@@ -202,7 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .scene_dataset import generate
+    from .sim.scene_dataset import generate
 
     splits = generate(args.out, args.scenes, args.seed, with_patches=args.patches, write_scenes=not args.no_scenes,
                       workers=args.workers, test_fraction=args.test_fraction, jitters=args.jitters, quiet=args.quiet)
@@ -214,7 +216,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _segmentation_params(args: argparse.Namespace):
-    from .patches import SegmentationParams
+    from .runtime.patches import SegmentationParams
 
     return SegmentationParams(mode=args.mode, padding=args.padding, mask_background=args.mask_background,
                               scale=args.scale)
@@ -223,10 +225,10 @@ def _segmentation_params(args: argparse.Namespace):
 def cmd_patches(args: argparse.Namespace) -> int:
     import cv2
 
-    from .camera import Intrinsics
-    from .datasets import read_image, read_image_unchanged
-    from .patches import extract_objects
-    from .visualize import draw_objects
+    from .runtime.camera import Intrinsics
+    from .data.datasets import read_image, read_image_unchanged
+    from .runtime.patches import extract_objects
+    from .runtime.visualize import draw_objects
 
     color = read_image(args.color)
     if color.ndim == 2:
@@ -255,7 +257,7 @@ def cmd_patches(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_patches(args: argparse.Namespace) -> int:
-    from .patch_eval import evaluate_scenes
+    from .evaluation.patch_eval import evaluate_scenes
 
     root = Path(args.scenes)
     if not root.is_dir():
@@ -303,10 +305,10 @@ def prepare_demo_out(out: Path) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: model -> demo bag -> live node -> labels -> report."""
-    from .bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
-    from .default_model import default_model_path
-    from .replay_eval import replay_eval
-    from .scene_dataset import render_scenes
+    from .data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
+    from .runtime.default_model import default_model_path
+    from .evaluation.replay_eval import replay_eval
+    from .sim.scene_dataset import render_scenes
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -318,13 +320,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"demo bag of scenes it never saw -> {bag}")
     write_bag(bag, render_scenes(args.frames, 900, workers=2, quiet=True))
     topics = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
-    try:
-        import rclpy  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("rclpy") is None:
         print("rclpy is not installed (pip install -e '.[ros]'): skipping the live node part")
     else:
+        from .ros.demo_live import run_live
+
         print(f"[{time.perf_counter() - t0:5.0f} s] starting classify_node and replaying the bag into it")
-        labelled, frames = _demo_live(model_file, bag, topics, args.device)
+        labelled, frames = run_live(model_file, bag, topics, args.device)
         print(f"labelled {labelled}/{frames} frames live (/object_labels documents with a stamp from the bag)")
     print(f"[{time.perf_counter() - t0:5.0f} s] replay-eval on the same bag (the node's processing, offline)")
     m = replay_eval(bag, model, out / "report", topics, quiet=True)
@@ -335,102 +337,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: str, show: int = 5,
-               start_timeout: float = 120.0) -> tuple[int, int]:
-    """Start classify_node, replay the bag into it once it is really receiving, and count the
-    frames it labelled: (labelled, frames in the bag)."""
-    import os
-    import subprocess
-    import threading
-
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the demo talks to itself only
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from std_msgs.msg import String
-
-    from .replay import replay
-
-    node_proc = subprocess.Popen(
-        [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_file}",
-         "-p", "qos.reliability:=reliable", "-p", f"device:={device}", "-r", f"color/image_raw:={topics[0]}",
-         "-r", f"depth/image_raw:={topics[1]}", "-r", f"color/camera_info:={topics[2]}"])
-    rclpy.init()
-    listener = rclpy.create_node("robot_classify_demo")
-    labelled: set[int] = set()  # stamps of the /object_labels documents received
-    sent: set[int] = set()  # stamps of the colour images replayed
-    last_label = [time.monotonic()]
-    lock = threading.Lock()  # `labelled` grows on the executor thread
-    spinning = threading.Event()
-
-    def stamp_ns(stamp) -> int:
-        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-    def on_labels(msg: String) -> None:
-        doc = json.loads(msg.data)
-        st = doc["header"]["stamp"]
-        with lock:
-            labelled.add(int(st["sec"]) * 1_000_000_000 + int(st["nanosec"]))
-            n = len(labelled)
-        last_label[0] = time.monotonic()
-        if n <= show:
-            objs = ", ".join(f"{o['label']} {o['score']:.2f}" for o in doc["objects"])
-            print(f"  /object_labels stamp {st['sec']}.{st['nanosec']:09d}: {objs}")
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        # The node publishes diagnostics from a timer of its executor, which spins only after
-        # the model is loaded and warmed up: the first one means it is processing.
-        if any(st.hardware_id == "robot_classify" for st in msg.status):
-            spinning.set()
-
-    listener.create_subscription(String, "/object_labels", on_labels,
-                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-    listener.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-    ex = SingleThreadedExecutor()
-    ex.add_node(listener)
-    threading.Thread(target=ex.spin, daemon=True).start()
-    try:
-        deadline = time.monotonic() + start_timeout
-        while not (spinning.is_set() and listener.count_publishers("/object_labels")):
-            if node_proc.poll() is not None:
-                raise RuntimeError(f"classify_node exited early (status {node_proc.returncode})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"classify_node did not start within {start_timeout:.0f} s")
-            time.sleep(0.1)
-        replay(bag, rate=0.2, keep_stamps=True, topics=list(topics), wait_for_subscribers=30.0,
-               on_message=lambda topic, msg: sent.add(stamp_ns(msg.header.stamp)) if topic == topics[0] else None)
-        # The last frames are still being processed: wait until all are in, or none came for 3 s.
-        last_label[0] = max(last_label[0], time.monotonic())
-        end = time.monotonic() + 30
-        while time.monotonic() < end and time.monotonic() - last_label[0] < 3.0:
-            with lock:
-                if sent <= labelled:
-                    break
-            time.sleep(0.1)
-        with lock:
-            return len(labelled & sent), len(sent)
-    finally:
-        node_proc.terminate()
-        try:
-            node_proc.wait(10)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
-            node_proc.wait(5)
-        ex.shutdown()
-        listener.destroy_node()
-        rclpy.try_shutdown()
-
-
 def _topics(args: argparse.Namespace) -> tuple[str, str, str]:
-    from .bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
+    from .data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 
     return args.topics or (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)  # checked by the parser (_topics_arg)
 
 
 def cmd_make_bag(args: argparse.Namespace) -> int:
-    from .bags import write_bag
-    from .scene_dataset import render_scenes
+    from .data.bags import write_bag
+    from .sim.scene_dataset import render_scenes
 
     out = Path(args.out)
     if out.exists():
@@ -441,7 +356,7 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_replay_eval(args: argparse.Namespace) -> int:
-    from .replay_eval import replay_eval
+    from .evaluation.replay_eval import replay_eval
 
     model = _load_model(args)
     m = replay_eval(args.bag, model, args.report, _topics(args), _segmentation_params(args), args.ground_truth,
@@ -454,7 +369,7 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
-    from .replay_eval import bag_to_dataset
+    from .evaluation.replay_eval import bag_to_dataset
 
     counts = bag_to_dataset(args.bag, _load_model(args), args.out, _topics(args), _segmentation_params(args),
                             args.ground_truth, args.split_by_time, args.quiet)
@@ -465,11 +380,7 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    try:
-        import rclpy  # noqa: F401
-    except ImportError:
-        raise RuntimeError("replay needs rclpy (pip install -e '.[ros]', or source a ROS 2 install)") from None
-    from .replay import replay
+    from .ros.replay import replay  # without rclpy: main() names the [ros] extra (or a sourced ROS 2)
 
     n = replay(args.bag, args.rate, args.loop, args.qos, args.keep_stamps)
     print(f"published {n} messages")
@@ -477,7 +388,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_build_default_model(args: argparse.Namespace) -> int:
-    from .default_recipe import build_default_model  # renders with pybullet: imported only here
+    from .sim.default_recipe import build_default_model  # renders with pybullet: imported only here
 
     path = build_default_model(args.out, seed=args.seed, scenes=args.scenes, device=args.device, quiet=args.quiet,
                                workers=args.workers, data_dir=args.data_dir)
@@ -486,9 +397,9 @@ def cmd_build_default_model(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .datasets import FORMATS
-    from .distances import METRICS
-    from .features import FEATURE_KINDS
+    from .data.datasets import FORMATS
+    from .learn.distances import METRICS
+    from .learn.features import FEATURE_KINDS
 
     parser = argparse.ArgumentParser(prog="robot-classify", description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
@@ -640,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_frame_buffers()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    from .model_io import ModelFormatError
+    from .learn.model_io import ModelFormatError
 
     try:
         return int(args.func(args) or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot_classify.datasets import PatchSet
+from robot_classify.data.datasets import PatchSet
 
 
 def make_patches(n_per_class: int = 20, n_classes: int = 3, seed: int = 0, groups: int = 0) -> PatchSet:
@@ -30,7 +30,7 @@ def patches() -> PatchSet:
 @pytest.fixture(scope="session")
 def default_model_file() -> str:
     """The embedded default model shipped in the package (loaded, never built, by tests)."""
-    from robot_classify.default_model import default_model_path
+    from robot_classify.runtime.default_model import default_model_path
 
     return str(default_model_path())
 

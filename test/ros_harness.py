@@ -32,7 +32,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from robot_classify.image_conversion import array_to_fields  # noqa: E402
+from robot_classify.runtime.image_conversion import array_to_fields  # noqa: E402
 
 
 def make_image(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera_color_optical_frame") -> Image:
@@ -58,7 +58,7 @@ class RosHarness:
         `publisher_reliability` is the tester's camera publishers' QoS (a driver's choice)."""
         params = {"qos.reliability": "reliable", "device": "cpu", **(params or {})}
         # model_path "" = the embedded default model
-        cmd = [sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={model_path or chr(39) * 2}",
+        cmd = [sys.executable, "-m", "robot_classify.ros.node", "--ros-args", "-p", f"model_path:={model_path or chr(39) * 2}",
                *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")],
                "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
                "-r", f"color/camera_info:={topics[2]}"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 
-from robot_classify.scene_render import RenderedScene, SceneRenderer
+from robot_classify.sim.scene_render import RenderedScene, SceneRenderer
 
 
 @functools.lru_cache(maxsize=None)

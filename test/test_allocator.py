@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from robot_classify import allocator
-from robot_classify.allocator import keep_frame_buffers
+from robot_classify.runtime import allocator
+from robot_classify.runtime.allocator import keep_frame_buffers
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -17,7 +17,7 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 # threshold (128 KiB, growing to at most 32 MiB only after such a block was freed) and ours.
 _PROBE = """
 import ctypes, ctypes.util, json, sys
-from robot_classify.allocator import keep_frame_buffers
+from robot_classify.runtime.allocator import keep_frame_buffers
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 word = ctypes.c_size_t if hasattr(libc, "mallinfo2") else ctypes.c_int
 class Info(ctypes.Structure):
@@ -82,6 +82,6 @@ def test_keep_frame_buffers_reports_a_refusal(monkeypatch):
 
 def test_library_import_leaves_the_allocator_alone():
     """Only entry points tune the process; importing the package must not."""
-    code = ("import sys, robot_classify.patches, robot_classify.frame_processor; "
-            "sys.exit(int('robot_classify.allocator' in sys.modules))")
+    code = ("import sys, robot_classify.runtime.patches, robot_classify.runtime.frame_processor; "
+            "sys.exit(int('robot_classify.runtime.allocator' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

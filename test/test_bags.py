@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from robot_classify.bags import BagError, read_frames, read_ground_truth, write_bag
-from robot_classify.image_conversion import color_from_msg, depth_from_msg
+from robot_classify.data.bags import BagError, read_frames, read_ground_truth, write_bag
+from robot_classify.runtime.image_conversion import color_from_msg, depth_from_msg
 
 from scene_fixtures import rendered
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from robot_classify import cli
-from robot_classify.default_model import default_model_path
+from robot_classify.runtime.default_model import default_model_path
 
 SUBCOMMANDS = ["train", "evaluate", "predict", "demo", "build-default-model", "generate", "patches", "eval-patches",
                "make-bag", "replay-eval", "bag-to-dataset", "replay"]
@@ -66,10 +66,10 @@ def folder_dataset(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory):
     """A 1-NN model of two colours, saved: red and blue."""
-    from robot_classify.features import FeaturePipeline
-    from robot_classify.knn import KNNClassifier
-    from robot_classify.model import ClassifierModel
-    from robot_classify.model_io import save_model
+    from robot_classify.learn.features import FeaturePipeline
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.learn.model_io import save_model
 
     patches = np.stack([np.full((32, 32, 3), c, np.uint8) for c in ((220, 20, 20), (20, 20, 220))])
     model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
@@ -90,7 +90,7 @@ def test_importing_the_cli_loads_neither_pybullet_nor_matplotlib():
 def test_load_model_calls_get_default_model_with_its_signature(monkeypatch):
     import argparse
 
-    import robot_classify.default_model as dm
+    import robot_classify.runtime.default_model as dm
 
     calls = []
     monkeypatch.setattr(dm, "get_default_model", lambda device="auto": calls.append(device) or "model")
@@ -111,9 +111,9 @@ def test_predict_with_the_shipped_default_model(tmp_path, capsys):
 # ---------------------------------------------------------------- build-default-model
 def test_build_default_model_passes_its_options_to_the_recipe(tmp_path, capsys, monkeypatch):
     calls = []
-    fake = types.ModuleType("robot_classify.default_recipe")
+    fake = types.ModuleType("robot_classify.sim.default_recipe")
     fake.build_default_model = lambda out, **kw: calls.append((out, kw)) or Path(out)
-    monkeypatch.setitem(sys.modules, "robot_classify.default_recipe", fake)
+    monkeypatch.setitem(sys.modules, "robot_classify.sim.default_recipe", fake)
     out = tmp_path / "m.safetensors"
     code, stdout, err = run(["build-default-model", "--out", out], capsys)
     assert code == 0, err
@@ -256,7 +256,7 @@ def test_k_larger_than_the_training_set_is_an_error_naming_both(folder_dataset, 
 
 
 def test_k_equal_to_the_training_set_trains(folder_dataset, tmp_path, capsys):
-    from robot_classify.model_io import load_model
+    from robot_classify.learn.model_io import load_model
 
     code, out, err = run(["train", "--dataset", folder_dataset, "--k", "6", "--features", "pixels",
                           "--out", tmp_path / "m.safetensors", "--quiet"], capsys)
@@ -333,8 +333,8 @@ def test_cli_end_to_end_exit_status_in_a_fresh_process(tmp_path):
 @pytest.mark.ros
 def test_replay_waits_for_subscribers_and_times_out_clearly(tmp_path, monkeypatch):
     pytest.importorskip("rclpy")
-    from robot_classify.bags import COLOR_TOPIC, write_bag
-    from robot_classify.scene_render import RenderedScene
+    from robot_classify.data.bags import COLOR_TOPIC, write_bag
+    from robot_classify.sim.scene_render import RenderedScene
 
     # A domain of its own: nobody else's subscriber may match.
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -346,7 +346,7 @@ def test_replay_waits_for_subscribers_and_times_out_clearly(tmp_path, monkeypatc
     import rclpy
     from sensor_msgs.msg import Image
 
-    from robot_classify.replay import replay
+    from robot_classify.ros.replay import replay
 
     t0 = time.monotonic()
     with pytest.raises(TimeoutError, match=f"no subscriber matched {COLOR_TOPIC} within 0.5 s"):

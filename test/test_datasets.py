@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from robot_classify.datasets import PROPS_CLASSES, detect_format, load_dataset
-from robot_classify.safe_pickle import UnsafePickleError, safe_load
+from robot_classify.data.datasets import PROPS_CLASSES, detect_format, load_dataset
+from robot_classify.data.safe_pickle import UnsafePickleError, safe_load
 
 
 def write_folder(root, sizes=((40, 60), (32, 32))):
@@ -145,7 +145,7 @@ def test_empty_and_missing_dataset_folders_say_so(tmp_path):
 
 
 def test_read_image_missing_file_says_no_such_file_without_opencv_noise(tmp_path, capfd):
-    from robot_classify.datasets import read_image
+    from robot_classify.data.datasets import read_image
 
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_image(tmp_path / "missing.png")

@@ -12,10 +12,10 @@ def accuracy(model, data) -> float:
 def test_the_recipe_rebuilds_a_model_of_the_shipped_quality(tmp_path):
     """Renders the 600 scenes and trains (about 2 minutes on 2 cores); both models are scored on
     the held-out scenes of this fresh rendering, which neither trained on."""
-    from robot_classify.datasets import load_dataset
-    from robot_classify.default_model import get_default_model
-    from robot_classify.default_recipe import build_default_model, default_key
-    from robot_classify.model_io import load_model
+    from robot_classify.data.datasets import load_dataset
+    from robot_classify.runtime.default_model import get_default_model
+    from robot_classify.sim.default_recipe import build_default_model, default_key
+    from robot_classify.learn.model_io import load_model
 
     rebuilt = load_model(build_default_model(tmp_path / "rebuilt.safetensors", quiet=True,
                                              data_dir=tmp_path / "data"), device="cpu")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from robot_classify.distances import compute_distances, row_distances
+from robot_classify.learn.distances import compute_distances, row_distances
 
 
 @pytest.mark.parametrize("metric", ["l1", "l2", "cosine"])

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from robot_classify.camera import Intrinsics, depth_to_metres
-from robot_classify.datasets import PROPS_CLASSES, load_dataset
-from robot_classify.scene_dataset import generate, patches_from_scene
-from robot_classify.scene_render import read_scene, write_scene
+from robot_classify.runtime.camera import Intrinsics, depth_to_metres
+from robot_classify.data.datasets import PROPS_CLASSES, load_dataset
+from robot_classify.sim.scene_dataset import generate, patches_from_scene
+from robot_classify.sim.scene_render import read_scene, write_scene
 
 from scene_fixtures import rendered
 
@@ -47,7 +47,7 @@ def test_ground_truth_consistent_with_mask_depth_and_intrinsics(seed):
 
 
 def test_scenes_are_deterministic_in_the_seed():
-    from robot_classify.scene_render import SceneRenderer
+    from robot_classify.sim.scene_render import SceneRenderer
 
     # Two fresh renderers (not the cached fixture, which would hide a difference).
     with SceneRenderer() as r:

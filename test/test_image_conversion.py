@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from robot_classify.image_conversion import (UnsupportedEncoding, array_to_fields, color_from_msg, depth_from_msg,
+from robot_classify.runtime.image_conversion import (UnsupportedEncoding, array_to_fields, color_from_msg, depth_from_msg,
                                              image_to_array)
 
 

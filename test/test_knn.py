@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from robot_classify.knn import KNNClassifier, vote
+from robot_classify.learn.knn import KNNClassifier, vote
 
 
 def test_knn_tie_break_prefers_class_with_nearest_member():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from robot_classify.linear import LinearClassifier, softmax_loss, svm_loss
+from robot_classify.learn.linear import LinearClassifier, softmax_loss, svm_loss
 
 
 def naive_svm_loss(scores, y):

@@ -3,13 +3,13 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from robot_classify.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag  # noqa: E402
-from robot_classify.frame_processor import FrameProcessor  # noqa: E402
-from robot_classify.matching import bbox_tuple, match_boxes  # noqa: E402
-from robot_classify.model_io import load_model  # noqa: E402
-from robot_classify.patches import SegmentationParams  # noqa: E402
-from robot_classify.replay import replay  # noqa: E402
-from robot_classify.replay_eval import run_frames  # noqa: E402
+from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag  # noqa: E402
+from robot_classify.runtime.frame_processor import FrameProcessor  # noqa: E402
+from robot_classify.evaluation.matching import bbox_tuple, match_boxes  # noqa: E402
+from robot_classify.learn.model_io import load_model  # noqa: E402
+from robot_classify.runtime.patches import SegmentationParams  # noqa: E402
+from robot_classify.ros.replay import replay  # noqa: E402
+from robot_classify.evaluation.replay_eval import run_frames  # noqa: E402
 
 from ros_harness import RosHarness  # noqa: E402
 from scene_fixtures import rendered  # noqa: E402

@@ -24,11 +24,11 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from conftest import make_patches
-from robot_classify.features import FeaturePipeline
-from robot_classify.knn import KNNClassifier
-from robot_classify.linear import LinearClassifier
-from robot_classify.model import ClassifierModel
-from robot_classify.model_io import ModelFormatError, load_model, save_model
+from robot_classify.learn.features import FeaturePipeline
+from robot_classify.learn.knn import KNNClassifier
+from robot_classify.learn.linear import LinearClassifier
+from robot_classify.learn.model import ClassifierModel
+from robot_classify.learn.model_io import ModelFormatError, load_model, save_model
 
 SEED = 20240611
 N_BYTE_MUTANTS = 150  # per model

@@ -5,11 +5,11 @@ import struct
 import numpy as np
 import pytest
 
-from robot_classify.features import FeaturePipeline
-from robot_classify.knn import KNNClassifier
-from robot_classify.linear import LinearClassifier
-from robot_classify.model import ClassifierModel
-from robot_classify.model_io import ModelFormatError, load_model, save_model
+from robot_classify.learn.features import FeaturePipeline
+from robot_classify.learn.knn import KNNClassifier
+from robot_classify.learn.linear import LinearClassifier
+from robot_classify.learn.model import ClassifierModel
+from robot_classify.learn.model_io import ModelFormatError, load_model, save_model
 
 
 def knn_model(patches, kind="pixels"):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from robot_classify.neighbors import ExactIndex
+from robot_classify.learn.neighbors import ExactIndex
 
 
 def reference_knn(X, Q, k, metric):

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("rclpy")
 jsonschema = pytest.importorskip("jsonschema")
 
-from robot_classify.matching import bbox_tuple, match_boxes  # noqa: E402
+from robot_classify.evaluation.matching import bbox_tuple, match_boxes  # noqa: E402
 
 from scene_fixtures import camera_k, rendered  # noqa: E402
 
@@ -106,7 +106,7 @@ def test_model_that_fails_to_load_exits_nonzero_with_one_clear_line(tmp_path):
 
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00" * 100)
-    proc = subprocess.run([sys.executable, "-m", "robot_classify.node", "--ros-args", "-p", f"model_path:={bad}"],
+    proc = subprocess.run([sys.executable, "-m", "robot_classify.ros.node", "--ros-args", "-p", f"model_path:={bad}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     out = proc.stdout + proc.stderr

@@ -73,7 +73,7 @@ def test_diagnostics_read_while_workers_record_never_fails(default_model_file):
     import rclpy
     from rclpy.parameter import Parameter
 
-    from robot_classify.node import ClassifyNode
+    from robot_classify.ros.node import ClassifyNode
 
     context = rclpy.Context()  # its own: the module's harness holds the default context
     context.init()

@@ -32,7 +32,7 @@ def test_fastdds_profile_fits_a_frame_in_shared_memory_and_keeps_udp():
 
 
 def test_config_parameters_match_the_node_declarations():
-    from robot_classify.node import PARAMETERS
+    from robot_classify.ros.node import PARAMETERS
 
     cfg = yaml.safe_load((ROOT / "config" / "classify.yaml").read_text())["robot_classify"]["ros__parameters"]
 
@@ -49,7 +49,7 @@ def test_config_parameters_match_the_node_declarations():
 
 def test_launch_defaults_match_the_node_declarations():
     """The launch file passes device and qos.reliability explicitly: its defaults must be the node's."""
-    from robot_classify.node import PARAMETERS
+    from robot_classify.ros.node import PARAMETERS
 
     tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
     defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
@@ -63,7 +63,7 @@ def test_launch_defaults_match_the_node_declarations():
 def test_the_default_model_ships_as_package_data_and_loads():
     from setuptools import find_packages  # noqa: F401 -- setup.py is plain setuptools
 
-    from robot_classify.default_model import default_model_path, get_default_model
+    from robot_classify.runtime.default_model import default_model_path, get_default_model
 
     setup_py = (ROOT / "setup.py").read_text()
     assert '"models/default.safetensors"' in setup_py

@@ -7,8 +7,8 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
-from robot_classify.knn import KNNClassifier  # noqa: E402
-from robot_classify.linear import LinearClassifier  # noqa: E402
+from robot_classify.learn.knn import KNNClassifier  # noqa: E402
+from robot_classify.learn.linear import LinearClassifier  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from robot_classify.camera import Intrinsics
-from robot_classify.matching import bbox_tuple, box_iou, match_boxes
-from robot_classify.patches import SegmentationParams, crop_patch, extract_objects
+from robot_classify.runtime.camera import Intrinsics
+from robot_classify.evaluation.matching import bbox_tuple, box_iou, match_boxes
+from robot_classify.runtime.patches import SegmentationParams, crop_patch, extract_objects
 
 from scene_fixtures import rendered
 

@@ -4,14 +4,14 @@ import json
 import numpy as np
 import pytest
 
-from robot_classify.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
-from robot_classify.camera import Intrinsics
-from robot_classify.features import FeaturePipeline
-from robot_classify.knn import KNNClassifier
-from robot_classify.model import ClassifierModel
-from robot_classify.patches import extract_objects
-from robot_classify.replay_eval import bag_to_dataset, replay_eval
-from robot_classify.scene_render import RenderedScene
+from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
+from robot_classify.runtime.camera import Intrinsics
+from robot_classify.learn.features import FeaturePipeline
+from robot_classify.learn.knn import KNNClassifier
+from robot_classify.learn.model import ClassifierModel
+from robot_classify.runtime.patches import extract_objects
+from robot_classify.evaluation.replay_eval import bag_to_dataset, replay_eval
+from robot_classify.sim.scene_render import RenderedScene
 
 K = {"fx": 615.0, "fy": 615.0, "cx": 320.0, "cy": 240.0}
 RED, BLUE = (220, 20, 20), (20, 20, 220)
@@ -71,14 +71,14 @@ def test_bag_to_dataset_labels_the_nodes_crops_and_splits_by_time(tiny, tmp_path
     counts = bag_to_dataset(path, model, tmp_path / "ds", TOPICS, split_by_time=0.5, quiet=True)
     # Frame A (train): red, blue. Frames B, C (test): B's crop is truth "blue_box"; C's is unlabelled.
     assert counts == {"train/red_box": 1, "train/blue_box": 1, "test/blue_box": 1, "test/_unlabelled": 1}
-    from robot_classify.datasets import load_dataset
+    from robot_classify.data.datasets import load_dataset
 
     ds = load_dataset(tmp_path / "ds")
     assert len(ds["train"]) == 2 and ds["train"].class_names == ["blue_box", "red_box"]
 
 
 def test_replay_eval_progress_bar_knows_the_bag_length(tiny, tmp_path, monkeypatch):
-    import robot_classify.replay_eval as re_mod
+    import robot_classify.evaluation.replay_eval as re_mod
 
     path, model = tiny
     assert re_mod.colour_count(path, COLOR_TOPIC) == 3
@@ -90,7 +90,7 @@ def test_replay_eval_progress_bar_knows_the_bag_length(tiny, tmp_path, monkeypat
 
 
 def test_failed_replay_eval_removes_only_the_folders_it_made(tiny, tmp_path):
-    from robot_classify.bags import BagError
+    from robot_classify.data.bags import BagError
 
     path, model = tiny
     wrong_topics = ("/a", "/b", "/c")  # ground truth is found, then the frames are not: fails after mkdir

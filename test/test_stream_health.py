@@ -1,7 +1,7 @@
 """Camera stream loss estimated from what arrives: sequence numbers first, header stamps else."""
 import pytest
 
-from robot_classify.stream_health import StampGapMonitor
+from robot_classify.runtime.stream_health import StampGapMonitor
 
 from concurrency import errors_reading_while_writing
 

@@ -1,6 +1,6 @@
 import pytest
 
-from robot_classify.sync import StampSynchronizer
+from robot_classify.runtime.sync import StampSynchronizer
 
 MS = 1_000_000
 

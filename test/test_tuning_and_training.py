@@ -3,10 +3,11 @@ import pytest
 from safetensors.numpy import load_file
 
 from robot_classify.cli import build_parser
-from robot_classify.datasets import split_validation
-from robot_classify.model_io import data_sha256, load_model
-from robot_classify.training import TrainOptions, train_model
-from robot_classify.tuning import fold_indices, plot_knn_curve, tune_knn
+from robot_classify.data.datasets import split_validation
+from robot_classify.learn.model_io import data_sha256, load_model
+from robot_classify.learn.training import TrainOptions, train_model
+from robot_classify.evaluation.plots import plot_knn_curve
+from robot_classify.learn.tuning import fold_indices, tune_knn
 
 from conftest import make_patches
 

@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from .datasets import load_dataset
-from .model_io import save_model
+from ..data.datasets import load_dataset
+from ..learn.model_io import save_model
 from .scene_dataset import generate
 from .scene_render import GENERATOR_VERSION
-from .training import TrainOptions, train_model
+from ..learn.training import TrainOptions, train_model
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets import PROPS_CLASSES, PatchSet
-from .camera import Intrinsics
-from .matching import bbox_tuple, match_boxes
-from .patches import SegmentationParams, crop_patch, extract_objects
+from ..data.datasets import PROPS_CLASSES, PatchSet
+from ..runtime.camera import Intrinsics
+from ..evaluation.matching import bbox_tuple, match_boxes
+from ..runtime.patches import SegmentationParams, crop_patch, extract_objects
 from .scene_render import RenderedScene, SceneRenderer, write_scene
 
 _worker: SceneRenderer | None = None

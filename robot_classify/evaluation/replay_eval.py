@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .bags import BagError, open_reader, read_frames, read_ground_truth
-from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
+from ..data.bags import BagError, open_reader, read_frames, read_ground_truth
+from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from .matching import bbox_tuple, match_boxes
 from .metrics import per_class_report
-from .model import ClassifierModel
-from .patches import SegmentationParams
-from .visualize import draw_objects
+from ..learn.model import ClassifierModel
+from ..runtime.patches import SegmentationParams
+from ..runtime.visualize import draw_objects
 
 MISSED, BACKGROUND = "missed", "background"
 

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .camera import Intrinsics
-from .datasets import PROPS_CLASSES
+from ..runtime.camera import Intrinsics
+from ..data.datasets import PROPS_CLASSES
 from .matching import bbox_tuple, match_boxes
-from .model import ClassifierModel
-from .patches import SegmentationParams, extract_objects
-from .scene_render import RenderedScene, read_scene
+from ..learn.model import ClassifierModel
+from ..runtime.patches import SegmentationParams, extract_objects
+from ..sim.scene_render import RenderedScene, read_scene
 
 
 def evaluate_scene(scene: RenderedScene, params: SegmentationParams, model: ClassifierModel | None = None,

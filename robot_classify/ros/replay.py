@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .bags import open_reader
+from ..data.bags import open_reader
 
 
 def _msg_class(msgtype: str):

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 import numpy as np
 
-from .datasets import PatchSet, split_validation
+from ..data.datasets import PatchSet, split_validation
 from .features import FeaturePipeline, feature_config
 from .knn import KNNClassifier
 from .linear import LinearClassifier

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from ..learn.tuning import TuneResult
 
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: str | Path, title: str = "confusion matrix") -> None:
@@ -53,6 +57,28 @@ def plot_histogram(values: np.ndarray, path: str | Path, xlabel: str, title: str
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_knn_curve(result: "TuneResult", path: str, select: Callable[[dict], bool] = lambda p: True) -> None:
+    """Accuracy vs k, mean +- std over folds, one line per (metric, features): the seeds' figure."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines: dict[str, list[dict]] = {}
+    for r in result.rows:
+        if select(r["params"]):
+            key = ", ".join(f"{a}={b}" for a, b in r["params"].items() if a != "k")
+            lines.setdefault(key, []).append(r)
+    for key, rows in lines.items():
+        ks = [r["params"]["k"] for r in rows]
+        for r in rows:
+            ax.scatter([r["params"]["k"]] * len(r["scores"]), r["scores"], s=6, alpha=0.4)
+        ax.errorbar(ks, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], label=key, capsize=3)
+    ax.set_xlabel("k")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"kNN accuracy vs k ({result.strategy})")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

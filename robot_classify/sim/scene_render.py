@@ -19,7 +19,7 @@ import numpy as np
 import pybullet as pb
 import pybullet_data
 
-from .camera import Intrinsics, surface_centroid
+from ..runtime.camera import Intrinsics, surface_centroid
 from .object_catalog import CATALOG, ObjectSpec, table_texture, write_textures
 
 WIDTH, HEIGHT = 640, 480

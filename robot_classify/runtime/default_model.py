@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .model import ClassifierModel
-from .model_io import ModelFormatError, load_model
+from ..learn.model import ClassifierModel
+from ..learn.model_io import ModelFormatError, load_model
 
-DEFAULT_MODEL_FILE = Path(__file__).resolve().parent / "models" / "default.safetensors"
+DEFAULT_MODEL_FILE = Path(__file__).resolve().parents[1] / "models" / "default.safetensors"
 
 
 def default_model_path() -> Path:

@@ -35,15 +35,15 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from threadpoolctl import threadpool_limits
 
-from .allocator import keep_frame_buffers
-from .default_model import default_model_path, get_default_model
-from .frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
-from .image_conversion import array_to_fields
-from .model_io import load_model
-from .patches import SegmentationParams
-from .stream_health import StampGapMonitor
-from .sync import StampSynchronizer
-from .visualize import draw_objects, label_colour
+from ..runtime.allocator import keep_frame_buffers
+from ..runtime.default_model import default_model_path, get_default_model
+from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
+from ..runtime.image_conversion import array_to_fields
+from ..learn.model_io import load_model
+from ..runtime.patches import SegmentationParams
+from ..runtime.stream_health import StampGapMonitor
+from ..runtime.sync import StampSynchronizer
+from ..runtime.visualize import draw_objects, label_colour
 
 SEGMENTATION_DEFAULTS = SegmentationParams()
 # name -> (default, description, range or None, dynamic)

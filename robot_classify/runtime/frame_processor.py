@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .camera import Intrinsics
-from .model import ClassifierModel
+from ..learn.model import ClassifierModel
 from .patches import Extraction, SegmentationParams, extract_objects
 
 SCHEMA = "robot_classify/ObjectLabels/1"

@@ -129,7 +129,7 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
     Unlike the live node, nothing is dropped for being late: offline there is time for every
     pair. Without camera_info the frame is still yielded with info=None (the caller decides).
     """
-    from .sync import StampSynchronizer
+    from ..runtime.sync import StampSynchronizer
 
     colour_t, depth_t, info_t = topics
     reader = open_reader(path)

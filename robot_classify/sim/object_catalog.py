@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .datasets import PROPS_CLASSES
+from ..data.datasets import PROPS_CLASSES
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets import PatchSet
+from ..data.datasets import PatchSet
 from .features import FeaturePipeline, feature_config
 from .knn import KNNClassifier
 from .linear import LinearClassifier
@@ -109,30 +109,3 @@ def tune_linear(data: PatchSet, grid: dict[str, list[Any]], features: dict[str, 
             scores.append(float((clf.predict(Xva) == yva).mean()))
         result.add(params, scores)
     return result
-
-
-def plot_knn_curve(result: TuneResult, path: str, select: Callable[[dict], bool] = lambda p: True) -> None:
-    """Accuracy vs k, mean +- std over folds, one line per (metric, features): the seeds' figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    lines: dict[str, list[dict]] = {}
-    for r in result.rows:
-        if select(r["params"]):
-            key = ", ".join(f"{a}={b}" for a, b in r["params"].items() if a != "k")
-            lines.setdefault(key, []).append(r)
-    for key, rows in lines.items():
-        ks = [r["params"]["k"] for r in rows]
-        for r in rows:
-            ax.scatter([r["params"]["k"]] * len(r["scores"]), r["scores"], s=6, alpha=0.4)
-        ax.errorbar(ks, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], label=key, capsize=3)
-    ax.set_xlabel("k")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"kNN accuracy vs k ({result.strategy})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

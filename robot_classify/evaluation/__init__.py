@@ -1,0 +1,2 @@
+"""Measuring: metrics, box matching, patch-extraction and bag replay evaluation, plots and
+the HTML report."""
