@@ -31,6 +31,7 @@ setup(
         "tqdm>=4.60",
         "threadpoolctl>=3.1",
         "scikit-image>=0.21",
+        "pyyaml>=6",  # the node's params files, read by the offline commands
     ],
     extras_require={
         "sim": ["pybullet>=3.2.6"],  # generate, make-bag, build-default-model, demo

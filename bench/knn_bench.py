@@ -18,18 +18,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from robot_classify.learn.features import PATCH_SIZE
+
 
 def photo_crops(n: int, seed: int) -> np.ndarray:
     from sklearn.datasets import load_sample_images
 
     imgs = load_sample_images().images
     rng = np.random.default_rng(seed)
-    out = np.empty((n, 32, 32, 3), np.uint8)
+    out = np.empty((n, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
     for i in range(n):
         im = imgs[rng.integers(len(imgs))]
         s = int(rng.integers(24, 160))
         y, x = rng.integers(0, im.shape[0] - s), rng.integers(0, im.shape[1] - s)
-        out[i] = cv2.resize(im[y:y + s, x:x + s], (32, 32), interpolation=cv2.INTER_AREA)
+        out[i] = cv2.resize(im[y:y + s, x:x + s], (PATCH_SIZE, PATCH_SIZE), interpolation=cv2.INTER_AREA)
     return out.reshape(n, -1)
 
 

@@ -97,6 +97,7 @@ def main() -> None:
         if args.default_transport:
             node_env = {}
     from ros_harness import RosHarness  # sets isolated discovery before rclpy starts
+    from robot_classify.runtime.stamps import stamp_to_ns
 
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -138,7 +139,7 @@ def main() -> None:
     cpu = {k: (cpu_s(pid) - cpu0[k]) / wall for k, pid in (("node", h.proc.pid), ("publisher", os.getpid()))}
     time.sleep(2.0)
     mem_after = rss_mb()
-    got = {d["header"]["stamp"]["sec"] * 1_000_000_000 + d["header"]["stamp"]["nanosec"]: d for d in h.received}
+    got = {stamp_to_ns(**d["header"]["stamp"]): d for d in h.received}
     got = {stamp: d for stamp, d in got.items() if stamp in sent}  # a late warm-up frame is not this run's
     objects = [len(d["objects"]) for d in got.values()]
     status = diags[-1].status[0] if diags else None

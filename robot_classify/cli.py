@@ -94,17 +94,34 @@ def _topics_arg(text: str) -> tuple[str, str, str]:
 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model file (.safetensors); default: the embedded default model")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--model", help="model file (.safetensors); default: the params file's model_path, else the "
+                                   "embedded default model")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the params file's, else auto")
+
+
+def _node_parameters(args: argparse.Namespace) -> dict:
+    """The node's parameters for this run: its params file (`--params-file`, the same YAML
+    `ros2 launch ... params_file:=` takes) checked like the node checks it, then the options
+    given on the command line on top. What the robot runs, offline."""
+    from .runtime.parameters import check_parameters, read_params_file
+
+    values = dict(read_params_file(args.params_file)) if getattr(args, "params_file", None) else {}
+    for option, name in (("mode", "segmentation.mode"), ("padding", "segmentation.padding"),
+                         ("mask_background", "segmentation.mask_background"), ("scale", "segmentation.scale"),
+                         ("min_score", "min_score"), ("model", "model_path"), ("device", "device")):
+        if getattr(args, option, None) is not None:
+            values[name] = args.__dict__[option]
+    return check_parameters(values)
 
 
 def _load_model(args: argparse.Namespace):
     from .runtime.default_model import get_default_model
     from .learn.model_io import load_model
 
-    if args.model:
-        return load_model(args.model, device=args.device)
-    return get_default_model(device=args.device)
+    values = _node_parameters(args)
+    if values["model_path"]:
+        return load_model(values["model_path"], device=values["device"])
+    return get_default_model(device=values["device"])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -165,6 +182,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _write_plots(model, report: dict, out: Path) -> None:
     from .evaluation.plots import image_grid, plot_confusion
     from .evaluation.plots import plot_knn_curve
+    from .learn.features import PATCH_SIZE
     from .learn.tuning import TuneResult
 
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +191,7 @@ def _write_plots(model, report: dict, out: Path) -> None:
     tuning = model.meta.get("tuning") or {}
     if tuning and model.kind == "knn":
         plot_knn_curve(TuneResult(tuning["strategy"], tuning["rows"]), str(out / "cv_curve.png"))
-    if model.kind == "linear" and model.classifier.coef_.shape[1] == 32 * 32 * 3:
+    if model.kind == "linear" and model.classifier.coef_.shape[1] == PATCH_SIZE * PATCH_SIZE * 3:
         t = model.classifier.templates()
         image_grid([[img] for img in t], [model.class_names[c] for c in model.classifier.classes_],
                    out / "templates.png", scale=0.9)
@@ -216,10 +234,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _segmentation_params(args: argparse.Namespace):
-    from .runtime.patches import SegmentationParams
+    from .runtime.parameters import segmentation
 
-    return SegmentationParams(mode=args.mode, padding=args.padding, mask_background=args.mask_background,
-                              scale=args.scale)
+    return segmentation(_node_parameters(args))
 
 
 def cmd_patches(args: argparse.Namespace) -> int:
@@ -259,6 +276,7 @@ def cmd_patches(args: argparse.Namespace) -> int:
 def cmd_eval_patches(args: argparse.Namespace) -> int:
     from .evaluation.patch_eval import evaluate_scenes
 
+    params = _segmentation_params(args)  # a bad params file fails before any scene is read
     root = Path(args.scenes)
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {root}")
@@ -268,7 +286,7 @@ def cmd_eval_patches(args: argparse.Namespace) -> int:
     if args.limit:
         folders = folders[: args.limit]
     model = None if args.no_model else _load_model(args)
-    report = evaluate_scenes(folders, _segmentation_params(args), model, quiet=args.quiet)
+    report = evaluate_scenes(folders, params, model, quiet=args.quiet)
     print(json.dumps({k: v for k, v in report.items() if k != "counts"}, indent=2))
     if args.metrics_out:
         Path(args.metrics_out).write_text(json.dumps(report, indent=2))
@@ -311,11 +329,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .sim.scene_dataset import render_scenes
 
     t0 = time.perf_counter()
+    parameters = _node_parameters(args)  # a bad params file fails before anything is written
     out = Path(args.out)
-    prepare_demo_out(out)  # first: a folder it must not touch fails before anything loads
+    prepare_demo_out(out)  # a folder it must not touch fails before anything loads
     bag = out / "demo_bag"
     model = _load_model(args)
-    model_file = args.model or str(default_model_path())
+    model_file = parameters["model_path"] or str(default_model_path())
     print(f"[{time.perf_counter() - t0:5.0f} s] model ready: {model.meta.get('name')}; writing a {args.frames}-frame "
           f"demo bag of scenes it never saw -> {bag}")
     write_bag(bag, render_scenes(args.frames, 900, workers=2, quiet=True))
@@ -326,10 +345,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .ros.demo_live import run_live
 
         print(f"[{time.perf_counter() - t0:5.0f} s] starting classify_node and replaying the bag into it")
-        labelled, frames = run_live(model_file, bag, topics, args.device)
+        labelled, frames = run_live(model_file, bag, topics, parameters["device"], args.params_file)
         print(f"labelled {labelled}/{frames} frames live (/object_labels documents with a stamp from the bag)")
     print(f"[{time.perf_counter() - t0:5.0f} s] replay-eval on the same bag (the node's processing, offline)")
-    m = replay_eval(bag, model, out / "report", topics, quiet=True)
+    m = replay_eval(bag, model, out / "report", topics, parameters, quiet=True)
     print(f"object accuracy {m['object_accuracy']:.1%}  detection recall {m['detection_recall']:.1%}  "
           f"precision {m['detection_precision']:.1%}  latency p50 {m['latency_ms']['p50']:.0f} ms  "
           f"p99 {m['latency_ms']['p99']:.0f} ms over {m['frames']['processed']} frames")
@@ -358,9 +377,8 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 def cmd_replay_eval(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import replay_eval
 
-    model = _load_model(args)
-    m = replay_eval(args.bag, model, args.report, _topics(args), _segmentation_params(args), args.ground_truth,
-                    args.min_score, quiet=args.quiet)
+    m = replay_eval(args.bag, _load_model(args), args.report, _topics(args), _node_parameters(args),
+                    args.ground_truth, quiet=args.quiet)
     print(f"object accuracy {m['object_accuracy']:.3f}  detection recall {m['detection_recall']:.3f}  "
           f"precision {m['detection_precision']:.3f}  latency p50 {m['latency_ms']['p50']:.1f} ms "
           f"p99 {m['latency_ms']['p99']:.1f} ms  frames {m['frames']['processed']}/{m['frames']['pairs']}")
@@ -371,7 +389,7 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
 def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import bag_to_dataset
 
-    counts = bag_to_dataset(args.bag, _load_model(args), args.out, _topics(args), _segmentation_params(args),
+    counts = bag_to_dataset(args.bag, _load_model(args), args.out, _topics(args), _node_parameters(args),
                             args.ground_truth, args.split_by_time, args.quiet)
     for k, v in sorted(counts.items()):
         print(f"  {k}: {v}")
@@ -453,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "default model -> demo bag -> live classify_node -> /object_labels -> report")
     _add_model_arg(p)
+    p.add_argument("--params-file", help="the node's ROS 2 params YAML, for the live node and replay-eval alike")
     p.add_argument("--frames", type=_int(1), default=30)
     p.add_argument("--out", default="demo_out",
                    help="a new or empty folder, or a previous demo's (only its demo_bag/ and report/ are replaced)")
@@ -480,12 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     def seg_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--mode", default="depth", choices=["depth", "mask", "full"])
-        p.add_argument("--padding", type=_float(0, 2), default=0.15)
-        p.add_argument("--no-mask-background", dest="mask_background", action="store_false",
+        p.add_argument("--params-file", help="the node's ROS 2 params YAML (config/classify.yaml's shape): run with "
+                                             "exactly the robot's settings; the options below override it")
+        p.add_argument("--mode", choices=["depth", "mask", "full"], help="segmentation.mode (default depth)")
+        p.add_argument("--padding", type=_float(0, 2), help="segmentation.padding (default 0.15)")
+        p.add_argument("--no-mask-background", dest="mask_background", action="store_false", default=None,
                        help="keep the background in crops (models trained here expect it greyed out)")
-        p.add_argument("--scale", type=int, default=1, choices=[1, 2, 4],
-                       help="segment at 1/scale resolution (2 = faster)")
+        p.add_argument("--scale", type=int, choices=[1, 2, 4],
+                       help="segment at 1/scale resolution (2 = faster; default 1)")
 
     p = command("patches", "find objects in one RGB-D frame; write crops, objects.json, overlay")
     p.add_argument("--color", required=True)
@@ -522,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("replay-eval", "run the node's processing over a bag; metrics + HTML report")
     bag_args(p)
-    p.add_argument("--min-score", type=_float(0, 1), default=0.5)
+    p.add_argument("--min-score", type=_float(0, 1), help="min_score (default: the params file's, else 0.5)")
     p.add_argument("--report", required=True)
     p.set_defaults(func=cmd_replay_eval)
 

@@ -10,11 +10,11 @@ from robot_classify.data.datasets import PatchSet
 def make_patches(n_per_class: int = 20, n_classes: int = 3, seed: int = 0, groups: int = 0) -> PatchSet:
     """Coloured squares with noise: separable by colour, a few per class."""
     rng = np.random.default_rng(seed)
-    colours = rng.integers(0, 256, (n_classes, 3))
+    colors = rng.integers(0, 256, (n_classes, 3))
     images, labels = [], []
     for c in range(n_classes):
         for _ in range(n_per_class):
-            img = np.clip(colours[c] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+            img = np.clip(colors[c] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
             images.append(img)
             labels.append(c)
     labels = np.array(labels)

@@ -29,14 +29,14 @@ def main() -> None:
     while any(p.get_subscription_count() == 0 for p in pubs) and time.monotonic() < end:
         time.sleep(0.05)
     rng = np.random.default_rng(0)
-    colour = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    color = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
     depth = np.full((480, 640), 900, np.uint16)
     t0 = time.monotonic()
     for i in range(frames):
         stamp = 1_800_000_000_000_000_000 + i * int(1e9 / rate)
         pubs[2].publish(make_info([615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1], 640, 480, stamp))
         pubs[1].publish(make_image(depth, "16UC1", stamp))
-        pubs[0].publish(make_image(colour, "rgb8", stamp))
+        pubs[0].publish(make_image(color, "rgb8", stamp))
         time.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
     node.destroy_node()
     rclpy.try_shutdown()

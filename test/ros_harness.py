@@ -33,18 +33,19 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from robot_classify.runtime.image_conversion import array_to_fields  # noqa: E402
+from robot_classify.runtime.stamps import ns_to_stamp  # noqa: E402
 
 
 def make_image(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera_color_optical_frame") -> Image:
     msg = Image(**array_to_fields(arr, encoding))
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp_ns)
     msg.header.frame_id = frame_id
     return msg
 
 
 def make_info(K: list[float], w: int, h: int, stamp_ns: int) -> CameraInfo:
     info = CameraInfo(width=w, height=h, k=[float(v) for v in K], distortion_model="plumb_bob")
-    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    info.header.stamp.sec, info.header.stamp.nanosec = ns_to_stamp(stamp_ns)
     info.header.frame_id = "camera_color_optical_frame"
     return info
 
@@ -53,12 +54,14 @@ class RosHarness:
     def __init__(self, model_path: str, topics: tuple[str, str, str] = ("/test_cam/color", "/test_cam/depth",
                                                                          "/test_cam/info"),
                  timeout: float = 120.0, params: dict | None = None, node_env: dict | None = None,
-                 publisher_reliability: str = "reliable") -> None:
+                 publisher_reliability: str = "reliable", params_file: str | None = None) -> None:
         """`node_env` overrides the node's environment only (e.g. its Fast DDS profile);
         `publisher_reliability` is the tester's camera publishers' QoS (a driver's choice)."""
         params = {"qos.reliability": "reliable", "device": "cpu", **(params or {})}
         # model_path "" = the embedded default model
-        cmd = [sys.executable, "-m", "robot_classify.ros.node", "--ros-args", "-p", f"model_path:={model_path or chr(39) * 2}",
+        cmd = [sys.executable, "-m", "robot_classify.ros.node", "--ros-args",
+               *(["--params-file", str(params_file)] if params_file else []),
+               "-p", f"model_path:={model_path or chr(39) * 2}",
                *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")],
                "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
                "-r", f"color/camera_info:={topics[2]}"]
@@ -72,7 +75,7 @@ class RosHarness:
             self.node = rclpy.create_node("robot_classify_tester")
             qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if publisher_reliability == "reliable"
                              else ReliabilityPolicy.BEST_EFFORT)
-            self.colour_pub = self.node.create_publisher(Image, topics[0], qos)
+            self.color_pub = self.node.create_publisher(Image, topics[0], qos)
             self.depth_pub = self.node.create_publisher(Image, topics[1], qos)
             self.info_pub = self.node.create_publisher(CameraInfo, topics[2], qos)
             self.received: list[dict] = []
@@ -117,10 +120,10 @@ class RosHarness:
         self.info_pub.publish(make_info(K, w, h, stamp_ns))
         time.sleep(info_lead)  # tests: let the frame's camera_info land first, so each check is deterministic
         self.depth_pub.publish(make_image(depth, depth_encoding, stamp_ns))
-        self.colour_pub.publish(make_image(color, color_encoding, stamp_ns))
+        self.color_pub.publish(make_image(color, color_encoding, stamp_ns))
 
     def wait_for(self, stamp_ns: int, timeout: float = 20.0) -> dict:
-        sec, nsec = divmod(stamp_ns, 1_000_000_000)
+        sec, nsec = ns_to_stamp(stamp_ns)
         end = time.monotonic() + timeout
         with self._cv:
             while True:

@@ -20,13 +20,16 @@ def test_bag_round_trip_both_storages(tmp_path, scenes, storage):
     frames = list(read_frames(path))
     assert len(frames) == 3
     for f, s in zip(frames, scenes):
-        np.testing.assert_array_equal(color_from_msg(f.colour), s.color)
+        np.testing.assert_array_equal(color_from_msg(f.color), s.color)
         np.testing.assert_array_equal(depth_from_msg(f.depth), s.depth)
         assert list(f.info.k) == [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1.0]
     assert frames[1].stamp_ns - frames[0].stamp_ns == 33_333_333  # 30 Hz
     gt = read_ground_truth(path)
     assert sorted(gt) == [f.stamp_ns for f in frames]
-    assert [o["label"] for o in gt[frames[0].stamp_ns]["objects"]] == [o["class_name"] for o in scenes[0].meta["objects"]]
+    truth, meta = gt[frames[0].stamp_ns], scenes[0].meta["objects"]
+    assert [o.label for o in truth.objects] == [o["class_name"] for o in meta]
+    assert [o.visible_fraction for o in truth.objects] == [o["visible_fraction"] for o in meta]
+    assert [o.bbox for o in truth.objects] == [tuple(o["bbox"].values()) for o in meta]
 
 
 def test_bag_opens_with_the_mcap_reader(tmp_path, scenes):

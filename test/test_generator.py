@@ -5,10 +5,18 @@ import pytest
 
 from robot_classify.runtime.camera import Intrinsics, depth_to_metres
 from robot_classify.data.datasets import PROPS_CLASSES, load_dataset
+from robot_classify.sim.object_catalog import CATALOG
 from robot_classify.sim.scene_dataset import generate, patches_from_scene
 from robot_classify.sim.scene_render import read_scene, write_scene
 
 from scene_fixtures import rendered
+
+
+def test_catalog_holds_every_props_class_once_in_label_order():
+    """The renderer draws classes from the catalog, labels index PROPS_CLASSES: the same names,
+    and the same order (the seeded draw, and so every generated scene, depends on it)."""
+    assert list(CATALOG) == PROPS_CLASSES
+    assert all(spec.name == name for name, spec in CATALOG.items())
 
 
 @pytest.mark.parametrize("seed", [1, 4])

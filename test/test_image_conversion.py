@@ -53,6 +53,6 @@ def test_bad_images_raise_clear_errors(kwargs, message):
         image_to_array(**kwargs)
 
 
-def test_depth_topic_rejects_colour_encoding():
+def test_depth_topic_rejects_color_encoding():
     with pytest.raises(UnsupportedEncoding, match="depth encoding"):
         depth_from_msg(Msg(**array_to_fields(np.zeros((2, 2, 3), np.uint8), "rgb8")))

@@ -44,9 +44,9 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_working(harness)
     K = camera_k(s)
     base = 1_710_000_000_000_000_000
 
-    def send(stamp, colour=None, depth=None, info_k=K, encoding=None, step=None, empty=False, depth_enc="16UC1",
+    def send(stamp, color=None, depth=None, info_k=K, encoding=None, step=None, empty=False, depth_enc="16UC1",
              info_size=(640, 480)):
-        img = make_image(s.color if colour is None else colour, "rgb8", stamp)
+        img = make_image(s.color if color is None else color, "rgb8", stamp)
         if encoding:
             img.encoding = encoding
         if step:
@@ -56,7 +56,7 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_working(harness)
         harness.info_pub.publish(make_info(info_k, *info_size, stamp))
         time.sleep(0.1)
         harness.depth_pub.publish(make_image(s.depth if depth is None else depth, depth_enc, stamp))
-        harness.colour_pub.publish(img)
+        harness.color_pub.publish(img)
 
     cases = [  # (what is wrong, how to send it, the warning that must follow)
         ("unsupported encoding", dict(encoding="yuv422"), "yuv422"),

@@ -46,13 +46,13 @@ def test_invalid_stamps_and_absurd_intrinsics_are_skipped_with_a_warning(harness
 
     def send(stamp_sec, stamp_nsec, k):
         info = make_info(k, 640, 480, 0)
-        colour, depth = make_image(s.color, "rgb8", 0), make_image(s.depth, "16UC1", 0)
-        for msg in (info, colour, depth):
+        color, depth = make_image(s.color, "rgb8", 0), make_image(s.depth, "16UC1", 0)
+        for msg in (info, color, depth):
             msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_sec, stamp_nsec
         harness.info_pub.publish(info)
         time.sleep(0.1)
         harness.depth_pub.publish(depth)
-        harness.colour_pub.publish(colour)
+        harness.color_pub.publish(color)
 
     send(1_732_000_000, 1_500_000_000, K)
     assert harness.wait_log("bad stamp", timeout=5.0), "\n".join(harness.log[-10:])

@@ -68,7 +68,8 @@ def test_best_effort_camera_started_after_the_node_is_heard_and_its_loss_reporte
         keys = {kv.key for kv in warn[-1].values}
         assert {"color_received_hz", "color_camera_hz_estimated", "color_loss_estimated"} <= keys
         cam.wait(60)
-        assert sum("loses" in line and "/cam_be/color" in line for line in h.log) == 1
+        for topic in ("/cam_be/color", "/cam_be/depth"):  # one warning per topic, however long the loss lasts
+            assert sum("loses" in line and topic in line for line in h.log) <= 1, topic
         assert h.alive()
     finally:
         if cam.poll() is None:

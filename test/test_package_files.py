@@ -32,7 +32,7 @@ def test_fastdds_profile_fits_a_frame_in_shared_memory_and_keeps_udp():
 
 
 def test_config_parameters_match_the_node_declarations():
-    from robot_classify.ros.node import PARAMETERS
+    from robot_classify.runtime.parameters import PARAMETERS
 
     cfg = yaml.safe_load((ROOT / "config" / "classify.yaml").read_text())["robot_classify"]["ros__parameters"]
 
@@ -43,26 +43,24 @@ def test_config_parameters_match_the_node_declarations():
     values = dict(flat(cfg))
     assert set(values) == set(PARAMETERS)
     for name, value in values.items():
-        default = PARAMETERS[name][0]
+        default = PARAMETERS[name].default
         assert type(value) is type(default) and value == default, f"{name}: yaml {value!r}, node {default!r}"
 
 
 def test_launch_defaults_match_the_node_declarations():
     """The launch file passes device and qos.reliability explicitly: its defaults must be the node's."""
-    from robot_classify.ros.node import PARAMETERS
+    from robot_classify.runtime.parameters import PARAMETERS
 
     tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
     defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
                 for kw in node.keywords if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
-    assert defaults["device"] == PARAMETERS["device"][0]
-    assert defaults["qos_reliability"] == PARAMETERS["qos.reliability"][0]
-    assert defaults["model_path"] == PARAMETERS["model_path"][0]
+    assert defaults["device"] == PARAMETERS["device"].default
+    assert defaults["qos_reliability"] == PARAMETERS["qos.reliability"].default
+    assert defaults["model_path"] == PARAMETERS["model_path"].default
 
 
 def test_the_default_model_ships_as_package_data_and_loads():
-    from setuptools import find_packages  # noqa: F401 -- setup.py is plain setuptools
-
     from robot_classify.runtime.default_model import default_model_path, get_default_model
 
     setup_py = (ROOT / "setup.py").read_text()

@@ -43,14 +43,14 @@ def test_touching_objects_at_different_depths_are_split():
     assert z == pytest.approx([0.82, 0.90], abs=0.005)
 
 
-def standing_cylinders(colours, radius=0.04, axis_z=0.96, z_table=1.0, h=480, w=640):
+def standing_cylinders(colors, radius=0.04, axis_z=0.96, z_table=1.0, h=480, w=640):
     """Upright cylinders side by side, touching, seen from the front: their surfaces meet at the
     axis depth, so depth alone runs on smoothly from one to the other (a concave crease)."""
     depth = np.full((h, w), z_table, np.float32)
     color = np.full((h, w, 3), 90, np.uint8)
     r_px = K.fx * radius / axis_z
     boxes = []
-    for i, rgb in enumerate(colours):
+    for i, rgb in enumerate(colors):
         xc = 200 + r_px + 2 * r_px * i
         x0, x1 = int(np.ceil(xc - r_px)), int(np.floor(xc + r_px))
         dx = (np.arange(x0, x1 + 1) - xc) / r_px * radius
@@ -60,7 +60,7 @@ def standing_cylinders(colours, radius=0.04, axis_z=0.96, z_table=1.0, h=480, w=
     return color, depth, boxes
 
 
-def test_touching_objects_at_equal_depth_split_at_the_crease_when_colours_differ():
+def test_touching_objects_at_equal_depth_split_at_the_crease_when_colors_differ():
     color, depth, boxes = standing_cylinders([(200, 30, 30), (30, 30, 200)])
     ex = extract_objects(color, depth, K)
     assert len(ex.objects) == 2
@@ -94,7 +94,7 @@ def test_dropout_band_across_an_object_does_not_split_it():
     assert len(ex.objects) == 1 and box_iou(ex.objects[0].bbox, (250, 150, 120, 160)) > 0.9
 
 
-def test_colour_depth_size_mismatch_names_both_shapes():
+def test_color_depth_size_mismatch_names_both_shapes():
     color, depth = synthetic_table()
     with pytest.raises(ValueError, match=r"depth \(240, 320\) and colour \(480, 640\)"):
         extract_objects(color, depth[::2, ::2], K)

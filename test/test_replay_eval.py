@@ -81,7 +81,7 @@ def test_replay_eval_progress_bar_knows_the_bag_length(tiny, tmp_path, monkeypat
     import robot_classify.evaluation.replay_eval as re_mod
 
     path, model = tiny
-    assert re_mod.colour_count(path, COLOR_TOPIC) == 3
+    assert re_mod.color_count(path, COLOR_TOPIC) == 3
     totals = []
     real = re_mod.tqdm
     monkeypatch.setattr(re_mod, "tqdm", lambda it, **kw: totals.append(kw.get("total")) or real(it, **kw))

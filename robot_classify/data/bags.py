@@ -13,6 +13,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..runtime.results import BBOX_KEYS, FrameLabels, ObjectResult
+from ..runtime.stamps import header_to_ns, ns_to_stamp
+
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
 INFO_TOPIC = "/camera/camera/color/camera_info"
@@ -31,14 +34,16 @@ def _typestore():
     return get_typestore(Stores.ROS2_JAZZY)
 
 
-def ground_truth_doc(meta: dict[str, Any], stamp_ns: int) -> dict[str, Any]:
-    sec, nsec = divmod(stamp_ns, 1_000_000_000)
-    objects = [{"instance": o["instance"], "label": o["class_name"], "score": 1.0, "top_k": [],
-                "bbox": o["bbox"], "centroid": o["centroid"], "visible_fraction": o["visible_fraction"]}
-               for o in meta["objects"]]
-    return {"schema": "robot_classify/ObjectLabels/1", "header": {"stamp": {"sec": sec, "nanosec": nsec},
-                                                                  "frame_id": FRAME_ID},
-            "model": {"name": "ground_truth", "sha256": ""}, "objects": objects}
+def ground_truth(meta: dict[str, Any], stamp_ns: int) -> FrameLabels:
+    """A rendered scene's objects as labels of score 1 (written to the bag as JSON)."""
+    objects = []
+    for o in meta["objects"]:
+        c = o["centroid"]
+        objects.append(ObjectResult(instance=int(o["instance"]), label=o["class_name"], score=1.0, top_k=(),
+                                    bbox=tuple(int(o["bbox"][k]) for k in BBOX_KEYS),
+                                    centroid=None if c is None else (float(c["x"]), float(c["y"]), float(c["z"])),
+                                    visible_fraction=float(o["visible_fraction"])))
+    return FrameLabels(ns_to_stamp(stamp_ns), FRAME_ID, "ground_truth", "", tuple(objects))
 
 
 def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 30.0,
@@ -62,7 +67,8 @@ def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 
         c_gt = w.add_connection(GT_TOPIC, String.__msgtype__, typestore=ts)
         for i, scene in enumerate(scenes):
             t = start_ns + int(round(i * 1e9 / rate_hz))
-            header = Header(stamp=Time(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000), frame_id=FRAME_ID)
+            sec, nanosec = ns_to_stamp(t)
+            header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=FRAME_ID)
             h, wd = scene.color.shape[:2]
             K = scene.meta["intrinsics"]
             info = CameraInfo(header=header, height=h, width=wd, distortion_model="plumb_bob",
@@ -75,7 +81,7 @@ def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 
                         data=np.ascontiguousarray(scene.color).reshape(-1))
             dep = Image(header=header, height=h, width=wd, encoding="16UC1", is_bigendian=0, step=wd * 2,
                         data=np.ascontiguousarray(scene.depth).view(np.uint8).reshape(-1))
-            gt = String(data=json.dumps(ground_truth_doc(scene.meta, t)))
+            gt = String(data=json.dumps(ground_truth(scene.meta, t).to_doc()))
             for conn, msg in ((c_inf, info), (c_dep, dep), (c_col, col), (c_gt, gt)):
                 w.write(conn, t, ts.serialize_cdr(msg, msg.__msgtype__))
     return path
@@ -84,10 +90,9 @@ def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 
 @dataclass
 class BagFrame:
     stamp_ns: int
-    colour: Any  # sensor_msgs/Image (rosbags message: same fields as rclpy's)
+    color: Any  # sensor_msgs/Image (rosbags message: same fields as rclpy's)
     depth: Any
     info: Any | None
-    frame_id: str
 
 
 def open_reader(path: str | Path):
@@ -131,27 +136,27 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
     """
     from ..runtime.sync import StampSynchronizer
 
-    colour_t, depth_t, info_t = topics
+    color_t, depth_t, info_t = topics
     reader = open_reader(path)
     try:
-        _require_topics(reader, path, [colour_t, depth_t])
-        conns = [c for c in reader.connections if c.topic in (colour_t, depth_t, info_t)]
+        _require_topics(reader, path, [color_t, depth_t])
+        conns = [c for c in reader.connections if c.topic in (color_t, depth_t, info_t)]
         sync = StampSynchronizer(slop)
         info = None
         infos: dict[int, Any] = {}
         try:
             for conn, _, raw in reader.messages(connections=conns):
                 msg = reader.deserialize(raw, conn.msgtype)
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                stamp = header_to_ns(msg.header)
                 if conn.topic == info_t:
                     info = msg
                     infos[stamp] = msg
                     continue
-                (sync.add_colour if conn.topic == colour_t else sync.add_depth)(stamp, msg)
+                (sync.add_color if conn.topic == color_t else sync.add_depth)(stamp, msg)
                 pair = sync.pop_latest()
                 if pair is not None:
                     key, c, d = pair
-                    yield BagFrame(key, c, d, infos.pop(key, info), c.header.frame_id)
+                    yield BagFrame(key, c, d, infos.pop(key, info))
                     if len(infos) > 100:
                         infos.clear()
         except BagError:
@@ -165,29 +170,31 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
 
 
 def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic: str = GT_TOPIC
-                      ) -> dict[int, dict]:
-    """stamp_ns -> ground-truth document, from the bag's topic or a JSON-lines sidecar."""
-    out: dict[int, dict] = {}
+                      ) -> dict[int, FrameLabels]:
+    """stamp_ns -> ground truth, from the bag's topic or a JSON-lines sidecar (/object_labels
+    documents; ground truth needs only header.stamp and each object's label and bbox)."""
+    out: dict[int, FrameLabels] = {}
     if sidecar is not None:
         for n, line in enumerate(Path(sidecar).read_text().splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                doc = json.loads(line)
-                st = doc["header"]["stamp"]
-                out[int(st["sec"]) * 1_000_000_000 + int(st["nanosec"])] = doc
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                labels = FrameLabels.from_doc(json.loads(line))
+            except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
                 raise BagError(f"{sidecar}:{n}: not a ground-truth line ({e})") from None
+            out[labels.stamp_ns] = labels
         return out
     reader = open_reader(path)
     try:
         if topic not in topics_of(reader):
             return {}
         conns = [c for c in reader.connections if c.topic == topic]
-        for conn, _, raw in reader.messages(connections=conns):
-            doc = json.loads(reader.deserialize(raw, conn.msgtype).data)
-            st = doc["header"]["stamp"]
-            out[int(st["sec"]) * 1_000_000_000 + int(st["nanosec"])] = doc
+        for conn, t, raw in reader.messages(connections=conns):
+            try:
+                labels = FrameLabels.from_doc(json.loads(reader.deserialize(raw, conn.msgtype).data))
+            except (KeyError, TypeError, ValueError) as e:
+                raise BagError(f"{path}: {topic} at {t} ns: not a ground-truth document ({e})") from None
+            out[labels.stamp_ns] = labels
     finally:
         reader.close()
     return out

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..learn.features import PATCH_SIZE
 from .safe_pickle import safe_load
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ PROPS_CLASSES = ["master_chef_can", "cracker_box", "sugar_box", "tomato_soup_can
                  "tuna_fish_can", "gelatin_box", "potted_meat_can", "mug", "large_marker"]
 FORMATS = ("auto", "props", "cifar10", "folder", "npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-PATCH = 32
+PATCH_SHAPE = (PATCH_SIZE, PATCH_SIZE, 3)
 
 
 @dataclass
@@ -33,8 +34,9 @@ class PatchSet:
     groups: np.ndarray | None = None  # object instance / scene per sample, for group-aware splits
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 4 or self.images.shape[1:] != (PATCH, PATCH, 3) or self.images.dtype != np.uint8:
-            raise ValueError(f"patches must be uint8 (N, 32, 32, 3), got {self.images.dtype} {self.images.shape}")
+        if self.images.ndim != 4 or self.images.shape[1:] != PATCH_SHAPE or self.images.dtype != np.uint8:
+            raise ValueError(f"patches must be uint8 (N, {PATCH_SIZE}, {PATCH_SIZE}, 3), got {self.images.dtype} "
+                             f"{self.images.shape}")
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"{len(self.images)} patches but labels of shape {self.labels.shape}")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
@@ -60,8 +62,8 @@ def to_patch(image: np.ndarray) -> np.ndarray:
         image = image[:, :, :3]
     elif image.shape[2] == 1:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[:2] != (PATCH, PATCH):
-        image = cv2.resize(image, (PATCH, PATCH), interpolation=cv2.INTER_AREA)
+    if image.shape[:2] != (PATCH_SIZE, PATCH_SIZE):
+        image = cv2.resize(image, (PATCH_SIZE, PATCH_SIZE), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(image)
 
 
@@ -114,7 +116,7 @@ def load_folder(root: Path) -> dict[str, PatchSet]:
                     log.warning("skipping %s", e)
         if skipped:
             log.warning("%s: skipped %d unreadable images", split, skipped)
-        out[split.name] = PatchSet(np.stack(images) if images else np.zeros((0, PATCH, PATCH, 3), np.uint8),
+        out[split.name] = PatchSet(np.stack(images) if images else np.zeros((0, *PATCH_SHAPE), np.uint8),
                                    np.asarray(labels, np.int64), class_names)
     return out
 
@@ -133,7 +135,7 @@ def load_npz(path: Path) -> dict[str, PatchSet]:
         xk, yk = ("X", "y") if not split else (f"X_{split}", f"y_{split}")
         if xk in files and yk in files:
             images = files[xk]
-            if images.ndim == 4 and images.shape[1:3] != (PATCH, PATCH):
+            if images.ndim == 4 and images.shape[1:3] != (PATCH_SIZE, PATCH_SIZE):
                 images = np.stack([to_patch(i) for i in images]) if len(images) else images
             out[split or "all"] = PatchSet(images, files[yk].astype(np.int64), names)
     if not out:
@@ -160,9 +162,9 @@ def load_props(path: Path) -> dict[str, PatchSet]:
     for gi, f in enumerate(files):
         d = _load_dict(f, ("data", "labels"))
         data, labels = np.asarray(d["data"]), np.asarray(d["labels"], np.int64).ravel()
-        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[1:] != (PATCH, PATCH, 3) or len(data) != len(labels):
-            raise ValueError(f"{f}: data must be uint8 (N, 32, 32, 3) with N labels, got {data.dtype} {data.shape} "
-                             f"and {labels.shape}")
+        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[1:] != PATCH_SHAPE or len(data) != len(labels):
+            raise ValueError(f"{f}: data must be uint8 (N, {PATCH_SIZE}, {PATCH_SIZE}, 3) with N labels, got "
+                             f"{data.dtype} {data.shape} and {labels.shape}")
         parts["test" if f.stem in test_split else "train"].append((data, labels, np.full(len(labels), gi)))
     out = {}
     for split, items in parts.items():
@@ -202,9 +204,9 @@ def load_cifar10(path: Path) -> dict[str, PatchSet]:
         d = _load_dict(f, ("data",))
         data = np.asarray(d["data"], np.uint8)
         labels = np.asarray(d.get("labels", d.get("fine_labels")), np.int64)
-        if data.ndim != 2 or data.shape[1] != 3 * PATCH * PATCH or len(labels) != len(data):
+        if data.ndim != 2 or data.shape[1] != 3 * PATCH_SIZE * PATCH_SIZE or len(labels) != len(data):
             raise ValueError(f"{f}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")
-        return data.reshape(-1, 3, PATCH, PATCH).transpose(0, 2, 3, 1).copy(), labels
+        return data.reshape(-1, 3, PATCH_SIZE, PATCH_SIZE).transpose(0, 2, 3, 1).copy(), labels
 
     out = {}
     train = [batch(f) for f in sorted(root.glob("data_batch_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))]

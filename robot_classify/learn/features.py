@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 from skimage.feature import hog
 
+PATCH_SIZE = 32  # side of the square RGB patches every model takes: data sets, training and runtime crops
 FEATURE_KINDS = ("pixels", "hog_color")
 # Bounds on HOG + colour settings. They come from model files too, so every size is bounded:
 # 180 hue bins is one per OpenCV hue value, 256 saturation bins one per value, and a grid
-# finer than the 32x32 patch only repeats pixels.
-MAX_HUE_BINS, MAX_SAT_BINS, MAX_GRID = 180, 256, 32
+# finer than the patch only repeats pixels.
+MAX_HUE_BINS, MAX_SAT_BINS, MAX_GRID = 180, 256, PATCH_SIZE
 MAX_WEIGHT = 1000.0
 
 

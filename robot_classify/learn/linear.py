@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .device import resolve_device
+from .features import PATCH_SIZE
 from .knn import check_features
 
 LOSSES = ("svm", "softmax")
@@ -118,7 +119,7 @@ class LinearClassifier:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(1)]
 
-    def templates(self, shape: tuple[int, int, int] = (32, 32, 3)) -> np.ndarray:
+    def templates(self, shape: tuple[int, int, int] = (PATCH_SIZE, PATCH_SIZE, 3)) -> np.ndarray:
         """W rows as images (C, H, W, 3), rescaled to uint8: what each class 'looks for'."""
         if self.coef_.shape[1] != int(np.prod(shape)):
             raise ValueError(f"templates need raw-pixel features of size {np.prod(shape)}, "

@@ -9,11 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .features import FeaturePipeline, check_patches
+from .features import PATCH_SIZE, FeaturePipeline, check_patches
 from .knn import KNNClassifier
 from .linear import LinearClassifier
-
-PATCH_SIZE = 32
 
 
 @dataclass
@@ -35,14 +33,6 @@ class ClassifierModel:
                              f"[{labels.min()}, {labels.max()}]")
         self.classifier.fit(self.features.fit_transform(images), labels)
         return self
-
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """(n, n_classes) scores over all class names (classes absent from training get 0)."""
-        images = check_patches(images)
-        out = np.zeros((len(images), len(self.class_names)))
-        if len(images):
-            out[:, self.classifier.classes_] = self.classifier.predict_proba(self.features.transform(images))
-        return out
 
     def predict(self, images: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(label indices, scores) per patch; the score is the winner's probability / vote share.

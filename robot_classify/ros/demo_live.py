@@ -7,9 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from ..runtime.results import FrameLabels
+from ..runtime.stamps import header_to_ns
 
-def run_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: str, show: int = 5,
-               start_timeout: float = 120.0) -> tuple[int, int]:
+
+def run_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: str, params_file: str | None = None,
+             show: int = 5, start_timeout: float = 120.0) -> tuple[int, int]:
     """Start classify_node, replay the bag into it once it is really receiving, and count the
     frames it labelled: (labelled, frames in the bag)."""
     import os
@@ -26,7 +29,8 @@ def run_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: s
     from .replay import replay
 
     node_proc = subprocess.Popen(
-        [sys.executable, "-m", "robot_classify.ros.node", "--ros-args", "-p", f"model_path:={model_file}",
+        [sys.executable, "-m", "robot_classify.ros.node", "--ros-args",
+         *(["--params-file", str(params_file)] if params_file else []), "-p", f"model_path:={model_file}",
          "-p", "qos.reliability:=reliable", "-p", f"device:={device}", "-r", f"color/image_raw:={topics[0]}",
          "-r", f"depth/image_raw:={topics[1]}", "-r", f"color/camera_info:={topics[2]}"])
     rclpy.init()
@@ -37,19 +41,16 @@ def run_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: s
     lock = threading.Lock()  # `labelled` grows on the executor thread
     spinning = threading.Event()
 
-    def stamp_ns(stamp) -> int:
-        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
     def on_labels(msg: String) -> None:
-        doc = json.loads(msg.data)
-        st = doc["header"]["stamp"]
+        labels = FrameLabels.from_doc(json.loads(msg.data))
         with lock:
-            labelled.add(int(st["sec"]) * 1_000_000_000 + int(st["nanosec"]))
+            labelled.add(labels.stamp_ns)
             n = len(labelled)
         last_label[0] = time.monotonic()
         if n <= show:
-            objs = ", ".join(f"{o['label']} {o['score']:.2f}" for o in doc["objects"])
-            print(f"  /object_labels stamp {st['sec']}.{st['nanosec']:09d}: {objs}")
+            objs = ", ".join(f"{o.label} {o.score:.2f}" for o in labels.objects)
+            sec, nanosec = labels.stamp
+            print(f"  /object_labels stamp {sec}.{nanosec:09d}: {objs}")
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
         # The node publishes diagnostics from a timer of its executor, which spins only after
@@ -72,7 +73,7 @@ def run_live(model_file: str, bag: Path, topics: tuple[str, str, str], device: s
                 raise RuntimeError(f"classify_node did not start within {start_timeout:.0f} s")
             time.sleep(0.1)
         replay(bag, rate=0.2, keep_stamps=True, topics=list(topics), wait_for_subscribers=30.0,
-               on_message=lambda topic, msg: sent.add(stamp_ns(msg.header.stamp)) if topic == topics[0] else None)
+               on_message=lambda topic, msg: sent.add(header_to_ns(msg.header)) if topic == topics[0] else None)
         # The last frames are still being processed: wait until all are in, or none came for 3 s.
         last_label[0] = max(last_label[0], time.monotonic())
         end = time.monotonic() + 30

@@ -38,51 +38,15 @@ from threadpoolctl import threadpool_limits
 from ..runtime.allocator import keep_frame_buffers
 from ..runtime.default_model import default_model_path, get_default_model
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
+from ..runtime.results import FrameLabels
 from ..runtime.image_conversion import array_to_fields
 from ..learn.model_io import load_model
-from ..runtime.patches import SegmentationParams
+from ..runtime.parameters import PARAMETERS, ParameterError, ParameterSpec, check_parameters, check_value, segmentation
 from ..runtime.stream_health import StampGapMonitor
+from ..runtime.stamps import header_to_ns
 from ..runtime.sync import StampSynchronizer
-from ..runtime.visualize import draw_objects, label_colour
+from ..runtime.visualize import draw_objects, label_color
 
-SEGMENTATION_DEFAULTS = SegmentationParams()
-# name -> (default, description, range or None, dynamic)
-PARAMETERS = {
-    "model_path": ("", "model file (.safetensors); empty = the embedded default model", None, False),
-    "device": ("auto", "auto, cpu or cuda", None, False),
-    "min_score": (0.5, "objects scoring below this are labelled 'unknown' (top_k kept)", (0.0, 1.0), True),
-    "top_k": (3, "alternatives reported per object", (1, 1000), True),
-    "k": (0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), True),
-    "max_objects": (SEGMENTATION_DEFAULTS.max_objects, "objects per frame (largest first)", (1, 1000), False),
-    "workers": (1, "frames processed at once (segmentation and classification run in parallel); 2+ raise "
-                   "throughput when one frame takes longer than the camera period (results older than one "
-                   "already published are dropped)", (1, 16), False),
-    "sync_slop": (0.02, "max colour/depth stamp difference to pair, seconds", (0.0, 1.0), False),
-    "max_queue_wait": (0.2, "seconds a paired frame may wait for a worker while newer frames are ready; older "
-                            "ones are dropped (0 = always take the newest frame)", (0.0, 10.0), False),
-    "qos.reliability": ("best_available", "camera input QoS: best_available (reliable from a reliable "
-                        "publisher, best effort from a best-effort one), reliable or best_effort", None, False),
-    "segmentation.mode": (SEGMENTATION_DEFAULTS.mode, "depth, mask or full", None, False),
-    "segmentation.min_depth": (SEGMENTATION_DEFAULTS.min_depth, "metres", (0.0, 20.0), False),
-    "segmentation.max_depth": (SEGMENTATION_DEFAULTS.max_depth, "metres", (0.0, 20.0), False),
-    "segmentation.min_height": (SEGMENTATION_DEFAULTS.min_height, "above the table, metres", (0.0, 5.0), False),
-    "segmentation.max_height": (SEGMENTATION_DEFAULTS.max_height, "above the table, metres", (0.0, 5.0), False),
-    "segmentation.grow_height": (SEGMENTATION_DEFAULTS.grow_height,
-                                 "pixels above this height join an object reaching min_height, metres",
-                                 (0.0, 5.0), False),
-    "segmentation.min_area": (SEGMENTATION_DEFAULTS.min_area, "pixels", (1, 100_000_000), False),
-    "segmentation.max_area": (SEGMENTATION_DEFAULTS.max_area, "pixels", (1, 100_000_000), False),
-    "segmentation.depth_jump": (SEGMENTATION_DEFAULTS.depth_jump, "metres at 1 m between two objects", (0.001, 1.0),
-                                False),
-    "segmentation.crease": (SEGMENTATION_DEFAULTS.crease, "concave-crease cut between touching objects "
-                            "(sag / chord); 0 = off", (0.0, 10.0), False),
-    "segmentation.rejoin_colour": (SEGMENTATION_DEFAULTS.rejoin_colour, "pieces cut at a crease rejoin below this "
-                                   "CIELAB colour distance", (0.0, 500.0), False),
-    "segmentation.padding": (SEGMENTATION_DEFAULTS.padding, "crop padding per side (fraction)", (0.0, 2.0), False),
-    "segmentation.scale": (SEGMENTATION_DEFAULTS.scale, "1 = full resolution, 2 = half (faster)", (1, 4), False),
-    "segmentation.mask_background": (SEGMENTATION_DEFAULTS.mask_background, "grey out pixels outside the object",
-                                     None, False),
-}
 NO_INPUT_WARN_S = 5.0
 LOSS_WARN = 0.10  # share of a camera stream's frames lost over HEALTH_WINDOW_S that earns a warning
 HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
@@ -94,33 +58,28 @@ PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/con
                "the camera driver (its shared-memory segments must fit a whole image), or make it publish reliable")
 
 
-def _descriptor(name: str, description: str, rng, dynamic: bool) -> ParameterDescriptor:
-    d = ParameterDescriptor(name=name, description=description, read_only=not dynamic)
-    if isinstance(rng, tuple) and isinstance(rng[0], float):
-        d.floating_point_range = [FloatingPointRange(from_value=rng[0], to_value=rng[1])]
-    elif isinstance(rng, tuple):
-        d.integer_range = [IntegerRange(from_value=rng[0], to_value=rng[1], step=1)]
+def _descriptor(name: str, spec: ParameterSpec) -> ParameterDescriptor:
+    """The ROS view of one entry of the shared table: ranges for `ros2 param describe`."""
+    text = spec.description + (f" ({', '.join(spec.choices)})" if spec.choices else "")
+    d = ParameterDescriptor(name=name, description=text, read_only=not spec.dynamic)
+    if spec.range is not None and isinstance(spec.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=spec.range[0], to_value=spec.range[1])]
+    elif spec.range is not None:
+        d.integer_range = [IntegerRange(from_value=spec.range[0], to_value=spec.range[1], step=1)]
     return d
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 class ClassifyNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("robot_classify", **kwargs)
-        for name, (default, desc, rng, dynamic) in PARAMETERS.items():
-            self.declare_parameter(name, default, _descriptor(name, desc, rng, dynamic))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        seg = SegmentationParams(**{k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("segmentation.")},
-                                 max_objects=p["max_objects"])
+        for name, spec in PARAMETERS.items():
+            self.declare_parameter(name, spec.default, _descriptor(name, spec))
+        # The checks replay-eval applies to a params file, so both refuse the same settings.
+        p = check_parameters({name: self.get_parameter(name).value for name in PARAMETERS})
+        seg = segmentation(p)
         reliability = p["qos.reliability"]
-        if reliability not in RELIABILITY:
-            raise ValueError(f"qos.reliability must be one of {', '.join(RELIABILITY)}, got {reliability!r}")
         self.model = self._load_model(p["model_path"], p["device"])
-        self.processor = FrameProcessor(self.model, seg, p["min_score"], p["top_k"])
-        self.processor.set_thresholds(k=p["k"])
+        self.processor = FrameProcessor.from_parameters(self.model, p)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
         self._max_queue_wait = p["max_queue_wait"]
@@ -148,7 +107,7 @@ class ClassifyNode(Node):
 
         # No QoS event callbacks: each adds a waitable the executor rebuilds its wait set with on
         # every wake-up (30 Hz x 3 topics). `_check_inputs` polls the publishers instead.
-        self._inputs = {"color/image_raw": (Image, self._on_colour), "depth/image_raw": (Image, self._on_depth),
+        self._inputs = {"color/image_raw": (Image, self._on_color), "depth/image_raw": (Image, self._on_depth),
                         "color/camera_info": (CameraInfo, self._on_info)}
         if self.mode == "mask":
             self._inputs["mask/image_raw"] = (Image, self._on_mask)
@@ -177,7 +136,7 @@ class ClassifyNode(Node):
         for w in self._workers:
             w.start()
         self.get_logger().info(
-            f"ready: model {self.processor.model_info['name']} ({self.model.kind}, {len(self.model.class_names)} "
+            f"ready: model {self.processor.model_name} ({self.model.kind}, {len(self.model.class_names)} "
             f"classes), segmentation {self.mode}, input QoS {reliability}; publishing {self.labels_pub.topic_name}")
 
     # ----------------------------------------------------------------- setup
@@ -220,7 +179,10 @@ class ClassifyNode(Node):
         for prm in params:
             if prm.name not in ("min_score", "top_k", "k"):
                 return SetParametersResult(successful=False, reason=f"{prm.name} cannot change at run time")
-            changes[prm.name] = prm.value
+            try:
+                changes[prm.name] = check_value(prm.name, prm.value)
+            except ParameterError as e:
+                return SetParametersResult(successful=False, reason=str(e))
         try:  # k = 0 restores the model's tuned k
             self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
         except (ValueError, TypeError) as e:
@@ -228,10 +190,10 @@ class ClassifyNode(Node):
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------- callbacks (fast)
-    def _on_colour(self, msg: Image, info: dict) -> None:
+    def _on_color(self, msg: Image, info: dict) -> None:
         now = time.monotonic()
         self._last_rx["color/image_raw"] = now
-        key = stamp_ns(msg.header)
+        key = header_to_ns(msg.header)
         with self._stats_lock:
             self._rx_times.append(now)
         self._health["color/image_raw"].add(now, key, info.get("publication_sequence_number"))
@@ -239,25 +201,25 @@ class ClassifyNode(Node):
         if len(self._receipt) > 100:
             for old in sorted(self._receipt)[:50]:
                 self._receipt.pop(old, None)
-        self.sync.add_colour(key, msg)
+        self.sync.add_color(key, msg)
 
     def _on_depth(self, msg: Image, info: dict) -> None:
         now = self._last_rx["depth/image_raw"] = time.monotonic()
-        key = stamp_ns(msg.header)
+        key = header_to_ns(msg.header)
         self._health["depth/image_raw"].add(now, key, info.get("publication_sequence_number"))
         self.sync.add_depth(key, msg)
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._last_rx["color/camera_info"] = time.monotonic()
         self._info = msg
-        self._infos[stamp_ns(msg.header)] = msg
+        self._infos[header_to_ns(msg.header)] = msg
         while len(self._infos) > 30:
             self._infos.pop(next(iter(self._infos)))
 
     def _on_mask(self, msg: Image) -> None:
         self._last_rx["mask/image_raw"] = time.monotonic()
         with self._mask_arrived:
-            self._masks[stamp_ns(msg.header)] = msg
+            self._masks[header_to_ns(msg.header)] = msg
             while len(self._masks) > 30:
                 self._masks.pop(next(iter(self._masks)))
             self._mask_arrived.notify_all()
@@ -317,15 +279,15 @@ class ClassifyNode(Node):
         image is refused (FrameProcessor) rather than used."""
         return self._infos.get(key, self._info)
 
-    def _process(self, seq: int, key: int, colour_msg: Image, depth_msg: Image) -> None:
+    def _process(self, seq: int, key: int, color_msg: Image, depth_msg: Image) -> None:
         try:
             mask_msg = self._mask_for(key) if self.mode == "mask" else None
-            result = self.processor.process_messages(colour_msg, depth_msg, self._camera_info_for(key), mask_msg)
+            result = self.processor.process_messages(color_msg, depth_msg, self._camera_info_for(key), mask_msg)
         except FrameSkipped as e:
             self._skip(e.reason, e.detail)
             return
-        h = colour_msg.header
-        text = json.dumps(result.doc)
+        h = color_msg.header
+        text = json.dumps(result.labels.to_doc())
         with self._publish_lock:  # one frame at a time, in the order taken
             if seq < self._last_published:
                 self._late += 1
@@ -333,12 +295,11 @@ class ClassifyNode(Node):
             self._last_published = seq
             self.labels_pub.publish(String(data=text))
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
-            self._publish_markers(result.doc, h)
+            self._publish_markers(result.labels, h)
         self._record(done, self._receipt.pop(key, None), result.ms)
         if self.debug_pub.get_subscription_count() > 0:
-            items = [((o["bbox"]["x_offset"], o["bbox"]["y_offset"], o["bbox"]["width"], o["bbox"]["height"]),
-                      o["label"], o["score"]) for o in result.doc["objects"]]
-            img = Image(header=h, **array_to_fields(draw_objects(result.colour, items), "rgb8"))
+            items = [(o.bbox, o.label, o.score) for o in result.labels.objects]
+            img = Image(header=h, **array_to_fields(draw_objects(result.color, items), "rgb8"))
             self.debug_pub.publish(img)
 
     def _record(self, done: float, received: float | None, processing_ms: float) -> None:
@@ -349,26 +310,26 @@ class ClassifyNode(Node):
                 self._latency_ms.append((done - received) * 1000)
             self._done_times.append(done)
 
-    def _publish_markers(self, doc: dict, header) -> None:
+    def _publish_markers(self, labels: FrameLabels, header) -> None:
         arr = MarkerArray()
         arr.markers.append(Marker(header=header, action=Marker.DELETEALL))
-        for o in doc["objects"]:
-            c = o["centroid"]
-            if c is None:
+        for o in labels.objects:
+            if o.centroid is None:
                 continue
-            r, g, b = (v / 255.0 for v in label_colour(o["label"]))
-            box = Marker(header=header, ns="objects", id=2 * o["instance"], type=Marker.CUBE, action=Marker.ADD)
-            box.pose.position = Point(x=c["x"], y=c["y"], z=c["z"])
+            x, y, z = o.centroid
+            r, g, b = (v / 255.0 for v in label_color(o.label))
+            box = Marker(header=header, ns="objects", id=2 * o.instance, type=Marker.CUBE, action=Marker.ADD)
+            box.pose.position = Point(x=x, y=y, z=z)
             box.pose.orientation.w = 1.0
             box.scale.x = box.scale.y = box.scale.z = 0.05
             box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 0.5
-            text = Marker(header=header, ns="labels", id=2 * o["instance"] + 1, type=Marker.TEXT_VIEW_FACING,
+            text = Marker(header=header, ns="labels", id=2 * o.instance + 1, type=Marker.TEXT_VIEW_FACING,
                           action=Marker.ADD)
-            text.pose.position = Point(x=c["x"], y=c["y"] - 0.06, z=c["z"])
+            text.pose.position = Point(x=x, y=y - 0.06, z=z)
             text.pose.orientation.w = 1.0
             text.scale.z = 0.03
             text.color.r = text.color.g = text.color.b = text.color.a = 1.0
-            text.text = o["label"] if o["label"] == UNKNOWN else f"{o['label']} {o['score']:.2f}"
+            text.text = o.label if o.label == UNKNOWN else f"{o.label} {o.score:.2f}"
             arr.markers += [box, text]
         self.markers_pub.publish(arr)
 
@@ -395,7 +356,7 @@ class ClassifyNode(Node):
             "processing_p50_ms": f"{np.percentile(proc, 50):.1f}",
             "processing_p99_ms": f"{np.percentile(proc, 99):.1f}",
             "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
-            "model": f"{self.processor.model_info['name']} {self.processor.model_info['sha256'][:12]}",
+            "model": f"{self.processor.model_name} {self.processor.model_sha256[:12]}",
         }
         for topic, hs in health.items():
             short = topic.split("/")[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..data.bags import open_reader
+from ..runtime.stamps import header_to_ns, ns_to_stamp
 
 
 def _msg_class(msgtype: str):
@@ -71,8 +72,8 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                     time.sleep(delay)
                 msg = deserialize_message(bytes(raw), classes[conn.topic])
                 if not keep_stamps and hasattr(msg, "header"):
-                    st = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec - t0 + offset_ns
-                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(st, 1_000_000_000)
+                    stamp = header_to_ns(msg.header) - t0 + offset_ns
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp)
                 pubs[conn.topic].publish(msg)
                 sent += 1
                 if on_message is not None:

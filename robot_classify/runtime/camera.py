@@ -46,9 +46,6 @@ class Intrinsics:
             raise ValueError(f"intrinsics must be FX,FY,CX,CY, got {text!r}")
         return cls(*values)
 
-    def as_list(self) -> list[float]:
-        return [self.fx, self.fy, self.cx, self.cy]
-
     def backproject(self, u: np.ndarray, v: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Pixels (u, v) at depth z (metres) -> (N, 3) points in the camera frame."""
         return np.stack([(u - self.cx) * z / self.fx, (v - self.cy) * z / self.fy, z], axis=-1)

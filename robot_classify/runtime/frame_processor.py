@@ -1,4 +1,4 @@
-"""One RGB-D frame -> the /object_labels document: the node's processing, without ROS.
+"""One RGB-D frame -> typed per-object results (`results.FrameLabels`): the node's processing, without ROS.
 
 The node and `replay-eval` both call `FrameProcessor.process`, so offline evaluation runs
 exactly what runs on the robot (same conversion, patches, classifier, thresholds).
@@ -15,8 +15,9 @@ import numpy as np
 from .camera import Intrinsics
 from ..learn.model import ClassifierModel
 from .patches import Extraction, SegmentationParams, extract_objects
+from .results import FrameLabels, ObjectResult
+from .stamps import NS_PER_S
 
-SCHEMA = "robot_classify/ObjectLabels/1"
 UNKNOWN = "unknown"
 
 
@@ -30,22 +31,33 @@ class FrameSkipped(ValueError):
 
 @dataclass
 class FrameResult:
-    doc: dict[str, Any]
+    labels: FrameLabels
     extraction: Extraction
     ms: float
-    colour: np.ndarray  # the RGB frame it came from (debug images, reports)
+    color: np.ndarray  # the RGB frame it came from (debug images, reports)
 
 
 class FrameProcessor:
-    def __init__(self, model: ClassifierModel, params: SegmentationParams, min_score: float = 0.5, top_k: int = 3,
-                 model_name: str | None = None, model_sha256: str | None = None) -> None:
+    def __init__(self, model: ClassifierModel, params: SegmentationParams, min_score: float = 0.5,
+                 top_k: int = 3) -> None:
         self.model = model
         self.params = params
-        self.model_info = {"name": model_name or str(model.meta.get("name", "model")),
-                           "sha256": model_sha256 or str(model.meta.get("sha256", ""))}
+        self.model_name = str(model.meta.get("name", "model"))
+        self.model_sha256 = str(model.meta.get("sha256", ""))
         self._lock = threading.Lock()  # parameters change from the ROS parameter thread
         self.k: int | None = None  # kNN neighbours override; None = the model's tuned k (never overwritten)
         self.set_thresholds(min_score, top_k)
+
+    @classmethod
+    def from_parameters(cls, model: ClassifierModel, values: dict[str, Any]) -> "FrameProcessor":
+        """The processor the node runs for these (checked) parameter values: segmentation,
+        min_score, top_k and k; what replay-eval builds from the same params file."""
+        from .parameters import check_parameters, segmentation
+
+        values = check_parameters(values)
+        processor = cls(model, segmentation(values), values["min_score"], values["top_k"])
+        processor.set_thresholds(k=values["k"])
+        return processor
 
     def set_thresholds(self, min_score: float | None = None, top_k: int | None = None, k: int | None = None) -> None:
         """Validated runtime changes; raises ValueError with a reason.
@@ -76,11 +88,11 @@ class FrameProcessor:
         first real frame does not pay for OpenCV's lookup tables and the allocator's first pages."""
         h, w = 480, 640
         depth = np.full((h, w), 1000, np.uint16)
-        colour = np.full((h, w, 3), 90, np.uint8)
-        depth[200:300, 250:320], colour[200:300, 250:320] = 940, (200, 40, 40)
-        depth[200:300, 320:390], colour[200:300, 320:390] = 940, (40, 40, 200)
+        color = np.full((h, w, 3), 90, np.uint8)
+        depth[200:300, 250:320], color[200:300, 250:320] = 940, (200, 40, 40)
+        depth[200:300, 320:390], color[200:300, 320:390] = 940, (40, 40, 200)
         mask = (depth < 1000).astype(np.uint16)
-        self.process(colour, depth, Intrinsics(615.0, 615.0, w / 2, h / 2), (0, 0), "warm_up", mask)
+        self.process(color, depth, Intrinsics(615.0, 615.0, w / 2, h / 2), (0, 0), "warm_up", mask)
 
     def process(self, color: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
                 stamp: tuple[int, int], frame_id: str, mask: np.ndarray | None = None) -> FrameResult:
@@ -97,29 +109,26 @@ class FrameProcessor:
         for obj, lab, p in zip(ex.objects, labels, proba):
             order = np.argsort(-p, kind="stable")[:top_k]
             score = float(p[lab])
-            objects.append({
-                "instance": int(obj.instance),
-                "label": names[lab] if score >= min_score else UNKNOWN,
-                "score": score,
-                "top_k": [{"label": names[i], "score": float(p[i])} for i in order],
-                "bbox": obj.bbox_dict(),
-                "centroid": obj.centroid_dict(),
-                "pixels": int(obj.pixels),
-            })
-        doc = {"schema": SCHEMA, "header": {"stamp": {"sec": int(stamp[0]), "nanosec": int(stamp[1])},
-                                            "frame_id": frame_id},
-               "model": dict(self.model_info), "objects": objects}
-        if ex.warning:
-            doc["warning"] = ex.warning
-        return FrameResult(doc, ex, (time.perf_counter() - t0) * 1000, color)
+            objects.append(ObjectResult(
+                instance=int(obj.instance),
+                label=names[lab] if score >= min_score else UNKNOWN,
+                score=score,
+                top_k=tuple((names[i], float(p[i])) for i in order),
+                bbox=tuple(int(v) for v in obj.bbox),
+                centroid=None if obj.centroid is None else tuple(float(v) for v in obj.centroid),
+                pixels=int(obj.pixels),
+            ))
+        frame = FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, self.model_sha256,
+                            tuple(objects), ex.warning or None)
+        return FrameResult(frame, ex, (time.perf_counter() - t0) * 1000, color)
 
-    def process_messages(self, colour_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
+    def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node
         and `replay-eval` share. Raises FrameSkipped with the reason for a frame it cannot use."""
         from .image_conversion import color_from_msg, depth_from_msg, mask_from_msg
 
         try:
-            colour, depth = color_from_msg(colour_msg), depth_from_msg(depth_msg)
+            color, depth = color_from_msg(color_msg), depth_from_msg(depth_msg)
         except ValueError as e:
             raise FrameSkipped("bad image", str(e)) from None
         intrinsics = None
@@ -127,9 +136,9 @@ class FrameProcessor:
             if info_msg is None:
                 raise FrameSkipped("no camera_info", "waiting for color/camera_info")
             size = (int(info_msg.width), int(info_msg.height))
-            if size != (0, 0) and size != (int(colour_msg.width), int(colour_msg.height)):
+            if size != (0, 0) and size != (int(color_msg.width), int(color_msg.height)):
                 raise FrameSkipped("bad camera_info", f"camera_info is for {size[0]}x{size[1]} images, "
-                                                      f"the colour image is {colour_msg.width}x{colour_msg.height}")
+                                                      f"the colour image is {color_msg.width}x{color_msg.height}")
             try:
                 intrinsics = Intrinsics.from_k(info_msg.k)
             except ValueError as e:
@@ -142,11 +151,11 @@ class FrameProcessor:
                 mask = mask_from_msg(mask_msg)
             except ValueError as e:
                 raise FrameSkipped("bad mask", str(e)) from None
-        h = colour_msg.header
-        if not (0 <= h.stamp.sec < 2**31 and 0 <= h.stamp.nanosec < 1_000_000_000):
+        h = color_msg.header
+        if not (0 <= h.stamp.sec < 2**31 and 0 <= h.stamp.nanosec < NS_PER_S):
             raise FrameSkipped("bad stamp", f"header stamp sec={h.stamp.sec} nanosec={h.stamp.nanosec} is not a "
                                             "valid time (sec >= 0, 0 <= nanosec < 10^9)")
         try:
-            return self.process(colour, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id, mask)
+            return self.process(color, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id, mask)
         except ValueError as e:
             raise FrameSkipped("bad frame", str(e)) from None

@@ -16,16 +16,16 @@ node both call it, so training crops and runtime crops are made the same way.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
+from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid
 
 MODES = ("depth", "mask", "full")
-PATCH_SIZE = 32
 
 
 @dataclass
@@ -70,9 +70,6 @@ class SegmentationParams:
             raise ValueError(f"crease and rejoin_colour must be >= 0, got {self.crease}, {self.rejoin_colour}")
         if self.plane_threshold <= 0 or self.depth_jump <= 0 or self.ransac_iterations < 1:
             raise ValueError("plane_threshold, depth_jump and ransac_iterations must be positive")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -302,12 +299,12 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     if len(split) == 0:
         return mask
     candidates = np.flatnonzero(big & np.isin(owner, split))
-    colour = color[y0:y1, x0:x1]
+    crop = color[y0:y1, x0:x1]
     mean_rgb = np.zeros((n, 3), np.float32)
     for i in candidates:
         x, y, w, h = stats[i, :4]
         inside = (piece[y:y + h, x:x + w] == i).view(np.uint8)
-        mean_rgb[i] = cv2.mean(colour[y:y + h, x:x + w], mask=inside)[:3]
+        mean_rgb[i] = cv2.mean(crop[y:y + h, x:x + w], mask=inside)[:3]
     lab = cv2.cvtColor(mean_rgb[None] / np.float32(255.0), cv2.COLOR_RGB2Lab)[0]
     group = np.arange(n)  # union-find over the pieces of one component with the same colour
 

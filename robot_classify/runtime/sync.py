@@ -22,6 +22,7 @@ from typing import Any
 
 @dataclass
 class SyncStats:
+    # Field names are published as they are (/diagnostics, replay-eval's metrics.json): British spelling kept.
     colour_in: int = 0
     depth_in: int = 0
     paired: int = 0
@@ -40,24 +41,24 @@ class StampSynchronizer:
     def __post_init__(self) -> None:
         if self.slop < 0:
             raise ValueError(f"sync slop must be >= 0, got {self.slop}")
-        self._colour: deque[tuple[int, Any]] = deque()
+        self._color: deque[tuple[int, Any]] = deque()
         self._depth: deque[tuple[int, Any]] = deque()
         self._ready: list[tuple[int, int, float, Any, Any]] = []  # (colour stamp, seq, ready at, colour, depth)
         self._seq = itertools.count()  # keeps equal stamps in arrival order and items uncompared
         self._lock = threading.Lock()
         self.new_pair = threading.Condition(self._lock)
 
-    def add_colour(self, stamp_ns: int, item: Any) -> None:
+    def add_color(self, stamp_ns: int, item: Any) -> None:
         with self._lock:
             self.stats.colour_in += 1
-            self._add(self._colour, self._depth, stamp_ns, item, colour=True)
+            self._add(self._color, self._depth, stamp_ns, item, color=True)
 
     def add_depth(self, stamp_ns: int, item: Any) -> None:
         with self._lock:
             self.stats.depth_in += 1
-            self._add(self._depth, self._colour, stamp_ns, item, colour=False)
+            self._add(self._depth, self._color, stamp_ns, item, color=False)
 
-    def _add(self, mine: deque, other: deque, stamp: int, item: Any, colour: bool) -> None:
+    def _add(self, mine: deque, other: deque, stamp: int, item: Any, color: bool) -> None:
         best = None
         for i, (s, _) in enumerate(other):
             gap = abs(s - stamp)
@@ -67,7 +68,7 @@ class StampSynchronizer:
             mine.append((stamp, item))
             while len(mine) > self.window:
                 mine.popleft()
-                if colour:
+                if color:
                     self.stats.unpaired_colour += 1
                 else:
                     self.stats.unpaired_depth += 1
@@ -76,15 +77,15 @@ class StampSynchronizer:
         # Everything in the other stream older than the partner can no longer pair: unpaired.
         for _ in range(best[0]):
             other.popleft()
-            if colour:
+            if color:
                 self.stats.unpaired_depth += 1
             else:
                 self.stats.unpaired_colour += 1
         other.popleft()
-        colour_stamp = stamp if colour else s_other
-        pair = (colour_stamp, item, other_item) if colour else (colour_stamp, other_item, item)
+        color_stamp = stamp if color else s_other
+        pair = (color_stamp, item, other_item) if color else (color_stamp, other_item, item)
         self.stats.paired += 1
-        bisect.insort(self._ready, (colour_stamp, next(self._seq), time.monotonic(), *pair[1:]))
+        bisect.insort(self._ready, (color_stamp, next(self._seq), time.monotonic(), *pair[1:]))
         if len(self._ready) > self.max_ready:
             self._ready.pop(0)
             self.stats.dropped_pairs += 1
@@ -101,9 +102,9 @@ class StampSynchronizer:
             now = time.monotonic()
             fresh = [p for p in self._ready[:-1] if now - p[2] <= max_wait] + [self._ready[-1]]
             self.stats.dropped_pairs += len(self._ready) - len(fresh)
-            stamp, _, _, colour, depth = fresh.pop(0)
+            stamp, _, _, color, depth = fresh.pop(0)
             self._ready = fresh
-            return stamp, colour, depth
+            return stamp, color, depth
 
     def pop_latest(self, timeout: float | None = None) -> tuple[int, Any, Any] | None:
         """The newest pair; every older one waiting is discarded and counted."""

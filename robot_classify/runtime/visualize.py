@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 
-def label_colour(label: str) -> tuple[int, int, int]:
+def label_color(label: str) -> tuple[int, int, int]:
     """A stable, distinct RGB colour per label."""
     h = (sum(map(ord, label)) * 0.6180339887) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
@@ -18,7 +18,7 @@ def draw_objects(rgb: np.ndarray, items: list[tuple[tuple[int, int, int, int], s
     """items: (bbox, label, score or None). Returns a new RGB image."""
     out = np.ascontiguousarray(rgb.copy())
     for (x, y, w, h), label, score in items:
-        col = label_colour(label)
+        col = label_color(label)
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), col, 2)
         text = label if score is None else f"{label} {score:.2f}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)

@@ -11,8 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.datasets import PROPS_CLASSES
-
 
 @dataclass(frozen=True)
 class Part:
@@ -55,7 +53,6 @@ CATALOG: dict[str, ObjectSpec] = {
     "large_marker": ObjectSpec("large_marker", (Part("cylinder", (0.009, 0.12), texture="large_marker"),),
                                lies_down=True, footprint=0.065),
 }
-assert list(CATALOG) == PROPS_CLASSES
 
 # (background BGR, band BGR, text, text BGR, band rows as fractions): what the packaging shows.
 _DESIGNS = {

@@ -193,7 +193,7 @@ class SceneRenderer:
         mask = np.zeros(seg.shape, np.uint16)
         for inst, obj in enumerate(objects, start=1):
             mask[np.isin(seg, obj["bodies"])] = inst
-        color = self._sensor_colour(rgba[:, :, :3], rng)
+        color = self._sensor_color(rgba[:, :, :3], rng)
         depth = self._sensor_depth(z_true, color, rng)
         meta_objects = []
         for inst, obj in enumerate(objects, start=1):
@@ -262,7 +262,7 @@ class SceneRenderer:
 
     # -------------------------------------------------------------- sensor model
     @staticmethod
-    def _sensor_colour(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _sensor_color(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """White balance and exposure differ per scene; pixel noise like a consumer sensor."""
         gains = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.85, 1.15)
         noisy = rgb.astype(np.float32) * gains + rng.normal(0, 2.5, rgb.shape)

@@ -1,0 +1,150 @@
+"""The node's parameters, declared once: the node declares them from this table, the offline
+commands (`replay-eval`, `bag-to-dataset`, `eval-patches`, `demo`) read the node's own ROS 2
+params YAML through `read_params_file`, and both validate with `check_parameters`, so
+"replay-eval runs exactly what runs on the robot" holds at any settings, with the same
+error messages. `config/classify.yaml` is checked against this table by a test.
+
+No ROS: a params file is plain YAML (`robot_classify: ros__parameters: {...}`, nested
+names flattened with dots as ROS does).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from .patches import SegmentationParams
+
+Value = Union[bool, int, float, str]
+NODE_NAME = "robot_classify"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    default: Value
+    description: str
+    range: tuple[float, float] | None = None  # inclusive; ints for int parameters
+    choices: tuple[str, ...] | None = None
+    dynamic: bool = False  # changeable at run time (ros2 param set)
+
+
+_SEG = SegmentationParams()
+PARAMETERS: dict[str, ParameterSpec] = {
+    "model_path": ParameterSpec("", "model file (.safetensors); empty = the embedded default model"),
+    "device": ParameterSpec("auto", "where the classifier runs", choices=("auto", "cpu", "cuda")),
+    "min_score": ParameterSpec(0.5, "objects scoring below this are labelled 'unknown' (top_k kept)", (0.0, 1.0),
+                           dynamic=True),
+    "top_k": ParameterSpec(3, "alternatives reported per object, at most the number of classes", (1, 1000), dynamic=True),
+    "k": ParameterSpec(0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), dynamic=True),
+    "max_objects": ParameterSpec(_SEG.max_objects, "objects per frame (largest first)", (1, 1000)),
+    "workers": ParameterSpec(1, "frames processed at once (segmentation and classification run in parallel); 2+ raise "
+                            "throughput when one frame takes longer than the camera period (results older than one "
+                            "already published are dropped)", (1, 16)),
+    "sync_slop": ParameterSpec(0.02, "max colour/depth stamp difference to pair, seconds", (0.0, 1.0)),
+    "max_queue_wait": ParameterSpec(0.2, "seconds a paired frame may wait for a worker while newer frames are ready; "
+                                     "older ones are dropped (0 = always take the newest frame)", (0.0, 10.0)),
+    "qos.reliability": ParameterSpec("best_available", "camera input QoS: best_available (reliable from a reliable "
+                                 "publisher, best effort from a best-effort one), reliable or best_effort",
+                                 choices=("best_available", "reliable", "best_effort")),
+    "segmentation.mode": ParameterSpec(_SEG.mode, "depth, mask or full", choices=("depth", "mask", "full")),
+    "segmentation.min_depth": ParameterSpec(_SEG.min_depth, "metres", (0.0, 20.0)),
+    "segmentation.max_depth": ParameterSpec(_SEG.max_depth, "metres", (0.0, 20.0)),
+    "segmentation.min_height": ParameterSpec(_SEG.min_height, "above the table, metres", (0.0, 5.0)),
+    "segmentation.max_height": ParameterSpec(_SEG.max_height, "above the table, metres", (0.0, 5.0)),
+    "segmentation.grow_height": ParameterSpec(_SEG.grow_height, "pixels above this height join an object reaching "
+                                          "min_height, metres", (0.0, 5.0)),
+    "segmentation.min_area": ParameterSpec(_SEG.min_area, "pixels", (1, 100_000_000)),
+    "segmentation.max_area": ParameterSpec(_SEG.max_area, "pixels", (1, 100_000_000)),
+    "segmentation.depth_jump": ParameterSpec(_SEG.depth_jump, "metres at 1 m between two objects", (0.001, 1.0)),
+    "segmentation.crease": ParameterSpec(_SEG.crease, "concave-crease cut between touching objects (sag / chord); "
+                                     "0 = off", (0.0, 10.0)),
+    "segmentation.rejoin_colour": ParameterSpec(_SEG.rejoin_colour, "pieces cut at a crease rejoin below this CIELAB "
+                                            "colour distance", (0.0, 500.0)),
+    "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
+    "segmentation.scale": ParameterSpec(_SEG.scale, "1 = full resolution, 2 = half (faster)", (1, 4)),
+    "segmentation.mask_background": ParameterSpec(_SEG.mask_background, "grey out pixels outside the object"),
+}
+
+
+KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+class ParameterError(ValueError):
+    """A parameter name or value the node would refuse; the message names it."""
+
+
+def check_value(name: str, value: Any) -> Value:
+    """The value as the node would accept it (ints widen to float parameters), else ParameterError."""
+    if name not in PARAMETERS:
+        raise ParameterError(f"unknown parameter {name!r} (known: {', '.join(PARAMETERS)})")
+    spec = PARAMETERS[name]
+    kind = type(spec.default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ParameterError(f"{name} must be {KIND_NAMES[kind]}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ParameterError(f"{name} must be finite, got {value!r}")
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        raise ParameterError(f"{name} must be in [{spec.range[0]}, {spec.range[1]}], got {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ParameterError(f"{name} must be one of {', '.join(spec.choices)}, got {value!r}")
+    return value
+
+
+def check_parameters(values: dict[str, Any] | None = None) -> dict[str, Value]:
+    """Every parameter, defaults filled in, each value checked, then the cross-field rules
+    (SegmentationParams'). Raises ParameterError naming the first problem."""
+    out = {name: spec.default for name, spec in PARAMETERS.items()}
+    for name, value in (values or {}).items():
+        out[name] = check_value(name, value)
+    try:
+        segmentation(out)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
+    return out
+
+
+def segmentation(values: dict[str, Value]) -> SegmentationParams:
+    return SegmentationParams(**{k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("segmentation.")},
+                              max_objects=values["max_objects"])
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def read_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Value]:
+    """The node's parameters from a ROS 2 params YAML file (as `--ros-args --params-file`
+    reads it: entries for `robot_classify`, a namespaced `/ns/robot_classify`, or `/**`),
+    checked like the node checks them."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such params file: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParameterError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(doc, dict):
+        raise ParameterError(f"{path}: a ROS 2 params file maps node names to ros__parameters")
+    found: dict[str, Any] = {}
+    for key, section in doc.items():
+        if str(key) in ("/**", node_name) or str(key).rsplit("/", 1)[-1] == node_name:
+            if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
+                raise ParameterError(f"{path}: {key}: expected a 'ros__parameters' mapping")
+            found.update(_flatten(section["ros__parameters"]))
+    if not found:
+        raise ParameterError(f"{path}: no parameters for node {node_name!r} (nor '/**')")
+    try:
+        return check_parameters(found)
+    except ParameterError as e:
+        raise ParameterError(f"{path}: {e}") from None

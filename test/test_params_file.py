@@ -1,0 +1,118 @@
+"""One declaration of the node's parameters: the node and the offline commands read the same
+params file, check it the same way, and so process a bag identically."""
+import json
+
+import pytest
+
+from robot_classify.runtime.parameters import (PARAMETERS, ParameterError, check_parameters, read_params_file,
+                                                segmentation)
+
+NON_DEFAULT = """\
+robot_classify:
+  ros__parameters:
+    min_score: 0.9
+    top_k: 5
+    k: 7
+    max_objects: 6
+    sync_slop: 0.01
+    segmentation:
+      padding: 0.3
+      min_area: 300
+      crease: 0.25
+      mask_background: false
+"""
+
+
+def test_a_params_file_reads_like_the_node_reads_it(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(NON_DEFAULT)
+    values = read_params_file(f)
+    assert set(values) == set(PARAMETERS)
+    assert values["top_k"] == 5 and values["k"] == 7 and values["segmentation.padding"] == 0.3
+    assert values["device"] == PARAMETERS["device"].default
+    seg = segmentation(values)
+    assert seg.max_objects == 6 and seg.min_area == 300 and seg.mask_background is False
+    (tmp_path / "ns.yaml").write_text(NON_DEFAULT.replace("robot_classify:", "/left_arm/robot_classify:"))
+    assert read_params_file(tmp_path / "ns.yaml") == values
+    (tmp_path / "all.yaml").write_text(NON_DEFAULT.replace("robot_classify:", "/**:"))
+    assert read_params_file(tmp_path / "all.yaml") == values
+
+
+@pytest.mark.parametrize("line, message", [
+    ("    min_score: 2.0", "min_score must be in [0.0, 1.0]"),
+    ("    top_k: three", "top_k must be an integer"),
+    ("    segmentation: {mode: sideways}", "segmentation.mode must be one of depth, mask, full"),
+    ("    segmentation: {min_depth: 2.0, max_depth: 1.0}", "depth"),
+    ("    workers: true", "workers must be an integer"),
+    ("    no_such_thing: 1", "unknown parameter 'no_such_thing'"),
+    ("    min_score: .nan", "min_score must be finite"),
+])
+def test_bad_values_in_a_params_file_are_refused_with_the_nodes_message(tmp_path, line, message):
+    f = tmp_path / "bad.yaml"
+    f.write_text("robot_classify:\n  ros__parameters:\n" + line + "\n")
+    with pytest.raises(ParameterError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        read_params_file(f)
+
+
+def test_files_that_are_no_params_file_say_so(tmp_path):
+    (tmp_path / "other.yaml").write_text("some_other_node:\n  ros__parameters: {k: 1}\n")
+    with pytest.raises(ParameterError, match="no parameters for node 'robot_classify'"):
+        read_params_file(tmp_path / "other.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ParameterError, match="maps node names"):
+        read_params_file(tmp_path / "list.yaml")
+    with pytest.raises(FileNotFoundError):
+        read_params_file(tmp_path / "missing.yaml")
+
+
+def test_the_shipped_config_is_the_defaults():
+    from pathlib import Path
+
+    assert read_params_file(Path(__file__).parents[1] / "config" / "classify.yaml") == check_parameters({})
+
+
+@pytest.mark.ros
+def test_node_and_replay_eval_with_one_params_file_publish_identical_documents(tmp_path, default_model_file):
+    """The robot (classify_node over DDS, fed by replaying the bag) and `robot-classify
+    replay-eval`, both given the same non-default params file: document for document equal."""
+    pytest.importorskip("rclpy")
+    from robot_classify import cli
+    from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
+    from robot_classify.ros.replay import replay
+    from robot_classify.runtime.stamps import stamp_to_ns
+
+    from ros_harness import RosHarness
+    from scene_fixtures import rendered
+
+    params = tmp_path / "robot.yaml"
+    params.write_text(NON_DEFAULT)
+    bag = write_bag(tmp_path / "bag", [rendered(900_000_000 + i) for i in range(6)])
+    assert cli.main(["replay-eval", "--bag", str(bag), "--params-file", str(params), "--model", default_model_file,
+                     "--report", str(tmp_path / "report"), "--quiet"]) == 0
+    offline = [json.loads(line) for line in (tmp_path / "report" / "object_labels.jsonl").read_text().splitlines()]
+    assert len(offline) == 6 and any(o["objects"] for o in offline)
+    assert all(len(o["top_k"]) == 5 for d in offline for o in d["objects"])  # the file's values took effect
+    topics = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
+    h = RosHarness(default_model_file, topics, params_file=str(params))
+    try:
+        replay(bag, rate=0.1, keep_stamps=True, topics=list(topics), wait_for_subscribers=10.0)
+        for doc in offline:
+            st = doc["header"]["stamp"]
+            live = h.wait_for(stamp_to_ns(st["sec"], st["nanosec"]), timeout=10.0)
+            assert live == doc
+    finally:
+        h.close()
+
+
+def test_offline_commands_refuse_a_bad_params_file_before_any_work(tmp_path, capsys):
+    from robot_classify import cli
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("robot_classify:\n  ros__parameters:\n    segmentation: {padding: 9.0}\n")
+    for argv in (["replay-eval", "--bag", str(tmp_path / "no_bag"), "--report", str(tmp_path / "r")],
+                 ["bag-to-dataset", "--bag", str(tmp_path / "no_bag"), "--out", str(tmp_path / "d")],
+                 ["eval-patches", "--scenes", str(tmp_path)], ["demo", "--out", str(tmp_path / "demo")]):
+        assert cli.main([*argv, "--params-file", str(bad)]) == 2, argv
+        err = capsys.readouterr().err
+        assert "segmentation.padding must be in [0.0, 2.0], got 9.0" in err and err.count("error:") == 1, err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
