@@ -414,25 +414,30 @@ def cmd_build_default_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _segmentation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params-file", help="the node's ROS 2 params YAML (config/classify.yaml's shape): run with "
+                                         "exactly the robot's settings; the options below override it")
+    p.add_argument("--mode", choices=["depth", "mask", "full"], help="segmentation.mode (default depth)")
+    p.add_argument("--padding", type=_float(0, 2), help="segmentation.padding (default 0.15)")
+    p.add_argument("--no-mask-background", dest="mask_background", action="store_false", default=None,
+                   help="keep the background in crops (models trained here expect it greyed out)")
+    p.add_argument("--scale", type=int, choices=[1, 2, 4],
+                   help="segment at 1/scale resolution (2 = faster; default 1)")
+
+
+def _bag_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bag", required=True)
+    p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
+    p.add_argument("--ground-truth", help="JSON-lines sidecar of ground truth keyed by stamp")
+    _add_model_arg(p)
+    _segmentation_args(p)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
     from .data.datasets import FORMATS
     from .learn.distances import METRICS
     from .learn.features import FEATURE_KINDS
 
-    parser = argparse.ArgumentParser(prog="robot-classify", description=__doc__.splitlines()[0])
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
-    # Every subcommand takes --quiet too (after its name); SUPPRESS keeps one given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bars or info logs")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, parents=[common])
-
-    seed, workers, scenes = _int(0), _int(1), _int(1)
-
-    p = command("train", "train a kNN or linear model from a dataset")
     p.add_argument("--dataset", required=True)
     p.add_argument("--format", default="auto", choices=FORMATS)
     p.add_argument("--classifier", default="knn", choices=["knn", "linear"])
@@ -450,119 +455,146 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_csv(_float(0, lo_open=True)), default=None,
                    help="learning rate(s), comma list to tune")
     p.add_argument("--epochs", type=_int(1), default=20)
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=_int(0), default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_train)
 
-    p = command("evaluate", "accuracy, per-class metrics and plots on a dataset split")
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    from .data.datasets import FORMATS
+
     _add_model_arg(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--format", default="auto", choices=FORMATS)
     p.add_argument("--split", default="test")
     p.add_argument("--metrics-out")
     p.add_argument("--plots")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = command("predict", "label and score for each image")
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
     _add_model_arg(p)
     p.add_argument("images", nargs="+")
-    p.set_defaults(func=cmd_predict)
 
-    p = command("demo", "default model -> demo bag -> live classify_node -> /object_labels -> report")
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
     _add_model_arg(p)
     p.add_argument("--params-file", help="the node's ROS 2 params YAML, for the live node and replay-eval alike")
     p.add_argument("--frames", type=_int(1), default=30)
     p.add_argument("--out", default="demo_out",
                    help="a new or empty folder, or a previous demo's (only its demo_bag/ and report/ are replaced)")
-    p.set_defaults(func=cmd_demo)
 
-    p = command("build-default-model", "render scenes and train the default model recipe into a new file (pybullet)")
+
+def _build_default_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the model file to write (never overwritten)")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--scenes", type=scenes, default=600)
-    p.add_argument("--workers", type=workers, default=2)
+    p.add_argument("--seed", type=_int(0), default=0)
+    p.add_argument("--scenes", type=_int(1), default=600)
+    p.add_argument("--workers", type=_int(1), default=2)
     p.add_argument("--data-dir", help="keep the rendered patch set here (default: a temporary folder)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.set_defaults(func=cmd_build_default_model)
 
-    p = command("generate", "render RGB-D tabletop scenes (pybullet) and optionally a patch set")
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
-    p.add_argument("--scenes", type=scenes, default=20)
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--scenes", type=_int(1), default=20)
+    p.add_argument("--seed", type=_int(0), default=0)
     p.add_argument("--patches", action="store_true", help="also write a PROPS-layout 32x32 patch dataset")
     p.add_argument("--no-scenes", action="store_true", help="do not write the scene images (patches only)")
     p.add_argument("--jitters", type=_int(1), default=2, help="crops per object (the first unjittered)")
     p.add_argument("--test-fraction", type=_float(0, 1, hi_open=True), default=0.2,
                    help="share of whole scenes held out for test")
-    p.add_argument("--workers", type=workers, default=2)
-    p.set_defaults(func=cmd_generate)
+    p.add_argument("--workers", type=_int(1), default=2)
 
-    def seg_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--params-file", help="the node's ROS 2 params YAML (config/classify.yaml's shape): run with "
-                                             "exactly the robot's settings; the options below override it")
-        p.add_argument("--mode", choices=["depth", "mask", "full"], help="segmentation.mode (default depth)")
-        p.add_argument("--padding", type=_float(0, 2), help="segmentation.padding (default 0.15)")
-        p.add_argument("--no-mask-background", dest="mask_background", action="store_false", default=None,
-                       help="keep the background in crops (models trained here expect it greyed out)")
-        p.add_argument("--scale", type=int, choices=[1, 2, 4],
-                       help="segment at 1/scale resolution (2 = faster; default 1)")
 
-    p = command("patches", "find objects in one RGB-D frame; write crops, objects.json, overlay")
+def _patches_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", required=True)
     p.add_argument("--depth", help="16-bit PNG, millimetres (needed in depth mode)")
     p.add_argument("--intrinsics", help="FX,FY,CX,CY")
     p.add_argument("--mask", help="instance-id image for --mode mask")
-    seg_args(p)
+    _segmentation_args(p)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_patches)
 
-    p = command("eval-patches", "recall / precision / centroid error (+ labels) on generated scenes")
+
+def _eval_patches_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", required=True, help="folder holding scene folders (scene.json, color/depth/mask.png)")
     p.add_argument("--limit", type=_int(0), default=0, help="at most this many scenes (0 = all)")
     p.add_argument("--no-model", action="store_true", help="measure extraction only")
     _add_model_arg(p)
-    seg_args(p)
+    _segmentation_args(p)
     p.add_argument("--metrics-out")
-    p.set_defaults(func=cmd_eval_patches)
 
-    def bag_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--bag", required=True)
-        p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
-        p.add_argument("--ground-truth", help="JSON-lines sidecar of ground truth keyed by stamp")
-        _add_model_arg(p)
-        seg_args(p)
 
-    p = command("make-bag", "a ROS 2 bag of rendered RGB-D frames with ground truth")
+def _make_bag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
-    p.add_argument("--scenes", type=scenes, default=30)
-    p.add_argument("--seed", type=seed, default=1)
-    p.add_argument("--workers", type=workers, default=2)
-    p.set_defaults(func=cmd_make_bag)
+    p.add_argument("--scenes", type=_int(1), default=30)
+    p.add_argument("--seed", type=_int(0), default=1)
+    p.add_argument("--workers", type=_int(1), default=2)
 
-    p = command("replay-eval", "run the node's processing over a bag; metrics + HTML report")
-    bag_args(p)
+
+def _replay_eval_args(p: argparse.ArgumentParser) -> None:
+    _bag_args(p)
     p.add_argument("--min-score", type=_float(0, 1), help="min_score (default: the params file's, else 0.5)")
     p.add_argument("--report", required=True)
-    p.set_defaults(func=cmd_replay_eval)
 
-    p = command("bag-to-dataset", "label the node's crops from a bag's ground truth; image folders")
-    bag_args(p)
+
+def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
+    _bag_args(p)
     p.add_argument("--out", required=True)
     p.add_argument("--split-by-time", type=_float(0, 1, lo_open=True, hi_open=True), default=0.8,
                    help="share of the frames, earliest first, that goes to train/")
-    p.set_defaults(func=cmd_bag_to_dataset)
 
-    p = command("replay", "publish a bag through rclpy with its original timing")
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", required=True)
     p.add_argument("--rate", type=_float(0, lo_open=True), default=1.0)
     p.add_argument("--loop", action="store_true")
     p.add_argument("--qos", default="reliable", choices=["reliable", "best_effort"])
     p.add_argument("--keep-stamps", action="store_true")
-    p.set_defaults(func=cmd_replay)
-    return parser
 
+
+# Every subcommand: name, help, its arguments, what runs it. The whole command line at a glance.
+AddArguments = Callable[[argparse.ArgumentParser], None]
+COMMANDS: tuple[tuple[str, str, AddArguments, Callable[[argparse.Namespace], int]], ...] = (
+    ("train", "train a kNN or linear model from a dataset",
+     _train_args, cmd_train),
+    ("evaluate", "accuracy, per-class metrics and plots on a dataset split",
+     _evaluate_args, cmd_evaluate),
+    ("predict", "label and score for each image",
+     _predict_args, cmd_predict),
+    ("demo", "default model -> demo bag -> live classify_node -> /object_labels -> report",
+     _demo_args, cmd_demo),
+    ("build-default-model", "render scenes and train the default model recipe into a new file (pybullet)",
+     _build_default_model_args, cmd_build_default_model),
+    ("generate", "render RGB-D tabletop scenes (pybullet) and optionally a patch set",
+     _generate_args, cmd_generate),
+    ("patches", "find objects in one RGB-D frame; write crops, objects.json, overlay",
+     _patches_args, cmd_patches),
+    ("eval-patches", "recall / precision / centroid error (+ labels) on generated scenes",
+     _eval_patches_args, cmd_eval_patches),
+    ("make-bag", "a ROS 2 bag of rendered RGB-D frames with ground truth",
+     _make_bag_args, cmd_make_bag),
+    ("replay-eval", "run the node's processing over a bag; metrics + HTML report",
+     _replay_eval_args, cmd_replay_eval),
+    ("bag-to-dataset", "label the node's crops from a bag's ground truth; image folders",
+     _bag_to_dataset_args, cmd_bag_to_dataset),
+    ("replay", "publish a bag through rclpy with its original timing",
+     _replay_args, cmd_replay),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot-classify", description=__doc__.splitlines()[0])
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    # Every subcommand takes --quiet too (after its name); SUPPRESS keeps one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or info logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text, add_arguments, run in COMMANDS:
+        p = sub.add_parser(name, help=help_text, parents=[common])
+        add_arguments(p)
+        p.set_defaults(func=run)
+    return parser
 
 # Third-party modules of the optional extras (setup.py): the runtime install has none of them.
 EXTRAS = {"pybullet": "sim", "pybullet_data": "sim", "matplotlib": "eval", "rosbags": "eval", "rclpy": "ros"}
