@@ -24,6 +24,15 @@ def check_features(X: np.ndarray, name: str = "X") -> np.ndarray:
     return X
 
 
+def check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`check_features` plus one label per row: what every classifier's fit checks first."""
+    X = check_features(X)
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+    return X, y
+
+
 def vote(neighbor_labels: np.ndarray, neighbor_dist: np.ndarray, n_classes: int,
          weights: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
     """Labels and vote shares from neighbours sorted nearest first, shape (n, k).
@@ -67,10 +76,7 @@ class KNNClassifier:
         self.max_scratch_bytes = max_scratch_bytes
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNClassifier":
-        X = check_features(X)
-        y = np.asarray(y)
-        if y.shape != (X.shape[0],):
-            raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        X, y = check_training_data(X, y)
         if self.k > X.shape[0]:
             raise ValueError(f"k={self.k} is larger than the training set ({X.shape[0]} samples)")
         self.classes_, self.y_ = np.unique(y, return_inverse=True)

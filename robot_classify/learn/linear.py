@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .device import resolve_device
 from .features import PATCH_SIZE
-from .knn import check_features
+from .knn import check_features, check_training_data
 
 LOSSES = ("svm", "softmax")
 
@@ -64,10 +64,7 @@ class LinearClassifier:
         self.device = device
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "LinearClassifier":
-        X = check_features(X)
-        y = np.asarray(y)
-        if y.shape != (X.shape[0],):
-            raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        X, y = check_training_data(X, y)
         self.classes_, yi = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
         dev = resolve_device(self.device)
