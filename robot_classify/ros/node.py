@@ -41,7 +41,7 @@ from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from ..runtime.image_conversion import array_to_fields
 from ..learn.model_io import load_model
-from ..runtime.parameters import PARAMETERS, ParameterError, ParameterSpec, check_parameters, check_value, segmentation
+from ..runtime.parameters import PARAMETERS, ParameterError, ParameterSpec, check_parameters, check_value
 from ..runtime.stream_health import StampGapMonitor
 from ..runtime.stamps import header_to_ns
 from ..runtime.sync import StampSynchronizer
@@ -52,8 +52,8 @@ LOSS_WARN = 0.10  # share of a camera stream's frames lost over HEALTH_WINDOW_S 
 HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
 LOSS_WINDOW_S = 10.0  # stamps the loss estimate looks at (a few frames even when most are lost)
 MASK_WAIT_S = 0.25  # how long a frame waits for its mask (a segmenter publishes after the camera)
-RELIABILITY = {"best_available": ReliabilityPolicy.BEST_AVAILABLE, "reliable": ReliabilityPolicy.RELIABLE,
-               "best_effort": ReliabilityPolicy.BEST_EFFORT}
+RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+# best_available is resolved by the node itself (`_best_available`), per topic, whenever publishers change.
 PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/config/fastdds_large_images.xml for "
                "the camera driver (its shared-memory segments must fit a whole image), or make it publish reliable")
 
@@ -76,14 +76,13 @@ class ClassifyNode(Node):
             self.declare_parameter(name, spec.default, _descriptor(name, spec))
         # The checks replay-eval applies to a params file, so both refuse the same settings.
         p = check_parameters({name: self.get_parameter(name).value for name in PARAMETERS})
-        seg = segmentation(p)
         reliability = p["qos.reliability"]
         self.model = self._load_model(p["model_path"], p["device"])
         self.processor = FrameProcessor.from_parameters(self.model, p)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
         self._max_queue_wait = p["max_queue_wait"]
-        self.mode = seg.mode
+        self.mode = p["segmentation.mode"]
         self._info: CameraInfo | None = None  # latest
         self._infos: dict[int, CameraInfo] = {}  # recent, by stamp: the one taken with the image wins
         self._masks: dict[int, Image] = {}  # recent, by stamp: a frame takes the mask stamped like it
