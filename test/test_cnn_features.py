@@ -87,6 +87,21 @@ def test_cnn_model_saves_loads_and_predicts_identically(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert float((loaded.predict(data.images)[0] == data.labels).mean()) == 1.0
 
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from robot_classify.learn.model_io import metadata_sha256
+
+    with safe_open(str(path), "numpy") as f:  # a consistent file that asks for an input size we refuse
+        meta, tensors = json.loads(f.metadata()["robot_classify"]), {k: f.get_tensor(k) for k in f.keys()}
+    meta["features"]["size"] = 50
+    meta["metadata_sha256"] = metadata_sha256(meta)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={"robot_classify": json.dumps(meta)})
+    with pytest.raises(ModelFormatError, match="cnn size must be one of"):
+        load_model(tmp_path / "bad.safetensors", device="cpu")
+
 
 def test_the_gemm_search_path_agrees_on_cnn_features():
     """The CUDA path (float32 GEMM + margin + exact re-rank), run on CPU tensors, finds the
