@@ -124,8 +124,8 @@ class ClassifyNode(Node):
         self.create_timer(1.0, self._guarded(self._publish_diagnostics))
         self.create_timer(1.0, self._guarded(self._check_inputs))
         self._stop = threading.Event()
-        # Results go out in the order their pairs were taken (newest-first at the time), not by
-        # stamp: stamps may jump back (a looped bag, a reset simulation clock).
+        # Results go out in the order their pairs were taken from the queue (stamp order there),
+        # not by comparing stamps here: stamps may jump back (a looped bag, a reset sim clock).
         self._pop_lock, self._publish_lock = threading.Lock(), threading.Lock()
         self._popped = 0  # pairs taken by the workers
         self._last_published = 0  # the number of the pair published last
