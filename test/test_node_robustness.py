@@ -2,6 +2,7 @@
 intrinsics and masks, parameters changed back and forth, statistics read while written."""
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy")
@@ -86,3 +87,54 @@ def test_diagnostics_read_while_workers_record_never_fails(default_model_file):
         node.destroy_node()
         context.try_shutdown()
     assert not errors, errors[:3]
+
+
+def test_node_survives_a_fuzz_of_malformed_messages(harness):
+    """300 seeded malformed colour/depth/camera_info triples over DDS (wrong encodings, sizes,
+    steps, byte orders, data lengths, intrinsics, stamps), then a good frame: it is answered,
+    the node is alive, and nothing reached a traceback."""
+    rng = np.random.default_rng(7)
+    s = rendered(SEED)
+    K = camera_k(s)
+    encodings = ["rgb8", "bgr8", "rgba8", "mono8", "16UC1", "32FC1", "mono16", "yuv422", "8UC3", "", "rgb8\x00"]
+
+    def mutate(msg, encoding_pool):
+        choice = rng.integers(0, 6)
+        if choice == 0:
+            msg.encoding = str(rng.choice(encoding_pool))
+        elif choice == 1:
+            msg.width, msg.height = int(rng.integers(0, 4000)), int(rng.integers(0, 4000))
+        elif choice == 2:
+            msg.step = int(rng.integers(0, 1 << 20))
+        elif choice == 3:
+            msg.is_bigendian = int(rng.integers(0, 2))
+        elif choice == 4:
+            msg.data = rng.integers(0, 256, int(rng.integers(0, 1 << 21)), dtype=np.uint8).tobytes()
+        else:
+            msg.header.stamp.sec = int(rng.integers(-(1 << 31), 1 << 31))
+            msg.header.stamp.nanosec = int(rng.integers(0, 1 << 32))
+        return msg
+
+    bad_k = [np.nan, np.inf, -1.0, 0.0, 1e300, 1e-300]
+    for i in range(300):
+        stamp = 1_733_000_000_000_000_000 + i * 40_000_000
+        color, depth = make_image(s.color, "rgb8", stamp), make_image(s.depth, "16UC1", stamp)
+        info = make_info(K, 640, 480, stamp)
+        target = rng.integers(0, 3)
+        if target == 0:
+            mutate(color, encodings)
+        elif target == 1:
+            mutate(depth, encodings)
+        else:
+            k = list(K)
+            k[int(rng.choice([0, 2, 4, 5]))] = float(rng.choice(bad_k))
+            info = make_info(k, int(rng.integers(0, 2000)), int(rng.integers(0, 2000)), stamp)
+        harness.info_pub.publish(info)
+        harness.depth_pub.publish(depth)
+        harness.color_pub.publish(color)
+        time.sleep(0.005)
+    good = 1_734_000_000_000_000_000
+    harness.publish_frame(s.color, s.depth, K, good)
+    assert harness.wait_for(good, timeout=30.0)["objects"]
+    assert harness.alive()
+    assert not any("Traceback" in line for line in harness.log), "\n".join(harness.log[-20:])
