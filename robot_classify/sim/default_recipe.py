@@ -8,12 +8,12 @@ whole scenes are held out as the test split. `robot-classify build-default-model
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
 
 from ..data.datasets import load_dataset
+from ..learn.cache import cache_dir
 from ..learn.model_io import save_model
 from .scene_dataset import generate
 from .scene_render import GENERATOR_VERSION
@@ -32,8 +32,7 @@ def default_key(seed: int = DEFAULT_SEED) -> str:
 
 def recipe_data_dir(seed: int = DEFAULT_SEED) -> Path:
     """Where benchmarks keep the recipe's rendered patch set (a cache: safe to delete)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "robot_classify" / f"{default_key(seed)}-data"
+    return cache_dir() / f"{default_key(seed)}-data"
 
 
 def recipe_patches(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int = 2) -> Path:
