@@ -43,6 +43,7 @@ setup(
             "ros-jazzy-rclpy",
             "ros-jazzy-sensor-msgs",
             "ros-jazzy-std-msgs",
+            "ros-jazzy-std-srvs",
             "ros-jazzy-geometry-msgs",
             "ros-jazzy-visualization-msgs",
             "ros-jazzy-diagnostic-msgs",

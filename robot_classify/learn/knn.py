@@ -85,6 +85,29 @@ class KNNClassifier:
         self.index_.add(X)
         return self
 
+    def add_samples(self, X: np.ndarray, y: np.ndarray) -> "KNNClassifier":
+        """Memorise more labelled samples without refitting: a kNN's training is its memory, so
+        live teaching appends to the index (amortised, `ExactIndex.add`) and to the labels."""
+        if not hasattr(self, "index_"):
+            return self.fit(X, y)
+        X, y = check_training_data(X, y)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, the model was fitted with {self.n_features_in_}")
+        self.index_.add(X)
+        labels = np.concatenate([self.classes_[self.y_], y])
+        self.classes_, self.y_ = np.unique(labels, return_inverse=True)
+        return self
+
+    def remove_samples(self, ids: np.ndarray) -> "KNNClassifier":
+        """Forget the training samples `ids`; at least k samples must stay."""
+        ids = np.unique(np.asarray(ids, np.int64))
+        if self.index_.ntotal - len(ids) < self.k:
+            raise ValueError(f"forgetting {len(ids)} of {self.index_.ntotal} samples would leave fewer than k={self.k}")
+        self.index_.remove(ids)
+        labels = np.delete(self.classes_[self.y_], ids)
+        self.classes_, self.y_ = np.unique(labels, return_inverse=True)
+        return self
+
     def kneighbors(self, X: np.ndarray, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices) of the nearest training samples, nearest first."""
         if not hasattr(self, "index_"):

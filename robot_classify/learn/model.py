@@ -4,6 +4,7 @@ This is what the CLI trains, what a model file holds and what the node runs per 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +35,60 @@ class ClassifierModel:
         self.classifier.fit(self.features.fit_transform(images), labels)
         return self
 
-    def predict(self, images: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    # ------------------------------------------------------------------ teaching (kNN)
+    def _taught_classifier(self) -> KNNClassifier:
+        if not isinstance(self.classifier, KNNClassifier):
+            raise ValueError("this model is linear: it cannot learn new examples without retraining "
+                             "(`robot-classify train`); teaching needs a kNN model")
+        return self.classifier
+
+    def add_features(self, X: np.ndarray, label: str) -> int:
+        """Append feature rows (from `self.features`) as examples of `label`, a new class if it is not
+        one yet; returns that class's number of samples. A kNN learns by memorising."""
+        clf = self._taught_classifier()
+        if label not in self.class_names:
+            self.class_names.append(label)
+        c = self.class_names.index(label)
+        clf.add_samples(X, np.full(len(X), c, np.int64))
+        return self.class_count(label)
+
+    def add_examples(self, images: np.ndarray, label: str) -> int:
+        """`add_features` on patches, through the model's own feature pipeline."""
+        return self.add_features(self.features.transform(check_patches(images)), label)
+
+    def forget(self, label: str) -> None:
+        """Remove every example of `label` and the class itself (later classes move down one index)."""
+        clf = self._taught_classifier()
+        if label not in self.class_names:
+            raise ValueError(f"{label!r} is not a class of this model")
+        c = self.class_names.index(label)
+        if len(self.class_names) == 1:
+            raise ValueError(f"{label!r} is the model's only class; a model needs at least one")
+        clf.remove_samples(np.flatnonzero(clf.classes_[clf.y_] == c))
+        self.class_names.pop(c)
+        clf.classes_ = np.where(clf.classes_ > c, clf.classes_ - 1, clf.classes_)
+
+    def class_count(self, label: str) -> int:
+        """Training samples the model holds for `label` (0 for a linear model or an unknown label)."""
+        if label not in self.class_names or not isinstance(self.classifier, KNNClassifier):
+            return 0
+        clf = self.classifier
+        return int((clf.classes_[clf.y_] == self.class_names.index(label)).sum())
+
+    def predict(self, images: np.ndarray, k: int | None = None, stage_ms: dict[str, float] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
         """(label indices, scores) per patch; the score is the winner's probability / vote share.
 
-        `k` overrides a kNN model's neighbour count for this call only (the tuned k is kept)."""
+        `k` overrides a kNN model's neighbour count for this call only (the tuned k is kept).
+        `stage_ms`, when given, receives the milliseconds spent on "features" (one clock read:
+        the node's per-stage timing, `FrameResult.stages_ms`)."""
         images = check_patches(images)
         if not len(images):
             return np.zeros(0, np.int64), np.zeros((0, len(self.class_names)))
+        t0 = time.perf_counter()
         X = self.features.transform(images)
+        if stage_ms is not None:
+            stage_ms["features"] = (time.perf_counter() - t0) * 1000
         proba = np.zeros((len(images), len(self.class_names)))
         if isinstance(self.classifier, KNNClassifier):
             labels, shares = self.classifier.predict_from_neighbors(*self.classifier.kneighbors(X, k), k)

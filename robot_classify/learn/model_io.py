@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +135,17 @@ def save_model(model: ClassifierModel, path: str | Path) -> Path:
     meta["metadata_sha256"] = metadata_sha256(meta)
     _check_meta(meta, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
-              metadata={"robot_classify": _canonical_json(meta)})
-    tmp.replace(path)  # atomic: a crash never leaves half a model under the real name
+    # A unique temporary name beside the target, renamed over it once complete: a crash never
+    # leaves half a model under the real name, and two writers never share a temporary file.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
+                  metadata={"robot_classify": _canonical_json(meta)})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -69,20 +69,85 @@ class ExactIndex:
         return np.ascontiguousarray(X)
 
     def add(self, X: np.ndarray) -> None:
-        """Store the training vectors: uint8 stays uint8 (exact, 1 byte a value), else float32."""
-        if self.ntotal:
-            raise RuntimeError("ExactIndex holds one training set; make a new index to replace it")
+        """Store vectors: uint8 stays uint8 (exact, 1 byte a value), else float32.
+
+        The first call sets the index up (and fits the L2 bound's basis on it). Later calls
+        append, as faiss's `add` does: live teaching adds a few views at a time to a 50,000-sample
+        index, so the arrays grow geometrically (amortised O(new rows), never a copy of the whole
+        set per view) and new rows are projected on the existing basis (the bound holds for any
+        orthonormal basis; a good one only makes it tighter).
+        """
         data = self._prepare(X)
         if data.shape[0] == 0:
-            raise ValueError("cannot add an empty training set")
-        self.data = data
-        self.ntotal, self.d = data.shape
-        if self.device.type == "cuda":
-            # uint8 values are exact in float16: half the memory of float32, no loss.
-            dtype = torch.float16 if data.dtype == np.uint8 else torch.float32
-            self._gpu_data = torch.from_numpy(data).to(self.device, dtype)
-        elif self.metric != "l1" and 0 < self.bound_dims < self.d and self.ntotal > 4 * self.bound_dims:
-            self._fit_bound()
+            raise ValueError("cannot add an empty set of vectors")
+        if not self.ntotal:
+            self._store = data
+            self.d = data.shape[1]
+            self._set_size(data.shape[0])
+            if self.device.type == "cuda":
+                # uint8 values are exact in float16: half the memory of float32, no loss.
+                dtype = torch.float16 if data.dtype == np.uint8 else torch.float32
+                self._gpu_data = torch.from_numpy(data).to(self.device, dtype)
+            elif self.metric != "l1" and 0 < self.bound_dims < self.d and self.ntotal > 4 * self.bound_dims:
+                self._fit_bound()
+            return
+        if data.shape[1] != self.d:
+            raise ValueError(f"vectors have {data.shape[1]} features, the index has {self.d}")
+        if (data.dtype == np.uint8) != (self._store.dtype == np.uint8):
+            raise ValueError(f"this index stores {self._store.dtype} vectors; cannot add {np.asarray(X).dtype}")
+        n, m = self.ntotal, data.shape[0]
+        if n + m > len(self._store):
+            self._grow(max(n + m, int(1.25 * len(self._store)) + 256))
+        self._store[n:n + m] = data
+        if hasattr(self, "_ZT_store"):
+            z, res, sq = self._project(data)
+            self._ZT_store[:, n:n + m] = z.T
+            self._res_store[n:n + m] = res
+            self._zsq_store[n:n + m] = self._zsq_with_slack(z, sq)
+        if hasattr(self, "_gpu_data"):
+            self._gpu_data = torch.cat([self._gpu_data, torch.from_numpy(data).to(self.device, self._gpu_data.dtype)])
+        self._set_size(n + m)
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Drop the rows `ids` (forgetting a class); the rest keep their order, renumbered from 0.
+
+        A compaction, O(ntotal): forgetting is rare, appends are the path that must be cheap."""
+        ids = np.asarray(ids, np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.ntotal):
+            raise ValueError(f"ids must be in [0, {self.ntotal})")
+        keep = np.ones(self.ntotal, bool)
+        keep[ids] = False
+        if not keep.any():
+            raise ValueError("cannot remove every vector: an index needs at least one")
+        self._store = self.data[keep]
+        if hasattr(self, "_ZT_store"):
+            self._ZT_store = np.ascontiguousarray(self._ZT[:, keep])
+            self._res_store = self._res32[keep]
+            self._zsq_store = self._zsq_slack[keep]
+        if hasattr(self, "_gpu_data"):
+            self._gpu_data = self._gpu_data[torch.from_numpy(keep).to(self.device)]
+        self._set_size(int(keep.sum()))
+
+    def _grow(self, capacity: int) -> None:
+        n = self.ntotal
+        store = np.empty((capacity, self.d), self._store.dtype)
+        store[:n] = self.data
+        self._store = store
+        if hasattr(self, "_ZT_store"):
+            zt = np.empty((self.bound_dims, capacity), np.float32)
+            zt[:, :n] = self._ZT
+            res, zsq = np.empty(capacity, np.float32), np.empty(capacity, np.float32)
+            res[:n], zsq[:n] = self._res32, self._zsq_slack
+            self._ZT_store, self._res_store, self._zsq_store = zt, res, zsq
+
+    def _set_size(self, n: int) -> None:
+        """Views of the first n rows of the (possibly larger) stores: what search reads."""
+        self.ntotal = n
+        self.data = self._store[:n]
+        if hasattr(self, "_ZT_store"):
+            self._ZT = self._ZT_store[:, :n]
+            self._res32 = self._res_store[:n]
+            self._zsq_slack = self._zsq_store[:n]
 
     def _fit_bound(self) -> None:
         rng = np.random.default_rng(0)
@@ -96,28 +161,39 @@ class ExactIndex:
         P = np.linalg.qr(v[:, : self.bound_dims].double().numpy())[0]  # orthonormal D x d
         # The float32-rounded basis, held in float64: the bound is stated for exactly this P.
         self._P64 = P.astype(np.float32).astype(np.float64)
-        n = self.ntotal
+        Z, res, sq = self._project(self.data)
+        self._zsq_store = self._zsq_with_slack(Z, sq)
+        self._res_store = res.astype(np.float32)
+        # (d, N) contiguous: a (Q, d) @ (d, N) GEMM is 4-5x faster than against Z.T here.
+        self._ZT_store = np.ascontiguousarray(Z.T)
+        self._set_size(self.ntotal)
+
+    def _project(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coordinates on the basis (float32), residual norms and squared norms (float64) of rows
+        centred by the fitted mean; in blocks, so a 50,000 x 3,072 set never becomes float64 at once."""
+        n = len(rows)
         Z = np.empty((n, self.bound_dims), np.float32)
         res = np.empty(n, np.float64)
         sq = np.empty(n, np.float64)
         step = max(1, (32 << 20) // (8 * self.d))
         for s in range(0, n, step):
-            c = self.data[s:s + step].astype(np.float64) - self._mu
+            c = rows[s:s + step].astype(np.float64) - self._mu
             z = c @ self._P64
             sq[s:s + step] = np.einsum("ij,ij->i", c, c)
             Z[s:s + step] = z
             res[s:s + step] = np.sqrt(np.maximum(sq[s:s + step] - np.einsum("ij,ij->i", z, z), 0.0))
+        return Z, res, sq
+
+    @staticmethod
+    def _zsq_with_slack(Z: np.ndarray, sq: np.ndarray) -> np.ndarray:
         Z64 = Z.astype(np.float64)
-        self._zsq_slack = (np.einsum("ij,ij->i", Z64, Z64) - _LB_SLACK * sq).astype(np.float32)
-        self._res32 = res.astype(np.float32)
-        # (d, N) contiguous: a (Q, d) @ (d, N) GEMM is 4-5x faster than against Z.T here.
-        self._ZT = np.ascontiguousarray(Z.T)
+        return (np.einsum("ij,ij->i", Z64, Z64) - _LB_SLACK * sq).astype(np.float32)
 
     @property
     def nbytes(self) -> int:
-        """Memory held for the training set and its search structures."""
-        total = self.data.nbytes if self.ntotal else 0
-        for name in ("_ZT", "_zsq_slack", "_res32", "_P64"):
+        """Memory held for the training set and its search structures (spare capacity included)."""
+        total = self._store.nbytes if self.ntotal else 0
+        for name in ("_ZT_store", "_zsq_store", "_res_store", "_P64"):
             if hasattr(self, name):
                 total += getattr(self, name).nbytes
         if hasattr(self, "_gpu_data"):

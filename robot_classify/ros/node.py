@@ -31,6 +31,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from threadpoolctl import threadpool_limits
@@ -45,6 +46,7 @@ from ..runtime.parameters import PARAMETERS, ParameterError, ParameterSpec, chec
 from ..runtime.stream_health import StampGapMonitor
 from ..runtime.stamps import header_to_ns
 from ..runtime.sync import StampSynchronizer
+from ..runtime.teaching import Teacher, TeachStatus, default_save_path
 from ..runtime.visualize import draw_objects, label_color
 
 NO_INPUT_WARN_S = 5.0
@@ -79,6 +81,8 @@ class ClassifyNode(Node):
         reliability = p["qos.reliability"]
         self.model = self._load_model(p["model_path"], p["device"])
         self.processor = FrameProcessor.from_parameters(self.model, p)
+        self._model_path, self._save_path = p["model_path"], p["teach.save_path"]
+        self.teacher = Teacher(self.processor, p["teach.timeout"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
         self._max_queue_wait = p["max_queue_wait"]
@@ -121,6 +125,15 @@ class ClassifyNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Teaching: control topics reliable, keep last 10; the status is also kept for late joiners.
+        control = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.teach_status_pub = self.create_publisher(String, "~/teach/status", QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.create_subscription(String, "~/teach", self._guarded_msg(self._on_teach), control)
+        self.create_subscription(String, "~/forget", self._guarded_msg(self._on_forget), control)
+        self.create_service(Trigger, "~/save_model", self._on_save_model)
+        self.create_timer(1.0, self._guarded(self._check_teach_timeout))
         self.create_timer(1.0, self._guarded(self._publish_diagnostics))
         self.create_timer(1.0, self._guarded(self._check_inputs))
         self._stop = threading.Event()
@@ -246,6 +259,57 @@ class ClassifyNode(Node):
                 self.get_logger().error(f"{fn.__name__}: {type(e).__name__}: {e}", throttle_duration_sec=10.0)
         return run
 
+    # ----------------------------------------------------------------- teaching
+    def _guarded_msg(self, fn):
+        """Subscription callbacks that log instead of raising into the executor."""
+        def run(msg) -> None:
+            try:
+                fn(msg)
+            except Exception as e:  # noqa: BLE001
+                self.get_logger().error(f"{fn.__name__}: {type(e).__name__}: {e}", throttle_duration_sec=10.0)
+        return run
+
+    def _publish_teach_status(self, status: TeachStatus) -> None:
+        self.teach_status_pub.publish(String(data=json.dumps(status.to_doc())))
+        if status.state == "failed":
+            self.get_logger().warning(f"teach {status.label!r} failed: {status.reason}")
+        elif status.state == "done":
+            self.get_logger().info(f"taught {status.label!r}: {status.n_samples} examples; classes now "
+                                   f"{len(status.classes)}; model {self.processor.model_sha256[:12]}")
+            self._on_classes_changed()
+
+    def _on_classes_changed(self) -> None:
+        """The class set changed (a teach or forget finished): outputs that carry the class list
+        announce the new one here."""
+
+    def _on_teach(self, msg: String) -> None:
+        status = self.teacher.request(msg.data)
+        self._publish_teach_status(status)
+        if status.state == "collecting":
+            self.get_logger().info(f"teaching {status.label!r}: collecting {status.views_wanted} views")
+
+    def _on_forget(self, msg: String) -> None:
+        self._publish_teach_status(self.teacher.forget(msg.data))
+
+    def _check_teach_timeout(self) -> None:
+        status = self.teacher.check_timeout()
+        if status is not None:
+            self._publish_teach_status(status)
+
+    def _on_save_model(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        path = self._save_path or str(default_save_path(self._model_path))
+        try:
+            out = self.teacher.save(path)
+        except Exception as e:  # noqa: BLE001 -- an unwritable path is an answer, not a crash
+            response.success, response.message = False, f"could not save the model to {path}: {type(e).__name__}: {e}"
+            self.get_logger().warning(response.message)
+            return response
+        response.success = True
+        response.message = (f"saved {out} ({len(self.model.class_names)} classes, sha256 "
+                            f"{self.processor.model_sha256}); restart with model_path:={out}")
+        self.get_logger().info(response.message)
+        return response
+
     # ----------------------------------------------------------------- worker
     def _skip(self, why: str, detail: str) -> None:
         """Count and warn, throttled per distinct problem (rclpy's throttle is per call site:
@@ -296,6 +360,9 @@ class ClassifyNode(Node):
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
             self._publish_markers(result.labels, h)
         self._record(done, self._receipt.pop(key, None), result.ms)
+        if self.teacher.collecting:
+            for status in self.teacher.offer(result):
+                self._publish_teach_status(status)
         if self.debug_pub.get_subscription_count() > 0:
             items = [(o.bbox, o.label, o.score) for o in result.labels.objects]
             img = Image(header=h, **array_to_fields(draw_objects(result.color, items), "rgb8"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from .camera import Intrinsics
 from ..learn.model import ClassifierModel
 from .patches import Extraction, SegmentationParams, extract_objects
 from .results import FrameLabels, ObjectResult
+from .rwlock import ReadWriteLock
 from .stamps import NS_PER_S
 
 UNKNOWN = "unknown"
@@ -35,6 +36,9 @@ class FrameResult:
     extraction: Extraction
     ms: float
     color: np.ndarray  # the RGB frame it came from (debug images, reports)
+    # Milliseconds per stage: conversion (messages only), segmentation, features, classifier,
+    # total. A few clock reads per frame, so the node keeps them on; replay-eval reports them.
+    stages_ms: dict[str, float] = field(default_factory=dict)
 
 
 class FrameProcessor:
@@ -45,6 +49,7 @@ class FrameProcessor:
         self.model_name = str(model.meta.get("name", "model"))
         self.model_sha256 = str(model.meta.get("sha256", ""))
         self._lock = threading.Lock()  # parameters change from the ROS parameter thread
+        self.model_lock = ReadWriteLock()  # frames read the model; teach/forget (runtime.teaching) write it
         self.k: int | None = None  # kNN neighbours override; None = the model's tuned k (never overwritten)
         self.set_thresholds(min_score, top_k)
 
@@ -79,7 +84,7 @@ class FrameProcessor:
             if min_score is not None:
                 self.min_score = float(min_score)
             if top_k is not None:
-                self.top_k = min(int(top_k), len(self.model.class_names))
+                self.top_k = int(top_k)  # "up to": slicing the ranked classes clamps it, also after teaching
             if k is not None:
                 self.k = int(k) or None
 
@@ -100,11 +105,8 @@ class FrameProcessor:
         ex = extract_objects(color, depth, intrinsics, self.params, instance_mask=mask)
         with self._lock:  # a consistent set of thresholds; classification itself runs unlocked (workers: 2+)
             min_score, top_k, k = self.min_score, self.top_k, self.k
-        if ex.objects:
-            labels, proba = self.model.predict(ex.patches, k=k)
-        else:
-            labels, proba = np.zeros(0, np.int64), np.zeros((0, len(self.model.class_names)))
-        names = self.model.class_names
+        stages = {"segmentation": ex.ms, "features": 0.0, "classifier": 0.0}
+        labels, proba, names, sha = self._classify(ex, k, stages)
         objects = []
         for obj, lab, p in zip(ex.objects, labels, proba):
             order = np.argsort(-p, kind="stable")[:top_k]
@@ -117,16 +119,32 @@ class FrameProcessor:
                 bbox=tuple(int(v) for v in obj.bbox),
                 centroid=None if obj.centroid is None else tuple(float(v) for v in obj.centroid),
                 pixels=int(obj.pixels),
+                extent=None if obj.extent is None else tuple(float(v) for v in obj.extent),
             ))
-        frame = FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, self.model_sha256,
+        frame = FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, sha,
                             tuple(objects), ex.warning or None)
-        return FrameResult(frame, ex, (time.perf_counter() - t0) * 1000, color)
+        ms = (time.perf_counter() - t0) * 1000
+        return FrameResult(frame, ex, ms, color, {**stages, "total": ms})
+
+    def _classify(self, ex: Extraction, k: int | None, stages: dict[str, float]
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+        """Labels, scores, class names and model identity, read under the model's read lock:
+        teaching changes the examples between frames, never while a worker classifies one."""
+        with self.model_lock.reading():
+            names, sha = list(self.model.class_names), self.model_sha256
+            if not ex.objects:
+                return np.zeros(0, np.int64), np.zeros((0, len(names))), names, sha
+            t1 = time.perf_counter()
+            labels, proba = self.model.predict(ex.patches, k=k, stage_ms=stages)
+            stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
+            return labels, proba, names, sha
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node
         and `replay-eval` share. Raises FrameSkipped with the reason for a frame it cannot use."""
         from .image_conversion import color_from_msg, depth_from_msg, mask_from_msg
 
+        t0 = time.perf_counter()
         try:
             color, depth = color_from_msg(color_msg), depth_from_msg(depth_msg)
         except ValueError as e:
@@ -155,7 +173,11 @@ class FrameProcessor:
         if not (0 <= h.stamp.sec < 2**31 and 0 <= h.stamp.nanosec < NS_PER_S):
             raise FrameSkipped("bad stamp", f"header stamp sec={h.stamp.sec} nanosec={h.stamp.nanosec} is not a "
                                             "valid time (sec >= 0, 0 <= nanosec < 10^9)")
+        conversion_ms = (time.perf_counter() - t0) * 1000  # colour, depth, camera_info, mask
         try:
-            return self.process(color, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id, mask)
+            result = self.process(color, depth, intrinsics, (h.stamp.sec, h.stamp.nanosec), h.frame_id, mask)
         except ValueError as e:
             raise FrameSkipped("bad frame", str(e)) from None
+        result.stages_ms["conversion"] = conversion_ms
+        result.stages_ms["total"] += conversion_ms
+        return result

@@ -47,6 +47,13 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "qos.reliability": ParameterSpec("best_available", "camera input QoS: best_available (reliable from a reliable "
                                  "publisher, best effort from a best-effort one), reliable or best_effort",
                                  choices=("best_available", "reliable", "best_effort")),
+    "output.vision_msgs": ParameterSpec("auto", "also publish ~/detections, ~/detections_3d and ~/label_info "
+                                        "(vision_msgs): auto = when vision_msgs imports, on = refuse to start "
+                                        "without it, off", choices=("auto", "on", "off")),
+    "teach.save_path": ParameterSpec("", "where ~/save_model writes the taught model; empty = a new time-stamped "
+                                     "file beside model_path (or in the cache for the embedded default)"),
+    "teach.timeout": ParameterSpec(30.0, "seconds a ~/teach request may wait for its views before it fails",
+                                   (1.0, 3600.0)),
     "segmentation.mode": ParameterSpec(_SEG.mode, "depth, mask or full", choices=("depth", "mask", "full")),
     "segmentation.min_depth": ParameterSpec(_SEG.min_depth, "metres", (0.0, 20.0)),
     "segmentation.max_depth": ParameterSpec(_SEG.max_depth, "metres", (0.0, 20.0)),

@@ -1,0 +1,345 @@
+"""Live teaching: collect views of one object from the processed frames, add them to the
+running kNN model between two frames, forget a class, save the result.
+
+A kNN's training is memorising examples, so a robot can learn an object in the seconds it
+takes to see it ten times. The node and the offline `robot-classify teach` both drive a
+`Teacher` with the `FrameResult`s the `FrameProcessor` makes: a view is exactly the 32x32
+crop the node classifies, and the features come from the model's own pipeline.
+
+Why a `Teacher` and not the node: the rules (one request at a time, which object a request
+means, timeouts, the model's identity after a change, where a save goes) are the same for
+live and recorded data, and are tested without ROS.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..learn.cache import cache_dir
+from ..learn.model_io import file_sha256, save_model
+from .frame_processor import UNKNOWN, FrameProcessor, FrameResult
+from .patches import DetectedObject
+
+DEFAULT_VIEWS, MAX_VIEWS = 10, 200
+SELECT_MODES = ("center", "largest")
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+STATES = ("collecting", "done", "failed")
+
+
+class TeachError(ValueError):
+    """A request the teacher refuses; the message is the status's `reason`."""
+
+
+@dataclass(frozen=True)
+class TeachRequest:
+    label: str
+    views: int = DEFAULT_VIEWS
+    select: str | tuple[int, int] = "center"  # "center", "largest" or an (x, y) pixel
+
+
+@dataclass
+class TeachStatus:
+    """What `~/teach/status` carries (one JSON document per change)."""
+    label: str
+    state: str
+    views: int = 0
+    views_wanted: int = 0
+    n_samples: int = 0  # examples the model now holds for `label`
+    classes: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_label(label: Any) -> str:
+    """A class name a request may create: letters, digits, `_ . -`, 1 to 64 characters, not
+    `unknown` (the node's word for "below min_score"). Spaces and slashes would make a label a
+    consumer cannot match or a file name cannot hold."""
+    if not isinstance(label, str) or not label.strip():
+        raise TeachError("empty label: send a class name such as my_mug")
+    if label == UNKNOWN:
+        raise TeachError(f"'{UNKNOWN}' is reserved for objects below min_score; choose another label")
+    if not LABEL_PATTERN.fullmatch(label):
+        shown = label if len(label) <= 40 else label[:37] + "..."
+        raise TeachError(f"label {shown!r} is not a class name: use 1 to 64 letters, digits, '_', '.' or '-', "
+                         "starting with a letter or digit")
+    return label
+
+
+def _check_views(views: Any) -> int:
+    if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_VIEWS:
+        raise TeachError(f"views must be an integer in [1, {MAX_VIEWS}], got {views!r}")
+    return views
+
+
+def _check_select(select: Any) -> str | tuple[int, int]:
+    if isinstance(select, str) and select in SELECT_MODES:
+        return select
+    if isinstance(select, dict) and set(select) == {"x", "y"}:
+        x, y = select["x"], select["y"]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in (x, y)):
+            return int(x), int(y)
+    raise TeachError(f'select must be "center", "largest" or {{"x": px, "y": py}} with integer pixels, '
+                     f"got {json.dumps(select)[:60]}")
+
+
+def parse_teach_request(text: str) -> TeachRequest:
+    """`my_mug`, or JSON `{"label": "my_mug", "views": 10, "select": "center"}`."""
+    text = (text or "").strip()
+    if not text.startswith("{"):
+        return TeachRequest(check_label(text))
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TeachError(f"teach request is not valid JSON ({e.msg} at character {e.pos})") from None
+    unknown = sorted(set(doc) - {"label", "views", "select"})
+    if unknown:
+        raise TeachError(f"unknown field(s) {', '.join(map(repr, unknown))} (expected label, views, select)")
+    return TeachRequest(check_label(doc.get("label")), _check_views(doc.get("views", DEFAULT_VIEWS)),
+                        _check_select(doc.get("select", "center")))
+
+
+def check_pixel(select: str | tuple[int, int], width: int, height: int) -> None:
+    if isinstance(select, tuple) and not (0 <= select[0] < width and 0 <= select[1] < height):
+        raise TeachError(f"select pixel ({select[0]}, {select[1]}) is outside the {width}x{height} image")
+
+
+def select_object(objects: Sequence[DetectedObject], select: str | tuple[int, int], width: int, height: int
+                  ) -> int | None:
+    """Index of the object a request means in one frame, or None if none qualifies.
+
+    center: the box centre nearest the image centre; largest: most pixels; (x, y): the object
+    whose mask holds that pixel."""
+    if not objects:
+        return None
+    if select == "largest":
+        return int(np.argmax([o.pixels for o in objects]))
+    if select == "center":
+        d = [(o.bbox[0] + o.bbox[2] / 2 - width / 2) ** 2 + (o.bbox[1] + o.bbox[3] / 2 - height / 2) ** 2
+             for o in objects]
+        return int(np.argmin(d))
+    x, y = select
+    for i, o in enumerate(objects):
+        bx, by, bw, bh = o.bbox
+        if bx <= x < bx + bw and by <= y < by + bh and o.mask[y - by, x - bx]:
+            return i
+    return None
+
+
+def default_save_path(model_path: str | Path | None, now: datetime | None = None) -> Path:
+    """Where `~/save_model` writes when `teach.save_path` is empty: beside the model it started
+    from, else (the embedded default, or a folder it may not write) in the cache. A new,
+    time-stamped name every time, so no save replaces an earlier one or the shipped default."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    if model_path:
+        src = Path(model_path)
+        stem = re.sub(r"-taught-\d{8}T\d{6}Z$", "", src.name.removesuffix(".safetensors"))
+        folder = src.parent if os.access(src.parent, os.W_OK) else cache_dir() / "models"
+    else:
+        stem, folder = "default", cache_dir() / "models"
+    return folder / f"{stem}-taught-{stamp}.safetensors"
+
+
+def _chain(sha: str, *parts: bytes) -> str:
+    """The identity after a change: sha256 over the previous identity and what changed. Cheap
+    (no re-serialising a 150 MB index per view) and unique per history; a save replaces it by
+    the file's own sha256, which a restart from that file reports too."""
+    h = hashlib.sha256(sha.encode())
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()
+
+
+@dataclass
+class _Session:
+    request: TeachRequest
+    started: float
+    views: list[np.ndarray] = field(default_factory=list)
+    skipped: int = 0  # processed frames without the requested object
+
+
+class Teacher:
+    """One teach request at a time (a second one while collecting is refused, with the reason:
+    queueing would silently take views meant for the first object); forget and save any time.
+
+    Thread-safe: the node's workers call `offer` side by side, ROS callbacks call the rest.
+    Changes to the model take the processor's write lock, so they land between frames.
+    """
+
+    def __init__(self, processor: FrameProcessor, timeout_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.processor = processor
+        self.timeout_s = float(timeout_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._session: _Session | None = None
+
+    @property
+    def model(self):
+        return self.processor.model
+
+    @property
+    def collecting(self) -> bool:
+        return self._session is not None
+
+    def _status(self, label: str, state: str, views: int = 0, wanted: int = 0, reason: str = "") -> TeachStatus:
+        with self.processor.model_lock.reading():
+            return TeachStatus(label, state, views, wanted, self.model.class_count(label),
+                               list(self.model.class_names), reason)
+
+    def _failed(self, label: str, reason: str, views: int = 0, wanted: int = 0) -> TeachStatus:
+        return self._status(label if isinstance(label, str) else "", "failed", views, wanted, reason)
+
+    # ------------------------------------------------------------------ requests
+    def request(self, text: str) -> TeachStatus:
+        """Start collecting for a `~/teach` message; the status says `collecting` or why not."""
+        try:
+            req = parse_teach_request(text)
+        except TeachError as e:
+            return self._failed(_label_of(text), str(e))
+        if self.model.kind != "knn":
+            return self._failed(req.label, "this model is linear: a linear classifier cannot take new examples "
+                                           "without retraining (robot-classify train); teaching needs a kNN model",
+                                wanted=req.views)
+        with self._lock:
+            if self._session is not None:
+                busy = self._session
+                return self._failed(req.label, f"busy: still collecting {busy.request.label!r} "
+                                               f"({len(busy.views)}/{busy.request.views} views); send again after "
+                                               "its done or failed status", wanted=req.views)
+            self._session = _Session(req, self._clock())
+        return self._status(req.label, "collecting", 0, req.views)
+
+    def offer(self, result: FrameResult) -> list[TeachStatus]:
+        """Take the requested object's crop from one processed frame; statuses to publish."""
+        with self._lock:
+            s = self._session
+            if s is None:
+                return []
+            req = s.request
+            h, w = result.color.shape[:2]
+            try:
+                check_pixel(req.select, w, h)
+            except TeachError as e:
+                self._session = None
+                return [self._failed(req.label, str(e), len(s.views), req.views)]
+            i = select_object(result.extraction.objects, req.select, w, h)
+            if i is None:
+                s.skipped += 1
+                return self._expired(s) or []
+            s.views.append(result.extraction.objects[i].patch.copy())
+            if len(s.views) < req.views:
+                return [self._status(req.label, "collecting", len(s.views), req.views, self._skip_note(s))]
+            self._session = None
+        # Features outside any lock (frames keep flowing); the index changes under the write lock.
+        return [self._apply(req, np.stack(s.views))]
+
+    def add_views(self, label: str, patches: np.ndarray) -> TeachStatus:
+        """Teach from crops already in hand (`robot-classify teach --images`)."""
+        try:
+            check_label(label)
+        except TeachError as e:
+            return self._failed(label, str(e))
+        if self.model.kind != "knn":
+            return self._failed(label, "this model is linear: teaching needs a kNN model")
+        return self._apply(TeachRequest(label, len(patches)), patches)
+
+    def check_timeout(self) -> TeachStatus | None:
+        """Called about once a second: fails a request that has waited too long for its views
+        (no object in sight, or no frames at all)."""
+        with self._lock:
+            s = self._session
+            return None if s is None else (self._expired(s) or [None])[0]
+
+    def _expired(self, s: _Session) -> list[TeachStatus] | None:
+        """Under self._lock."""
+        if self._clock() - s.started <= self.timeout_s:
+            return None
+        self._session = None
+        return [self._failed(s.request.label, f"timed out after {self.timeout_s:g} s with {len(s.views)}/"
+                                              f"{s.request.views} views ({s.skipped} frames had no object to take; "
+                                              "is the object in view and segmented?)", len(s.views), s.request.views)]
+
+    @staticmethod
+    def _skip_note(s: _Session) -> str:
+        return f"{s.skipped} frame(s) without the object skipped" if s.skipped else ""
+
+    def _apply(self, req: TeachRequest, patches: np.ndarray) -> TeachStatus:
+        model, p = self.model, self.processor
+        try:
+            X = model.features.transform(patches)
+            with p.model_lock.writing():
+                n = model.add_features(X, req.label)
+                p.model_sha256 = _chain(p.model_sha256, b"teach", req.label.encode(), np.ascontiguousarray(X).tobytes())
+                _record(model, {"teach": req.label, "views": int(len(patches))})
+        except (ValueError, RuntimeError) as e:
+            return self._failed(req.label, f"could not add the views: {e}", len(patches), req.views)
+        return TeachStatus(req.label, "done", len(patches), req.views, n, list(model.class_names), "")
+
+    def forget(self, text: str) -> TeachStatus:
+        """`~/forget`: remove a class and its examples (an original class too)."""
+        label = (text or "").strip()
+        if not label:
+            return self._failed("", "empty label: send the class to forget")
+        p, model = self.processor, self.model
+        if model.kind != "knn":
+            return self._failed(label, "this model is linear: forgetting a class needs retraining")
+        with p.model_lock.writing():
+            if label not in model.class_names:
+                reason = f"{label!r} is not a class of the model"
+            else:
+                k = p.k or model.classifier.k
+                left = model.classifier.index_.ntotal - model.class_count(label)
+                reason = f"forgetting {label!r} would leave {left} examples, fewer than k={k}" if left < k else ""
+            if not reason:
+                try:
+                    model.forget(label)
+                except ValueError as e:
+                    reason = str(e)
+            if not reason:
+                p.model_sha256 = _chain(p.model_sha256, b"forget", label.encode())
+                _record(model, {"forget": label})
+        if reason:
+            return self._failed(label, reason)
+        return self._status(label, "done")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the running model atomically; afterwards its identity is the file's sha256,
+        the one a node started from that file reports. Raises OSError/ValueError with the reason."""
+        p = self.processor
+        with p.model_lock.reading():  # frames go on; a teach waits until the file is complete
+            out = save_model(self.model, path)
+            sha = file_sha256(out)
+        with p.model_lock.writing():
+            p.model_sha256 = sha
+        return out
+
+
+def _record(model, event: dict[str, Any]) -> None:
+    """The model file's `training` field keeps what was taught (informational)."""
+    training = dict(model.meta.get("training", {}))
+    training["taught"] = [*training.get("taught", []), {**event, "at": datetime.now(timezone.utc).isoformat()}]
+    model.meta["training"] = training
+
+
+def _label_of(text: str) -> str:
+    """The label a refused request was about, for its status (best effort)."""
+    text = (text or "").strip()
+    if text.startswith("{"):
+        try:
+            label = json.loads(text).get("label", "")
+            return label if isinstance(label, str) else ""
+        except (json.JSONDecodeError, AttributeError):
+            return ""
+    return text[:64]
