@@ -24,7 +24,13 @@ setup(
         "setuptools",
         "numpy>=1.24",
         "scipy>=1.10",
-        "opencv-python-headless>=4.8",
+        # the classifiers are scikit-learn estimators (BaseEstimator, ClassifierMixin, input validation);
+        # 1.4 is Ubuntu 24.04's python3-sklearn (the rosdep key below), check_estimator in the tests needs 1.6
+        "scikit-learn>=1.4",
+        # OpenCV 4.6 (Ubuntu 24.04's python3-opencv, what Jazzy's cv_bridge is built against) through
+        # 5.x work; pip must never put an OpenCV 5 cv2 ahead of the system's on a ROS machine (it
+        # breaks cv_bridge for every Python node there), hence <5. README: "OpenCV on a ROS machine".
+        "opencv-python-headless>=4.6,<5",
         # torch==2.13.0 is installed explicitly first (README); this range admits it so pip adds nothing.
         "torch>=2.2,<2.14",
         "safetensors>=0.4",
@@ -49,7 +55,7 @@ setup(
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-rmw-fastrtps-cpp",
         ],
-        "dev": ["pytest>=7", "import-linter>=2.1", "scikit-learn>=1.3", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
+        "dev": ["pytest>=7", "import-linter>=2.1", "scikit-learn>=1.6", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
                 "pyyaml>=6"],
     },
     zip_safe=True,

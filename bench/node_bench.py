@@ -78,6 +78,9 @@ def main() -> None:
     ap.add_argument("--model", default="50k",
                     help="50k: a 50,000-sample kNN (speed); default: the shipped model (delivery runs); or a file")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
+    ap.add_argument("--teach-every", type=float, default=0.0,
+                    help="seconds between ~/teach requests during the measured run (0 = none): each takes "
+                         "10 views of the object nearest the centre and adds them to the running index")
     ap.add_argument("--node-profile", default=str(Path(__file__).parents[1] / "config" / "fastdds_large_images.xml"),
                     help="the node's Fast DDS profile (what classify.launch.py gives it)")
     args = ap.parse_args()
@@ -106,6 +109,12 @@ def main() -> None:
                                             "qos.reliability": args.node_qos},
                    node_env=node_env, publisher_reliability=args.publisher_qos)
     h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
+    teach = None
+    if args.teach_every > 0:
+        from test_node_teach import TeachClient
+
+        teach = TeachClient(h)
+        next_teach, taught = 0.0, 0
     scenes = ten_object_frames()
     K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
 
@@ -134,6 +143,9 @@ def main() -> None:
         sent[stamp] = time.monotonic()
         s = scenes[i % len(scenes)]
         h.publish_frame(s.color, s.depth, K, stamp, info_lead=0.0)
+        if teach is not None and time.monotonic() - t0 >= next_teach:
+            teach.send(teach.teach_pub, json.dumps({"label": f"bench_object_{taught}", "views": 10}))
+            next_teach, taught = next_teach + args.teach_every, taught + 1
         time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
     wall = time.monotonic() - t0
     cpu = {k: (cpu_s(pid) - cpu0[k]) / wall for k, pid in (("node", h.proc.pid), ("publisher", os.getpid()))}
@@ -166,6 +178,10 @@ def main() -> None:
               "colour_received_hz": values.get("color_received_hz"),
               "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after,
               "node_cpu_cores": cpu["node"], "publisher_cpu_cores": cpu["publisher"], "cpu_cores": os.cpu_count()}
+    if teach is not None:
+        states = [st["state"] for st in teach.statuses]
+        result.update({"teach_every_s": args.teach_every, "teach_requests": taught, "teach_done": states.count("done"),
+                       "teach_failed": states.count("failed"), "teach_views_added": 10 * states.count("done")})
     h.close()
     print(json.dumps(result, indent=2))
     suffix = ("_default_transport" if args.default_transport else "_publisher_defaults" if args.publisher_defaults

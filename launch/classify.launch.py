@@ -28,6 +28,15 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
         DeclareLaunchArgument("qos_reliability", default_value="best_available",
                               description="best_available (match the camera's publishers), reliable or best_effort"),
+        DeclareLaunchArgument("vision_msgs", default_value="auto",
+                              description="vision_msgs outputs: auto (when vision_msgs imports), on or off"),
+        # The typed outputs, remappable like the inputs ("~/..." = under the node's name, the default).
+        DeclareLaunchArgument("detections_topic", default_value="~/detections",
+                              description="vision_msgs/Detection2DArray"),
+        DeclareLaunchArgument("detections_3d_topic", default_value="~/detections_3d",
+                              description="vision_msgs/Detection3DArray"),
+        DeclareLaunchArgument("label_info_topic", default_value="~/label_info",
+                              description="vision_msgs/LabelInfo (transient local)"),
         DeclareLaunchArgument(
             "fastdds_profile",
             default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",
@@ -40,9 +49,13 @@ def generate_launch_description():
         ("depth/image_raw", LaunchConfiguration("depth_topic")),
         ("color/camera_info", LaunchConfiguration("camera_info_topic")),
         ("mask/image_raw", LaunchConfiguration("mask_topic")),
+        ("~/detections", LaunchConfiguration("detections_topic")),
+        ("~/detections_3d", LaunchConfiguration("detections_3d_topic")),
+        ("~/label_info", LaunchConfiguration("label_info_topic")),
     ]
     overrides = {"device": LaunchConfiguration("device"),
-                 "qos.reliability": LaunchConfiguration("qos_reliability")}
+                 "qos.reliability": LaunchConfiguration("qos_reliability"),
+                 "output.vision_msgs": LaunchConfiguration("vision_msgs")}
     env = {"FASTRTPS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")}
     has_model = PythonExpression(["'", LaunchConfiguration("model_path"), "' != ''"])
     node_with_model = Node(

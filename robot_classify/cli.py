@@ -132,7 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     splits = load_dataset(args.dataset, args.format)
     opts = TrainOptions(classifier=args.classifier, k=args.k, metrics=args.metric, features=args.features,
                         pca_dims=args.pca, tune=args.tune, folds=args.folds, val_fraction=args.val_fraction,
-                        loss=args.loss, regs=args.reg, lrs=args.lr, epochs=args.epochs, device=args.device,
+                        loss=args.loss, regs=args.reg, lrs=args.lr, max_steps=args.max_steps, solver=args.solver,
+                        device=args.device,
                         seed=args.seed, quiet=args.quiet, name=Path(args.out).stem)
     train = get_split(splits, "train")
     val = splits.get("val") if args.tune == "val" else None
@@ -144,7 +145,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = TuneResult(model.meta["tuning"]["strategy"], model.meta["tuning"]["rows"])
         print(result.table())
         print(f"best: {result.best['params']}  ({result.strategy} accuracy {result.best['mean']:.4f})")
-    print(f"saved {model.kind} model ({len(train)} training patches, {len(model.class_names)} classes) to {args.out}")
+    solver = getattr(model.classifier, "solver_", None)
+    cal = model.calibration
+    print(f"saved {model.kind} model ({len(train)} training patches, {len(model.class_names)} classes"
+          + (f", {solver} solver" if solver else "")
+          + (f"; calibrated: validation ECE {cal.ece:.3f}, default min_score {cal.min_score:.2f}" if cal else "")
+          + f") to {args.out}")
     return 0
 
 
@@ -162,36 +168,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data.labels = remap[data.labels]
     from tqdm.auto import tqdm
 
-    preds = []
+    from .evaluation.calibration import expected_calibration_error
+
+    preds, scores = [], []
     for s in tqdm(range(0, len(data), 1024), desc="evaluate", disable=args.quiet):
-        preds.append(model.predict(data.images[s:s + 1024])[0])
+        labels, proba = model.predict(data.images[s:s + 1024])
+        preds.append(labels)
+        scores.append(proba[np.arange(len(labels)), labels])
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    score = np.concatenate(scores) if scores else np.zeros(0)
     report = classification_report(data.labels, pred, model.class_names)
     report.update({"model": model.meta.get("name"), "split": args.split, "dataset": str(args.dataset)})
-    print(f"accuracy {report['accuracy']:.4f} on {report['n']} {args.split} patches")
+    ece = expected_calibration_error(score, pred == data.labels)
+    report["calibration"] = {"ece": None if not np.isfinite(ece) else ece, "calibrated": model.calibration is not None,
+                             "default_min_score": model.default_min_score,
+                             "kept_at_default_min_score": float((score >= model.default_min_score).mean())
+                             if len(score) else None}
+    print(f"accuracy {report['accuracy']:.4f} on {report['n']} {args.split} patches; ECE {ece:.4f} "
+          f"({'calibrated' if model.calibration is not None else 'raw scores: a model file without calibration'}), "
+          f"default min_score {model.default_min_score:.2f}")
     for name, r in report["per_class"].items():
         print(f"  {name:<18} precision {r['precision']:.3f} recall {r['recall']:.3f} (n={r['support']})")
     if args.metrics_out:
         Path(args.metrics_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.metrics_out).write_text(json.dumps(report, indent=2))
     if args.plots:
-        _write_plots(model, report, Path(args.plots))
+        _write_plots(model, report, Path(args.plots), score, pred == data.labels)
     return 0
 
 
-def _write_plots(model, report: dict, out: Path) -> None:
-    from .evaluation.plots import image_grid, plot_confusion
-    from .evaluation.plots import plot_knn_curve
+def _write_plots(model, report: dict, out: Path, score: np.ndarray, correct: np.ndarray) -> None:
+    from .evaluation.calibration import coverage_curve, reliability_bins
+    from .evaluation.plots import image_grid, plot_confusion, plot_coverage, plot_reliability
+    from .evaluation.plots import plot_knn_curve, plot_linear_curve
     from .learn.features import PATCH_SIZE
     from .learn.tuning import TuneResult
 
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(np.array(report["confusion"]["matrix"]), model.class_names, out / "confusion.png",
                    f"{model.meta.get('name')}: accuracy {report['accuracy']:.3f}")
+    if len(score):  # which min_score to pick: is a score of 0.9 right 90% of the time, and what is kept
+        plot_reliability(reliability_bins(score, correct), out / "reliability.png", report["calibration"]["ece"])
+        plot_coverage(coverage_curve(score, correct, np.linspace(0, 1, 101)), out / "coverage.png",
+                      model.default_min_score)
     tuning = model.meta.get("tuning") or {}
-    if tuning and model.kind == "knn":
-        plot_knn_curve(TuneResult(tuning["strategy"], tuning["rows"]), str(out / "cv_curve.png"))
-    if model.kind == "linear" and model.classifier.coef_.shape[1] == PATCH_SIZE * PATCH_SIZE * 3:
+    if tuning:  # the search's own figure: accuracy vs k (kNN) or vs reg (linear)
+        result = TuneResult(tuning["strategy"], tuning["rows"])
+        (plot_knn_curve if "k" in result.rows[0]["params"] else plot_linear_curve)(result, str(out / "cv_curve.png"))
+    templates = getattr(model.classifier, "templates", None)
+    if templates is not None and model.classifier.coef_.shape[1] == PATCH_SIZE * PATCH_SIZE * 3:
         t = model.classifier.templates()
         image_grid([[img] for img in t], [model.class_names[c] for c in model.classifier.classes_],
                    out / "templates.png", scale=0.9)
@@ -376,13 +401,50 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 def cmd_replay_eval(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import replay_eval
+    from .evaluation.report_html import summary_markdown
 
+    run = dict(gallery=args.gallery, quiet=args.quiet, report=not args.no_report, gt_topic=args.ground_truth_topic,
+               params_file=args.params_file)
+    if args.compare:  # two models (run here, one report each in REPORT/a and REPORT/b) or two report folders
+        from .evaluation.compare import compare_reports
+        from .learn.model_io import load_model
+        from .runtime.default_model import get_default_model
+
+        parameters, folders = _node_parameters(args), []
+        for tag, item in zip("ab", args.compare):
+            if Path(item).is_dir():
+                folders.append(Path(item))
+                continue
+            model = (get_default_model(parameters["device"]) if item == "default"
+                     else load_model(item, device=parameters["device"]))
+            folders.append(Path(args.report) / tag)
+            replay_eval(args.bag, model, folders[-1], _topics(args),
+                        {**parameters, "model_path": "" if item == "default" else item}, args.ground_truth, **run)
+        r = compare_reports(folders[0], folders[1], args.report, bag=args.bag)
+        if args.format == "md":
+            print((Path(args.report) / "compare.md").read_text(), end="")
+            return 0
+        a, b = r["names"]
+        for key, v in r["headline"].items():
+            print(f"{key:20s} {a}: {v['a']:.3f}  {b}: {v['b']:.3f}  ({v['delta'] * 100:+.1f} points)")
+        d = r["disagreements"]
+        print(f"they label {d['n']} of {r['shared_objects']} objects differently ({a} right on {d['a_right']}, "
+              f"{b} on {d['b_right']})")
+        print(f"comparison: {Path(args.report) / 'compare.html'}")
+        return 0
     m = replay_eval(args.bag, _load_model(args), args.report, _topics(args), _node_parameters(args),
-                    args.ground_truth, quiet=args.quiet)
+                    args.ground_truth, **run)
+    if args.format == "md":
+        print(summary_markdown(m), end="")
+        return 0
     print(f"object accuracy {m['object_accuracy']:.3f}  detection recall {m['detection_recall']:.3f}  "
           f"precision {m['detection_precision']:.3f}  latency p50 {m['latency_ms']['p50']:.1f} ms "
           f"p99 {m['latency_ms']['p99']:.1f} ms  frames {m['frames']['processed']}/{m['frames']['pairs']}")
-    print(f"report: {Path(args.report) / 'report.html'}")
+    c = m["centroid_error_mm"]
+    if c["n"]:
+        print(f"3D centroid error median {c['median']:.1f} mm  p90 {c['p90']:.1f} mm  max {c['max']:.1f} mm  "
+              f"failures {m['failures']['total']}")
+    print(f"report: {Path(args.report) / ('metrics.json' if args.no_report else 'report.html')}")
     return 0
 
 
@@ -390,11 +452,67 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import bag_to_dataset
 
     counts = bag_to_dataset(args.bag, _load_model(args), args.out, _topics(args), _node_parameters(args),
-                            args.ground_truth, args.split_by_time, args.quiet)
+                            args.ground_truth, args.split_by_time, args.quiet, gt_topic=args.ground_truth_topic)
     for k, v in sorted(counts.items()):
         print(f"  {k}: {v}")
     print(f"image-folder dataset in {args.out} (train it with: robot-classify train --dataset {args.out} ...)")
     return 0
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    """The node's live teaching on recorded data: the same Teacher, fed by the same FrameProcessor."""
+    from .runtime.frame_processor import FrameProcessor, FrameSkipped
+    from .runtime.teaching import Teacher
+
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"{out} exists; choose a new path (teach never overwrites a model)")
+    processor = FrameProcessor.from_parameters(_load_model(args), _node_parameters(args))
+    teacher = Teacher(processor, timeout_s=math.inf)
+    if args.images:
+        status = teacher.add_views(args.label, _crops_from_folder(Path(args.images), args.views))
+    else:
+        from .data.bags import read_frames
+
+        status = teacher.request(json.dumps({"label": args.label, "views": args.views or 10, "select": args.select}))
+        frames = 0
+        for frame in read_frames(args.bag, _topics(args)):
+            if status.state != "collecting":
+                break
+            frames += 1
+            try:
+                result = processor.process_messages(frame.color, frame.depth, frame.info)
+            except FrameSkipped:
+                continue
+            for status in teacher.offer(result):
+                if not args.quiet and status.state == "collecting":
+                    print(f"  view {status.views}/{status.views_wanted}")
+        if status.state == "collecting":
+            status = teacher.cancel(f"the bag ended after {frames} frames")
+    if status.state != "done":
+        raise ValueError(f"teaching {args.label!r} failed: {status.reason}")
+    teacher.save(out)
+    print(f"taught {status.label!r}: {status.views} views, {status.n_samples} examples of it; "
+          f"{len(status.classes)} classes -> {out}")
+    return 0
+
+
+def _crops_from_folder(folder: Path, limit: int | None):
+    """Every image in `folder` (sorted by name), resized to the model's patch like the loaders do."""
+    from .data.datasets import IMAGE_SUFFIXES, read_image, to_patch
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such folder: {folder}")
+    files = [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+    crops = []
+    for f in files[:limit]:
+        try:
+            crops.append(to_patch(read_image(f)))
+        except ValueError as e:
+            log.warning("skipping %s", e)
+    if not crops:
+        raise ValueError(f"{folder}: no readable images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return np.stack(crops)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -429,6 +547,9 @@ def _bag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", required=True)
     p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
     p.add_argument("--ground-truth", help="JSON-lines sidecar of ground truth keyed by stamp")
+    p.add_argument("--ground-truth-topic", help="the bag's ground-truth topic: /object_labels JSON (std_msgs/String) "
+                   "or vision_msgs/Detection2DArray, e.g. another detector's recorded detections "
+                   "(default /ground_truth/object_labels)")
     _add_model_arg(p)
     _segmentation_args(p)
 
@@ -454,7 +575,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reg", type=_csv(_float(0)), default=None, help="L2 strength(s), comma list to tune")
     p.add_argument("--lr", type=_csv(_float(0, lo_open=True)), default=None,
                    help="learning rate(s), comma list to tune")
-    p.add_argument("--epochs", type=_int(1), default=20)
+    p.add_argument("--max-steps", type=_int(1), default=5000,
+                   help="linear: budget of gradient steps (SGD) or iterations (L-BFGS); training stops earlier "
+                        "when the objective stops improving")
+    p.add_argument("--solver", default="auto", choices=["auto", "sgd", "lbfgs"],
+                   help="linear: auto = L-BFGS when samples x features <= 2e7, else minibatch SGD with momentum")
     p.add_argument("--seed", type=_int(0), default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", required=True)
@@ -533,8 +658,17 @@ def _make_bag_args(p: argparse.ArgumentParser) -> None:
 
 def _replay_eval_args(p: argparse.ArgumentParser) -> None:
     _bag_args(p)
-    p.add_argument("--min-score", type=_float(0, 1), help="min_score (default: the params file's, else 0.5)")
-    p.add_argument("--report", required=True)
+    p.add_argument("--min-score", type=_float(-1, 1), help="min_score (default: the params file's, else the "
+                   "model's own, chosen on its validation data; -1 = the model's own)")
+    p.add_argument("--report", required=True, help="folder for metrics.json, report.html, summary.md, figures")
+    p.add_argument("--gallery", type=_int(0), default=40, help="failures shown in the report, worst first")
+    p.add_argument("--no-report", action="store_true",
+                   help="metrics.json, objects.jsonl and object_labels.jsonl only: no figures, crops or HTML")
+    p.add_argument("--format", choices=["text", "md"], default="text",
+                   help="md: print the headline table as markdown (also written as summary.md)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="two model files ('default' = the embedded one) or two report folders: side by side on "
+                        "the bag, with the objects they label differently (compare.html in --report)")
 
 
 def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -542,6 +676,29 @@ def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--split-by-time", type=_float(0, 1, lo_open=True, hi_open=True), default=0.8,
                    help="share of the frames, earliest first, that goes to train/")
+
+
+def _select_arg(text: str) -> str | dict:
+    if text in ("center", "largest"):
+        return text
+    parts = text.split(",")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        return {"x": int(parts[0]), "y": int(parts[1])}
+    raise argparse.ArgumentTypeError(f"takes center, largest or X,Y (a pixel), got {text!r}")
+
+
+def _teach_args(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bag", help="take the views from this bag's frames, as the node takes them live")
+    source.add_argument("--images", help="a folder of crops of the object (any size; resized to 32x32)")
+    p.add_argument("--label", required=True, help="the class to teach (new, or an existing one to add views to)")
+    p.add_argument("--views", type=_int(1), help="views to take (bag: default 10, at most 200; images: default all)")
+    p.add_argument("--select", type=_select_arg, default="center",
+                   help="which object of a frame: center (default), largest or X,Y (the object at that pixel)")
+    p.add_argument("--out", required=True, help="the taught model (a new file)")
+    p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
+    _add_model_arg(p)
+    _segmentation_args(p)
 
 
 def _replay_args(p: argparse.ArgumentParser) -> None:
@@ -577,6 +734,8 @@ COMMANDS: tuple[tuple[str, str, AddArguments, Callable[[argparse.Namespace], int
      _replay_eval_args, cmd_replay_eval),
     ("bag-to-dataset", "label the node's crops from a bag's ground truth; image folders",
      _bag_to_dataset_args, cmd_bag_to_dataset),
+    ("teach", "add an object's views to a kNN model from a bag or a folder of crops (the node's ~/teach offline)",
+     _teach_args, cmd_teach),
     ("replay", "publish a bag through rclpy with its original timing",
      _replay_args, cmd_replay),
 )

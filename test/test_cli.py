@@ -188,7 +188,7 @@ BAD_NUMBERS = [
     (["train", "--dataset", "nowhere", "--out", "m"], "--folds", "1"),
     (["train", "--dataset", "nowhere", "--out", "m"], "--val-fraction", "1"),
     (["train", "--dataset", "nowhere", "--out", "m"], "--val-fraction", "0"),
-    (["train", "--dataset", "nowhere", "--out", "m"], "--epochs", "0"),
+    (["train", "--dataset", "nowhere", "--out", "m"], "--max-steps", "0"),
     (["train", "--dataset", "nowhere", "--out", "m"], "--pca", "-1"),
     (["train", "--dataset", "nowhere", "--out", "m"], "--seed", "-1"),
     (["train", "--dataset", "nowhere", "--out", "m"], "--reg", "-0.1"),
@@ -319,10 +319,10 @@ def test_failed_replay_eval_leaves_no_report_folder(tmp_path, capsys, tiny_model
 
 def test_cli_end_to_end_exit_status_in_a_fresh_process(tmp_path):
     res = subprocess.run([sys.executable, "-m", "robot_classify.cli", "train", "--dataset", str(tmp_path),
-                          "--out", str(tmp_path / "m"), "--epochs", "0"], capture_output=True, text=True, timeout=60)
+                          "--out", str(tmp_path / "m"), "--max-steps", "0"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert error_lines(res.stderr) == [
-        "robot-classify train: error: argument --epochs: must be an integer >= 1, got 0"]
+        "robot-classify train: error: argument --max-steps: must be an integer >= 1, got 0"]
     res = subprocess.run([sys.executable, "-m", "robot_classify.cli", "train", "--dataset", str(tmp_path),
                           "--out", str(tmp_path / "m"), "--quiet"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2

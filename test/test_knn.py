@@ -46,9 +46,19 @@ def test_predict_proba_rows_sum_to_one(patches):
     ({"metric": "minkowski"}, "metric must be one of"),
     ({"weights": "gaussian"}, "weights must be one of"),
 ])
-def test_bad_hyperparameters_rejected(kwargs, message):
+def test_bad_hyperparameters_rejected_by_fit(kwargs, message):
+    clf = KNNClassifier(**kwargs)  # scikit-learn's convention: __init__ stores, fit validates
     with pytest.raises(ValueError, match=message):
-        KNNClassifier(**kwargs)
+        clf.fit(np.zeros((3, 2), np.float32), np.array([0, 1, 0]))
+
+
+def test_n_neighbors_is_accepted_as_the_scikit_learn_name_for_k():
+    X, y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 0, 1])
+    clf = KNNClassifier(k=1, n_neighbors=3, device="cpu").fit(X, y)
+    assert clf.n_neighbors_ == 3 and clf.predict(np.array([[2.9]])).tolist() == [0]  # votes 1, 0, 0
+    assert KNNClassifier(k=1, device="cpu").fit(X, y).predict(np.array([[2.9]])).tolist() == [1]
+    with pytest.raises(ValueError, match="n_neighbors must be a positive integer"):
+        KNNClassifier(n_neighbors=0).fit(X, y)
 
 
 def test_k_larger_than_training_set_rejected():
@@ -60,5 +70,5 @@ def test_nan_in_x_rejected():
     with pytest.raises(ValueError, match="NaN"):
         KNNClassifier(k=1).fit(np.array([[np.nan, 0.0]]), np.array([0]))
     clf = KNNClassifier(k=1, device="cpu").fit(np.zeros((2, 2), np.float32), np.array([0, 1]))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="infinity"):  # scikit-learn's validate_data message
         clf.predict(np.array([[np.inf, 0.0]]))

@@ -47,7 +47,7 @@ def test_svm_gradient_matches_analytic_form():
 @pytest.mark.parametrize("loss", ["svm", "softmax"])
 def test_linear_learns_separable_data(loss, patches):
     X = patches.images.reshape(len(patches), -1).astype(np.float32) / 255 - 0.5
-    clf = LinearClassifier(loss=loss, epochs=30, lr=0.05, device="cpu").fit(X, patches.labels)
+    clf = LinearClassifier(loss=loss, solver="sgd", tol=1e-3, max_steps=1000, device="cpu").fit(X, patches.labels)
     assert (clf.predict(X) == patches.labels).mean() == 1.0
     np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1.0)
     t = clf.templates()
@@ -59,9 +59,11 @@ def test_linear_learns_separable_data(loss, patches):
     ({"reg": -1.0}, "reg must be"),
     ({"reg": float("nan")}, "reg must be"),
     ({"lr": 0.0}, "lr must be > 0"),
-    ({"epochs": 0}, "epochs must be"),
+    ({"max_steps": 0}, "max_steps must be"),
     ({"batch_size": 0}, "batch_size must be"),
+    ({"solver": "newton"}, "solver must be one of"),
 ])
-def test_bad_linear_hyperparameters_rejected(kwargs, message):
+def test_bad_linear_hyperparameters_rejected_by_fit(kwargs, message):
+    clf = LinearClassifier(**kwargs)  # scikit-learn's convention: __init__ stores, fit validates
     with pytest.raises(ValueError, match=message):
-        LinearClassifier(**kwargs)
+        clf.fit(np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]))

@@ -45,7 +45,7 @@ def _build(kind: str, data, tmp_path_factory):
                                 KNNClassifier(1, "l2", device="cpu"), data.class_names)
     else:
         model = ClassifierModel(FeaturePipeline("pixels", center=True, pca_dims=4),
-                                LinearClassifier("softmax", epochs=3, device="cpu"), data.class_names)
+                                LinearClassifier("softmax", max_steps=30, device="cpu"), data.class_names)
     model.fit(data.images, data.labels)
     return save_model(model, tmp_path_factory.mktemp(kind) / f"{kind}.safetensors")
 
@@ -65,7 +65,7 @@ def _settings(model):
     """What defines the model besides its tensors; equal probe predictions alone could hide k 1 -> 5."""
     clf = model.classifier
     params = ("k", "metric", "weights") if model.kind == "knn" else \
-        ("loss", "reg", "lr", "epochs", "batch_size", "momentum", "seed")
+        ("loss", "reg", "lr", "max_steps", "batch_size", "momentum", "tol", "solver", "seed")
     return model.class_names, model.features.config(), model.kind, {p: getattr(clf, p) for p in params}
 
 

@@ -31,7 +31,7 @@ def test_knn_round_trip_predicts_identically(tmp_path, patches, kind):
 
 def test_linear_round_trip(tmp_path, patches):
     model = ClassifierModel(FeaturePipeline("pixels", center=True, pca_dims=8),
-                            LinearClassifier("svm", epochs=5, device="cpu"), patches.class_names)
+                            LinearClassifier("svm", max_steps=50, device="cpu"), patches.class_names)
     model.fit(patches.images, patches.labels)
     loaded = load_model(save_model(model, tmp_path / "lin.safetensors"), device="cpu")
     np.testing.assert_allclose(model.predict(patches.images)[1], loaded.predict(patches.images)[1], atol=1e-6)
@@ -57,7 +57,7 @@ def _rewrite_meta(path, edit, resign=True):
     header = json.loads(raw[8:8 + n])
     meta = json.loads(header["__metadata__"]["robot_classify"])
     edit(meta)
-    if resign and meta.get("format_version") == 2:
+    if resign and meta.get("format_version") in (2, 3):
         _sign(meta)
     header["__metadata__"]["robot_classify"] = json.dumps(meta)
     new = json.dumps(header).encode()
@@ -132,9 +132,9 @@ def test_metadata_is_covered_by_the_checksum(saved):
         load_model(saved)
 
 
-def test_file_records_format_version_2_and_its_metadata_checksum(saved):
+def test_file_records_format_version_3_and_its_metadata_checksum(saved):
     meta = _read_meta(saved)
-    assert meta["format_version"] == 2
+    assert meta["format_version"] == 3
     stored = meta["metadata_sha256"]
     _sign(meta)
     assert meta["metadata_sha256"] == stored
@@ -160,17 +160,17 @@ def test_every_field_is_checked_strictly(saved, edit, message):
 
 
 def _make_v1(path):
-    _rewrite_meta(path, lambda m: (m.update(format_version=1), m.pop("metadata_sha256")))
+    _rewrite_meta(path, lambda m: (m.update(format_version=1), m.pop("metadata_sha256"), m.pop("calibration")))
 
 
-def test_version_1_file_loads_and_resaves_as_version_2_identically(tmp_path, patches):
+def test_version_1_file_loads_and_resaves_as_version_3_identically(tmp_path, patches):
     """How a v1 file (the shipped default model too) is upgraded: load, save, nothing retrained."""
     model = knn_model(patches, "hog_color")
     v1 = save_model(model, tmp_path / "v1.safetensors")
     _make_v1(v1)
     old = load_model(v1, device="cpu")
     v2 = save_model(old, tmp_path / "v2.safetensors")
-    assert _read_meta(v2)["format_version"] == 2
+    assert _read_meta(v2)["format_version"] == 3
     new = load_model(v2, device="cpu")
     assert new.class_names == old.class_names and new.meta["name"] == "v1"
     a, pa = model.predict(patches.images)
@@ -187,7 +187,7 @@ def test_version_1_fields_are_checked_as_strictly(saved):
 
 
 def test_version_2_checksum_field_cannot_ride_on_a_version_1_file(saved):
-    _rewrite_meta(saved, lambda m: m.update(format_version=1))
+    _rewrite_meta(saved, lambda m: (m.update(format_version=1), m.pop("calibration")))
     with pytest.raises(ModelFormatError, match="unknown field.*metadata_sha256"):
         load_model(saved)
 
@@ -198,7 +198,7 @@ def test_load_save_round_trip_is_identical(tmp_path, patches, make):
         model = knn_model(patches, "hog_color")
     else:
         model = ClassifierModel(FeaturePipeline("pixels", center=True, pca_dims=8),
-                                LinearClassifier("svm", epochs=5, device="cpu"), patches.class_names)
+                                LinearClassifier("svm", max_steps=50, device="cpu"), patches.class_names)
         model.fit(patches.images, patches.labels)
     first = save_model(model, tmp_path / "a.safetensors")
     second = save_model(load_model(first, device="cpu"), tmp_path / "b.safetensors")
@@ -229,10 +229,39 @@ def test_file_with_more_tensors_than_a_model_has_rejected_before_reading_them(tm
 
     p = tmp_path / "many.safetensors"
     save_file({f"t{i}": np.zeros(1, np.uint8) for i in range(20)}, str(p), metadata={"robot_classify": "{}"})
-    with pytest.raises(ModelFormatError, match="20 tensors, more than the 8"):
+    with pytest.raises(ModelFormatError, match="20 tensors, more than the 10"):
         load_model(p)
 
 
 def test_unusable_device_is_named_as_the_problem(saved):
     with pytest.raises(ModelFormatError, match="cannot load a model on device 'tpu'"):
         load_model(saved, device="tpu")
+
+
+def test_version_2_linear_file_written_by_the_old_code_still_loads(tmp_path, patches):
+    """A format-2 linear file (epochs in its params, three linear tensors, no calibration) loads:
+    same scores as before, no open set, min_score 0.5; re-saved it becomes format 3."""
+    from safetensors.numpy import save_file
+
+    from robot_classify.learn.model_io import _canonical_json, _tensors_sha256, metadata_sha256
+
+    model = ClassifierModel(FeaturePipeline("pixels", center=True), LinearClassifier(device="cpu"),
+                            patches.class_names).fit(patches.images, patches.labels)
+    clf = model.classifier
+    tensors = {**model.features.state(), "linear.W": clf.coef_, "linear.b": clf.intercept_,
+               "linear.classes": clf.classes_.astype(np.int64)}
+    meta = {"format": "robot_classify.model", "format_version": 2, "name": "old", "class_names": patches.class_names,
+            "patch_size": 32, "features": model.features.config(),
+            "classifier": {"kind": "linear", "params": {"loss": "softmax", "reg": 1e-4, "lr": 0.01, "epochs": 20,
+                                                        "batch_size": 256, "momentum": 0.9, "seed": 0}},
+            "training": {}, "tuning": {}, "tensors_sha256": _tensors_sha256(tensors)}
+    meta["metadata_sha256"] = metadata_sha256(meta)
+    path = tmp_path / "v2.safetensors"
+    save_file(tensors, str(path), metadata={"robot_classify": _canonical_json(meta)})
+    old = load_model(path, device="cpu")
+    assert old.calibration is None and old.default_min_score == 0.5 and old.classifier.means_ is None
+    pred = old.classify(patches.images)
+    assert pred.known.all()
+    np.testing.assert_allclose(pred.proba, clf.predict_proba(model.features.transform(patches.images)), rtol=1e-5)
+    again = load_model(save_model(old, tmp_path / "v3.safetensors"), device="cpu")
+    np.testing.assert_allclose(again.predict(patches.images)[1], pred.proba, rtol=1e-6)

@@ -26,7 +26,7 @@ def test_k_zero_restores_the_models_tuned_k(harness):
     tuned = scores(1_730_000_000_000_000_000)
     assert all(r.successful for r in harness.set_parameters(k=1000))  # the tuned k is 3: votes spread
     wide = scores(1_730_000_001_000_000_000)
-    assert wide != tuned and all(abs(v * 1000 - round(v * 1000)) < 1e-6 for row in wide for v in row)
+    assert wide != tuned  # (scores are calibrated vote shares, no longer multiples of 1/k)
     assert all(r.successful for r in harness.set_parameters(k=0))
     assert scores(1_730_000_002_000_000_000) == tuned
 

@@ -77,3 +77,22 @@ def test_package_xml_is_format_3_with_ament_python():
     deps = {e.text for e in root.findall("exec_depend")}
     assert {"rclpy", "sensor_msgs", "std_msgs", "visualization_msgs", "diagnostic_msgs", "python3-numpy",
             "python3-opencv"} <= deps
+
+
+def test_vision_msgs_outputs_are_declared_for_ros_and_launch():
+    """package.xml names vision_msgs and cv_bridge; the launch switch defaults to the node's
+    `output.vision_msgs`, and its remaps cover the three typed outputs; setup.py keeps pip's
+    OpenCV below 5 (a ROS machine's cv_bridge is built against OpenCV 4)."""
+    from robot_classify.runtime.parameters import PARAMETERS
+
+    deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot().findall("exec_depend")}
+    assert {"vision_msgs", "cv_bridge"} <= deps
+    source = (ROOT / "launch" / "classify.launch.py").read_text()
+    tree = ast.parse(source)
+    defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
+                for kw in node.keywords if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
+    assert defaults["vision_msgs"] == PARAMETERS["output.vision_msgs"].default
+    for topic in ("~/detections", "~/detections_3d", "~/label_info"):
+        assert f'("{topic}", LaunchConfiguration(' in source
+    assert '"opencv-python-headless>=4.6,<5"' in (ROOT / "setup.py").read_text()

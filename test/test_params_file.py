@@ -39,7 +39,7 @@ def test_a_params_file_reads_like_the_node_reads_it(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("    min_score: 2.0", "min_score must be in [0.0, 1.0]"),
+    ("    min_score: 2.0", "min_score must be in [-1.0, 1.0]"),
     ("    top_k: three", "top_k must be an integer"),
     ("    segmentation: {mode: sideways}", "segmentation.mode must be one of depth, mask, full"),
     ("    segmentation: {min_depth: 2.0, max_depth: 1.0}", "depth"),
@@ -116,3 +116,14 @@ def test_offline_commands_refuse_a_bad_params_file_before_any_work(tmp_path, cap
         err = capsys.readouterr().err
         assert "segmentation.padding must be in [0.0, 2.0], got 9.0" in err and err.count("error:") == 1, err
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+def test_unquoted_on_off_in_yaml_mean_the_choices_of_an_on_off_parameter(tmp_path):
+    """YAML 1.1 (ROS params files, `-p output.vision_msgs:=on`) reads on/off as booleans."""
+    f = tmp_path / "p.yaml"
+    f.write_text("robot_classify:\n  ros__parameters:\n    output:\n      vision_msgs: on\n")
+    assert read_params_file(f)["output.vision_msgs"] == "on"
+    f.write_text("robot_classify:\n  ros__parameters:\n    output:\n      vision_msgs: off\n")
+    assert read_params_file(f)["output.vision_msgs"] == "off"
+    with pytest.raises(ParameterError, match="device must be a string"):  # only where on/off are choices
+        check_parameters({"device": True})

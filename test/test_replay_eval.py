@@ -61,7 +61,8 @@ def test_replay_eval_numbers_match_the_hand_count(tiny, tmp_path):
             at("background", "blue_box")) == (1, 1, 1, 1)
     assert m["frames"]["pairs"] == 3 and m["frames"]["processed"] == 3
     assert set(m["latency_ms"]) >= {"p50", "p90", "p99"}
-    for f in ("metrics.json", "confusion.png", "latency.png", "report.html", "frame_00.png"):
+    for f in ("metrics.json", "confusion.png", "stages.png", "timeline.png", "report.html", "summary.md",
+              "failures/000.png", "frames/frame_00001.png"):
         assert (tmp_path / "report" / f).stat().st_size > 100
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["object_accuracy"] == m["object_accuracy"]
 

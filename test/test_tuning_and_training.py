@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
@@ -7,7 +9,7 @@ from robot_classify.data.datasets import split_validation
 from robot_classify.learn.model_io import data_sha256, load_model
 from robot_classify.learn.training import TrainOptions, train_model
 from robot_classify.evaluation.plots import plot_knn_curve
-from robot_classify.learn.tuning import fold_indices, tune_knn
+from robot_classify.learn.tuning import TuneResult, fold_indices, tune_knn, tune_linear
 
 from conftest import make_patches
 
@@ -80,7 +82,7 @@ def test_train_model_never_sees_test_split(tmp_path):
 @pytest.mark.parametrize("strategy", ["val", "none"])
 def test_train_linear_strategies(strategy):
     train = make_patches(15, 3, seed=2)
-    opts = TrainOptions(classifier="linear", features=["pixels"], tune=strategy, epochs=5, device="cpu",
+    opts = TrainOptions(classifier="linear", features=["pixels"], tune=strategy, max_steps=200, device="cpu",
                         quiet=True, regs=[1e-4, 1e-3], lrs=[0.01])
     model = train_model(train, opts)
     labels, proba = model.predict(train.images)
@@ -92,3 +94,44 @@ def test_bad_train_options_rejected():
         TrainOptions(tune="test")
     with pytest.raises(ValueError, match="k must be"):
         TrainOptions(k="-3")
+
+
+def test_cli_linear_train_and_evaluate_plots_say_what_they_did(tmp_path, capsys):
+    """Default `train --classifier linear` on a small set: the table printed once, the solver named,
+    calibrated and not all-unknown; `evaluate --plots` draws the search, reliability and coverage."""
+    train, test = make_patches(20, 3, seed=1), make_patches(8, 3, seed=1)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, X_train=train.images, y_train=train.labels, X_test=test.images, y_test=test.labels,
+             class_names=np.array(train.class_names))
+    model = tmp_path / "m.safetensors"
+    args = build_parser().parse_args(["train", "--dataset", str(npz), "--classifier", "linear", "--features",
+                                      "pixels", "--reg", "1e-5,1e-3,1e-1", "--device", "cpu", "--quiet",
+                                      "--out", str(model)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("reg=0.001") == 1 and "lbfgs solver" in out and "default min_score" in out
+    args = build_parser().parse_args(["evaluate", "--model", str(model), "--dataset", str(npz), "--quiet",
+                                      "--metrics-out", str(tmp_path / "m.json"), "--plots", str(tmp_path / "p")])
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["accuracy"] == 1.0 and report["calibration"]["kept_at_default_min_score"] == 1.0
+    for name in ("reliability.png", "coverage.png", "cv_curve.png", "confusion.png"):
+        assert (tmp_path / "p" / name).stat().st_size > 1000
+
+
+def test_tuning_warns_at_a_grid_edge_and_for_classes_cv_cannot_validate():
+    data = make_patches(10, 3, seed=4, groups=5)
+    data.groups = np.where(data.labels == 2, 99, data.groups)  # class 2 lives in one scene group only
+    res = tune_linear(data, {"reg": [1e-6, 1e-5]}, {"kind": "pixels", "pca_dims": 0, "center": True}, "softmax",
+                      folds=3, device="cpu", quiet=True)
+    assert any("class 'class_2'" in w and "lacks it" in w for w in res.warnings)
+    assert not any("edge" in w for w in res.warnings)  # both perfect on classes 0 and 1: a plateau, no warning
+    table = TuneResult("cv")
+    for reg, scores in ((1e-6, [0.7, 0.72, 0.71]), (1e-3, [0.8, 0.82, 0.81]), (1.0, [0.9, 0.91, 0.92])):
+        table.add({"reg": reg}, scores)
+    assert table.grid_warnings({"reg": [1e-6, 1e-3, 1.0]}) == [
+        "best reg=1.0 is at the edge of the grid [1e-06, 1.0] and still improving (0.9100 vs 0.8100 at reg=0.001): "
+        "widen it (--reg a,b,c)"]
+    res.rows = [{**r, "mean": 0.0} for r in res.rows]
+    assert res.grid_warnings({"reg": [1e-6, 1e-5]}) == [
+        "every candidate scored 0: the validation cannot tell them apart (the first is used)"]

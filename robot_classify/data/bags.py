@@ -2,7 +2,8 @@
 
 Topics follow realsense2_camera (align_depth on). Ground truth travels in the bag as
 std_msgs/String JSON on /ground_truth/object_labels (the /object_labels schema, same stamp as
-its frame), or in a sidecar JSON-lines file keyed by stamp for bags labelled afterwards.
+its frame), or as vision_msgs/Detection2DArray on a topic of the caller's choice, or in a
+sidecar JSON-lines file keyed by stamp for bags labelled afterwards.
 """
 from __future__ import annotations
 
@@ -169,10 +170,13 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
         reader.close()
 
 
-def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic: str = GT_TOPIC
+def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic: str | None = None
                       ) -> dict[int, FrameLabels]:
     """stamp_ns -> ground truth, from the bag's topic or a JSON-lines sidecar (/object_labels
-    documents; ground truth needs only header.stamp and each object's label and bbox)."""
+    documents; ground truth needs only header.stamp and each object's label and bbox). The
+    topic may hold /object_labels JSON (std_msgs/String) or vision_msgs/Detection2DArray, whose
+    best hypothesis's class_id is the label (runtime.detections). topic None: GT_TOPIC."""
+    topic = topic or GT_TOPIC
     out: dict[int, FrameLabels] = {}
     if sidecar is not None:
         for n, line in enumerate(Path(sidecar).read_text().splitlines(), 1):
@@ -189,12 +193,28 @@ def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic
         if topic not in topics_of(reader):
             return {}
         conns = [c for c in reader.connections if c.topic == topic]
+        for conn in conns:
+            if conn.msgtype not in GT_TYPES:
+                raise BagError(f"{path}: {topic} is {conn.msgtype}; ground truth must be one of {', '.join(GT_TYPES)}")
         for conn, t, raw in reader.messages(connections=conns):
             try:
-                labels = FrameLabels.from_doc(json.loads(reader.deserialize(raw, conn.msgtype).data))
+                labels = _ground_truth_message(reader.deserialize(raw, conn.msgtype), conn.msgtype)
             except (KeyError, TypeError, ValueError) as e:
                 raise BagError(f"{path}: {topic} at {t} ns: not a ground-truth document ({e})") from None
             out[labels.stamp_ns] = labels
     finally:
         reader.close()
     return out
+
+
+# A recorded vision_msgs/Detection2DArray (this node's ~/detections, or another detector's) works
+# too: rosbags reads its type from the definition the recorder stored in the bag.
+GT_TYPES = ("std_msgs/msg/String", "vision_msgs/msg/Detection2DArray")
+
+
+def _ground_truth_message(msg: Any, msgtype: str) -> FrameLabels:
+    if msgtype == "std_msgs/msg/String":
+        return FrameLabels.from_doc(json.loads(msg.data))
+    from ..runtime.detections import frame_labels_from_detection_2d_array
+
+    return frame_labels_from_detection_2d_array(msg, "ground_truth")

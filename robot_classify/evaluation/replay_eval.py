@@ -7,7 +7,6 @@ the model's classes (distractors) count as `unknown`: saying "unknown" about the
 """
 from __future__ import annotations
 
-import html
 import json
 import shutil
 import time
@@ -18,14 +17,17 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.bags import BagError, open_reader, read_frames, read_ground_truth
+from ..data.bags import GT_TOPIC, BagError, open_reader, read_frames, read_ground_truth, topics_of
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
-from ..runtime.results import FrameLabels, ObjectResult
+from ..runtime.results import FrameLabels
+from .failures import FailureGallery
 from .matching import match_boxes
 from .metrics import per_class_report
 from ..learn.model import ClassifierModel
 from ..runtime.parameters import check_parameters
-from ..runtime.visualize import draw_objects
+from .replay_metrics import (SCHEMA, centroid_summary, failure_counts, frame_records, iou_summary, non_class_summary,
+                             threshold_summary, timing_summary)
+from .run_context import run_context
 
 MISSED, BACKGROUND = "missed", "background"
 
@@ -61,17 +63,28 @@ def color_count(bag: str | Path, topic: str) -> int | None:
 
 def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
                 topics: tuple[str, str, str], parameters: dict[str, Any] | None = None,
-                sidecar: str | Path | None = None, annotated: int = 6, quiet: bool = False) -> dict[str, Any]:
+                sidecar: str | Path | None = None, gallery: int = 40, quiet: bool = False,
+                report: bool = True, gt_topic: str | None = None,
+                params_file: str | Path | None = None) -> dict[str, Any]:
     """The node's processing, at the node's `parameters` (runtime.parameters; defaults if
-    None), over every frame of a bag; metrics.json, figures and report.html in `report_dir`."""
+    None), over every frame of a bag. Writes metrics.json (schema in
+    config/replay_eval_metrics.schema.json), objects.jsonl (one record per object, what
+    `--compare` reads) and object_labels.jsonl to `report_dir`; with `report`, also
+    report.html, summary.md, the figures and a gallery of the `gallery` worst failures."""
+    if gallery < 0:
+        raise ValueError(f"gallery must be >= 0, got {gallery}")
     report_dir = Path(report_dir)
     if report_dir.exists() and not report_dir.is_dir():
         raise ValueError(f"{report_dir}: exists and is not a folder")
-    gt = read_ground_truth(bag, sidecar)
+    gt = read_ground_truth(bag, sidecar, gt_topic)  # gt_topic: JSON or vision_msgs/Detection2DArray
     if not gt:
-        raise BagError(f"{bag}: no ground truth (topic /ground_truth/object_labels or --ground-truth FILE.jsonl)")
+        raise BagError(f"{bag}: no ground truth (topic {gt_topic or '/ground_truth/object_labels'}, "
+                       "--ground-truth-topic TOPIC or --ground-truth FILE.jsonl)")
     parameters = check_parameters(parameters)
     processor = FrameProcessor.from_parameters(model, parameters)
+    context = run_context(model, parameters, bag, topics, _bag_topics(bag),
+                          f"file {Path(sidecar).resolve()}" if sidecar else f"topic {gt_topic or GT_TOPIC}")
+    context["params_file"] = None if params_file is None else str(Path(params_file).resolve())
     created = None  # the outermost folder this run makes, if any
     for d in (report_dir, *report_dir.parents):
         if d.exists():
@@ -79,22 +92,44 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
         created = d
     report_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _evaluate(bag, processor, gt, report_dir, topics, annotated, quiet, parameters["sync_slop"])
+        metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0, quiet,
+                                     parameters["sync_slop"], context)
+        if report:
+            from .report_html import write_report
+
+            write_report(metrics, records, report_dir)
+        return metrics
     except BaseException:
         if created is not None:  # a failed run leaves no half-written report; folders it did not make stay
             shutil.rmtree(created, ignore_errors=True)
         raise
 
 
+def _bag_topics(bag: str | Path) -> dict[str, str]:
+    try:
+        reader = open_reader(bag)
+    except BagError:
+        return {}  # read_frames names the problem
+    try:
+        return topics_of(reader)
+    finally:
+        reader.close()
+
+
 def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLabels], report_dir: Path,
-              topics: tuple[str, str, str], annotated: int, quiet: bool, slop: float) -> dict[str, Any]:
+              topics: tuple[str, str, str], gallery_cap: int, quiet: bool, slop: float,
+              context: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics and the per-object records; writes metrics.json, objects.jsonl, object_labels.jsonl
+    and, when `gallery_cap` > 0, the gallery's crops and frames."""
     model = processor.model
-    labels = list(model.class_names) + [UNKNOWN, BACKGROUND, MISSED]
+    classes = list(model.class_names)
+    labels = classes + [UNKNOWN, BACKGROUND, MISSED]
     index = {n: i for i, n in enumerate(labels)}
     cm = np.zeros((len(labels), len(labels)), np.int64)
-    latencies, skipped, pictures, sync_stats = [], {}, [], {}
-    n_frames = n_gt_frames = gt_objects = found = detections = true_pos = 0
+    latencies, skipped, sync_stats, records = [], {}, {}, []
+    n_frames = n_gt_frames = 0
     per_frame, documents = [], []  # documents: what the node would publish, one JSON line per frame
+    gallery = FailureGallery(gallery_cap)
     for frame, res, why, color, ms in run_frames(bag, processor, topics, quiet, sync_stats, slop):
         n_frames += 1
         if res is None:
@@ -103,108 +138,85 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
         latencies.append(ms)
         documents.append(json.dumps(res.labels.to_doc()))
         truth = gt.get(frame.stamp_ns)
+        row = {"stamp_ns": frame.stamp_ns, "objects": len(res.labels.objects), "ms": ms,
+               "stages_ms": {k: round(v, 3) for k, v in res.stages_ms.items()}}
+        per_frame.append(row)
         if truth is None:
             skipped["no ground truth"] = skipped.get("no ground truth", 0) + 1
             continue
-        n_gt_frames += 1
         gts = [g for g in truth.objects if g.visible_fraction is None or g.visible_fraction >= 0.5]
         preds = res.labels.objects
-        pairs = match_boxes([o.bbox for o in preds], [g.bbox for g in gts])
-        matched_pred, matched_gt = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
-        gt_objects += len(gts)
-        found += len(matched_gt)
-        detections += len(preds)
-        true_pos += len(pairs)
-        for i, j, _ in pairs:
-            truth_label = gts[j].label if gts[j].label in index else UNKNOWN
-            cm[index[truth_label], index[preds[i].label]] += 1
-        for j, g in enumerate(gts):
-            if j not in matched_gt:
-                cm[index[g.label if g.label in index else UNKNOWN], index[MISSED]] += 1
-        for i, o in enumerate(preds):
-            if i not in matched_pred:
-                cm[index[BACKGROUND], index[o.label]] += 1
-        per_frame.append({"stamp_ns": frame.stamp_ns, "objects": len(preds), "ground_truth": len(gts),
-                          "matched": len(pairs), "ms": ms})
-        if len(pictures) < annotated and color is not None:
-            pictures.append(_annotate(color, preds, gts, report_dir / f"frame_{len(pictures):02d}.png"))
+        recs = frame_records(n_gt_frames, frame.stamp_ns, preds, gts, classes)
+        n_gt_frames += 1
+        for r in recs:
+            truth_label = BACKGROUND if r["truth"] is None else r["truth"] if r["known"] else UNKNOWN
+            cm[index[truth_label], index[MISSED if r["label"] is None else r["label"]]] += 1
+        row.update(ground_truth=len(gts), matched=sum(1 for r in recs if r["iou"] is not None))
+        records.extend(recs)
+        gallery.offer(recs, color, preds, gts)
     if n_frames == 0:
         raise BagError(f"{bag}: no colour/depth pairs (check --topics and the stamps)")
     (report_dir / "object_labels.jsonl").write_text("".join(d + "\n" for d in documents))
-    classes = list(model.class_names)
+    (report_dir / "objects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     n_cls = len(classes)
     # Accuracy over matched objects of the model's classes (a prediction of "unknown" is wrong);
     # objects of no known class (distractors) are reported on their own.
     matched_block = cm[:n_cls, : n_cls + 1]
-    others = cm[n_cls, : n_cls + 2]
+    gt_objects = sum(1 for r in records if r["truth"] is not None)
+    found = sum(1 for r in records if r["iou"] is not None)
+    detections = sum(1 for r in records if r["label"] is not None)
     lat = np.array(latencies) if latencies else np.zeros(1)
+    t0_ns = per_frame[0]["stamp_ns"] if per_frame else 0
+    counts = failure_counts(records)
+    shown = gallery.write(report_dir, t0_ns)
     metrics = {
+        "schema": SCHEMA,
         "bag": str(bag), "model": {"name": processor.model_name, "sha256": processor.model_sha256},
         "object_accuracy": float(np.trace(matched_block[:, :n_cls]) / max(matched_block.sum(), 1)),
-        "non_class_objects": {"matched": int(others[: n_cls + 1].sum()), "labelled_unknown": int(others[n_cls])},
         "detection_recall": found / max(gt_objects, 1),
-        "detection_precision": true_pos / max(detections, 1),
+        "detection_precision": found / max(detections, 1),
+        "centroid_error_mm": centroid_summary(records, classes),
+        "box_iou": iou_summary(records),
+        "thresholds": threshold_summary(records, _effective_min_score(processor)),
+        "non_class_objects": non_class_summary(records),
+        "failures": {"counts": counts, "total": sum(counts.values()), "shown": len(shown), "cap": gallery_cap,
+                     "items": [{k: r[k] for k in FAILURE_KEYS if k in r} for r in shown]},
         "frames": {"pairs": n_frames, "processed": len(latencies), "with_ground_truth": n_gt_frames,
                    "skipped": skipped, "sync": sync_stats},
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                        "p99": float(np.percentile(lat, 99)), "mean": float(lat.mean())},
+        "timing_ms": timing_summary([r["stages_ms"] for r in per_frame]),
         "per_class": {k: v for k, v in per_class_report(cm, labels).items() if k in classes},
         "confusion": {"labels": labels, "matrix": cm.tolist(),
                       "note": "rows: ground truth (non-class objects as unknown, unmatched detections as "
-                              "background); columns: prediction (missed = not detected)"},
-        "objects": {"ground_truth": gt_objects, "detections": detections, "matched": true_pos},
+                              "background); columns: prediction (missed = not detected); the report's figure "
+                              "leaves out empty rows and columns"},
+        "objects": {"ground_truth": gt_objects, "detections": detections, "matched": found},
+        "run": context,
         "per_frame": per_frame,
     }
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    from .plots import plot_confusion, plot_histogram
-
-    plot_confusion(cm, labels, report_dir / "confusion.png",
-                   f"object accuracy {metrics['object_accuracy']:.3f}, recall {metrics['detection_recall']:.3f}")
-    plot_histogram(lat, report_dir / "latency.png", "ms per frame (conversion + patches + classifier)",
-                   f"p50 {metrics['latency_ms']['p50']:.1f} ms, p99 {metrics['latency_ms']['p99']:.1f} ms")
-    _write_html(metrics, pictures, report_dir / "report.html")
-    return metrics
+    return metrics, records
 
 
-def _annotate(color: np.ndarray, preds: tuple[ObjectResult, ...], gts: list[ObjectResult], path: Path) -> str:
-    img = draw_objects(color, [(o.bbox, o.label, o.score) for o in preds])
-    for g in gts:  # ground truth as thin white boxes
-        x, y, w, h = g.bbox
-        cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), (255, 255, 255), 1)
-    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    return path.name
+def _effective_min_score(processor: FrameProcessor) -> float:
+    """The min_score the frames ran with: a negative parameter means the model's own default."""
+    if processor.min_score >= 0:
+        return processor.min_score
+    return float(getattr(processor.model, "default_min_score", 0.5))
 
 
-def _write_html(m: dict, pictures: list[str], path: Path) -> None:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-                   f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>" for k, v in m["per_class"].items())
-    frames = m["frames"]
-    skipped = ", ".join(f"{html.escape(k)}: {v}" for k, v in frames["skipped"].items()) or "none"
-    imgs = "".join(f'<figure><img src="{p}" width="400"><figcaption>{p}: predictions (coloured, label + score), '
-                   f'ground truth (white)</figcaption></figure>' for p in pictures)
-    path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>robot_classify replay-eval</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} td,th{{padding:2px 10px;text-align:right}}
-.big{{font-size:1.6em;margin-right:1.5em}} figure{{display:inline-block;margin:4px}}</style></head><body>
-<h1>replay-eval: {html.escape(Path(m['bag']).name)}</h1>
-<p>model <code>{html.escape(m['model']['name'])}</code> ({html.escape(m['model']['sha256'][:12])})</p>
-<p><span class="big">object accuracy <b>{m['object_accuracy']:.1%}</b></span>
-<span class="big">detection recall <b>{m['detection_recall']:.1%}</b></span>
-<span class="big">precision <b>{m['detection_precision']:.1%}</b></span></p>
-<p>latency per frame: p50 {m['latency_ms']['p50']:.1f} ms, p90 {m['latency_ms']['p90']:.1f} ms,
-p99 {m['latency_ms']['p99']:.1f} ms. Frames: {frames['pairs']} colour/depth pairs, {frames['processed']} processed,
-{frames['with_ground_truth']} with ground truth; skipped: {skipped}.</p>
-<img src="confusion.png" width="520"> <img src="latency.png" width="420">
-<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
-{rows}</table><h2>Frames</h2>{imgs}</body></html>""")
+FAILURE_KEYS = ("outcome", "truth", "label", "top", "score", "iou", "centroid_error_m", "stamp_ns", "time_s",
+                "frame", "bbox", "truth_bbox", "visible_fraction", "crop", "frame_image")
 
 
 def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, topics: tuple[str, str, str],
                    parameters: dict[str, Any] | None = None, sidecar: str | Path | None = None,
-                   split_by_time: float = 0.8, quiet: bool = False) -> dict[str, int]:
+                   split_by_time: float = 0.8, quiet: bool = False, gt_topic: str | None = None) -> dict[str, int]:
     """The node's own crops from every frame, labelled from ground truth; train = first part in time."""
     if not 0 < split_by_time < 1:
         raise ValueError(f"split-by-time must be in (0, 1), got {split_by_time}")
-    gt = read_ground_truth(bag, sidecar)
+    gt = read_ground_truth(bag, sidecar, gt_topic)
     parameters = check_parameters(parameters)
     # The node's crops (its segmentation); every crop keeps the classifier's best guess.
     processor = FrameProcessor.from_parameters(model, {**parameters, "min_score": 0.0, "top_k": 1})

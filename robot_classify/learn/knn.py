@@ -6,10 +6,17 @@ distance weights, exact matches (distance 0) take the whole vote, as in scikit-l
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from .calibration import Evidence
 from .distances import METRICS
 from .neighbors import ExactIndex
+from .protocol import check_class_indices, check_tensor, validate_data
 
 WEIGHTS = ("uniform", "distance")
 
@@ -52,35 +59,57 @@ def vote(neighbor_labels: np.ndarray, neighbor_dist: np.ndarray, n_classes: int,
     np.minimum.at(first, (np.repeat(np.arange(n), k), neighbor_labels.ravel()), np.tile(np.arange(k), n))
     tied = votes >= votes.max(1, keepdims=True) * (1 - 1e-12)
     labels = np.where(tied, first, k + 1).argmin(1)
-    return labels, votes / votes.sum(1, keepdims=True)
+    shares = votes / votes.sum(1, keepdims=True)
+    # One ulp more for the winner, so that argmax(shares) agrees with the tie-break above
+    # (scikit-learn's contract between predict and predict_proba).
+    # Only rows with a tie: an untied winner already has the largest share, and may be 1.0.
+    rows = np.flatnonzero(tied.sum(1) > 1)
+    shares[rows, labels[rows]] = np.nextafter(shares[rows, labels[rows]], np.inf)
+    return labels, shares
 
 
-class KNNClassifier:
+class KNNClassifier(ClassifierMixin, BaseEstimator):
     """Exact k-NN with sklearn's fit / predict / predict_proba / kneighbors.
 
-    Parameters are validated on construction; learned state has a trailing underscore.
+    A scikit-learn estimator (`check_estimator` passes, test/test_sklearn_api.py): `__init__` stores,
+    `fit` validates; learned state has a trailing underscore.
     """
 
+    kind = "knn"
+    calibration_method = "knn_logistic"  # learn.calibration: vote share and distance -> P(right)
+
     def __init__(self, k: int = 5, metric: str = "l2", weights: str = "uniform", device: str = "auto",
-                 max_scratch_bytes: int = 256 << 20) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-        self.k = int(k)
+                 max_scratch_bytes: int = 256 << 20, n_neighbors: int | None = None) -> None:
+        # scikit-learn's convention: store only; `fit` (and model_io, through `check_params`) validates.
+        self.k = k
         self.metric = metric
         self.weights = weights
         self.device = device
         self.max_scratch_bytes = max_scratch_bytes
+        self.n_neighbors = n_neighbors
+
+    def check_params(self) -> int:
+        """Every hyperparameter's type and range; returns the neighbour count in force
+        (`n_neighbors`, scikit-learn's name, when given, else `k`)."""
+        k = self.k if self.n_neighbors is None else self.n_neighbors
+        name = "k" if self.n_neighbors is None else "n_neighbors"
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"{name} must be a positive integer, got {k!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {self.weights!r}")
+        return int(k)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNClassifier":
-        X, y = check_training_data(X, y)
-        if self.k > X.shape[0]:
-            raise ValueError(f"k={self.k} is larger than the training set ({X.shape[0]} samples)")
+        k = self.check_params()
+        # dtype=None keeps uint8 pixels uint8: the index searches them in exact integer arithmetic.
+        X, y = validate_data(self, X, y, dtype=None)
+        check_classification_targets(y)
+        if k > X.shape[0]:
+            raise ValueError(f"k={k} is larger than the training set (n_samples = {X.shape[0]})")
+        self.n_neighbors_ = k
         self.classes_, self.y_ = np.unique(y, return_inverse=True)
-        self.n_features_in_ = X.shape[1]
         self.index_ = ExactIndex(self.metric, self.device, self.max_scratch_bytes)
         self.index_.add(X)
         return self
@@ -110,22 +139,51 @@ class KNNClassifier:
 
     def kneighbors(self, X: np.ndarray, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices) of the nearest training samples, nearest first."""
-        if not hasattr(self, "index_"):
-            raise RuntimeError("KNNClassifier is not fitted; call fit(X, y) first")
-        X = check_features(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the model was fitted with {self.n_features_in_}")
-        return self.index_.search(X, n_neighbors or self.k)
+        check_is_fitted(self, "index_")
+        X = validate_data(self, X, reset=False, dtype=None)
+        return self.index_.search(X, n_neighbors or self.n_neighbors_)
 
     def predict_from_neighbors(self, dist: np.ndarray, idx: np.ndarray, k: int | None = None
                                ) -> tuple[np.ndarray, np.ndarray]:
         """Vote with the first k of precomputed neighbours; lets tuning search once for all k."""
-        k = k or self.k
+        k = k or self.n_neighbors_
         labels, shares = vote(self.y_[idx[:, :k]], dist[:, :k], len(self.classes_), self.weights)
         return self.classes_[labels], shares
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.predict_from_neighbors(*self.kneighbors(X))[1]
+
+    tensor_names = frozenset({"knn.data", "knn.labels"})
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The model file's part (protocol): k, metric, weights; the stored samples and their labels."""
+        check_is_fitted(self, "index_")
+        return ({"k": int(self.n_neighbors_), "metric": self.metric, "weights": self.weights},
+                {"knn.data": self.index_.data, "knn.labels": self.classes_[self.y_].astype(np.int64)})
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], tensors: dict[str, np.ndarray], n_features: int, n_classes: int,
+                   uint8_features: bool, device: str) -> "KNNClassifier":
+        # The index keeps uint8 features as uint8, except for cosine, which normalises rows.
+        dtype = "uint8" if uint8_features and params["metric"] != "cosine" else "float32"
+        data = check_tensor(tensors, "knn.data", dtype, (None, n_features))
+        labels = check_tensor(tensors, "knn.labels", "int64", (len(data),))
+        check_class_indices(labels, "knn.labels", n_classes)
+        if params["k"] > len(data):
+            raise ValueError(f"k={params['k']} exceeds the {len(data)} stored samples")
+        return cls(device=device, **params).fit(data, labels)
+
+    def evidence(self, X: np.ndarray, k: int | None = None) -> Evidence:
+        """The classifier protocol's one call (`learn.calibration.Evidence`): vote shares, and the
+        distances that say how far the query is from what the model knows: to the nearest
+        sample of the winning class among the k (calibration) and to the nearest sample of any
+        class (novelty, for 'unknown')."""
+        dist, idx = self.kneighbors(X, k)
+        k = k or self.n_neighbors_
+        labels, shares = self.predict_from_neighbors(dist, idx, k)
+        won = self.classes_[self.y_[idx[:, :k]]] == labels[:, None]
+        d_win = np.where(won, dist[:, :k], np.inf).min(1)
+        return Evidence(np.searchsorted(self.classes_, labels), shares, None, d_win, dist[:, 0].astype(np.float64))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.predict_from_neighbors(*self.kneighbors(X))[0]

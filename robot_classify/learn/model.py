@@ -10,9 +10,18 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import Calibration
 from .features import PATCH_SIZE, FeaturePipeline, check_patches
 from .knn import KNNClassifier
 from .linear import LinearClassifier
+
+
+@dataclass
+class Prediction:
+    """Per patch: label index, calibrated scores over all classes, and the open-set verdict."""
+    labels: np.ndarray
+    proba: np.ndarray
+    known: np.ndarray
 
 
 @dataclass
@@ -22,10 +31,11 @@ class ClassifierModel:
     class_names: list[str]
     patch_size: int = PATCH_SIZE
     meta: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None  # scores and 'unknown' (learn.calibration); None: raw scores
 
     @property
     def kind(self) -> str:
-        return "knn" if isinstance(self.classifier, KNNClassifier) else "linear"
+        return self.classifier.kind  # the protocol's name for it (learn.protocol)
 
     def fit(self, images: np.ndarray, labels: np.ndarray) -> "ClassifierModel":
         labels = np.asarray(labels)
@@ -77,7 +87,8 @@ class ClassifierModel:
 
     def predict(self, images: np.ndarray, k: int | None = None, stage_ms: dict[str, float] | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """(label indices, scores) per patch; the score is the winner's probability / vote share.
+        """(label indices, scores) per patch; scores are calibrated probabilities when the model
+        has a calibration (format 3), else the classifier's own (vote share / softmax).
 
         `k` overrides a kNN model's neighbour count for this call only (the tuned k is kept).
         `stage_ms`, when given, receives the milliseconds spent on "features" (one clock read:
@@ -89,11 +100,34 @@ class ClassifierModel:
         X = self.features.transform(images)
         if stage_ms is not None:
             stage_ms["features"] = (time.perf_counter() - t0) * 1000
-        proba = np.zeros((len(images), len(self.class_names)))
-        if isinstance(self.classifier, KNNClassifier):
-            labels, shares = self.classifier.predict_from_neighbors(*self.classifier.kneighbors(X, k), k)
-            proba[:, self.classifier.classes_] = shares
-        else:
-            proba[:, self.classifier.classes_] = self.classifier.predict_proba(X)
-            labels = self.classifier.classes_[proba[:, self.classifier.classes_].argmax(1)]
-        return labels.astype(np.int64), proba
+        pred = self.classify_features(X, k)
+        return pred.labels, pred.proba
+
+    def classify(self, images: np.ndarray, k: int | None = None, stage_ms: dict[str, float] | None = None
+                 ) -> Prediction:
+        """`predict` plus the open-set verdict: `known` is False for a patch farther from the
+        training data (kNN: distance; linear: energy) than the model's validation data warrants."""
+        images = check_patches(images)
+        if not len(images):
+            return Prediction(np.zeros(0, np.int64), np.zeros((0, len(self.class_names))), np.ones(0, bool))
+        t0 = time.perf_counter()
+        X = self.features.transform(images)
+        if stage_ms is not None:
+            stage_ms["features"] = (time.perf_counter() - t0) * 1000
+        return self.classify_features(X, k)
+
+    def classify_features(self, X: np.ndarray, k: int | None = None) -> Prediction:
+        """One path for every classifier (the protocol: `evidence`), then the stored calibration."""
+        ev = self.classifier.evidence(X, k)
+        classes = self.classifier.classes_
+        scores, novelty = (ev.proba, None) if self.calibration is None else self.calibration.apply(ev)
+        proba = np.zeros((len(X), len(self.class_names)))
+        proba[:, classes] = scores
+        threshold = None if self.calibration is None else self.calibration.novelty_threshold
+        known = np.ones(len(X), bool) if threshold is None else novelty <= threshold
+        return Prediction(classes[ev.labels].astype(np.int64), proba, known)
+
+    @property
+    def default_min_score(self) -> float:
+        """The model's own min_score (chosen on its validation data); 0.5 for files without calibration."""
+        return 0.5 if self.calibration is None else float(self.calibration.min_score)

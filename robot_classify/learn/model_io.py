@@ -7,7 +7,7 @@ the training data, of the tensors (`tensors_sha256`) and, from version 2, of the
 itself (`metadata_sha256`: sha256 of the canonical JSON dump, sorted keys and no
 whitespace, of every metadata field but this one).
 
-Loading treats the file as untrusted: at most 8 tensors; the JSON is parsed with bounds
+Loading treats the file as untrusted: at most 10 tensors; the JSON is parsed with bounds
 (2**20 characters, 16 levels of nesting, no NaN/Infinity, no number that overflows a float,
 ints of at most 20 digits, no duplicate keys); every field is checked for its exact JSON type
 and range before use (JSON `true` is not 1, no field is optional, no unknown field is passed
@@ -16,6 +16,11 @@ against the tensors it describes (pca_dims, k); then both checksums are compared
 tensor's dtype, shape and values against the metadata, and the built model must classify a
 probe patch. Any failure is a `ModelFormatError` (a ValueError) with a message that names
 the field or tensor.
+
+Version 3 adds `calibration` (null, or `learn.calibration.Calibration.to_json()`: how scores
+are calibrated, the model's default min_score and its open-set threshold, checked field by
+field) and stores the linear classifier's step budget, tolerance and solver instead of its
+epochs. Version 2 files load with no calibration (raw scores, min_score 0.5, no open set).
 
 Version 1 files (written before the metadata checksum) still load, with the same strict
 checks on every field; a damaged v1 file whose fields all stay valid (a flipped letter in
@@ -37,32 +42,40 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from .calibration import Calibration
 from .device import resolve_device
 from .features import FeaturePipeline
 from .knn import KNNClassifier
 from .linear import LinearClassifier
 from .model import PATCH_SIZE, ClassifierModel
+from .protocol import PatchClassifier
+
+# The classifier kinds a model file may name (learn.protocol.PatchClassifier): the only place that lists them.
+CLASSIFIERS: dict[str, type[PatchClassifier]] = {cls.kind: cls for cls in (KNNClassifier, LinearClassifier)}
 
 FORMAT = "robot_classify.model"
-FORMAT_VERSION = 2  # 2: metadata_sha256 covers the metadata; 1: tensors only
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 3: + calibration, linear step budget/solver; 2: metadata_sha256 covers the metadata; 1: tensors only
+READABLE_VERSIONS = (1, 2, 3)
 MAX_CLASSES = 10_000
 MAX_NAME_CHARS = 256  # a class name or the model name
 MAX_METADATA_CHARS = 1 << 20
 MAX_METADATA_DEPTH = 16  # the tuning table is 5 deep
-MAX_TENSORS = 8  # features.mean/scale/pca_mean/pca_components + at most 3 classifier tensors
+MAX_TENSORS = 10  # features.mean/scale/pca_mean/pca_components + at most 5 classifier tensors
 MAX_INT_DIGITS = 20  # enough for any int64; Python would otherwise parse a 4,300-digit int
 
 _FIELDS_V1 = frozenset({"format", "format_version", "name", "class_names", "patch_size", "features",
                         "classifier", "training", "tuning", "tensors_sha256"})
-_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"metadata_sha256"}}
+_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"metadata_sha256"}, 3: _FIELDS_V1 | {"metadata_sha256", "calibration"}}
 # Exactly what `FeaturePipeline.config()` writes per kind; nothing is defaulted on load.
 _FEATURE_FIELDS = {"pixels": frozenset({"kind", "center", "pca_dims"}),
                    "hog_color": frozenset({"kind", "hue_bins", "sat_bins", "color_weight", "grid", "grid_weight",
                                            "pca_dims"}),
                    "cnn": frozenset({"kind", "size", "layer", "pca_dims"})}
 _CLASSIFIER_PARAMS = {"knn": frozenset({"k", "metric", "weights"}),
-                      "linear": frozenset({"loss", "reg", "lr", "epochs", "batch_size", "momentum", "seed"})}
+                      "linear": frozenset({"loss", "reg", "lr", "max_steps", "batch_size", "momentum", "tol",
+                                           "solver", "seed"})}
+# Versions 1 and 2 stored the SGD epoch count; a loaded model is never retrained, so it is dropped.
+_LINEAR_PARAMS_V2 = frozenset({"loss", "reg", "lr", "epochs", "batch_size", "momentum", "seed"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -109,24 +122,16 @@ def file_sha256(path: str | Path) -> str:
 def save_model(model: ClassifierModel, path: str | Path) -> Path:
     path = Path(path)
     tensors = dict(model.features.state())
-    clf = model.classifier
-    if isinstance(clf, KNNClassifier):
-        tensors["knn.data"] = clf.index_.data
-        tensors["knn.labels"] = clf.classes_[clf.y_].astype(np.int64)
-        params = {"k": clf.k, "metric": clf.metric, "weights": clf.weights}
-    else:
-        tensors["linear.W"] = clf.coef_.astype(np.float32)
-        tensors["linear.b"] = clf.intercept_.astype(np.float32)
-        tensors["linear.classes"] = clf.classes_.astype(np.int64)
-        params = {"loss": clf.loss, "reg": clf.reg, "lr": clf.lr, "epochs": clf.epochs,
-                  "batch_size": clf.batch_size, "momentum": clf.momentum, "seed": clf.seed}
+    params, clf_tensors = model.classifier.state()
+    tensors.update(clf_tensors)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "name": model.meta.get("name", path.stem),
         "class_names": list(model.class_names), "patch_size": model.patch_size,
         "features": model.features.config(),
-        "classifier": {"kind": model.kind, "params": params},
+        "classifier": {"kind": model.classifier.kind, "params": params},
         "training": model.meta.get("training", {}), "tuning": model.meta.get("tuning", {}),
+        "calibration": None if model.calibration is None else model.calibration.to_json(),
         "tensors_sha256": _tensors_sha256(tensors),
     }
     # Hash what a reader will parse (tuples become lists, float subclasses plain floats), and
@@ -297,14 +302,27 @@ def _check_features(config: Any, path: Path) -> None:
              "bad feature config: features.center must be true when pca_dims > 0")
 
 
-def _check_classifier(clf: Any, path: Path) -> None:
+def _classifier_params(meta: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments a (checked) file's classifier.params stand for."""
+    params = dict(meta["classifier"]["params"])
+    if meta["classifier"]["kind"] == "linear" and meta["format_version"] < 3:
+        params.pop("epochs")
+    return params
+
+
+def _check_classifier(clf: Any, path: Path, version: int) -> None:
     _fields(clf, frozenset({"kind", "params"}), path, "classifier")
     kind = clf["kind"]
     _require(isinstance(kind, str) and kind in _CLASSIFIER_PARAMS, path,
              f"unknown classifier kind {_show(kind)} (expected one of {tuple(_CLASSIFIER_PARAMS)})")
-    params = _fields(clf["params"], _CLASSIFIER_PARAMS[kind], path, "bad classifier parameters: classifier.params")
-    try:  # the constructors check types and ranges: k a positive int, metric, weights, loss, finite numbers
-        (KNNClassifier if kind == "knn" else LinearClassifier)(device="cpu", **params)
+    expected = _LINEAR_PARAMS_V2 if kind == "linear" and version < 3 else _CLASSIFIER_PARAMS[kind]
+    params = _fields(clf["params"], expected, path, "bad classifier parameters: classifier.params")
+    params = {k: v for k, v in params.items() if k != "epochs"}
+    if version < 3 and kind == "linear":
+        _require(_is_int(clf["params"]["epochs"]) and clf["params"]["epochs"] >= 1, path,
+                 f"bad classifier parameters: epochs must be a positive integer, got {_show(clf['params']['epochs'])}")
+    try:  # check_params checks types and ranges: k a positive int, metric, weights, loss, finite numbers
+        CLASSIFIERS[kind](device="cpu", **params).check_params()
     except (ValueError, TypeError) as e:
         raise ModelFormatError(f"{path}: bad classifier parameters: {_cut(e)}") from None
 
@@ -332,7 +350,17 @@ def _check_meta(meta: Any, path: Path) -> int:
     for key in ("training", "tuning"):  # informational; covered by the checksum, never used
         _require(isinstance(meta[key], dict), path, f"{key} must be a JSON object, got {_json_type(meta[key])}")
     _check_features(meta["features"], path)
-    _check_classifier(meta["classifier"], path)
+    _check_classifier(meta["classifier"], path, version)
+    if version >= 3 and meta["calibration"] is not None:
+        try:
+            Calibration.from_json(meta["calibration"])
+            _require(meta["calibration"]["method"] == CLASSIFIERS[meta["classifier"]["kind"]].calibration_method, path,
+                     f"calibration method {_show(meta['calibration']['method'])} does not fit a "
+                     f"{meta['classifier']['kind']} classifier")
+        except (ValueError, TypeError) as e:
+            if isinstance(e, ModelFormatError):
+                raise
+            raise ModelFormatError(f"{path}: bad calibration: {_cut(e)}") from None
     return version
 
 
@@ -352,7 +380,7 @@ def _check_tensor(tensors: dict[str, np.ndarray], name: str, path: Path, dtype: 
 
 def _expected_tensors(meta: dict[str, Any]) -> set[str]:
     config, kind = meta["features"], meta["classifier"]["kind"]
-    names = {"knn.data", "knn.labels"} if kind == "knn" else {"linear.W", "linear.b", "linear.classes"}
+    names = set(CLASSIFIERS[kind].tensor_names)
     if config["kind"] == "pixels" and config["center"]:
         names |= {"features.mean", "features.scale"}
     if config["pca_dims"]:
@@ -381,31 +409,14 @@ def _load_features(config: dict[str, Any], tensors: dict[str, np.ndarray], path:
     return FeaturePipeline.from_config(config, tensors), dim
 
 
-def _check_class_indices(a: np.ndarray, name: str, n_classes: int, path: Path) -> None:
-    _require(len(a) > 0, path, f"tensor {name!r} is empty")
-    _require(a.min() >= 0 and a.max() < n_classes, path, f"{name} outside the class range [0, {n_classes})")
-
-
 def _load_classifier(meta: dict[str, Any], tensors: dict[str, np.ndarray], dim: int, uint8_features: bool,
-                     path: Path, device: str) -> KNNClassifier | LinearClassifier:
-    kind, params = meta["classifier"]["kind"], meta["classifier"]["params"]
-    n_classes = len(meta["class_names"])
-    if kind == "knn":
-        # The index keeps uint8 features as uint8, except for cosine, which normalises rows.
-        dtype = "uint8" if uint8_features and params["metric"] != "cosine" else "float32"
-        data = _check_tensor(tensors, "knn.data", path, dtype, (None, dim))
-        labels = _check_tensor(tensors, "knn.labels", path, "int64", (len(data),))
-        _check_class_indices(labels, "knn.labels", n_classes, path)
-        _require(params["k"] <= len(data), path, f"k={params['k']} exceeds the {len(data)} stored samples")
-        return KNNClassifier(device=device, **params).fit(data, labels)
-    W = _check_tensor(tensors, "linear.W", path, "float32", (None, dim))
-    b = _check_tensor(tensors, "linear.b", path, "float32", (len(W),))
-    classes = _check_tensor(tensors, "linear.classes", path, "int64", (len(W),))
-    _check_class_indices(classes, "linear.classes", n_classes, path)
-    _require(bool((np.diff(classes) > 0).all()), path, "linear.classes must be strictly increasing")
-    clf = LinearClassifier(device=device, **params)
-    clf.coef_, clf.intercept_, clf.classes_, clf.n_features_in_ = W, b, classes, dim
-    return clf
+                     path: Path, device: str) -> PatchClassifier:
+    kind = meta["classifier"]["kind"]
+    try:
+        return CLASSIFIERS[kind].from_state(_classifier_params(meta), tensors, dim, len(meta["class_names"]),
+                                            uint8_features, device)
+    except ValueError as e:  # the classifier names the tensor; the file's path is ours to add
+        raise ModelFormatError(f"{path}: {_cut(e)}") from None
 
 
 def load_model(path: str | Path, device: str = "auto") -> ClassifierModel:
@@ -427,7 +438,8 @@ def load_model(path: str | Path, device: str = "auto") -> ClassifierModel:
         _require(meta["metadata_sha256"] == metadata_sha256(meta), path,
                  "metadata checksum mismatch: the file was modified or damaged after it was written")
     expected = _expected_tensors(meta)
-    for name in sorted(expected - tensors.keys()):
+    optional = getattr(CLASSIFIERS[meta["classifier"]["kind"]], "optional_tensor_names", frozenset())
+    for name in sorted(expected - optional - tensors.keys()):
         raise ModelFormatError(f"{path}: missing tensor {name!r}")
     for name in sorted(tensors.keys() - expected):
         raise ModelFormatError(f"{path}: unexpected tensor {_show(name)} for this feature and classifier config")
@@ -443,7 +455,9 @@ def load_model(path: str | Path, device: str = "auto") -> ClassifierModel:
         clf = _load_classifier(meta, tensors, dim, X.dtype == np.uint8, path, device)
         model = ClassifierModel(features, clf, list(meta["class_names"]), PATCH_SIZE,
                                 {"name": meta["name"], "sha256": file_sha256(path),
-                                 "training": meta["training"], "tuning": meta["tuning"]})
+                                 "training": meta["training"], "tuning": meta["tuning"]},
+                                None if version < 3 or meta["calibration"] is None
+                                else Calibration.from_json(meta["calibration"]))
         stage = "classifying a probe patch"
         _, proba = model.predict(probe)
         _require(bool(np.isfinite(proba).all()), path, "the model gives non-finite scores on a probe patch")

@@ -11,13 +11,17 @@ from .knn import KNNClassifier
 from .linear import LinearClassifier
 from .model import ClassifierModel
 from .model_io import data_sha256
-from .tuning import TuneResult, tune_knn, tune_linear
+from .calibration import Calibration, fit_calibration
+from .tuning import TuneResult, fold_indices, out_of_fold_evidence, tune_knn, tune_linear
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KS = [1, 3, 5, 7, 9, 11, 15]
-DEFAULT_REGS = [1e-5, 1e-4, 1e-3]
-DEFAULT_LRS = [0.01, 0.05]
+# Log grids, wide enough that the choice is rarely at an edge (a warning says when it is). The
+# linear model standardises its features (unit norm on average), so one grid fits every feature
+# kind. L-BFGS (small data) needs no learning rate: only the SGD solver searches DEFAULT_LRS.
+DEFAULT_REGS = [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
+DEFAULT_LRS = [0.1, 1.0, 10.0]
 TUNE_STRATEGIES = ("cv", "val", "none")
 
 
@@ -34,8 +38,10 @@ class TrainOptions:
     loss: str = "softmax"
     regs: list[float] | None = None
     lrs: list[float] | None = None
-    epochs: int = 20
+    max_steps: int = 5000
     batch_size: int = 256
+    solver: str = "auto"
+    calibrate: bool = True
     device: str = "auto"
     seed: int = 0
     quiet: bool = False
@@ -71,28 +77,56 @@ def train_model(train: PatchSet, opts: TrainOptions, val: PatchSet | None = None
             k, metric, kind = best["k"], best["metric"], best["features"]
         else:
             k, metric, kind = (5 if opts.k == "auto" else int(opts.k)), opts.metrics[0], opts.features[0]
-        features = FeaturePipeline(**feature_config(kind, "knn", metric, opts.pca_dims))
-        classifier: KNNClassifier | LinearClassifier = KNNClassifier(min(k, len(final)), metric, device=opts.device)
+        feat = feature_config(kind, "knn", metric, opts.pca_dims)
+
+        def make() -> KNNClassifier | LinearClassifier:
+            return KNNClassifier(min(k, len(final)), metric, device=opts.device)
     else:
-        regs, lrs = opts.regs or DEFAULT_REGS, opts.lrs or DEFAULT_LRS
         feat = feature_config(opts.features[0], "linear", pca_dims=opts.pca_dims)
+        dim = opts.pca_dims or FeaturePipeline(**{**feat, "pca_dims": 0}).fit_transform(final.images[:1]).shape[1]
+        solver = LinearClassifier(solver=opts.solver).choose_solver(len(final), dim)
+        # L-BFGS has no learning rate: searching one would only repeat identical fits.
+        regs, lrs = opts.regs or DEFAULT_REGS, opts.lrs or (DEFAULT_LRS if solver == "sgd" else [1.0])
         if opts.tune != "none" and len(regs) * len(lrs) > 1:
-            result = tune_linear(train, {"reg": regs, "lr": lrs}, feat, opts.loss, opts.tune, opts.folds, val,
-                                 opts.seed, opts.device, opts.quiet, opts.epochs)
-            reg, lr = result.best["params"]["reg"], result.best["params"]["lr"]
+            grid = {"reg": regs, "lr": lrs} if len(lrs) > 1 else {"reg": regs}
+            result = tune_linear(train, grid, feat, opts.loss, opts.tune, opts.folds, val,
+                                 opts.seed, opts.device, opts.quiet, opts.max_steps, solver)
+            reg, lr = result.best["params"]["reg"], result.best["params"].get("lr", lrs[0])
         else:
             reg, lr = regs[0], lrs[0]
-        features = FeaturePipeline(**feat)
-        classifier = LinearClassifier(opts.loss, reg, lr, opts.epochs, opts.batch_size, device=opts.device,
-                                      seed=opts.seed, quiet=opts.quiet)
-    if result is not None and not opts.quiet:
-        log.info("tuning (%s):\n%s", opts.tune, result.table())
-    model = ClassifierModel(features, classifier, list(train.class_names))
+        log.info("linear classifier: %s solver (%d samples)", solver, len(final))
+
+        def make() -> KNNClassifier | LinearClassifier:
+            return LinearClassifier(opts.loss, reg, lr, opts.max_steps, opts.batch_size, device=opts.device,
+                                    seed=opts.seed, quiet=opts.quiet, solver=solver)
+    for warning in result.warnings if result is not None else []:
+        log.warning("tuning: %s", warning)
+    model = ClassifierModel(FeaturePipeline(**feat), make(), list(train.class_names))
     model.fit(final.images, final.labels)
+    if opts.calibrate:
+        model.calibration = _calibrate(train, val if opts.tune == "val" else None, make, feat, opts)
     model.meta = {"name": opts.name,
                   "training": {"sha256": data_sha256(final.images, final.labels), "n_samples": len(final)},
                   "tuning": result.to_json() if result else {}}
     return model
+
+
+def _calibrate(train: PatchSet, val: PatchSet | None, make, feat: dict, opts: TrainOptions) -> Calibration | None:
+    """Calibration and open-set threshold from predictions on data the fitted setting did not see:
+    the validation split, else the CV folds of the training data (grouped by scene when it can)."""
+    if val is not None and len(val):
+        splits = [(train, val)]
+    elif len(train) >= 2 * opts.folds and len(np.unique(train.labels)) > 1:
+        splits = [(train.subset(tr), train.subset(va)) for tr, va in fold_indices(train, opts.folds, opts.seed)]
+    else:
+        log.warning("too little data to calibrate (%d samples): raw scores, min_score 0.5", len(train))
+        return None
+    ev, y = out_of_fold_evidence(train, make, feat, splits)
+    method = make().calibration_method
+    calibration = fit_calibration(ev, y, method)
+    log.info("calibration (%s, %d validation predictions): ECE %.3f, default min_score %.2f, novelty threshold %s",
+             method, len(y), calibration.ece, calibration.min_score, calibration.novelty_threshold)
+    return calibration
 
 
 def _concat(a: PatchSet, b: PatchSet) -> PatchSet:

@@ -7,13 +7,16 @@ the same list, so a grid over k costs one search.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from ..data.datasets import PatchSet
+from .calibration import Evidence
 from .features import FeaturePipeline, feature_config
 from .knn import KNNClassifier
 from .linear import LinearClassifier
@@ -25,6 +28,7 @@ class TuneResult:
 
     strategy: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the choice cannot be trusted for
 
     @property
     def best(self) -> dict[str, Any]:
@@ -35,6 +39,29 @@ class TuneResult:
         self.rows.append({"params": params, "scores": [float(s) for s in scores],
                           "mean": float(np.mean(scores)), "std": float(np.std(scores))})
 
+    def grid_warnings(self, grid: dict[str, list[Any]]) -> list[str]:
+        """A best value at the edge of its grid (of 2+ values) that beats its inner neighbour by
+        more than its standard error may have a better one beyond the edge (on a flat plateau
+        it has not); an all-zero table chose nothing."""
+        out = []
+        if self.rows and max(r["mean"] for r in self.rows) <= 0:
+            out.append("every candidate scored 0: the validation cannot tell them apart (the first is used)")
+            return out
+        best = self.best
+        se = best["std"] / max(len(best["scores"]), 1) ** 0.5
+        for name, values in grid.items():
+            ordered = sorted(values)
+            value = best["params"][name]
+            if len(ordered) < 2 or value not in (ordered[0], ordered[-1]):
+                continue
+            inner = ordered[1] if value == ordered[0] else ordered[-2]
+            neighbour = [r for r in self.rows if r["params"] == {**best["params"], name: inner}]
+            if neighbour and best["mean"] - neighbour[0]["mean"] > se:
+                out.append(f"best {name}={value} is at the edge of the grid [{ordered[0]}, {ordered[-1]}] and "
+                           f"still improving ({best['mean']:.4f} vs {neighbour[0]['mean']:.4f} at {name}={inner}): "
+                           f"widen it (--{name} a,b,c)")
+        return out
+
     def table(self) -> str:
         lines = [f"{'params':<60} {'mean':>7} {'std':>6}"]
         for r in self.rows:
@@ -43,7 +70,7 @@ class TuneResult:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "rows": self.rows, "best": self.best}
+        return {"strategy": self.strategy, "rows": self.rows, "best": self.best, "warnings": self.warnings}
 
 
 def fold_indices(data: PatchSet, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -76,6 +103,7 @@ def tune_knn(data: PatchSet, ks: list[int], metrics: list[str], feature_kinds: l
              device: str = "auto", quiet: bool = False) -> TuneResult:
     result = TuneResult(strategy)
     splits = _splits(data, strategy, folds, val, seed)
+    result.warnings += unvalidated_classes(splits, data.class_names)
     kmax = max(ks)
     for kind, metric in tqdm(list(itertools.product(feature_kinds, metrics)), desc="tune knn", disable=quiet):
         feat = feature_config(kind, "knn", metric, pca_dims)
@@ -89,14 +117,48 @@ def tune_knn(data: PatchSet, ks: list[int], metrics: list[str], feature_kinds: l
                 scores[k].append(float((pred == va.labels).mean()))
         for k in ks:
             result.add({"k": k, "metric": metric, "features": kind, "pca_dims": pca_dims}, scores[k])
+    result.warnings += result.grid_warnings({})
     return result
+
+
+def out_of_fold_evidence(data: PatchSet, make: Callable[[], Any], features: dict[str, Any],
+                         splits: list[tuple[PatchSet, PatchSet]]) -> tuple[Evidence, np.ndarray]:
+    """Evidence of the chosen setting on data it was not fitted on (each validation split),
+    in the class numbering of `data`: what calibration and the open-set threshold are fitted on."""
+    n_classes = len(data.class_names)
+    parts, ys = [], []
+    for tr, va in splits:
+        pipe = FeaturePipeline(**features)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = make().fit(pipe.fit_transform(tr.images), tr.labels)
+        ev = clf.evidence(pipe.transform(va.images))
+        proba = np.zeros((len(va), n_classes))
+        proba[:, clf.classes_] = ev.proba
+        logits = None
+        if ev.logits is not None:  # a class missing from this fold's training part can never win
+            logits = np.full((len(va), n_classes), -1e9)
+            logits[:, clf.classes_] = ev.logits
+        parts.append(Evidence(clf.classes_[ev.labels], proba, logits, ev.win_distance, ev.nearest))
+        ys.append(va.labels)
+
+    def cat(name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    return Evidence(cat("labels"), cat("proba"), cat("logits"), cat("win_distance"), cat("nearest")), \
+        np.concatenate(ys)
 
 
 def tune_linear(data: PatchSet, grid: dict[str, list[Any]], features: dict[str, Any], loss: str,
                 strategy: str = "cv", folds: int = 5, val: PatchSet | None = None, seed: int = 0,
-                device: str = "auto", quiet: bool = False, epochs: int = 20) -> TuneResult:
+                device: str = "auto", quiet: bool = False, max_steps: int = 5000, solver: str = "auto"
+                ) -> TuneResult:
+    """Accuracy of each (reg, lr) candidate; a candidate whose training diverges scores 0 and
+    is named in `result.warnings`."""
     result = TuneResult(strategy)
     splits = _splits(data, strategy, folds, val, seed)
+    result.warnings += unvalidated_classes(splits, data.class_names)
     combos = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
     prepared = []
     for tr, va in splits:
@@ -105,7 +167,30 @@ def tune_linear(data: PatchSet, grid: dict[str, list[Any]], features: dict[str, 
     for params in tqdm(combos, desc="tune linear", disable=quiet):
         scores = []
         for Xtr, ytr, Xva, yva in prepared:
-            clf = LinearClassifier(loss=loss, device=device, seed=seed, epochs=epochs, **params).fit(Xtr, ytr)
-            scores.append(float((clf.predict(Xva) == yva).mean()))
+            clf = LinearClassifier(loss=loss, device=device, seed=seed, max_steps=max_steps, solver=solver, **params)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    scores.append(float((clf.fit(Xtr, ytr).predict(Xva) == yva).mean()))
+            except FloatingPointError:
+                result.warnings.append(f"training diverged at {params}; scored 0")
+                scores.append(0.0)
         result.add(params, scores)
+    result.warnings += result.grid_warnings(grid)
     return result
+
+
+def unvalidated_classes(splits: list[tuple[PatchSet, PatchSet]], class_names: list[str]) -> list[str]:
+    """Classes the validation cannot judge: never in a validation split, or only in validation
+    splits whose training part lacks them (grouped CV with a class in a single scene group)."""
+    present = {int(c) for _, va in splits for c in np.unique(va.labels)}
+    learnable = {int(c) for tr, va in splits for c in np.intersect1d(np.unique(tr.labels), np.unique(va.labels))}
+    out = []
+    for c in sorted({int(c) for tr, _ in splits for c in np.unique(tr.labels)} | present):
+        name = class_names[c] if c < len(class_names) else str(c)
+        if c not in present:
+            out.append(f"class {name!r} is in no validation split: its accuracy is not validated")
+        elif c not in learnable:
+            out.append(f"class {name!r} is only validated on splits whose training part lacks it (all its samples "
+                       "in one group?): every candidate gets it wrong; add scenes with it or use --tune val")
+    return out

@@ -37,6 +37,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from threadpoolctl import threadpool_limits
 
 from ..runtime.allocator import keep_frame_buffers
+from ..runtime.cv_bridge_backend import load_bridge
 from ..runtime.default_model import default_model_path, get_default_model
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
@@ -48,6 +49,7 @@ from ..runtime.stamps import header_to_ns
 from ..runtime.sync import StampSynchronizer
 from ..runtime.teaching import Teacher, TeachStatus, default_save_path
 from ..runtime.visualize import draw_objects, label_color
+from .vision_output import VisionOutput
 
 NO_INPUT_WARN_S = 5.0
 LOSS_WARN = 0.10  # share of a camera stream's frames lost over HEALTH_WINDOW_S that earns a warning
@@ -63,7 +65,8 @@ PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/con
 def _descriptor(name: str, spec: ParameterSpec) -> ParameterDescriptor:
     """The ROS view of one entry of the shared table: ranges for `ros2 param describe`."""
     text = spec.description + (f" ({', '.join(spec.choices)})" if spec.choices else "")
-    d = ParameterDescriptor(name=name, description=text, read_only=not spec.dynamic)
+    # on/off may arrive as YAML booleans; check_value turns them back into the choice
+    d = ParameterDescriptor(name=name, description=text, read_only=not spec.dynamic, dynamic_typing=spec.on_off)
     if spec.range is not None and isinstance(spec.default, float):
         d.floating_point_range = [FloatingPointRange(from_value=spec.range[0], to_value=spec.range[1])]
     elif spec.range is not None:
@@ -78,11 +81,15 @@ class ClassifyNode(Node):
             self.declare_parameter(name, spec.default, _descriptor(name, spec))
         # The checks replay-eval applies to a params file, so both refuse the same settings.
         p = check_parameters({name: self.get_parameter(name).value for name in PARAMETERS})
+        VisionOutput.require(p["output.vision_msgs"])  # "on" without vision_msgs: fail before loading the model
         reliability = p["qos.reliability"]
         self.model = self._load_model(p["model_path"], p["device"])
         self.processor = FrameProcessor.from_parameters(self.model, p)
+        self.processor.bridge, why = load_bridge(lambda fields: Image(**fields))
+        self.get_logger().info("images: cv_bridge (checked against the package's converter)" if self.processor.bridge
+                               else f"images: the package's converter; {why}")
         self._model_path, self._save_path = p["model_path"], p["teach.save_path"]
-        self.teacher = Teacher(self.processor, p["teach.timeout"])
+        self.teacher = Teacher(self.processor, p["teach.timeout"], p["teach.jitter_crops"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
         self._max_queue_wait = p["max_queue_wait"]
@@ -125,6 +132,8 @@ class ClassifyNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.vision = VisionOutput.create(self, p["output.vision_msgs"])  # None: JSON only
+        self._on_classes_changed()  # the first ~/label_info
         # Teaching: control topics reliable, keep last 10; the status is also kept for late joiners.
         control = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.teach_status_pub = self.create_publisher(String, "~/teach/status", QoSProfile(
@@ -199,6 +208,8 @@ class ClassifyNode(Node):
             self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
         except (ValueError, TypeError) as e:
             return SetParametersResult(successful=False, reason=str(e))
+        if "min_score" in changes:  # LabelInfo.threshold says the min_score in force
+            self._on_classes_changed()
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------- callbacks (fast)
@@ -280,7 +291,16 @@ class ClassifyNode(Node):
 
     def _on_classes_changed(self) -> None:
         """The class set changed (a teach or forget finished): outputs that carry the class list
-        announce the new one here."""
+        announce the new one here. ~/label_info (transient local) gets the classes and the
+        min_score in force; nothing without vision_msgs."""
+        if self.vision is None:
+            return
+        with self.processor.model_lock.reading():
+            names = list(self.processor.model.class_names)
+            min_score = self.processor.min_score
+            if min_score < 0:  # -1: the model's own default is in force
+                min_score = float(getattr(self.processor.model, "default_min_score", 0.0))
+        self.vision.publish_label_info(names, min_score)
 
     def _on_teach(self, msg: String) -> None:
         status = self.teacher.request(msg.data)
@@ -358,6 +378,8 @@ class ClassifyNode(Node):
             self._last_published = seq
             self.labels_pub.publish(String(data=text))
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
+            if self.vision is not None:  # same frames, same order as /object_labels
+                self.vision.publish(result.labels, h)
             self._publish_markers(result.labels, h)
         self._record(done, self._receipt.pop(key, None), result.ms)
         if self.teacher.collecting:
@@ -423,6 +445,9 @@ class ClassifyNode(Node):
             "processing_p99_ms": f"{np.percentile(proc, 99):.1f}",
             "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
             "model": f"{self.processor.model_name} {self.processor.model_sha256[:12]}",
+            "vision_msgs": "off" if self.vision is None else "on",
+            # objects in /object_labels without valid depth, so not in ~/detections_3d
+            "objects_without_depth": "" if self.vision is None else str(self.vision.no_depth),
         }
         for topic, hs in health.items():
             short = topic.split("/")[0]

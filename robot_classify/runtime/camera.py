@@ -72,3 +72,18 @@ def surface_centroid(points: np.ndarray) -> np.ndarray | None:
     if len(points) == 0:
         return None
     return np.median(points, axis=0)
+
+
+EXTENT_PERCENTILES = (2.0, 98.0)
+
+
+def surface_extent(points: np.ndarray, percentiles: tuple[float, float] = EXTENT_PERCENTILES) -> np.ndarray | None:
+    """Per-axis size of an object's visible surface points (metres, camera optical frame): the
+    98th minus the 2nd percentile, so that the few mask pixels that bleed onto the table or the
+    background do not stretch the box, as a min/max would. The camera sees only the front of an
+    object: the z size is the depth range of that surface, less than the object's true depth.
+    None when there are no points."""
+    if len(points) == 0:
+        return None
+    lo, hi = np.percentile(points, percentiles, axis=0)
+    return hi - lo

@@ -42,7 +42,7 @@ class FrameResult:
 
 
 class FrameProcessor:
-    def __init__(self, model: ClassifierModel, params: SegmentationParams, min_score: float = 0.5,
+    def __init__(self, model: ClassifierModel, params: SegmentationParams, min_score: float = -1.0,
                  top_k: int = 3) -> None:
         self.model = model
         self.params = params
@@ -51,6 +51,7 @@ class FrameProcessor:
         self._lock = threading.Lock()  # parameters change from the ROS parameter thread
         self.model_lock = ReadWriteLock()  # frames read the model; teach/forget (runtime.teaching) write it
         self.k: int | None = None  # kNN neighbours override; None = the model's tuned k (never overwritten)
+        self.bridge = None  # cv_bridge_backend.BridgeConverter: the node sets it where cv_bridge works
         self.set_thresholds(min_score, top_k)
 
     @classmethod
@@ -70,15 +71,16 @@ class FrameProcessor:
         `top_k` means "up to": a value above the number of classes reports every class (one rule
         at start and at run time). `k=0` restores the model's tuned k.
         """
-        if min_score is not None and not 0.0 <= float(min_score) <= 1.0:
-            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+        if min_score is not None and not -1.0 <= float(min_score) <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], or negative (-1) for the model's own default; "
+                             f"got {min_score}")
         if top_k is not None and int(top_k) < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if k is not None:
             if self.model.kind != "knn":
-                raise ValueError("k applies to kNN models only; this model is linear")
-            n = self.model.classifier.index_.ntotal
-            if not 0 <= int(k) <= n:
+                if int(k) != 0:  # 0 (the default) means "the model's own", which a linear model has
+                    raise ValueError("k applies to kNN models only; this model is linear")
+            elif not 0 <= int(k) <= (n := self.model.classifier.index_.ntotal):
                 raise ValueError(f"k must be in [1, {n}] (training samples), or 0 for the model's tuned k; got {k}")
         with self._lock:
             if min_score is not None:
@@ -106,14 +108,17 @@ class FrameProcessor:
         with self._lock:  # a consistent set of thresholds; classification itself runs unlocked (workers: 2+)
             min_score, top_k, k = self.min_score, self.top_k, self.k
         stages = {"segmentation": ex.ms, "features": 0.0, "classifier": 0.0}
-        labels, proba, names, sha = self._classify(ex, k, stages)
+        labels, proba, known, names, sha = self._classify(ex, k, stages)
+        if min_score < 0:  # the model's own default, chosen on its validation data
+            min_score = self.model.default_min_score
         objects = []
-        for obj, lab, p in zip(ex.objects, labels, proba):
+        for obj, lab, p, familiar in zip(ex.objects, labels, proba, known):
             order = np.argsort(-p, kind="stable")[:top_k]
             score = float(p[lab])
             objects.append(ObjectResult(
                 instance=int(obj.instance),
-                label=names[lab] if score >= min_score else UNKNOWN,
+                # unknown: a low score, or farther from the training data than validation warrants (open set)
+                label=names[lab] if score >= min_score and familiar else UNKNOWN,
                 score=score,
                 top_k=tuple((names[i], float(p[i])) for i in order),
                 bbox=tuple(int(v) for v in obj.bbox),
@@ -127,17 +132,17 @@ class FrameProcessor:
         return FrameResult(frame, ex, ms, color, {**stages, "total": ms})
 
     def _classify(self, ex: Extraction, k: int | None, stages: dict[str, float]
-                  ) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-        """Labels, scores, class names and model identity, read under the model's read lock:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str]:
+        """Labels, scores, open-set verdicts, class names and model identity, read under the model's read lock:
         teaching changes the examples between frames, never while a worker classifies one."""
         with self.model_lock.reading():
             names, sha = list(self.model.class_names), self.model_sha256
             if not ex.objects:
-                return np.zeros(0, np.int64), np.zeros((0, len(names))), names, sha
+                return np.zeros(0, np.int64), np.zeros((0, len(names))), np.ones(0, bool), names, sha
             t1 = time.perf_counter()
-            labels, proba = self.model.predict(ex.patches, k=k, stage_ms=stages)
+            pred = self.model.classify(ex.patches, k=k, stage_ms=stages)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
-            return labels, proba, names, sha
+            return pred.labels, pred.proba, pred.known, names, sha
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node
@@ -146,7 +151,7 @@ class FrameProcessor:
 
         t0 = time.perf_counter()
         try:
-            color, depth = color_from_msg(color_msg), depth_from_msg(depth_msg)
+            color, depth = color_from_msg(color_msg, self.bridge), depth_from_msg(depth_msg, self.bridge)
         except ValueError as e:
             raise FrameSkipped("bad image", str(e)) from None
         intrinsics = None
@@ -166,7 +171,7 @@ class FrameProcessor:
             if mask_msg is None:
                 raise FrameSkipped("no mask", "waiting for mask/image_raw")
             try:
-                mask = mask_from_msg(mask_msg)
+                mask = mask_from_msg(mask_msg, self.bridge)
             except ValueError as e:
                 raise FrameSkipped("bad mask", str(e)) from None
         h = color_msg.header

@@ -1,4 +1,6 @@
-"""sensor_msgs/Image <-> numpy without cv_bridge (not installable here; the PyPI port breaks 16UC1).
+"""sensor_msgs/Image <-> numpy without cv_bridge (not on PyPI; the PyPI port breaks 16UC1).
+
+The reference conversion, and the fallback where cv_bridge is used (`cv_bridge_backend`).
 
 Works on the message's plain fields, so it is ROS-free and testable without rclpy. Honours
 `step` (row padding) and `is_bigendian`. Colour comes out RGB uint8; depth as uint16 mm
@@ -66,20 +68,28 @@ def msg_to_array(msg) -> np.ndarray:
     return image_to_array(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
-def color_from_msg(msg) -> np.ndarray:
+def color_from_msg(msg, bridge=None) -> np.ndarray:
+    """RGB uint8. `bridge`: a `cv_bridge_backend.BridgeConverter` tried first (on a ROS install);
+    this module's conversion where it declines."""
+    if msg.encoding in COLOR_ENCODINGS and bridge is not None:
+        arr = bridge.color(msg)
+        if arr is not None:
+            return arr
     return to_rgb(msg.encoding, msg_to_array(msg))
 
 
-def depth_from_msg(msg) -> np.ndarray:
+def depth_from_msg(msg, bridge=None) -> np.ndarray:
     if msg.encoding not in DEPTH_ENCODINGS:
         raise UnsupportedEncoding(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {msg.encoding!r}")
-    return msg_to_array(msg)
+    arr = None if bridge is None else bridge.image(msg)
+    return msg_to_array(msg) if arr is None else arr
 
 
-def mask_from_msg(msg) -> np.ndarray:
+def mask_from_msg(msg, bridge=None) -> np.ndarray:
     if msg.encoding not in MASK_ENCODINGS:
         raise UnsupportedEncoding(f"mask encoding must be one of {MASK_ENCODINGS}, got {msg.encoding!r}")
-    return msg_to_array(msg)
+    arr = None if bridge is None else bridge.image(msg)
+    return msg_to_array(msg) if arr is None else arr
 
 
 def array_to_fields(arr: np.ndarray, encoding: str) -> dict:

@@ -28,13 +28,20 @@ class ParameterSpec:
     choices: tuple[str, ...] | None = None
     dynamic: bool = False  # changeable at run time (ros2 param set)
 
+    @property
+    def on_off(self) -> bool:
+        """Choices with "on" and "off": YAML 1.1 (ROS params files, `-p name:=on`) reads those
+        unquoted as true/false, so a bool is taken to mean them."""
+        return self.choices is not None and "on" in self.choices and "off" in self.choices
+
 
 _SEG = SegmentationParams()
 PARAMETERS: dict[str, ParameterSpec] = {
     "model_path": ParameterSpec("", "model file (.safetensors); empty = the embedded default model"),
     "device": ParameterSpec("auto", "where the classifier runs", choices=("auto", "cpu", "cuda")),
-    "min_score": ParameterSpec(0.5, "objects scoring below this are labelled 'unknown' (top_k kept)", (0.0, 1.0),
-                           dynamic=True),
+    "min_score": ParameterSpec(-1.0, "objects scoring below this are labelled 'unknown' (top_k kept); negative (-1) "
+                               "= the model's own default, chosen on its validation data (0.5 for models "
+                               "without calibration)", (-1.0, 1.0), dynamic=True),
     "top_k": ParameterSpec(3, "alternatives reported per object, at most the number of classes", (1, 1000), dynamic=True),
     "k": ParameterSpec(0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), dynamic=True),
     "max_objects": ParameterSpec(_SEG.max_objects, "objects per frame (largest first)", (1, 1000)),
@@ -54,6 +61,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                      "file beside model_path (or in the cache for the embedded default)"),
     "teach.timeout": ParameterSpec(30.0, "seconds a ~/teach request may wait for its views before it fails",
                                    (1.0, 3600.0)),
+    "teach.jitter_crops": ParameterSpec(2, "extra examples per taught view: the view re-cut as a slightly different "
+                                        "segmentation would (as the default model's recipe trains)", (0, 20)),
     "segmentation.mode": ParameterSpec(_SEG.mode, "depth, mask or full", choices=("depth", "mask", "full")),
     "segmentation.min_depth": ParameterSpec(_SEG.min_depth, "metres", (0.0, 20.0)),
     "segmentation.max_depth": ParameterSpec(_SEG.max_depth, "metres", (0.0, 20.0)),
@@ -89,6 +98,8 @@ def check_value(name: str, value: Any) -> Value:
     kind = type(spec.default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if spec.on_off and isinstance(value, bool):
+        value = "on" if value else "off"
     if type(value) is not kind:
         raise ParameterError(f"{name} must be {KIND_NAMES[kind]}, got {value!r}")
     if kind is float and not math.isfinite(value):

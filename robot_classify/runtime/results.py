@@ -26,12 +26,17 @@ class ObjectResult:
     centroid: tuple[float, float, float] | None  # metres, camera frame; None without valid depth
     pixels: int | None = None  # mask area; ground-truth documents do not carry it
     visible_fraction: float | None = None  # ground truth only: the share of the object in view
+    # Size of the visible surface along the camera axes, metres (camera.surface_extent: 2nd-98th
+    # percentile); None without valid depth. An optional key of ObjectLabels/1: added, not changed.
+    extent: tuple[float, float, float] | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {"instance": self.instance, "label": self.label, "score": self.score,
                "top_k": [{"label": name, "score": score} for name, score in self.top_k],
                "bbox": dict(zip(BBOX_KEYS, self.bbox)),
                "centroid": None if self.centroid is None else dict(zip("xyz", self.centroid))}
+        if self.extent is not None:
+            doc["extent"] = dict(zip("xyz", self.extent))
         if self.pixels is not None:
             doc["pixels"] = self.pixels
         if self.visible_fraction is not None:
@@ -46,12 +51,14 @@ class ObjectResult:
         if not isinstance(label, str):
             raise TypeError(f"object label must be a string, got {label!r}")
         c, pixels, visible = doc.get("centroid"), doc.get("pixels"), doc.get("visible_fraction")
+        extent = doc.get("extent")
         return cls(instance=int(doc.get("instance", position)), label=label, score=float(doc.get("score", 1.0)),
                    top_k=tuple((str(t["label"]), float(t["score"])) for t in doc.get("top_k", ())),
                    bbox=tuple(int(doc["bbox"][k]) for k in BBOX_KEYS),
                    centroid=None if c is None else tuple(float(c[k]) for k in "xyz"),
                    pixels=None if pixels is None else int(pixels),
-                   visible_fraction=None if visible is None else float(visible))
+                   visible_fraction=None if visible is None else float(visible),
+                   extent=None if extent is None else tuple(float(extent[k]) for k in "xyz"))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 from ..learn.cache import cache_dir
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import UNKNOWN, FrameProcessor, FrameResult
-from .patches import DetectedObject
+from .patches import DetectedObject, jittered_crop
 
 DEFAULT_VIEWS, MAX_VIEWS = 10, 200
 SELECT_MODES = ("center", "largest")
@@ -166,6 +166,7 @@ class _Session:
     request: TeachRequest
     started: float
     views: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)  # each view's crop and its jittered copies
     skipped: int = 0  # processed frames without the requested object
 
 
@@ -177,10 +178,11 @@ class Teacher:
     Changes to the model take the processor's write lock, so they land between frames.
     """
 
-    def __init__(self, processor: FrameProcessor, timeout_s: float = 30.0,
+    def __init__(self, processor: FrameProcessor, timeout_s: float = 30.0, jitter_crops: int = 2,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.processor = processor
         self.timeout_s = float(timeout_s)
+        self.jitter_crops = int(jitter_crops)
         self._clock = clock
         self._lock = threading.Lock()
         self._session: _Session | None = None
@@ -238,12 +240,27 @@ class Teacher:
             if i is None:
                 s.skipped += 1
                 return self._expired(s) or []
-            s.views.append(result.extraction.objects[i].patch.copy())
+            obj = result.extraction.objects[i]
+            s.views.append(obj.patch.copy())
+            s.crops += [obj.patch.copy(), *self._jittered(result.color, obj, len(s.views))]
             if len(s.views) < req.views:
                 return [self._status(req.label, "collecting", len(s.views), req.views, self._skip_note(s))]
             self._session = None
         # Features outside any lock (frames keep flowing); the index changes under the write lock.
-        return [self._apply(req, np.stack(s.views))]
+        return [self._apply(req, np.stack(s.crops), len(s.views))]
+
+    def _jittered(self, color: np.ndarray, obj: DetectedObject, view: int) -> list[np.ndarray]:
+        """`jitter_crops` crops of the view as a slightly different segmentation would cut it
+        (`patches.jittered_crop`, as the default model's recipe trains): ten views then cover
+        the segmenter's variation as well as the recipe's classes do (measured: bench/teach_bench.py)."""
+        if not self.jitter_crops:
+            return []
+        p = self.processor.params
+        mask = np.zeros(color.shape[:2], np.uint8)
+        x, y, w, h = obj.bbox
+        mask[y:y + h, x:x + w] = obj.mask
+        rng = np.random.default_rng(view)  # reproducible: the same views give the same examples
+        return [jittered_crop(color, obj.bbox, mask, rng, p.padding, p.mask_background) for _ in range(self.jitter_crops)]
 
     def add_views(self, label: str, patches: np.ndarray) -> TeachStatus:
         """Teach from crops already in hand (`robot-classify teach --images`)."""
@@ -253,7 +270,16 @@ class Teacher:
             return self._failed(label, str(e))
         if self.model.kind != "knn":
             return self._failed(label, "this model is linear: teaching needs a kNN model")
-        return self._apply(TeachRequest(label, len(patches)), patches)
+        return self._apply(TeachRequest(label, len(patches)), patches, len(patches))
+
+    def cancel(self, reason: str) -> TeachStatus | None:
+        """End a collecting request as failed (a bag that ran out of frames); None if idle."""
+        with self._lock:
+            s, self._session = self._session, None
+        if s is None:
+            return None
+        return self._failed(s.request.label, f"{reason} with {len(s.views)}/{s.request.views} views "
+                                             f"({s.skipped} frames had no object to take)", len(s.views), s.request.views)
 
     def check_timeout(self) -> TeachStatus | None:
         """Called about once a second: fails a request that has waited too long for its views
@@ -275,17 +301,17 @@ class Teacher:
     def _skip_note(s: _Session) -> str:
         return f"{s.skipped} frame(s) without the object skipped" if s.skipped else ""
 
-    def _apply(self, req: TeachRequest, patches: np.ndarray) -> TeachStatus:
+    def _apply(self, req: TeachRequest, patches: np.ndarray, views: int) -> TeachStatus:
         model, p = self.model, self.processor
         try:
             X = model.features.transform(patches)
             with p.model_lock.writing():
                 n = model.add_features(X, req.label)
                 p.model_sha256 = _chain(p.model_sha256, b"teach", req.label.encode(), np.ascontiguousarray(X).tobytes())
-                _record(model, {"teach": req.label, "views": int(len(patches))})
+                _record(model, {"teach": req.label, "views": views, "examples": int(len(patches))})
         except (ValueError, RuntimeError) as e:
-            return self._failed(req.label, f"could not add the views: {e}", len(patches), req.views)
-        return TeachStatus(req.label, "done", len(patches), req.views, n, list(model.class_names), "")
+            return self._failed(req.label, f"could not add the views: {e}", views, req.views)
+        return TeachStatus(req.label, "done", views, req.views, n, list(model.class_names), "")
 
     def forget(self, text: str) -> TeachStatus:
         """`~/forget`: remove a class and its examples (an original class too)."""

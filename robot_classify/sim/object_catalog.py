@@ -68,9 +68,45 @@ _DESIGNS = {
 }
 
 
+# Ten more objects, none of them a default class: what a robot team teaches the node live
+# (`bench/teach_bench.py`). Same generator, new packaging and proportions.
+_NOVEL_DESIGNS = {
+    "cereal_box": ((40, 140, 240), (200, 60, 30), "CORN FLAKES", (255, 255, 255), (0.55, 0.75)),
+    "coffee_can": ((20, 20, 20), (30, 120, 200), "KAFFEE", (60, 200, 250), (0.4, 0.6)),
+    "juice_carton": ((60, 200, 90), (30, 140, 250), "JUICE", (255, 255, 255), (0.1, 0.3)),
+    "soap_bottle": ((230, 160, 200), (255, 255, 255), "SOAP", (160, 40, 120), (0.45, 0.7)),
+    "tea_box": ((50, 90, 40), (180, 220, 230), "GREEN TEA", (30, 60, 20), (0.25, 0.45)),
+    "chips_tube": ((40, 40, 160), (60, 220, 230), "CHIPS", (240, 240, 240), (0.0, 0.25)),
+    "pasta_box": ((200, 90, 20), (250, 250, 250), "PENNE", (30, 30, 180), (0.6, 0.9)),
+    "spray_can": ((190, 190, 190), (20, 20, 230), "SPRAY", (20, 20, 20), (0.7, 0.85)),
+    "yogurt_cup": ((250, 250, 250), (200, 120, 250), "YOGURT", (120, 40, 160), (0.2, 0.55)),
+    "glue_stick": ((20, 200, 250), (150, 60, 20), "GLUE", (20, 20, 20), (0.3, 0.5)),
+}
+NOVEL_CATALOG: dict[str, ObjectSpec] = {
+    "cereal_box": ObjectSpec("cereal_box", (Part("box", (0.19, 0.07, 0.27), texture="cereal_box"),),
+                             can_lie_down=True, footprint=0.1),
+    "coffee_can": ObjectSpec("coffee_can", (Part("cylinder", (0.05, 0.16), texture="coffee_can"),), footprint=0.052),
+    "juice_carton": ObjectSpec("juice_carton", (Part("box", (0.07, 0.07, 0.2), texture="juice_carton"),),
+                               footprint=0.05),
+    "soap_bottle": ObjectSpec("soap_bottle", (
+        Part("cylinder", (0.035, 0.15), texture="soap_bottle"),
+        Part("cylinder", (0.012, 0.04), offset=(0.0, 0.0, 0.15), rgba=(0.95, 0.95, 0.95, 1.0)),
+    ), footprint=0.04),
+    "tea_box": ObjectSpec("tea_box", (Part("box", (0.12, 0.07, 0.07), texture="tea_box"),), can_lie_down=True,
+                          footprint=0.07),
+    "chips_tube": ObjectSpec("chips_tube", (Part("cylinder", (0.038, 0.23), texture="chips_tube"),), footprint=0.04),
+    "pasta_box": ObjectSpec("pasta_box", (Part("box", (0.14, 0.05, 0.2), texture="pasta_box"),), can_lie_down=True,
+                            footprint=0.08),
+    "spray_can": ObjectSpec("spray_can", (Part("cylinder", (0.03, 0.19), texture="spray_can"),), footprint=0.035),
+    "yogurt_cup": ObjectSpec("yogurt_cup", (Part("cylinder", (0.04, 0.08), texture="yogurt_cup"),), footprint=0.045),
+    "glue_stick": ObjectSpec("glue_stick", (Part("cylinder", (0.012, 0.1), texture="glue_stick"),), lies_down=True,
+                             footprint=0.055),
+}
+
+
 def draw_texture(name: str, size: int = 256) -> np.ndarray:
     """Packaging for one class as a BGR image (OpenCV's order, as written to PNG)."""
-    bg, band, text, text_col, (b0, b1) = _DESIGNS[name]
+    bg, band, text, text_col, (b0, b1) = (_DESIGNS | _NOVEL_DESIGNS)[name]
     img = np.zeros((size, size, 3), np.uint8)
     img[:] = bg
     img[int(b0 * size):int(b1 * size)] = band
@@ -98,7 +134,7 @@ def table_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
 def write_textures(folder: Path) -> dict[str, Path]:
     """Class textures as PNG files in `folder` (pybullet loads textures from files)."""
     out = {}
-    for name in _DESIGNS:
+    for name in _DESIGNS | _NOVEL_DESIGNS:
         out[name] = folder / f"{name}.png"
         cv2.imwrite(str(out[name]), draw_texture(name))
     return out

@@ -13,14 +13,13 @@ import pickle
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.datasets import PROPS_CLASSES, PatchSet
 from ..runtime.camera import Intrinsics
 from ..evaluation.matching import bbox_tuple, match_boxes
-from ..runtime.patches import SegmentationParams, crop_patch, extract_objects
+from ..runtime.patches import SegmentationParams, crop_patch, extract_objects, jittered_crop
 from .scene_render import RenderedScene, SceneRenderer, write_scene
 
 _worker: SceneRenderer | None = None
@@ -68,33 +67,39 @@ def patches_from_scene(scene: RenderedScene, rng: np.random.Generator, jitters: 
     eroded or dilated by a pixel or two.
     """
     out = []
-    H, W = scene.color.shape[:2]
     for obj in scene.meta["objects"]:
         if obj["class_name"] not in PROPS_CLASSES or obj["visible_fraction"] < min_visible \
-                or obj["pixels"] < min_pixels:
+                or obj["pixels"] < min_pixels or jitters < 1:
             continue
         b = obj["bbox"]
         x, y, w, h = b["x_offset"], b["y_offset"], b["width"], b["height"]
         full_mask = (scene.mask == obj["instance"]).astype(np.uint8)
-        for j in range(jitters):
-            m = full_mask
-            if j == 0:
-                box = (x, y, w, h)
-            else:
-                s = rng.uniform(0.9, 1.15)
-                nw, nh = max(2, int(w * s)), max(2, int(h * s))
-                nx = int(x + (w - nw) / 2 + rng.uniform(-0.1, 0.1) * w)
-                ny = int(y + (h - nh) / 2 + rng.uniform(-0.1, 0.1) * h)
-                nx, ny = min(max(nx, 0), W - 1), min(max(ny, 0), H - 1)
-                box = (nx, ny, min(nw, W - nx), min(nh, H - ny))
-                op = cv2.erode if rng.random() < 0.7 else cv2.dilate
-                m = op(full_mask, np.ones((3, 3), np.uint8), iterations=int(rng.integers(1, 3)))
-            bx, by, bw, bh = box
-            local = m[by:by + bh, bx:bx + bw].astype(bool) if mask_background else None
-            out.append((crop_patch(scene.color, box, padding, local), PROPS_CLASSES.index(obj["class_name"])))
+        label = PROPS_CLASSES.index(obj["class_name"])
+        local = full_mask[y:y + h, x:x + w].astype(bool) if mask_background else None
+        out.append((crop_patch(scene.color, (x, y, w, h), padding, local), label))
+        for _ in range(jitters - 1):
+            out.append((jittered_crop(scene.color, (x, y, w, h), full_mask, rng, padding, mask_background), label))
     if detector_crops:
         out += detector_patches(scene, padding, mask_background, min_visible)
     return out
+
+
+def distractor_patches(scenes: int, seed: int, padding: float = 0.15, mask_background: bool = True,
+                       min_visible: float = 0.3, min_pixels: int = 120, workers: int = 2,
+                       quiet: bool = True) -> np.ndarray:
+    """Ground-truth crops of the objects of no known class (pybullet's random URDFs) in `scenes`
+    scenes of `seed`: open-set negatives for validation, from scenes that are not the test scenes."""
+    out = []
+    for scene in render_scenes(scenes, seed, workers, quiet):
+        for obj in scene.meta["objects"]:
+            if obj["class_name"] != "distractor" or obj["visible_fraction"] < min_visible \
+                    or obj["pixels"] < min_pixels:
+                continue
+            b = obj["bbox"]
+            box = (b["x_offset"], b["y_offset"], b["width"], b["height"])
+            m = (scene.mask == obj["instance"])[box[1]:box[1] + box[3], box[0]:box[0] + box[2]]
+            out.append(crop_patch(scene.color, box, padding, m if mask_background else None))
+    return np.stack(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
 
 
 def detector_patches(scene: RenderedScene, padding: float = 0.15, mask_background: bool = True,

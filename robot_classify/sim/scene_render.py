@@ -146,7 +146,10 @@ class SceneRenderer:
         return rgba, depth, seg
 
     # -------------------------------------------------------------- scene
-    def render(self, seed: int, n_objects: tuple[int, int] = (1, 8), max_distractors: int = 2) -> RenderedScene:
+    def render(self, seed: int, n_objects: tuple[int, int] = (1, 8), max_distractors: int = 2,
+               catalog: dict[str, ObjectSpec] | None = None) -> RenderedScene:
+        """One scene; `catalog` replaces the default classes (e.g. `NOVEL_CATALOG`: objects to teach)."""
+        catalog = CATALOG if catalog is None else catalog
         rng = np.random.default_rng(seed)
         c = self.client
         pb.resetSimulation(physicsClientId=c)
@@ -160,12 +163,12 @@ class SceneRenderer:
 
         n = int(rng.integers(n_objects[0], n_objects[1] + 1))
         n_distract = int(min(rng.integers(0, max_distractors + 1), max(n - 1, 0)))
-        classes = list(rng.choice(list(CATALOG), size=n - n_distract, replace=False))
+        classes = list(rng.choice(list(catalog), size=min(n - n_distract, len(catalog)), replace=False))
         placed: list[tuple[float, float, float]] = []  # x, y, footprint radius
         objects = []
         for i in range(n):
             is_distractor = i >= len(classes)
-            spec = None if is_distractor else CATALOG[classes[i]]
+            spec = None if is_distractor else catalog[classes[i]]
             radius = 0.05 if spec is None else spec.footprint
             pos = self._place(rng, placed, radius)
             if pos is None:

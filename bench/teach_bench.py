@@ -1,0 +1,224 @@
+"""Live teaching, measured. Not a test.
+
+Ten objects no model here has seen (`sim.object_catalog.NOVEL_CATALOG`: new packaging and
+proportions) are taught from single-object frames, then labelled on new multi-object scenes
+of those objects (seeds never used for teaching). A detection counts as right when it carries
+the taught label at the node's default min_score (below it: `unknown`, wrong).
+
+  python bench/teach_bench.py curve [--views 1,3,5,10,20] [--features hog_color,cnn] [--repeats 3]
+      accuracy against views per object, offline through `Teacher` (the node's code), on the
+      embedded default model (hog_color) and a cnn kNN trained on the same recipe patches;
+  python bench/teach_bench.py live [--views 10]
+      through classify_node over real DDS: ~/teach, 10 views per object published as frames,
+      the done latency (last view published -> done received), accuracy on new scenes, then
+      ~/save_model, a restart from the saved file, and the accuracy again.
+
+Results: bench/results/teach_curve.json, bench/results/teach_live.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "test"))
+RESULTS = Path(__file__).parent / "results"
+K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
+POOL, TEST_SCENES = 30, 60
+
+
+def render_novel(cache: Path) -> tuple[dict, list]:
+    """Per object POOL single-object frames (teaching views) and TEST_SCENES multi-object scenes;
+    rendered once, kept in `cache` (npz) for the next run."""
+    from robot_classify.sim.object_catalog import NOVEL_CATALOG
+    from robot_classify.sim.scene_render import SceneRenderer, read_scene, write_scene
+
+    done = cache / "done"
+    if not done.exists():
+        with SceneRenderer() as r:
+            for oi, name in enumerate(NOVEL_CATALOG):
+                for v in range(POOL):
+                    s = r.render(900_000_000 + oi * 1000 + v, n_objects=(1, 1), max_distractors=0,
+                                 catalog={name: NOVEL_CATALOG[name]})
+                    write_scene(s, cache / "views" / name / f"{v:03d}")
+            for i in range(TEST_SCENES):
+                s = r.render(910_000_000 + i, n_objects=(3, 6), max_distractors=0, catalog=NOVEL_CATALOG)
+                write_scene(s, cache / "test" / f"{i:03d}")
+        done.write_text("ok")
+    views = {name: [read_scene(cache / "views" / name / f"{v:03d}") for v in range(POOL)] for name in NOVEL_CATALOG}
+    tests = [read_scene(cache / "test" / f"{i:03d}") for i in range(TEST_SCENES)]
+    return views, tests
+
+
+def intrinsics(scene):
+    from robot_classify.runtime.camera import Intrinsics
+
+    return Intrinsics(**scene.meta["intrinsics"])
+
+
+def gt_boxes(scene) -> list[tuple[str, tuple[int, int, int, int]]]:
+    from robot_classify.evaluation.matching import bbox_tuple
+
+    return [(o["class_name"], bbox_tuple(o["bbox"])) for o in scene.meta["objects"] if o["visible_fraction"] >= 0.3]
+
+
+def score_labels(pred: list[tuple[str, tuple]], scene) -> tuple[int, int]:
+    """(right, total) over ground-truth objects matched by a detection (IoU >= 0.5)."""
+    from robot_classify.evaluation.matching import match_boxes
+
+    gt = gt_boxes(scene)
+    pairs = match_boxes([b for _, b in pred], [b for _, b in gt])
+    return sum(pred[i][0] == gt[j][0] for i, j, _ in pairs), len(pairs)
+
+
+def cnn_model(tmp: Path) -> Path:
+    """A cnn kNN on the default model's recipe patches (`robot-classify train`), cached."""
+    from robot_classify.cli import main as cli
+    from robot_classify.learn.cache import cache_dir
+    from robot_classify.sim.default_recipe import recipe_patches
+
+    path = cache_dir() / "bench" / "recipe-cnn-knn.safetensors"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cli(["train", "--dataset", str(recipe_patches()), "--features", "cnn", "--classifier", "knn",
+                    "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+def curve(args) -> None:
+    from robot_classify.learn.model_io import load_model
+    from robot_classify.runtime.default_model import default_model_path
+    from robot_classify.runtime.frame_processor import FrameProcessor
+    from robot_classify.runtime.parameters import check_parameters
+    from robot_classify.runtime.teaching import Teacher
+
+    views, tests = render_novel(Path(args.cache))
+    params = check_parameters({})
+    out = {"views_per_object": args.views, "jitter_crops": args.jitter_crops, "objects": list(views), "test_scenes": len(tests), "repeats": args.repeats,
+           "min_score": params["min_score"], "results": {}}
+    for kind in args.features:
+        path = default_model_path() if kind == "hog_color" else cnn_model(Path(args.cache))
+        model = load_model(path, device="cpu")
+        p = FrameProcessor.from_parameters(model, params)
+        # Every view frame through the node's processing once; a teach request takes views from them.
+        pool = {name: [r for r in (p.process(s.color, s.depth, intrinsics(s), (0, 0), "cam") for s in scenes)
+                       if r.extraction.objects] for name, scenes in views.items()}
+        rows = []
+        for v in args.views:
+            accs = []
+            for rep in range(args.repeats):
+                rng = np.random.default_rng(rep)
+                t = Teacher(p, jitter_crops=args.jitter_crops)
+                for name, results in pool.items():
+                    assert t.request(json.dumps({"label": name, "views": v})).state == "collecting"
+                    for i in rng.choice(len(results), size=min(v, len(results)), replace=False):
+                        statuses = t.offer(results[i])
+                    assert statuses[-1].state == "done", statuses
+                right = total = 0
+                t0 = time.perf_counter()
+                for scene in tests:
+                    labels = p.process(scene.color, scene.depth, intrinsics(scene), (0, 0), "cam").labels
+                    r, n = score_labels([(o.label, o.bbox) for o in labels.objects], scene)
+                    right, total = right + r, total + n
+                for name in pool:
+                    assert t.forget(name).state == "done"
+                accs.append(right / total)
+            rows.append({"views": v, "accuracy_mean": float(np.mean(accs)), "accuracy_min": float(np.min(accs)),
+                         "accuracy_max": float(np.max(accs)), "objects_scored": total})
+            print(f"{kind:9s} {v:3d} views/object: {np.mean(accs):.3f} (min {np.min(accs):.3f}, "
+                  f"{total} objects x {args.repeats} repeats, {time.perf_counter() - t0:.1f} s per pass)")
+        out["results"][kind] = {"model": str(path), "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "teach_curve.json").write_text(json.dumps(out, indent=2))
+    print(f"wrote {RESULTS / 'teach_curve.json'}")
+
+
+def live(args) -> None:
+    from ros_harness import RosHarness
+    from test_node_teach import TeachClient
+
+    from robot_classify.learn.model_io import file_sha256
+
+    views, tests = render_novel(Path(args.cache))
+    tmp = Path(tempfile.mkdtemp())
+    saved = tmp / "taught.safetensors"
+    stamp = iter(range(1_000_000_000, 10**13, 50_000_000))
+    result: dict = {"views_per_object": args.views, "objects": list(views), "test_scenes": len(tests)}
+
+    def label_tests(h) -> dict:
+        right = total = 0
+        for scene in tests:
+            st = next(stamp)
+            h.publish_frame(scene.color, scene.depth, K, st, info_lead=0.0)
+            doc = h.wait_for(st)
+            pred = [(o["label"], tuple(o["bbox"][k] for k in ("x_offset", "y_offset", "width", "height")))
+                    for o in doc["objects"]]
+            r, n = score_labels(pred, scene)
+            right, total = right + r, total + n
+        return {"accuracy": right / total, "objects_scored": total, "model_sha256": doc["model"]["sha256"]}
+
+    model = {"default": "", "cnn": str(cnn_model(Path(args.cache)))}.get(args.model, args.model)
+    result["model"] = args.model
+    h = RosHarness(model, params={"teach.save_path": str(saved)})
+    try:
+        t = TeachClient(h)
+        latencies = []
+        for name, scenes in views.items():
+            t.send(t.teach_pub, json.dumps({"label": name, "views": args.views}))
+            t.wait_status(name, ("collecting",))
+            for s in scenes[: args.views]:
+                st = next(stamp)
+                h.publish_frame(s.color, s.depth, K, st, info_lead=0.0)
+                last = time.monotonic()
+                h.wait_for(st)
+            status = t.wait_status(name)
+            latencies.append(time.monotonic() - last)
+            assert status["state"] == "done", status
+            print(f"taught {name}: done {latencies[-1] * 1000:.0f} ms after its last view was published")
+        result["done_latency_s"] = {"max": max(latencies), "median": float(np.median(latencies))}
+        result["after_teaching"] = label_tests(h)
+        print("after teaching:", result["after_teaching"])
+        response = t.call_save()
+        assert response.success, response.message
+        result["saved_sha256"] = file_sha256(saved)
+    finally:
+        h.close()
+    h = RosHarness(str(saved))
+    try:
+        result["after_restart"] = label_tests(h)
+        print("after restart from the saved file:", result["after_restart"])
+    finally:
+        h.close()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"teach_live_{Path(args.model).stem if args.model not in ('default', 'cnn') else args.model}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="mode", required=True)
+    c = sub.add_parser("curve")
+    c.add_argument("--views", type=lambda s: [int(v) for v in s.split(",")], default=[1, 3, 5, 10, 20])
+    c.add_argument("--features", type=lambda s: s.split(","), default=["hog_color", "cnn"])
+    c.add_argument("--repeats", type=int, default=3)
+    c.add_argument("--jitter-crops", type=int, default=2, help="teach.jitter_crops")
+    lv = sub.add_parser("live")
+    lv.add_argument("--views", type=int, default=10)
+    lv.add_argument("--model", default="default", help="default (hog_color, shipped), cnn (the recipe's patches, "
+                                                       "cnn features) or a model file")
+    for p in (c, lv):
+        p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "robot_classify_teach_bench"))
+    args = ap.parse_args()
+    curve(args) if args.mode == "curve" else live(args)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ROS_DOMAIN_ID", "78")
+    main()

@@ -1,0 +1,291 @@
+"""Teaching without ROS: requests, which object a request means, the Teacher's rules, the
+index's appends, and the offline twin `robot-classify teach` (bag and image folder)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from robot_classify.cli import main
+from robot_classify.data.bags import write_bag
+from robot_classify.learn.features import FeaturePipeline
+from robot_classify.learn.knn import KNNClassifier
+from robot_classify.learn.linear import LinearClassifier
+from robot_classify.learn.model import ClassifierModel
+from robot_classify.learn.model_io import file_sha256, load_model, save_model
+from robot_classify.learn.neighbors import ExactIndex
+from robot_classify.runtime.camera import Intrinsics
+from robot_classify.runtime.frame_processor import FrameProcessor
+from robot_classify.runtime.parameters import check_parameters
+from robot_classify.runtime.rwlock import ReadWriteLock
+from robot_classify.runtime.teaching import (Teacher, TeachError, TeachRequest, default_save_path,
+                                             parse_teach_request, select_object)
+from robot_classify.sim.scene_render import RenderedScene
+
+H, W = 480, 640
+KD = {"fx": 615.0, "fy": 615.0, "cx": 320.0, "cy": 240.0}
+RED, BLUE, GREEN, PURPLE = (220, 20, 20), (20, 20, 220), (30, 190, 40), (150, 40, 170)
+
+
+def scene(boxes) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y, rgb) 60x80 px boxes 6 cm tall on a table 1 m away."""
+    depth = np.full((H, W), 1000, np.uint16)
+    color = np.full((H, W, 3), 110, np.uint8)
+    for x, y, rgb in boxes:
+        depth[y:y + 80, x:x + 60] = 940
+        color[y:y + 80, x:x + 60] = rgb
+    return color, depth
+
+
+def two_class_model(kind: str = "knn") -> ClassifierModel:
+    crops = []
+    for rgb in (RED, BLUE):
+        c, d = scene([(300, 200, rgb)])
+        crops.append(processor_for(None).process(c, d, Intrinsics(**KD), (0, 0), "f").extraction.patches[0])
+    clf = KNNClassifier(1, "l2", device="cpu") if kind == "knn" else LinearClassifier(device="cpu")
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), clf, ["red_box", "blue_box"])
+    model.meta = {"name": "two", "sha256": "0" * 64}
+    return model.fit(np.stack(crops * 3), np.array([0, 1] * 3))
+
+
+def processor_for(model) -> FrameProcessor:
+    if model is None:  # segmentation only (used to make training crops)
+        model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, device="cpu"), ["x"])
+        model.fit(np.zeros((1, 32, 32, 3), np.uint8), np.array([0]))
+    return FrameProcessor.from_parameters(model, check_parameters({"min_score": 0.0}))
+
+
+def run(processor: FrameProcessor, boxes):
+    c, d = scene(boxes)
+    return processor.process(c, d, Intrinsics(**KD), (0, 0), "cam")
+
+
+# ---------------------------------------------------------------- requests
+def test_teach_request_forms_and_refusals():
+    assert parse_teach_request("my_mug") == TeachRequest("my_mug", 10, "center")
+    assert parse_teach_request('{"label": "cup-2", "views": 3, "select": {"x": 4, "y": 5}}') == \
+        TeachRequest("cup-2", 3, (4, 5))
+    assert parse_teach_request('{"label": "a.b", "select": "largest"}').select == "largest"
+    for text, reason in [("", "empty label"), ("   ", "empty label"), ("my mug", "not a class name"),
+                         ("a/b", "not a class name"), ("x" * 65, "not a class name"), ("unknown", "reserved"),
+                         ('{"label": "a", "views": 0}', "views must be"), ('{"label": "a", "views": 201}', "views"),
+                         ('{"label": "a", "views": 2.0}', "views"), ('{"label": "a", "views": true}', "views"),
+                         ('{"label": "a", "select": {"x": 1}}', "select"), ('{"label": "a", "select": "top"}', "select"),
+                         ('{"label": "a", "extra": 1}', "unknown field"), ('{"views": 3}', "empty label"),
+                         ("{oops", "not valid JSON")]:
+        with pytest.raises(TeachError, match=reason):
+            parse_teach_request(text)
+
+
+def test_select_center_largest_and_pixel():
+    p = processor_for(None)
+    objs = run(p, [(20, 20, RED), (290, 200, BLUE), (500, 300, GREEN)]).extraction.objects
+    centre_x = lambda i: objs[i].bbox[0]  # noqa: E731
+    assert centre_x(select_object(objs, "center", W, H)) == 290
+    big = run(p, [(20, 20, RED), (300, 200, BLUE)])
+    big_objs = big.extraction.objects
+    assert len(big_objs) == 2
+    big_objs[0].pixels, big_objs[1].pixels = 10, 20
+    assert select_object(big_objs, "largest", W, H) == 1
+    assert centre_x(select_object(objs, (40, 50), W, H)) == 20  # inside the red box
+    assert select_object(objs, (200, 50), W, H) is None  # on the table
+    assert select_object([], "center", W, H) is None
+
+
+def test_default_save_path_never_names_an_existing_model(tmp_path):
+    now = datetime(2026, 11, 24, 21, 0, 0, tzinfo=timezone.utc)
+    src = tmp_path / "mine.safetensors"
+    assert default_save_path(str(src), now) == tmp_path / "mine-taught-20261124T210000Z.safetensors"
+    again = default_save_path(str(tmp_path / "mine-taught-20261124T210000Z.safetensors"),
+                              datetime(2026, 11, 25, tzinfo=timezone.utc))
+    assert again.name == "mine-taught-20261125T000000Z.safetensors"
+    shipped = default_save_path("", now)
+    assert shipped.name == "default-taught-20261124T210000Z.safetensors" and "robot_classify" in str(shipped)
+
+
+# ---------------------------------------------------------------- the teacher
+def test_teach_adds_a_class_changes_identity_and_saves_what_a_restart_loads(tmp_path):
+    p = processor_for(two_class_model())
+    t = Teacher(p)
+    sha0 = p.model_sha256
+    assert run(p, [(300, 200, GREEN)]).labels.objects[0].label != "green_box"
+    assert t.request('{"label": "green_box", "views": 2}').state == "collecting"
+    assert t.request("other").reason.startswith("busy")
+    assert t.offer(run(p, []))[0:1] == []  # no object: skipped, counted
+    s = t.offer(run(p, [(300, 200, GREEN), (20, 20, RED)]))[0]
+    assert (s.state, s.views, s.reason) == ("collecting", 1, "1 frame(s) without the object skipped")
+    s = t.offer(run(p, [(290, 190, GREEN)]))[0]
+    # each view adds its crop and 2 re-cut copies (teach.jitter_crops)
+    assert (s.state, s.views, s.n_samples, s.classes) == ("done", 2, 6, ["red_box", "blue_box", "green_box"])
+    r = run(p, [(310, 210, GREEN)]).labels
+    assert r.objects[0].label == "green_box" and r.model_sha256 != sha0
+    assert not t.collecting and t.offer(run(p, [(300, 200, GREEN)])) == []
+
+    out = t.save(tmp_path / "taught.safetensors")
+    assert p.model_sha256 == file_sha256(out)
+    loaded = processor_for(load_model(out, device="cpu"))
+    frame = [(310, 210, GREEN), (20, 20, BLUE)]
+    assert run(loaded, frame).labels.to_doc()["objects"] == run(p, frame).labels.to_doc()["objects"]
+    assert load_model(out).meta["training"]["taught"][0]["teach"] == "green_box"
+
+    s = t.forget("red_box")  # a class of the original model
+    assert s.state == "done" and s.classes == ["blue_box", "green_box"]
+    assert [o.label for o in run(p, [(310, 210, GREEN), (20, 20, BLUE)]).labels.objects] == ["blue_box", "green_box"]
+    assert t.forget("red_box").reason == "'red_box' is not a class of the model"
+
+
+def test_jitter_crops_add_recut_copies_of_each_view():
+    p = processor_for(two_class_model())
+    view = run(p, [(300, 200, GREEN)])
+    for jitter, expected in ((0, 1), (4, 5)):
+        t = Teacher(p, jitter_crops=jitter)
+        t.request(f'{{"label": "g{jitter}", "views": 1}}')
+        s = t.offer(view)[0]
+        assert (s.state, s.views, s.n_samples) == ("done", 1, expected)
+    clf = p.model.classifier
+    rows = clf.index_.data[clf.classes_[clf.y_] == p.model.class_names.index("g4")]
+    assert len(np.unique(rows, axis=0)) == 5  # the copies differ from the view and from each other
+
+
+def test_forget_refuses_to_drop_below_k_and_linear_models_refuse_teaching():
+    model = two_class_model()
+    model.classifier.k = 4
+    t = Teacher(processor_for(model))
+    assert "fewer than k=4" in t.forget("red_box").reason
+    lin = Teacher(processor_for(two_class_model("linear")))
+    s = lin.request("green_box")
+    assert s.state == "failed" and "linear" in s.reason
+    assert "linear" in lin.forget("red_box").reason
+
+
+def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
+    p = processor_for(two_class_model())
+    now = [0.0]
+    t = Teacher(p, timeout_s=5.0, clock=lambda: now[0])
+    t.request('{"label": "far", "select": {"x": 700, "y": 10}}')
+    s = t.offer(run(p, [(300, 200, GREEN)]))[0]
+    assert s.state == "failed" and "outside the 640x480 image" in s.reason
+    t.request('{"label": "late", "views": 3}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    assert t.check_timeout() is None
+    now[0] = 6.0
+    s = t.check_timeout()
+    assert s.state == "failed" and "timed out after 5 s with 1/3 views" in s.reason and not t.collecting
+
+
+def test_teaching_waits_for_frames_in_flight():
+    """A writer gets the lock only between frames; readers wait while it holds it."""
+    lock, events = ReadWriteLock(), []
+    reading = threading.Event()
+
+    def frame():
+        with lock.reading():
+            reading.set()
+            time.sleep(0.2)
+            events.append("frame done")
+
+    worker = threading.Thread(target=frame)
+    worker.start()
+    reading.wait()
+    with lock.writing():
+        events.append("teach")
+    worker.join()
+    assert events == ["frame done", "teach"]
+
+
+def test_workers_offering_side_by_side_take_exactly_the_views_wanted():
+    p = processor_for(two_class_model())
+    t = Teacher(p)
+    t.request('{"label": "green_box", "views": 7}')
+    results = [run(p, [(300 + i, 200, GREEN)]) for i in range(20)]
+    statuses: list = []
+    threads = [threading.Thread(target=lambda r=r: statuses.extend(t.offer(r))) for r in results]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    done = [s for s in statuses if s.state == "done"]
+    assert len(done) == 1 and done[0].views == 7 and p.model.class_count("green_box") == 7 * 3
+
+
+# ---------------------------------------------------------------- the index grows in place
+def test_index_appends_equal_a_rebuild_and_grow_geometrically():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (1, 768))
+    X = np.clip(base + rng.normal(0, 30, (1200, 768)), 0, 255).astype(np.uint8)
+    Q = np.clip(base + rng.normal(0, 30, (15, 768)), 0, 255).astype(np.uint8)
+    for metric in ("l2", "l1", "cosine"):
+        whole, grown = ExactIndex(metric, "cpu"), ExactIndex(metric, "cpu")
+        whole.add(X)
+        grown.add(X[:600])
+        stores = set()
+        for s in range(600, 1200, 3):  # 200 appends of 3 views
+            grown.add(X[s:s + 3])
+            stores.add(id(grown._store))
+        assert len(stores) <= 6  # geometric growth: a handful of copies, not one per append
+        for a, b in zip(whole.search(Q, 5), grown.search(Q, 5)):
+            np.testing.assert_allclose(a, b)
+        drop = np.arange(0, 1200, 4)
+        rebuilt = ExactIndex(metric, "cpu")
+        rebuilt.add(np.delete(X, drop, axis=0))
+        grown.remove(drop)
+        for a, b in zip(rebuilt.search(Q, 5), grown.search(Q, 5)):
+            np.testing.assert_allclose(a, b)
+    with pytest.raises(ValueError, match="features"):
+        grown.add(X[:2, :10])
+    pixels = ExactIndex("l2", "cpu")
+    pixels.add(X)
+    with pytest.raises(ValueError, match="stores uint8"):
+        pixels.add(X[:2].astype(np.float32))
+
+
+# ---------------------------------------------------------------- the offline twin
+@pytest.fixture()
+def model_file(tmp_path) -> Path:
+    return save_model(two_class_model(), tmp_path / "two.safetensors")
+
+
+def test_cli_teach_from_a_folder_of_crops(tmp_path, model_file, capsys):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    c, d = scene([(300, 200, GREEN)])
+    patch = run(processor_for(None), [(300, 200, GREEN)]).extraction.patches[0]
+    for i in range(3):
+        cv2.imwrite(str(crops / f"{i}.png"), cv2.cvtColor(cv2.resize(patch, (64, 64)), cv2.COLOR_RGB2BGR))
+    (crops / "notes.txt").write_text("not an image")
+    out = tmp_path / "taught.safetensors"
+    assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box",
+                 "--out", str(out)]) == 0
+    m = load_model(out)
+    assert m.class_names == ["red_box", "blue_box", "green_box"] and m.class_count("green_box") == 3
+    assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box",
+                 "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["teach", "--model", str(model_file), "--images", str(tmp_path / "none"), "--label", "g",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "bad label",
+                 "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "not a class name" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+
+
+def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, capsys):
+    def frame(boxes):
+        c, d = scene(boxes)
+        return RenderedScene(c, d, np.zeros((H, W), np.uint16), {"intrinsics": KD, "objects": []})
+    bag = write_bag(tmp_path / "bag", [frame([]), frame([(20, 20, RED), (500, 380, PURPLE)]),
+                                       frame([(30, 20, RED), (490, 370, PURPLE)])])
+    out = tmp_path / "taught.safetensors"
+    assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--views", "2",
+                 "--select", "520,400", "--out", str(out), "--quiet"]) == 0
+    m = processor_for(load_model(out, device="cpu"))
+    assert [o.label for o in run(m, [(20, 20, RED), (500, 380, PURPLE)]).labels.objects] == ["red_box", "purple_box"]
+    assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--views", "5",
+                 "--out", str(tmp_path / "short.safetensors"), "--quiet"]) == 2
+    assert "bag ended after 3 frames with 2/5 views" in capsys.readouterr().err
