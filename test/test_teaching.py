@@ -153,6 +153,17 @@ def test_jitter_crops_add_recut_copies_of_each_view():
     assert len(np.unique(rows, axis=0)) == 5  # the copies differ from the view and from each other
 
 
+def test_background_apply_reports_done_through_the_callback():
+    """The node's mode: the frame worker hands the finished request to a thread and goes on."""
+    p = processor_for(two_class_model())
+    got, arrived = [], threading.Event()
+    t = Teacher(p, on_done=lambda s: (got.append(s), arrived.set()))
+    t.request('{"label": "green_box", "views": 1}')
+    assert t.offer(run(p, [(300, 200, GREEN)])) == []
+    assert arrived.wait(10) and got[0].state == "done" and got[0].n_samples == 3
+    assert run(p, [(310, 210, GREEN)]).labels.objects[0].label == "green_box"
+
+
 def test_forget_refuses_to_drop_below_k_and_linear_models_refuse_teaching():
     model = two_class_model()
     model.classifier.k = 4

@@ -89,7 +89,8 @@ class ClassifyNode(Node):
         self.get_logger().info("images: cv_bridge (checked against the package's converter)" if self.processor.bridge
                                else f"images: the package's converter; {why}")
         self._model_path, self._save_path = p["model_path"], p["teach.save_path"]
-        self.teacher = Teacher(self.processor, p["teach.timeout"], p["teach.jitter_crops"])
+        self.teacher = Teacher(self.processor, p["teach.timeout"], p["teach.jitter_crops"],
+                               on_done=self._publish_teach_status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
         self._max_queue_wait = p["max_queue_wait"]
@@ -142,7 +143,6 @@ class ClassifyNode(Node):
         self.create_subscription(String, "~/teach", self._guarded_msg(self._on_teach), control)
         self.create_subscription(String, "~/forget", self._guarded_msg(self._on_forget), control)
         self.create_service(Trigger, "~/save_model", self._on_save_model)
-        self.create_timer(1.0, self._guarded(self._check_teach_timeout))
         self.create_timer(1.0, self._guarded(self._publish_diagnostics))
         self.create_timer(1.0, self._guarded(self._check_inputs))
         self._stop = threading.Event()
@@ -490,6 +490,7 @@ class ClassifyNode(Node):
     def _check_inputs(self) -> None:
         """Warn once per topic: silent for 5 s while publishers with incompatible QoS exist."""
         now = time.monotonic()
+        self._check_teach_timeout()  # here, not in a timer of its own: every entity costs the executor per wake-up
         if self._reliability == "best_available":
             self._match_publishers()
         self._check_loss(now)

@@ -179,8 +179,12 @@ class Teacher:
     """
 
     def __init__(self, processor: FrameProcessor, timeout_s: float = 30.0, jitter_crops: int = 2,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_done: Callable[[TeachStatus], None] | None = None) -> None:
+        """`on_done`: apply completed requests on a thread of their own and report there (the
+        node: a frame worker never waits for features and the index append); None: in `offer`."""
         self.processor = processor
+        self._on_done = on_done
         self.timeout_s = float(timeout_s)
         self.jitter_crops = int(jitter_crops)
         self._clock = clock
@@ -247,7 +251,19 @@ class Teacher:
                 return [self._status(req.label, "collecting", len(s.views), req.views, self._skip_note(s))]
             self._session = None
         # Features outside any lock (frames keep flowing); the index changes under the write lock.
-        return [self._apply(req, np.stack(s.crops), len(s.views))]
+        crops = np.stack(s.crops)
+        if self._on_done is None:
+            return [self._apply(req, crops, len(s.views))]
+        threading.Thread(target=self._apply_in_background, args=(req, crops, len(s.views)),
+                         name="robot_classify_teach", daemon=True).start()
+        return []
+
+    def _apply_in_background(self, req: TeachRequest, crops: np.ndarray, views: int) -> None:
+        try:
+            status = self._apply(req, crops, views)
+        except Exception as e:  # noqa: BLE001 -- reported as a status, never a dead thread
+            status = self._failed(req.label, f"could not add the views: {type(e).__name__}: {e}", views, req.views)
+        self._on_done(status)
 
     def _jittered(self, color: np.ndarray, obj: DetectedObject, view: int) -> list[np.ndarray]:
         """`jitter_crops` crops of the view as a slightly different segmentation would cut it
@@ -256,11 +272,18 @@ class Teacher:
         if not self.jitter_crops:
             return []
         p = self.processor.params
-        mask = np.zeros(color.shape[:2], np.uint8)
         x, y, w, h = obj.bbox
-        mask[y:y + h, x:x + w] = obj.mask
+        # A region one box size around the box holds every re-cut (shift <= 10%, scale <= 115%,
+        # padding): the same crops as on the whole frame, without eroding a frame-sized mask.
+        m = int(max(w, h) * (1 + p.padding))
+        H, W = color.shape[:2]
+        x0, y0 = max(0, x - m), max(0, y - m)
+        region = color[y0:min(H, y + h + m), x0:min(W, x + w + m)]
+        mask = np.zeros(region.shape[:2], np.uint8)
+        mask[y - y0:y - y0 + h, x - x0:x - x0 + w] = obj.mask
         rng = np.random.default_rng(view)  # reproducible: the same views give the same examples
-        return [jittered_crop(color, obj.bbox, mask, rng, p.padding, p.mask_background) for _ in range(self.jitter_crops)]
+        return [jittered_crop(region, (x - x0, y - y0, w, h), mask, rng, p.padding, p.mask_background)
+                for _ in range(self.jitter_crops)]
 
     def add_views(self, label: str, patches: np.ndarray) -> TeachStatus:
         """Teach from crops already in hand (`robot-classify teach --images`)."""
