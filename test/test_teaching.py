@@ -166,7 +166,7 @@ def test_background_apply_reports_done_through_the_callback():
 
 def test_forget_refuses_to_drop_below_k_and_linear_models_refuse_teaching():
     model = two_class_model()
-    model.classifier.k = 4
+    model.classifier.n_neighbors_ = 4  # the neighbour count in force
     t = Teacher(processor_for(model))
     assert "fewer than k=4" in t.forget("red_box").reason
     lin = Teacher(processor_for(two_class_model("linear")))

@@ -130,8 +130,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def remove_samples(self, ids: np.ndarray) -> "KNNClassifier":
         """Forget the training samples `ids`; at least k samples must stay."""
         ids = np.unique(np.asarray(ids, np.int64))
-        if self.index_.ntotal - len(ids) < self.k:
-            raise ValueError(f"forgetting {len(ids)} of {self.index_.ntotal} samples would leave fewer than k={self.k}")
+        if self.index_.ntotal - len(ids) < self.n_neighbors_:
+            raise ValueError(f"forgetting {len(ids)} of {self.index_.ntotal} samples would leave fewer than "
+                             f"k={self.n_neighbors_}")
         self.index_.remove(ids)
         labels = np.delete(self.classes_[self.y_], ids)
         self.classes_, self.y_ = np.unique(labels, return_inverse=True)

@@ -348,7 +348,7 @@ class Teacher:
             if label not in model.class_names:
                 reason = f"{label!r} is not a class of the model"
             else:
-                k = p.k or model.classifier.k
+                k = p.k or model.classifier.n_neighbors_  # the override in force, else the fitted count
                 left = model.classifier.index_.ntotal - model.class_count(label)
                 reason = f"forgetting {label!r} would leave {left} examples, fewer than k={k}" if left < k else ""
             if not reason:
