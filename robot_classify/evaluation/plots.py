@@ -73,50 +73,43 @@ def plot_histogram(values: np.ndarray, path: str | Path, xlabel: str, title: str
     plt.close(fig)
 
 
-def plot_knn_curve(result: "TuneResult", path: str, select: Callable[[dict], bool] = lambda p: True) -> None:
-    """Accuracy vs k, mean +- std over folds, one line per (metric, features): the seeds' figure."""
+def _plot_search(rows: list[dict], x: str, path: str, title: str, xlabel: str, log: bool = False,
+                 unnamed: str = "") -> None:
+    """Validation accuracy against one hyperparameter `x`, mean +- std over folds (each fold a
+    dot), one line per setting of the others: the figure both searches draw."""
     fig, ax = plt.subplots(figsize=(6, 4))
     lines: dict[str, list[dict]] = {}
-    for r in result.rows:
-        if select(r["params"]):
-            key = ", ".join(f"{a}={b}" for a, b in r["params"].items() if a != "k")
-            lines.setdefault(key, []).append(r)
-    for key, rows in lines.items():
-        ks = [r["params"]["k"] for r in rows]
-        for r in rows:
-            ax.scatter([r["params"]["k"]] * len(r["scores"]), r["scores"], s=6, alpha=0.4)
-        ax.errorbar(ks, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], label=key, capsize=3)
-    ax.set_xlabel("k")
+    for r in rows:
+        key = ", ".join(f"{a}={b}" for a, b in r["params"].items() if a != x) or unnamed
+        lines.setdefault(key, []).append(r)
+    for key, group in lines.items():
+        group = sorted(group, key=lambda r: r["params"][x])
+        xs = [max(r["params"][x], 1e-12) if log else r["params"][x] for r in group]  # 0 at a log axis' far left
+        for v, r in zip(xs, group):
+            ax.scatter([v] * len(r["scores"]), r["scores"], s=6, alpha=0.4)
+        ax.errorbar(xs, [r["mean"] for r in group], yerr=[r["std"] for r in group], label=key, capsize=3)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"kNN accuracy vs k ({result.strategy})")
+    ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_knn_curve(result: "TuneResult", path: str, select: Callable[[dict], bool] = lambda p: True) -> None:
+    """Accuracy vs k, mean +- std over folds, one line per (metric, features): the seeds' figure."""
+    _plot_search([r for r in result.rows if select(r["params"])], "k", path,
+                 f"kNN accuracy vs k ({result.strategy})", "k")
 
 
 def plot_linear_curve(result: "TuneResult", path: str) -> None:
-    """Validation accuracy vs reg (log axis), mean +- std over folds, one line per learning rate:
-    the linear search's figure, like `plot_knn_curve` (an optimum at a grid edge is visible)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    lines: dict[str, list[dict]] = {}
-    for r in result.rows:
-        key = ", ".join(f"{a}={b}" for a, b in r["params"].items() if a != "reg") or "L-BFGS"
-        lines.setdefault(key, []).append(r)
-    for key, rows in lines.items():
-        rows = sorted(rows, key=lambda r: r["params"]["reg"])
-        regs = [max(r["params"]["reg"], 1e-12) for r in rows]  # reg 0 drawn at the axis' far left
-        for x, r in zip(regs, rows):
-            ax.scatter([x] * len(r["scores"]), r["scores"], s=6, alpha=0.4)
-        ax.errorbar(regs, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], label=key, capsize=3)
-    ax.set_xscale("log")
-    ax.set_xlabel("reg (L2 strength)")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"linear accuracy vs reg ({result.strategy})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """Validation accuracy vs reg (log axis), one line per learning rate: the linear search's
+    figure, like `plot_knn_curve` (an optimum at a grid edge is visible)."""
+    _plot_search(result.rows, "reg", path, f"linear accuracy vs reg ({result.strategy})", "reg (L2 strength)",
+                 log=True, unnamed="L-BFGS")
 
 
 # --- replay-eval report figures (shown at their pixel size: 100 dpi, 9-10 pt text) -------------

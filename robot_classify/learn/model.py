@@ -93,14 +93,7 @@ class ClassifierModel:
         `k` overrides a kNN model's neighbour count for this call only (the tuned k is kept).
         `stage_ms`, when given, receives the milliseconds spent on "features" (one clock read:
         the node's per-stage timing, `FrameResult.stages_ms`)."""
-        images = check_patches(images)
-        if not len(images):
-            return np.zeros(0, np.int64), np.zeros((0, len(self.class_names)))
-        t0 = time.perf_counter()
-        X = self.features.transform(images)
-        if stage_ms is not None:
-            stage_ms["features"] = (time.perf_counter() - t0) * 1000
-        pred = self.classify_features(X, k)
+        pred = self.classify(images, k, stage_ms)
         return pred.labels, pred.proba
 
     def classify(self, images: np.ndarray, k: int | None = None, stage_ms: dict[str, float] | None = None

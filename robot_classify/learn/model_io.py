@@ -48,7 +48,7 @@ from .features import FeaturePipeline
 from .knn import KNNClassifier
 from .linear import LinearClassifier
 from .model import PATCH_SIZE, ClassifierModel
-from .protocol import PatchClassifier
+from .protocol import PatchClassifier, check_tensor
 
 # The classifier kinds a model file may name (learn.protocol.PatchClassifier): the only place that lists them.
 CLASSIFIERS: dict[str, type[PatchClassifier]] = {cls.kind: cls for cls in (KNNClassifier, LinearClassifier)}
@@ -366,16 +366,11 @@ def _check_meta(meta: Any, path: Path) -> int:
 
 def _check_tensor(tensors: dict[str, np.ndarray], name: str, path: Path, dtype: str,
                   shape: tuple[int | None, ...]) -> np.ndarray:
-    """Tensor `name` with this dtype and shape (None: any length), finite if float."""
-    _require(name in tensors, path, f"missing tensor {name!r}")
-    a = tensors[name]
-    _require(a.dtype.name == dtype, path, f"tensor {name!r} has dtype {a.dtype}, expected {dtype}")
-    want = "(" + ", ".join("n" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-    _require(a.ndim == len(shape) and all(d is None or d == n for n, d in zip(a.shape, shape)), path,
-             f"tensor {name!r} has shape {a.shape}, expected {want}")
-    if a.dtype.kind == "f":
-        _require(bool(np.isfinite(a).all()), path, f"tensor {name!r} contains NaN or inf")
-    return a
+    """`protocol.check_tensor` (the classifiers' own check) with the file named in the error."""
+    try:
+        return check_tensor(tensors, name, dtype, shape)
+    except ValueError as e:
+        raise ModelFormatError(f"{path}: {e}") from None
 
 
 def _expected_tensors(meta: dict[str, Any]) -> set[str]:

@@ -140,8 +140,8 @@ class ClassifyNode(Node):
         self.teach_status_pub = self.create_publisher(String, "~/teach/status", QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.create_subscription(String, "~/teach", self._guarded_msg(self._on_teach), control)
-        self.create_subscription(String, "~/forget", self._guarded_msg(self._on_forget), control)
+        self.create_subscription(String, "~/teach", self._guarded(self._on_teach), control)
+        self.create_subscription(String, "~/forget", self._guarded(self._on_forget), control)
         self.create_service(Trigger, "~/save_model", self._on_save_model)
         self.create_timer(1.0, self._guarded(self._publish_diagnostics))
         self.create_timer(1.0, self._guarded(self._check_inputs))
@@ -261,25 +261,16 @@ class ClassifyNode(Node):
         return found
 
     def _guarded(self, fn):
-        """Timer callbacks log their errors instead of raising into the executor (an exception
-        there ends spin() and with it the node)."""
-        def run() -> None:
+        """Timer and subscription callbacks log their errors instead of raising into the
+        executor (an exception there ends spin() and with it the node)."""
+        def run(*msg) -> None:
             try:
-                fn()
+                fn(*msg)
             except Exception as e:  # noqa: BLE001
                 self.get_logger().error(f"{fn.__name__}: {type(e).__name__}: {e}", throttle_duration_sec=10.0)
         return run
 
     # ----------------------------------------------------------------- teaching
-    def _guarded_msg(self, fn):
-        """Subscription callbacks that log instead of raising into the executor."""
-        def run(msg) -> None:
-            try:
-                fn(msg)
-            except Exception as e:  # noqa: BLE001
-                self.get_logger().error(f"{fn.__name__}: {type(e).__name__}: {e}", throttle_duration_sec=10.0)
-        return run
-
     def _publish_teach_status(self, status: TeachStatus) -> None:
         self.teach_status_pub.publish(String(data=json.dumps(status.to_doc())))
         if status.state == "failed":

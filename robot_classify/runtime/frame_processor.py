@@ -137,8 +137,6 @@ class FrameProcessor:
         teaching changes the examples between frames, never while a worker classifies one."""
         with self.model_lock.reading():
             names, sha = list(self.model.class_names), self.model_sha256
-            if not ex.objects:
-                return np.zeros(0, np.int64), np.zeros((0, len(names))), np.ones(0, bool), names, sha
             t1 = time.perf_counter()
             pred = self.model.classify(ex.patches, k=k, stage_ms=stages)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]

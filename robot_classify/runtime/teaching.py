@@ -34,6 +34,8 @@ DEFAULT_VIEWS, MAX_VIEWS = 10, 200
 SELECT_MODES = ("center", "largest")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 STATES = ("collecting", "done", "failed")
+LINEAR_REFUSAL = ("this model is linear: a linear classifier cannot take new examples without retraining "
+                  "(robot-classify train); teaching needs a kNN model")
 
 
 class TeachError(ValueError):
@@ -165,7 +167,7 @@ def _chain(sha: str, *parts: bytes) -> str:
 class _Session:
     request: TeachRequest
     started: float
-    views: list[np.ndarray] = field(default_factory=list)
+    views: int = 0
     crops: list[np.ndarray] = field(default_factory=list)  # each view's crop and its jittered copies
     skipped: int = 0  # processed frames without the requested object
 
@@ -215,14 +217,12 @@ class Teacher:
         except TeachError as e:
             return self._failed(_label_of(text), str(e))
         if self.model.kind != "knn":
-            return self._failed(req.label, "this model is linear: a linear classifier cannot take new examples "
-                                           "without retraining (robot-classify train); teaching needs a kNN model",
-                                wanted=req.views)
+            return self._failed(req.label, LINEAR_REFUSAL, wanted=req.views)
         with self._lock:
             if self._session is not None:
                 busy = self._session
                 return self._failed(req.label, f"busy: still collecting {busy.request.label!r} "
-                                               f"({len(busy.views)}/{busy.request.views} views); send again after "
+                                               f"({busy.views}/{busy.request.views} views); send again after "
                                                "its done or failed status", wanted=req.views)
             self._session = _Session(req, self._clock())
         return self._status(req.label, "collecting", 0, req.views)
@@ -239,22 +239,22 @@ class Teacher:
                 check_pixel(req.select, w, h)
             except TeachError as e:
                 self._session = None
-                return [self._failed(req.label, str(e), len(s.views), req.views)]
+                return [self._failed(req.label, str(e), s.views, req.views)]
             i = select_object(result.extraction.objects, req.select, w, h)
             if i is None:
                 s.skipped += 1
                 return self._expired(s) or []
             obj = result.extraction.objects[i]
-            s.views.append(obj.patch.copy())
-            s.crops += [obj.patch.copy(), *self._jittered(result.color, obj, len(s.views))]
-            if len(s.views) < req.views:
-                return [self._status(req.label, "collecting", len(s.views), req.views, self._skip_note(s))]
+            s.views += 1
+            s.crops += [obj.patch.copy(), *self._jittered(result.color, obj, s.views)]
+            if s.views < req.views:
+                return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))]
             self._session = None
         # Features outside any lock (frames keep flowing); the index changes under the write lock.
         crops = np.stack(s.crops)
         if self._on_done is None:
-            return [self._apply(req, crops, len(s.views))]
-        threading.Thread(target=self._apply_in_background, args=(req, crops, len(s.views)),
+            return [self._apply(req, crops, s.views)]
+        threading.Thread(target=self._apply_in_background, args=(req, crops, s.views),
                          name="robot_classify_teach", daemon=True).start()
         return []
 
@@ -292,7 +292,7 @@ class Teacher:
         except TeachError as e:
             return self._failed(label, str(e))
         if self.model.kind != "knn":
-            return self._failed(label, "this model is linear: teaching needs a kNN model")
+            return self._failed(label, LINEAR_REFUSAL)
         return self._apply(TeachRequest(label, len(patches)), patches, len(patches))
 
     def cancel(self, reason: str) -> TeachStatus | None:
@@ -301,8 +301,8 @@ class Teacher:
             s, self._session = self._session, None
         if s is None:
             return None
-        return self._failed(s.request.label, f"{reason} with {len(s.views)}/{s.request.views} views "
-                                             f"({s.skipped} frames had no object to take)", len(s.views), s.request.views)
+        return self._failed(s.request.label, f"{reason} with {s.views}/{s.request.views} views "
+                                             f"({s.skipped} frames had no object to take)", s.views, s.request.views)
 
     def check_timeout(self) -> TeachStatus | None:
         """Called about once a second: fails a request that has waited too long for its views
@@ -316,9 +316,9 @@ class Teacher:
         if self._clock() - s.started <= self.timeout_s:
             return None
         self._session = None
-        return [self._failed(s.request.label, f"timed out after {self.timeout_s:g} s with {len(s.views)}/"
+        return [self._failed(s.request.label, f"timed out after {self.timeout_s:g} s with {s.views}/"
                                               f"{s.request.views} views ({s.skipped} frames had no object to take; "
-                                              "is the object in view and segmented?)", len(s.views), s.request.views)]
+                                              "is the object in view and segmented?)", s.views, s.request.views)]
 
     @staticmethod
     def _skip_note(s: _Session) -> str:
