@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--node-qos", default="best_available", choices=["best_available", "reliable", "best_effort"])
     ap.add_argument("--model", default="50k",
                     help="50k: a 50,000-sample kNN (speed); default: the shipped model (delivery runs); or a file")
+    ap.add_argument("--k", type=int, default=0, help="the node's k parameter (0 = the model's own)")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
     ap.add_argument("--teach-every", type=float, default=0.0,
                     help="seconds between ~/teach requests during the measured run (0 = none): each takes "
@@ -106,7 +107,7 @@ def main() -> None:
 
     diags = []
     h = RosHarness(str(model_path), params={"workers": args.workers, "device": args.device,
-                                            "qos.reliability": args.node_qos},
+                                            "qos.reliability": args.node_qos, "k": args.k},
                    node_env=node_env, publisher_reliability=args.publisher_qos)
     h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
     teach = None
@@ -163,6 +164,8 @@ def main() -> None:
               "node_latency_ms_p99": float(values.get("latency_p99_ms", "nan")),
               "node_processing_ms_p50": float(values.get("processing_p50_ms", "nan")),
               "node_processing_ms_p99": float(values.get("processing_p99_ms", "nan")),
+              "node_waiting_ms_p50": float(values.get("waiting_p50_ms", "nan")),
+              "node_waiting_ms_p99": float(values.get("waiting_p99_ms", "nan")),
               "dropped_pairs": int(values.get("dropped_pairs", -1)),
               "late_results": int(values.get("late_results", -1)),
               "unpaired": int(values.get("unpaired_colour", 0)) + int(values.get("unpaired_depth", 0)),

@@ -91,7 +91,7 @@ def test_the_node_with_no_model_path_answers_in_seconds_not_minutes():
             h.publish_frame(s.color, s.depth, camera_k(s), 1_760_000_000_000_000_000 + i * 200_000_000, info_lead=0.0)
             i += 1
             time.sleep(0.2)
-        assert h.received and h.received[0]["model"]["name"] == "default-g1-r3-s0"
+        assert h.received and h.received[0]["model"]["name"] == "default-g1-r4-s0"
         assert time.monotonic() - t0 < 30, time.monotonic() - t0
         assert not any("pybullet" in line for line in h.log)
     finally:

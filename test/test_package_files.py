@@ -67,7 +67,8 @@ def test_the_default_model_ships_as_package_data_and_loads():
     assert '"models/default.safetensors"' in setup_py
     assert default_model_path() == ROOT / "robot_classify" / "models" / "default.safetensors"
     model = get_default_model(device="cpu")
-    assert model.kind == "knn" and len(model.class_names) == 10
+    assert model.kind == "knn" and len(model.known_class_names) == 10
+    assert model.class_names[10:] == ["unknown"]  # the recipe's negatives (outlier exposure), never a label
 
 
 def test_package_xml_is_format_3_with_ament_python():

@@ -121,8 +121,8 @@ def test_teach_adds_a_class_changes_identity_and_saves_what_a_restart_loads(tmp_
     s = t.offer(run(p, [(300, 200, GREEN), (20, 20, RED)]))[0]
     assert (s.state, s.views, s.reason) == ("collecting", 1, "1 frame(s) without the object skipped")
     s = t.offer(run(p, [(290, 190, GREEN)]))[0]
-    # each view adds its crop and 2 re-cut copies (teach.jitter_crops)
-    assert (s.state, s.views, s.n_samples, s.classes) == ("done", 2, 6, ["red_box", "blue_box", "green_box"])
+    # each view adds its crop and 2 re-cut copies (teach.jitter_crops), and the mirror image of each (teach.mirror)
+    assert (s.state, s.views, s.n_samples, s.classes) == ("done", 2, 12, ["red_box", "blue_box", "green_box"])
     r = run(p, [(310, 210, GREEN)]).labels
     assert r.objects[0].label == "green_box" and r.model_sha256 != sha0
     assert not t.collecting and t.offer(run(p, [(300, 200, GREEN)])) == []
@@ -143,14 +143,17 @@ def test_teach_adds_a_class_changes_identity_and_saves_what_a_restart_loads(tmp_
 def test_jitter_crops_add_recut_copies_of_each_view():
     p = processor_for(two_class_model())
     view = run(p, [(300, 200, GREEN)])
-    for jitter, expected in ((0, 1), (4, 5)):
-        t = Teacher(p, jitter_crops=jitter)
-        t.request(f'{{"label": "g{jitter}", "views": 1}}')
+    for jitter, mirror, expected in ((0, False, 1), (4, False, 5), (4, True, 10)):
+        t = Teacher(p, jitter_crops=jitter, mirror=mirror)
+        t.request(f'{{"label": "g{jitter}{mirror}", "views": 1}}')
         s = t.offer(view)[0]
         assert (s.state, s.views, s.n_samples) == ("done", 1, expected)
     clf = p.model.classifier
-    rows = clf.index_.data[clf.classes_[clf.y_] == p.model.class_names.index("g4")]
+    rows = clf.index_.data[clf.classes_[clf.y_] == p.model.class_names.index("g4False")]
     assert len(np.unique(rows, axis=0)) == 5  # the copies differ from the view and from each other
+    mirrored = clf.index_.data[clf.classes_[clf.y_] == p.model.class_names.index("g4True")]
+    flip = mirrored[:5].reshape(5, 32, 32, 3)[:, :, ::-1].reshape(5, -1)  # pixels features: the crops themselves
+    np.testing.assert_array_equal(mirrored[5:], flip)
 
 
 def test_background_apply_reports_done_through_the_callback():
@@ -160,7 +163,7 @@ def test_background_apply_reports_done_through_the_callback():
     t = Teacher(p, on_done=lambda s: (got.append(s), arrived.set()))
     t.request('{"label": "green_box", "views": 1}')
     assert t.offer(run(p, [(300, 200, GREEN)])) == []
-    assert arrived.wait(10) and got[0].state == "done" and got[0].n_samples == 3
+    assert arrived.wait(10) and got[0].state == "done" and got[0].n_samples == 6
     assert run(p, [(310, 210, GREEN)]).labels.objects[0].label == "green_box"
 
 
@@ -222,7 +225,7 @@ def test_workers_offering_side_by_side_take_exactly_the_views_wanted():
     for th in threads:
         th.join()
     done = [s for s in statuses if s.state == "done"]
-    assert len(done) == 1 and done[0].views == 7 and p.model.class_count("green_box") == 7 * 3
+    assert len(done) == 1 and done[0].views == 7 and p.model.class_count("green_box") == 7 * 3 * 2
 
 
 # ---------------------------------------------------------------- the index grows in place
@@ -240,6 +243,15 @@ def test_index_appends_equal_a_rebuild_and_grow_geometrically():
             grown.add(X[s:s + 3])
             stores.add(id(grown._store))
         assert len(stores) <= 6  # geometric growth: a handful of copies, not one per append
+        before, data = grown.search(Q, 5), grown.data
+        grown.reserve(len(grown._store) - grown.ntotal + 1)  # teaching grows here, under the read lock
+        assert grown.data is data and grown._store.base is None and len(grown._store) > grown.ntotal + 1
+        for a, b in zip(before, grown.search(Q, 5)):  # searches in the meantime: same answers
+            np.testing.assert_array_equal(a, b)
+        store = grown._store
+        grown.add(X[600:601])
+        assert grown._store is store  # the add that followed only wrote its row
+        grown.remove([grown.ntotal - 1])
         for a, b in zip(whole.search(Q, 5), grown.search(Q, 5)):
             np.testing.assert_allclose(a, b)
         drop = np.arange(0, 1200, 4)
@@ -274,7 +286,7 @@ def test_cli_teach_from_a_folder_of_crops(tmp_path, model_file, capsys):
     assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box",
                  "--out", str(out)]) == 0
     m = load_model(out)
-    assert m.class_names == ["red_box", "blue_box", "green_box"] and m.class_count("green_box") == 3
+    assert m.class_names == ["red_box", "blue_box", "green_box"] and m.class_count("green_box") == 3 * 2  # + mirrors
     assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box",
                  "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
@@ -300,3 +312,74 @@ def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, ca
     assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--views", "5",
                  "--out", str(tmp_path / "short.safetensors"), "--quiet"]) == 2
     assert "bag ended after 3 frames with 2/5 views" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a taught class beside big ones
+
+def test_balanced_votes_follow_scikit_learns_class_weight_formula():
+    """A few views must not be outvoted by the hundreds of examples a trained class has."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from robot_classify.learn.knn import vote
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 4)), rng.normal(3, 0.3, (6, 4))]).astype(np.float32)
+    y = np.array([0] * 200 + [1] * 6)
+    clf = KNNClassifier(k=20, device="cpu", class_weight="balanced").fit(X, y)
+    np.testing.assert_allclose(clf._class_weights(), compute_class_weight("balanced", classes=np.array([0, 1]), y=y))
+    query = np.full((1, 4), 2.4, np.float32)  # beside the small cluster, inside the big one's reach
+    assert KNNClassifier(k=20, device="cpu").fit(X, y).predict(query)[0] == 0  # raw counts: 14 of 20
+    assert clf.predict(query)[0] == 1
+    labels, shares = vote(np.array([[0, 0, 1]]), np.ones((1, 3)), 2, class_weights=np.array([1.0, 5.0]))
+    assert labels[0] == 1 and np.isclose(shares[0, 1], 5 / 7)
+    with pytest.raises(ValueError, match="class_weight"):
+        KNNClassifier(class_weight="heavy").fit(X, y)
+
+
+def test_teaching_turns_on_balanced_votes_and_forget_shrinks_the_raised_k(tmp_path):
+    from robot_classify.learn.model import TAUGHT_K
+
+    p = processor_for(two_class_model())
+    t = Teacher(p, jitter_crops=2)
+    t.request('{"label": "green_box", "views": 2}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    assert t.offer(run(p, [(290, 190, GREEN)]))[-1].state == "done"
+    clf = p.model.classifier
+    assert clf.class_weight == "balanced" and clf.n_neighbors_ == min(TAUGHT_K, clf.index_.ntotal) == 18
+    loaded = load_model(save_model(p.model, tmp_path / "taught.safetensors"))
+    assert (loaded.classifier.class_weight, loaded.classifier.n_neighbors_) == ("balanced", 18)
+    assert t.forget("red_box").state == "done" and clf.n_neighbors_ == 15  # what is left, not a refusal
+    assert run(p, [(300, 200, GREEN)]).labels.objects[0].label == "green_box"
+
+
+def test_novelty_scale_lets_a_sparse_taught_class_reach_as_far_as_its_own_views():
+    from robot_classify.learn.calibration import Calibration
+
+    X = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.1, 0.1]] * 5, np.float32)
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, device="cpu"), ["a"])
+    model.classifier.fit(X, np.zeros(len(X), np.int64))
+    model.calibration = Calibration("knn_logistic", {"bias": 0.0, "share_weight": 1.0, "distance_weight": 0.0,
+                                                     "distance_scale": 1.0}, 0.0, 0.5, 0.0, 0)
+    views = np.array([[5.0, 5.0], [6.0, 5.0], [5.0, 6.0]], np.float32)  # views 1 apart: sparser than "a"
+    scale = model.novelty_scale(views, "b", np.arange(3))
+    assert np.isclose(scale, 1.0 / 0.5, rtol=0.02)  # the farthest held-out view over the threshold (2% quantile)
+    assert model.novelty_scale(views, "b", np.zeros(3)) == 1.0  # one view: nothing held out, nothing to scale
+    model.add_features(views, "b", scale)
+    near = np.array([[5.9, 5.9]], np.float32)  # 0.9 from a view: beyond 0.5, within the views' own spacing
+    assert model.classify_features(near).known[0] and not model.classify_features(near * 2).known[0]
+    before = model.classify_features(X[:1]).known[0]
+    model.forget("b")
+    assert model.classifier.sample_scale_.shape == (len(X),) and model.classify_features(X[:1]).known[0] == before
+
+
+@pytest.mark.parametrize("bad", [np.nan, 0.5, 1e9])
+def test_a_model_file_with_bad_novelty_scales_is_refused(tmp_path, bad):
+    from robot_classify.learn.model_io import ModelFormatError
+
+    model = two_class_model()
+    model.classifier.sample_scale_ = np.ones(model.classifier.index_.ntotal, np.float32)
+    path = save_model(model, tmp_path / "ok.safetensors")
+    assert np.array_equal(load_model(path).classifier.sample_scale_, model.classifier.sample_scale_)
+    model.classifier.sample_scale_[0] = bad
+    with pytest.raises(ModelFormatError, match="knn.scale"):
+        load_model(save_model(model, tmp_path / "bad.safetensors"))

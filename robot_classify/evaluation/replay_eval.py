@@ -23,7 +23,7 @@ from ..runtime.results import FrameLabels
 from .failures import FailureGallery
 from .matching import match_boxes
 from .metrics import per_class_report
-from ..learn.model import ClassifierModel
+from ..learn.model import ClassifierModel, is_negative
 from ..runtime.parameters import check_parameters
 from .replay_metrics import (SCHEMA, centroid_summary, failure_counts, frame_records, iou_summary, non_class_summary,
                              threshold_summary, timing_summary)
@@ -122,7 +122,9 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
     """Metrics and the per-object records; writes metrics.json, objects.jsonl, object_labels.jsonl
     and, when `gallery_cap` > 0, the gallery's crops and frames."""
     model = processor.model
-    classes = list(model.class_names)
+    # Negative training labels (`distractor`, `unknown`) are no class: their objects count as
+    # non-class objects, right when labelled `unknown`.
+    classes = [n for n in model.class_names if not is_negative(n)]
     labels = classes + [UNKNOWN, BACKGROUND, MISSED]
     index = {n: i for i, n in enumerate(labels)}
     cm = np.zeros((len(labels), len(labels)), np.int64)

@@ -46,6 +46,13 @@ def check_number(name: str, value: Any, lo: float, hi: float) -> float:
     return float(value)
 
 
+def with_mirror_images(images: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`images` (N, H, W, 3) then each mirrored left-right; `groups` repeated, so that a mirror
+    stays in its original's group (a CV fold, a taught view). Objects turn on a table: a mirror
+    image is a plausible view of most of them (not of digits: `training.mirror_keeps_class`)."""
+    return np.concatenate([images, images[:, :, ::-1]]), np.concatenate([groups, groups])
+
+
 def check_patches(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:

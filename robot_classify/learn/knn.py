@@ -3,6 +3,11 @@
 Tie-break (documented and tested): when several classes share the highest vote, the winner
 is the tied class whose nearest member among the k neighbours is closest to the query. With
 distance weights, exact matches (distance 0) take the whole vote, as in scikit-learn.
+
+`class_weight="balanced"` (scikit-learn's name and formula, n_samples / (n_classes * count))
+multiplies each neighbour's vote by its class's weight: the vote then compares class densities
+(votes / class size) rather than raw counts, which a class taught from ten views needs beside
+classes of several hundred examples.
 """
 from __future__ import annotations
 
@@ -41,9 +46,10 @@ def check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def vote(neighbor_labels: np.ndarray, neighbor_dist: np.ndarray, n_classes: int,
-         weights: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+         weights: str = "uniform", class_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Labels and vote shares from neighbours sorted nearest first, shape (n, k).
 
+    `class_weights` (n_classes,), when given, scales each neighbour's vote by its class's weight.
     Returns (labels, shares) where shares rows sum to 1.
     """
     n, k = neighbor_labels.shape
@@ -52,6 +58,8 @@ def vote(neighbor_labels: np.ndarray, neighbor_dist: np.ndarray, n_classes: int,
     else:
         zero = neighbor_dist <= 0
         w = np.where(zero.any(1, keepdims=True), zero.astype(float), 1.0 / np.maximum(neighbor_dist, 1e-300))
+    if class_weights is not None:
+        w = w * class_weights[neighbor_labels]
     votes = np.zeros((n, n_classes))
     np.add.at(votes, (np.repeat(np.arange(n), k), neighbor_labels.ravel()), w.ravel())
     # Position of each class's nearest member among the neighbours (k if absent).
@@ -79,7 +87,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     calibration_method = "knn_logistic"  # learn.calibration: vote share and distance -> P(right)
 
     def __init__(self, k: int = 5, metric: str = "l2", weights: str = "uniform", device: str = "auto",
-                 max_scratch_bytes: int = 256 << 20, n_neighbors: int | None = None) -> None:
+                 max_scratch_bytes: int = 256 << 20, n_neighbors: int | None = None,
+                 class_weight: str | None = None) -> None:
         # scikit-learn's convention: store only; `fit` (and model_io, through `check_params`) validates.
         self.k = k
         self.metric = metric
@@ -87,6 +96,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.max_scratch_bytes = max_scratch_bytes
         self.n_neighbors = n_neighbors
+        self.class_weight = class_weight
 
     def check_params(self) -> int:
         """Every hyperparameter's type and range; returns the neighbour count in force
@@ -99,6 +109,11 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
         if self.weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}, got {self.weights!r}")
+        cw = self.class_weight
+        if not (cw is None or cw == "balanced" or (isinstance(cw, dict) and all(
+                isinstance(w, (int, float, np.number)) and not isinstance(w, bool) and np.isfinite(w) and w >= 0
+                for w in cw.values()))):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict of class -> weight >= 0, got {cw!r}")
         return int(k)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNClassifier":
@@ -112,19 +127,40 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, self.y_ = np.unique(y, return_inverse=True)
         self.index_ = ExactIndex(self.metric, self.device, self.max_scratch_bytes)
         self.index_.add(X)
+        self.sample_scale_ = None
         return self
 
-    def add_samples(self, X: np.ndarray, y: np.ndarray) -> "KNNClassifier":
+    def _class_weights(self) -> np.ndarray | None:
+        """Per class in `classes_`: scikit-learn's class_weight (a dict names classes; absent: 1)."""
+        if self.class_weight is None:
+            return None
+        if isinstance(self.class_weight, dict):
+            return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
+        counts = np.bincount(self.y_, minlength=len(self.classes_)).astype(np.float64)
+        return len(self.y_) / (len(self.classes_) * np.maximum(counts, 1.0))
+
+    def add_samples(self, X: np.ndarray, y: np.ndarray, scale: float = 1.0) -> "KNNClassifier":
         """Memorise more labelled samples without refitting: a kNN's training is its memory, so
-        live teaching appends to the index (amortised, `ExactIndex.add`) and to the labels."""
+        live teaching appends to the index (amortised, `ExactIndex.add`) and to the labels.
+
+        `scale` (>= 1) is how much farther than usual a query may lie from these samples before
+        it is novel (`evidence().nearest` is divided by it): a class known from a few views is
+        sparser than one of hundreds of examples, and its own held-out views say how much."""
         if not hasattr(self, "index_"):
             return self.fit(X, y)
         X, y = check_training_data(X, y)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the model was fitted with {self.n_features_in_}")
+        if not (np.isfinite(scale) and 1.0 <= scale <= 1e6):
+            raise ValueError(f"scale must be a finite number in [1, 1e6], got {scale!r}")
+        if scale != 1.0 or self.sample_scale_ is not None:
+            old = np.ones(self.index_.ntotal, np.float32) if self.sample_scale_ is None else self.sample_scale_
+            self.sample_scale_ = np.concatenate([old, np.full(len(X), scale, np.float32)])
         self.index_.add(X)
-        labels = np.concatenate([self.classes_[self.y_], y])
-        self.classes_, self.y_ = np.unique(labels, return_inverse=True)
+        # What np.unique over all labels gives, without sorting the 50,000 old ones per view.
+        classes = np.union1d(self.classes_, y)
+        self.y_ = np.concatenate([np.searchsorted(classes, self.classes_)[self.y_], np.searchsorted(classes, y)])
+        self.classes_ = classes
         return self
 
     def remove_samples(self, ids: np.ndarray) -> "KNNClassifier":
@@ -134,6 +170,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"forgetting {len(ids)} of {self.index_.ntotal} samples would leave fewer than "
                              f"k={self.n_neighbors_}")
         self.index_.remove(ids)
+        if self.sample_scale_ is not None:
+            self.sample_scale_ = np.delete(self.sample_scale_, ids)
         labels = np.delete(self.classes_[self.y_], ids)
         self.classes_, self.y_ = np.unique(labels, return_inverse=True)
         return self
@@ -148,19 +186,29 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
                                ) -> tuple[np.ndarray, np.ndarray]:
         """Vote with the first k of precomputed neighbours; lets tuning search once for all k."""
         k = k or self.n_neighbors_
-        labels, shares = vote(self.y_[idx[:, :k]], dist[:, :k], len(self.classes_), self.weights)
+        labels, shares = vote(self.y_[idx[:, :k]], dist[:, :k], len(self.classes_), self.weights,
+                              self._class_weights())
         return self.classes_[labels], shares
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.predict_from_neighbors(*self.kneighbors(X))[1]
 
-    tensor_names = frozenset({"knn.data", "knn.labels"})
+    tensor_names = frozenset({"knn.data", "knn.labels", "knn.scale"})
+    optional_tensor_names = frozenset({"knn.scale"})  # only taught models have per-sample scales
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The model file's part (protocol): k, metric, weights; the stored samples and their labels."""
+        """The model file's part (protocol): k, metric, weights (and class_weight when set); the
+        stored samples, their labels and, for taught samples, their novelty scales."""
         check_is_fitted(self, "index_")
-        return ({"k": int(self.n_neighbors_), "metric": self.metric, "weights": self.weights},
-                {"knn.data": self.index_.data, "knn.labels": self.classes_[self.y_].astype(np.int64)})
+        params = {"k": int(self.n_neighbors_), "metric": self.metric, "weights": self.weights}
+        if isinstance(self.class_weight, dict):
+            raise ValueError("a class_weight dict is not stored in model files; use None or 'balanced'")
+        if self.class_weight is not None:  # files without it stay byte-identical
+            params["class_weight"] = self.class_weight
+        tensors = {"knn.data": self.index_.data, "knn.labels": self.classes_[self.y_].astype(np.int64)}
+        if self.sample_scale_ is not None:
+            tensors["knn.scale"] = self.sample_scale_
+        return params, tensors
 
     @classmethod
     def from_state(cls, params: dict[str, Any], tensors: dict[str, np.ndarray], n_features: int, n_classes: int,
@@ -172,19 +220,28 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         check_class_indices(labels, "knn.labels", n_classes)
         if params["k"] > len(data):
             raise ValueError(f"k={params['k']} exceeds the {len(data)} stored samples")
-        return cls(device=device, **params).fit(data, labels)
+        clf = cls(device=device, **params).fit(data, labels)
+        if "knn.scale" in tensors:
+            scale = check_tensor(tensors, "knn.scale", "float32", (len(data),))
+            if not (np.isfinite(scale).all() and (scale >= 1).all() and (scale <= 1e6).all()):
+                raise ValueError("knn.scale must hold finite numbers in [1, 1e6]")
+            clf.sample_scale_ = scale
+        return clf
 
     def evidence(self, X: np.ndarray, k: int | None = None) -> Evidence:
         """The classifier protocol's one call (`learn.calibration.Evidence`): vote shares, and the
         distances that say how far the query is from what the model knows: to the nearest
         sample of the winning class among the k (calibration) and to the nearest sample of any
-        class (novelty, for 'unknown')."""
+        class (novelty, for 'unknown'; divided by that sample's scale, see `add_samples`)."""
         dist, idx = self.kneighbors(X, k)
         k = k or self.n_neighbors_
         labels, shares = self.predict_from_neighbors(dist, idx, k)
         won = self.classes_[self.y_[idx[:, :k]]] == labels[:, None]
         d_win = np.where(won, dist[:, :k], np.inf).min(1)
-        return Evidence(np.searchsorted(self.classes_, labels), shares, None, d_win, dist[:, 0].astype(np.float64))
+        nearest = dist[:, 0].astype(np.float64)
+        if self.sample_scale_ is not None:  # within the reach of any of the k (the nearest's alone without scales)
+            nearest = (dist[:, :k] / self.sample_scale_[idx[:, :k]]).min(1).astype(np.float64)
+        return Evidence(np.searchsorted(self.classes_, labels), shares, None, d_win, nearest)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.predict_from_neighbors(*self.kneighbors(X))[0]

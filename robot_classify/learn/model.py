@@ -10,10 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import Calibration
+from .calibration import KNOWN_LOSS, Calibration
+from .distances import compute_distances
 from .features import PATCH_SIZE, FeaturePipeline, check_patches
 from .knn import KNNClassifier
 from .linear import LinearClassifier
+
+
+TAUGHT_K = 20  # the fewest neighbours a taught kNN votes with (see `ClassifierModel.add_features`)
+
+NEGATIVE_LABELS = frozenset({"unknown", "distractor"})
+"""Training labels that mean "none of the classes" (outlier exposure, as R-CNN's background class):
+their examples are learned like a class, so a query that resembles them more than any class is
+`unknown`, but the name itself is never predicted. `unknown` is the convention for image folders
+and npz files; `distractor` is what `bag-to-dataset` writes for ground-truth objects of no class."""
+
+
+def is_negative(name: str) -> bool:
+    return name in NEGATIVE_LABELS
 
 
 @dataclass
@@ -34,6 +48,16 @@ class ClassifierModel:
     calibration: Calibration | None = None  # scores and 'unknown' (learn.calibration); None: raw scores
 
     @property
+    def negative_classes(self) -> np.ndarray:
+        """Class indices whose name is a negative label (`NEGATIVE_LABELS`): never a prediction."""
+        return np.array([i for i, n in enumerate(self.class_names) if is_negative(n)], np.int64)
+
+    @property
+    def known_class_names(self) -> list[str]:
+        """The classes the model can name (its class names less the negative labels)."""
+        return [n for n in self.class_names if not is_negative(n)]
+
+    @property
     def kind(self) -> str:
         return self.classifier.kind  # the protocol's name for it (learn.protocol)
 
@@ -42,6 +66,9 @@ class ClassifierModel:
         if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
             raise ValueError(f"labels must be in [0, {len(self.class_names)}), got range "
                              f"[{labels.min()}, {labels.max()}]")
+        if labels.size and all(is_negative(self.class_names[c]) for c in np.unique(labels)):
+            raise ValueError(f"the training labels are all negative ({', '.join(sorted(NEGATIVE_LABELS))}): "
+                             "a model needs examples of at least one class it can name")
         self.classifier.fit(self.features.fit_transform(images), labels)
         return self
 
@@ -52,15 +79,56 @@ class ClassifierModel:
                              "(`robot-classify train`); teaching needs a kNN model")
         return self.classifier
 
-    def add_features(self, X: np.ndarray, label: str) -> int:
+    def add_features(self, X: np.ndarray, label: str, scale: float = 1.0) -> int:
         """Append feature rows (from `self.features`) as examples of `label`, a new class if it is not
-        one yet; returns that class's number of samples. A kNN learns by memorising."""
+        one yet; returns that class's number of samples. A kNN learns by memorising.
+
+        A taught kNN votes with balanced class weights over at least `TAUGHT_K` neighbours: a class
+        of ten views beside classes of hundreds of examples is otherwise outvoted by their sheer
+        number (bench/teach_bench.py: +17 points after 10 views; -0.5 on the trained classes).
+        `scale`: the novelty scale of the new samples (`novelty_scale`)."""
         clf = self._taught_classifier()
         if label not in self.class_names:
             self.class_names.append(label)
         c = self.class_names.index(label)
-        clf.add_samples(X, np.full(len(X), c, np.int64))
+        clf.add_samples(X, np.full(len(X), c, np.int64), scale)
+        if clf.class_weight is None or clf.n_neighbors_ < TAUGHT_K:
+            clf.class_weight = "balanced"
+            clf.k = clf.n_neighbors_ = max(clf.n_neighbors_, min(TAUGHT_K, clf.index_.ntotal))
+            clf.n_neighbors = None
         return self.class_count(label)
+
+    def reserve(self, n: int) -> None:
+        """Room in the index for `n` more examples (`ExactIndex.reserve`): the copy that growing
+        takes happens here, under a read lock, not in `add_features` under the write lock."""
+        self._taught_classifier().index_.reserve(n)
+
+    def novelty_scale(self, X: np.ndarray, label: str, groups: np.ndarray) -> float:
+        """How much farther than the trained classes' samples a query may lie from these new
+        samples of `label` before it is `unknown` (>= 1).
+
+        The stored novelty threshold was chosen on classes of hundreds of examples; a class taught
+        from ten views is sparser, and its own views, each held out from the others (`groups`: the
+        view each row came from), show how far a new view of it lies from the rest. The scale lets
+        the same share of them through as the threshold lets through of the trained classes'
+        validation answers (learn.calibration.KNOWN_LOSS). 1 without a kNN calibration or with a
+        single view."""
+        cal, clf = self.calibration, self._taught_classifier()
+        groups = np.asarray(groups)
+        if cal is None or cal.method != "knn_logistic" or cal.novelty_threshold is None or len(groups) != len(X):
+            return 1.0
+        old = clf.index_.data[clf.classes_[clf.y_] == self.class_names.index(label)] \
+            if label in self.class_names else np.zeros((0, X.shape[1]), X.dtype)
+        if len(np.unique(groups)) < 2 and not len(old):
+            return 1.0
+        Y = np.concatenate([X, old]) if len(old) else X
+        held_out = np.empty(len(X))
+        for i in range(0, len(X), 64):  # chunks: an L1 matrix is built as (rows, samples, features)
+            D = compute_distances(X[i:i + 64], Y, clf.metric)
+            D[:, :len(X)][groups[i:i + 64, None] == groups[None, :]] = np.inf  # never a copy of the same view
+            held_out[i:i + 64] = D.min(1)
+        reach = float(np.quantile(held_out, 1 - KNOWN_LOSS)) / (cal.novelty_threshold * cal.params["distance_scale"])
+        return float(min(max(reach, 1.0), 1e6)) if np.isfinite(reach) else 1.0
 
     def add_examples(self, images: np.ndarray, label: str) -> int:
         """`add_features` on patches, through the model's own feature pipeline."""
@@ -74,6 +142,9 @@ class ClassifierModel:
         c = self.class_names.index(label)
         if len(self.class_names) == 1:
             raise ValueError(f"{label!r} is the model's only class; a model needs at least one")
+        left = clf.index_.ntotal - self.class_count(label)
+        if clf.class_weight == "balanced" and 1 <= left < clf.n_neighbors_:
+            clf.k = clf.n_neighbors_ = left  # a taught kNN's k was raised for teaching (TAUGHT_K), not tuned
         clf.remove_samples(np.flatnonzero(clf.classes_[clf.y_] == c))
         self.class_names.pop(c)
         clf.classes_ = np.where(clf.classes_ > c, clf.classes_ - 1, clf.classes_)
@@ -118,7 +189,18 @@ class ClassifierModel:
         proba[:, classes] = scores
         threshold = None if self.calibration is None else self.calibration.novelty_threshold
         known = np.ones(len(X), bool) if threshold is None else novelty <= threshold
-        return Prediction(classes[ev.labels].astype(np.int64), proba, known)
+        labels = classes[ev.labels].astype(np.int64)
+        negative = self.negative_classes
+        if len(negative):
+            # Outlier exposure: a query won by a negative class is `unknown`; the label reported
+            # beside it is the best real class, and negative columns score 0 (never a name).
+            won_by_negative = np.isin(labels, negative)
+            known &= ~won_by_negative
+            proba[:, negative] = 0.0
+            real = proba.copy()
+            real[:, negative] = -1.0
+            labels = np.where(won_by_negative, real.argmax(1), labels)
+        return Prediction(labels, proba, known)
 
     @property
     def default_min_score(self) -> float:

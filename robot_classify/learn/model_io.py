@@ -47,7 +47,7 @@ from .device import resolve_device
 from .features import FeaturePipeline
 from .knn import KNNClassifier
 from .linear import LinearClassifier
-from .model import PATCH_SIZE, ClassifierModel
+from .model import NEGATIVE_LABELS, PATCH_SIZE, ClassifierModel, is_negative
 from .protocol import PatchClassifier, check_tensor
 
 # The classifier kinds a model file may name (learn.protocol.PatchClassifier): the only place that lists them.
@@ -285,6 +285,9 @@ def _check_class_names(names: Any, path: Path) -> None:
         seen: set[str] = set()
         dup = next(n for n in names if n in seen or seen.add(n))
         raise ModelFormatError(f"{path}: {what}: {_show(dup)} appears more than once")
+    _require(not all(is_negative(n) for n in names), path,
+             f"class_names are all negative labels ({', '.join(sorted(NEGATIVE_LABELS))}): "
+             "a model needs at least one class it can name")
 
 
 def _check_features(config: Any, path: Path) -> None:
@@ -316,6 +319,10 @@ def _check_classifier(clf: Any, path: Path, version: int) -> None:
     _require(isinstance(kind, str) and kind in _CLASSIFIER_PARAMS, path,
              f"unknown classifier kind {_show(kind)} (expected one of {tuple(_CLASSIFIER_PARAMS)})")
     expected = _LINEAR_PARAMS_V2 if kind == "linear" and version < 3 else _CLASSIFIER_PARAMS[kind]
+    if kind == "knn" and isinstance(clf["params"], dict) and "class_weight" in clf["params"]:
+        expected = expected | {"class_weight"}  # written only when set (a taught kNN: balanced votes)
+        _require(clf["params"]["class_weight"] == "balanced", path, "bad classifier parameters: class_weight "
+                 f"must be 'balanced' when present, got {_show(clf['params']['class_weight'])}")
     params = _fields(clf["params"], expected, path, "bad classifier parameters: classifier.params")
     params = {k: v for k, v in params.items() if k != "epochs"}
     if version < 3 and kind == "linear":

@@ -89,7 +89,7 @@ class ClassifyNode(Node):
         self.get_logger().info("images: cv_bridge (checked against the package's converter)" if self.processor.bridge
                                else f"images: the package's converter; {why}")
         self._model_path, self._save_path = p["model_path"], p["teach.save_path"]
-        self.teacher = Teacher(self.processor, p["teach.timeout"], p["teach.jitter_crops"],
+        self.teacher = Teacher(self.processor, p["teach.timeout"], p["teach.jitter_crops"], p["teach.mirror"],
                                on_done=self._publish_teach_status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
@@ -107,6 +107,7 @@ class ClassifyNode(Node):
         self._done_times: deque[float] = deque(maxlen=300)
         self._latency_ms: deque[float] = deque(maxlen=300)  # receipt of the colour image -> publish
         self._processing_ms: deque[float] = deque(maxlen=300)  # FrameProcessor alone
+        self._waiting_ms: deque[float] = deque(maxlen=300)  # colour receipt -> a worker takes the pair
         self._health = {t: StampGapMonitor(LOSS_WINDOW_S) for t in ("color/image_raw", "depth/image_raw")}
         self._lossy_since: dict[str, float] = {}
         self._warned_loss: set[str] = set()
@@ -339,11 +340,11 @@ class ClassifyNode(Node):
             with self._pop_lock:  # pop order = the order results may be published in
                 pair = self.sync.pop_next(timeout=0.1, max_wait=self._max_queue_wait)
                 self._popped += pair is not None
-                seq = self._popped
+                seq, taken = self._popped, time.monotonic()
             if pair is None:
                 continue
             try:
-                self._process(seq, *pair)
+                self._process(seq, taken, *pair)
             except Exception as e:  # noqa: BLE001 -- one bad frame must never stop the node
                 self._skip("error", f"{type(e).__name__}: {e}")
 
@@ -353,7 +354,7 @@ class ClassifyNode(Node):
         image is refused (FrameProcessor) rather than used."""
         return self._infos.get(key, self._info)
 
-    def _process(self, seq: int, key: int, color_msg: Image, depth_msg: Image) -> None:
+    def _process(self, seq: int, taken: float, key: int, color_msg: Image, depth_msg: Image) -> None:
         try:
             mask_msg = self._mask_for(key) if self.mode == "mask" else None
             result = self.processor.process_messages(color_msg, depth_msg, self._camera_info_for(key), mask_msg)
@@ -372,7 +373,7 @@ class ClassifyNode(Node):
             if self.vision is not None:  # same frames, same order as /object_labels
                 self.vision.publish(result.labels, h)
             self._publish_markers(result.labels, h)
-        self._record(done, self._receipt.pop(key, None), result.ms)
+        self._record(done, self._receipt.pop(key, None), result.ms, taken)
         if self.teacher.collecting:
             for status in self.teacher.offer(result):
                 self._publish_teach_status(status)
@@ -381,12 +382,14 @@ class ClassifyNode(Node):
             img = Image(header=h, **array_to_fields(draw_objects(result.color, items), "rgb8"))
             self.debug_pub.publish(img)
 
-    def _record(self, done: float, received: float | None, processing_ms: float) -> None:
-        """Worker threads record here while the diagnostics timer reads: one lock for both."""
+    def _record(self, done: float, received: float | None, processing_ms: float, taken: float) -> None:
+        """Worker threads record here while the diagnostics timer reads: one lock for both.
+        latency (receipt -> publish) = waiting (for the depth image and a free worker) + processing + publishing."""
         with self._stats_lock:
             self._processing_ms.append(processing_ms)
             if received is not None:
                 self._latency_ms.append((done - received) * 1000)
+                self._waiting_ms.append((taken - received) * 1000)
             self._done_times.append(done)
 
     def _publish_markers(self, labels: FrameLabels, header) -> None:
@@ -424,6 +427,7 @@ class ClassifyNode(Node):
             rx, done = list(self._rx_times), list(self._done_times)
             lat = np.array(self._latency_ms or [0.0])
             proc = np.array(self._processing_ms or [0.0])
+            wait = np.array(self._waiting_ms or [0.0])
         in_rate, out_rate = self._rate(rx, now), self._rate(done, now)
         health = {t: m.health(now) for t, m in self._health.items()}
         values = {
@@ -434,6 +438,7 @@ class ClassifyNode(Node):
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}", "latency_p99_ms": f"{np.percentile(lat, 99):.1f}",
             "processing_p50_ms": f"{np.percentile(proc, 50):.1f}",
             "processing_p99_ms": f"{np.percentile(proc, 99):.1f}",
+            "waiting_p50_ms": f"{np.percentile(wait, 50):.1f}", "waiting_p99_ms": f"{np.percentile(wait, 99):.1f}",
             "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
             "model": f"{self.processor.model_name} {self.processor.model_sha256[:12]}",
             "vision_msgs": "off" if self.vision is None else "on",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .camera import Intrinsics
-from ..learn.model import ClassifierModel
+from ..learn.model import ClassifierModel, is_negative
 from .patches import Extraction, SegmentationParams, extract_objects
 from .results import FrameLabels, ObjectResult
 from .rwlock import ReadWriteLock
@@ -113,7 +113,8 @@ class FrameProcessor:
             min_score = self.model.default_min_score
         objects = []
         for obj, lab, p, familiar in zip(ex.objects, labels, proba, known):
-            order = np.argsort(-p, kind="stable")[:top_k]
+            # negative training labels (learn.model.NEGATIVE_LABELS) score 0 and are never named
+            order = [i for i in np.argsort(-p, kind="stable") if not is_negative(names[i])][:top_k]
             score = float(p[lab])
             objects.append(ObjectResult(
                 instance=int(obj.instance),

@@ -63,6 +63,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                    (1.0, 3600.0)),
     "teach.jitter_crops": ParameterSpec(2, "extra examples per taught view: the view re-cut as a slightly different "
                                         "segmentation would (as the default model's recipe trains)", (0, 20)),
+    "teach.mirror": ParameterSpec(True, "also learn each taught crop's mirror image (a turned object shows its "
+                                  "other side; ten views are few)"),
     "segmentation.mode": ParameterSpec(_SEG.mode, "depth, mask or full", choices=("depth", "mask", "full")),
     "segmentation.min_depth": ParameterSpec(_SEG.min_depth, "metres", (0.0, 20.0)),
     "segmentation.max_depth": ParameterSpec(_SEG.max_depth, "metres", (0.0, 20.0)),

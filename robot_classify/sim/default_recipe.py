@@ -2,7 +2,8 @@
 
 Deterministic for a seed: scenes are rendered with pybullet's TinyRenderer from fixed seeds,
 patches are cut with the runtime's own segmenter, and the default recipe (kNN, HOG + colour,
-L2, k by 5-fold cross-validation grouped by scene) is trained on the training scenes only;
+L2, k by 5-fold cross-validation grouped by scene) is trained on the training scenes only,
+plus negatives (`recipe_negatives`: objects of no class, as the negative label `unknown`);
 whole scenes are held out as the test split. `robot-classify build-default-model` runs it.
 """
 from __future__ import annotations
@@ -12,10 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..data.datasets import load_dataset
+import numpy as np
+
+from ..data.datasets import PatchSet, load_dataset
 from ..learn.cache import cache_dir
 from ..learn.model_io import save_model
-from .scene_dataset import generate
+from .scene_dataset import distractor_patches, generate
 from .scene_render import GENERATOR_VERSION
 from ..learn.training import TrainOptions, train_model
 
@@ -23,7 +26,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SEED = 0
 DEFAULT_SCENES = 600
-RECIPE_VERSION = 3  # 2: trained on ground-truth and segmenter crops; 3: the crease-splitting segmenter
+RECIPE_VERSION = 4  # 2: trained on ground-truth and segmenter crops; 3: the crease-splitting segmenter;
+# 4: + negatives (outlier exposure: distractors of even random-URDF index as the class `unknown`)
+NEGATIVE_SCENES = 400  # scenes rendered for the negatives (`recipe_negatives`)
+NEGATIVE_SEED_OFFSET = 4242  # their seed: the recipe's seed + this
+NEGATIVE_LABEL = "unknown"
 
 
 def default_key(seed: int = DEFAULT_SEED) -> str:
@@ -33,6 +40,38 @@ def default_key(seed: int = DEFAULT_SEED) -> str:
 def recipe_data_dir(seed: int = DEFAULT_SEED) -> Path:
     """Where benchmarks keep the recipe's rendered patch set (a cache: safe to delete)."""
     return cache_dir() / f"{default_key(seed)}-data"
+
+
+def recipe_negatives(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int = 2,
+                     scenes: int = NEGATIVE_SCENES) -> tuple[np.ndarray, np.ndarray]:
+    """The recipe's negatives (outlier exposure): crops of distractors of EVEN pybullet
+    random-URDF index only (odd ones are left for evaluation), from `scenes` scenes of their own
+    seed (never the recipe's or a test seed), with up to 4 distractors each; ground-truth,
+    jittered and segmenter crops, like the classes. (crops, scene index); cached beside
+    `recipe_patches`."""
+    f = recipe_data_dir(seed) / f"negatives-{scenes}.npz"
+    if not f.is_file():
+        X, where = distractor_patches(scenes, seed + NEGATIVE_SEED_OFFSET, workers=workers, quiet=quiet,
+                                      shapes="even", jitters=3, detector_crops=True, max_distractors=4,
+                                      return_scenes=True)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, x=X, scene=where)
+        tmp.replace(f)
+    with np.load(f) as z:
+        return z["x"], z["scene"]
+
+
+def with_negatives(train: PatchSet, negatives: np.ndarray, scenes: np.ndarray) -> PatchSet:
+    """`train` plus `negatives` as the class `unknown` (a negative label: `learn.model.NEGATIVE_LABELS`),
+    grouped by their own scenes (chunks of 10, numbered after the training groups) for grouped CV."""
+    if NEGATIVE_LABEL in train.class_names:
+        raise ValueError(f"the training set already has a class {NEGATIVE_LABEL!r}")
+    first = 0 if train.groups is None or not len(train.groups) else int(train.groups.max()) + 1
+    groups = None if train.groups is None else np.concatenate([train.groups, first + scenes // 10])
+    return PatchSet(np.concatenate([train.images, negatives]),
+                    np.concatenate([train.labels, np.full(len(negatives), len(train.class_names), np.int64)]),
+                    [*train.class_names, NEGATIVE_LABEL], groups)
 
 
 def recipe_patches(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int = 2) -> Path:
@@ -61,8 +100,10 @@ def build_default_model(out: str | Path, seed: int = DEFAULT_SEED, scenes: int =
         log.info("building the default model: rendering %d scenes (seed %d) ...", scenes, seed)
         generate(root, scenes, seed, with_patches=True, write_scenes=False, workers=workers, quiet=quiet)
         splits = load_dataset(root / "patches", "props")  # read back: what users evaluate on
+        log.info("rendering the negatives: %d scenes ...", NEGATIVE_SCENES)
+        train = with_negatives(splits["train"], *recipe_negatives(seed, quiet, workers))
         opts = TrainOptions(classifier="knn", k="auto", metrics=["l2"], features=["hog_color"], tune="cv",
                             device=device, seed=seed, quiet=quiet, name=default_key(seed))
-        path = save_model(train_model(splits["train"], opts), out)
+        path = save_model(train_model(train, opts), out)
     log.info("default model ready in %.0f s: %s", time.perf_counter() - t0, path)
     return path

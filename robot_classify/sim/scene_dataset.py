@@ -34,20 +34,23 @@ def _init_worker() -> None:
     _worker = SceneRenderer()
 
 
-def _render(args: tuple[int, int]) -> RenderedScene:
-    return _worker.render(scene_seed(*args))
+def _render(args: tuple[int, int, int]) -> RenderedScene:
+    seed, index, max_distractors = args
+    return _worker.render(scene_seed(seed, index), max_distractors=max_distractors)
 
 
-def render_scenes(n: int, seed: int, workers: int = 2, quiet: bool = False) -> Iterator[RenderedScene]:
-    """Scenes 0..n-1 of `seed`, in order, rendered by `workers` processes (one pybullet client each)."""
+def render_scenes(n: int, seed: int, workers: int = 2, quiet: bool = False,
+                  max_distractors: int = 2) -> Iterator[RenderedScene]:
+    """Scenes 0..n-1 of `seed`, in order, rendered by `workers` processes (one pybullet client each).
+    `max_distractors` (objects of no class per scene) other than 2 gives other scenes for a seed."""
     if n < 1:
         raise ValueError(f"scenes must be >= 1, got {n}")
-    jobs = [(seed, i) for i in range(n)]
+    jobs = [(seed, i, max_distractors) for i in range(n)]
     bar = tqdm(total=n, desc="render scenes", unit="scene", disable=quiet)
     if workers <= 1:
         with SceneRenderer() as r:
-            for s, i in jobs:
-                yield r.render(scene_seed(s, i))
+            for s, i, _ in jobs:
+                yield r.render(scene_seed(s, i), max_distractors=max_distractors)
                 bar.update()
     else:
         with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
@@ -84,22 +87,51 @@ def patches_from_scene(scene: RenderedScene, rng: np.random.Generator, jitters: 
     return out
 
 
+SHAPES = ("all", "even", "odd")
+
+
 def distractor_patches(scenes: int, seed: int, padding: float = 0.15, mask_background: bool = True,
                        min_visible: float = 0.3, min_pixels: int = 120, workers: int = 2,
-                       quiet: bool = True) -> np.ndarray:
-    """Ground-truth crops of the objects of no known class (pybullet's random URDFs) in `scenes`
-    scenes of `seed`: open-set negatives for validation, from scenes that are not the test scenes."""
-    out = []
-    for scene in render_scenes(scenes, seed, workers, quiet):
+                       quiet: bool = True, shapes: str = "all", jitters: int = 1, detector_crops: bool = False,
+                       max_distractors: int = 2, return_scenes: bool = False
+                       ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Crops of the objects of no known class (pybullet's random URDFs) in `scenes` scenes of
+    `seed`: open-set negatives, from scenes that are not the test scenes.
+
+    `shapes` "even" / "odd" keeps the URDFs of even / odd index only, so that negatives a model
+    is trained on (outlier exposure, `learn.model.NEGATIVE_LABELS`) and the ones it is evaluated
+    on are different shapes. As for the classes (`patches_from_scene`): the ground-truth crop,
+    `jitters - 1` jittered ones, and with `detector_crops` the segmenter's crops matched to them.
+    `return_scenes` also returns each crop's scene index (to keep a scene's crops in one CV fold)."""
+    if shapes not in SHAPES:
+        raise ValueError(f"shapes must be one of {SHAPES}, got {shapes!r}")
+    rng = np.random.default_rng(seed)
+    seg = SegmentationParams(padding=padding, mask_background=mask_background)
+    out, where = [], []
+    for index, scene in enumerate(render_scenes(scenes, seed, workers, quiet, max_distractors)):
+        where += [index - 1] * (len(out) - len(where))  # the crops of the scene before
+        wanted = {}
         for obj in scene.meta["objects"]:
             if obj["class_name"] != "distractor" or obj["visible_fraction"] < min_visible \
-                    or obj["pixels"] < min_pixels:
+                    or obj["pixels"] < min_pixels or (shapes != "all" and obj["shape"] % 2 != (shapes == "odd")):
                 continue
+            wanted[obj["instance"]] = obj
             b = obj["bbox"]
             box = (b["x_offset"], b["y_offset"], b["width"], b["height"])
-            m = (scene.mask == obj["instance"])[box[1]:box[1] + box[3], box[0]:box[0] + box[2]]
+            full_mask = (scene.mask == obj["instance"]).astype(np.uint8)
+            m = full_mask[box[1]:box[1] + box[3], box[0]:box[0] + box[2]].astype(bool)
             out.append(crop_patch(scene.color, box, padding, m if mask_background else None))
-    return np.stack(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
+            for _ in range(jitters - 1):
+                out.append(jittered_crop(scene.color, box, full_mask, rng, padding, mask_background))
+        if detector_crops and wanted:
+            ex = extract_objects(scene.color, scene.depth, Intrinsics(**scene.meta["intrinsics"]), seg)
+            gts = scene.meta["objects"]
+            for i, j, _ in match_boxes([o.bbox for o in ex.objects], [bbox_tuple(g["bbox"]) for g in gts]):
+                if gts[j]["instance"] in wanted:
+                    out.append(ex.objects[i].patch)
+    where += [scenes - 1] * (len(out) - len(where))
+    X = np.stack(out) if out else np.zeros((0, 32, 32, 3), np.uint8)
+    return (X, np.array(where, np.int64)) if return_scenes else X
 
 
 def detector_patches(scene: RenderedScene, padding: float = 0.15, mask_background: bool = True,

@@ -108,9 +108,12 @@ class SceneRenderer:
             bodies.append(body)
         return bodies, centre_world
 
-    def _add_distractor(self, rng: np.random.Generator, x: float, y: float, yaw: float) -> list[int]:
+    def _add_distractor(self, rng: np.random.Generator, x: float, y: float, yaw: float) -> tuple[list[int], int]:
+        """The body and its shape: the index of pybullet's random URDF (0-999), so that training
+        and evaluation can use disjoint shapes (even / odd, `scene_dataset.distractor_patches`)."""
         c = self.client
-        urdf = str(self._distractors[rng.integers(len(self._distractors))])
+        shape = int(rng.integers(len(self._distractors)))
+        urdf = str(self._distractors[shape])
         body = pb.loadURDF(urdf, physicsClientId=c)
         lo, hi = (np.array(v) for v in pb.getAABB(body, physicsClientId=c))
         pb.removeBody(body, physicsClientId=c)
@@ -121,7 +124,7 @@ class SceneRenderer:
         pb.resetBasePositionAndOrientation(body, [x, y, -lo[2] + 0.001], pb.getQuaternionFromEuler([0, 0, yaw]),
                                            physicsClientId=c)
         pb.changeVisualShape(body, -1, rgbaColor=[*rng.uniform(0.1, 0.9, 3), 1.0], physicsClientId=c)
-        return [body]
+        return [body], shape
 
     # -------------------------------------------------------------- camera
     def _camera(self, rng: np.random.Generator, target: np.ndarray) -> tuple[list, list, np.ndarray, np.ndarray]:
@@ -175,13 +178,14 @@ class SceneRenderer:
                 continue
             placed.append((*pos, radius))
             yaw = rng.uniform(0, 2 * math.pi)
+            shape = None
             if spec is None:
-                bodies, centre = self._add_distractor(rng, pos[0], pos[1], yaw), None
+                (bodies, shape), centre = self._add_distractor(rng, pos[0], pos[1], yaw), None
             else:
                 lie = spec.lies_down or (spec.can_lie_down and rng.random() < 0.3)
                 bodies, centre = self._add_object(spec, pos[0], pos[1], yaw, lie, textures)
             objects.append({"class_name": "distractor" if spec is None else spec.name, "bodies": bodies,
-                            "centre_world": centre})
+                            "centre_world": centre, "shape": shape})
 
         target = np.array([*rng.normal(0, 0.05, 2), 0.0])
         view, proj, world_to_cam, eye = self._camera(rng, target)
@@ -213,6 +217,8 @@ class SceneRenderer:
                      "bbox": {"x_offset": int(us.min()), "y_offset": int(vs.min()),
                               "width": int(us.max() - us.min() + 1), "height": int(vs.max() - vs.min() + 1)},
                      "centroid": None if cen is None else dict(zip("xyz", map(float, cen)))}
+            if obj["shape"] is not None:
+                entry["shape"] = obj["shape"]
             if obj["centre_world"] is not None:
                 entry["volume_centre"] = dict(zip("xyz", map(float, (world_to_cam @ [*obj["centre_world"], 1.0])[:3])))
             meta_objects.append(entry)
