@@ -81,8 +81,9 @@ def test_diagnostics_read_while_workers_record_never_fails(default_model_file):
     node = ClassifyNode(context=context, parameter_overrides=[Parameter("model_path", value=default_model_file),
                                                               Parameter("device", value="cpu")])
     try:
-        errors = errors_reading_while_writing(lambda w, i: node._record(time.monotonic(), time.monotonic() - 0.02, 20.0),
-                                              node._publish_diagnostics)
+        errors = errors_reading_while_writing(
+            lambda w, i: node._record(time.monotonic(), time.monotonic() - 0.02, 20.0, time.monotonic() - 0.015),
+            node._publish_diagnostics)
     finally:
         node.destroy_node()
         context.try_shutdown()
