@@ -173,7 +173,7 @@ def test_bad_teach_requests_get_reasons_and_the_node_keeps_running(tmp_path: Pat
         bad = {
             "": "empty label",
             "my mug": "not a class name",
-            "unknown": "reserved",
+            "-x": "not a class name",
             json.dumps({"label": "a", "views": 0}): "views must be",
             json.dumps({"label": "a", "views": 500}): "views must be",
             json.dumps({"label": "a", "select": "left"}): "select must be",

@@ -73,7 +73,7 @@ def test_teach_request_forms_and_refusals():
         TeachRequest("cup-2", 3, (4, 5))
     assert parse_teach_request('{"label": "a.b", "select": "largest"}').select == "largest"
     for text, reason in [("", "empty label"), ("   ", "empty label"), ("my mug", "not a class name"),
-                         ("a/b", "not a class name"), ("x" * 65, "not a class name"), ("unknown", "reserved"),
+                         ("a/b", "not a class name"), ("x" * 65, "not a class name"), ("-x", "not a class name"),
                          ('{"label": "a", "views": 0}', "views must be"), ('{"label": "a", "views": 201}', "views"),
                          ('{"label": "a", "views": 2.0}', "views"), ('{"label": "a", "views": true}', "views"),
                          ('{"label": "a", "select": {"x": 1}}', "select"), ('{"label": "a", "select": "top"}', "select"),
@@ -383,3 +383,17 @@ def test_a_model_file_with_bad_novelty_scales_is_refused(tmp_path, bad):
     model.classifier.sample_scale_[0] = bad
     with pytest.raises(ModelFormatError, match="knn.scale"):
         load_model(save_model(model, tmp_path / "bad.safetensors"))
+
+
+def test_teaching_unknown_adds_negative_examples_the_node_never_names():
+    """A thing on the table that the node keeps naming: teach it as `unknown`."""
+    p = processor_for(two_class_model())
+    assert run(p, [(300, 200, GREEN)]).labels.objects[0].label in ("red_box", "blue_box")
+    t = Teacher(p)
+    t.request('{"label": "unknown", "views": 2}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    s = t.offer(run(p, [(290, 190, GREEN)]))[-1]
+    assert s.state == "done" and "unknown" in s.classes
+    obj = run(p, [(305, 205, GREEN)]).labels.objects[0]
+    assert obj.label == "unknown" and "unknown" not in [name for name, _ in obj.top_k]
+    assert run(p, [(300, 200, RED)]).labels.objects[0].label == "red_box"

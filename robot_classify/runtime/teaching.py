@@ -28,7 +28,7 @@ import numpy as np
 from ..learn.cache import cache_dir
 from ..learn.features import with_mirror_images
 from ..learn.model_io import file_sha256, save_model
-from .frame_processor import UNKNOWN, FrameProcessor, FrameResult
+from .frame_processor import FrameProcessor, FrameResult
 from .patches import DetectedObject, jittered_crop
 
 DEFAULT_VIEWS, MAX_VIEWS = 10, 200
@@ -66,13 +66,14 @@ class TeachStatus:
 
 
 def check_label(label: Any) -> str:
-    """A class name a request may create: letters, digits, `_ . -`, 1 to 64 characters, not
-    `unknown` (the node's word for "below min_score"). Spaces and slashes would make a label a
-    consumer cannot match or a file name cannot hold."""
+    """A class name a request may create: letters, digits, `_ . -`, 1 to 64 characters. Spaces
+    and slashes would make a label a consumer cannot match or a file name cannot hold.
+
+    `unknown` and `distractor` (`learn.model.NEGATIVE_LABELS`) teach what is none of the
+    classes: the views become negative examples, and an object that resembles them is
+    `unknown` from then on (a thing on the table the node keeps naming)."""
     if not isinstance(label, str) or not label.strip():
         raise TeachError("empty label: send a class name such as my_mug")
-    if label == UNKNOWN:
-        raise TeachError(f"'{UNKNOWN}' is reserved for objects below min_score; choose another label")
     if not LABEL_PATTERN.fullmatch(label):
         shown = label if len(label) <= 40 else label[:37] + "..."
         raise TeachError(f"label {shown!r} is not a class name: use 1 to 64 letters, digits, '_', '.' or '-', "
