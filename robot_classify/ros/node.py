@@ -158,8 +158,9 @@ class ClassifyNode(Node):
         for w in self._workers:
             w.start()
         self.get_logger().info(
-            f"ready: model {self.processor.model_name} ({self.model.kind}, {len(self.model.class_names)} "
-            f"classes), segmentation {self.mode}, input QoS {reliability}; publishing {self.labels_pub.topic_name}")
+            f"ready: model {self.processor.model_name} ({self.model.kind}, {len(self.model.known_class_names)} "
+            f"classes{' + unknown examples' if len(self.model.negative_classes) else ''}), segmentation {self.mode}, "
+            f"input QoS {reliability}; publishing {self.labels_pub.topic_name}")
 
     # ----------------------------------------------------------------- setup
     def _subscribe(self, topic: str, reliability: ReliabilityPolicy) -> None:
