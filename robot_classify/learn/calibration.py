@@ -231,6 +231,10 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
 
     y = np.asarray(y, np.int64)
     rows = np.arange(len(y))
+    # The answers a user sees: a real object, won by a real class (a negative class's wins are
+    # never published, and mixing them in skews the scores of the rest).
+    has_negatives = negative is not None and len(negative) > 0
+    named = ~np.isin(y, negative) & ~np.isin(ev.labels, negative) if has_negatives else np.ones(len(y), bool)
     if method == "temperature":
         z = ev.logits
 
@@ -241,12 +245,7 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
 
         params = {"temperature": float(np.exp(minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded").x))}
     else:
-        # Fitted on the answers a user sees (a real object, won by a real class): a negative
-        # class's wins are never published, and mixing them in skews the scores of the rest.
-        fit = rows
-        if negative is not None and len(negative):
-            named = np.flatnonzero(~np.isin(y, negative) & ~np.isin(ev.labels, negative))
-            fit = named if len(named) >= 20 else rows
+        fit = np.flatnonzero(named) if named.sum() >= 20 else rows
         correct = (ev.labels[fit] == y[fit]).astype(np.float64)
         win = ev.win_distance[fit]
         finite = np.isfinite(win)
@@ -267,20 +266,15 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
                   "distance_scale": scale}
     draft = Calibration(method, params, 0.5, None, 0.0, len(y))
     proba, novelty = draft.apply(ev)
-    score = proba[rows, ev.labels]
-    correct = ev.labels == y
-    if negative is not None and len(negative):
-        named = ~np.isin(y, negative) & ~np.isin(ev.labels, negative)
-        score, correct, novelty = score[named], correct[named], novelty[named]
+    score, correct, novelty = proba[rows, ev.labels][named], (ev.labels == y)[named], novelty[named]
     draft.ece = min(max(expected_calibration_error(score, correct), 0.0), 1.0) if len(score) else 0.0
     draft.min_score = choose_min_score(score, correct)
     # Unknown beyond what the validation data reaches: reject at most KNOWN_LOSS of the right answers.
-    draft.novelty_threshold = float(np.quantile(novelty[correct], 1 - KNOWN_LOSS)) if correct.sum() >= 20 else None
-    if negative is not None and len(negative):
-        # Trained negatives say `unknown` instead. On held-out scenes the distance threshold rejected
-        # no distractor they let through and cost 0.7 (kNN) / 2.2 (linear) points of known-object
-        # accuracy on top of theirs (bench/open_set_bench.py): off.
-        draft.novelty_threshold = None
+    # Trained negatives say `unknown` instead: on held-out scenes the distance threshold rejected no
+    # distractor they let through and cost 0.7 (kNN) / 2.2 (linear) points of known-object accuracy
+    # on top of theirs (bench/open_set_bench.py), so with negatives it is off.
+    draft.novelty_threshold = float(np.quantile(novelty[correct], 1 - KNOWN_LOSS)) \
+        if correct.sum() >= 20 and not has_negatives else None
     return draft
 
 

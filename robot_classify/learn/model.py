@@ -30,6 +30,11 @@ def is_negative(name: str) -> bool:
     return name in NEGATIVE_LABELS
 
 
+def negative_indices(class_names: list[str]) -> np.ndarray:
+    """Indices of the negative labels among `class_names` (int64, possibly empty)."""
+    return np.array([i for i, n in enumerate(class_names) if is_negative(n)], np.int64)
+
+
 @dataclass
 class Prediction:
     """Per patch: label index, calibrated scores over all classes, and the open-set verdict."""
@@ -50,7 +55,7 @@ class ClassifierModel:
     @property
     def negative_classes(self) -> np.ndarray:
         """Class indices whose name is a negative label (`NEGATIVE_LABELS`): never a prediction."""
-        return np.array([i for i, n in enumerate(self.class_names) if is_negative(n)], np.int64)
+        return negative_indices(self.class_names)
 
     @property
     def known_class_names(self) -> list[str]:
@@ -143,11 +148,18 @@ class ClassifierModel:
         if len(self.class_names) == 1:
             raise ValueError(f"{label!r} is the model's only class; a model needs at least one")
         left = clf.index_.ntotal - self.class_count(label)
-        if clf.class_weight == "balanced" and 1 <= left < clf.n_neighbors_:
-            clf.k = clf.n_neighbors_ = left  # a taught kNN's k was raised for teaching (TAUGHT_K), not tuned
+        if self.forget_floor <= left < clf.n_neighbors_:
+            clf.k = clf.n_neighbors_ = left
         clf.remove_samples(np.flatnonzero(clf.classes_[clf.y_] == c))
         self.class_names.pop(c)
         clf.classes_ = np.where(clf.classes_ > c, clf.classes_ - 1, clf.classes_)
+
+    @property
+    def forget_floor(self) -> int:
+        """The fewest examples a forget must leave: k, except in a taught kNN, whose k was raised
+        for teaching (TAUGHT_K), not tuned, and shrinks to what remains instead."""
+        clf = self._taught_classifier()
+        return 1 if clf.class_weight == "balanced" else clf.n_neighbors_
 
     def class_count(self, label: str) -> int:
         """Training samples the model holds for `label` (0 for a linear model or an unknown label)."""

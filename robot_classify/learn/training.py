@@ -10,7 +10,7 @@ from .distances import compute_distances
 from .features import FeaturePipeline, feature_config, with_mirror_images
 from .knn import KNNClassifier
 from .linear import LinearClassifier
-from .model import ClassifierModel, is_negative
+from .model import ClassifierModel, negative_indices
 from .model_io import data_sha256
 from .calibration import Calibration, fit_calibration
 from .tuning import TuneResult, fold_indices, out_of_fold_evidence, tune_knn, tune_linear
@@ -140,8 +140,7 @@ def _calibrate(train: PatchSet, val: PatchSet | None, make, feat: dict, opts: Tr
         return None
     ev, y = out_of_fold_evidence(train, make, feat, splits)
     method = make().calibration_method
-    negative = np.array([i for i, n in enumerate(train.class_names) if is_negative(n)], np.int64)
-    calibration = fit_calibration(ev, y, method, negative)
+    calibration = fit_calibration(ev, y, method, negative_indices(train.class_names))
     log.info("calibration (%s, %d validation predictions): ECE %.3f, default min_score %.2f, novelty threshold %s",
              method, len(y), calibration.ece, calibration.min_score, calibration.novelty_threshold)
     return calibration

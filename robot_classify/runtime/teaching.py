@@ -365,8 +365,7 @@ class Teacher:
             if label not in model.class_names:
                 reason = f"{label!r} is not a class of the model"
             else:
-                # The override in force, else the fitted count (a taught kNN's raised k shrinks instead).
-                k = p.k or (1 if model.classifier.class_weight == "balanced" else model.classifier.n_neighbors_)
+                k = p.k or model.forget_floor  # the override in force, else what the model needs
                 left = model.classifier.index_.ntotal - model.class_count(label)
                 reason = f"forgetting {label!r} would leave {left} examples, fewer than k={k}" if left < k else ""
             if not reason:
