@@ -62,6 +62,27 @@ def ten_object_frames(n: int = 10):
         return [r.render(800_000_000 + i, n_objects=(10, 10), max_distractors=0) for i in range(n)]
 
 
+def interleaved(h, sent: dict[int, float], t0: float, block_s: float) -> dict:
+    """Publish -> receive latency of the frames sent in teaching blocks against those sent in
+    blocks without, from one run. The first second of a block without teaching is left out: a
+    request sent at the end of the block before may still be collecting or applying."""
+    from robot_classify.runtime.stamps import stamp_to_ns
+
+    lat: dict[str, list[float]] = {"teaching": [], "none": []}
+    for doc, at in zip(list(h.received), list(h.received_at)):
+        stamp = stamp_to_ns(**doc["header"]["stamp"])
+        if stamp not in sent:
+            continue
+        t = sent[stamp] - t0
+        block, into = divmod(t, block_s)
+        if int(block) % 2 == 0:
+            lat["teaching"].append(at - sent[stamp])
+        elif into >= 1.0:
+            lat["none"].append(at - sent[stamp])
+    return {kind: {"frames": len(v), "p50_ms": float(np.percentile(v, 50) * 1000) if v else None,
+                   "p99_ms": float(np.percentile(v, 99) * 1000) if v else None} for kind, v in lat.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=300)
@@ -82,6 +103,11 @@ def main() -> None:
     ap.add_argument("--teach-every", type=float, default=0.0,
                     help="seconds between ~/teach requests during the measured run (0 = none): each takes "
                          "10 views of the object nearest the centre and adds them to the running index")
+    ap.add_argument("--interleave", type=float, default=0.0,
+                    help="with --teach-every: teach only in every other block of this many seconds and compare "
+                         "the frames of both kinds of block within the one run (the VM's drift hits both alike)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a node parameter (YAML value), e.g. teach.occluded_crops=0; repeatable")
     ap.add_argument("--node-profile", default=str(Path(__file__).parents[1] / "config" / "fastdds_large_images.xml"),
                     help="the node's Fast DDS profile (what classify.launch.py gives it)")
     args = ap.parse_args()
@@ -106,8 +132,11 @@ def main() -> None:
     from diagnostic_msgs.msg import DiagnosticArray
 
     diags = []
+    import yaml
+
+    extra = {name: yaml.safe_load(value) for name, value in (p.split("=", 1) for p in args.param)}
     h = RosHarness(str(model_path), params={"workers": args.workers, "device": args.device,
-                                            "qos.reliability": args.node_qos, "k": args.k},
+                                            "qos.reliability": args.node_qos, "k": args.k, **extra},
                    node_env=node_env, publisher_reliability=args.publisher_qos)
     h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
     teach = None
@@ -128,6 +157,9 @@ def main() -> None:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
+    def teaching_block(t: float) -> bool:
+        return not args.interleave or int(t // args.interleave) % 2 == 0
+
     # Warm-up, then the measured run.
     for i in range(10):
         s = scenes[i % len(scenes)]
@@ -137,6 +169,7 @@ def main() -> None:
     mem_before = rss_mb()
     sent: dict[int, float] = {}
     h.received.clear()
+    h.received_at.clear()
     cpu0 = {"node": cpu_s(h.proc.pid), "publisher": cpu_s(os.getpid())}
     t0 = time.monotonic()
     for i in range(args.frames):
@@ -145,8 +178,10 @@ def main() -> None:
         s = scenes[i % len(scenes)]
         h.publish_frame(s.color, s.depth, K, stamp, info_lead=0.0)
         if teach is not None and time.monotonic() - t0 >= next_teach:
-            teach.send(teach.teach_pub, json.dumps({"label": f"bench_object_{taught}", "views": 10}))
-            next_teach, taught = next_teach + args.teach_every, taught + 1
+            if teaching_block(time.monotonic() - t0):
+                teach.send(teach.teach_pub, json.dumps({"label": f"bench_object_{taught}", "views": 10}))
+                taught += 1
+            next_teach += args.teach_every
         time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
     wall = time.monotonic() - t0
     cpu = {k: (cpu_s(pid) - cpu0[k]) / wall for k, pid in (("node", h.proc.pid), ("publisher", os.getpid()))}
@@ -181,6 +216,9 @@ def main() -> None:
               "colour_received_hz": values.get("color_received_hz"),
               "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after,
               "node_cpu_cores": cpu["node"], "publisher_cpu_cores": cpu["publisher"], "cpu_cores": os.cpu_count()}
+    result["params"] = extra
+    if args.interleave and teach is not None:
+        result["interleaved"] = interleaved(h, sent, t0, args.interleave)
     if teach is not None:
         states = [st["state"] for st in teach.statuses]
         result.update({"teach_every_s": args.teach_every, "teach_requests": taught, "teach_done": states.count("done"),

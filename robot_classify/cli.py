@@ -470,8 +470,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"{out} exists; choose a new path (teach never overwrites a model)")
-    processor = FrameProcessor.from_parameters(_load_model(args), _node_parameters(args))
-    teacher = Teacher(processor, timeout_s=math.inf)
+    values = _node_parameters(args)
+    processor = FrameProcessor.from_parameters(_load_model(args), values)
+    teacher = Teacher(processor, math.inf, values["teach.jitter_crops"], values["teach.mirror"],
+                      values["teach.occluded_crops"], values["teach.white_balance"])  # the node's examples
     if args.images:
         status = teacher.add_views(args.label, _crops_from_folder(Path(args.images), args.views))
     else:

@@ -79,6 +79,7 @@ class RosHarness:
             self.depth_pub = self.node.create_publisher(Image, topics[1], qos)
             self.info_pub = self.node.create_publisher(CameraInfo, topics[2], qos)
             self.received: list[dict] = []
+            self.received_at: list[float] = []  # time.monotonic() of each, for latency per frame
             self._cv = threading.Condition()
             self.node.create_subscription(String, "/object_labels", self._on_labels, QoSProfile(
                 depth=50, reliability=ReliabilityPolicy.RELIABLE))
@@ -112,6 +113,7 @@ class RosHarness:
     def _on_labels(self, msg: String) -> None:
         with self._cv:
             self.received.append(json.loads(msg.data))
+            self.received_at.append(time.monotonic())
             self._cv.notify_all()
 
     def publish_frame(self, color: np.ndarray, depth: np.ndarray, K: list[float], stamp_ns: int,

@@ -121,8 +121,9 @@ def test_teach_forget_save_and_restart_over_dds(tmp_path: Path) -> None:
             _frame(h, next(stamp), [(280, 190, GREEN), (20, 20, PURPLE)], seed=i)
         done = t.wait_status("green_box")
         assert done["state"] == "done", done
-        # 4 views, each with 2 re-cut copies (teach.jitter_crops), and their mirror images (teach.mirror)
-        assert (done["views"], done["n_samples"]) == (4, 24) and done["classes"][-1] == "green_box"
+        # 4 views, each with 3 re-cut copies (teach.jitter_crops) and 3 of a part of it (teach.occluded_crops),
+        # and their mirror images (teach.mirror)
+        assert (done["views"], done["n_samples"]) == (4, 56) and done["classes"][-1] == "green_box"
 
         after = _frame(h, next(stamp), [(300, 200, GREEN)], seed=9)
         assert after["objects"][0]["label"] == "green_box"

@@ -23,6 +23,7 @@ from robot_classify.learn.neighbors import ExactIndex
 from robot_classify.runtime.camera import Intrinsics
 from robot_classify.runtime.frame_processor import FrameProcessor
 from robot_classify.runtime.parameters import check_parameters
+from robot_classify.runtime.patches import occluded_mask, rebalanced
 from robot_classify.runtime.rwlock import ReadWriteLock
 from robot_classify.runtime.teaching import (Teacher, TeachError, TeachRequest, default_save_path,
                                              parse_teach_request, select_object)
@@ -121,8 +122,9 @@ def test_teach_adds_a_class_changes_identity_and_saves_what_a_restart_loads(tmp_
     s = t.offer(run(p, [(300, 200, GREEN), (20, 20, RED)]))[0]
     assert (s.state, s.views, s.reason) == ("collecting", 1, "1 frame(s) without the object skipped")
     s = t.offer(run(p, [(290, 190, GREEN)]))[0]
-    # each view adds its crop and 2 re-cut copies (teach.jitter_crops), and the mirror image of each (teach.mirror)
-    assert (s.state, s.views, s.n_samples, s.classes) == ("done", 2, 12, ["red_box", "blue_box", "green_box"])
+    # each view adds its crop, 3 re-cut copies (teach.jitter_crops), 3 of a part of it (teach.occluded_crops),
+    # the extra ones under another white balance (teach.white_balance), and the mirror image of each
+    assert (s.state, s.views, s.n_samples, s.classes) == ("done", 2, 28, ["red_box", "blue_box", "green_box"])
     r = run(p, [(310, 210, GREEN)]).labels
     assert r.objects[0].label == "green_box" and r.model_sha256 != sha0
     assert not t.collecting and t.offer(run(p, [(300, 200, GREEN)])) == []
@@ -144,7 +146,7 @@ def test_jitter_crops_add_recut_copies_of_each_view():
     p = processor_for(two_class_model())
     view = run(p, [(300, 200, GREEN)])
     for jitter, mirror, expected in ((0, False, 1), (4, False, 5), (4, True, 10)):
-        t = Teacher(p, jitter_crops=jitter, mirror=mirror)
+        t = Teacher(p, jitter_crops=jitter, mirror=mirror, occluded_crops=0, white_balance=0)
         t.request(f'{{"label": "g{jitter}{mirror}", "views": 1}}')
         s = t.offer(view)[0]
         assert (s.state, s.views, s.n_samples) == ("done", 1, expected)
@@ -156,6 +158,54 @@ def test_jitter_crops_add_recut_copies_of_each_view():
     np.testing.assert_array_equal(mirrored[5:], flip)
 
 
+def test_extra_crops_are_seen_under_another_white_balance():
+    p = processor_for(two_class_model())
+    view = run(p, [(300, 200, GREEN)])
+    medians = {}
+    for balance in (0.0, 0.15):
+        t = Teacher(p, jitter_crops=3, mirror=False, occluded_crops=0, white_balance=balance)
+        t.request(f'{{"label": "g{balance}", "views": 1}}')
+        assert t.offer(view)[0].n_samples == 4
+        clf = p.model.classifier
+        crops = clf.index_.data[clf.classes_[clf.y_] == p.model.class_names.index(f"g{balance}")].reshape(4, 32, 32, 3)
+        # the object's colour (the masked-out background stays grey): the view's, or moved
+        medians[balance] = [np.median(c[(c != 128).any(-1)], axis=0) for c in crops]
+    assert all(np.array_equal(m, medians[0.0][0]) for m in medians[0.0][1:])
+    assert all(np.abs(m - medians[0.15][0]).max() >= 2 for m in medians[0.15][1:])
+
+
+def test_occluded_mask_keeps_half_to_nine_tenths_of_the_object_behind_a_straight_edge():
+    mask = np.zeros((120, 160), np.uint8)
+    mask[20:100, 40:100] = 1
+    for seed in range(50):
+        (x, y, w, h), local = occluded_mask(mask, np.random.default_rng(seed))
+        kept = np.zeros(mask.shape, bool)
+        kept[y:y + h, x:x + w] = local
+        assert 0.5 - 0.02 <= kept.sum() / mask.sum() <= 0.9 + 0.02
+        assert not (kept & (mask == 0)).any()  # a part of the object, nothing else
+        assert local[0].any() and local[-1].any() and local[:, 0].any() and local[:, -1].any()  # its own box
+    with pytest.raises(ValueError, match="empty"):
+        occluded_mask(np.zeros((4, 4), np.uint8), np.random.default_rng(0))
+
+
+def test_teaching_adds_occluded_crops_of_each_view():
+    p = processor_for(two_class_model())
+    t = Teacher(p, jitter_crops=0, mirror=False, occluded_crops=3, white_balance=0)
+    t.request('{"label": "g", "views": 1}')
+    assert t.offer(run(p, [(300, 200, GREEN)]))[0].n_samples == 4
+    clf = p.model.classifier
+    crops = clf.index_.data[clf.classes_[clf.y_] == p.model.class_names.index("g")].reshape(4, 32, 32, 3)
+    assert len(np.unique(crops.reshape(4, -1), axis=0)) == 4
+
+
+def test_rebalanced_gains_stay_in_range():
+    img = np.full((8, 8, 3), 100, np.uint8)
+    out = np.stack([rebalanced(img, np.random.default_rng(i)) for i in range(200)]).astype(float)
+    assert out.min() >= 100 * 0.85 * 0.85 - 1 and out.max() <= 100 * 1.15 * 1.15 + 1
+    assert np.ptp(out[:, 0, 0], axis=1).max() > 10  # per channel: the colour balance moves, not brightness only
+    assert rebalanced(np.full((2, 2, 3), 250, np.uint8), np.random.default_rng(0), 0.5, 0.5).max() <= 255
+
+
 def test_background_apply_reports_done_through_the_callback():
     """The node's mode: the frame worker hands the finished request to a thread and goes on."""
     p = processor_for(two_class_model())
@@ -163,7 +213,7 @@ def test_background_apply_reports_done_through_the_callback():
     t = Teacher(p, on_done=lambda s: (got.append(s), arrived.set()))
     t.request('{"label": "green_box", "views": 1}')
     assert t.offer(run(p, [(300, 200, GREEN)])) == []
-    assert arrived.wait(10) and got[0].state == "done" and got[0].n_samples == 6
+    assert arrived.wait(10) and got[0].state == "done" and got[0].n_samples == 14
     assert run(p, [(310, 210, GREEN)]).labels.objects[0].label == "green_box"
 
 
@@ -225,7 +275,7 @@ def test_workers_offering_side_by_side_take_exactly_the_views_wanted():
     for th in threads:
         th.join()
     done = [s for s in statuses if s.state == "done"]
-    assert len(done) == 1 and done[0].views == 7 and p.model.class_count("green_box") == 7 * 3 * 2
+    assert len(done) == 1 and done[0].views == 7 and p.model.class_count("green_box") == 7 * 7 * 2
 
 
 # ---------------------------------------------------------------- the index grows in place
@@ -340,15 +390,15 @@ def test_teaching_turns_on_balanced_votes_and_forget_shrinks_the_raised_k(tmp_pa
     from robot_classify.learn.model import TAUGHT_K
 
     p = processor_for(two_class_model())
-    t = Teacher(p, jitter_crops=2)
+    t = Teacher(p, jitter_crops=0, occluded_crops=0)  # 2 examples per view
     t.request('{"label": "green_box", "views": 2}')
     t.offer(run(p, [(300, 200, GREEN)]))
     assert t.offer(run(p, [(290, 190, GREEN)]))[-1].state == "done"
     clf = p.model.classifier
-    assert clf.class_weight == "balanced" and clf.n_neighbors_ == min(TAUGHT_K, clf.index_.ntotal) == 18
+    assert clf.class_weight == "balanced" and clf.n_neighbors_ == min(TAUGHT_K, clf.index_.ntotal) == 10
     loaded = load_model(save_model(p.model, tmp_path / "taught.safetensors"))
-    assert (loaded.classifier.class_weight, loaded.classifier.n_neighbors_) == ("balanced", 18)
-    assert t.forget("red_box").state == "done" and clf.n_neighbors_ == 15  # what is left, not a refusal
+    assert (loaded.classifier.class_weight, loaded.classifier.n_neighbors_) == ("balanced", 10)
+    assert t.forget("red_box").state == "done" and clf.n_neighbors_ == 7  # what is left, not a refusal
     assert run(p, [(300, 200, GREEN)]).labels.objects[0].label == "green_box"
 
 

@@ -17,7 +17,7 @@ from .knn import KNNClassifier
 from .linear import LinearClassifier
 
 
-TAUGHT_K = 20  # the fewest neighbours a taught kNN votes with (see `ClassifierModel.add_features`)
+TAUGHT_K = 10  # the fewest neighbours a taught kNN votes with (see `ClassifierModel.add_features`)
 
 NEGATIVE_LABELS = frozenset({"unknown", "distractor"})
 """Training labels that mean "none of the classes" (outlier exposure, as R-CNN's background class):
@@ -90,7 +90,8 @@ class ClassifierModel:
 
         A taught kNN votes with balanced class weights over at least `TAUGHT_K` neighbours: a class
         of ten views beside classes of hundreds of examples is otherwise outvoted by their sheer
-        number (bench/teach_bench.py: +17 points after 10 views; -0.5 on the trained classes).
+        number. Balanced votes trade the trained classes for the taught ones; over 10 neighbours
+        both do better than over 20 (bench/teach_bench.py, README "Teach your own objects").
         `scale`: the novelty scale of the new samples (`novelty_scale`)."""
         clf = self._taught_classifier()
         if label not in self.class_names:

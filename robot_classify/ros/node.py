@@ -90,6 +90,7 @@ class ClassifyNode(Node):
                                else f"images: the package's converter; {why}")
         self._model_path, self._save_path = p["model_path"], p["teach.save_path"]
         self.teacher = Teacher(self.processor, p["teach.timeout"], p["teach.jitter_crops"], p["teach.mirror"],
+                               p["teach.occluded_crops"], p["teach.white_balance"],
                                on_done=self._publish_teach_status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])

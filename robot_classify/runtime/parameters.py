@@ -61,8 +61,12 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                      "file beside model_path (or in the cache for the embedded default)"),
     "teach.timeout": ParameterSpec(30.0, "seconds a ~/teach request may wait for its views before it fails",
                                    (1.0, 3600.0)),
-    "teach.jitter_crops": ParameterSpec(2, "extra examples per taught view: the view re-cut as a slightly different "
+    "teach.jitter_crops": ParameterSpec(3, "extra examples per taught view: the view re-cut as a slightly different "
                                         "segmentation would (as the default model's recipe trains)", (0, 20)),
+    "teach.occluded_crops": ParameterSpec(3, "extra examples per taught view: a crop of 50 to 90% of the object, "
+                                          "cut by a straight edge, as a neighbour in front would leave it", (0, 20)),
+    "teach.white_balance": ParameterSpec(0.15, "each extra example is seen under another white balance and exposure: "
+                                         "gains of 1 +- this per channel and overall (0 = as seen)", (0.0, 0.5)),
     "teach.mirror": ParameterSpec(True, "also learn each taught crop's mirror image (a turned object shows its "
                                   "other side; ten views are few)"),
     "segmentation.mode": ParameterSpec(_SEG.mode, "depth, mask or full", choices=("depth", "mask", "full")),

@@ -153,6 +153,48 @@ def jittered_crop(color: np.ndarray, bbox: tuple[int, int, int, int], mask: np.n
     return crop_patch(color, (bx, by, bw, bh), padding, local)
 
 
+def occluded_crop(color: np.ndarray, mask: np.ndarray, rng: np.random.Generator, padding: float = 0.15,
+                  mask_background: bool = True, keep: tuple[float, float] = (0.5, 0.9)) -> np.ndarray:
+    """The crop the segmenter would cut if something in front hid part of the object
+    (`occluded_mask`), cropped around what is left.
+
+    In clutter the segmenter returns only the visible part, and its box, so the crop zooms in
+    on a part of the object; `replay-eval` scores objects at least half visible, hence 50%."""
+    box, local = occluded_mask(mask, rng, keep)
+    return crop_patch(color, box, padding, local if mask_background else None)
+
+
+def occluded_mask(mask: np.ndarray, rng: np.random.Generator, keep: tuple[float, float] = (0.5, 0.9)
+                  ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """`mask` (image-sized, nonzero = object) cut by a straight edge at a random angle, keeping a
+    random `keep` fraction of its pixels: (box of what is left, its box-local bool mask)."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 2:
+        raise ValueError("the mask is empty: nothing to occlude")
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    along = xs * np.cos(angle) + ys * np.sin(angle)
+    kept = along <= np.quantile(along, rng.uniform(*keep))
+    ys, xs = ys[kept], xs[kept]
+    x0, y0 = int(xs.min()), int(ys.min())
+    w, h = int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0
+    local = np.zeros((h, w), bool)
+    local[ys - y0, xs - x0] = True
+    return (x0, y0, w, h), local
+
+
+def rebalanced(image: np.ndarray, rng: np.random.Generator, channel: float = 0.15, exposure: float = 0.15
+               ) -> np.ndarray:
+    """The image under another white balance and exposure: a gain per channel (1 +- `channel`)
+    times one overall (1 +- `exposure`).
+
+    Ten views taken in one minute share one white balance; the scenes the object is met in
+    later do not (auto white balance and exposure settle differently per scene; the rendered
+    generator draws the same spread per scene). Without such copies a plain, pale object
+    (a grey can) is matched by its tint, not its shape (bench/teach_bench.py)."""
+    gains = rng.uniform(1 - channel, 1 + channel, 3) * rng.uniform(1 - exposure, 1 + exposure)
+    return np.clip(image.astype(np.float32) * gains.astype(np.float32), 0, 255).astype(np.uint8)
+
+
 def check_frame(color: np.ndarray, depth: np.ndarray | None) -> None:
     if color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
         raise ValueError(f"colour must be uint8 (H, W, 3) RGB, got {color.dtype} {color.shape}")

@@ -29,7 +29,7 @@ from ..learn.cache import cache_dir
 from ..learn.features import with_mirror_images
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
-from .patches import DetectedObject, jittered_crop
+from .patches import DetectedObject, jittered_crop, occluded_crop, rebalanced
 
 DEFAULT_VIEWS, MAX_VIEWS = 10, 200
 SELECT_MODES = ("center", "largest")
@@ -166,11 +166,22 @@ def _chain(sha: str, *parts: bytes) -> str:
 
 
 @dataclass
+class _ViewSource:
+    """One taught view: the crop the node classified, and the region around it (a copy, not
+    the frame) with the object's mask and box, from which the apply thread cuts the extra
+    examples (`Teacher._extra_crops`), off the frame workers."""
+    patch: np.ndarray
+    region: np.ndarray
+    mask: np.ndarray  # region-sized uint8
+    box: tuple[int, int, int, int]  # the object's box in the region
+
+
+@dataclass
 class _Session:
     request: TeachRequest
     started: float
     views: int = 0
-    crops: list[np.ndarray] = field(default_factory=list)  # each view's crop and its jittered copies
+    sources: list[_ViewSource] = field(default_factory=list)  # each view's crop, and what its extra crops are cut from
     skipped: int = 0  # processed frames without the requested object
 
 
@@ -182,8 +193,9 @@ class Teacher:
     Changes to the model take the processor's write lock, so they land between frames.
     """
 
-    def __init__(self, processor: FrameProcessor, timeout_s: float = 30.0, jitter_crops: int = 2,
-                 mirror: bool = True, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, processor: FrameProcessor, timeout_s: float = 30.0, jitter_crops: int = 3,
+                 mirror: bool = True, occluded_crops: int = 3, white_balance: float = 0.15,
+                 clock: Callable[[], float] = time.monotonic,
                  on_done: Callable[[TeachStatus], None] | None = None) -> None:
         """`on_done`: apply completed requests on a thread of their own and report there (the
         node: a frame worker never waits for features and the index append); None: in `offer`."""
@@ -192,6 +204,8 @@ class Teacher:
         self.timeout_s = float(timeout_s)
         self.jitter_crops = int(jitter_crops)
         self.mirror = bool(mirror)
+        self.occluded_crops = int(occluded_crops)
+        self.white_balance = float(white_balance)
         self._clock = clock
         self._lock = threading.Lock()
         self._apply_lock = threading.Lock()
@@ -250,45 +264,66 @@ class Teacher:
                 return self._expired(s) or []
             obj = result.extraction.objects[i]
             s.views += 1
-            s.crops += [obj.patch.copy(), *self._jittered(result.color, obj, s.views)]
+            s.sources.append(self._view_source(result.color, obj))
             if s.views < req.views:
                 return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))]
             self._session = None
-        # Features outside any lock (frames keep flowing); the index changes under the write lock.
-        crops = np.stack(s.crops)
-        groups = np.repeat(np.arange(s.views), 1 + self.jitter_crops)  # the view each crop came from
+        # Extra crops and features outside any lock (frames keep flowing); the index changes under the write lock.
         if self._on_done is None:
-            return [self._apply(req, crops, s.views, groups)]
-        threading.Thread(target=self._apply_in_background, args=(req, crops, s.views, groups),
+            return [self._apply(req, *self._examples(s.sources), s.views)]
+        threading.Thread(target=self._apply_in_background, args=(req, s.sources),
                          name="robot_classify_teach", daemon=True).start()
         return []
 
-    def _apply_in_background(self, req: TeachRequest, crops: np.ndarray, views: int, groups: np.ndarray) -> None:
+    def _apply_in_background(self, req: TeachRequest, sources: list[_ViewSource]) -> None:
         try:
-            status = self._apply(req, crops, views, groups)
+            status = self._apply(req, *self._examples(sources, yield_cpu=True), len(sources), yield_cpu=True)
         except Exception as e:  # noqa: BLE001 -- reported as a status, never a dead thread
-            status = self._failed(req.label, f"could not add the views: {type(e).__name__}: {e}", views, req.views)
+            status = self._failed(req.label, f"could not add the views: {type(e).__name__}: {e}", len(sources),
+                                  req.views)
         self._on_done(status)
 
-    def _jittered(self, color: np.ndarray, obj: DetectedObject, view: int) -> list[np.ndarray]:
-        """`jitter_crops` crops of the view as a slightly different segmentation would cut it
-        (`patches.jittered_crop`, as the default model's recipe trains): ten views then cover
-        the segmenter's variation as well as the recipe's classes do (measured: bench/teach_bench.py)."""
-        if not self.jitter_crops:
-            return []
+    def _examples(self, sources: list[_ViewSource], yield_cpu: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Every view's crop and its extra crops, and the view each came from (for `novelty_scale`).
+        `yield_cpu`: hand the interpreter back after each view (see `_features_between_frames`)."""
+        crops = []
+        for i, v in enumerate(sources, 1):
+            crops += [v.patch, *self._extra_crops(v, i)]
+            if yield_cpu:
+                time.sleep(0)
+        return np.stack(crops), np.repeat(np.arange(len(sources)), len(crops) // len(sources))
+
+    def _view_source(self, color: np.ndarray, obj: DetectedObject) -> _ViewSource:
+        """What the view's extra crops are cut from: a region one box size around the box holds
+        every re-cut (shift <= 10%, scale <= 115%, padding), the same crops as on the whole frame."""
         p = self.processor.params
         x, y, w, h = obj.bbox
-        # A region one box size around the box holds every re-cut (shift <= 10%, scale <= 115%,
-        # padding): the same crops as on the whole frame, without eroding a frame-sized mask.
         m = int(max(w, h) * (1 + p.padding))
         H, W = color.shape[:2]
         x0, y0 = max(0, x - m), max(0, y - m)
-        region = color[y0:min(H, y + h + m), x0:min(W, x + w + m)]
+        region = color[y0:min(H, y + h + m), x0:min(W, x + w + m)].copy()
         mask = np.zeros(region.shape[:2], np.uint8)
         mask[y - y0:y - y0 + h, x - x0:x - x0 + w] = obj.mask
-        rng = np.random.default_rng(view)  # reproducible: the same views give the same examples
-        return [jittered_crop(region, (x - x0, y - y0, w, h), mask, rng, p.padding, p.mask_background)
-                for _ in range(self.jitter_crops)]
+        return _ViewSource(obj.patch.copy(), region, mask, (x - x0, y - y0, w, h))
+
+    def _extra_crops(self, view: _ViewSource, seed: int) -> list[np.ndarray]:
+        """More examples from one view, as the scenes the object is met in later will differ from it:
+        `jitter_crops` re-cuts as a slightly different segmentation would cut it
+        (`patches.jittered_crop`, as the default model's recipe trains) and `occluded_crops`
+        crops of a part of it, as a neighbour in front would leave it (`patches.occluded_crop`),
+        each under another white balance and exposure (`patches.rebalanced`, gains 1 +-
+        `white_balance`; 0: as seen). Measured one by one: bench/teach_bench.py, README."""
+        p = self.processor.params
+        rng = np.random.default_rng(seed)  # reproducible: the same views give the same examples
+
+        def lit() -> np.ndarray:
+            return rebalanced(view.region, rng, self.white_balance, self.white_balance) if self.white_balance \
+                else view.region
+
+        crops = [jittered_crop(lit(), view.box, view.mask, rng, p.padding, p.mask_background)
+                 for _ in range(self.jitter_crops)]
+        return crops + [occluded_crop(lit(), view.mask, rng, p.padding, p.mask_background)
+                        for _ in range(self.occluded_crops)]
 
     def add_views(self, label: str, patches: np.ndarray) -> TeachStatus:
         """Teach from crops already in hand (`robot-classify teach --images`)."""
@@ -298,7 +333,7 @@ class Teacher:
             return self._failed(label, str(e))
         if self.model.kind != "knn":
             return self._failed(label, LINEAR_REFUSAL)
-        return self._apply(TeachRequest(label, len(patches)), patches, len(patches), np.arange(len(patches)))
+        return self._apply(TeachRequest(label, len(patches)), patches, np.arange(len(patches)), len(patches))
 
     def cancel(self, reason: str) -> TeachStatus | None:
         """End a collecting request as failed (a bag that ran out of frames); None if idle."""
@@ -329,19 +364,21 @@ class Teacher:
     def _skip_note(s: _Session) -> str:
         return f"{s.skipped} frame(s) without the object skipped" if s.skipped else ""
 
-    def _apply(self, req: TeachRequest, patches: np.ndarray, views: int, groups: np.ndarray) -> TeachStatus:
+    def _apply(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
+               yield_cpu: bool = False) -> TeachStatus:
         """Features, then the novelty scale under the read lock (frames go on), then the append
         under the write lock, one request at a time. With `mirror`, each crop's mirror image is an example too: a
         turned object shows its other side, and ten views are few (bench/teach_bench.py)."""
         with self._apply_lock:  # two finished requests (a slow cnn apply) never grow the index at once
-            return self._apply_locked(req, patches, views, groups)
+            return self._apply_locked(req, patches, groups, views, yield_cpu)
 
-    def _apply_locked(self, req: TeachRequest, patches: np.ndarray, views: int, groups: np.ndarray) -> TeachStatus:
+    def _apply_locked(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
+                      yield_cpu: bool) -> TeachStatus:
         model, p = self.model, self.processor
         if self.mirror:
             patches, groups = with_mirror_images(patches, groups)
         try:
-            X = _features_between_frames(model, patches)
+            X = _features_between_frames(model, patches, yield_cpu)
             with p.model_lock.reading():
                 scale = model.novelty_scale(X, req.label, groups)
                 model.reserve(len(X))  # the index's copy, if it must grow, while frames go on
@@ -395,17 +432,20 @@ class Teacher:
 APPLY_BATCH = 8  # patches per feature call while applying a request (see _features_between_frames)
 
 
-def _features_between_frames(model, patches: np.ndarray) -> np.ndarray:
+def _features_between_frames(model, patches: np.ndarray, yield_cpu: bool = False) -> np.ndarray:
     """The model's features of `patches`, a few at a time, handing the interpreter back after each.
 
     The apply thread runs beside the frame workers; HOG in one call over 60 crops holds the GIL
     for tens of milliseconds, and frames queued behind it (measured: p99 waiting 17 to 180 ms
     against 1 to 22 without teaching). A yield after every APPLY_BATCH patches lets a waiting
-    worker in within one batch."""
+    worker in within one batch. With `yield_cpu` (the node's apply thread) it also rests as long
+    as each batch took: a request then takes at most about half a core while it applies, on a
+    machine the frame workers already keep busy, and `done` comes that much later (README)."""
     out = []
     for i in range(0, len(patches), APPLY_BATCH):
+        t0 = time.perf_counter()
         out.append(model.features.transform(patches[i:i + APPLY_BATCH]))
-        time.sleep(0)
+        time.sleep(time.perf_counter() - t0 if yield_cpu else 0)
     return np.concatenate(out)
 
 
