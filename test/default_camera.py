@@ -17,6 +17,9 @@ from sensor_msgs.msg import CameraInfo, Image
 from ros_harness import make_image, make_info
 
 
+LINGER_S = 3.0
+
+
 def main() -> None:
     prefix, rate, frames, reliability = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     rclpy.init()
@@ -38,6 +41,9 @@ def main() -> None:
         pubs[1].publish(make_image(depth, "16UC1", stamp))
         pubs[0].publish(make_image(color, "rgb8", stamp))
         time.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
+    # A driver keeps running after any one frame: the writer stays up while reliable repairs of
+    # the last frames' lost fragments are still due (they come with its heartbeats).
+    time.sleep(LINGER_S)
     node.destroy_node()
     rclpy.try_shutdown()
 
