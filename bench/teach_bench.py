@@ -16,6 +16,7 @@ visible is reported beside it.
       ~/save_model, a restart from the saved file, and the accuracy again; per draw (disjoint
       views, a fresh node each).
 
+Another scene set: --seed 920000000 renders new views and scenes of the same objects.
 Ablations (one choice off, 10 views): --white-balance 0, --occluded-crops 0 --jitter-crops 6,
 --no-mirror, --taught-k 20, each with --tag NAME.
 
@@ -39,7 +40,10 @@ K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
 POOL, TEST_SCENES = 30, 60
 
 
-def render_novel(cache: Path) -> tuple[dict, list]:
+SEED = 900_000_000  # views: SEED + 1000 * object + view; test scenes: SEED + 10,000,000 + scene
+
+
+def render_novel(cache: Path, seed: int = SEED) -> tuple[dict, list]:
     """Per object POOL single-object frames (teaching views) and TEST_SCENES multi-object scenes;
     rendered once, kept in `cache` (npz) for the next run."""
     from robot_classify.sim.object_catalog import NOVEL_CATALOG
@@ -50,16 +54,20 @@ def render_novel(cache: Path) -> tuple[dict, list]:
         with SceneRenderer() as r:
             for oi, name in enumerate(NOVEL_CATALOG):
                 for v in range(POOL):
-                    s = r.render(900_000_000 + oi * 1000 + v, n_objects=(1, 1), max_distractors=0,
+                    s = r.render(seed + oi * 1000 + v, n_objects=(1, 1), max_distractors=0,
                                  catalog={name: NOVEL_CATALOG[name]})
                     write_scene(s, cache / "views" / name / f"{v:03d}")
             for i in range(TEST_SCENES):
-                s = r.render(910_000_000 + i, n_objects=(3, 6), max_distractors=0, catalog=NOVEL_CATALOG)
+                s = r.render(seed + 10_000_000 + i, n_objects=(3, 6), max_distractors=0, catalog=NOVEL_CATALOG)
                 write_scene(s, cache / "test" / f"{i:03d}")
         done.write_text("ok")
     views = {name: [read_scene(cache / "views" / name / f"{v:03d}") for v in range(POOL)] for name in NOVEL_CATALOG}
     tests = [read_scene(cache / "test" / f"{i:03d}") for i in range(TEST_SCENES)]
     return views, tests
+
+
+def cache_of(args) -> Path:
+    return Path(args.cache) if args.seed == SEED else Path(f"{args.cache}-{args.seed}")
 
 
 def intrinsics(scene):
@@ -133,7 +141,7 @@ def curve(args) -> None:
     import robot_classify.learn.model as model_module
 
     model_module.TAUGHT_K = args.taught_k  # an ablation knob; the node always uses the module's own
-    views, tests = render_novel(Path(args.cache))
+    views, tests = render_novel(cache_of(args), args.seed)
     params = check_parameters({})
     out = {"taught_k": args.taught_k, "views_per_object": args.views, "jitter_crops": args.jitter_crops,
            "occluded_crops": args.occluded_crops, "white_balance": args.white_balance, "mirror": args.mirror, "objects": list(views), "test_scenes": len(tests), "repeats": args.repeats,
@@ -191,7 +199,7 @@ def live(args) -> None:
 
     from robot_classify.learn.model_io import file_sha256
 
-    views, tests = render_novel(Path(args.cache))
+    views, tests = render_novel(cache_of(args), args.seed)
     tmp = Path(tempfile.mkdtemp())
     stamp = iter(range(1_000_000_000, 10**13, 50_000_000))
     model = {"default": "", "cnn": str(cnn_model(Path(args.cache)))}.get(args.model, args.model)
@@ -281,6 +289,8 @@ def main() -> None:
                                                        "cnn features) or a model file")
     for p in (c, lv):
         p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "robot_classify_teach_bench"))
+        p.add_argument("--seed", type=int, default=SEED, help="render seeds (another value: new views and scenes "
+                                                            "of the same objects, e.g. 920000000)")
     args = ap.parse_args()
     curve(args) if args.mode == "curve" else live(args)
 
