@@ -56,6 +56,7 @@ LOSS_WARN = 0.10  # share of a camera stream's frames lost over HEALTH_WINDOW_S 
 HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
 LOSS_WINDOW_S = 10.0  # stamps the loss estimate looks at (a few frames even when most are lost)
 MASK_WAIT_S = 0.25  # how long a frame waits for its mask (a segmenter publishes after the camera)
+FIRST_INFO_WAIT_S = 0.25  # how long a frame waits for the first camera_info ever (_camera_info_for)
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 # best_available is resolved by the node itself (`_best_available`), per topic, whenever publishers change.
 PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/config/fastdds_large_images.xml for "
@@ -97,6 +98,7 @@ class ClassifyNode(Node):
         self._max_queue_wait = p["max_queue_wait"]
         self.mode = p["segmentation.mode"]
         self._info: CameraInfo | None = None  # latest
+        self._first_info = threading.Event()  # set by the first camera_info (see _camera_info_for)
         self._infos: dict[int, CameraInfo] = {}  # recent, by stamp: the one taken with the image wins
         self._masks: dict[int, Image] = {}  # recent, by stamp: a frame takes the mask stamped like it
         self._mask_arrived = threading.Condition()
@@ -238,6 +240,7 @@ class ClassifyNode(Node):
     def _on_info(self, msg: CameraInfo) -> None:
         self._last_rx["color/camera_info"] = time.monotonic()
         self._info = msg
+        self._first_info.set()
         self._infos[header_to_ns(msg.header)] = msg
         while len(self._infos) > 30:
             self._infos.pop(next(iter(self._infos)))
@@ -351,9 +354,13 @@ class ClassifyNode(Node):
                 self._skip("error", f"{type(e).__name__}: {e}")
 
     def _camera_info_for(self, key: int) -> CameraInfo | None:
-        """The camera_info stamped like the frame if it has arrived, else the latest one. Never
-        waits: intrinsics of a running camera do not change, and one of another size than the
-        image is refused (FrameProcessor) rather than used."""
+        """The camera_info stamped like the frame if it has arrived, else the latest one: intrinsics
+        of a running camera do not change, and one of another size than the image is refused
+        (FrameProcessor) rather than used. Waits only for the very first camera_info, at most
+        FIRST_INFO_WAIT_S: the first frame's images may overtake their small camera_info on
+        another topic, and without any the frame could only be skipped."""
+        if self._info is None and self.mode == "depth":
+            self._first_info.wait(FIRST_INFO_WAIT_S)
         return self._infos.get(key, self._info)
 
     def _process(self, seq: int, taken: float, key: int, color_msg: Image, depth_msg: Image) -> None:
