@@ -127,4 +127,3 @@ def test_silent_input_with_incompatible_publisher_gets_one_clear_warning(harness
         assert harness.alive()
     finally:
         harness.node.destroy_publisher(pub)
-
