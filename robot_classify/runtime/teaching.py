@@ -180,9 +180,12 @@ class _ViewSource:
 class _Session:
     request: TeachRequest
     started: float
-    views: int = 0
     sources: list[_ViewSource] = field(default_factory=list)  # each view's crop, and what its extra crops are cut from
     skipped: int = 0  # processed frames without the requested object
+
+    @property
+    def views(self) -> int:
+        return len(self.sources)
 
 
 class Teacher:
@@ -263,7 +266,6 @@ class Teacher:
                 s.skipped += 1
                 return self._expired(s) or []
             obj = result.extraction.objects[i]
-            s.views += 1
             s.sources.append(self._view_source(result.color, obj))
             if s.views < req.views:
                 return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))]
