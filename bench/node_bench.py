@@ -14,6 +14,11 @@ Transport set-ups:
 - --publisher-defaults: the publisher (the camera driver's stand-in) runs with Fast DDS's own
   defaults, the node with what classify.launch.py gives it: how most users run a camera driver;
 - --default-transport: both with Fast DDS's defaults.
+
+Latency while teaching: --teach-every 1.5 --interleave 10 sends a ~/teach request every 1.5 s
+in alternate 10 s blocks and compares the two kinds of block within one run, twice: on the
+tester's publish -> receive times per frame ("interleaved"; this process's own jitter included)
+and on the node's receipt -> publish percentiles per block ("interleaved_node").
 """
 from __future__ import annotations
 
@@ -83,6 +88,31 @@ def interleaved(h, sent: dict[int, float], t0: float, block_s: float) -> dict:
                    "p99_ms": float(np.percentile(v, 99) * 1000) if v else None} for kind, v in lat.items()}
 
 
+def node_side_blocks(diags: list, t0: float, wall: float, block_s: float) -> dict:
+    """The node's own receipt -> publish latency per block, free of this process's jitter.
+    /diagnostics (1 Hz) reports percentiles over the node's last 300 frames, 10 s at 30 Hz: the
+    last message of each block covers that block (its first half second or so may fall in the
+    block before). Per kind of block: every block's p50 / p99 and their medians."""
+    blocks: dict[str, list[dict]] = {"teaching": [], "none": []}
+    for b in range(int(wall // block_s)):
+        end = t0 + (b + 1) * block_s
+        last = [m for at, m in diags if end - 1.0 <= at <= end]
+        if not last:
+            continue
+        values = {kv.key: kv.value for kv in last[-1].status[0].values}
+        blocks["teaching" if b % 2 == 0 else "none"].append(
+            {"block": b, "latency_p50_ms": float(values["latency_p50_ms"]),
+             "latency_p99_ms": float(values["latency_p99_ms"]),
+             "processing_p99_ms": float(values["processing_p99_ms"])})
+    out: dict = {}
+    for kind, rows in blocks.items():
+        out[kind] = {"blocks": rows}
+        if rows:
+            for key in ("latency_p50_ms", "latency_p99_ms", "processing_p99_ms"):
+                out[kind][f"median_{key}"] = float(np.median([r[key] for r in rows]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=300)
@@ -138,7 +168,13 @@ def main() -> None:
     h = RosHarness(str(model_path), params={"workers": args.workers, "device": args.device,
                                             "qos.reliability": args.node_qos, "k": args.k, **extra},
                    node_env=node_env, publisher_reliability=args.publisher_qos)
-    h.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append(m), 10)
+    diag_at: list[float] = []  # when each /diagnostics message arrived (time.monotonic)
+
+    def on_diag(m) -> None:
+        diags.append(m)
+        diag_at.append(time.monotonic())
+
+    h.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     teach = None
     if args.teach_every > 0:
         from test_node_teach import TeachClient
@@ -219,6 +255,7 @@ def main() -> None:
     result["params"] = extra
     if args.interleave and teach is not None:
         result["interleaved"] = interleaved(h, sent, t0, args.interleave)
+        result["interleaved_node"] = node_side_blocks(list(zip(diag_at, diags)), t0, wall, args.interleave)
     if teach is not None:
         states = [st["state"] for st in teach.statuses]
         result.update({"teach_every_s": args.teach_every, "teach_requests": taught, "teach_done": states.count("done"),

@@ -16,11 +16,11 @@ visible is reported beside it.
       ~/save_model, a restart from the saved file, and the accuracy again; per draw (disjoint
       views, a fresh node each).
 
-Another scene set: --seed 920000000 renders new views and scenes of the same objects.
+Other scene sets: --seed 920000000 or 940000000 render new views and scenes of the same objects.
 Ablations (one choice off, 10 views): --white-balance 0, --occluded-crops 0 --jitter-crops 6,
 --no-mirror, --taught-k 20, each with --tag NAME.
 
-Results: bench/results/teach_curve[_TAG].json, bench/results/teach_live_{default,cnn}.json.
+Results: bench/results/teach_curve[_TAG].json, bench/results/teach_live_{default,cnn}[_seedN].json.
 """
 from __future__ import annotations
 
@@ -226,19 +226,27 @@ def live(args) -> None:
         h = RosHarness(model, params={"teach.save_path": str(saved)})
         try:
             t = TeachClient(h)
-            latencies = []
+            latencies, without = [], 0
             for name, scenes in views.items():
                 t.send(t.teach_pub, json.dumps({"label": name, "views": args.views}))
                 t.wait_status(name, ("collecting",))
-                for s in scenes[d * args.views:(d + 1) * args.views]:
+                # The draw's frames, then the next ones, as a camera goes on: a frame in which
+                # nothing is segmented gives no view (the node skips it and waits for another).
+                taken = sent = 0
+                for s in scenes[d * args.views:] + scenes[:d * args.views]:
                     st = next(stamp)
                     h.publish_frame(s.color, s.depth, K, st, info_lead=0.0)
                     last = time.monotonic()
-                    h.wait_for(st)
+                    taken += bool(h.wait_for(st)["objects"])
+                    sent += 1
+                    if taken == args.views:
+                        break
                 status = t.wait_status(name)
                 latencies.append(time.monotonic() - last)
                 assert status["state"] == "done", status
+                without += sent - taken
             draw["done_latency_s"] = {"max": max(latencies), "median": float(np.median(latencies))}
+            draw["frames_without_object"] = without
             draw["after_teaching"] = label_tests(h)
             response = t.call_save()
             assert response.success, response.message
@@ -262,7 +270,8 @@ def live(args) -> None:
                                           for dr in result["draws"])
     print(f"mean {result['accuracy_mean']:.3f} (min {result['accuracy_min']:.3f}) over {len(accs)} draws")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"teach_live_{Path(args.model).stem if args.model not in ('default', 'cnn') else args.model}.json"
+    name = Path(args.model).stem if args.model not in ("default", "cnn") else args.model
+    out = RESULTS / f"teach_live_{name}{'' if args.seed == SEED else f'_seed{args.seed // 1_000_000}'}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
 
