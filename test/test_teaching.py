@@ -241,6 +241,12 @@ def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     now[0] = 6.0
     s = t.check_timeout()
     assert s.state == "failed" and "timed out after 5 s with 1/3 views" in s.reason and not t.collecting
+    # A pixel inside the image but on no object: the reason names the pixel.
+    t.request('{"label": "there", "select": {"x": 20, "y": 20}}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    now[0] = 12.0
+    s = t.check_timeout()
+    assert s.state == "failed" and "1 frames had no segmented object at pixel (20, 20)" in s.reason
 
 
 def test_teaching_waits_for_frames_in_flight():

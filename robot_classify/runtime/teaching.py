@@ -358,9 +358,12 @@ class Teacher:
         if self._clock() - s.started <= self.timeout_s:
             return None
         self._session = None
+        select = s.request.select
+        where = (f"no segmented object at pixel ({select[0]}, {select[1]}); is the object there?"
+                 if isinstance(select, tuple) else "no object to take; is the object in view and segmented?")
         return [self._failed(s.request.label, f"timed out after {self.timeout_s:g} s with {s.views}/"
-                                              f"{s.request.views} views ({s.skipped} frames had no object to take; "
-                                              "is the object in view and segmented?)", s.views, s.request.views)]
+                                              f"{s.request.views} views ({s.skipped} frames had {where})",
+                             s.views, s.request.views)]
 
     @staticmethod
     def _skip_note(s: _Session) -> str:
