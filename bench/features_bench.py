@@ -1,8 +1,12 @@
-"""Features for kNN on held-out scenes: raw pixels, HOG + colour, EfficientNet-Lite0 (`cnn`)
+"""Features for kNN on held-out scenes: raw pixels, HOG + colour, EfficientNet-Lite0 (`cnn`, and
+`cnn_color`: the embedding with hog_color's colour parts)
 at several input sizes. Accuracy (k = 1, 3), few-shot 1-NN curves and feature time per
 10-patch frame on this machine. Not a test.
 
-  python bench/features_bench.py [--threads 1] [--sizes 32,48,64,96,128] [--repeats 5]
+  python bench/features_bench.py [--threads 1] [--sizes 32,48,64,96,128] [--repeats 5] [--only NAME,...]
+
+--only measures those rows alone (e.g. "cnn_color 64px blocks") and puts them into the last
+results, in place of rows of the same name.
 
 Data: the default recipe's patch set (rendered once into the cache): train = the default
 model's training scenes, test = whole scenes it never saw. Writes
@@ -59,7 +63,7 @@ def plot(result: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = ("pixels", "hog_color", "cnn 32px", "cnn 64px", "cnn 64px blocks")
+    shown = ("pixels", "hog_color", "cnn 32px", "cnn 64px", "cnn 64px blocks", "cnn_color 64px blocks")
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in result["rows"]:
         if row["features"] in shown:
@@ -84,6 +88,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="32,48,64,96,128")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--plot-only", action="store_true", help="redraw docs/few_shot.png from the last results")
+    ap.add_argument("--only", type=lambda s: s.split(","), default=None,
+                    help="measure only these rows and merge them into the last results")
     args = ap.parse_args()
     out = ROOT / "bench" / "results" / "features_cpu.json"
     if args.plot_only:
@@ -102,6 +108,12 @@ def main() -> None:
     configs = [("pixels", {"kind": "pixels", "center": False}), ("hog_color", {"kind": "hog_color"})]
     configs += [(f"cnn {s}px", {"kind": "cnn", "size": int(s)}) for s in args.sizes.split(",")]
     configs.append(("cnn 64px blocks", {"kind": "cnn", "size": 64, "layer": "blocks"}))
+    configs.append(("cnn_color 64px blocks", {"kind": "cnn_color", "size": 64, "layer": "blocks"}))
+    if args.only:
+        unknown = set(args.only) - {name for name, _ in configs}
+        if unknown:
+            ap.error(f"--only: no such rows {sorted(unknown)}; they are {[name for name, _ in configs]}")
+        configs = [(name, cfg) for name, cfg in configs if name in args.only]
     shots = [1, 2, 5, 10, 20]
     rows = []
     for name, cfg in configs:
@@ -117,6 +129,8 @@ def main() -> None:
                "few_shot_1nn": few_shot(Xtr, train.labels, Xte, test.labels, shots, args.repeats)}
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "config"}))
+    if args.only:  # the other rows as last measured
+        rows = [r for r in json.loads(out.read_text())["rows"] if r["features"] not in args.only] + rows
     result = {"train": len(train), "test": len(test), "threads": args.threads, "device": "cpu", "repeats": args.repeats,
               "cpu_cores": os.cpu_count(), "rows": rows}
     out.write_text(json.dumps(result, indent=2))

@@ -7,10 +7,10 @@ the taught label at the node's default min_score (below it: `unknown`, wrong). O
 half visible are scored, as `replay-eval` scores them; the rate over objects at least 30%
 visible is reported beside it.
 
-  python bench/teach_bench.py curve [--views 1,3,5,10,20] [--features hog_color,cnn] [--repeats 3]
+  python bench/teach_bench.py curve [--views 1,3,5,10,20] [--features hog_color,cnn,cnn_color] [--repeats 3]
       accuracy against views per object, offline through `Teacher` (the node's code), on the
-      embedded default model (hog_color) and a cnn kNN trained on the same recipe patches;
-  python bench/teach_bench.py live [--model default|cnn|FILE] [--views 10] [--draws 3]
+      embedded default model (hog_color) and cnn / cnn_color kNNs trained on the same recipe patches;
+  python bench/teach_bench.py live [--model default|cnn|cnn_color|FILE] [--views 10] [--draws 3]
       through classify_node over real DDS: ~/teach, 10 views per object published as frames,
       the done latency (last view published -> done received), accuracy on new scenes, then
       ~/save_model, a restart from the saved file, and the accuracy again; per draw (disjoint
@@ -20,7 +20,7 @@ Other scene sets: --seed 920000000 or 940000000 render new views and scenes of t
 Ablations (one choice off, 10 views): --white-balance 0, --occluded-crops 0 --jitter-crops 6,
 --no-mirror, --taught-k 20, each with --tag NAME.
 
-Results: bench/results/teach_curve[_TAG].json, bench/results/teach_live_{default,cnn}[_seedN].json.
+Results: bench/results/teach_curve[_TAG].json, bench/results/teach_live_{default,cnn,cnn_color}[_seedN].json.
 """
 from __future__ import annotations
 
@@ -100,16 +100,16 @@ def score_labels(pred: list[tuple[str, tuple]], scene) -> np.ndarray:
     return np.array(out)
 
 
-def cnn_model(tmp: Path) -> Path:
-    """A cnn kNN on the default model's recipe patches (`robot-classify train`), cached."""
+def recipe_model(features: str) -> Path:
+    """A kNN on the default model's recipe patches with these features (`robot-classify train`), cached."""
     from robot_classify.cli import main as cli
     from robot_classify.learn.cache import cache_dir
     from robot_classify.sim.default_recipe import recipe_patches
 
-    path = cache_dir() / "bench" / "recipe-cnn-knn.safetensors"
+    path = cache_dir() / "bench" / f"recipe-{features.replace('_', '-')}-knn.safetensors"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        assert cli(["train", "--dataset", str(recipe_patches()), "--features", "cnn", "--classifier", "knn",
+        assert cli(["train", "--dataset", str(recipe_patches()), "--features", features, "--classifier", "knn",
                     "--out", str(path), "--quiet"]) == 0
     return path
 
@@ -147,7 +147,7 @@ def curve(args) -> None:
            "occluded_crops": args.occluded_crops, "white_balance": args.white_balance, "mirror": args.mirror, "objects": list(views), "test_scenes": len(tests), "repeats": args.repeats,
            "min_score": params["min_score"], "results": {}}
     for kind in args.features:
-        path = default_model_path() if kind == "hog_color" else cnn_model(Path(args.cache))
+        path = default_model_path() if kind == "hog_color" else recipe_model(kind)
         model = load_model(path, device="cpu")
         p = FrameProcessor.from_parameters(model, params)
         # Every view frame through the node's processing once; a teach request takes views from them.
@@ -202,7 +202,8 @@ def live(args) -> None:
     views, tests = render_novel(cache_of(args), args.seed)
     tmp = Path(tempfile.mkdtemp())
     stamp = iter(range(1_000_000_000, 10**13, 50_000_000))
-    model = {"default": "", "cnn": str(cnn_model(Path(args.cache)))}.get(args.model, args.model)
+    model = "" if args.model == "default" else str(recipe_model(args.model)) if args.model in ("cnn", "cnn_color") \
+        else args.model
     result: dict = {"views_per_object": args.views, "objects": list(views), "test_scenes": len(tests),
                     "model": args.model, "draws": []}
 
@@ -270,7 +271,7 @@ def live(args) -> None:
                                           for dr in result["draws"])
     print(f"mean {result['accuracy_mean']:.3f} (min {result['accuracy_min']:.3f}) over {len(accs)} draws")
     RESULTS.mkdir(exist_ok=True)
-    name = Path(args.model).stem if args.model not in ("default", "cnn") else args.model
+    name = Path(args.model).stem if args.model not in ("default", "cnn", "cnn_color") else args.model
     out = RESULTS / f"teach_live_{name}{'' if args.seed == SEED else f'_seed{args.seed // 1_000_000}'}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
@@ -294,8 +295,8 @@ def main() -> None:
     lv = sub.add_parser("live")
     lv.add_argument("--views", type=int, default=10)
     lv.add_argument("--draws", type=int, default=3, help="disjoint sets of views, each on a fresh node")
-    lv.add_argument("--model", default="default", help="default (hog_color, shipped), cnn (the recipe's patches, "
-                                                       "cnn features) or a model file")
+    lv.add_argument("--model", default="default", help="default (hog_color, shipped), cnn or cnn_color (the "
+                                                       "recipe's patches, those features) or a model file")
     for p in (c, lv):
         p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "robot_classify_teach_bench"))
         p.add_argument("--seed", type=int, default=SEED, help="render seeds (another value: new views and scenes "

@@ -121,3 +121,69 @@ def test_the_gemm_search_path_agrees_on_cnn_features():
     gemm.add(X)
     got = np.stack([gemm._rerank(q, c, 5)[1] for q, c in zip(Q, gemm._gemm_candidates(Q, 5))])
     np.testing.assert_array_equal(got, expected)
+
+
+def test_cnn_color_is_the_embedding_with_hog_colors_colour_parts_beside_it():
+    """Shape from the network, colour from the histograms: two patches the same but for their
+    hue are close in `cnn` and apart in `cnn_color`, by as much as hog_color's colour parts say."""
+    from robot_classify.learn.features import HogColorFeatures
+
+    rng = np.random.default_rng(2)
+    patches = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    pipe = FeaturePipeline(kind="cnn_color", size=32)
+    X = pipe.transform(patches)
+    assert X.shape == (4, 320 + 72 + 48) == (4, pipe.extractor.dim) and X.dtype == np.float32
+    np.testing.assert_allclose(X[:, :320], FeaturePipeline(kind="cnn", size=32).transform(patches), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(X[:, 320:], HogColorFeatures(color_weight=1.0, grid_weight=1.0)
+                               .transform(patches)[:, 324:], rtol=1e-6)
+    assert pipe.transform(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 440)
+
+    green = np.zeros((2, 32, 32, 3), np.uint8)
+    green[:, 8:24, 6:26] = (40, 170, 60)
+    blue = green[..., ::-1].copy()  # the same shape, another colour
+    both = np.concatenate([green, blue])
+    cnn_gap = np.linalg.norm(np.subtract(*FeaturePipeline(kind="cnn", size=32).transform(both)[[0, 2]]))
+    color_gap = np.linalg.norm(np.subtract(*pipe.transform(both)[[0, 2]]))
+    assert color_gap > cnn_gap + 0.5
+    half = FeaturePipeline(kind="cnn_color", size=32, color_weight=0.5).transform(both)
+    np.testing.assert_allclose(half[:, 320:], pipe.transform(both)[:, 320:] / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [dict(color_weight=-1.0), dict(color_weight=float("nan")), dict(color_weight=True),
+                                 dict(size=50)])
+def test_bad_cnn_color_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="color_weight|cnn size"):
+        FeaturePipeline(kind="cnn_color", **bad)
+
+
+def test_cnn_color_model_round_trips_and_its_fields_are_checked(tmp_path):
+    from conftest import make_patches
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.learn.model_io import ModelFormatError, load_model, save_model
+
+    data = make_patches(n_per_class=6, n_classes=3)
+    model = ClassifierModel(FeaturePipeline(kind="cnn_color", size=32, color_weight=2.0),
+                            KNNClassifier(3, "l2", device="cpu"), data.class_names).fit(data.images, data.labels)
+    path = save_model(model, tmp_path / "cnn_color.safetensors")
+    loaded = load_model(path, device="cpu")
+    assert loaded.features.config() == {"kind": "cnn_color", "size": 32, "layer": "blocks", "color_weight": 2.0,
+                                        "pca_dims": 0}
+    for a, b in zip(model.predict(data.images), loaded.predict(data.images)):
+        np.testing.assert_array_equal(a, b)
+
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from robot_classify.learn.model_io import metadata_sha256
+
+    with safe_open(str(path), "numpy") as f:  # a consistent file without the colour weight: refused, not defaulted
+        meta, tensors = json.loads(f.metadata()["robot_classify"]), {k: f.get_tensor(k) for k in f.keys()}
+    del meta["features"]["color_weight"]
+    meta["metadata_sha256"] = metadata_sha256(meta)
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={"robot_classify": json.dumps(meta)})
+    with pytest.raises(ModelFormatError, match="color_weight"):
+        load_model(tmp_path / "bad.safetensors", device="cpu")

@@ -13,7 +13,7 @@ import numpy as np
 from skimage.feature import hog
 
 PATCH_SIZE = 32  # side of the square RGB patches every model takes: data sets, training and runtime crops
-FEATURE_KINDS = ("pixels", "hog_color", "cnn")
+FEATURE_KINDS = ("pixels", "hog_color", "cnn", "cnn_color")
 # Bounds on HOG + colour settings. They come from model files too, so every size is bounded:
 # 180 hue bins is one per OpenCV hue value, 256 saturation bins one per value, and a grid
 # finer than the patch only repeats pixels.
@@ -96,6 +96,18 @@ class PixelFeatures:
             self.mean_, self.scale_ = state["mean"], np.float32(state["scale"][0])
 
 
+def color_parts(patch: np.ndarray, hue_bins: int = 18, sat_bins: int = 4, grid: int = 4
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Which colours a patch holds and where: the sqrt of its normalised hue/saturation
+    histogram (Hellinger: unit length, so it weighs the same whatever the patch's size or
+    exposure) and the patch averaged to `grid` x `grid` Lab cells, in [0, 1]."""
+    hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [hue_bins, sat_bins], [0, 180, 0, 256]).ravel()
+    hist = np.sqrt(hist / max(hist.sum(), 1.0))
+    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
+    return hist, cv2.resize(lab, (grid, grid), interpolation=cv2.INTER_AREA).ravel() / 255.0
+
+
 class HogColorFeatures:
     """HOG of the grey patch (shape) + a hue/saturation histogram + a coarse Lab colour layout.
 
@@ -127,11 +139,7 @@ class HogColorFeatures:
         h = hog(grey, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
                 block_norm="L2-Hys", feature_vector=True)
         h = h / max(np.linalg.norm(h), 1e-6)
-        hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1], None, [self.hue_bins, self.sat_bins], [0, 180, 0, 256]).ravel()
-        hist = np.sqrt(hist / max(hist.sum(), 1.0))
-        lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
-        layout = cv2.resize(lab, (self.grid, self.grid), interpolation=cv2.INTER_AREA).ravel() / 255.0
+        hist, layout = color_parts(patch, self.hue_bins, self.sat_bins, self.grid)
         return np.concatenate([h, self.color_weight * hist, self.grid_weight * layout]).astype(np.float32)
 
     def transform(self, images: np.ndarray) -> np.ndarray:
@@ -199,9 +207,9 @@ class FeaturePipeline:
         elif kind == "hog_color":
             self.extractor = HogColorFeatures(**options)
         else:
-            from .cnn import CnnFeatures  # torch + the pretrained network, only when asked for
+            from .cnn import CnnColorFeatures, CnnFeatures  # torch + the pretrained network, only when asked for
 
-            self.extractor = CnnFeatures(**options)
+            self.extractor = (CnnFeatures if kind == "cnn" else CnnColorFeatures)(**options)
         self.pca = PCA(pca_dims) if pca_dims else None
 
     def to(self, device: str) -> "FeaturePipeline":

@@ -70,7 +70,8 @@ _FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"metadata_sha256"}, 3: _FIELDS_V1 | {
 _FEATURE_FIELDS = {"pixels": frozenset({"kind", "center", "pca_dims"}),
                    "hog_color": frozenset({"kind", "hue_bins", "sat_bins", "color_weight", "grid", "grid_weight",
                                            "pca_dims"}),
-                   "cnn": frozenset({"kind", "size", "layer", "pca_dims"})}
+                   "cnn": frozenset({"kind", "size", "layer", "pca_dims"}),
+                   "cnn_color": frozenset({"kind", "size", "layer", "color_weight", "pca_dims"})}
 _CLASSIFIER_PARAMS = {"knn": frozenset({"k", "metric", "weights"}),
                       "linear": frozenset({"loss", "reg", "lr", "max_steps", "batch_size", "momentum", "tol",
                                            "solver", "seed"})}
