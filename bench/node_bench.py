@@ -67,6 +67,11 @@ def ten_object_frames(n: int = 10):
         return [r.render(800_000_000 + i, n_objects=(10, 10), max_distractors=0) for i in range(n)]
 
 
+def teaching_block(index: int) -> bool:
+    """With --interleave, blocks 0, 2, 4, ... of the run teach and the others do not."""
+    return index % 2 == 0
+
+
 def interleaved(h, sent: dict[int, float], t0: float, block_s: float) -> dict:
     """Publish -> receive latency of the frames sent in teaching blocks against those sent in
     blocks without, from one run. The first second of a block without teaching is left out: a
@@ -80,7 +85,7 @@ def interleaved(h, sent: dict[int, float], t0: float, block_s: float) -> dict:
             continue
         t = sent[stamp] - t0
         block, into = divmod(t, block_s)
-        if int(block) % 2 == 0:
+        if teaching_block(int(block)):
             lat["teaching"].append(at - sent[stamp])
         elif into >= 1.0:
             lat["none"].append(at - sent[stamp])
@@ -100,7 +105,7 @@ def node_side_blocks(diags: list, t0: float, wall: float, block_s: float) -> dic
         if not last:
             continue
         values = {kv.key: kv.value for kv in last[-1].status[0].values}
-        blocks["teaching" if b % 2 == 0 else "none"].append(
+        blocks["teaching" if teaching_block(b) else "none"].append(
             {"block": b, "latency_p50_ms": float(values["latency_p50_ms"]),
              "latency_p99_ms": float(values["latency_p99_ms"]),
              "processing_p99_ms": float(values["processing_p99_ms"])})
@@ -193,9 +198,6 @@ def main() -> None:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
-    def teaching_block(t: float) -> bool:
-        return not args.interleave or int(t // args.interleave) % 2 == 0
-
     # Warm-up, then the measured run.
     for i in range(10):
         s = scenes[i % len(scenes)]
@@ -214,7 +216,7 @@ def main() -> None:
         s = scenes[i % len(scenes)]
         h.publish_frame(s.color, s.depth, K, stamp, info_lead=0.0)
         if teach is not None and time.monotonic() - t0 >= next_teach:
-            if teaching_block(time.monotonic() - t0):
+            if not args.interleave or teaching_block(int((time.monotonic() - t0) // args.interleave)):
                 teach.send(teach.teach_pub, json.dumps({"label": f"bench_object_{taught}", "views": 10}))
                 taught += 1
             next_teach += args.teach_every

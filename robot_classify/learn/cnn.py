@@ -163,7 +163,6 @@ class CnnColorFeatures(CnnFeatures):
     """
 
     kind = "cnn_color"
-    HUE_BINS, SAT_BINS, GRID = 18, 4, 4  # as hog_color's defaults
 
     def __init__(self, size: int = 64, layer: str = "blocks", color_weight: float = 1.0) -> None:
         from .features import MAX_WEIGHT, check_number
@@ -173,12 +172,14 @@ class CnnColorFeatures(CnnFeatures):
 
     @property
     def dim(self) -> int:
-        return self.embedding_dim + self.HUE_BINS * self.SAT_BINS + 3 * self.GRID**2
+        from .features import color_dim
+
+        return self.embedding_dim + color_dim()
 
     def _color(self, images: np.ndarray) -> np.ndarray:
         from .features import color_parts
 
-        parts = [np.concatenate(color_parts(p, self.HUE_BINS, self.SAT_BINS, self.GRID)) for p in images]
+        parts = [np.concatenate(color_parts(p)) for p in images]  # hog_color's default bins and grid
         if not parts:
             return np.zeros((0, self.dim - self.embedding_dim), np.float32)
         return (self.color_weight * np.stack(parts)).astype(np.float32)

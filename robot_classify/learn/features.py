@@ -96,7 +96,15 @@ class PixelFeatures:
             self.mean_, self.scale_ = state["mean"], np.float32(state["scale"][0])
 
 
-def color_parts(patch: np.ndarray, hue_bins: int = 18, sat_bins: int = 4, grid: int = 4
+HUE_BINS, SAT_BINS, GRID = 18, 4, 4  # colour parts' defaults, chosen for hog_color (see HogColorFeatures)
+
+
+def color_dim(hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID) -> int:
+    """Length of `color_parts` concatenated: the histogram, then 3 Lab values per cell."""
+    return hue_bins * sat_bins + 3 * grid**2
+
+
+def color_parts(patch: np.ndarray, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Which colours a patch holds and where: the sqrt of its normalised hue/saturation
     histogram (Hellinger: unit length, so it weighs the same whatever the patch's size or
@@ -122,7 +130,7 @@ class HogColorFeatures:
 
     kind = "hog_color"
 
-    def __init__(self, hue_bins: int = 18, sat_bins: int = 4, color_weight: float = 2.0, grid: int = 4,
+    def __init__(self, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, color_weight: float = 2.0, grid: int = GRID,
                  grid_weight: float = 2.0) -> None:
         self.hue_bins = check_int("hue_bins", hue_bins, 1, MAX_HUE_BINS)
         self.sat_bins = check_int("sat_bins", sat_bins, 1, MAX_SAT_BINS)
@@ -148,7 +156,7 @@ class HogColorFeatures:
 
     @property
     def dim(self) -> int:
-        return 324 + self.hue_bins * self.sat_bins + 3 * self.grid**2
+        return 324 + color_dim(self.hue_bins, self.sat_bins, self.grid)
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "hue_bins": self.hue_bins, "sat_bins": self.sat_bins,
