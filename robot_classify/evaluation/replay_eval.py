@@ -25,7 +25,8 @@ from .matching import match_boxes
 from .metrics import per_class_report
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.parameters import check_parameters
-from .replay_metrics import (SCHEMA, centroid_summary, failure_counts, frame_records, iou_summary, non_class_summary,
+from .replay_metrics import (SCHEMA, centroid_summary, failure_counts, frame_records, iou_summary, named_summary,
+                             non_class_summary,
                              threshold_summary, timing_summary)
 from .run_context import run_context
 
@@ -181,6 +182,7 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
         "box_iou": iou_summary(records),
         "thresholds": threshold_summary(records, _effective_min_score(processor)),
         "non_class_objects": non_class_summary(records),
+        "named": named_summary(records),
         "failures": {"counts": counts, "total": sum(counts.values()), "shown": len(shown), "cap": gallery_cap,
                      "items": [{k: r[k] for k in FAILURE_KEYS if k in r} for r in shown]},
         "frames": {"pairs": n_frames, "processed": len(latencies), "with_ground_truth": n_gt_frames,

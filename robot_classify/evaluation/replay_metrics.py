@@ -175,6 +175,23 @@ def non_class_summary(records: list[dict]) -> dict[str, Any]:
             "what_they_were": dict(sorted(by_truth.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
+def named_summary(records: list[dict]) -> dict[str, Any]:
+    """What a grasp planner acts on: every detection that carries a class name, clutter included.
+    `precision` is the share of them that are right (None when nothing was named). Also the
+    detection recall over objects of the model's classes alone (`class_recall`): rejecting
+    clutter must not lose them."""
+    named = [r for r in records if r["label"] is not None and r["label"] != UNKNOWN]
+    right = sum(1 for r in named if r["outcome"] == "correct")
+    class_objects = [r for r in records if r["known"]]
+    return {"named": len(named), "right": right, "precision": right / len(named) if named else None,
+            "wrong_class": sum(1 for r in named if r["outcome"] == "misclassified"),
+            "non_class_named": sum(1 for r in named if r["outcome"] == "distractor_named"),
+            "clutter_named": sum(1 for r in named if r["outcome"] == "false_positive"),
+            "class_objects": len(class_objects),
+            "class_recall": (sum(1 for r in class_objects if r["iou"] is not None) / len(class_objects)
+                             if class_objects else None)}
+
+
 def failure_counts(records: list[dict]) -> dict[str, int]:
     out = {k: 0 for k in FAILURES}
     for r in records:

@@ -203,7 +203,7 @@ class ClassifyNode(Node):
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {}
         for prm in params:
-            if prm.name not in ("min_score", "top_k", "k"):
+            if prm.name not in ("min_score", "top_k", "k", "size_check"):
                 return SetParametersResult(successful=False, reason=f"{prm.name} cannot change at run time")
             try:
                 changes[prm.name] = check_value(prm.name, prm.value)
@@ -211,6 +211,8 @@ class ClassifyNode(Node):
                 return SetParametersResult(successful=False, reason=str(e))
         try:  # k = 0 restores the model's tuned k
             self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
+            if "size_check" in changes:
+                self.processor.size_check = bool(changes["size_check"])
         except (ValueError, TypeError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         if "min_score" in changes:  # LabelInfo.threshold says the min_score in force

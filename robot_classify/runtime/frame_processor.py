@@ -14,6 +14,7 @@ import numpy as np
 
 from .camera import Intrinsics
 from ..learn.model import ClassifierModel, is_negative
+from .object_sizes import size_mask
 from .patches import Extraction, SegmentationParams, extract_objects
 from .results import FrameLabels, ObjectResult
 from .rwlock import ReadWriteLock
@@ -43,7 +44,7 @@ class FrameResult:
 
 class FrameProcessor:
     def __init__(self, model: ClassifierModel, params: SegmentationParams, min_score: float = -1.0,
-                 top_k: int = 3) -> None:
+                 top_k: int = 3, size_check: bool = True) -> None:
         self.model = model
         self.params = params
         self.model_name = str(model.meta.get("name", "model"))
@@ -52,6 +53,7 @@ class FrameProcessor:
         self.model_lock = ReadWriteLock()  # frames read the model; teach/forget (runtime.teaching) write it
         self.k: int | None = None  # kNN neighbours override; None = the model's tuned k (never overwritten)
         self.bridge = None  # cv_bridge_backend.BridgeConverter: the node sets it where cv_bridge works
+        self.size_check = bool(size_check)  # runtime.object_sizes: a class name only for a segment of its size
         self.set_thresholds(min_score, top_k)
 
     @classmethod
@@ -61,7 +63,7 @@ class FrameProcessor:
         from .parameters import check_parameters, segmentation
 
         values = check_parameters(values)
-        processor = cls(model, segmentation(values), values["min_score"], values["top_k"])
+        processor = cls(model, segmentation(values), values["min_score"], values["top_k"], values["size_check"])
         processor.set_thresholds(k=values["k"])
         return processor
 
@@ -111,8 +113,13 @@ class FrameProcessor:
         labels, proba, known, names, sha = self._classify(ex, k, stages)
         if min_score < 0:  # the model's own default, chosen on its validation data
             min_score = self.model.default_min_score
+        fits = size_mask(names, [o.extent for o in ex.objects], [o.area_m2 for o in ex.objects]) \
+            if self.size_check else None
         objects = []
-        for obj, lab, p, familiar in zip(ex.objects, labels, proba, known):
+        for i, (obj, lab, p, familiar) in enumerate(zip(ex.objects, labels, proba, known)):
+            if fits is not None and not fits[i, lab]:
+                # The best class's product cannot be this segment: the best class that fits, on its own score.
+                lab = int(np.argmax(np.where(fits[i], p, -1.0)))
             # negative training labels (learn.model.NEGATIVE_LABELS) score 0 and are never named
             order = [i for i in np.argsort(-p, kind="stable") if not is_negative(names[i])][:top_k]
             score = float(p[lab])

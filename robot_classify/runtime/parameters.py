@@ -44,6 +44,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                "without calibration)", (-1.0, 1.0), dynamic=True),
     "top_k": ParameterSpec(3, "alternatives reported per object, at most the number of classes", (1, 1000), dynamic=True),
     "k": ParameterSpec(0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), dynamic=True),
+    "size_check": ParameterSpec(True, "name a default class only for a segment of that product's measured size "
+                                "(runtime/object_sizes.py); taught classes are never ruled out", dynamic=True),
     "max_objects": ParameterSpec(_SEG.max_objects, "objects per frame (largest first)", (1, 1000)),
     "workers": ParameterSpec(1, "frames processed at once (segmentation and classification run in parallel); 2+ raise "
                             "throughput when one frame takes longer than the camera period (results older than one "
@@ -83,6 +85,17 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                      "0 = off", (0.0, 10.0)),
     "segmentation.rejoin_colour": ParameterSpec(_SEG.rejoin_colour, "pieces cut at a crease rejoin below this CIELAB "
                                             "colour distance", (0.0, 500.0)),
+    "segmentation.support": ParameterSpec(_SEG.support, "the surface objects stand on: highest = the highest large "
+                                          "plane parallel to the dominant one (a table above the floor), dominant = "
+                                          "the largest plane", choices=("highest", "dominant")),
+    "segmentation.support_area": ParameterSpec(_SEG.support_area, "square metres a plane above the dominant one needs "
+                                               "to be taken as the support", (0.001, 100.0)),
+    "segmentation.on_support": ParameterSpec(_SEG.on_support, "keep only segments whose base lies inside the "
+                                             "support's outline (nothing beyond the table's edge)"),
+    "segmentation.min_extent": ParameterSpec(_SEG.min_extent, "an object's largest visible size is at least this, "
+                                             "metres", (0.0, 10.0)),
+    "segmentation.max_extent": ParameterSpec(_SEG.max_extent, "...and at most this, metres (tables, chairs, walls "
+                                             "are larger)", (0.0, 10.0)),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
     "segmentation.scale": ParameterSpec(_SEG.scale, "1 = full resolution, 2 = half (faster)", (1, 4)),
     "segmentation.mask_background": ParameterSpec(_SEG.mask_background, "grey out pixels outside the object"),

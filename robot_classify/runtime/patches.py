@@ -24,8 +24,10 @@ from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid, surface_extent
+from .support import highest_support, rim, stands_on, support_outline
 
 MODES = ("depth", "mask", "full")
+SUPPORTS = ("highest", "dominant")
 
 
 @dataclass
@@ -47,6 +49,12 @@ class SegmentationParams:
     scale: int = 1  # segment on every scale-th pixel (2: 320x240 for VGA, ~2.5x faster); boxes come back full size
     padding: float = 0.15  # fraction of the box side added on each side of the square crop
     mask_background: bool = True  # grey out pixels outside the object mask (as the training crops)
+    # The support and what stands on it (runtime.support): a real table is seldom the only plane in view.
+    support: str = "highest"  # highest: the highest large plane parallel to the dominant one; dominant: RANSAC's
+    support_area: float = 0.1  # square metres: the least a plane above the dominant one needs to be the support
+    on_support: bool = True  # keep only segments whose base lies inside the support's outline in the image
+    min_extent: float = 0.02  # metres: an object's largest visible size is at least this...
+    max_extent: float = 0.45  # ...and at most this (the largest YCB objects are ~0.3 m; a table, a chair is more)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,6 +78,12 @@ class SegmentationParams:
             raise ValueError(f"crease and rejoin_colour must be >= 0, got {self.crease}, {self.rejoin_colour}")
         if self.plane_threshold <= 0 or self.depth_jump <= 0 or self.ransac_iterations < 1:
             raise ValueError("plane_threshold, depth_jump and ransac_iterations must be positive")
+        if self.support not in SUPPORTS:
+            raise ValueError(f"support must be one of {SUPPORTS}, got {self.support!r}")
+        if self.support_area <= 0:
+            raise ValueError(f"support_area must be > 0 square metres, got {self.support_area}")
+        if not 0 <= self.min_extent < self.max_extent:
+            raise ValueError(f"need 0 <= min_extent < max_extent, got {self.min_extent}, {self.max_extent}")
 
 
 @dataclass
@@ -81,6 +95,7 @@ class DetectedObject:
     centroid: np.ndarray | None  # (x, y, z) metres, camera frame; None without valid depth
     patch: np.ndarray  # (32, 32, 3) uint8 RGB
     extent: np.ndarray | None = None  # (x, y, z) size of the visible surface, metres (camera.surface_extent)
+    area_m2: float | None = None  # the mask's area seen head-on at its median depth, square metres
 
     def bbox_dict(self) -> dict[str, int]:
         return dict(zip(("x_offset", "y_offset", "width", "height"), map(int, self.bbox)))
@@ -94,6 +109,9 @@ class Extraction:
     objects: list[DetectedObject] = field(default_factory=list)
     plane: np.ndarray | None = None  # (a, b, c, d): a x + b y + c z + d = 0, normal towards the camera
     warning: str | None = None
+    # Segments dropped before cropping, by reason ("off support", "too large", "too small"): the
+    # node reports them in /diagnostics; replay-eval counts them.
+    rejected: dict[str, int] = field(default_factory=dict)
     ms: float = 0.0
 
     @property
@@ -441,6 +459,13 @@ def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, colo
     With `color` (RGB, same size) and `params.crease` > 0, touching objects are cut apart at
     concave creases where their colours differ (see `_split_at_creases`).
     """
+    mask, plane, warning, _, _ = _segment_depth(z, K, params, color)
+    return mask, plane, warning
+
+
+def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, color: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray | None, str | None, np.ndarray | None, np.ndarray | None]:
+    """`segment_depth` plus the height map and the support's outline (None without a plane)."""
     H, W = z.shape
     step = max(1, int(round(np.sqrt(H * W / 3000))))
     zs = z[::step, ::step]
@@ -450,13 +475,17 @@ def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, colo
                             np.random.default_rng(params.seed))
     z = _fill_holes(z)
     in_range = (z >= params.min_depth) & (z <= params.max_depth)  # NaN compares False
-    warning = None
+    warning = h = outline = None
     if plane is None or frac < 0.15:
         warning = "no support plane found; segmenting by depth range only"
         mask = in_range
         plane = None
     else:
+        if params.support == "highest":
+            plane = highest_support(pts, plane, K, step, params.plane_threshold, params.support_area)
         h = _height_map(z, plane, K)
+        if params.on_support:
+            outline = support_outline(in_range & (np.abs(h) < 2 * params.plane_threshold))
         # Hysteresis: low objects (a marker lying down) barely clear min_height along their top;
         # their lower parts join from grow_height, while table noise above grow_height with no
         # pixel reaching min_height stays out.
@@ -473,7 +502,7 @@ def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, colo
         mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).view(bool)
     if color is not None and params.crease > 0 and mask.any():
         mask = _split_at_creases(mask, z, K, color, params)
-    return mask, plane, warning
+    return mask, plane, warning, h, outline
 
 
 def _mask_instances(instance_mask: np.ndarray, params: SegmentationParams) -> list:
@@ -503,6 +532,11 @@ def _mask_instances(instance_mask: np.ndarray, params: SegmentationParams) -> li
     return comps
 
 
+def _count(counts: dict[str, int], reason: str, n: int = 1) -> None:
+    if n:
+        counts[reason] = counts.get(reason, 0) + n
+
+
 def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
                     params: SegmentationParams | None = None, instance_mask: np.ndarray | None = None) -> Extraction:
     """Find the objects in one frame and cut their patches (all in one batch)."""
@@ -525,20 +559,35 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             raise ValueError("depth mode needs a depth image and camera intrinsics")
         s = params.scale
         small_K = Intrinsics(intrinsics.fx / s, intrinsics.fy / s, intrinsics.cx / s, intrinsics.cy / s)
-        mask, result.plane, result.warning = segment_depth(np.ascontiguousarray(z[::s, ::s]), small_K, params,
-                                                           np.ascontiguousarray(color[::s, ::s]))
-        comps = _upscale(_components(mask, params, s * s), s, color.shape[:2])
+        mask, result.plane, result.warning, height, outline = _segment_depth(
+            np.ascontiguousarray(z[::s, ::s]), small_K, params, np.ascontiguousarray(color[::s, ::s]))
+        comps = _components(mask, params, s * s)
+        if outline is not None:
+            widened = rim(outline)
+            kept = [c for c in comps if stands_on(c[0], c[1], height, outline, widened)]
+            _count(result.rejected, "off support", len(comps) - len(kept))
+            comps = kept
+        comps = _upscale(comps, s, color.shape[:2])
     comps.sort(key=lambda c: -c[2])  # largest first
-    for i, (m, bbox, area) in enumerate(comps[: params.max_objects]):
+    for m, bbox, area in comps:
+        if len(result.objects) == params.max_objects:
+            break
         x, y, w, h = bbox
-        centroid = extent = None
+        centroid = extent = area_m2 = None
         if z is not None and intrinsics is not None:
             zz = z[y:y + h, x:x + w]
             vs, us = np.nonzero(m & np.isfinite(zz))
             if len(vs):
                 pts = intrinsics.backproject(us + x, vs + y, zz[vs, us]).astype(np.float64)
                 centroid, extent = surface_centroid(pts), surface_extent(pts)
+                area_m2 = float(area * centroid[2] ** 2 / (intrinsics.fx * intrinsics.fy))
+        if params.mode == "depth" and extent is not None:
+            # Metric size: a table, a chair or a patch of wall is no graspable object, however it was cut.
+            size = float(np.max(extent))
+            if size > params.max_extent or size < params.min_extent:
+                _count(result.rejected, "too large" if size > params.max_extent else "too small")
+                continue
         patch = crop_patch(color, bbox, params.padding, m if params.mask_background else None)
-        result.objects.append(DetectedObject(i, bbox, m, area, centroid, patch, extent))
+        result.objects.append(DetectedObject(len(result.objects), bbox, m, area, centroid, patch, extent, area_m2))
     result.ms = (time.perf_counter() - t0) * 1000
     return result

@@ -1,0 +1,113 @@
+"""Real frames beside renders: what a grasp planner is told on a real table.
+
+Runs `replay-eval` (the node's own processing, `FrameProcessor`) over labelled bags of real
+RGB-D frames (made with `robot-classify import-dataset` from BOP or YCB-Video folders, or
+hand-labelled frames in BOP layout) and over a rendered bag, at two settings in the same run:
+
+  before   the previous release's segmentation: the dominant plane as the support, every
+           segment above it kept whatever its size or place, no size check
+  after    this release's defaults: the highest large plane as the support, only segments
+           standing inside its outline and of an object's size, class names only for
+           segments of that product's size (`runtime/object_sizes.py`)
+
+and prints, per bag and setting: named precision (of all detections carrying a class name,
+clutter included, the share that is right), object accuracy over matched objects of the
+model's classes, detection recall (all labelled objects, and class objects alone), clutter and
+non-class objects named, ECE of the scores over matched class objects, and per-stage time.
+
+    python bench/real_frames_bench.py --real real_bag1 real_bag2 --render render_bag \
+        [--model MODEL] [--out bench/results/real_frames_cpu.json]
+
+The real frames themselves are never committed (see README "On real frames" for where they
+come from); the results file holds only the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
+from robot_classify.evaluation.replay_eval import replay_eval
+from robot_classify.learn.model_io import load_model
+from robot_classify.runtime.default_model import get_default_model
+
+SETTINGS = {
+    "before": {"size_check": False, "segmentation.support": "dominant", "segmentation.on_support": False,
+               "segmentation.min_extent": 0.0, "segmentation.max_extent": 10.0},
+    "after": {},
+}
+
+
+def summarise(metrics: dict) -> dict:
+    named, timing = metrics["named"], metrics["timing_ms"]
+    return {
+        "frames": metrics["frames"]["with_ground_truth"],
+        "named_precision": named["precision"], "named": named["named"], "named_right": named["right"],
+        "wrong_class": named["wrong_class"], "non_class_named": named["non_class_named"],
+        "clutter_named": named["clutter_named"],
+        "object_accuracy": metrics["object_accuracy"],
+        "detection_recall": metrics["detection_recall"], "class_recall": named["class_recall"],
+        "class_objects": named["class_objects"], "ground_truth": metrics["objects"]["ground_truth"],
+        "box_iou_median": metrics["box_iou"]["median"],
+        "ece": metrics["thresholds"]["ece"],
+        "non_class_objects": metrics["non_class_objects"]["ground_truth"],
+        "non_class_unknown": metrics["non_class_objects"]["labelled_unknown"],
+        "ms": {stage: {"p50": v["p50"], "p99": v["p99"]} for stage, v in timing.items()},
+        "per_class": {c: v for c, v in metrics["per_class"].items()},
+    }
+
+
+def fmt(v, pct=False) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}%" if pct else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--real", nargs="+", default=[], help="labelled bags of real frames")
+    ap.add_argument("--render", nargs="*", default=[], help="rendered bags (make-bag) to print beside them")
+    ap.add_argument("--model", help="model file; default: the embedded default")
+    ap.add_argument("--settings", default="before,after", help=f"comma-separated, of {', '.join(SETTINGS)}")
+    ap.add_argument("--out", default="bench/results/real_frames_cpu.json")
+    args = ap.parse_args()
+    settings = args.settings.split(",")
+    for s in settings:
+        if s not in SETTINGS:
+            ap.error(f"unknown setting {s!r}")
+    model = load_model(args.model, device="cpu") if args.model else get_default_model("cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, bags in (("real", args.real), ("render", args.render)):
+            for bag in bags:
+                for s in settings:
+                    t0 = time.perf_counter()
+                    m = replay_eval(bag, model, Path(tmp) / f"{Path(bag).name}-{s}", (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
+                                    parameters=SETTINGS[s], report=False, quiet=True)
+                    rows.append({"kind": kind, "bag": str(bag), "setting": s, **summarise(m),
+                                 "wall_s": time.perf_counter() - t0})
+    head = ("| bag | setting | named precision | named (right) | wrong class / non-class / clutter named | "
+            "accuracy | recall (class objects) | ECE | ms p50 seg / total | ms p99 total |")
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    for r in rows:
+        ms = r["ms"]
+        print(f"| {r['kind']}: {Path(r['bag']).name} ({r['frames']} frames) | {r['setting']} "
+              f"| {fmt(r['named_precision'], True)} | {r['named']} ({r['named_right']}) "
+              f"| {r['wrong_class']} / {r['non_class_named']} / {r['clutter_named']} "
+              f"| {fmt(r['object_accuracy'], True)} | {fmt(r['detection_recall'], True)} ({fmt(r['class_recall'], True)}) "
+              f"| {fmt(r['ece'])[:5]} | {ms['segmentation']['p50']:.1f} / {ms['total']['p50']:.1f} "
+              f"| {ms['total']['p99']:.1f} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "model": model.meta.get("name"),
+                               "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Metric plausibility: a class name only for a segment of that product's size.
+
+The node measures every object in metres (`DetectedObject.extent`, from the aligned depth), and
+the default classes are real products of known size. A 32x32 crop has no scale: a keyboard's
+crop can look like a marker's, a bowl's like a sugar box's. Their sizes cannot. Measured from
+outside on real frames, most wrong names with high scores were of this kind (a keyboard named
+`large_marker` 0.92). A class whose size rules the segment out is not named; the best class
+that fits may be, if it scores `min_score` on its own (scores are not renormalised: evidence
+removed is not moved to the others).
+
+Sizes are the YCB products' bounding boxes (Calli et al., "The YCB object and model set",
+2015, and the YCB-Video models), metres, smallest first. Taught classes and classes without
+an entry are never ruled out.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PRODUCT_SIZES: dict[str, tuple[float, float, float]] = {
+    "master_chef_can": (0.102, 0.102, 0.139),
+    "cracker_box": (0.060, 0.158, 0.210),
+    "sugar_box": (0.038, 0.089, 0.175),
+    "tomato_soup_can": (0.066, 0.066, 0.101),
+    "mustard_bottle": (0.058, 0.095, 0.190),
+    "tuna_fish_can": (0.033, 0.085, 0.085),
+    "gelatin_box": (0.028, 0.073, 0.085),
+    "potted_meat_can": (0.050, 0.082, 0.097),
+    "mug": (0.081, 0.093, 0.117),
+    "large_marker": (0.018, 0.018, 0.121),
+}
+
+# The visible surface's largest size (98th - 2nd percentile per camera axis, `surface_extent`)
+# is at most the product's diagonal (a box seen corner-on), with room for depth noise and mask
+# pixels that bleed onto the table; and at least a part of its longest side (occlusion, a box
+# seen end-on leaves its second-longest side).
+UPPER, SLACK = 1.15, 0.02  # times the diagonal, plus metres
+LOWER = 0.35  # times the longest side
+# The segment's area seen head-on (`DetectedObject.area_m2`) is at most the product's largest
+# silhouette: for a box a x b x c, seen along its diagonal, sqrt(a²b² + b²c² + c²a²). Axis sizes
+# alone cannot tell a 10 cm square from a marker lying diagonally; areas can (0.01 vs 0.002 m²).
+AREA_UPPER, AREA_SLACK = 1.3, 0.001  # times the silhouette, plus square metres (mask bleed)
+
+
+def silhouette(dims: tuple[float, float, float]) -> float:
+    """The largest area the product's bounding box shows a camera, square metres."""
+    a, b, c = dims
+    return float(np.sqrt((a * b) ** 2 + (b * c) ** 2 + (c * a) ** 2))
+
+
+def plausible(extent: np.ndarray, dims: tuple[float, float, float], area_m2: float | None = None) -> bool:
+    """Whether a segment of visible `extent` (x, y, z metres) and head-on area can be this product."""
+    size = float(np.max(extent))
+    if not LOWER * max(dims) <= size <= UPPER * float(np.linalg.norm(dims)) + SLACK:
+        return False
+    return area_m2 is None or area_m2 <= AREA_UPPER * silhouette(dims) + AREA_SLACK
+
+
+def size_mask(class_names: list[str], extents: list[np.ndarray | None],
+              areas: list[float | None] | None = None) -> np.ndarray:
+    """(objects, classes) bool: False where the class's product cannot be that segment. Objects
+    without an extent (no valid depth) and classes of unknown size stay True."""
+    out = np.ones((len(extents), len(class_names)), bool)
+    sized = [(c, PRODUCT_SIZES[n]) for c, n in enumerate(class_names) if n in PRODUCT_SIZES]
+    for i, extent in enumerate(extents):
+        if extent is None or not np.all(np.isfinite(extent)):
+            continue
+        area = None if areas is None else areas[i]
+        for c, dims in sized:
+            out[i, c] = plausible(extent, dims, area)
+    return out

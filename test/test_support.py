@@ -1,0 +1,107 @@
+"""The support surface and what stands on it (runtime.support), and class names only for
+segments of the product's size (runtime.object_sizes): real rooms, built here as depth images."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from robot_classify.data.datasets import PatchSet
+from robot_classify.learn.training import TrainOptions, train_model
+from robot_classify.runtime.camera import Intrinsics
+from robot_classify.runtime.frame_processor import FrameProcessor
+from robot_classify.runtime.object_sizes import PRODUCT_SIZES, plausible, size_mask
+from robot_classify.runtime.patches import SegmentationParams, extract_objects
+
+K = Intrinsics(300.0, 300.0, 160.0, 120.0)
+H, W = 240, 320
+
+
+def _room(table: bool = True, chair: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A camera looking straight down: the floor 1.6 m away fills the view, a low table top
+    (0.45 m high, 54 cm square) in the middle holds a 10 cm box; optionally a chair beside the
+    table, beyond its edge, its backrest 5 cm above the table top. uint16 millimetres, as a
+    RealSense publishes."""
+    depth = np.full((H, W), 1600, np.uint16)
+    color = np.full((H, W, 3), 90, np.uint8)
+    if table:
+        depth[50:190, 90:230] = 1150  # 1.15 m from the camera: 54 x 54 cm at 300 px focal length
+        color[50:190, 90:230] = (170, 130, 90)
+    depth[100:130, 140:170] = 1050  # a box 10 cm tall on the table
+    color[100:130, 140:170] = (200, 40, 40)
+    if chair:
+        depth[20:70, 240:300] = 1300  # a seat 0.3 m above the floor, below the table top
+        depth[80:110, 250:290] = 1100  # its backrest top, above the table top, beyond the table's edge
+        color[80:110, 250:290] = (40, 40, 200)
+    return color, depth
+
+
+def test_highest_support_finds_the_table_above_a_larger_floor():
+    color, depth = _room()
+    dominant = extract_objects(color, depth, K, SegmentationParams(support="dominant", min_area=50))
+    highest = extract_objects(color, depth, K, SegmentationParams(min_area=50))
+    # Above the floor the whole table is one segment (too large: left out); above the table, the box.
+    assert [o.bbox for o in dominant.objects] == []
+    assert dominant.rejected == {"too large": 1}
+    assert [o.bbox for o in highest.objects] == [(140, 100, 30, 30)]
+    assert highest.plane[3] == pytest.approx(1.15, abs=0.01)  # plane offset: the table top's distance
+
+
+def test_a_thing_beyond_the_tables_edge_is_not_an_object():
+    color, depth = _room(chair=True)
+    on = extract_objects(color, depth, K, SegmentationParams(min_area=50))
+    off = extract_objects(color, depth, K, SegmentationParams(min_area=50, on_support=False))
+    assert [o.bbox for o in on.objects] == [(140, 100, 30, 30)]
+    assert on.rejected.get("off support") == 1
+    assert (250, 80, 40, 30) in [o.bbox for o in off.objects]
+
+
+def test_metric_size_limits_reject_tables_and_specks():
+    color, depth = _room(table=False)  # a 10 cm box alone on the floor: the floor is the support
+    depth[depth == 1050] = 1500
+    kept = extract_objects(color, depth, K, SegmentationParams(min_area=50))
+    assert len(kept.objects) == 1
+    small = extract_objects(color, depth, K, SegmentationParams(min_area=50, max_extent=0.1, min_extent=0.0))
+    large = extract_objects(color, depth, K, SegmentationParams(min_area=50, min_extent=0.3))
+    assert small.objects == [] and small.rejected == {"too large": 1}
+    assert large.objects == [] and large.rejected == {"too small": 1}
+
+
+@pytest.mark.parametrize("kwargs", [{"support": "lowest"}, {"support_area": 0.0}, {"min_extent": 0.5, "max_extent": 0.4}])
+def test_bad_support_parameters_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        SegmentationParams(**kwargs)
+
+
+def test_product_sizes_rule_out_what_cannot_be_that_product():
+    marker = PRODUCT_SIZES["large_marker"]
+    assert plausible(np.array([0.12, 0.02, 0.02]), marker)  # lying on the table
+    assert plausible(np.array([0.06, 0.02, 0.02]), marker)  # half hidden
+    assert not plausible(np.array([0.45, 0.15, 0.05]), marker)  # a keyboard
+    assert not plausible(np.array([0.02, 0.015, 0.01]), marker)  # a speck
+    assert plausible(np.array([0.085, 0.085, 0.02]), marker, area_m2=0.002)  # lying diagonally
+    assert not plausible(np.array([0.1, 0.1, 0.0]), marker, area_m2=0.01)  # a 10 cm square of the same sizes
+    mask = size_mask(["large_marker", "cracker_box", "taught_thing"], [np.array([0.2, 0.15, 0.05]), None])
+    assert mask.tolist() == [[False, True, True], [True, True, True]]
+
+
+def _two_classes(patch: np.ndarray) -> PatchSet:
+    """`large_marker`: this very crop, with noise; `cracker_box`: the same with its colours swapped."""
+    rng = np.random.default_rng(0)
+    images = np.concatenate([np.clip(p.astype(float) + rng.normal(0, 6, (30, 32, 32, 3)), 0, 255)
+                             for p in (patch, patch[..., ::-1])]).astype(np.uint8)
+    return PatchSet(images, np.repeat([0, 1], 30), ["large_marker", "cracker_box"], np.arange(60) % 6)
+
+
+def test_a_class_name_only_for_a_segment_of_that_products_size():
+    color, depth = _room()  # the red box: 10 x 10 x 10 cm, far too wide for a marker
+    params = SegmentationParams(min_area=50)
+    patch = extract_objects(color, depth, K, params).objects[0].patch
+    model = train_model(_two_classes(patch), TrainOptions(classifier="knn", k="1", features=["hog_color"],
+                                                          device="cpu", quiet=True))
+    model.calibration = None  # raw vote shares, no open-set verdict: only the size decides here
+    checked = FrameProcessor(model, params, min_score=0.0).process(color, depth, K, (0, 0), "cam")
+    unchecked = FrameProcessor(model, params, min_score=0.0, size_check=False).process(color, depth, K, (0, 0), "cam")
+    assert unchecked.labels.objects[0].label == "large_marker"
+    obj = checked.labels.objects[0]
+    assert obj.label != "large_marker"  # the best class that fits, on its own (low) score, else unknown
+    assert obj.top_k[0][0] == "large_marker"  # the evidence is still reported as it was
