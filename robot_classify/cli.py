@@ -408,7 +408,7 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
 
     class_map = load_class_map(args.class_map) if args.class_map else None
     n = import_dataset(args.input, args.out, args.format, class_map, args.scenes, args.every, args.max_frames,
-                       args.rate, args.storage)
+                       args.rate, args.storage, progress=not args.quiet)
     print(f"wrote {n} frames ({args.storage}) to {args.out}")
     return 0
 

@@ -284,7 +284,6 @@ def test_replay_eval_runs_on_an_imported_bag(tmp_path):
     from robot_classify.learn.features import FeaturePipeline
     from robot_classify.learn.knn import KNNClassifier
     from robot_classify.learn.model import ClassifierModel
-    from robot_classify.runtime.camera import Intrinsics
     from robot_classify.runtime.patches import extract_objects
     from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 

@@ -1,4 +1,4 @@
-"""ROS 2 bags without a ROS install (rosbags): write demo bags, read RGB-D frames back.
+"""ROS 2 bags without a ROS install (rosbags): write bags (rendered scenes, imported datasets), read RGB-D frames back.
 
 Topics follow realsense2_camera (align_depth on). Ground truth travels in the bag as
 std_msgs/String JSON on /ground_truth/object_labels (the /object_labels schema, same stamp as

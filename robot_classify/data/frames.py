@@ -8,7 +8,6 @@ class names from a `ClassMap`. Centroids are measured the way the node measures 
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,8 +18,6 @@ import numpy as np
 
 from ..runtime.camera import Intrinsics, depth_to_metres, surface_centroid
 from ..runtime.results import ObjectResult
-
-log = logging.getLogger(__name__)
 
 DISTRACTOR = "distractor"  # a ground-truth object of no class (learn.model.NEGATIVE_LABELS)
 MAX_DEPTH_MM = 65535  # uint16 millimetres: 65.5 m

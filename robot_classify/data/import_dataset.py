@@ -30,7 +30,7 @@ def detect_format(path: str | Path) -> str:
 
 def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
                  scenes: Sequence[str] | None = None, every: int = 1,
-                 max_frames: int | None = None) -> Iterator[LabelledFrame]:
+                 max_frames: int | None = None, progress: bool = False) -> Iterator[LabelledFrame]:
     """The chosen frames, read one at a time. Everything but the images (scene folders, JSON,
     the selection) is checked before the first frame is read."""
     if fmt not in FORMATS:
@@ -40,14 +40,18 @@ def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None
     if not refs:
         raise DatasetError(f"{path}: no frames to import")
     class_map = class_map or ycbv_class_map()
+    if progress:
+        from tqdm.auto import tqdm
+
+        refs = tqdm(refs, desc="import-dataset", unit="frame")
     return (loader.read_frame(r, class_map) for r in refs)
 
 
 def import_dataset(path: str | Path, out: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
                    scenes: Sequence[str] | None = None, every: int = 1, max_frames: int | None = None,
-                   rate_hz: float = 30.0, storage: str = "mcap") -> int:
+                   rate_hz: float = 30.0, storage: str = "mcap", progress: bool = False) -> int:
     """Write the chosen frames to a new bag `out` (never overwritten; nothing is left behind on
     failure). Returns the number of frames written."""
     if Path(out).exists():
         raise DatasetError(f"{out} exists; choose a new path (bags are never overwritten)")
-    return write_frames(out, iter_dataset(path, fmt, class_map, scenes, every, max_frames), storage, rate_hz)
+    return write_frames(out, iter_dataset(path, fmt, class_map, scenes, every, max_frames, progress), storage, rate_hz)
