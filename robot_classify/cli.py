@@ -402,6 +402,17 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_dataset(args: argparse.Namespace) -> int:
+    from .data.frames import load_class_map
+    from .data.import_dataset import import_dataset
+
+    class_map = load_class_map(args.class_map) if args.class_map else None
+    n = import_dataset(args.input, args.out, args.format, class_map, args.scenes, args.every, args.max_frames,
+                       args.rate, args.storage, progress=not args.quiet)
+    print(f"wrote {n} frames ({args.storage}) to {args.out}")
+    return 0
+
+
 def cmd_replay_eval(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import replay_eval
     from .evaluation.report_html import summary_markdown
@@ -664,6 +675,21 @@ def _make_bag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_int(1), default=2)
 
 
+def _import_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="a BOP split or scene folder (scene_camera.json, scene_gt*.json, rgb/, depth/, "
+                                 "mask_visib/), or YCB-Video's root, data/ or one NNNN folder")
+    p.add_argument("--out", required=True, help="the bag to write (a new path: bags are never overwritten)")
+    p.add_argument("--format", choices=["auto", "bop", "ycbv"], default="auto")
+    p.add_argument("--class-map", help="YAML 'dataset object id or name: class name'; unlisted objects are "
+                                       "'distractor' (default: the built-in YCB-V map, the ten classes)")
+    p.add_argument("--scenes", type=_csv(), help="comma list of scene folders (48 = 000048 / 0048; default all)")
+    p.add_argument("--every", type=_int(1), default=1, help="take every N-th frame")
+    p.add_argument("--max-frames", type=_int(1), help="stop after this many frames")
+    p.add_argument("--rate", type=_float(0, lo_open=True), default=30.0, help="stamp spacing in frames per "
+                                                                                "second (default 30)")
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+
+
 def _replay_eval_args(p: argparse.ArgumentParser) -> None:
     _bag_args(p)
     p.add_argument("--min-score", type=_float(-1, 1), help="min_score (default: the params file's, else the "
@@ -738,6 +764,8 @@ COMMANDS: tuple[tuple[str, str, AddArguments, Callable[[argparse.Namespace], int
      _eval_patches_args, cmd_eval_patches),
     ("make-bag", "a ROS 2 bag of rendered RGB-D frames with ground truth",
      _make_bag_args, cmd_make_bag),
+    ("import-dataset", "a real RGB-D dataset (BOP or YCB-Video) into a bag with ground truth",
+     _import_dataset_args, cmd_import_dataset),
     ("replay-eval", "run the node's processing over a bag; metrics + HTML report",
      _replay_eval_args, cmd_replay_eval),
     ("bag-to-dataset", "label the node's crops from a bag's ground truth; image folders",

@@ -73,3 +73,61 @@ def test_sidecar_ground_truth(tmp_path):
     side.write_text("not json\n")
     with pytest.raises(BagError, match="gt.jsonl:1"):
         read_ground_truth(None, side)
+
+
+def _bag_with_info_after_images(path, n, storage="mcap"):
+    """Frames whose camera_info is written after their images, as recorders write them; each
+    frame's K differs (fx = 500 + frame), so a test can tell whose camera_info a frame got."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from robot_classify.data.bags import (COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC, INFO_TOPIC, _typestore,
+                                          frame_messages)
+    from robot_classify.data.frames import LabelledFrame
+    from robot_classify.runtime.camera import Intrinsics
+
+    ts = _typestore()
+    types = {COLOR_TOPIC: "sensor_msgs/msg/Image", DEPTH_TOPIC: "sensor_msgs/msg/Image",
+             INFO_TOPIC: "sensor_msgs/msg/CameraInfo", GT_TOPIC: "std_msgs/msg/String"}
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {t: w.add_connection(t, m, typestore=ts) for t, m in types.items()}
+        for i in range(n):
+            frame = LabelledFrame(np.full((6, 8, 3), i, np.uint8), np.full((6, 8), 900, np.uint16),
+                                  Intrinsics(500.0 + i, 500.0, 4.0, 3.0), ())
+            t = 1_000_000_000 + i * 100_000_000
+            msgs = dict(frame_messages(ts, frame, t))
+            for topic in (COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC, INFO_TOPIC):  # camera_info last
+                w.write(conns[topic], t + (1000 if topic == INFO_TOPIC else 0),
+                        ts.serialize_cdr(msgs[topic], msgs[topic].__msgtype__))
+    return path
+
+
+def test_camera_info_written_after_the_images_pairs_by_stamp(tmp_path):
+    frames = list(read_frames(_bag_with_info_after_images(tmp_path / "bag", 5)))
+    assert len(frames) == 5
+    assert all(f.info is not None for f in frames)  # the first frame waits for its camera_info
+    assert [f.info.k[0] for f in frames] == [500.0, 501.0, 502.0, 503.0, 504.0]
+    assert [f.info.header.stamp.nanosec for f in frames] == [f.stamp_ns % 1_000_000_000 for f in frames]
+
+
+def test_bag_without_camera_info_yields_frames_without_waiting(tmp_path, scenes):
+    path = write_bag(tmp_path / "bag", scenes[:2])
+    frames = list(read_frames(path, (
+        "/camera/camera/color/image_raw", "/camera/camera/aligned_depth_to_color/image_raw", "/no/info")))
+    assert len(frames) == 2 and all(f.info is None for f in frames)
+
+
+def test_existing_bag_path_is_never_overwritten(tmp_path, scenes):
+    (tmp_path / "bag").mkdir()
+    with pytest.raises(BagError, match="exists"):
+        write_bag(tmp_path / "bag", scenes[:1])
+    assert list((tmp_path / "bag").iterdir()) == []
+
+
+def test_a_failing_frame_leaves_no_bag_behind(tmp_path, scenes):
+    def frames():
+        yield scenes[0]
+        raise RuntimeError("renderer crashed")
+
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        write_bag(tmp_path / "new" / "bag", frames())
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ from robot_classify import cli
 from robot_classify.runtime.default_model import default_model_path
 
 SUBCOMMANDS = ["train", "evaluate", "predict", "demo", "build-default-model", "generate", "patches", "eval-patches",
-               "make-bag", "replay-eval", "bag-to-dataset", "replay"]
+               "make-bag", "import-dataset", "replay-eval", "bag-to-dataset", "replay"]
 
 
 @pytest.fixture(autouse=True)
@@ -202,6 +202,9 @@ BAD_NUMBERS = [
     (["generate", "--out", "nowhere"], "--jitters", "0"),
     (["make-bag", "--out", "nowhere"], "--scenes", "x"),
     (["build-default-model", "--out", "nowhere"], "--scenes", "0"),
+    (["import-dataset", "nowhere", "--out", "o"], "--every", "0"),
+    (["import-dataset", "nowhere", "--out", "o"], "--max-frames", "0"),
+    (["import-dataset", "nowhere", "--out", "o"], "--rate", "0"),
     (["patches", "--color", "nowhere", "--out", "o"], "--padding", "3"),
     (["patches", "--color", "nowhere", "--out", "o"], "--scale", "3"),
     (["eval-patches", "--scenes", "nowhere"], "--limit", "-1"),

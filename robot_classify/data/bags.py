@@ -1,4 +1,4 @@
-"""ROS 2 bags without a ROS install (rosbags): write demo bags, read RGB-D frames back.
+"""ROS 2 bags without a ROS install (rosbags): write bags (rendered scenes, imported datasets), read RGB-D frames back.
 
 Topics follow realsense2_camera (align_depth on). Ground truth travels in the bag as
 std_msgs/String JSON on /ground_truth/object_labels (the /object_labels schema, same stamp as
@@ -8,13 +8,18 @@ sidecar JSON-lines file keyed by stamp for bags labelled afterwards.
 from __future__ import annotations
 
 import json
+import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..runtime.camera import Intrinsics
 from ..runtime.results import BBOX_KEYS, FrameLabels, ObjectResult
+from .frames import GroundTruthObject, LabelledFrame
 from ..runtime.stamps import header_to_ns, ns_to_stamp
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
@@ -23,6 +28,7 @@ INFO_TOPIC = "/camera/camera/color/camera_info"
 GT_TOPIC = "/ground_truth/object_labels"
 FRAME_ID = "camera_color_optical_frame"
 STORAGES = ("mcap", "sqlite3")
+START_NS = 1_700_000_000_000_000_000  # the first frame's stamp
 
 
 class BagError(ValueError):
@@ -47,45 +53,95 @@ def ground_truth(meta: dict[str, Any], stamp_ns: int) -> FrameLabels:
     return FrameLabels(ns_to_stamp(stamp_ns), FRAME_ID, "ground_truth", "", tuple(objects))
 
 
+def frame_from_scene(scene) -> LabelledFrame:
+    """A rendered scene (RenderedScene: colour, uint16 mm depth, meta) as a labelled frame."""
+    K = scene.meta["intrinsics"]
+    objects = tuple(GroundTruthObject(label=o.label, instance=o.instance, bbox=o.bbox,
+                                      visible_fraction=o.visible_fraction, centroid=o.centroid)
+                    for o in ground_truth(scene.meta, 0).objects)
+    return LabelledFrame(scene.color, scene.depth, Intrinsics(K["fx"], K["fy"], K["cx"], K["cy"]), objects)
+
+
 def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 30.0,
-              start_ns: int = 1_700_000_000_000_000_000) -> Path:
+              start_ns: int = START_NS) -> Path:
     """Scenes (RenderedScene iterable) -> a ROS 2 bag as a camera would record it, with ground truth."""
+    write_frames(path, (frame_from_scene(s) for s in scenes), storage, rate_hz, start_ns)
+    return Path(path)
+
+
+def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str = "mcap", rate_hz: float = 30.0,
+                 start_ns: int = START_NS) -> int:
+    """Labelled frames -> a new ROS 2 bag: per frame camera_info (the frame's own K), aligned
+    depth (16UC1 mm), colour (rgb8) and ground truth (/object_labels JSON), all with the
+    frame's stamp (`start_ns` + i / `rate_hz`). Returns the number of frames.
+
+    The bag is written into a temporary folder beside `path` and renamed into place at the end:
+    a failure (a bad frame, Ctrl-C) leaves nothing behind. An existing `path` is never touched."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if storage not in STORAGES:
         raise BagError(f"storage must be one of {STORAGES}, got {storage!r}")
+    if not (math.isfinite(rate_hz) and rate_hz > 0):
+        raise BagError(f"rate must be > 0 Hz, got {rate_hz}")
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise BagError(f"{path} exists; choose a new path (bags are never overwritten)")
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     ts = _typestore()
+    Image, CameraInfo, String = (ts.types[t] for t in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo",
+                                                       "std_msgs/msg/String"))
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    n = 0
+    try:
+        with Writer(tmp / path.name, version=9, storage_plugin=plugin) as w:
+            conns = {topic: w.add_connection(topic, t.__msgtype__, typestore=ts)
+                     for topic, t in ((COLOR_TOPIC, Image), (DEPTH_TOPIC, Image), (INFO_TOPIC, CameraInfo),
+                                      (GT_TOPIC, String))}
+            for n, frame in enumerate(frames, 1):
+                t = start_ns + int(round((n - 1) * 1e9 / rate_hz))
+                for topic, msg in frame_messages(ts, frame, t):
+                    w.write(conns[topic], t, ts.serialize_cdr(msg, msg.__msgtype__))
+        (tmp / path.name).rename(path)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:  # folders this call made for the bag, innermost first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+    return n
+
+
+def frame_messages(ts, frame: LabelledFrame, t: int) -> list[tuple[str, Any]]:
+    """One frame's messages in the order a camera driver sends them (camera_info first)."""
     T = ts.types
     Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
     Image, CameraInfo, String = T["sensor_msgs/msg/Image"], T["sensor_msgs/msg/CameraInfo"], T["std_msgs/msg/String"]
     RegionOfInterest = T["sensor_msgs/msg/RegionOfInterest"]
-    path = Path(path)
-    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    with Writer(path, version=9, storage_plugin=plugin) as w:
-        c_col = w.add_connection(COLOR_TOPIC, Image.__msgtype__, typestore=ts)
-        c_dep = w.add_connection(DEPTH_TOPIC, Image.__msgtype__, typestore=ts)
-        c_inf = w.add_connection(INFO_TOPIC, CameraInfo.__msgtype__, typestore=ts)
-        c_gt = w.add_connection(GT_TOPIC, String.__msgtype__, typestore=ts)
-        for i, scene in enumerate(scenes):
-            t = start_ns + int(round(i * 1e9 / rate_hz))
-            sec, nanosec = ns_to_stamp(t)
-            header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=FRAME_ID)
-            h, wd = scene.color.shape[:2]
-            K = scene.meta["intrinsics"]
-            info = CameraInfo(header=header, height=h, width=wd, distortion_model="plumb_bob",
-                              d=np.zeros(5), k=np.array([K["fx"], 0, K["cx"], 0, K["fy"], K["cy"], 0, 0, 1.0]),
-                              r=np.eye(3).ravel(), p=np.array([K["fx"], 0, K["cx"], 0, 0, K["fy"], K["cy"], 0, 0, 0, 1,
-                                                               0.0]),
-                              binning_x=0, binning_y=0,
-                              roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
-            col = Image(header=header, height=h, width=wd, encoding="rgb8", is_bigendian=0, step=wd * 3,
-                        data=np.ascontiguousarray(scene.color).reshape(-1))
-            dep = Image(header=header, height=h, width=wd, encoding="16UC1", is_bigendian=0, step=wd * 2,
-                        data=np.ascontiguousarray(scene.depth).view(np.uint8).reshape(-1))
-            gt = String(data=json.dumps(ground_truth(scene.meta, t).to_doc()))
-            for conn, msg in ((c_inf, info), (c_dep, dep), (c_col, col), (c_gt, gt)):
-                w.write(conn, t, ts.serialize_cdr(msg, msg.__msgtype__))
-    return path
+    sec, nanosec = ns_to_stamp(t)
+    header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=FRAME_ID)
+    h, wd = frame.color.shape[:2]
+    K = frame.intrinsics
+    info = CameraInfo(header=header, height=h, width=wd, distortion_model="plumb_bob",
+                      d=np.zeros(5), k=np.array([K.fx, 0, K.cx, 0, K.fy, K.cy, 0, 0, 1.0]),
+                      r=np.eye(3).ravel(), p=np.array([K.fx, 0, K.cx, 0, 0, K.fy, K.cy, 0, 0, 0, 1, 0.0]),
+                      binning_x=0, binning_y=0,
+                      roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    col = Image(header=header, height=h, width=wd, encoding="rgb8", is_bigendian=0, step=wd * 3,
+                data=np.ascontiguousarray(frame.color).reshape(-1))
+    dep = Image(header=header, height=h, width=wd, encoding="16UC1", is_bigendian=0, step=wd * 2,
+                data=np.ascontiguousarray(frame.depth).view(np.uint8).reshape(-1))
+    labels = FrameLabels((sec, nanosec), FRAME_ID, "ground_truth", "", tuple(o.to_result() for o in frame.objects))
+    gt = String(data=json.dumps(labels.to_doc()))
+    return [(INFO_TOPIC, info), (DEPTH_TOPIC, dep), (COLOR_TOPIC, col), (GT_TOPIC, gt)]
+
+
+INFO_KEEP = 100  # camera_infos kept by stamp while reading a bag
+INFO_WAIT = 30  # pairs that wait for their camera_info at most (read_frames)
 
 
 @dataclass
@@ -133,7 +189,12 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
     """Colour/depth pairs in stamp order, paired exactly like the node (`StampSynchronizer`).
 
     Unlike the live node, nothing is dropped for being late: offline there is time for every
-    pair. Without camera_info the frame is still yielded with info=None (the caller decides).
+    pair. Each pair gets the camera_info stamped like it, as the node does. Recorders often
+    write a frame's camera_info after its images, so a pair with no camera_info of its stamp
+    yet waits until one with its stamp or a later one arrives (then: its own if it came, else
+    the latest), or the bag ends (then: the latest seen). At most `INFO_WAIT` pairs wait; the
+    oldest then goes with the latest camera_info. A bag without the camera_info topic waits for
+    nothing: its frames come with info=None (the caller decides).
     """
     from ..runtime.sync import StampSynchronizer
 
@@ -142,24 +203,39 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
     try:
         _require_topics(reader, path, [color_t, depth_t])
         conns = [c for c in reader.connections if c.topic in (color_t, depth_t, info_t)]
+        has_info = any(c.topic == info_t for c in conns)
         sync = StampSynchronizer(slop)
-        info = None
-        infos: dict[int, Any] = {}
+        info, info_stamp = None, None  # the latest camera_info, by arrival
+        infos: dict[int, Any] = {}  # recent ones by stamp, oldest first
+        waiting: list[tuple[int, Any, Any]] = []  # pairs whose camera_info has not arrived
+
+        def release(up_to: int | None) -> Iterator[BagFrame]:
+            """Waiting pairs stamped <= up_to (all for None), in order, with their camera_info."""
+            while waiting and (up_to is None or waiting[0][0] <= up_to):
+                key, c, d = waiting.pop(0)
+                yield BagFrame(key, c, d, infos.get(key, info))
+
         try:
             for conn, _, raw in reader.messages(connections=conns):
                 msg = reader.deserialize(raw, conn.msgtype)
                 stamp = header_to_ns(msg.header)
                 if conn.topic == info_t:
-                    info = msg
-                    infos[stamp] = msg
+                    info, info_stamp, infos[stamp] = msg, stamp, msg
+                    while len(infos) > INFO_KEEP:
+                        infos.pop(next(iter(infos)))
+                    yield from release(stamp)
                     continue
                 (sync.add_color if conn.topic == color_t else sync.add_depth)(stamp, msg)
                 pair = sync.pop_latest()
-                if pair is not None:
-                    key, c, d = pair
-                    yield BagFrame(key, c, d, infos.pop(key, info))
-                    if len(infos) > 100:
-                        infos.clear()
+                if pair is None:
+                    continue
+                waiting.append(pair)
+                if not has_info or pair[0] in infos or (info_stamp is not None and info_stamp >= pair[0]):
+                    yield from release(pair[0])
+                while len(waiting) > INFO_WAIT:
+                    key, c, d = waiting.pop(0)
+                    yield BagFrame(key, c, d, infos.get(key, info))
+            yield from release(None)
         except BagError:
             raise
         except Exception as e:  # noqa: BLE001

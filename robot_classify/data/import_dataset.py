@@ -1,0 +1,57 @@
+"""Real RGB-D datasets (BOP, YCB-Video) -> a ROS 2 bag that replay-eval, bag-to-dataset, teach
+and replay read as they read a recorded one (`robot-classify import-dataset`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from . import bop, ycb_video
+from .bags import write_frames
+from .frames import ClassMap, DatasetError, LabelledFrame, select, ycbv_class_map
+
+FORMATS = ("auto", "bop", "ycbv")
+LOADERS = {"bop": bop, "ycbv": ycb_video}
+
+
+def detect_format(path: str | Path) -> str:
+    """'bop' for a BOP split or scene folder, 'ycbv' for YCB-Video's own layout."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no such folder (a dataset is a BOP split/scene or a YCB-Video folder)")
+    for fmt, loader in LOADERS.items():
+        try:
+            loader.find_scenes(path)
+            return fmt
+        except DatasetError:
+            continue
+    raise DatasetError(f"{path}: neither a BOP split/scene (NNNNNN/scene_camera.json) nor YCB-Video frames "
+                       f"(NNNN/NNNNNN-color.png); pass --format bop|ycbv")
+
+
+def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
+                 scenes: Sequence[str] | None = None, every: int = 1,
+                 max_frames: int | None = None, progress: bool = False) -> Iterator[LabelledFrame]:
+    """The chosen frames, read one at a time. Everything but the images (scene folders, JSON,
+    the selection) is checked before the first frame is read."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    loader = LOADERS[detect_format(path) if fmt == "auto" else fmt]
+    refs = select(loader.frame_refs(path, scenes), every, max_frames)
+    if not refs:
+        raise DatasetError(f"{path}: no frames to import")
+    class_map = class_map or ycbv_class_map()
+    if progress:
+        from tqdm.auto import tqdm
+
+        refs = tqdm(refs, desc="import-dataset", unit="frame")
+    return (loader.read_frame(r, class_map) for r in refs)
+
+
+def import_dataset(path: str | Path, out: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
+                   scenes: Sequence[str] | None = None, every: int = 1, max_frames: int | None = None,
+                   rate_hz: float = 30.0, storage: str = "mcap", progress: bool = False) -> int:
+    """Write the chosen frames to a new bag `out` (never overwritten; nothing is left behind on
+    failure). Returns the number of frames written."""
+    if Path(out).exists():
+        raise DatasetError(f"{out} exists; choose a new path (bags are never overwritten)")
+    return write_frames(out, iter_dataset(path, fmt, class_map, scenes, every, max_frames, progress), storage, rate_hz)
