@@ -48,8 +48,12 @@ def ground_truth(meta: dict[str, Any], stamp_ns: int) -> FrameLabels:
 
 
 def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 30.0,
-              start_ns: int = 1_700_000_000_000_000_000) -> Path:
-    """Scenes (RenderedScene iterable) -> a ROS 2 bag as a camera would record it, with ground truth."""
+              start_ns: int = 1_700_000_000_000_000_000, color_format: str = "raw", depth_format: str = "raw") -> Path:
+    """Scenes (RenderedScene iterable) -> a ROS 2 bag as a camera would record it, with ground truth.
+
+    `color_format` jpeg|png and `depth_format` png|rvl record image_transport's compressed topics
+    instead of the raw ones (`<topic>/compressed`, `<topic>/compressedDepth`), as robots record."""
+    check_bag_formats(color_format, depth_format)
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if storage not in STORAGES:
@@ -62,8 +66,8 @@ def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 
     path = Path(path)
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(path, version=9, storage_plugin=plugin) as w:
-        c_col = w.add_connection(COLOR_TOPIC, Image.__msgtype__, typestore=ts)
-        c_dep = w.add_connection(DEPTH_TOPIC, Image.__msgtype__, typestore=ts)
+        c_col = w.add_connection(*transport_topic(COLOR_TOPIC, color_format, "color"), typestore=ts)
+        c_dep = w.add_connection(*transport_topic(DEPTH_TOPIC, depth_format, "depth"), typestore=ts)
         c_inf = w.add_connection(INFO_TOPIC, CameraInfo.__msgtype__, typestore=ts)
         c_gt = w.add_connection(GT_TOPIC, String.__msgtype__, typestore=ts)
         for i, scene in enumerate(scenes):
@@ -82,16 +86,74 @@ def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 
                         data=np.ascontiguousarray(scene.color).reshape(-1))
             dep = Image(header=header, height=h, width=wd, encoding="16UC1", is_bigendian=0, step=wd * 2,
                         data=np.ascontiguousarray(scene.depth).view(np.uint8).reshape(-1))
+            col, dep = compressed_message(ts, col, scene.color, color_format, "color"), \
+                compressed_message(ts, dep, scene.depth, depth_format, "depth")
             gt = String(data=json.dumps(ground_truth(scene.meta, t).to_doc()))
             for conn, msg in ((c_inf, info), (c_dep, dep), (c_col, col), (c_gt, gt)):
                 w.write(conn, t, ts.serialize_cdr(msg, msg.__msgtype__))
     return path
 
 
+# What make-bag can record per stream: raw Image, or image_transport's compressed formats
+BAG_FORMATS = {"color": ("raw", "jpeg", "png"), "depth": ("raw", "png", "rvl")}
+# Where image_transport puts a compressed stream, in the order a missing raw topic is looked for
+TRANSPORT_SUFFIXES = {"color": ("/compressed",), "depth": ("/compressedDepth", "/compressed")}
+
+
+def check_bag_formats(color_format: str, depth_format: str) -> None:
+    for kind, fmt in (("color", color_format), ("depth", depth_format)):
+        if fmt not in BAG_FORMATS[kind]:
+            raise BagError(f"{kind} format must be one of {', '.join(BAG_FORMATS[kind])}, got {fmt!r}")
+
+
+def transport_topic(base: str, fmt: str, kind: str) -> tuple[str, str]:
+    """(topic, message type) image_transport publishes `fmt` of `base` on."""
+    if fmt == "raw":
+        return base, "sensor_msgs/msg/Image"
+    return base + ("/compressedDepth" if kind == "depth" else "/compressed"), "sensor_msgs/msg/CompressedImage"
+
+
+def compressed_message(ts, raw_msg, image, fmt: str, kind: str):
+    """`raw_msg` itself (raw), or a CompressedImage with its header holding `image` encoded as
+    compressed_image_transport / compressed_depth_image_transport would (runtime.compressed)."""
+    if fmt == "raw":
+        return raw_msg
+    from ..runtime.compressed import encode_color, encode_depth
+
+    form, data = encode_color(image, fmt) if kind == "color" else encode_depth(image, fmt)
+    CompressedImage = ts.types["sensor_msgs/msg/CompressedImage"]
+    return CompressedImage(header=raw_msg.header, format=form, data=np.frombuffer(data, np.uint8))
+
+
+def resolve_image_topics(have: dict[str, str] | set[str], topics: tuple[str, str, str]) -> tuple[str, str, str]:
+    """The colour and depth topics to read: each as given when the bag has it, else the first
+    image_transport compressed topic of it the bag has (`/compressed`, `/compressedDepth`), else
+    as given (the caller's missing-topic error names it)."""
+    color_t, depth_t, info_t = topics
+    found = []
+    for topic, kind in ((color_t, "color"), (depth_t, "depth")):
+        options = [topic] + [topic + s for s in TRANSPORT_SUFFIXES[kind]]
+        found.append(next((t for t in options if t in have), topic))
+    return found[0], found[1], info_t
+
+
+def bag_image_topics(path: str | Path, topics: tuple[str, str, str]) -> tuple[str, str, str]:
+    """`resolve_image_topics` for the bag at `path` (topics as given if it cannot be opened: the
+    reader's own error comes later)."""
+    try:
+        reader = open_reader(path)
+    except BagError:
+        return topics
+    try:
+        return resolve_image_topics(topics_of(reader), topics)
+    finally:
+        reader.close()
+
+
 @dataclass
 class BagFrame:
     stamp_ns: int
-    color: Any  # sensor_msgs/Image (rosbags message: same fields as rclpy's)
+    color: Any  # sensor_msgs/Image or CompressedImage (rosbags message: same fields as rclpy's)
     depth: Any
     info: Any | None
 
@@ -131,14 +193,17 @@ def _require_topics(reader, path, wanted: list[str]) -> None:
 def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
                 slop: float = 0.02, stats: dict | None = None) -> Iterator[BagFrame]:
     """Colour/depth pairs in stamp order, paired exactly like the node (`StampSynchronizer`).
+    Where the bag lacks a raw image topic, its image_transport compressed topic is read
+    (`resolve_image_topics`): frames then hold CompressedImage messages, which
+    `FrameProcessor.process_messages` decodes.
 
     Unlike the live node, nothing is dropped for being late: offline there is time for every
     pair. Without camera_info the frame is still yielded with info=None (the caller decides).
     """
     from ..runtime.sync import StampSynchronizer
 
-    color_t, depth_t, info_t = topics
     reader = open_reader(path)
+    color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)  # raw, else compressed
     try:
         _require_topics(reader, path, [color_t, depth_t])
         conns = [c for c in reader.connections if c.topic in (color_t, depth_t, info_t)]
