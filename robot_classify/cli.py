@@ -397,8 +397,11 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"{out} exists; choose a new path (bags are never overwritten)")
-    write_bag(out, render_scenes(args.scenes, args.seed, args.workers, args.quiet), args.storage)
-    print(f"wrote {args.scenes} frames ({args.storage}) to {out}")
+    write_bag(out, render_scenes(args.scenes, args.seed, args.workers, args.quiet), args.storage,
+              color_format=args.color_format, depth_format=args.depth_format)
+    images = "raw images" if args.color_format == args.depth_format == "raw" else \
+        f"colour {args.color_format}, depth {args.depth_format}"
+    print(f"wrote {args.scenes} frames ({args.storage}, {images}) to {out}")
     return 0
 
 
@@ -659,6 +662,10 @@ def _eval_patches_args(p: argparse.ArgumentParser) -> None:
 def _make_bag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    p.add_argument("--color-format", default="raw", choices=["raw", "jpeg", "png"],
+                   help="raw Image, or image_transport's <topic>/compressed (JPEG quality 90, or PNG)")
+    p.add_argument("--depth-format", default="raw", choices=["raw", "png", "rvl"],
+                   help="raw Image, or image_transport's <topic>/compressedDepth (PNG or RVL, lossless)")
     p.add_argument("--scenes", type=_int(1), default=30)
     p.add_argument("--seed", type=_int(0), default=1)
     p.add_argument("--workers", type=_int(1), default=2)
