@@ -15,7 +15,9 @@ formats, as `image_transport_plugins` defines them (read from its source; this i
   `v = uint16(A / d + B)` with A = q (q + 1), B = 1 - A / depth_max, decoded `d = A / (v - B)`
   (v = 0: no depth, NaN), A and B from the header.
 
-ROS-free (the node, bags and benches share it). Every decode checks the size the data claims
+ROS-free (the node, bags and benches share it). Error messages carry no per-message numbers but
+sizes, so the node's warnings, throttled per distinct message, stay throttled on a broken stream.
+Every decode checks the size the data claims
 before decoding (PNG/JPEG headers, RVL's cols x rows) against `max_pixels`, so a small message
 claiming a huge image (a decompression bomb) is refused without allocating it, and checks the
 decoded array's shape and type. Problems raise `CompressedImageError` (a ValueError) naming them.
@@ -69,7 +71,7 @@ def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
     i = 2
     while i + 4 <= len(buf):
         if buf[i] != 0xFF:
-            raise CompressedImageError(f"JPEG is malformed (no marker at byte {i})")
+            raise CompressedImageError("JPEG is malformed (a marker is missing)")
         marker = buf[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -211,8 +213,7 @@ def decode_depth(fmt: str, data: bytes | memoryview, max_pixels: int = MAX_PIXEL
     quant = (0.0, 0.0)
     if f.header:
         if len(data) <= CONFIG_HEADER.size:
-            raise CompressedImageError(f"compressedDepth data has {len(data)} bytes, not even its 12-byte header "
-                                       "and a payload")
+            raise CompressedImageError("compressedDepth data is shorter than its 12-byte header and a payload")
         kind, a, b = CONFIG_HEADER.unpack(bytes(data[:CONFIG_HEADER.size]))
         if kind != INV_DEPTH:
             raise CompressedImageError(f"compressedDepth header has format {kind}, expected {INV_DEPTH} (inverse depth)")
@@ -227,7 +228,7 @@ def decode_depth(fmt: str, data: bytes | memoryview, max_pixels: int = MAX_PIXEL
         cols, rows = struct.unpack("<II", bytes(data[:8]))
         _check_size(cols, rows, max_pixels, what)
         if cols * rows > 5 * len(data):  # RVL compresses at best ~4x: more claims corrupt data
-            raise CompressedImageError(f"RVL data claims {cols}x{rows} pixels from {len(data)} bytes: corrupt")
+            raise CompressedImageError(f"RVL data claims {cols}x{rows} pixels, more than its size can hold: corrupt")
         inv = rvl_decode(data[8:], rows * cols).reshape(rows, cols)
     else:
         width, height, bits, colour_type = png_header(data)
@@ -290,7 +291,7 @@ def encode_depth(depth: np.ndarray, codec: str = "png", depth_max: float = DEPTH
 def _nibbles(data: bytes | memoryview) -> np.ndarray:
     """RVL's nibble stream: little-endian 32-bit words, each read from its most significant nibble."""
     if len(data) % 4:
-        raise CompressedImageError(f"RVL data has {len(data)} bytes, not whole 32-bit words (truncated?)")
+        raise CompressedImageError("RVL data is not whole 32-bit words (truncated?)")
     words = np.frombuffer(data, "<u4")
     shifts = np.arange(28, -4, -4, dtype=np.uint32)
     return ((words[:, None] >> shifts) & np.uint32(0xF)).astype(np.uint8).ravel()
@@ -328,7 +329,7 @@ def rvl_decode(data: bytes | memoryview, n_pixels: int) -> np.ndarray:
     i = pixel = 0
     while pixel < n_pixels:
         if i + 2 > n:
-            raise CompressedImageError(f"RVL data is truncated ({pixel} of {n_pixels} pixels)")
+            raise CompressedImageError("RVL data is truncated (it ends before the image's last pixel)")
         zeros, nonzeros = values[i], values[i + 1]
         header[i] = header[i + 1] = True
         pixel += zeros
