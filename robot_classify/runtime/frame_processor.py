@@ -22,6 +22,14 @@ from .stamps import NS_PER_S
 UNKNOWN = "unknown"
 
 
+def decide_label(top_class: str, score: float, min_score: float, known: bool) -> str:
+    """The node's answer for one object: its top class, or `unknown` when the score is below
+    `min_score` or the model's open-set check says it is unlike the classes (farther from the
+    training data than validation warrants, or won by the negative examples). `predict` uses
+    the same rule."""
+    return top_class if score >= min_score and known else UNKNOWN
+
+
 class FrameSkipped(ValueError):
     """A frame that cannot be processed; `reason` is a short key for counting."""
 
@@ -119,7 +127,7 @@ class FrameProcessor:
             objects.append(ObjectResult(
                 instance=int(obj.instance),
                 # unknown: a low score, or farther from the training data than validation warrants (open set)
-                label=names[lab] if score >= min_score and familiar else UNKNOWN,
+                label=decide_label(names[lab], score, min_score, bool(familiar)),
                 score=score,
                 top_k=tuple((names[i], float(p[i])) for i in order),
                 bbox=tuple(int(v) for v in obj.bbox),
