@@ -309,9 +309,10 @@ def _vle_values(nibbles: np.ndarray) -> np.ndarray:
     if lengths.max() > 11:  # 33 bits: more than a 32-bit int carries
         raise CompressedImageError("RVL data is corrupt (a value longer than 32 bits)")
     values = (nibbles[starts] & 7).astype(np.int64)
-    for m in range(1, int(lengths.max())):  # most values fit one nibble: few, short passes
-        longer = np.flatnonzero(lengths > m)
+    longer = np.flatnonzero(lengths > 1)
+    for m in range(1, int(lengths.max())):  # most values fit one nibble: few, ever shorter passes
         values[longer] |= (nibbles[starts[longer] + m] & 7).astype(np.int64) << (3 * m)
+        longer = longer[lengths[longer] > m + 1]
     return values
 
 
@@ -324,25 +325,31 @@ def rvl_decode(data: bytes | memoryview, n_pixels: int) -> np.ndarray:
     ints = _vle_values(_nibbles(data))
     values = ints.tolist()
     n = len(values)
-    header = np.zeros(n + 1, bool)  # where the (zeros, nonzeros) pairs sit among the integers
-    mark = np.zeros(n_pixels + 1, np.int8)  # +1 where a nonzero run starts, -1 after it ends
+    heads, firsts, counts = [], [], []  # per run: its (zeros, nonzeros) pair's index, first pixel, nonzeros
     i = pixel = 0
-    while pixel < n_pixels:
+    while pixel < n_pixels:  # the one sequential step: each pair says where the next one is
         if i + 2 > n:
             raise CompressedImageError("RVL data is truncated (it ends before the image's last pixel)")
-        zeros, nonzeros = values[i], values[i + 1]
-        header[i] = header[i + 1] = True
-        pixel += zeros
-        i += 2
-        if pixel + nonzeros > n_pixels or i + nonzeros > n:
+        pixel += values[i]
+        nonzeros = values[i + 1]
+        heads.append(i)
+        firsts.append(pixel)
+        counts.append(nonzeros)
+        i += 2 + nonzeros
+        pixel += nonzeros
+        if pixel > n_pixels or i > n:
             raise CompressedImageError(f"RVL data is corrupt or truncated (a run passes pixel {n_pixels} or the "
                                        "data's end)")
-        mark[pixel] += 1
-        mark[pixel + nonzeros] -= 1
-        pixel += nonzeros
-        i += nonzeros
-    u = ints[:i][~header[:i]]
+    is_value = np.ones(i, bool)
+    heads_at = np.array(heads, np.int64)
+    is_value[heads_at] = is_value[heads_at + 1] = False
+    u = ints[:i][is_value]
     delta = (u >> 1) ^ -(u & 1)
+    mark = np.zeros(n_pixels + 1, np.int32)  # +1 where a nonzero run starts, -1 after it ends
+    firsts_at, counts_at = np.array(firsts, np.int64), np.array(counts, np.int64)
+    runs = counts_at > 0  # nonempty runs start (and end) at increasing, distinct pixels
+    mark[firsts_at[runs]] += 1
+    mark[firsts_at[runs] + counts_at[runs]] -= 1
     out = np.zeros(n_pixels, np.uint16)
     out[np.cumsum(mark[:-1]) > 0] = (np.cumsum(delta) & 0xFFFF).astype(np.uint16)
     return out
