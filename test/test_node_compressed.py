@@ -72,3 +72,27 @@ def test_compressed_colour_and_depth_are_labelled_and_malformed_data_is_survived
         assert labelled == {t0, stamp}
     finally:
         h.close()
+
+
+def test_a_compressed_bag_replayed_into_the_node_gives_replay_evals_labels(tmp_path, default_model_file):
+    """make-bag's PNG + compressedDepth PNG bag -> replay (asked for the raw topic names, as the
+    demo does) -> classify_node with compressed transports: the labels replay-eval gives offline."""
+    from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
+    from robot_classify.evaluation.replay_eval import run_frames
+    from robot_classify.ros.replay import replay
+
+    bag = write_bag(tmp_path / "bag", [rendered(900_000_000 + i) for i in range(3)], color_format="png",
+                    depth_format="png")
+    topics = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
+    proc = FrameProcessor.from_parameters(load_model(default_model_file, device="cpu"),
+                                          check_parameters({"device": "cpu"}))
+    offline = {f.stamp_ns: res.labels.to_doc()["objects"] for f, res, *_ in run_frames(bag, proc, topics, quiet=True)}
+    assert len(offline) == 3
+    h = RosHarness(default_model_file, topics, transports=("compressed", "compressedDepth"))
+    try:
+        assert replay(bag, rate=0.1, keep_stamps=True, topics=list(topics), wait_for_subscribers=20.0) == 9  # 3 x (colour, depth, info)
+        for stamp, objects in offline.items():
+            live = h.wait_for(stamp, timeout=10.0)["objects"]
+            assert [(o["label"], o["bbox"]) for o in live] == [(o["label"], o["bbox"]) for o in objects]
+    finally:
+        h.close()
