@@ -1,8 +1,10 @@
-"""ros2 launch robot_classify classify.launch.py [model_path:=...] [color_topic:=...] ...
+"""ros2 launch robot_classify classify.launch.py [model_path:=...] [color_topic:=...] [managed:=true] ...
 
 Starts classify_node with the package's config/classify.yaml (or params_file:=...), remapping
 its relative input topics to the camera's. Defaults fit realsense2_camera with
 align_depth.enable:=true. Only launch / launch_ros features present in Humble and Jazzy.
+managed:=true starts it as a lifecycle node (unconfigured): drive it with a lifecycle manager
+(e.g. nav2_lifecycle_manager's node_names) or `ros2 lifecycle set /robot_classify configure`.
 """
 import os
 
@@ -28,6 +30,14 @@ def generate_launch_description():
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
         DeclareLaunchArgument("qos_reliability", default_value="best_available",
                               description="best_available (match the camera's publishers), reliable or best_effort"),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="true: a lifecycle node, unconfigured until a lifecycle manager (or "
+                                          "ros2 lifecycle set) configures and activates it"),
+        DeclareLaunchArgument("color_transport", default_value="raw",
+                              description="raw or compressed (color_topic + /compressed: JPEG or PNG)"),
+        DeclareLaunchArgument("depth_transport", default_value="raw",
+                              description="raw, compressedDepth (depth_topic + /compressedDepth: PNG or RVL) or "
+                                          "compressed (16-bit PNG)"),
         DeclareLaunchArgument("vision_msgs", default_value="auto",
                               description="vision_msgs outputs: auto (when vision_msgs imports), on or off"),
         # The typed outputs, remappable like the inputs ("~/..." = under the node's name, the default).
@@ -55,7 +65,10 @@ def generate_launch_description():
     ]
     overrides = {"device": LaunchConfiguration("device"),
                  "qos.reliability": LaunchConfiguration("qos_reliability"),
-                 "output.vision_msgs": LaunchConfiguration("vision_msgs")}
+                 "output.vision_msgs": LaunchConfiguration("vision_msgs"),
+                 "managed": LaunchConfiguration("managed"),  # "true"/"false": launch_ros reads it as YAML, a bool
+                 "input.transport.color": LaunchConfiguration("color_transport"),
+                 "input.transport.depth": LaunchConfiguration("depth_transport")}
     env = {"FASTRTPS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")}
     has_model = PythonExpression(["'", LaunchConfiguration("model_path"), "' != ''"])
     node_with_model = Node(

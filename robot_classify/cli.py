@@ -227,7 +227,11 @@ def _write_plots(model, report: dict, out: Path, score: np.ndarray, correct: np.
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Label crops with the node's rule (`frame_processor.decide_label`): `unknown` below
+    min_score or outside the classes, printed with the score that decided it and the top class."""
+    from .learn.model import is_negative
     from .data.datasets import read_image, to_patch
+    from .runtime.frame_processor import UNKNOWN, decide_label
 
     patches, names, errors = [], [], []
     for f in args.images:
@@ -243,9 +247,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise errors[0]
         raise ValueError("no readable images")
     model = _load_model(args)
-    labels, proba = model.predict(np.stack(patches))
-    for f, lab, p in zip(names, labels, proba):
-        print(f"{f}\t{model.class_names[lab]}\t{p[lab]:.3f}")
+    min_score = _node_parameters(args)["min_score"]
+    if min_score < 0:  # the model's own default, as the node takes it
+        min_score = model.default_min_score
+    pred = model.classify(np.stack(patches))
+    rows = []
+    for f, lab, p, known in zip(names, pred.labels, pred.proba, pred.known):
+        top, score = model.class_names[lab], float(p[lab])
+        label = decide_label(top, score, min_score, bool(known))
+        reason = None
+        if label == UNKNOWN:
+            reason = (f"score below min_score {min_score:.3f}" if known else
+                      "unlike the classes: farther from the training data than validation allows, or nearer the "
+                      "unknown examples")
+        order = [i for i in np.argsort(-p, kind="stable") if not is_negative(model.class_names[i])][:3]
+        rows.append({"image": str(f), "label": label, "score": round(score, 6), "top_class": top,
+                     "unknown_reason": reason,
+                     "top_k": [[model.class_names[i], round(float(p[i]), 6)] for i in order]})
+    if args.format == "json":
+        print(json.dumps({"model": str(model.meta.get("name", "model")), "min_score": round(min_score, 6),
+                          "predictions": rows}, indent=1))
+        return 0
+    for r in rows:
+        line = f"{r['image']}\t{r['label']}\t{r['score']:.3f}"
+        if r["label"] == UNKNOWN:
+            line += f"\ttop class: {r['top_class']} {r['score']:.3f} ({r['unknown_reason']})"
+        print(line)
     return 0
 
 
@@ -397,8 +424,11 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"{out} exists; choose a new path (bags are never overwritten)")
-    write_bag(out, render_scenes(args.scenes, args.seed, args.workers, args.quiet), args.storage)
-    print(f"wrote {args.scenes} frames ({args.storage}) to {out}")
+    write_bag(out, render_scenes(args.scenes, args.seed, args.workers, args.quiet), args.storage,
+              color_format=args.color_format, depth_format=args.depth_format)
+    images = "raw images" if args.color_format == args.depth_format == "raw" else \
+        f"colour {args.color_format}, depth {args.depth_format}"
+    print(f"wrote {args.scenes} frames ({args.storage}, {images}) to {out}")
     return 0
 
 
@@ -617,6 +647,11 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     _add_model_arg(p)
+    p.add_argument("--min-score", type=_float(-1, 1), help="below it: unknown (default: the params file's, else "
+                                                           "the model's own, as the node)")
+    p.add_argument("--params-file", help="the node's ROS 2 params YAML (its model_path, device, min_score)")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: IMAGE<tab>LABEL<tab>SCORE[<tab>top class: ...] per image; json: one document")
     p.add_argument("images", nargs="+")
 
 
@@ -670,6 +705,10 @@ def _eval_patches_args(p: argparse.ArgumentParser) -> None:
 def _make_bag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    p.add_argument("--color-format", default="raw", choices=["raw", "jpeg", "png"],
+                   help="raw Image, or image_transport's <topic>/compressed (JPEG quality 90, or PNG)")
+    p.add_argument("--depth-format", default="raw", choices=["raw", "png", "rvl"],
+                   help="raw Image, or image_transport's <topic>/compressedDepth (PNG or RVL, lossless)")
     p.add_argument("--scenes", type=_int(1), default=30)
     p.add_argument("--seed", type=_int(0), default=1)
     p.add_argument("--workers", type=_int(1), default=2)

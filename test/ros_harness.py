@@ -29,15 +29,24 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from robot_classify.runtime.compressed import encode_color, encode_depth  # noqa: E402
 from robot_classify.runtime.image_conversion import array_to_fields  # noqa: E402
 from robot_classify.runtime.stamps import ns_to_stamp  # noqa: E402
 
 
 def make_image(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "camera_color_optical_frame") -> Image:
     msg = Image(**array_to_fields(arr, encoding))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def make_compressed(fmt: str, data: bytes, stamp_ns: int, frame_id: str = "camera_color_optical_frame"
+                    ) -> CompressedImage:
+    msg = CompressedImage(format=fmt, data=data)
     msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp_ns)
     msg.header.frame_id = frame_id
     return msg
@@ -54,10 +63,22 @@ class RosHarness:
     def __init__(self, model_path: str, topics: tuple[str, str, str] = ("/test_cam/color", "/test_cam/depth",
                                                                          "/test_cam/info"),
                  timeout: float = 120.0, params: dict | None = None, node_env: dict | None = None,
-                 publisher_reliability: str = "reliable", params_file: str | None = None) -> None:
+                 publisher_reliability: str = "reliable", params_file: str | None = None,
+                 transports: tuple[str, str] = ("raw", "raw"), managed: bool = False) -> None:
         """`node_env` overrides the node's environment only (e.g. its Fast DDS profile);
-        `publisher_reliability` is the tester's camera publishers' QoS (a driver's choice)."""
+        `publisher_reliability` is the tester's camera publishers' QoS (a driver's choice).
+        `transports`: colour and depth as image_transport publishes them (raw, compressed,
+        compressedDepth): the node is told the same, the tester publishes on `<topic>/<transport>`
+        with `color_codec` / `depth_codec`. `managed`: a lifecycle node, ready once its
+        ~/get_state service answers (unconfigured: no topics yet)."""
         params = {"qos.reliability": "reliable", "device": "cpu", **(params or {})}
+        if transports != ("raw", "raw"):
+            params.update({"input.transport.color": transports[0], "input.transport.depth": transports[1]})
+        if managed:
+            params["managed"] = "true"
+        self.transports, self.managed = transports, managed
+        self.color_codec, self.depth_codec = "png", "rvl"
+        wire = [t if tr == "raw" else f"{t}/{tr}" for t, tr in zip(topics[:2], transports)]
         # model_path "" = the embedded default model
         cmd = [sys.executable, "-m", "robot_classify.ros.node", "--ros-args",
                *(["--params-file", str(params_file)] if params_file else []),
@@ -65,7 +86,7 @@ class RosHarness:
                *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")],
                "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
                "-r", f"color/camera_info:={topics[2]}"]
-        self.topics = topics
+        self.topics, self.wire_topics = topics, wire
         env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1", **(node_env or {})}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.log: list[str] = []
@@ -75,8 +96,10 @@ class RosHarness:
             self.node = rclpy.create_node("robot_classify_tester")
             qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if publisher_reliability == "reliable"
                              else ReliabilityPolicy.BEST_EFFORT)
-            self.color_pub = self.node.create_publisher(Image, topics[0], qos)
-            self.depth_pub = self.node.create_publisher(Image, topics[1], qos)
+            self.color_pub = self.node.create_publisher(Image if transports[0] == "raw" else CompressedImage, wire[0],
+                                                        qos)
+            self.depth_pub = self.node.create_publisher(Image if transports[1] == "raw" else CompressedImage, wire[1],
+                                                        qos)
             self.info_pub = self.node.create_publisher(CameraInfo, topics[2], qos)
             self.received: list[dict] = []
             self.received_at: list[float] = []  # time.monotonic() of each, for latency per frame
@@ -84,6 +107,11 @@ class RosHarness:
             self.node.create_subscription(String, "/object_labels", self._on_labels, QoSProfile(
                 depth=50, reliability=ReliabilityPolicy.RELIABLE))
             self.param_client = self.node.create_client(SetParameters, "/robot_classify/set_parameters")
+            if managed:
+                from lifecycle_msgs.srv import ChangeState, GetState
+
+                self.get_state_client = self.node.create_client(GetState, "/robot_classify/get_state")
+                self.change_state_client = self.node.create_client(ChangeState, "/robot_classify/change_state")
             self.executor = SingleThreadedExecutor()
             self.executor.add_node(self.node)
             self._spin = threading.Thread(target=self.executor.spin, daemon=True)
@@ -103,7 +131,10 @@ class RosHarness:
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("classify_node exited:\n" + "\n".join(self.log[-30:]))
-            if (self.node.count_publishers("/object_labels") and self.node.count_subscribers(self.topics[0])
+            if self.managed and self.get_state_client.service_is_ready() and self.param_client.service_is_ready():
+                time.sleep(0.5)
+                return
+            if (self.node.count_publishers("/object_labels") and self.node.count_subscribers(self.wire_topics[0])
                     and self.param_client.service_is_ready()):
                 time.sleep(0.5)  # let discovery settle both ways
                 return
@@ -121,8 +152,14 @@ class RosHarness:
         h, w = color.shape[:2]
         self.info_pub.publish(make_info(K, w, h, stamp_ns))
         time.sleep(info_lead)  # tests: let the frame's camera_info land first, so each check is deterministic
-        self.depth_pub.publish(make_image(depth, depth_encoding, stamp_ns))
-        self.color_pub.publish(make_image(color, color_encoding, stamp_ns))
+        if self.transports[1] == "raw":
+            self.depth_pub.publish(make_image(depth, depth_encoding, stamp_ns))
+        else:
+            self.depth_pub.publish(make_compressed(*encode_depth(depth, self.depth_codec), stamp_ns))
+        if self.transports[0] == "raw":
+            self.color_pub.publish(make_image(color, color_encoding, stamp_ns))
+        else:
+            self.color_pub.publish(make_compressed(*encode_color(color, self.color_codec), stamp_ns))
 
     def wait_for(self, stamp_ns: int, timeout: float = 20.0) -> dict:
         sec, nsec = ns_to_stamp(stamp_ns)
@@ -144,6 +181,35 @@ class RosHarness:
         while not future.done() and time.monotonic() < end:
             time.sleep(0.02)
         return future.result().results
+
+    def _call(self, client, request, timeout: float = 30.0):
+        future = client.call_async(request)
+        end = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.02)
+        if not future.done():
+            raise TimeoutError(f"{client.srv_name}: no answer in {timeout} s:\n" + "\n".join(self.log[-20:]))
+        return future.result()
+
+    def lifecycle_state(self) -> str:
+        """The managed node's state label through its ~/get_state service."""
+        from lifecycle_msgs.srv import GetState
+
+        return self._call(self.get_state_client, GetState.Request()).current_state.label
+
+    def change_state(self, transition: str) -> bool:
+        """One transition (configure, activate, deactivate, cleanup, shutdown) through
+        ~/change_state, as a lifecycle manager or `ros2 lifecycle set` drives it: its success."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+               "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
+               "shutdown": {"unconfigured": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+                            "inactive": Transition.TRANSITION_INACTIVE_SHUTDOWN,
+                            "active": Transition.TRANSITION_ACTIVE_SHUTDOWN}.get(self.lifecycle_state(), 0)}
+        req = ChangeState.Request(transition=Transition(id=ids[transition]))
+        return self._call(self.change_state_client, req, timeout=60.0).success
 
     def wait_log(self, text: str, timeout: float = 5.0) -> bool:
         end = time.monotonic() + timeout
@@ -169,4 +235,4 @@ class RosHarness:
         rclpy.try_shutdown()
 
 
-__all__ = ["RosHarness", "ParameterMsg", "make_image", "make_info"]
+__all__ = ["RosHarness", "ParameterMsg", "make_compressed", "make_image", "make_info"]

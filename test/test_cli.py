@@ -3,6 +3,7 @@
 In-process through `cli.main` (fast); two subprocess checks for what only a fresh
 interpreter shows (what importing the CLI pulls in, the real exit status).
 """
+import json
 import logging
 import os
 import subprocess
@@ -104,7 +105,7 @@ def test_predict_with_the_shipped_default_model(tmp_path, capsys):
     img = write_png(tmp_path / "red.png")
     code, out, err = run(["predict", "--device", "cpu", img, "--quiet"], capsys)
     assert code == 0, err
-    name, label, score = out.strip().split("\t")
+    name, label, score = out.strip().split("\t")[:3]  # unknown: a fourth column names the top class
     assert name == str(img) and label and 0.0 <= float(score) <= 1.0
 
 
@@ -286,6 +287,48 @@ def test_predict_skips_unreadable_images_but_labels_the_rest(tmp_path, capsys, t
     assert out.strip().split("\t")[:2] == [str(red), "red"]
     assert f"warning: no such file: {tmp_path / 'missing.png'}" in err
     assert f"warning: {tmp_path / 'bad.png'}: not a readable image" in err
+
+
+def _model_file(folder, colours, labels, k=1):
+    from robot_classify.learn.features import FeaturePipeline
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.learn.model_io import save_model
+
+    names = list(dict.fromkeys(labels))
+    patches = np.stack([np.full((32, 32, 3), c, np.uint8) for c in colours])
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(k, "l2", device="cpu"),
+                            names).fit(patches, np.array([names.index(x) for x in labels]))
+    return save_model(model, folder / "m.safetensors")
+
+
+def test_predict_says_unknown_with_the_deciding_score_and_the_top_class(tmp_path, capsys):
+    """A crop the negative examples win: `unknown`, not the best real class with score 0.000
+    (the node's rule); the top class follows, labelled as such, with the reason."""
+    model = _model_file(tmp_path, [(220, 20, 20), (20, 20, 220), (20, 220, 20)], ["red", "blue", "unknown"])
+    green, red = write_png(tmp_path / "green.png", (20, 220, 20)), write_png(tmp_path / "red.png", (220, 20, 20))
+    code, out, err = run(["predict", "--model", model, green, red], capsys)
+    assert code == 0, err
+    unknown, known = [line.split("\t") for line in out.strip().splitlines()]
+    assert unknown[:3] == [str(green), "unknown", "0.000"]
+    assert unknown[3].startswith("top class: red 0.000 (unlike the classes")
+    assert known == [str(red), "red", "1.000"]
+
+
+def test_predict_below_min_score_is_unknown_and_json_says_why(tmp_path, capsys):
+    model = _model_file(tmp_path, [(220, 20, 20), (220, 20, 20), (20, 20, 220)], ["red", "red", "blue"], k=3)
+    red = write_png(tmp_path / "red.png", (220, 20, 20))
+    code, out, _ = run(["predict", "--model", model, "--format", "json", red], capsys)
+    doc = json.loads(out)
+    (row,) = doc["predictions"]
+    assert code == 0 and doc["min_score"] == 0.5 and row["label"] == "red" and row["unknown_reason"] is None
+    assert 0.5 <= row["score"] < 1.0 and row["top_k"][0] == ["red", row["score"]]
+    code, out, _ = run(["predict", "--model", model, "--format", "json", "--min-score", "0.9", red], capsys)
+    (row,) = json.loads(out)["predictions"]
+    assert (row["label"], row["top_class"], row["unknown_reason"]) == ("unknown", "red", "score below min_score 0.900")
+    code, out, _ = run(["predict", "--model", model, "--min-score", "0.9", red], capsys)
+    assert out.strip().split("\t") == [str(red), "unknown", f"{row['score']:.3f}",
+                                        f"top class: red {row['score']:.3f} (score below min_score 0.900)"]
 
 
 def test_corrupt_model_file_is_one_error_line(tmp_path, capsys):

@@ -97,3 +97,20 @@ def test_vision_msgs_outputs_are_declared_for_ros_and_launch():
     for topic in ("~/detections", "~/detections_3d", "~/label_info"):
         assert f'("{topic}", LaunchConfiguration(' in source
     assert '"opencv-python-headless>=4.6,<5"' in (ROOT / "setup.py").read_text()
+
+
+def test_managed_and_transport_launch_arguments_default_to_the_nodes_and_lifecycle_msgs_is_declared():
+    """managed:=true (a lifecycle node) and the input transports are launch arguments whose
+    defaults are the node's; lifecycle_msgs is a dependency for ROS (package.xml) and pip ([ros])."""
+    from robot_classify.runtime.parameters import PARAMETERS
+
+    tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
+    defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
+                for kw in node.keywords if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
+    assert defaults["managed"] == str(PARAMETERS["managed"].default).lower() == "false"
+    assert defaults["color_transport"] == PARAMETERS["input.transport.color"].default
+    assert defaults["depth_transport"] == PARAMETERS["input.transport.depth"].default
+    deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot().iter("exec_depend")}
+    assert "lifecycle_msgs" in deps
+    assert '"ros-jazzy-lifecycle-msgs"' in (ROOT / "setup.py").read_text()

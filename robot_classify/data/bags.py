@@ -63,20 +63,25 @@ def frame_from_scene(scene) -> LabelledFrame:
 
 
 def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 30.0,
-              start_ns: int = START_NS) -> Path:
-    """Scenes (RenderedScene iterable) -> a ROS 2 bag as a camera would record it, with ground truth."""
-    write_frames(path, (frame_from_scene(s) for s in scenes), storage, rate_hz, start_ns)
+              start_ns: int = START_NS, color_format: str = "raw", depth_format: str = "raw") -> Path:
+    """Scenes (RenderedScene iterable) -> a ROS 2 bag as a camera would record it, with ground truth.
+
+    `color_format` jpeg|png and `depth_format` png|rvl record image_transport's compressed topics
+    instead of the raw ones (`<topic>/compressed`, `<topic>/compressedDepth`), as robots record."""
+    write_frames(path, (frame_from_scene(s) for s in scenes), storage, rate_hz, start_ns, color_format, depth_format)
     return Path(path)
 
 
 def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str = "mcap", rate_hz: float = 30.0,
-                 start_ns: int = START_NS) -> int:
+                 start_ns: int = START_NS, color_format: str = "raw", depth_format: str = "raw") -> int:
     """Labelled frames -> a new ROS 2 bag: per frame camera_info (the frame's own K), aligned
     depth (16UC1 mm), colour (rgb8) and ground truth (/object_labels JSON), all with the
-    frame's stamp (`start_ns` + i / `rate_hz`). Returns the number of frames.
+    frame's stamp (`start_ns` + i / `rate_hz`). Returns the number of frames. The formats as
+    for `write_bag`.
 
     The bag is written into a temporary folder beside `path` and renamed into place at the end:
     a failure (a bad frame, Ctrl-C) leaves nothing behind. An existing `path` is never touched."""
+    check_bag_formats(color_format, depth_format)
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     if storage not in STORAGES:
@@ -90,18 +95,18 @@ def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     ts = _typestore()
-    Image, CameraInfo, String = (ts.types[t] for t in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo",
-                                                       "std_msgs/msg/String"))
+    CameraInfo, String = (ts.types[t] for t in ("sensor_msgs/msg/CameraInfo", "std_msgs/msg/String"))
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     n = 0
     try:
         with Writer(tmp / path.name, version=9, storage_plugin=plugin) as w:
-            conns = {topic: w.add_connection(topic, t.__msgtype__, typestore=ts)
-                     for topic, t in ((COLOR_TOPIC, Image), (DEPTH_TOPIC, Image), (INFO_TOPIC, CameraInfo),
-                                      (GT_TOPIC, String))}
+            conns = {COLOR_TOPIC: w.add_connection(*transport_topic(COLOR_TOPIC, color_format, "color"), typestore=ts),
+                     DEPTH_TOPIC: w.add_connection(*transport_topic(DEPTH_TOPIC, depth_format, "depth"), typestore=ts),
+                     INFO_TOPIC: w.add_connection(INFO_TOPIC, CameraInfo.__msgtype__, typestore=ts),
+                     GT_TOPIC: w.add_connection(GT_TOPIC, String.__msgtype__, typestore=ts)}
             for n, frame in enumerate(frames, 1):
                 t = start_ns + int(round((n - 1) * 1e9 / rate_hz))
-                for topic, msg in frame_messages(ts, frame, t):
+                for topic, msg in frame_messages(ts, frame, t, color_format, depth_format):
                     w.write(conns[topic], t, ts.serialize_cdr(msg, msg.__msgtype__))
         (tmp / path.name).rename(path)
         tmp.rmdir()
@@ -116,8 +121,10 @@ def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str
     return n
 
 
-def frame_messages(ts, frame: LabelledFrame, t: int) -> list[tuple[str, Any]]:
-    """One frame's messages in the order a camera driver sends them (camera_info first)."""
+def frame_messages(ts, frame: LabelledFrame, t: int, color_format: str = "raw", depth_format: str = "raw"
+                   ) -> list[tuple[str, Any]]:
+    """One frame's messages in the order a camera driver sends them (camera_info first); colour
+    and depth as raw Image or compressed (`compressed_message`), keyed by their raw topic."""
     T = ts.types
     Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
     Image, CameraInfo, String = T["sensor_msgs/msg/Image"], T["sensor_msgs/msg/CameraInfo"], T["std_msgs/msg/String"]
@@ -135,6 +142,8 @@ def frame_messages(ts, frame: LabelledFrame, t: int) -> list[tuple[str, Any]]:
                 data=np.ascontiguousarray(frame.color).reshape(-1))
     dep = Image(header=header, height=h, width=wd, encoding="16UC1", is_bigendian=0, step=wd * 2,
                 data=np.ascontiguousarray(frame.depth).view(np.uint8).reshape(-1))
+    col, dep = compressed_message(ts, col, frame.color, color_format, "color"), \
+        compressed_message(ts, dep, frame.depth, depth_format, "depth")
     labels = FrameLabels((sec, nanosec), FRAME_ID, "ground_truth", "", tuple(o.to_result() for o in frame.objects))
     gt = String(data=json.dumps(labels.to_doc()))
     return [(INFO_TOPIC, info), (DEPTH_TOPIC, dep), (COLOR_TOPIC, col), (GT_TOPIC, gt)]
@@ -144,10 +153,66 @@ INFO_KEEP = 100  # camera_infos kept by stamp while reading a bag
 INFO_WAIT = 30  # pairs that wait for their camera_info at most (read_frames)
 
 
+# What make-bag can record per stream: raw Image, or image_transport's compressed formats
+BAG_FORMATS = {"color": ("raw", "jpeg", "png"), "depth": ("raw", "png", "rvl")}
+# Where image_transport puts a compressed stream, in the order a missing raw topic is looked for
+TRANSPORT_SUFFIXES = {"color": ("/compressed",), "depth": ("/compressedDepth", "/compressed")}
+
+
+def check_bag_formats(color_format: str, depth_format: str) -> None:
+    for kind, fmt in (("color", color_format), ("depth", depth_format)):
+        if fmt not in BAG_FORMATS[kind]:
+            raise BagError(f"{kind} format must be one of {', '.join(BAG_FORMATS[kind])}, got {fmt!r}")
+
+
+def transport_topic(base: str, fmt: str, kind: str) -> tuple[str, str]:
+    """(topic, message type) image_transport publishes `fmt` of `base` on."""
+    if fmt == "raw":
+        return base, "sensor_msgs/msg/Image"
+    return base + ("/compressedDepth" if kind == "depth" else "/compressed"), "sensor_msgs/msg/CompressedImage"
+
+
+def compressed_message(ts, raw_msg, image, fmt: str, kind: str):
+    """`raw_msg` itself (raw), or a CompressedImage with its header holding `image` encoded as
+    compressed_image_transport / compressed_depth_image_transport would (runtime.compressed)."""
+    if fmt == "raw":
+        return raw_msg
+    from ..runtime.compressed import encode_color, encode_depth
+
+    form, data = encode_color(image, fmt) if kind == "color" else encode_depth(image, fmt)
+    CompressedImage = ts.types["sensor_msgs/msg/CompressedImage"]
+    return CompressedImage(header=raw_msg.header, format=form, data=np.frombuffer(data, np.uint8))
+
+
+def resolve_image_topics(have: dict[str, str] | set[str], topics: tuple[str, str, str]) -> tuple[str, str, str]:
+    """The colour and depth topics to read: each as given when the bag has it, else the first
+    image_transport compressed topic of it the bag has (`/compressed`, `/compressedDepth`), else
+    as given (the caller's missing-topic error names it)."""
+    color_t, depth_t, info_t = topics
+    found = []
+    for topic, kind in ((color_t, "color"), (depth_t, "depth")):
+        options = [topic] + [topic + s for s in TRANSPORT_SUFFIXES[kind]]
+        found.append(next((t for t in options if t in have), topic))
+    return found[0], found[1], info_t
+
+
+def bag_image_topics(path: str | Path, topics: tuple[str, str, str]) -> tuple[str, str, str]:
+    """`resolve_image_topics` for the bag at `path` (topics as given if it cannot be opened: the
+    reader's own error comes later)."""
+    try:
+        reader = open_reader(path)
+    except BagError:
+        return topics
+    try:
+        return resolve_image_topics(topics_of(reader), topics)
+    finally:
+        reader.close()
+
+
 @dataclass
 class BagFrame:
     stamp_ns: int
-    color: Any  # sensor_msgs/Image (rosbags message: same fields as rclpy's)
+    color: Any  # sensor_msgs/Image or CompressedImage (rosbags message: same fields as rclpy's)
     depth: Any
     info: Any | None
 
@@ -187,6 +252,9 @@ def _require_topics(reader, path, wanted: list[str]) -> None:
 def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
                 slop: float = 0.02, stats: dict | None = None) -> Iterator[BagFrame]:
     """Colour/depth pairs in stamp order, paired exactly like the node (`StampSynchronizer`).
+    Where the bag lacks a raw image topic, its image_transport compressed topic is read
+    (`resolve_image_topics`): frames then hold CompressedImage messages, which
+    `FrameProcessor.process_messages` decodes.
 
     Unlike the live node, nothing is dropped for being late: offline there is time for every
     pair. Each pair gets the camera_info stamped like it, as the node does. Recorders often
@@ -198,8 +266,8 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
     """
     from ..runtime.sync import StampSynchronizer
 
-    color_t, depth_t, info_t = topics
     reader = open_reader(path)
+    color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)  # raw, else compressed
     try:
         _require_topics(reader, path, [color_t, depth_t])
         conns = [c for c in reader.connections if c.topic in (color_t, depth_t, info_t)]

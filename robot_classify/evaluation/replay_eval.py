@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.bags import GT_TOPIC, BagError, open_reader, read_frames, read_ground_truth, topics_of
+from ..data.bags import (GT_TOPIC, BagError, bag_image_topics, open_reader, read_frames, read_ground_truth,
+                         topics_of)
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from .failures import FailureGallery
@@ -37,7 +38,7 @@ def run_frames(bag: str | Path, processor: FrameProcessor, topics: tuple[str, st
                stats: dict | None = None, slop: float = 0.02):
     """Yield (frame, FrameResult or None, FrameSkipped.reason or None, colour RGB or None, ms) for
     each pair, through `FrameProcessor.process_messages`: the node's own path."""
-    total = None if quiet else color_count(bag, topics[0])
+    total = None if quiet else color_count(bag, bag_image_topics(bag, topics)[0])
     for frame in tqdm(read_frames(bag, topics, slop=slop, stats=stats), desc="replay-eval", unit="frame", total=total,
                       disable=quiet):
         t0 = time.perf_counter()
@@ -83,6 +84,7 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
                        "--ground-truth-topic TOPIC or --ground-truth FILE.jsonl)")
     parameters = check_parameters(parameters)
     processor = FrameProcessor.from_parameters(model, parameters)
+    topics = bag_image_topics(bag, topics)  # raw topics, else their compressed ones: the report names what was read
     context = run_context(model, parameters, bag, topics, _bag_topics(bag),
                           f"file {Path(sidecar).resolve()}" if sidecar else f"topic {gt_topic or GT_TOPIC}")
     context["params_file"] = None if params_file is None else str(Path(params_file).resolve())

@@ -26,10 +26,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
@@ -43,7 +44,8 @@ from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from ..runtime.image_conversion import array_to_fields
 from ..learn.model_io import load_model
-from ..runtime.parameters import PARAMETERS, ParameterError, ParameterSpec, check_parameters, check_value
+from ..runtime.parameters import (NODE_NAME, PARAMETERS, ParameterError, ParameterSpec, check_parameters,
+                                  check_value)
 from ..runtime.stream_health import StampGapMonitor
 from ..runtime.stamps import header_to_ns
 from ..runtime.sync import StampSynchronizer
@@ -75,34 +77,53 @@ def _descriptor(name: str, spec: ParameterSpec) -> ParameterDescriptor:
     return d
 
 
-class ClassifyNode(Node):
-    def __init__(self, **kwargs) -> None:
-        super().__init__("robot_classify", **kwargs)
+class _ClassifyPipeline:
+    """classify_node's work, whatever kind of rclpy node runs it: `ClassifyNode` (plain: configure
+    and activate at start) and `ManagedClassifyNode` (lifecycle: a manager drives the same steps).
+
+    configure: check the parameters, load the model, build the processor (`_configure`);
+    activate: subscribe, publish, serve, start the workers (`_activate`); deactivate: stop the
+    workers and release every subscription, publisher, service and timer (`_deactivate`, the
+    model stays loaded); cleanup: release the model (`_cleanup`)."""
+
+    processor: FrameProcessor | None = None
+    _active = False
+
+    def _declare(self) -> None:
         for name, spec in PARAMETERS.items():
             self.declare_parameter(name, spec.default, _descriptor(name, spec))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _configure(self) -> None:
+        """Parameters checked, model loaded, processor built; raises with a clear message."""
         # The checks replay-eval applies to a params file, so both refuse the same settings.
         p = check_parameters({name: self.get_parameter(name).value for name in PARAMETERS})
         VisionOutput.require(p["output.vision_msgs"])  # "on" without vision_msgs: fail before loading the model
-        reliability = p["qos.reliability"]
+        self._p = p
         self.model = self._load_model(p["model_path"], p["device"])
-        self.processor = FrameProcessor.from_parameters(self.model, p)
-        self.processor.bridge, why = load_bridge(lambda fields: Image(**fields))
-        self.get_logger().info("images: cv_bridge (checked against the package's converter)" if self.processor.bridge
+        processor = FrameProcessor.from_parameters(self.model, p)
+        processor.bridge, why = load_bridge(lambda fields: Image(**fields))
+        self.get_logger().info("images: cv_bridge (checked against the package's converter)" if processor.bridge
                                else f"images: the package's converter; {why}")
         self._model_path, self._save_path = p["model_path"], p["teach.save_path"]
-        self.teacher = Teacher(self.processor, p["teach.timeout"], p["teach.jitter_crops"], p["teach.mirror"],
+        self.teacher = Teacher(processor, p["teach.timeout"], p["teach.jitter_crops"], p["teach.mirror"],
                                p["teach.occluded_crops"], p["teach.white_balance"],
                                on_done=self._publish_teach_status)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.sync = StampSynchronizer(p["sync_slop"])
         self._max_queue_wait = p["max_queue_wait"]
         self.mode = p["segmentation.mode"]
+        self._transport = {"color/image_raw": p["input.transport.color"], "depth/image_raw": p["input.transport.depth"]}
+        self._slop_ns = int(p["sync_slop"] * 1e9)
+        self._reliability = p["qos.reliability"]
+        self.processor = processor  # last: set means configured
+
+    def _reset_state(self) -> None:
+        """Per activation: what the callbacks, workers and health checks accumulate."""
         self._info: CameraInfo | None = None  # latest
         self._first_info = threading.Event()  # set by the first camera_info (see _camera_info_for)
         self._infos: dict[int, CameraInfo] = {}  # recent, by stamp: the one taken with the image wins
         self._masks: dict[int, Image] = {}  # recent, by stamp: a frame takes the mask stamped like it
         self._mask_arrived = threading.Condition()
-        self._slop_ns = int(p["sync_slop"] * 1e9)
         self._last_rx: dict[str, float] = {}
         # Worker threads append while the diagnostics timer reads: every access under one lock.
         self._stats_lock = threading.Lock()
@@ -119,36 +140,52 @@ class ClassifyNode(Node):
         self._receipt: dict[int, float] = {}
         self._warned_qos: set[str] = set()
         self._started = time.monotonic()
+        self.sync = StampSynchronizer(self._p["sync_slop"])  # no pair of a former activation is processed
+
+    def _activate(self) -> None:
+        """Subscriptions, publishers, the service, timers and workers; every one kept in
+        `self._entities` so that `_deactivate` releases them all."""
+        p = self._p
+        self._reset_state()
+        self._entities: list[tuple[Any, Any]] = []  # (destroy function, entity)
 
         # No QoS event callbacks: each adds a waitable the executor rebuilds its wait set with on
         # every wake-up (30 Hz x 3 topics). `_check_inputs` polls the publishers instead.
-        self._inputs = {"color/image_raw": (Image, self._on_color), "depth/image_raw": (Image, self._on_depth),
+        image = {"raw": Image, "compressed": CompressedImage, "compressedDepth": CompressedImage}
+        self._inputs = {"color/image_raw": (image[self._transport["color/image_raw"]], self._on_color),
+                        "depth/image_raw": (image[self._transport["depth/image_raw"]], self._on_depth),
                         "color/camera_info": (CameraInfo, self._on_info)}
         if self.mode == "mask":
             self._inputs["mask/image_raw"] = (Image, self._on_mask)
-        self._reliability = reliability
         self._subs: dict[str, Any] = {}
         self._sub_reliability: dict[str, ReliabilityPolicy] = {}
         for topic in self._inputs:
-            self._subscribe(topic, self._best_available(topic) if reliability == "best_available"
-                            else RELIABILITY[reliability])
-        self.labels_pub = self.create_publisher(String, "object_labels", QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        self.markers_pub = self.create_publisher(MarkerArray, "~/markers", 10)
-        self.debug_pub = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self._subscribe(topic, self._best_available(topic) if self._reliability == "best_available"
+                            else RELIABILITY[self._reliability])
+        self.labels_pub = self._keep(self.destroy_publisher, self.create_publisher(String, "object_labels", QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)))
+        self.markers_pub = self._keep(self.destroy_publisher, self.create_publisher(MarkerArray, "~/markers", 10))
+        self.debug_pub = self._keep(self.destroy_publisher,
+                                    self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data))
+        self.diag_pub = self._keep(self.destroy_publisher, self.create_publisher(DiagnosticArray, "/diagnostics", 10))
         self.vision = VisionOutput.create(self, p["output.vision_msgs"])  # None: JSON only
+        if self.vision is not None:
+            for pub in (self.vision.pub_2d, self.vision.pub_3d, self.vision.pub_info):
+                self._keep(self.destroy_publisher, pub)
         self._on_classes_changed()  # the first ~/label_info
         # Teaching: control topics reliable, keep last 10; the status is also kept for late joiners.
         control = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.teach_status_pub = self.create_publisher(String, "~/teach/status", QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.create_subscription(String, "~/teach", self._guarded(self._on_teach), control)
-        self.create_subscription(String, "~/forget", self._guarded(self._on_forget), control)
-        self.create_service(Trigger, "~/save_model", self._on_save_model)
-        self.create_timer(1.0, self._guarded(self._publish_diagnostics))
-        self.create_timer(1.0, self._guarded(self._check_inputs))
+        self.teach_status_pub = self._keep(self.destroy_publisher, self.create_publisher(
+            String, "~/teach/status", QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                                 reliability=ReliabilityPolicy.RELIABLE,
+                                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)))
+        self._keep(self.destroy_subscription,
+                   self.create_subscription(String, "~/teach", self._guarded(self._on_teach), control))
+        self._keep(self.destroy_subscription,
+                   self.create_subscription(String, "~/forget", self._guarded(self._on_forget), control))
+        self._keep(self.destroy_service, self.create_service(Trigger, "~/save_model", self._on_save_model))
+        self._keep(self.destroy_timer, self.create_timer(1.0, self._guarded(self._publish_diagnostics)))
+        self._keep(self.destroy_timer, self.create_timer(1.0, self._guarded(self._check_inputs)))
         self._stop = threading.Event()
         # Results go out in the order their pairs were taken from the queue (stamp order there),
         # not by comparing stamps here: stamps may jump back (a looped bag, a reset sim clock).
@@ -160,19 +197,53 @@ class ClassifyNode(Node):
                          for i in range(p["workers"])]
         for w in self._workers:
             w.start()
+        self._active = True
+        inputs = ", ".join(f"{self._wire_name(t)} [{self._inputs[t][0].__name__}]" for t in self._inputs)
         self.get_logger().info(
             f"ready: model {self.processor.model_name} ({self.model.kind}, {len(self.model.known_class_names)} "
             f"classes{' + unknown examples' if len(self.model.negative_classes) else ''}), segmentation {self.mode}, "
-            f"input QoS {reliability}; publishing {self.labels_pub.topic_name}")
+            f"input QoS {self._reliability}; inputs {inputs}; publishing {self.labels_pub.topic_name}")
+
+    def _keep(self, destroy, entity):
+        self._entities.append((destroy, entity))
+        return entity
+
+    def _deactivate(self) -> None:
+        """Workers stopped (a frame in progress finishes first), then every entity `_activate`
+        made released: nothing is received, processed or published until the next activation."""
+        if not self._active:
+            return
+        self._active = False
+        self._stop.set()
+        for w in self._workers:
+            w.join(timeout=5.0)
+        for destroy, entity in reversed(self._entities):
+            destroy(entity)
+        for sub in self._subs.values():
+            self.destroy_subscription(sub)
+        self._entities, self._subs, self.vision = [], {}, None
+
+    def _cleanup(self) -> None:
+        """The model and everything built from it released (configure loads them again)."""
+        self.processor = self.model = self.teacher = self.sync = None
+        gc.collect()
 
     # ----------------------------------------------------------------- setup
+    def _wire_name(self, topic: str) -> str:
+        """The full name an input is taken from: the topic as remapped, and for a compressed
+        transport image_transport's `<topic>/compressed` or `<topic>/compressedDepth` beside it
+        (remapping the raw topic moves its transports too, as with image_transport)."""
+        transport = getattr(self, "_transport", {}).get(topic, "raw")
+        name = self.resolve_topic_name(topic)
+        return name if transport == "raw" else f"{name}/{transport}"
+
     def _subscribe(self, topic: str, reliability: ReliabilityPolicy) -> None:
         if topic in self._subs:
             self.destroy_subscription(self._subs[topic])
         msg_type, callback = self._inputs[topic]
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
-        self._subs[topic] = self.create_subscription(msg_type, topic, callback, qos)
+        self._subs[topic] = self.create_subscription(msg_type, self._wire_name(topic), callback, qos)
         self._sub_reliability[topic] = reliability
 
     def _best_available(self, topic: str) -> ReliabilityPolicy:
@@ -180,7 +251,7 @@ class ClassifyNode(Node):
         except that it decides once, when the subscription is made, so a node started before its
         camera stays reliable and never hears a best-effort driver. The node decides again
         whenever the publishers change (`_check_inputs`)."""
-        pubs = self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
+        pubs = self.get_publishers_info_by_topic(self._wire_name(topic))
         if any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in pubs):
             return ReliabilityPolicy.BEST_EFFORT
         return ReliabilityPolicy.RELIABLE
@@ -189,7 +260,7 @@ class ClassifyNode(Node):
         for topic in self._inputs:
             wanted = self._best_available(topic)
             if wanted != self._sub_reliability[topic]:
-                self.get_logger().info(f"{self.resolve_topic_name(topic)}: publishers are now "
+                self.get_logger().info(f"{self._wire_name(topic)}: publishers are now "
                                        f"{'best effort' if wanted == ReliabilityPolicy.BEST_EFFORT else 'reliable'}; "
                                        "subscribing to match (qos.reliability: best_available)")
                 self._subscribe(topic, wanted)
@@ -209,6 +280,8 @@ class ClassifyNode(Node):
                 changes[prm.name] = check_value(prm.name, prm.value)
             except ParameterError as e:
                 return SetParametersResult(successful=False, reason=str(e))
+        if self.processor is None:  # unconfigured (managed): configure reads the checked values
+            return SetParametersResult(successful=True)
         try:  # k = 0 restores the model's tuned k
             self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
             if "size_check" in changes:
@@ -467,7 +540,7 @@ class ClassifyNode(Node):
             level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s"
         elif lossy:
             level = DiagnosticStatus.WARN
-            message = "; ".join(f"{self.resolve_topic_name(t)} loses {hs.loss:.0%} of frames (received "
+            message = "; ".join(f"{self._wire_name(t)} loses {hs.loss:.0%} of frames (received "
                                 f"{hs.received_hz:.1f} Hz, camera ~{hs.camera_hz:.1f} Hz)" for t, hs in lossy.items())
         elif self._skipped:
             level, message = DiagnosticStatus.OK, "running (some frames skipped, see 'skipped')"
@@ -490,7 +563,7 @@ class ClassifyNode(Node):
             if now - since >= HEALTH_WINDOW_S and topic not in self._warned_loss:
                 self._warned_loss.add(topic)
                 self.get_logger().warning(
-                    f"{self.resolve_topic_name(topic)} loses {hs.loss:.0%} of its frames: received {hs.received_hz:.1f} Hz "
+                    f"{self._wire_name(topic)} loses {hs.loss:.0%} of its frames: received {hs.received_hz:.1f} Hz "
                     f"of an estimated {hs.camera_hz:.1f} Hz (from sequence numbers and header stamps). Large images from a publisher "
                     f"with Fast DDS defaults do not fit its shared memory. Fix: {PROFILE_FIX}.")
 
@@ -506,7 +579,7 @@ class ClassifyNode(Node):
         for topic in self._inputs:
             if topic in self._warned_qos or now - self._last_rx.get(topic, self._started) < NO_INPUT_WARN_S:
                 continue
-            name = self.resolve_topic_name(topic)
+            name = self._wire_name(topic)
             bad = [i for i in self.get_publishers_info_by_topic(name)
                    if self._sub_reliability[topic] == ReliabilityPolicy.RELIABLE
                    and i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT]
@@ -518,10 +591,88 @@ class ClassifyNode(Node):
                     "(the default) or best_effort.")
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        for w in self._workers:
-            w.join(timeout=2.0)
+        self._deactivate()
         super().destroy_node()
+
+
+class ClassifyNode(_ClassifyPipeline, Node):
+    """The plain node: configured and active from the start, until it is killed."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self._configure()
+        self._activate()
+
+
+class ManagedClassifyNode(_ClassifyPipeline, LifecycleNode):
+    """`managed: true`: a lifecycle node (the standard ~/get_state, ~/change_state, ... services and
+    ~/transition_event), started unconfigured. configure loads and checks (a failure, such as a
+    bad model file, is logged and leaves it unconfigured), activate subscribes and publishes,
+    deactivate stops all of it (no CPU spent while the arm is parked), cleanup drops the model,
+    shutdown does what is left. Each transition logs one line."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._declare()
+        self.get_logger().info("managed: unconfigured; waiting for configure (ros2 lifecycle set "
+                               f"{self.get_fully_qualified_name()} configure)")
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+            self.processor.warm_up()  # first-use costs here, so that activate is quick
+        except Exception as e:  # noqa: BLE001 -- a failed configure is an answer: unconfigured, with the reason
+            self._cleanup()
+            self.get_logger().error(f"configure failed, still unconfigured: {type(e).__name__}: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured: model {self.processor.model_name} ({self.model.kind}, "
+                               f"{len(self.model.known_class_names)} classes); inactive until activate")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._activate()
+        except Exception as e:  # noqa: BLE001
+            self._deactivate()
+            self.get_logger().error(f"activate failed, still inactive: {type(e).__name__}: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info("activated: subscribed and publishing")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self.get_logger().info("deactivated: no subscriptions, publishers or workers; the model stays loaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        self.get_logger().info("cleaned up: model released; unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self._cleanup()
+        self.get_logger().info(f"shut down (from {state.label})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self._cleanup()
+        self.get_logger().error(f"error while {state.label}: released everything; unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+
+def _managed_requested() -> bool:
+    """The `managed` parameter, read before the node exists (it decides the node's class) by a
+    short-lived node of the same name: the same -p options and params file sections apply."""
+    probe = rclpy.create_node(NODE_NAME, start_parameter_services=False, enable_rosout=False)
+    try:
+        value = probe.declare_parameter("managed", PARAMETERS["managed"].default,
+                                        _descriptor("managed", PARAMETERS["managed"])).value
+        return bool(check_value("managed", value))
+    finally:
+        probe.destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
@@ -532,12 +683,13 @@ def main(args: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rclpy.init(args=args)
     try:
-        node = ClassifyNode()
+        node = ManagedClassifyNode() if _managed_requested() else ClassifyNode()
     except Exception as e:  # noqa: BLE001 -- a clear fatal line, not a traceback wall
         rclpy.logging.get_logger("robot_classify").fatal(f"cannot start: {type(e).__name__}: {e}")
         rclpy.try_shutdown()
         return 1
-    node.processor.warm_up()  # first-use costs (OpenCV tables, allocations) before the first real frame
+    if node.processor is not None:  # the plain node: configured and active already
+        node.processor.warm_up()  # first-use costs (OpenCV tables, allocations) before the first real frame
     gc.freeze()  # the model and ROS objects built so far never die: keep them out of every GC pass
     executor = SingleThreadedExecutor()
     executor.add_node(node)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..data.bags import open_reader
+
+TRANSPORTS = ("/compressed", "/compressedDepth")
 from ..runtime.stamps import header_to_ns, ns_to_stamp
 
 
@@ -24,6 +26,8 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
            topics: list[str] | None = None, on_message: Callable[[str, object], None] | None = None,
            should_stop: Callable[[], bool] = lambda: False, wait_for_subscribers: float | None = None) -> int:
     """Play the bag (once, or until `should_stop` with `loop`); returns messages published.
+    `topics`: those topics and their image_transport transports (`<topic>/compressed`,
+    `<topic>/compressedDepth`) where the bag has them; None: every topic.
 
     `wait_for_subscribers`: seconds to wait, before the first message, until every publisher is
     matched by at least one subscription (TimeoutError naming the topics without one); without
@@ -41,7 +45,9 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
     if wait_for_subscribers is not None and wait_for_subscribers < 0:
         raise ValueError(f"wait_for_subscribers must be >= 0 seconds, got {wait_for_subscribers}")
     reader = open_reader(bag)
-    conns = [c for c in reader.connections if topics is None or c.topic in topics]
+    # A topic asked for brings its image_transport transports along (a robot's bag may hold only those)
+    wanted = None if topics is None else {f"{t}{s}" for t in topics for s in ("", *TRANSPORTS)}
+    conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
     if not conns:
         reader.close()
         raise ValueError(f"{bag}: none of the topics {topics} are in the bag")

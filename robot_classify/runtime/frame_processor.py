@@ -23,6 +23,14 @@ from .stamps import NS_PER_S
 UNKNOWN = "unknown"
 
 
+def decide_label(top_class: str, score: float, min_score: float, known: bool) -> str:
+    """The node's answer for one object: its top class, or `unknown` when the score is below
+    `min_score` or the model's open-set check says it is unlike the classes (farther from the
+    training data than validation warrants, or won by the negative examples). `predict` uses
+    the same rule."""
+    return top_class if score >= min_score and known else UNKNOWN
+
+
 class FrameSkipped(ValueError):
     """A frame that cannot be processed; `reason` is a short key for counting."""
 
@@ -126,7 +134,7 @@ class FrameProcessor:
             objects.append(ObjectResult(
                 instance=int(obj.instance),
                 # unknown: a low score, or farther from the training data than validation warrants (open set)
-                label=names[lab] if score >= min_score and familiar else UNKNOWN,
+                label=decide_label(names[lab], score, min_score, bool(familiar)),
                 score=score,
                 top_k=tuple((names[i], float(p[i])) for i in order),
                 bbox=tuple(int(v) for v in obj.bbox),
@@ -152,22 +160,27 @@ class FrameProcessor:
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node
-        and `replay-eval` share. Raises FrameSkipped with the reason for a frame it cannot use."""
+        and `replay-eval` share. Colour and depth may be Image or CompressedImage (decoded in the
+        "conversion" stage). Raises FrameSkipped with the reason for a frame it cannot use."""
+        from .compressed import MAX_PIXELS
         from .image_conversion import color_from_msg, depth_from_msg, mask_from_msg
 
         t0 = time.perf_counter()
+        # Compressed images may claim no more pixels than camera_info's (decompression bombs)
+        size = (0, 0) if info_msg is None else (int(info_msg.width), int(info_msg.height))
+        max_pixels = size[0] * size[1] or MAX_PIXELS
         try:
-            color, depth = color_from_msg(color_msg, self.bridge), depth_from_msg(depth_msg, self.bridge)
+            color = color_from_msg(color_msg, self.bridge, max_pixels)
+            depth = depth_from_msg(depth_msg, self.bridge, max_pixels)
         except ValueError as e:
             raise FrameSkipped("bad image", str(e)) from None
         intrinsics = None
         if self.params.mode == "depth":
             if info_msg is None:
                 raise FrameSkipped("no camera_info", "waiting for color/camera_info")
-            size = (int(info_msg.width), int(info_msg.height))
-            if size != (0, 0) and size != (int(color_msg.width), int(color_msg.height)):
+            if size != (0, 0) and size != (color.shape[1], color.shape[0]):
                 raise FrameSkipped("bad camera_info", f"camera_info is for {size[0]}x{size[1]} images, "
-                                                      f"the colour image is {color_msg.width}x{color_msg.height}")
+                                                      f"the colour image is {color.shape[1]}x{color.shape[0]}")
             try:
                 intrinsics = Intrinsics.from_k(info_msg.k)
             except ValueError as e:

@@ -4,12 +4,16 @@ The reference conversion, and the fallback where cv_bridge is used (`cv_bridge_b
 
 Works on the message's plain fields, so it is ROS-free and testable without rclpy. Honours
 `step` (row padding) and `is_bigendian`. Colour comes out RGB uint8; depth as uint16 mm
-(16UC1) or float32 m (32FC1); masks as uint8/uint16 instance ids.
+(16UC1) or float32 m (32FC1); masks as uint8/uint16 instance ids. Colour and depth may also be
+sensor_msgs/CompressedImage (image_transport's `compressed` / `compressedDepth`): decoded by
+`compressed`, at most `max_pixels` pixels (a decompression bomb is refused before decoding).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from .compressed import MAX_PIXELS, decode_color, decode_depth, is_compressed
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS = {
@@ -68,9 +72,12 @@ def msg_to_array(msg) -> np.ndarray:
     return image_to_array(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data)
 
 
-def color_from_msg(msg, bridge=None) -> np.ndarray:
+def color_from_msg(msg, bridge=None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """RGB uint8. `bridge`: a `cv_bridge_backend.BridgeConverter` tried first (on a ROS install);
-    this module's conversion where it declines."""
+    this module's conversion where it declines. A CompressedImage is decoded (`max_pixels`: the
+    most it may claim)."""
+    if is_compressed(msg):
+        return decode_color(msg.format, msg.data, max_pixels)
     if msg.encoding in COLOR_ENCODINGS and bridge is not None:
         arr = bridge.color(msg)
         if arr is not None:
@@ -78,7 +85,9 @@ def color_from_msg(msg, bridge=None) -> np.ndarray:
     return to_rgb(msg.encoding, msg_to_array(msg))
 
 
-def depth_from_msg(msg, bridge=None) -> np.ndarray:
+def depth_from_msg(msg, bridge=None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    if is_compressed(msg):
+        return decode_depth(msg.format, msg.data, max_pixels)
     if msg.encoding not in DEPTH_ENCODINGS:
         raise UnsupportedEncoding(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {msg.encoding!r}")
     arr = None if bridge is None else bridge.image(msg)

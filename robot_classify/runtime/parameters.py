@@ -53,6 +53,15 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "sync_slop": ParameterSpec(0.02, "max colour/depth stamp difference to pair, seconds", (0.0, 1.0)),
     "max_queue_wait": ParameterSpec(0.2, "seconds a paired frame may wait for a worker while newer frames are ready; "
                                      "older ones are dropped (0 = always take the newest frame)", (0.0, 10.0)),
+    "managed": ParameterSpec(False, "start as a lifecycle (managed) node: unconfigured until a lifecycle manager or "
+                             "`ros2 lifecycle set` configures (load and check) and activates (subscribe, publish) it"),
+    "input.transport.color": ParameterSpec("raw", "colour input as image_transport names it: raw (color/image_raw, "
+                                           "sensor_msgs/Image) or compressed (color/image_raw/compressed: JPEG or PNG)",
+                                           choices=("raw", "compressed")),
+    "input.transport.depth": ParameterSpec("raw", "depth input: raw (depth/image_raw), compressedDepth "
+                                           "(depth/image_raw/compressedDepth: PNG or RVL, 16UC1 or 32FC1) or "
+                                           "compressed (depth/image_raw/compressed: 16-bit PNG)",
+                                           choices=("raw", "compressedDepth", "compressed")),
     "qos.reliability": ParameterSpec("best_available", "camera input QoS: best_available (reliable from a reliable "
                                  "publisher, best effort from a best-effort one), reliable or best_effort",
                                  choices=("best_available", "reliable", "best_effort")),

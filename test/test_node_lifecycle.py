@@ -1,0 +1,87 @@
+"""`managed: true`: classify_node as a lifecycle node, driven through its lifecycle services from
+another node over real Fast DDS, as a lifecycle manager or `ros2 lifecycle set` drives it."""
+import shutil
+import time
+
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("lifecycle_msgs")
+
+from ros_harness import RosHarness  # noqa: E402
+from scene_fixtures import camera_k, rendered  # noqa: E402
+
+pytestmark = pytest.mark.ros
+TOPICS = ("/lc/color", "/lc/depth", "/lc/info")
+
+
+def _wait(condition, timeout: float = 15.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_lifecycle_transitions_including_a_failing_configure(tmp_path, default_model_file):
+    """Starts unconfigured with nothing subscribed or published; configure with a bad model file
+    fails with a clear line and stays unconfigured; with the file fixed it configures (inactive:
+    still no topics), activates (labels frames), deactivates (subscriptions and publisher gone,
+    frames unanswered), activates again, deactivates, cleans up and shuts down."""
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"\x00" * 64)
+    h = RosHarness(str(model), TOPICS, managed=True)
+    s = rendered(900_000_000)
+    stamp = iter(range(1_770_000_000_000_000_000, 1_780_000_000_000_000_000, 100_000_000))
+
+    def labelled_within(timeout: float) -> bool:
+        t = next(stamp)
+        h.publish_frame(s.color, s.depth, camera_k(s), t)
+        try:
+            h.wait_for(t, timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def topics_up() -> bool:
+        return h.node.count_subscribers(TOPICS[0]) > 0 and h.node.count_publishers("/object_labels") > 0
+
+    try:
+        assert h.lifecycle_state() == "unconfigured"
+        assert not h.node.count_subscribers(TOPICS[0]) and not h.node.count_publishers("/object_labels")
+
+        assert h.change_state("configure") is False
+        assert h.lifecycle_state() == "unconfigured"
+        assert h.wait_log("configure failed, still unconfigured")
+        line = next(x for x in h.log if "configure failed" in x)
+        assert str(model) in line and "Traceback" not in "\n".join(h.log)
+
+        shutil.copyfile(default_model_file, model)  # fix the file and try again, as an operator would
+        assert h.change_state("configure") is True
+        assert h.lifecycle_state() == "inactive" and h.wait_log("configured: model")
+        time.sleep(1.0)
+        assert not topics_up()  # configured is not active: nothing subscribed or published yet
+
+        assert h.change_state("activate") is True
+        assert h.lifecycle_state() == "active" and _wait(topics_up)
+        time.sleep(0.5)
+        assert labelled_within(20.0)
+
+        assert h.change_state("deactivate") is True
+        assert h.lifecycle_state() == "inactive"
+        assert _wait(lambda: not h.node.count_subscribers(TOPICS[0]) and not h.node.count_publishers("/object_labels"))
+        assert not labelled_within(2.0)
+
+        assert h.change_state("activate") is True and _wait(topics_up)
+        time.sleep(0.5)
+        assert labelled_within(20.0)
+
+        assert h.change_state("deactivate") is True
+        assert h.change_state("cleanup") is True
+        assert h.lifecycle_state() == "unconfigured" and h.wait_log("cleaned up")
+        assert h.change_state("shutdown") is True
+        assert h.lifecycle_state() == "finalized"
+        assert h.alive()
+    finally:
+        h.close()
