@@ -124,10 +124,10 @@ class FrameProcessor:
         fits = size_mask(names, [o.extent for o in ex.objects], [o.area_m2 for o in ex.objects]) \
             if self.size_check else None
         objects = []
-        for i, (obj, lab, p, familiar) in enumerate(zip(ex.objects, labels, proba, known)):
-            if fits is not None and not fits[i, lab]:
+        for n, (obj, lab, p, familiar) in enumerate(zip(ex.objects, labels, proba, known)):
+            if fits is not None and not fits[n, lab]:
                 # The best class's product cannot be this segment: the best class that fits, on its own score.
-                lab = int(np.argmax(np.where(fits[i], p, -1.0)))
+                lab = int(np.argmax(np.where(fits[n], p, -1.0)))
             # negative training labels (learn.model.NEGATIVE_LABELS) score 0 and are never named
             order = [i for i in np.argsort(-p, kind="stable") if not is_negative(names[i])][:top_k]
             score = float(p[lab])

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid, surface_extent
-from .support import highest_support, rim, stands_on, support_outline
+from .support import highest_support, stands_on, support_outline
 
 MODES = ("depth", "mask", "full")
 SUPPORTS = ("highest", "dominant")
@@ -464,8 +464,9 @@ def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, colo
 
 
 def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, color: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray | None, str | None, np.ndarray | None, np.ndarray | None]:
-    """`segment_depth` plus the height map and the support's outline (None without a plane)."""
+                   ) -> tuple[np.ndarray, np.ndarray | None, str | None, np.ndarray | None, tuple | None]:
+    """`segment_depth` plus the height map and the support's outline and rim (`support_outline`;
+    None without a plane or with `on_support` off)."""
     H, W = z.shape
     step = max(1, int(round(np.sqrt(H * W / 3000))))
     zs = z[::step, ::step]
@@ -475,7 +476,7 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
                             np.random.default_rng(params.seed))
     z = _fill_holes(z)
     in_range = (z >= params.min_depth) & (z <= params.max_depth)  # NaN compares False
-    warning = h = outline = None
+    warning = h = support = None
     if plane is None or frac < 0.15:
         warning = "no support plane found; segmenting by depth range only"
         mask = in_range
@@ -485,7 +486,7 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
             plane = highest_support(pts, plane, K, step, params.plane_threshold, params.support_area)
         h = _height_map(z, plane, K)
         if params.on_support:
-            outline = support_outline(in_range & (np.abs(h) < 2 * params.plane_threshold))
+            support = support_outline(in_range & (np.abs(h) < 2 * params.plane_threshold))
         # Hysteresis: low objects (a marker lying down) barely clear min_height along their top;
         # their lower parts join from grow_height, while table noise above grow_height with no
         # pixel reaching min_height stays out.
@@ -502,7 +503,7 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
         mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).view(bool)
     if color is not None and params.crease > 0 and mask.any():
         mask = _split_at_creases(mask, z, K, color, params)
-    return mask, plane, warning, h, outline
+    return mask, plane, warning, h, support
 
 
 def _mask_instances(instance_mask: np.ndarray, params: SegmentationParams) -> list:
@@ -559,12 +560,11 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             raise ValueError("depth mode needs a depth image and camera intrinsics")
         s = params.scale
         small_K = Intrinsics(intrinsics.fx / s, intrinsics.fy / s, intrinsics.cx / s, intrinsics.cy / s)
-        mask, result.plane, result.warning, height, outline = _segment_depth(
+        mask, result.plane, result.warning, height, support = _segment_depth(
             np.ascontiguousarray(z[::s, ::s]), small_K, params, np.ascontiguousarray(color[::s, ::s]))
         comps = _components(mask, params, s * s)
-        if outline is not None:
-            widened = rim(outline)
-            kept = [c for c in comps if stands_on(c[0], c[1], height, outline, widened)]
+        if support is not None:
+            kept = [c for c in comps if stands_on(c[0], c[1], height, *support)]
             _count(result.rejected, "off support", len(comps) - len(kept))
             comps = kept
         comps = _upscale(comps, s, color.shape[:2])
