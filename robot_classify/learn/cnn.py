@@ -15,7 +15,9 @@ checked on every load.
 Preprocessing (EfficientNet-Lite, TF release): RGB, (x - 127) / 128, no mean/std; the
 32x32 crop is upsampled bilinearly to `size`; features = global-average-pooled output of the
 last conv layer (`layer="head"`, 1280 dims) or of the last MBConv block (`"blocks"`, 320
-dims), L2-normalised.
+dims), L2-normalised: `embed`, the one definition both engines run. On CPU ONNX Runtime runs it
+(`cnn_onnx`: a graph exported from these weights and checked against PyTorch, about 3x faster),
+PyTorch on CUDA or where onnxruntime is absent; the choice is the process's, never the model file's.
 """
 from __future__ import annotations
 
@@ -129,7 +131,8 @@ class CnnFeatures:
 
     @property
     def engine(self) -> str:
-        """What runs the network for this device now: "onnxruntime" or "torch" (cnn_onnx.engine)."""
+        """The engine chosen for this device: "onnxruntime" or "torch" (`cnn_onnx.engine`; a graph
+        that fails its check at build time still runs on PyTorch, with a warning)."""
         from . import cnn_onnx
 
         return cnn_onnx.engine(self.device)
