@@ -25,6 +25,7 @@ Concurrent workers share one session per (size, layer, device, threads) (`run` i
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -78,7 +79,10 @@ def engine(device: str) -> str:
     return "onnxruntime" if str(device) == "cpu" and _onnxruntime_importable() else "torch"
 
 
+@functools.lru_cache(maxsize=None)
 def _version(package: str) -> str:
+    """major.minor of an installed package; looked up once (a metadata scan costs ms: every frame
+    asks for the cache key)."""
     try:
         return ".".join(metadata.version(package).split(".")[:2])
     except metadata.PackageNotFoundError:
@@ -224,7 +228,11 @@ def trunk(size: int, layer: str, device: str = "cpu", threads: int | None = None
         import torch
 
         threads = torch.get_num_threads()
-    key = (str(onnx_path(size, layer)), str(device), int(threads))
+    from . import cnn
+
+    # Every frame comes here: the key holds what the file's cache key depends on and can change
+    # in a process (package versions cannot), without hashing it each time.
+    key = (str(cache_dir()), cnn.PTH_SHA256, EXPORT_VERSION, size, layer, str(device), int(threads))
     if key in _trunks:
         return _trunks[key]
     with _lock:
@@ -233,7 +241,8 @@ def trunk(size: int, layer: str, device: str = "cpu", threads: int | None = None
                 _trunks[key] = OrtTrunk(build(size, layer), threads, device)
             except Exception as e:  # noqa: BLE001 -- any failure here must leave the features working on PyTorch
                 _trunks[key] = None
-                _warn_once(key[0], f"cnn features run on PyTorch instead of ONNX Runtime: {type(e).__name__}: {e}")
+                _warn_once(str(onnx_path(size, layer)),
+                           f"cnn features run on PyTorch instead of ONNX Runtime: {type(e).__name__}: {e}")
         return _trunks[key]
 
 
