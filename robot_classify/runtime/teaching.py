@@ -124,7 +124,8 @@ def select_object(objects: Sequence[DetectedObject], select: str | tuple[int, in
     """Index of the object a request means in one frame, or None if none qualifies.
 
     center: the box centre nearest the image centre; largest: most pixels; (x, y): the object
-    whose mask holds that pixel."""
+    whose mask holds that pixel, else the smallest whose box holds it (a click at the middle of
+    a mug seen from above lands in its opening, inside the box but outside the mask)."""
     if not objects:
         return None
     if select == "largest":
@@ -134,11 +135,14 @@ def select_object(objects: Sequence[DetectedObject], select: str | tuple[int, in
              for o in objects]
         return int(np.argmin(d))
     x, y = select
+    boxed = []
     for i, o in enumerate(objects):
         bx, by, bw, bh = o.bbox
-        if bx <= x < bx + bw and by <= y < by + bh and o.mask[y - by, x - bx]:
-            return i
-    return None
+        if bx <= x < bx + bw and by <= y < by + bh:
+            if o.mask[y - by, x - bx]:
+                return i
+            boxed.append((bw * bh, i))
+    return min(boxed)[1] if boxed else None
 
 
 def default_save_path(model_path: str | Path | None, now: datetime | None = None) -> Path:
