@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .cache import cache_dir
+from .feature_parts import MAX_WEIGHT, check_number, check_patches, color_dim, color_parts
 from .model_io import file_sha256
 
 PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -124,8 +125,6 @@ class CnnFeatures:
         return self
 
     def fit(self, images: np.ndarray) -> "CnnFeatures":
-        from .features import check_patches
-
         check_patches(images)
         return self
 
@@ -142,7 +141,6 @@ class CnnFeatures:
         import torch
 
         from . import cnn_onnx
-        from .features import check_patches
 
         images = check_patches(images)
         if not len(images):
@@ -187,20 +185,14 @@ class CnnColorFeatures(CnnFeatures):
     kind = "cnn_color"
 
     def __init__(self, size: int = 64, layer: str = "blocks", color_weight: float = 1.0) -> None:
-        from .features import MAX_WEIGHT, check_number
-
         super().__init__(size, layer)
         self.color_weight = check_number("color_weight", color_weight, 0.0, MAX_WEIGHT)
 
     @property
     def dim(self) -> int:
-        from .features import color_dim
-
         return self.embedding_dim + color_dim()
 
     def _color(self, images: np.ndarray) -> np.ndarray:
-        from .features import color_parts
-
         parts = [np.concatenate(color_parts(p)) for p in images]  # hog_color's default bins and grid
         if not parts:
             return np.zeros((0, self.dim - self.embedding_dim), np.float32)
