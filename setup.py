@@ -60,7 +60,7 @@ setup(
             "ros-jazzy-rmw-fastrtps-cpp",
             "ros-jazzy-lifecycle-msgs",  # managed:=true (rclpy.lifecycle itself ships in the rclpy wheel)
         ],
-        "dev": ["pytest>=7", "import-linter>=2.1", "scikit-learn>=1.6", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
+        "dev": ["pytest>=7", "import-linter>=2.16", "scikit-learn>=1.6", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
                 "pyyaml>=6"],
     },
     zip_safe=True,

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 import numpy as np
 
-from ..data.datasets import PatchSet, split_validation
+from .patch_set import PatchSet, split_validation
 from .distances import compute_distances
 from .features import FeaturePipeline, feature_config, with_mirror_images
 from .knn import KNNClassifier
