@@ -117,7 +117,7 @@ class CnnColorFeatures(CnnFeatures):
 
     ImageNet features weigh colour little: they tell a carton from a can, not a green-and-blue
     carton from a green one. On objects taught from ten views that is most of what `cnn` gets
-    wrong (README, "Teach your own objects"). The embedding and the histogram are both unit
+    wrong (doc/teaching.md). The embedding and the histogram are both unit
     length, so at `color_weight` 1 shape and colour count alike; 1 was fixed beforehand, not
     tuned on the scenes it is measured on.
     """

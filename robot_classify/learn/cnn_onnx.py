@@ -1,5 +1,5 @@
 """The EfficientNet-Lite0 trunk (`cnn_trunk.embed`) on ONNX Runtime: the same embeddings, about 3x
-faster than PyTorch eager on a small CPU (README, "ConvNet features").
+faster than PyTorch eager on a small CPU (doc/training.md, "ConvNet features").
 
 PyTorch eager runs a fixed network op by op through a general-purpose dispatcher; ONNX Runtime
 fuses each convolution with its batch-norm and ReLU6, picks kernels for this CPU once, and runs
