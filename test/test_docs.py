@@ -79,6 +79,12 @@ def test_readme_is_short_and_its_links_and_test_command_are_real():
     lines = text.splitlines()
     command = lines[lines.index("<!-- test-command -->") + 2]  # what .ci/run executes
     assert 'pip install -e ".[ros,sim,eval,dev,docs]"' in command and command.endswith("python -m pytest -q")
+    # The set-up commands the documentation repeats are the README's, character for character
+    readme_commands = {line for line in lines if line.startswith("python3 -m venv")}
+    for page in (ROOT / "doc").glob("*.md"):
+        for line in page.read_text().splitlines():
+            if line.startswith("python3 -m venv"):
+                assert line in readme_commands, (page.name, line)
 
 
 def test_one_version_in_setup_package_xml_and_changelog():
