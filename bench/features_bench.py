@@ -141,7 +141,7 @@ def engines(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="onnx_bench_") as home:  # the first build, in an empty cache
         os.environ["XDG_CACHE_HOME"] = home
         (Path(home) / "robot_classify").mkdir()
-        for f in cnn.cache_dir().glob("efficientnet-lite0-*.safetensors*"):  # the converted weights only
+        for f in cnn_onnx.cache_dir().glob("efficientnet-lite0-*.safetensors*"):  # the converted weights only
             shutil.copy(f, Path(home) / "robot_classify" / f.name)
         t0 = time.perf_counter()
         graph = cnn_onnx.build(64, "blocks")  # export, check against PyTorch, write

@@ -120,12 +120,12 @@ def test_the_engine_is_chosen_per_device_and_by_the_environment(monkeypatch):
 
 
 def test_the_cache_key_follows_weights_settings_and_versions(monkeypatch):
-    from robot_classify.learn import cnn
+    from robot_classify.learn import cnn_trunk
 
     key = cnn_onnx.cache_key(64, "blocks")
     assert key == cnn_onnx.cache_key(64, "blocks") and key in cnn_onnx.onnx_path(64, "blocks").name
     changed = {cnn_onnx.cache_key(48, "blocks"), cnn_onnx.cache_key(64, "head")}
-    monkeypatch.setattr(cnn, "PTH_SHA256", "0" * 64)
+    monkeypatch.setattr(cnn_trunk, "PTH_SHA256", "0" * 64)
     changed.add(cnn_onnx.cache_key(64, "blocks"))
     monkeypatch.undo()
     monkeypatch.setattr(cnn_onnx, "EXPORT_VERSION", cnn_onnx.EXPORT_VERSION + 1)

@@ -1,12 +1,12 @@
-"""The EfficientNet-Lite0 trunk (`cnn.embed`) on ONNX Runtime: the same embeddings, about 3x
-faster than PyTorch eager on a small CPU (README, "ConvNet features").
+"""The EfficientNet-Lite0 trunk (`cnn_trunk.embed`) on ONNX Runtime: the same embeddings, about 3x
+faster than PyTorch eager on a small CPU (doc/training.md, "ConvNet features").
 
 PyTorch eager runs a fixed network op by op through a general-purpose dispatcher; ONNX Runtime
 fuses each convolution with its batch-norm and ReLU6, picks kernels for this CPU once, and runs
 the whole graph (upsampling and scaling included: uint8 patches in, unit embeddings out) with
 little overhead per call, which is what a 10-patch frame pays for.
 
-The graph is made here, never downloaded: `cnn.embed` on the shipped, checksum-checked weights
+The graph is made here, never downloaded: `cnn_trunk.embed` on the shipped, checksum-checked weights
 is traced by `torch.onnx.export` into the cache (`cache.cache_dir()`), then run on fixed crops
 by both engines. A graph whose output differs from PyTorch's by more than `MAX_DIFF` in any
 component is refused: PyTorch runs instead, with one warning. The file name carries a key
@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import cnn_trunk
 from .cache import cache_dir
 
 ENGINE_ENV = "ROBOT_CLASSIFY_CNN_ENGINE"
@@ -91,9 +92,7 @@ def _version(package: str) -> str:
 
 def cache_key(size: int, layer: str) -> str:
     """What the exported file depends on; a change in any of these makes (and checks) a new one."""
-    from .cnn import PTH_SHA256
-
-    parts = {"weights_sha256": PTH_SHA256, "size": size, "layer": layer, "patch": PATCH, "export": EXPORT_VERSION,
+    parts = {"weights_sha256": cnn_trunk.PTH_SHA256, "size": size, "layer": layer, "patch": PATCH, "export": EXPORT_VERSION,
              "opset": OPSET, "torch": _version("torch"), "onnx": _version("onnx"),
              "onnxruntime": _version("onnxruntime")}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -120,10 +119,10 @@ def check_crops() -> np.ndarray:
 
 
 def _export(size: int, layer: str) -> bytes:
-    """`cnn.embed` at (size, layer) traced to ONNX: uint8 NHWC in, unit embeddings out, batch dynamic."""
+    """`cnn_trunk.embed` at (size, layer) traced to ONNX: uint8 NHWC in, unit embeddings out, batch dynamic."""
     import torch
 
-    from .cnn import backbone, embed
+    from .cnn_trunk import backbone, embed
 
     class Trunk(torch.nn.Module):
         def __init__(self) -> None:
@@ -146,7 +145,7 @@ def _export(size: int, layer: str) -> bytes:
 def _torch_reference(images: np.ndarray, size: int, layer: str) -> np.ndarray:
     import torch
 
-    from .cnn import backbone, embed
+    from .cnn_trunk import backbone, embed
 
     with torch.inference_mode():
         return embed(backbone("cpu"), torch.from_numpy(images), size, layer).numpy()
@@ -228,11 +227,9 @@ def trunk(size: int, layer: str, device: str = "cpu", threads: int | None = None
         import torch
 
         threads = torch.get_num_threads()
-    from . import cnn
-
     # Every frame comes here: the key holds what the file's cache key depends on and can change
     # in a process (package versions cannot), without hashing it each time.
-    key = (str(cache_dir()), cnn.PTH_SHA256, EXPORT_VERSION, size, layer, str(device), int(threads))
+    key = (str(cache_dir()), cnn_trunk.PTH_SHA256, EXPORT_VERSION, size, layer, str(device), int(threads))
     if key in _trunks:
         return _trunks[key]
     with _lock:

@@ -12,38 +12,17 @@ import cv2
 import numpy as np
 from skimage.feature import hog
 
+# The checks and colour parts live in feature_parts (cnn uses them too, without importing this module);
+# their names stay importable from here.
+from .feature_parts import (GRID, HUE_BINS, MAX_WEIGHT, SAT_BINS, check_int, check_number,  # noqa: F401
+                            check_patches, color_dim, color_parts)
+
 PATCH_SIZE = 32  # side of the square RGB patches every model takes: data sets, training and runtime crops
 FEATURE_KINDS = ("pixels", "hog_color", "cnn", "cnn_color")
 # Bounds on HOG + colour settings. They come from model files too, so every size is bounded:
 # 180 hue bins is one per OpenCV hue value, 256 saturation bins one per value, and a grid
 # finer than the patch only repeats pixels.
 MAX_HUE_BINS, MAX_SAT_BINS, MAX_GRID = 180, 256, PATCH_SIZE
-MAX_WEIGHT = 1000.0
-
-
-def _show(value: Any) -> str:
-    """repr for messages, cut short: a damaged model file can hold a 400-digit number."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    """An integer in [lo, hi]; bools and floats are refused (JSON `true` is not 1, 2.5 is not 2)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {_show(value)}")
-    return int(value)
-
-
-def check_number(name: str, value: Any, lo: float, hi: float) -> float:
-    """A real number in finite bounds [lo, hi] (ints accepted, bools refused).
-
-    The chained comparison also refuses NaN and inf, and compares a huge int exactly where
-    math.isfinite(10**400) would raise OverflowError.
-    """
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
-            or not lo <= value <= hi):
-        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {_show(value)}")
-    return float(value)
 
 
 def with_mirror_images(images: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,13 +30,6 @@ def with_mirror_images(images: np.ndarray, groups: np.ndarray) -> tuple[np.ndarr
     stays in its original's group (a CV fold, a taught view). Objects turn on a table: a mirror
     image is a plausible view of most of them (not of digits: `training.mirror_keeps_class`)."""
     return np.concatenate([images, images[:, :, ::-1]]), np.concatenate([groups, groups])
-
-
-def check_patches(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"patches must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images
 
 
 class PixelFeatures:
@@ -94,26 +66,6 @@ class PixelFeatures:
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         if self.center:
             self.mean_, self.scale_ = state["mean"], np.float32(state["scale"][0])
-
-
-HUE_BINS, SAT_BINS, GRID = 18, 4, 4  # colour parts' defaults, chosen for hog_color (see HogColorFeatures)
-
-
-def color_dim(hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID) -> int:
-    """Length of `color_parts` concatenated: the histogram, then 3 Lab values per cell."""
-    return hue_bins * sat_bins + 3 * grid**2
-
-
-def color_parts(patch: np.ndarray, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Which colours a patch holds and where: the sqrt of its normalised hue/saturation
-    histogram (Hellinger: unit length, so it weighs the same whatever the patch's size or
-    exposure) and the patch averaged to `grid` x `grid` Lab cells, in [0, 1]."""
-    hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], None, [hue_bins, sat_bins], [0, 180, 0, 256]).ravel()
-    hist = np.sqrt(hist / max(hist.sum(), 1.0))
-    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
-    return hist, cv2.resize(lab, (grid, grid), interpolation=cv2.INTER_AREA).ravel() / 255.0
 
 
 class HogColorFeatures:
