@@ -6,11 +6,11 @@ JSON) so a model file can carry it without pickle.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cv2
 import numpy as np
-from skimage.feature import hog
 
 PATCH_SIZE = 32  # side of the square RGB patches every model takes: data sets, training and runtime crops
 FEATURE_KINDS = ("pixels", "hog_color", "cnn", "cnn_color")
@@ -104,16 +104,108 @@ def color_dim(hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GR
     return hue_bins * sat_bins + 3 * grid**2
 
 
-def color_parts(patch: np.ndarray, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID
+@functools.lru_cache(maxsize=None)
+def _calc_hist_bins(bins: int, high: int) -> np.ndarray:
+    """The bin cv2.calcHist puts each uint8 value in for `bins` uniform bins over [0, high)
+    (-1: outside), read from calcHist itself, so that the batched histogram counts alike."""
+    values = np.arange(256, dtype=np.uint8)[None, :]
+    out = np.full(256, -1, np.intp)
+    for v in range(256):
+        h = cv2.calcHist([values[:, v:v + 1]], [0], None, [bins], [0, high]).ravel()
+        if h.any():
+            out[v] = int(np.argmax(h))
+    return out
+
+
+def color_parts(images: np.ndarray, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Which colours a patch holds and where: the sqrt of its normalised hue/saturation
-    histogram (Hellinger: unit length, so it weighs the same whatever the patch's size or
-    exposure) and the patch averaged to `grid` x `grid` Lab cells, in [0, 1]."""
-    hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], None, [hue_bins, sat_bins], [0, 180, 0, 256]).ravel()
-    hist = np.sqrt(hist / max(hist.sum(), 1.0))
-    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
-    return hist, cv2.resize(lab, (grid, grid), interpolation=cv2.INTER_AREA).ravel() / 255.0
+    """Which colours each patch of (N, H, W, 3) RGB uint8 holds and where: the sqrt of its
+    normalised hue/saturation histogram (Hellinger: unit length, so it weighs the same whatever
+    the patch's size or exposure), (N, hue_bins * sat_bins) float32, and the patch averaged to
+    `grid` x `grid` Lab cells in [0, 1], (N, 3 * grid**2) float64.
+
+    A frame's patches at once, the same numbers as one patch at a time: colour conversions are
+    per pixel, so the patches go through OpenCV stacked as one tall image; the histograms are
+    one bincount (each value in calcHist's own bin, `_calc_hist_bins`); the layout is one
+    INTER_AREA resize of the stack when the cells tile every patch exactly (as 32 px in a 4 x 4
+    grid do), which averages the same pixels."""
+    n, h, w, _ = images.shape
+    if n == 0:
+        return np.zeros((0, hue_bins * sat_bins), np.float32), np.zeros((0, 3 * grid * grid))
+    tall = np.ascontiguousarray(images).reshape(n * h, w, 3)
+    hsv = cv2.cvtColor(tall, cv2.COLOR_RGB2HSV).reshape(n, h * w, 3)
+    hue, sat = _calc_hist_bins(hue_bins, 180)[hsv[..., 0]], _calc_hist_bins(sat_bins, 256)[hsv[..., 1]]
+    inside = (hue >= 0) & (sat >= 0)
+    cell = np.where(inside, np.arange(n)[:, None] * (hue_bins * sat_bins) + hue * sat_bins + sat, -1)
+    counts = np.bincount(cell[inside], minlength=n * hue_bins * sat_bins).astype(np.float32)
+    hist = counts.reshape(n, hue_bins * sat_bins)
+    hist = np.sqrt(hist / np.maximum(hist.sum(1, keepdims=True), np.float32(1.0)))
+    lab = cv2.cvtColor(tall, cv2.COLOR_RGB2LAB)
+    if h % grid == 0 and w % grid == 0:
+        cells = cv2.resize(lab, (grid, n * grid), interpolation=cv2.INTER_AREA).reshape(n, -1)
+    else:
+        cells = np.stack([cv2.resize(p, (grid, grid), interpolation=cv2.INTER_AREA).ravel()
+                          for p in lab.reshape(n, h, w, 3)])
+    return hist, cells / 255.0
+
+
+HOG_ORIENTATIONS, HOG_CELL, HOG_BLOCK = 9, 8, 2  # hog_color's HOG: 9 bins, 8x8-pixel cells, 2x2-cell blocks
+_HOG_EPS = 1e-5
+
+
+def hog_batch(grey: np.ndarray) -> np.ndarray:
+    """`skimage.feature.hog(g, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
+    block_norm="L2-Hys")` of every (H, W) uint8 image of (N, H, W) at once: (N, n_features) float64.
+
+    The same arithmetic in the same order (each cell's magnitudes summed pixel by pixel in row
+    order, in single precision, as scikit-image's loop does; each block normalised over its 36
+    values), vectorised over the patches of a frame: scikit-image's per-image Python overhead
+    (a call per block) was most of the features' time (bench/pipeline_bench.py). Tested equal
+    to scikit-image, bit for bit."""
+    n, H, W = grey.shape
+    ncr, ncc = H // HOG_CELL, W // HOG_CELL
+    nbr, nbc = ncr - HOG_BLOCK + 1, ncc - HOG_BLOCK + 1
+    if nbr <= 0 or nbc <= 0:
+        raise ValueError(f"HOG needs images of at least {HOG_BLOCK * HOG_CELL} x {HOG_BLOCK * HOG_CELL} pixels, "
+                         f"got {H} x {W}")
+    g = grey.astype(np.float64)
+    g_row, g_col = np.zeros_like(g), np.zeros_like(g)
+    g_row[:, 1:-1, :] = g[:, 2:, :] - g[:, :-2, :]
+    g_col[:, :, 1:-1] = g[:, :, 2:] - g[:, :, :-2]
+    g_row, g_col = g_row[:, :ncr * HOG_CELL, :ncc * HOG_CELL], g_col[:, :ncr * HOG_CELL, :ncc * HOG_CELL]
+    magnitude = np.hypot(g_col, g_row)
+    orientation = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    # bin i holds [i, i + 1) x 180 / bins, compared as scikit-image compares (floor alone may round up)
+    step = 180.0 / HOG_ORIENTATIONS
+    b = np.floor(orientation / step).astype(np.intp)
+    b -= orientation < step * b
+    b += orientation >= step * (b + 1)
+    # Per cell and bin, the magnitudes of its pixels in row order (0 where a pixel is in another
+    # bin), position in the cell first: (64, n, cells down, cells across, bins).
+    def by_cell(a: np.ndarray) -> np.ndarray:
+        a = a.reshape(n, ncr, HOG_CELL, ncc, HOG_CELL).transpose(2, 4, 0, 1, 3)
+        return a.reshape(HOG_CELL * HOG_CELL, n, ncr, ncc, 1)
+    outside = b >= HOG_ORIENTATIONS  # an angle that rounded to 180: in no bin, as in scikit-image
+    votes = np.zeros((HOG_CELL * HOG_CELL, n, ncr, ncc, HOG_ORIENTATIONS))
+    np.put_along_axis(votes, by_cell(np.where(outside, 0, b)), by_cell(np.where(outside, 0.0, magnitude)), axis=-1)
+    # scikit-image sums a cell in a C float: each pixel added in double, the total rounded to
+    # single precision, pixel by pixel; so here, for all cells and bins at once (adding a zero
+    # leaves a total as it is)
+    total, rounded = np.zeros(votes.shape[1:]), np.zeros(votes.shape[1:], np.float32)
+    for v in votes:
+        total += v
+        rounded[...] = total
+        total[...] = rounded
+    hist = (rounded / np.float32(HOG_CELL * HOG_CELL)).astype(np.float64)
+    blocks = np.empty((n, nbr, nbc, HOG_BLOCK * HOG_BLOCK * HOG_ORIENTATIONS))
+    for r in range(nbr):
+        for c in range(nbc):
+            blocks[:, r, c] = hist[:, r:r + HOG_BLOCK, c:c + HOG_BLOCK].reshape(n, -1)
+    # L2-Hys: normalise, clip at 0.2, normalise again
+    blocks /= np.sqrt(np.sum(blocks**2, axis=-1, keepdims=True) + _HOG_EPS**2)
+    blocks = np.minimum(blocks, 0.2)
+    blocks /= np.sqrt(np.sum(blocks**2, axis=-1, keepdims=True) + _HOG_EPS**2)
+    return blocks.reshape(n, -1)
 
 
 class HogColorFeatures:
@@ -125,7 +217,8 @@ class HogColorFeatures:
     `grid` x `grid` Lab cells (which colour is where: a red top over a white bottom) times
     `grid_weight`. YCB packaging differs in colour, colour layout and printed structure, which
     survive the lighting and viewpoint changes that make raw-pixel kNN fail. Weights were
-    chosen on a validation split of training scenes (README, "Features").
+    chosen on a validation split of training scenes (README, "Features"). A frame's patches
+    are computed together (`hog_batch`, `color_parts`).
     """
 
     kind = "hog_color"
@@ -142,17 +235,22 @@ class HogColorFeatures:
         check_patches(images)
         return self
 
-    def _one(self, patch: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
-        h = hog(grey, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
-                block_norm="L2-Hys", feature_vector=True)
-        h = h / max(np.linalg.norm(h), 1e-6)
-        hist, layout = color_parts(patch, self.hue_bins, self.sat_bins, self.grid)
-        return np.concatenate([h, self.color_weight * hist, self.grid_weight * layout]).astype(np.float32)
-
     def transform(self, images: np.ndarray) -> np.ndarray:
         images = check_patches(images)
-        return np.stack([self._one(p) for p in images]) if len(images) else np.zeros((0, self.dim), np.float32)
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        out = []
+        for s in range(0, len(images), 256):  # bounded scratch when a training set is transformed
+            batch = np.ascontiguousarray(images[s:s + 256])
+            n, h, w, _ = batch.shape
+            grey = cv2.cvtColor(batch.reshape(n * h, w, 3), cv2.COLOR_RGB2GRAY).reshape(n, h, w)
+            hog_part = hog_batch(grey)
+            # unit length; the norm row by row, as np.linalg.norm computes it for one patch
+            hog_part /= np.array([max(np.linalg.norm(row), 1e-6) for row in hog_part])[:, None]
+            hist, layout = color_parts(batch, self.hue_bins, self.sat_bins, self.grid)
+            out.append(np.concatenate([hog_part, self.color_weight * hist, self.grid_weight * layout],
+                                      axis=1).astype(np.float32))
+        return np.concatenate(out)
 
     @property
     def dim(self) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
-from .camera import Intrinsics, depth_to_metres, surface_centroid, surface_extent
+from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
 
 MODES = ("depth", "mask", "full")
 
@@ -536,8 +536,8 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             zz = z[y:y + h, x:x + w]
             vs, us = np.nonzero(m & np.isfinite(zz))
             if len(vs):
-                pts = intrinsics.backproject(us + x, vs + y, zz[vs, us]).astype(np.float64)
-                centroid, extent = surface_centroid(pts), surface_extent(pts)
+                pts = intrinsics.backproject(us + x, vs + y, zz[vs, us])
+                centroid, extent = surface_centroid_extent(pts)
         patch = crop_patch(color, bbox, params.padding, m if params.mask_background else None)
         result.objects.append(DetectedObject(i, bbox, m, area, centroid, patch, extent))
     result.ms = (time.perf_counter() - t0) * 1000
