@@ -56,12 +56,14 @@ def depth_to_metres(depth: np.ndarray) -> np.ndarray:
     depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ValueError(f"depth must be a 2-D image, got shape {depth.shape}")
-    if depth.dtype == np.uint16:
-        z = depth.astype(np.float32) * 1e-3
-    elif depth.dtype.kind == "f":
-        z = depth.astype(np.float32, copy=True)
-    else:
+    if depth.dtype == np.uint16:  # always finite: only 0 is invalid (one pass less per frame)
+        z = depth.astype(np.float32)
+        z *= np.float32(1e-3)
+        z[depth == 0] = np.nan
+        return z
+    if depth.dtype.kind != "f":
         raise ValueError(f"depth must be uint16 millimetres or float metres, got dtype {depth.dtype}")
+    z = depth.astype(np.float32, copy=True)
     z[~np.isfinite(z) | (z <= 0)] = np.nan
     return z
 
