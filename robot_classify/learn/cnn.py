@@ -133,10 +133,8 @@ class CnnColorFeatures(CnnFeatures):
         return self.embedding_dim + color_dim()
 
     def _color(self, images: np.ndarray) -> np.ndarray:
-        parts = [np.concatenate(color_parts(p)) for p in images]  # hog_color's default bins and grid
-        if not parts:
-            return np.zeros((0, self.dim - self.embedding_dim), np.float32)
-        return (self.color_weight * np.stack(parts)).astype(np.float32)
+        hist, layout = color_parts(images)  # hog_color's default bins and grid, a frame's patches at once
+        return (self.color_weight * np.concatenate([hist, layout], axis=1)).astype(np.float32)
 
     def transform_tensor(self, images: np.ndarray):
         import torch

@@ -7,6 +7,7 @@ other: `features` imports `cnn` lazily when a model asks for ConvNet features.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cv2
@@ -55,13 +56,46 @@ def color_dim(hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GR
     return hue_bins * sat_bins + 3 * grid**2
 
 
-def color_parts(patch: np.ndarray, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID
+@functools.lru_cache(maxsize=None)
+def _calc_hist_bins(bins: int, high: int) -> np.ndarray:
+    """The bin cv2.calcHist puts each uint8 value in for `bins` uniform bins over [0, high)
+    (-1: outside), read from calcHist itself, so that the batched histogram counts alike."""
+    values = np.arange(256, dtype=np.uint8)[None, :]
+    out = np.full(256, -1, np.intp)
+    for v in range(256):
+        h = cv2.calcHist([values[:, v:v + 1]], [0], None, [bins], [0, high]).ravel()
+        if h.any():
+            out[v] = int(np.argmax(h))
+    return out
+
+
+def color_parts(images: np.ndarray, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Which colours a patch holds and where: the sqrt of its normalised hue/saturation
-    histogram (Hellinger: unit length, so it weighs the same whatever the patch's size or
-    exposure) and the patch averaged to `grid` x `grid` Lab cells, in [0, 1]."""
-    hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], None, [hue_bins, sat_bins], [0, 180, 0, 256]).ravel()
-    hist = np.sqrt(hist / max(hist.sum(), 1.0))
-    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
-    return hist, cv2.resize(lab, (grid, grid), interpolation=cv2.INTER_AREA).ravel() / 255.0
+    """Which colours each patch of (N, H, W, 3) RGB uint8 holds and where: the sqrt of its
+    normalised hue/saturation histogram (Hellinger: unit length, so it weighs the same whatever
+    the patch's size or exposure), (N, hue_bins * sat_bins) float32, and the patch averaged to
+    `grid` x `grid` Lab cells in [0, 1], (N, 3 * grid**2) float64.
+
+    A frame's patches at once, the same numbers as one patch at a time: colour conversions are
+    per pixel, so the patches go through OpenCV stacked as one tall image; the histograms are
+    one bincount (each value in calcHist's own bin, `_calc_hist_bins`); the layout is one
+    INTER_AREA resize of the stack when the cells tile every patch exactly (as 32 px in a 4 x 4
+    grid do), which averages the same pixels."""
+    n, h, w, _ = images.shape
+    if n == 0:
+        return np.zeros((0, hue_bins * sat_bins), np.float32), np.zeros((0, 3 * grid * grid))
+    tall = np.ascontiguousarray(images).reshape(n * h, w, 3)
+    hsv = cv2.cvtColor(tall, cv2.COLOR_RGB2HSV).reshape(n, h * w, 3)
+    hue, sat = _calc_hist_bins(hue_bins, 180)[hsv[..., 0]], _calc_hist_bins(sat_bins, 256)[hsv[..., 1]]
+    inside = (hue >= 0) & (sat >= 0)
+    cell = np.where(inside, np.arange(n)[:, None] * (hue_bins * sat_bins) + hue * sat_bins + sat, -1)
+    counts = np.bincount(cell[inside], minlength=n * hue_bins * sat_bins).astype(np.float32)
+    hist = counts.reshape(n, hue_bins * sat_bins)
+    hist = np.sqrt(hist / np.maximum(hist.sum(1, keepdims=True), np.float32(1.0)))
+    lab = cv2.cvtColor(tall, cv2.COLOR_RGB2LAB)
+    if h % grid == 0 and w % grid == 0:
+        cells = cv2.resize(lab, (grid, n * grid), interpolation=cv2.INTER_AREA).reshape(n, -1)
+    else:
+        cells = np.stack([cv2.resize(p, (grid, grid), interpolation=cv2.INTER_AREA).ravel()
+                          for p in lab.reshape(n, h, w, 3)])
+    return hist, cells / 255.0
