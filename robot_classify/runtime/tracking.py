@@ -198,22 +198,20 @@ def association_costs(tracks: Sequence[Track], objects: Sequence[ObjectResult], 
     cost = np.full((len(tracks), len(objects)), _FAR)
     if not len(tracks) or not len(objects):
         return cost
-    det_c = np.array([o.centroid if o.centroid is not None else (np.nan,) * 3 for o in objects], float)
-    det_e = np.array([o.extent if o.extent is not None else (np.nan,) * 3 for o in objects], float)
-    for i, t in enumerate(tracks):
-        pred = t.predicted(stamp_ns)
-        if pred is not None:
-            d = np.linalg.norm(det_c - pred, axis=1)
-            if t.extent is not None:
-                e = np.nan_to_num(np.abs(det_e - t.extent).mean(axis=1), nan=0.0)
-                d = d + p.extent_weight * e
-            inside = d <= p.gate  # NaN (no centroid) is never inside
-            cost[i, inside] = d[inside] / p.gate
-        for j, o in enumerate(objects):
-            if pred is None or o.centroid is None:
-                iou = _iou(t.bbox, o.bbox)
-                if iou >= p.min_iou:
-                    cost[i, j] = (1.0 - iou) / (1.0 - p.min_iou)
+    nan3 = (np.nan,) * 3
+    det_c = np.array([nan3 if o.centroid is None else o.centroid for o in objects], float)
+    det_e = np.array([nan3 if o.extent is None else o.extent for o in objects], float)
+    pred = np.array([nan3 if (c := t.predicted(stamp_ns)) is None else c for t in tracks], float)
+    ext = np.array([nan3 if t.extent is None else t.extent for t in tracks], float)
+    d = np.sqrt(((det_c[None] - pred[:, None]) ** 2).sum(axis=2))  # NaN where either has no centroid
+    e = np.abs(det_e[None] - ext[:, None]).mean(axis=2)
+    d = d + p.extent_weight * np.where(np.isnan(e), 0.0, e)
+    inside = d <= p.gate  # NaN is never inside
+    cost[inside] = d[inside] / p.gate
+    for i, j in zip(*np.nonzero(np.isnan(d))):  # no depth on one side: the image boxes decide
+        iou = _iou(tracks[i].bbox, objects[j].bbox)
+        if iou >= p.min_iou:
+            cost[i, j] = (1.0 - iou) / (1.0 - p.min_iou)
     return cost
 
 
