@@ -122,7 +122,9 @@ class Evidence:
         # A hypothesis first seen now had the floor in every earlier frame (decayed like the rest).
         n, d = self.frames, p.decay
         unseen = math.log(p.floor) * (n if d == 1 else (1 - d**n) / (1 - d))
-        for name in self.log.keys() | q.keys():
+        # Dict order, not a set's: string hashes differ per process, and the sums in `fused` must
+        # come out bit for bit the same in the node and in replay-eval.
+        for name in [*self.log, *(n for n in q if n not in self.log)]:
             self.log[name] = d * self.log.get(name, unseen) + math.log(max(q.get(name, 0.0), p.floor))
         self.frames += 1
         best = max(self.log, key=self.log.__getitem__)
