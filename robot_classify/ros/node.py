@@ -473,7 +473,8 @@ class _ClassifyPipeline:
             for status in self.teacher.offer(result):
                 self._publish_teach_status(status)
         if self.debug_pub.get_subscription_count() > 0:
-            items = [(o.bbox, o.label, o.score) for o in result.labels.objects]
+            items = [(o.bbox, o.label, o.score) if o.track is None else
+                     (o.bbox, f"{o.track.label} #{o.track.id}", o.track.score) for o in result.labels.objects]
             img = Image(header=h, **array_to_fields(draw_objects(result.color, items), "rgb8"))
             self.debug_pub.publish(img)
 
