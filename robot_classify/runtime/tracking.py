@@ -30,8 +30,10 @@ Label fusion (`Evidence`): per track, per hypothesis h (each class seen in a top
 q is the frame's calibrated distribution: the top-k scores for classes (classes outside the
 frame's top-k get the floor). A frame the node called `unknown` (score below min_score, or
 unlike every class: the open-set check) is evidence *for* `unknown`, not a frame thrown away:
-q_unknown = max(1 - score, 0.5) and the class scores are scaled to the rest; a named frame
-gives `unknown` the floor. Why this form: the product of per-view likelihoods is the Bayes
+q_unknown = max(1 - s1, 0.5), s1 the best class score of the frame's top-k (how much the
+appearance supports any class: all but nothing when the negative examples won, 0.96 when
+only the size check ruled the class out), and the class scores are scaled to the rest; a
+named frame gives `unknown` the floor. Why this form: the product of per-view likelihoods is the Bayes
 update for independent views. Views of one object are not independent (the next frame shows
 nearly the same crop), so the decay tempers it: old evidence fades (memory about
 1 / (1 - decay) frames), the posterior cannot saturate, and a real change (an object swapped
@@ -111,7 +113,8 @@ class Evidence:
         ranked = [(n, max(0.0, float(s))) for n, s in o.top_k] or [(o.label, float(o.score))]
         if o.label != UNKNOWN:
             return dict(ranked)
-        q_unknown = max(1.0 - float(o.score), 0.5)
+        best = max((s for n, s in ranked if n != UNKNOWN), default=0.0)
+        q_unknown = max(1.0 - best, 0.5)
         total = sum(s for n, s in ranked if n != UNKNOWN) or 1.0
         q = {n: s * (1.0 - q_unknown) / max(total, 1.0) for n, s in ranked if n != UNKNOWN}
         q[UNKNOWN] = q_unknown
