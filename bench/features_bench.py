@@ -4,6 +4,14 @@ at several input sizes. Accuracy (k = 1, 3), few-shot 1-NN curves and feature ti
 10-patch frame on this machine. Not a test.
 
   python bench/features_bench.py [--threads 1] [--sizes 32,48,64,96,128] [--repeats 5] [--only NAME,...]
+  PYTHONPATH=. python bench/features_bench.py --engines [--runs 200] [--heldout]
+
+--engines: PyTorch eager against ONNX Runtime (learn/cnn_onnx.py) in one run, `cnn_color` at
+64 px on a 10-patch frame, 1 and 2 threads, the two engines' calls alternating so that the
+shared CPU's load hits both alike; the first build (export + check) in an empty cache; cold
+start (fresh process to first embedding) with and without the built cache; the largest
+|difference| between the engines' embeddings, and with --heldout the kNN labels of both on the
+recipe's held-out scenes. Writes bench/results/features_engines_cpu.json.
 
 --only measures those rows alone (e.g. "cnn_color 64px blocks") and puts them into the last
 results, in place of rows of the same name.
@@ -82,6 +90,134 @@ def plot(result: dict) -> None:
     print(f"wrote {ROOT / 'docs' / 'few_shot.png'}")
 
 
+COLD_START = """
+import time; t0 = time.perf_counter()
+import numpy as np, torch
+torch.set_num_threads(1)  # as the node
+from robot_classify.learn.features import FeaturePipeline
+X = FeaturePipeline(kind="cnn_color").transform(np.full((10, 32, 32, 3), 100, np.uint8))
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_start_s(engine: str, cache_home: str) -> float:
+    """Seconds from launching a fresh interpreter to its first cnn_color embedding of a frame."""
+    import subprocess
+
+    env = {**os.environ, "XDG_CACHE_HOME": cache_home, "ROBOT_CLASSIFY_CNN_ENGINE": engine}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", COLD_START], env=env, check=True, capture_output=True, cwd=ROOT)
+    return round(time.perf_counter() - t0, 2)
+
+
+def engine_crops(n: int, seed: int) -> np.ndarray:
+    """Object-like crops (a coloured box with noise on a grey table) when no rendered set is used."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 32, 32, 3), np.uint8)
+    for i in range(n):
+        img = np.full((32, 32, 3), rng.integers(60, 200), np.float32)
+        y, x, h, w = rng.integers(0, 10, 2).tolist() + rng.integers(12, 22, 2).tolist()
+        img[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+        out[i] = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+    return out
+
+
+def engines(args) -> dict:
+    """PyTorch eager vs ONNX Runtime for cnn_color, side by side (module docstring)."""
+    import shutil
+    import tempfile
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from robot_classify.learn import cnn, cnn_onnx
+    from robot_classify.learn.features import FeaturePipeline
+
+    env = cnn_onnx.ENGINE_ENV
+    result: dict = {"features": "cnn_color 64px blocks", "patches_per_frame": 10, "runs": args.runs,
+                    "cpu_cores": os.cpu_count(), "note": "2-core CPU shared with other work: absolute times vary "
+                    "between runs; the ratio is within one run"}
+    cnn.backbone("cpu")  # the converted weights, as a process that ran before has them
+    with tempfile.TemporaryDirectory(prefix="onnx_bench_") as home:  # the first build, in an empty cache
+        os.environ["XDG_CACHE_HOME"] = home
+        (Path(home) / "robot_classify").mkdir()
+        for f in cnn_onnx.cache_dir().glob("efficientnet-lite0-*.safetensors*"):  # the converted weights only
+            shutil.copy(f, Path(home) / "robot_classify" / f.name)
+        t0 = time.perf_counter()
+        graph = cnn_onnx.build(64, "blocks")  # export, check against PyTorch, write
+        t1 = time.perf_counter()
+        diff = cnn_onnx.max_difference(graph, 64, "blocks")  # the check alone, again
+        result["first_build_s"] = {"export_check_write": round(t1 - t0, 2),
+                                   "of_which_check": round(time.perf_counter() - t1, 2), "check_max_abs_diff": diff}
+        cold = {"torch": [], "onnxruntime, cache built": [], "onnxruntime, no cache": []}
+        for _ in range(args.cold_runs):
+            cold["torch"].append(cold_start_s("torch", home))
+            cold["onnxruntime, cache built"].append(cold_start_s("onnxruntime", home))
+            for f in Path(home, "robot_classify").glob("*.onnx*"):
+                f.unlink()
+            cold["onnxruntime, no cache"].append(cold_start_s("onnxruntime", home))
+        result["cold_start_s"] = {k: {"runs": v, "median": float(np.median(v))} for k, v in cold.items()}
+        print(json.dumps({"first_build_s": result["first_build_s"], "cold_start_s": result["cold_start_s"]}))
+        del os.environ["XDG_CACHE_HOME"]
+
+    pipe = FeaturePipeline(kind="cnn_color", size=64, layer="blocks")
+    frame = engine_crops(10, 0)
+    speed = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        with threadpool_limits(threads):
+            times: dict[str, list[float]] = {"torch": [], "onnxruntime": []}
+            for i in range(args.runs + 5):  # the first 5 warm up
+                for engine in ("torch", "onnxruntime") if i % 2 else ("onnxruntime", "torch"):
+                    os.environ[env] = engine
+                    t0 = time.perf_counter()
+                    pipe.transform(frame)
+                    if i >= 5:
+                        times[engine].append((time.perf_counter() - t0) * 1000)
+        row = {"threads": threads}
+        for engine, t in times.items():
+            row[engine] = {"p50_ms": round(float(np.median(t)), 2), "p90_ms": round(float(np.percentile(t, 90)), 2)}
+        row["speedup_p50"] = round(row["torch"]["p50_ms"] / row["onnxruntime"]["p50_ms"], 2)
+        row["speedup_p90"] = round(row["torch"]["p90_ms"] / row["onnxruntime"]["p90_ms"], 2)
+        speed.append(row)
+        print(f"threads {threads}: PyTorch eager p50 {row['torch']['p50_ms']:.1f} / p90 {row['torch']['p90_ms']:.1f} ms"
+              f"   ONNX Runtime p50 {row['onnxruntime']['p50_ms']:.1f} / p90 {row['onnxruntime']['p90_ms']:.1f} ms"
+              f"   ratio {row['speedup_p50']:.2f}x (p90 {row['speedup_p90']:.2f}x)")
+    result["speed"] = speed
+
+    torch.set_num_threads(2)
+    check = engine_crops(200, 1)
+    X = {}
+    for engine in ("torch", "onnxruntime"):
+        os.environ[env] = engine
+        X[engine] = {f"{size}px {layer}": FeaturePipeline(kind="cnn", size=size, layer=layer).transform(check)
+                     for size in (64, 48) for layer in ("blocks", "head")}
+    result["max_abs_diff_200_crops"] = {name: float(np.abs(X["torch"][name] - X["onnxruntime"][name]).max())
+                                       for name in X["torch"]}
+    if args.heldout:
+        from robot_classify.data.datasets import load_dataset
+        from robot_classify.sim.default_recipe import recipe_patches
+
+        splits = load_dataset(recipe_patches(), "props")
+        train, test = splits["train"], splits["test"]
+        labels, feats = {}, {}
+        for engine in ("torch", "onnxruntime"):
+            os.environ[env] = engine
+            feats[engine] = (pipe.transform(train.images), pipe.transform(test.images))
+            from robot_classify.learn.knn import KNNClassifier
+
+            labels[engine] = KNNClassifier(3, "l2", device="cpu").fit(feats[engine][0], train.labels).predict(
+                feats[engine][1])
+        result["heldout"] = {
+            "train": len(train), "test": len(test),
+            "max_abs_diff": float(max(np.abs(a - b).max() for a, b in zip(feats["torch"], feats["onnxruntime"]))),
+            "knn_k3_labels_identical": int((labels["torch"] == labels["onnxruntime"]).sum()),
+            "knn_k3_accuracy": {e: float((y == test.labels).mean()) for e, y in labels.items()}}
+    os.environ.pop(env, None)
+    print(json.dumps({k: result[k] for k in ("max_abs_diff_200_crops", "heldout") if k in result}))
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (the node runs with 1)")
@@ -90,7 +226,16 @@ def main() -> None:
     ap.add_argument("--plot-only", action="store_true", help="redraw docs/few_shot.png from the last results")
     ap.add_argument("--only", type=lambda s: s.split(","), default=None,
                     help="measure only these rows and merge them into the last results")
+    ap.add_argument("--engines", action="store_true", help="PyTorch eager vs ONNX Runtime, side by side")
+    ap.add_argument("--runs", type=int, default=200, help="--engines: timed frames per engine and thread count")
+    ap.add_argument("--cold-runs", type=int, default=2, help="--engines: fresh processes per cold-start case")
+    ap.add_argument("--heldout", action="store_true", help="--engines: also compare on the recipe's scenes")
     args = ap.parse_args()
+    if args.engines:
+        result = engines(args)
+        out = ROOT / "bench" / "results" / "features_engines_cpu.json"
+        out.write_text(json.dumps(result, indent=2))
+        return print(f"wrote {out}")
     out = ROOT / "bench" / "results" / "features_cpu.json"
     if args.plot_only:
         return plot(json.loads(out.read_text()))

@@ -18,7 +18,7 @@ non-class objects named, ECE of the scores over matched class objects, and per-s
     python bench/real_frames_bench.py --real real_bag1 real_bag2 --render render_bag \
         [--model MODEL] [--out bench/results/real_frames_cpu.json]
 
-The real frames themselves are never committed (see README "On real frames" for where they
+The real frames themselves are never committed (see doc/real_frames.md for where they
 come from); the results file holds only the figures.
 """
 from __future__ import annotations

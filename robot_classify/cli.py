@@ -505,6 +505,31 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Refit a model's scores on labelled real frames; the model's examples stay as they are."""
+    from .evaluation.recalibrate import recalibrate
+    from .learn.model_io import save_model
+
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"{out} exists; choose a new path (calibrate never overwrites a model)")
+    model = _load_model(args)
+    before = model.calibration
+    cal, counts = recalibrate(args.bag, model, _topics(args), _node_parameters(args), args.ground_truth_topic,
+                              args.ground_truth, args.quiet)
+    model.calibration = cal
+    model.meta["training"] = {**model.meta.get("training", {}),
+                              "recalibrated_on": {"bag": Path(args.bag).name, **{k: v for k, v in counts.items()
+                                                                                 if k != "bag"}}}
+    save_model(model, out)
+    was = "none" if before is None else f"ECE {before.ece:.3f}, min_score {before.min_score:.2f}"
+    print(f"{counts['detections']} detections in {counts['frames']} frames ({counts['class_objects']} of the "
+          f"model's classes, {counts['no_class']} of none); the model named {counts['named_before']}, "
+          f"{counts['right_before']} right")
+    print(f"calibration: was {was}; now ECE {cal.ece:.3f} on these frames, min_score {cal.min_score:.2f} -> {out}")
+    return 0
+
+
 def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import bag_to_dataset
 
@@ -771,6 +796,11 @@ def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
                    help="share of the frames, earliest first, that goes to train/")
 
 
+def _calibrate_args(p: argparse.ArgumentParser) -> None:
+    _bag_args(p)
+    p.add_argument("--out", required=True, help="the recalibrated model (a new file)")
+
+
 def _select_arg(text: str) -> str | dict:
     if text in ("center", "largest"):
         return text
@@ -827,6 +857,8 @@ COMMANDS: tuple[tuple[str, str, AddArguments, Callable[[argparse.Namespace], int
      _import_dataset_args, cmd_import_dataset),
     ("replay-eval", "run the node's processing over a bag; metrics + HTML report",
      _replay_eval_args, cmd_replay_eval),
+    ("calibrate", "refit a model's scores and min_score on a labelled bag of your own camera's frames",
+     _calibrate_args, cmd_calibrate),
     ("bag-to-dataset", "label the node's crops from a bag's ground truth; image folders",
      _bag_to_dataset_args, cmd_bag_to_dataset),
     ("teach", "add an object's views to a kNN model from a bag or a folder of crops (the node's ~/teach offline)",

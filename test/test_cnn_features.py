@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from robot_classify.learn import cnn  # noqa: E402
+from robot_classify.learn import cnn, cnn_trunk  # noqa: E402
 from robot_classify.learn.features import FeaturePipeline  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def test_weights_are_checked_converted_and_never_unpickled(tmp_path, monkeypatch
     pth = EfficientnetLite0ModelFile.get_model_file_path()
     assert file_sha256(pth) == cnn.PTH_SHA256
     dest = tmp_path / "lite0.safetensors"
-    cnn._convert(dest)
+    cnn_trunk._convert(dest)
     with safe_open(str(dest), "pt") as f:
         assert len(list(f.keys())) == 296
     assert (tmp_path / "lite0.safetensors.sha256").read_text() == file_sha256(dest)
@@ -51,7 +51,7 @@ def test_weights_are_checked_converted_and_never_unpickled(tmp_path, monkeypatch
     hostile.write_bytes(pickle.dumps(Payload()))
     monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(hostile)))
     with pytest.raises(ValueError, match="expected sha256"):
-        cnn._convert(tmp_path / "never.safetensors")
+        cnn_trunk._convert(tmp_path / "never.safetensors")
     assert not (tmp_path / "never.safetensors").exists()
 
 

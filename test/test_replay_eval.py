@@ -90,6 +90,20 @@ def test_replay_eval_progress_bar_knows_the_bag_length(tiny, tmp_path, monkeypat
     assert totals == [3]
 
 
+def test_replay_eval_and_bag_to_dataset_open_the_bag_once(tiny, tmp_path, monkeypatch):
+    """Ground truth, topics, progress total and frames all come from one open reader (was three opens)."""
+    import robot_classify.data.bags as bags
+
+    path, model = tiny
+    opens = []
+    real = bags.open_reader
+    monkeypatch.setattr(bags, "open_reader", lambda p: opens.append(p) or real(p))
+    m = replay_eval(path, model, tmp_path / "report", TOPICS, quiet=False, report=False)
+    assert len(opens) == 1 and m["frames"]["pairs"] == 3
+    bag_to_dataset(path, model, tmp_path / "ds", TOPICS, quiet=True)
+    assert len(opens) == 2
+
+
 def test_failed_replay_eval_removes_only_the_folders_it_made(tiny, tmp_path):
     from robot_classify.data.bags import BagError
 

@@ -99,6 +99,16 @@ def test_select_center_largest_and_pixel():
     assert select_object([], "center", W, H) is None
 
 
+def test_select_pixel_in_a_box_but_outside_its_mask_takes_that_object():
+    # A mug seen from above: the click at its box centre lands in the opening, not on the mask.
+    p = processor_for(None)
+    objs = run(p, [(20, 20, RED), (290, 200, BLUE)]).extraction.objects
+    i = next(j for j, o in enumerate(objs) if o.bbox[0] == 290)
+    x, y, w, h = objs[i].bbox
+    objs[i].mask[h // 2, w // 2] = False
+    assert select_object(objs, (x + w // 2, y + h // 2), W, H) == i
+
+
 def test_default_save_path_never_names_an_existing_model(tmp_path):
     now = datetime(2026, 11, 24, 21, 0, 0, tzinfo=timezone.utc)
     src = tmp_path / "mine.safetensors"

@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -236,6 +237,17 @@ def open_reader(path: str | Path):
     return reader
 
 
+@contextmanager
+def opened_bag(path: str | Path) -> Iterator[Any]:
+    """The bag at `path` open for the block (`open_reader`), closed after it: one open for
+    everything a command reads (topics, ground truth, frames)."""
+    reader = open_reader(path)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
 def topics_of(reader) -> dict[str, str]:
     return {c.topic: c.msgtype for c in reader.connections}
 
@@ -250,7 +262,7 @@ def _require_topics(reader, path, wanted: list[str]) -> None:
 
 
 def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
-                slop: float = 0.02, stats: dict | None = None) -> Iterator[BagFrame]:
+                slop: float = 0.02, stats: dict | None = None, reader: Any | None = None) -> Iterator[BagFrame]:
     """Colour/depth pairs in stamp order, paired exactly like the node (`StampSynchronizer`).
     Where the bag lacks a raw image topic, its image_transport compressed topic is read
     (`resolve_image_topics`): frames then hold CompressedImage messages, which
@@ -263,10 +275,15 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
     the latest), or the bag ends (then: the latest seen). At most `INFO_WAIT` pairs wait; the
     oldest then goes with the latest camera_info. A bag without the camera_info topic waits for
     nothing: its frames come with info=None (the caller decides).
+
+    `reader`: the bag at `path` already open (`open_reader`), read here and left open, so that a
+    caller reading ground truth and frames opens the bag once; None: opened and closed here.
     """
     from ..runtime.sync import StampSynchronizer
 
-    reader = open_reader(path)
+    own = reader is None
+    if own:
+        reader = open_reader(path)
     color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)  # raw, else compressed
     try:
         _require_topics(reader, path, [color_t, depth_t])
@@ -311,15 +328,17 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
         if stats is not None:
             stats.update(vars(sync.stats))
     finally:
-        reader.close()
+        if own:
+            reader.close()
 
 
-def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic: str | None = None
-                      ) -> dict[int, FrameLabels]:
+def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic: str | None = None,
+                      reader: Any | None = None) -> dict[int, FrameLabels]:
     """stamp_ns -> ground truth, from the bag's topic or a JSON-lines sidecar (/object_labels
     documents; ground truth needs only header.stamp and each object's label and bbox). The
     topic may hold /object_labels JSON (std_msgs/String) or vision_msgs/Detection2DArray, whose
-    best hypothesis's class_id is the label (runtime.detections). topic None: GT_TOPIC."""
+    best hypothesis's class_id is the label (runtime.detections). topic None: GT_TOPIC.
+    `reader`: the bag already open, left open (as for `read_frames`)."""
     topic = topic or GT_TOPIC
     out: dict[int, FrameLabels] = {}
     if sidecar is not None:
@@ -332,7 +351,9 @@ def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic
                 raise BagError(f"{sidecar}:{n}: not a ground-truth line ({e})") from None
             out[labels.stamp_ns] = labels
         return out
-    reader = open_reader(path)
+    own = reader is None
+    if own:
+        reader = open_reader(path)
     try:
         if topic not in topics_of(reader):
             return {}
@@ -347,7 +368,8 @@ def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic
                 raise BagError(f"{path}: {topic} at {t} ns: not a ground-truth document ({e})") from None
             out[labels.stamp_ns] = labels
     finally:
-        reader.close()
+        if own:
+            reader.close()
     return out
 
 

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from ..runtime.camera import Intrinsics
 from ..data.datasets import PROPS_CLASSES
-from .matching import bbox_tuple, match_boxes
+from ..data.matching import bbox_tuple, match_boxes
 from ..learn.model import ClassifierModel
 from ..runtime.patches import SegmentationParams, extract_objects
 from ..sim.scene_render import RenderedScene, read_scene

@@ -3,8 +3,8 @@
 Every colour/depth pair, in stamp order, goes through the same conversion, pairing, patch
 extraction and classifier as `classify_node` (`FrameProcessor`), then, with
 `tracking.enabled`, the node's tracker (runtime/tracking.py) in frame order; metrics.json's
-`tracking` holds per-frame vs fused accuracy and the MOT counts (evaluation/tracking_metrics.py). Predictions are matched to
-ground truth per frame (greedy by bbox IoU >= 0.5). Ground-truth objects that are not one of
+`tracking` holds per-frame vs fused accuracy and the MOT counts (evaluation/tracking_metrics.py).
+Predictions are matched to ground truth per frame (greedy by bbox IoU >= 0.5). Ground-truth objects that are not one of
 the model's classes (distractors) count as `unknown`: saying "unknown" about them is right.
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.bags import (GT_TOPIC, BagError, bag_image_topics, open_reader, read_frames, read_ground_truth,
-                         topics_of)
+from ..data.bags import (GT_TOPIC, BagError, open_reader, opened_bag, read_frames, read_ground_truth,
+                         resolve_image_topics, topics_of)
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from .failures import FailureGallery
-from .matching import match_boxes
+from ..data.matching import match_boxes
 from .metrics import per_class_report
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.parameters import check_parameters
@@ -39,12 +39,17 @@ MISSED, BACKGROUND = "missed", "background"
 
 
 def run_frames(bag: str | Path, processor: FrameProcessor, topics: tuple[str, str, str], quiet: bool = False,
-               stats: dict | None = None, slop: float = 0.02):
+               stats: dict | None = None, slop: float = 0.02, reader: Any | None = None):
     """Yield (frame, FrameResult or None, FrameSkipped.reason or None, colour RGB or None, ms) for
-    each pair, through `FrameProcessor.process_messages`: the node's own path."""
-    total = None if quiet else color_count(bag, bag_image_topics(bag, topics)[0])
-    for frame in tqdm(read_frames(bag, topics, slop=slop, stats=stats), desc="replay-eval", unit="frame", total=total,
-                      disable=quiet):
+    each pair, through `FrameProcessor.process_messages`: the node's own path. `reader`: the bag
+    already open (`data.bags.opened_bag`), read and left open; None: opened here."""
+    if reader is None:
+        with opened_bag(bag) as reader:
+            yield from run_frames(bag, processor, topics, quiet, stats, slop, reader)
+        return
+    total = None if quiet else _color_count(reader, resolve_image_topics(topics_of(reader), topics)[0])
+    for frame in tqdm(read_frames(bag, topics, slop=slop, stats=stats, reader=reader), desc="replay-eval",
+                      unit="frame", total=total, disable=quiet):
         t0 = time.perf_counter()
         try:
             res = processor.process_messages(frame.color, frame.depth, frame.info)
@@ -62,9 +67,13 @@ def color_count(bag: str | Path, topic: str) -> int | None:
     except BagError:
         return None
     try:
-        return sum(c.msgcount for c in reader.connections if c.topic == topic)
+        return _color_count(reader, topic)
     finally:
         reader.close()
+
+
+def _color_count(reader: Any, topic: str) -> int:
+    return sum(c.msgcount for c in reader.connections if c.topic == topic)
 
 
 def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
@@ -82,50 +91,42 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
     report_dir = Path(report_dir)
     if report_dir.exists() and not report_dir.is_dir():
         raise ValueError(f"{report_dir}: exists and is not a folder")
-    gt = read_ground_truth(bag, sidecar, gt_topic)  # gt_topic: JSON or vision_msgs/Detection2DArray
-    if not gt:
-        raise BagError(f"{bag}: no ground truth (topic {gt_topic or '/ground_truth/object_labels'}, "
-                       "--ground-truth-topic TOPIC or --ground-truth FILE.jsonl)")
-    parameters = check_parameters(parameters)
-    processor = FrameProcessor.from_parameters(model, parameters)
-    topics = bag_image_topics(bag, topics)  # raw topics, else their compressed ones: the report names what was read
-    context = run_context(model, parameters, bag, topics, _bag_topics(bag),
-                          f"file {Path(sidecar).resolve()}" if sidecar else f"topic {gt_topic or GT_TOPIC}")
-    context["params_file"] = None if params_file is None else str(Path(params_file).resolve())
-    created = None  # the outermost folder this run makes, if any
-    for d in (report_dir, *report_dir.parents):
-        if d.exists():
-            break
-        created = d
-    report_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0, quiet,
-                                     parameters["sync_slop"], context, parameters)
-        if report:
-            from .report_html import write_report
+    with opened_bag(bag) as reader:  # one open for the topics, the ground truth and the frames
+        gt = read_ground_truth(bag, sidecar, gt_topic, reader=reader)  # gt_topic: JSON or vision_msgs/Detection2DArray
+        if not gt:
+            raise BagError(f"{bag}: no ground truth (topic {gt_topic or '/ground_truth/object_labels'}, "
+                           "--ground-truth-topic TOPIC or --ground-truth FILE.jsonl)")
+        parameters = check_parameters(parameters)
+        processor = FrameProcessor.from_parameters(model, parameters)
+        have = topics_of(reader)
+        topics = resolve_image_topics(have, topics)  # raw topics, else their compressed ones: the report names them
+        context = run_context(model, parameters, bag, topics, have,
+                              f"file {Path(sidecar).resolve()}" if sidecar else f"topic {gt_topic or GT_TOPIC}")
+        context["params_file"] = None if params_file is None else str(Path(params_file).resolve())
+        created = None  # the outermost folder this run makes, if any
+        for d in (report_dir, *report_dir.parents):
+            if d.exists():
+                break
+            created = d
+        report_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0, quiet,
+                                         parameters["sync_slop"], context, reader, parameters)
+            if report:
+                from .report_html import write_report
 
-            write_report(metrics, records, report_dir)
-        return metrics
-    except BaseException:
-        if created is not None:  # a failed run leaves no half-written report; folders it did not make stay
-            shutil.rmtree(created, ignore_errors=True)
-        raise
-
-
-def _bag_topics(bag: str | Path) -> dict[str, str]:
-    try:
-        reader = open_reader(bag)
-    except BagError:
-        return {}  # read_frames names the problem
-    try:
-        return topics_of(reader)
-    finally:
-        reader.close()
+                write_report(metrics, records, report_dir)
+            return metrics
+        except BaseException:
+            if created is not None:  # a failed run leaves no half-written report; folders it did not make stay
+                shutil.rmtree(created, ignore_errors=True)
+            raise
 
 
 def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLabels], report_dir: Path,
               topics: tuple[str, str, str], gallery_cap: int, quiet: bool, slop: float,
-              context: dict[str, Any], parameters: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+              context: dict[str, Any], reader: Any, parameters: dict[str, Any]
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics and the per-object records; writes metrics.json, objects.jsonl, object_labels.jsonl
     and, when `gallery_cap` > 0, the gallery's crops and frames."""
     model = processor.model
@@ -141,7 +142,7 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
     gallery = FailureGallery(gallery_cap)
     tracker, tracker_ms = (Tracker(TrackerParams.from_parameters(parameters)) if parameters["tracking.enabled"]
                            else None), []
-    for frame, res, why, color, ms in run_frames(bag, processor, topics, quiet, sync_stats, slop):
+    for frame, res, why, color, ms in run_frames(bag, processor, topics, quiet, sync_stats, slop, reader):
         n_frames += 1
         if res is None:
             skipped[why] = skipped.get(why, 0) + 1
@@ -234,21 +235,23 @@ def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, top
     """The node's own crops from every frame, labelled from ground truth; train = first part in time."""
     if not 0 < split_by_time < 1:
         raise ValueError(f"split-by-time must be in (0, 1), got {split_by_time}")
-    gt = read_ground_truth(bag, sidecar, gt_topic)
     parameters = check_parameters(parameters)
     # The node's crops (its segmentation); every crop keeps the classifier's best guess.
     processor = FrameProcessor.from_parameters(model, {**parameters, "min_score": 0.0, "top_k": 1})
     crops = []  # (stamp, label, patch)
-    for frame, res, _, _, _ in run_frames(bag, processor, topics, quiet, slop=parameters["sync_slop"]):
-        if res is None:
-            continue
-        preds, patches = res.labels.objects, res.extraction.patches
-        truth = gt.get(frame.stamp_ns)
-        gts = truth.objects if truth is not None else ()
-        pairs = match_boxes([o.bbox for o in preds], [g.bbox for g in gts])
-        label_of = {i: gts[j].label for i, j, _ in pairs}
-        for i in range(len(preds)):
-            crops.append((frame.stamp_ns, label_of.get(i, "_unlabelled"), patches[i]))
+    with opened_bag(bag) as reader:
+        gt = read_ground_truth(bag, sidecar, gt_topic, reader=reader)
+        for frame, res, _, _, _ in run_frames(bag, processor, topics, quiet, slop=parameters["sync_slop"],
+                                              reader=reader):
+            if res is None:
+                continue
+            preds, patches = res.labels.objects, res.extraction.patches
+            truth = gt.get(frame.stamp_ns)
+            gts = truth.objects if truth is not None else ()
+            pairs = match_boxes([o.bbox for o in preds], [g.bbox for g in gts])
+            label_of = {i: gts[j].label for i, j, _ in pairs}
+            for i in range(len(preds)):
+                crops.append((frame.stamp_ns, label_of.get(i, "_unlabelled"), patches[i]))
     if not crops:
         raise BagError(f"{bag}: no objects found in any frame")
     stamps = sorted({c[0] for c in crops})

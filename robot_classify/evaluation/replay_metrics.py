@@ -24,7 +24,7 @@ import numpy as np
 from ..runtime.frame_processor import UNKNOWN
 from ..runtime.results import ObjectResult
 from .calibration import coverage_curve, expected_calibration_error, reliability_bins
-from .matching import box_iou, match_boxes
+from ..data.matching import box_iou, match_boxes
 
 SCHEMA = "robot_classify/ReplayEvalMetrics/2"
 STAGES = ("conversion", "segmentation", "features", "classifier", "total")

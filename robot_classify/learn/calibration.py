@@ -217,7 +217,8 @@ def _ratio(d: np.ndarray, scale: float) -> np.ndarray:
     return np.maximum(np.asarray(d, np.float64), 1e-3 * scale) / scale
 
 
-def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarray | None = None) -> Calibration:
+def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarray | None = None,
+                    clutter_is_wrong: bool = False) -> Calibration:
     """Calibration fitted on out-of-fold evidence `ev` with true labels `y` (indices into the
     classifier's classes): temperature by minimum negative log-likelihood, the kNN logistic by
     maximum likelihood of 'the winner is right'; then the default `min_score` and the novelty
@@ -226,7 +227,13 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
     `negative`: class indices of negative labels (`learn.model.NEGATIVE_LABELS`). The temperature
     is fitted on every answer (a softmax over all classes); the kNN logistic, ECE and `min_score`
     on the answers a user sees: real objects that a real class won. With negatives there is no
-    novelty threshold (they say `unknown`)."""
+    novelty threshold (they say `unknown`).
+
+    `clutter_is_wrong`: the answers a user sees are every query a real class won, whatever it
+    was: a query whose truth is a negative label (a thing of no class, a patch of clutter; or
+    -1, no index at all) counts as a wrong answer. On a real camera's frames that is what a
+    grasp planner acts on (`evaluation.recalibrate`); on a training set's out-of-fold crops the
+    negatives are the model's own and stay out."""
     from scipy.optimize import minimize, minimize_scalar
 
     y = np.asarray(y, np.int64)
@@ -234,14 +241,17 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
     # The answers a user sees: a real object, won by a real class (a negative class's wins are
     # never published, and mixing them in skews the scores of the rest).
     has_negatives = negative is not None and len(negative) > 0
-    named = ~np.isin(y, negative) & ~np.isin(ev.labels, negative) if has_negatives else np.ones(len(y), bool)
+    won_by_class = ~np.isin(ev.labels, negative) if has_negatives else np.ones(len(y), bool)
+    named = won_by_class if clutter_is_wrong else won_by_class & ~np.isin(y, negative) if has_negatives \
+        else np.ones(len(y), bool)
     if method == "temperature":
-        z = ev.logits
+        has_class = y >= 0  # clutter (-1) has no class whose likelihood a softmax could raise
+        z, yc = ev.logits[has_class], y[has_class]
 
         def nll(log_t: float) -> float:
             zt = z / np.exp(log_t)
             m = zt.max(1)
-            return float((m + np.log(np.exp(zt - m[:, None]).sum(1)) - zt[rows, y]).mean())
+            return float((m + np.log(np.exp(zt - m[:, None]).sum(1)) - zt[np.arange(len(yc)), yc]).mean())
 
         params = {"temperature": float(np.exp(minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded").x))}
     else:

@@ -10,7 +10,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-from skimage.feature import hog
+
+# The checks and colour parts live in feature_parts (cnn uses them too, without importing this module);
+# their names stay importable from here.
+from .feature_parts import (GRID, HUE_BINS, MAX_WEIGHT, SAT_BINS, check_int, check_number,  # noqa: F401
+                            check_patches, color_dim, color_parts)
 
 PATCH_SIZE = 32  # side of the square RGB patches every model takes: data sets, training and runtime crops
 FEATURE_KINDS = ("pixels", "hog_color", "cnn", "cnn_color")
@@ -18,32 +22,6 @@ FEATURE_KINDS = ("pixels", "hog_color", "cnn", "cnn_color")
 # 180 hue bins is one per OpenCV hue value, 256 saturation bins one per value, and a grid
 # finer than the patch only repeats pixels.
 MAX_HUE_BINS, MAX_SAT_BINS, MAX_GRID = 180, 256, PATCH_SIZE
-MAX_WEIGHT = 1000.0
-
-
-def _show(value: Any) -> str:
-    """repr for messages, cut short: a damaged model file can hold a 400-digit number."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    """An integer in [lo, hi]; bools and floats are refused (JSON `true` is not 1, 2.5 is not 2)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {_show(value)}")
-    return int(value)
-
-
-def check_number(name: str, value: Any, lo: float, hi: float) -> float:
-    """A real number in finite bounds [lo, hi] (ints accepted, bools refused).
-
-    The chained comparison also refuses NaN and inf, and compares a huge int exactly where
-    math.isfinite(10**400) would raise OverflowError.
-    """
-    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating))
-            or not lo <= value <= hi):
-        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {_show(value)}")
-    return float(value)
 
 
 def with_mirror_images(images: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,13 +29,6 @@ def with_mirror_images(images: np.ndarray, groups: np.ndarray) -> tuple[np.ndarr
     stays in its original's group (a CV fold, a taught view). Objects turn on a table: a mirror
     image is a plausible view of most of them (not of digits: `training.mirror_keeps_class`)."""
     return np.concatenate([images, images[:, :, ::-1]]), np.concatenate([groups, groups])
-
-
-def check_patches(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"patches must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images
 
 
 class PixelFeatures:
@@ -96,24 +67,63 @@ class PixelFeatures:
             self.mean_, self.scale_ = state["mean"], np.float32(state["scale"][0])
 
 
-HUE_BINS, SAT_BINS, GRID = 18, 4, 4  # colour parts' defaults, chosen for hog_color (see HogColorFeatures)
+HOG_ORIENTATIONS, HOG_CELL, HOG_BLOCK = 9, 8, 2  # hog_color's HOG: 9 bins, 8x8-pixel cells, 2x2-cell blocks
+_HOG_EPS = 1e-5
 
 
-def color_dim(hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID) -> int:
-    """Length of `color_parts` concatenated: the histogram, then 3 Lab values per cell."""
-    return hue_bins * sat_bins + 3 * grid**2
+def hog_batch(grey: np.ndarray) -> np.ndarray:
+    """`skimage.feature.hog(g, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
+    block_norm="L2-Hys")` of every (H, W) uint8 image of (N, H, W) at once: (N, n_features) float64.
 
-
-def color_parts(patch: np.ndarray, hue_bins: int = HUE_BINS, sat_bins: int = SAT_BINS, grid: int = GRID
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Which colours a patch holds and where: the sqrt of its normalised hue/saturation
-    histogram (Hellinger: unit length, so it weighs the same whatever the patch's size or
-    exposure) and the patch averaged to `grid` x `grid` Lab cells, in [0, 1]."""
-    hsv = cv2.cvtColor(patch, cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], None, [hue_bins, sat_bins], [0, 180, 0, 256]).ravel()
-    hist = np.sqrt(hist / max(hist.sum(), 1.0))
-    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB)
-    return hist, cv2.resize(lab, (grid, grid), interpolation=cv2.INTER_AREA).ravel() / 255.0
+    The same arithmetic in the same order (each cell's magnitudes summed pixel by pixel in row
+    order, in single precision, as scikit-image's loop does; each block normalised over its 36
+    values), vectorised over the patches of a frame: scikit-image's per-image Python overhead
+    (a call per block) was most of the features' time (bench/pipeline_bench.py). Tested equal
+    to scikit-image, bit for bit."""
+    n, H, W = grey.shape
+    ncr, ncc = H // HOG_CELL, W // HOG_CELL
+    nbr, nbc = ncr - HOG_BLOCK + 1, ncc - HOG_BLOCK + 1
+    if nbr <= 0 or nbc <= 0:
+        raise ValueError(f"HOG needs images of at least {HOG_BLOCK * HOG_CELL} x {HOG_BLOCK * HOG_CELL} pixels, "
+                         f"got {H} x {W}")
+    g = grey.astype(np.float64)
+    g_row, g_col = np.zeros_like(g), np.zeros_like(g)
+    g_row[:, 1:-1, :] = g[:, 2:, :] - g[:, :-2, :]
+    g_col[:, :, 1:-1] = g[:, :, 2:] - g[:, :, :-2]
+    g_row, g_col = g_row[:, :ncr * HOG_CELL, :ncc * HOG_CELL], g_col[:, :ncr * HOG_CELL, :ncc * HOG_CELL]
+    magnitude = np.hypot(g_col, g_row)
+    orientation = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    # bin i holds [i, i + 1) x 180 / bins, compared as scikit-image compares (floor alone may round up)
+    step = 180.0 / HOG_ORIENTATIONS
+    b = np.floor(orientation / step).astype(np.intp)
+    b -= orientation < step * b
+    b += orientation >= step * (b + 1)
+    # Per cell and bin, the magnitudes of its pixels in row order (0 where a pixel is in another
+    # bin), position in the cell first: (64, n, cells down, cells across, bins).
+    def by_cell(a: np.ndarray) -> np.ndarray:
+        a = a.reshape(n, ncr, HOG_CELL, ncc, HOG_CELL).transpose(2, 4, 0, 1, 3)
+        return a.reshape(HOG_CELL * HOG_CELL, n, ncr, ncc, 1)
+    outside = b >= HOG_ORIENTATIONS  # an angle that rounded to 180: in no bin, as in scikit-image
+    votes = np.zeros((HOG_CELL * HOG_CELL, n, ncr, ncc, HOG_ORIENTATIONS))
+    np.put_along_axis(votes, by_cell(np.where(outside, 0, b)), by_cell(np.where(outside, 0.0, magnitude)), axis=-1)
+    # scikit-image sums a cell in a C float: each pixel added in double, the total rounded to
+    # single precision, pixel by pixel; so here, for all cells and bins at once (adding a zero
+    # leaves a total as it is)
+    total, rounded = np.zeros(votes.shape[1:]), np.zeros(votes.shape[1:], np.float32)
+    for v in votes:
+        total += v
+        rounded[...] = total
+        total[...] = rounded
+    hist = (rounded / np.float32(HOG_CELL * HOG_CELL)).astype(np.float64)
+    blocks = np.empty((n, nbr, nbc, HOG_BLOCK * HOG_BLOCK * HOG_ORIENTATIONS))
+    for r in range(nbr):
+        for c in range(nbc):
+            blocks[:, r, c] = hist[:, r:r + HOG_BLOCK, c:c + HOG_BLOCK].reshape(n, -1)
+    # L2-Hys: normalise, clip at 0.2, normalise again
+    blocks /= np.sqrt(np.sum(blocks**2, axis=-1, keepdims=True) + _HOG_EPS**2)
+    blocks = np.minimum(blocks, 0.2)
+    blocks /= np.sqrt(np.sum(blocks**2, axis=-1, keepdims=True) + _HOG_EPS**2)
+    return blocks.reshape(n, -1)
 
 
 class HogColorFeatures:
@@ -125,7 +135,8 @@ class HogColorFeatures:
     `grid` x `grid` Lab cells (which colour is where: a red top over a white bottom) times
     `grid_weight`. YCB packaging differs in colour, colour layout and printed structure, which
     survive the lighting and viewpoint changes that make raw-pixel kNN fail. Weights were
-    chosen on a validation split of training scenes (README, "Features").
+    chosen on a validation split of training scenes (README, "Features"). A frame's patches
+    are computed together (`hog_batch`, `color_parts`).
     """
 
     kind = "hog_color"
@@ -142,17 +153,22 @@ class HogColorFeatures:
         check_patches(images)
         return self
 
-    def _one(self, patch: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
-        h = hog(grey, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2),
-                block_norm="L2-Hys", feature_vector=True)
-        h = h / max(np.linalg.norm(h), 1e-6)
-        hist, layout = color_parts(patch, self.hue_bins, self.sat_bins, self.grid)
-        return np.concatenate([h, self.color_weight * hist, self.grid_weight * layout]).astype(np.float32)
-
     def transform(self, images: np.ndarray) -> np.ndarray:
         images = check_patches(images)
-        return np.stack([self._one(p) for p in images]) if len(images) else np.zeros((0, self.dim), np.float32)
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        out = []
+        for s in range(0, len(images), 256):  # bounded scratch when a training set is transformed
+            batch = np.ascontiguousarray(images[s:s + 256])
+            n, h, w, _ = batch.shape
+            grey = cv2.cvtColor(batch.reshape(n * h, w, 3), cv2.COLOR_RGB2GRAY).reshape(n, h, w)
+            hog_part = hog_batch(grey)
+            # unit length; the norm row by row, as np.linalg.norm computes it for one patch
+            hog_part /= np.array([max(np.linalg.norm(row), 1e-6) for row in hog_part])[:, None]
+            hist, layout = color_parts(batch, self.hue_bins, self.sat_bins, self.grid)
+            out.append(np.concatenate([hog_part, self.color_weight * hist, self.grid_weight * layout],
+                                      axis=1).astype(np.float32))
+        return np.concatenate(out)
 
     @property
     def dim(self) -> int:

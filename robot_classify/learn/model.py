@@ -91,7 +91,7 @@ class ClassifierModel:
         A taught kNN votes with balanced class weights over at least `TAUGHT_K` neighbours: a class
         of ten views beside classes of hundreds of examples is otherwise outvoted by their sheer
         number. Balanced votes trade the trained classes for the taught ones; over 10 neighbours
-        both do better than over 20 (bench/teach_bench.py, README "Teach your own objects").
+        both do better than over 20 (bench/teach_bench.py, doc/teaching.md).
         `scale`: the novelty scale of the new samples (`novelty_scale`)."""
         clf = self._taught_classifier()
         if label not in self.class_names:

@@ -43,6 +43,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from .calibration import Calibration
+from .checksums import file_sha256  # noqa: F401 -- importable from here, as before
 from .device import resolve_device
 from .features import FeaturePipeline
 from .knn import KNNClassifier
@@ -109,15 +110,6 @@ def metadata_sha256(meta: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of every metadata field except `metadata_sha256` itself."""
     return hashlib.sha256(_canonical_json({k: v for k, v in meta.items() if k != "metadata_sha256"})
                           .encode()).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Identity of a model on /object_labels: the hash of the exact file bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_model(model: ClassifierModel, path: str | Path) -> Path:

@@ -230,19 +230,23 @@ class ExactIndex:
         block = max(1, self.max_scratch_bytes // (12 * self.ntotal))  # bound, distance, margin: 3 floats
         for s in range(0, len(Q), block):
             qb = Q[s:s + block]
+            settled = np.zeros(len(qb), bool)  # answered by the bounded search of the whole block
             if self.device.type == "cuda":
                 cand = self._gemm_candidates(qb, k)
             else:
-                cand = self._bounded_candidates(qb, k) if hasattr(self, "_ZT") else [None] * len(qb)
-                missing = [j for j, c in enumerate(cand) if c is None]
-                if missing:
+                if hasattr(self, "_ZT"):
+                    d, i, settled = self._bounded_search(qb, k)
+                    out_d[s:s + len(qb)][settled], out_i[s:s + len(qb)][settled] = d[settled], i[settled]
+                cand = [None] * len(qb)
+                missing = np.flatnonzero(~settled)
+                if len(missing):
                     # Many queries: a float32 GEMM (compute-bound) beats OpenCV's per-pair kernels.
                     brute = self._gemm_candidates if self.metric != "l1" and len(missing) >= 64 \
                         else self._brute_candidates
                     for j, c in zip(missing, brute(qb[missing], k)):
                         cand[j] = c
-            for j, c in enumerate(cand):
-                out_d[s + j], out_i[s + j] = self._rerank(qb[j], c, k)
+            for j in np.flatnonzero(~settled):
+                out_d[s + j], out_i[s + j] = self._rerank(qb[j], cand[j], k)
         self.stats["queries"] += len(Q)
         if self.metric == "l1":
             return out_d, out_i
@@ -279,32 +283,71 @@ class ExactIndex:
         return [None if kk < self.ntotal and d[i, kk - 1] == d[i, k - 1] else idx[i].astype(np.int64)
                 for i in range(len(qb))]
 
-    def _bounded_candidates(self, qb: np.ndarray, k: int) -> list[np.ndarray | None]:
+    def _bounded_search(self, qb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every query of the block at once: the points the bound cannot exclude, re-ranked
+        exactly as `_rerank` does a query's. Returns (squared distances, indices, settled); a query
+        whose bound prunes badly (not settled) is left to brute force.
+
+        One pass of numpy calls for the block instead of a dozen per query: a camera frame's
+        ten queries against the default model's 8,000 samples spent more time in those calls
+        than in the search itself (bench/pipeline_bench.py)."""
         c = qb.astype(np.float64) - self._mu
         zq64 = c @ self._P64
         sq_q = np.einsum("ij,ij->i", c, c)
         res_q = np.sqrt(np.maximum(sq_q - np.einsum("ij,ij->i", zq64, zq64), 0.0))
         # Bound in float32, in place: |zq|^2 + |Z|^2 - 2 zq.Z + (rq - r)^2 - slack (which covers
         # float32 rounding, ~1e-6 relative, a hundred times over).
-        lb = zq64.astype(np.float32) @ self._ZT
+        # torch's GEMM (MKL) is ~1.5x numpy's here for a frame's few queries; the slack covers
+        # either's rounding
+        lb = torch.mm(torch.from_numpy(zq64.astype(np.float32)), torch.from_numpy(self._ZT)).numpy()
         lb *= -2.0
         lb += self._zsq_slack[None, :]
         lb += ((zq64**2).sum(1) - _LB_SLACK * sq_q).astype(np.float32)[:, None]
         res = res_q.astype(np.float32)[:, None] - self._res32[None, :]
         res *= res
         lb += res
-        m = min(self.ntotal, max(2 * k, 16))
+        nq, m = len(qb), min(self.ntotal, max(2 * k, 16))
         # the m smallest bounds (any m: they only seed an upper bound); torch's top-k beats
         # numpy's argpartition ~1.5x on (Q, N) float32 rows
         first = torch.topk(torch.from_numpy(lb), m, dim=1, largest=False, sorted=False).indices.numpy()
-        cands: list[np.ndarray | None] = []
-        for i in range(len(qb)):
-            d0 = row_distances(self.data[first[i]], qb[i], self.metric)
-            kth = np.partition(d0, k - 1)[k - 1]  # an upper bound on the true k-th distance
-            inside = np.flatnonzero(lb[i] <= kth)
-            cands.append(None if len(inside) > _FALLBACK_FRACTION * self.ntotal
-                         else np.union1d(inside, first[i]))
-        return cands
+        d0 = self._paired_distances(qb, np.repeat(np.arange(nq), m), first.ravel()).reshape(nq, m)
+        kth = np.partition(d0, k - 1, axis=1)[:, k - 1]  # an upper bound on each true k-th distance
+        # lb <= kth compared in float32: the largest float32 not above kth, so no bound changes side
+        kth32 = kth.astype(np.float32)
+        kth32 = np.where(kth32.astype(np.float64) > kth, np.nextafter(kth32, np.float32(-np.inf)), kth32)
+        inside = lb <= kth32[:, None]
+        settled = inside.sum(1) <= _FALLBACK_FRACTION * self.ntotal
+        inside[np.arange(nq)[:, None], first] = False  # their distances are d0 already
+        inside[~settled] = False
+        if not settled.any():
+            return np.empty((nq, k)), np.empty((nq, k), np.int64), settled
+        more_query, more = np.nonzero(inside)
+        query = np.concatenate([np.repeat(np.flatnonzero(settled), m), more_query])
+        cand = np.concatenate([first[settled].ravel(), more])
+        d = np.concatenate([d0[settled].ravel(), self._paired_distances(qb, more_query, more)])
+        self.stats["reranked"] += len(cand)
+        order = np.lexsort((cand, d, query))  # per query by (distance, index), as `_rerank`
+        query, cand, d = query[order], cand[order], d[order]
+        take = np.searchsorted(query, np.arange(nq))[:, None] + np.arange(k)
+        take[~settled] = 0
+        return d[take], cand[take], settled
+
+    def _paired_distances(self, Q: np.ndarray, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact squared / L1 distance of stored row rows[j] to query Q[query[j]], as
+        `row_distances` computes it; `query` ascending. Float rows in bounded blocks; uint8 rows
+        a query at a time through OpenCV's integer kernels."""
+        out = np.empty(len(rows), np.float64)
+        if self.data.dtype == np.uint8:
+            bounds = np.searchsorted(query, np.arange(len(Q) + 1))
+            for j in range(len(Q)):
+                a, b = bounds[j], bounds[j + 1]
+                out[a:b] = row_distances(self.data[rows[a:b]], Q[j], self.metric)
+            return out
+        step = max(1, self.max_scratch_bytes // (16 * self.d))
+        for a in range(0, len(rows), step):
+            diff = self.data[rows[a:a + step]].astype(np.float64) - Q[query[a:a + step]].astype(np.float64)
+            out[a:a + step] = np.abs(diff).sum(1) if self.metric == "l1" else np.einsum("ij,ij->i", diff, diff)
+        return out
 
     def _float_chunks(self, rows: int = 4096):
         """The stored vectors as float32 blocks on the search device (bounded scratch on CPU)."""

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 import numpy as np
 
-from ..data.datasets import PatchSet, split_validation
+from .patch_set import PatchSet, split_validation
 from .distances import compute_distances
 from .features import FeaturePipeline, feature_config, with_mirror_images
 from .knn import KNNClassifier
@@ -171,7 +171,7 @@ def mirrored(data: PatchSet) -> PatchSet:
     """`data` plus each patch mirrored left-right, in its original's CV group (one group per
     original when `data` has none), so that no fold validates on a mirror of its own training
     data. Objects turn on a table: a mirror image is a plausible view, and on a few hundred
-    bag crops it was worth 7 points of held-out accuracy (README, "Linear, calibration and
+    bag crops it was worth 7 points of held-out accuracy (doc/accuracy.md, "Linear, calibration and
     'unknown'"). Not for data whose classes change under mirroring (digits): `mirror_keeps_class`."""
     images, groups = with_mirror_images(data.images, np.arange(len(data)) if data.groups is None else data.groups)
     return PatchSet(images, np.concatenate([data.labels, data.labels]), data.class_names, groups)

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
-from ..data.datasets import PatchSet
+from .patch_set import PatchSet
 from .calibration import Evidence
 from .features import FeaturePipeline, feature_config
 from .knn import KNNClassifier

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
-from .camera import Intrinsics, depth_to_metres, surface_centroid, surface_extent
+from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
 from .support import highest_support, stands_on, support_outline
 
 MODES = ("depth", "mask", "full")
@@ -578,8 +578,8 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             zz = z[y:y + h, x:x + w]
             vs, us = np.nonzero(m & np.isfinite(zz))
             if len(vs):
-                pts = intrinsics.backproject(us + x, vs + y, zz[vs, us]).astype(np.float64)
-                centroid, extent = surface_centroid(pts), surface_extent(pts)
+                pts = intrinsics.backproject(us + x, vs + y, zz[vs, us])
+                centroid, extent = surface_centroid_extent(pts)
                 area_m2 = float(area * centroid[2] ** 2 / (intrinsics.fx * intrinsics.fy))
         if params.mode == "depth" and extent is not None:
             # Metric size: a table, a chair or a patch of wall is no graspable object, however it was cut.

@@ -127,8 +127,10 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
               outline: np.ndarray, widened: np.ndarray, base_fraction: float = 0.1, inside: float = 0.5) -> bool:
     """Whether a segment's base (its lowest `base_fraction` of pixels by height above the plane)
     lies on the support: at least `inside` of it within the outline, or within the `widened`
-    outline (`support_outline`) while touching the plane (BASE_HEIGHT). A chair back or a wall behind the
-    table's far edge meets the outline there too, but its lowest pixels float above the plane."""
+    outline (`support_outline`) while touching the plane (BASE_HEIGHT). A chair back or a wall
+    behind the table's far edge meets the outline there too, but its lowest pixels float above
+    the plane. A segment cut by the image's edge may have its base out of view, and the outline
+    there is only the hull of what the camera sees of the table: the widened outline suffices."""
     x, y, w, h = box
     heights = height[y:y + h, x:x + w]
     hh = heights[component]
@@ -138,4 +140,5 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
     base = component & (heights <= cut)
     if outline[y:y + h, x:x + w][base].mean() >= inside:
         return True
-    return bool(cut <= BASE_HEIGHT and widened[y:y + h, x:x + w][base].mean() >= inside)
+    at_edge = x == 0 or y == 0 or x + w == height.shape[1] or y + h == height.shape[0]
+    return bool((cut <= BASE_HEIGHT or at_edge) and widened[y:y + h, x:x + w][base].mean() >= inside)

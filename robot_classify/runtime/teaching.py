@@ -124,7 +124,8 @@ def select_object(objects: Sequence[DetectedObject], select: str | tuple[int, in
     """Index of the object a request means in one frame, or None if none qualifies.
 
     center: the box centre nearest the image centre; largest: most pixels; (x, y): the object
-    whose mask holds that pixel."""
+    whose mask holds that pixel, else the smallest whose box holds it (a click at the middle of
+    a mug seen from above lands in its opening, inside the box but outside the mask)."""
     if not objects:
         return None
     if select == "largest":
@@ -134,11 +135,14 @@ def select_object(objects: Sequence[DetectedObject], select: str | tuple[int, in
              for o in objects]
         return int(np.argmin(d))
     x, y = select
+    boxed = []
     for i, o in enumerate(objects):
         bx, by, bw, bh = o.bbox
-        if bx <= x < bx + bw and by <= y < by + bh and o.mask[y - by, x - bx]:
-            return i
-    return None
+        if bx <= x < bx + bw and by <= y < by + bh:
+            if o.mask[y - by, x - bx]:
+                return i
+            boxed.append((bw * bh, i))
+    return min(boxed)[1] if boxed else None
 
 
 def default_save_path(model_path: str | Path | None, now: datetime | None = None) -> Path:
@@ -314,7 +318,7 @@ class Teacher:
         (`patches.jittered_crop`, as the default model's recipe trains) and `occluded_crops`
         crops of a part of it, as a neighbour in front would leave it (`patches.occluded_crop`),
         each under another white balance and exposure (`patches.rebalanced`, gains 1 +-
-        `white_balance`; 0: as seen). Measured one by one: bench/teach_bench.py, README."""
+        `white_balance`; 0: as seen). Measured one by one: bench/teach_bench.py, doc/teaching.md."""
         p = self.processor.params
         rng = np.random.default_rng(seed)  # reproducible: the same views give the same examples
 
@@ -445,7 +449,7 @@ def _features_between_frames(model, patches: np.ndarray, yield_cpu: bool = False
     against 1 to 22 without teaching). A yield after every APPLY_BATCH patches lets a waiting
     worker in within one batch. With `yield_cpu` (the node's apply thread) it also rests as long
     as each batch took: a request then takes at most about half a core while it applies, on a
-    machine the frame workers already keep busy, and `done` comes that much later (README)."""
+    machine the frame workers already keep busy, and `done` comes that much later (doc/teaching.md)."""
     out = []
     for i in range(0, len(patches), APPLY_BATCH):
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import PROPS_CLASSES, PatchSet
 from ..runtime.camera import Intrinsics
-from ..evaluation.matching import bbox_tuple, match_boxes
+from ..data.matching import bbox_tuple, match_boxes
 from ..runtime.patches import SegmentationParams, crop_patch, extract_objects, jittered_crop
 from .scene_render import RenderedScene, SceneRenderer, write_scene
 

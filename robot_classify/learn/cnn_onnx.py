@@ -1,0 +1,249 @@
+"""The EfficientNet-Lite0 trunk (`cnn_trunk.embed`) on ONNX Runtime: the same embeddings, about 3x
+faster than PyTorch eager on a small CPU (doc/training.md, "ConvNet features").
+
+PyTorch eager runs a fixed network op by op through a general-purpose dispatcher; ONNX Runtime
+fuses each convolution with its batch-norm and ReLU6, picks kernels for this CPU once, and runs
+the whole graph (upsampling and scaling included: uint8 patches in, unit embeddings out) with
+little overhead per call, which is what a 10-patch frame pays for.
+
+The graph is made here, never downloaded: `cnn_trunk.embed` on the shipped, checksum-checked weights
+is traced by `torch.onnx.export` into the cache (`cache.cache_dir()`), then run on fixed crops
+by both engines. A graph whose output differs from PyTorch's by more than `MAX_DIFF` in any
+component is refused: PyTorch runs instead, with one warning. The file name carries a key
+derived from the weights' sha256, the trunk's settings and the versions of this export code,
+torch, onnx and onnxruntime, so any change makes a new file; a sha256 beside it is checked on
+every load, and a file that fails it is rebuilt.
+
+Which engine: `ROBOT_CLASSIFY_CNN_ENGINE` = auto (default: ONNX Runtime on CPU when it is
+installed, PyTorch otherwise, and on CUDA, where PyTorch keeps the embeddings on the device for
+the kNN search) | onnxruntime | torch. The choice is the process's, not the model file's: files
+store only `size` and `layer`, and load the same either way.
+
+Threads follow `torch.get_num_threads()`, the knob the node already turns to one per worker:
+ONNX Runtime gets that many intra-op threads, one inter-op thread, sequential execution.
+Concurrent workers share one session per (size, layer, device, threads) (`run` is thread-safe).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import threading
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import cnn_trunk
+from .cache import cache_dir
+
+ENGINE_ENV = "ROBOT_CLASSIFY_CNN_ENGINE"
+ENGINES = ("auto", "onnxruntime", "torch")
+EXPORT_VERSION = 1  # bump when the export or the graph's contract changes: old files are then not used
+OPSET = 17
+PATCH = 32  # the graph's input is (N, PATCH, PATCH, 3) uint8; other shapes go to PyTorch
+MAX_DIFF = 1e-4  # largest |difference| per embedding component accepted against PyTorch
+BATCH = 256  # patches per run (activations grow with size^2)
+
+_lock = threading.Lock()
+_trunks: dict[tuple, "OrtTrunk | None"] = {}
+_warned: set[str] = set()
+_ort_importable: bool | None = None
+
+
+def _onnxruntime_importable() -> bool:
+    global _ort_importable
+    if _ort_importable is None:
+        try:
+            import onnxruntime  # noqa: F401
+            _ort_importable = True
+        except ImportError:
+            _ort_importable = False
+    return _ort_importable
+
+
+def engine(device: str) -> str:
+    """The engine `cnn` features use on `device` in this process: "onnxruntime" or "torch"."""
+    asked = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
+    if asked not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={asked!r}: must be one of {ENGINES}")
+    if asked == "torch":
+        return "torch"
+    if asked == "onnxruntime":
+        if not _onnxruntime_importable():
+            raise ValueError(f"{ENGINE_ENV}=onnxruntime but onnxruntime is not installed (pip install onnxruntime)")
+        return "onnxruntime"
+    return "onnxruntime" if str(device) == "cpu" and _onnxruntime_importable() else "torch"
+
+
+@functools.lru_cache(maxsize=None)
+def _version(package: str) -> str:
+    """major.minor of an installed package; looked up once (a metadata scan costs ms: every frame
+    asks for the cache key)."""
+    try:
+        return ".".join(metadata.version(package).split(".")[:2])
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def cache_key(size: int, layer: str) -> str:
+    """What the exported file depends on; a change in any of these makes (and checks) a new one."""
+    parts = {"weights_sha256": cnn_trunk.PTH_SHA256, "size": size, "layer": layer, "patch": PATCH, "export": EXPORT_VERSION,
+             "opset": OPSET, "torch": _version("torch"), "onnx": _version("onnx"),
+             "onnxruntime": _version("onnxruntime")}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def onnx_path(size: int, layer: str) -> Path:
+    return cache_dir() / f"efficientnet-lite0-{size}px-{layer}-{cache_key(size, layer)}.onnx"
+
+
+def check_crops() -> np.ndarray:
+    """Fixed crops both engines must agree on: noise, gradients, edges, flat grey/black/white and
+    a coloured object on a table-like background (the kinds of input the node sees)."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (4, PATCH, PATCH, 3), dtype=np.uint8)
+    ramp = np.linspace(0, 255, PATCH, dtype=np.float32)
+    grad = np.stack([np.broadcast_to(ramp, (PATCH, PATCH)), np.broadcast_to(ramp[:, None], (PATCH, PATCH)),
+                     np.full((PATCH, PATCH), 128.0)], -1)
+    checker = ((np.indices((PATCH, PATCH)) // 4).sum(0) % 2 * 255)[..., None].repeat(3, -1)
+    flat = [np.full((PATCH, PATCH, 3), v) for v in (0, 127, 255)]
+    blob = np.full((PATCH, PATCH, 3), (150, 140, 120))
+    blob[6:26, 9:23] = (40, 170, 60)
+    smooth = np.clip(blob + rng.normal(0, 12, blob.shape), 0, 255)
+    return np.concatenate([noise, np.stack([grad, checker, *flat, blob, smooth]).astype(np.uint8)])
+
+
+def _export(size: int, layer: str) -> bytes:
+    """`cnn_trunk.embed` at (size, layer) traced to ONNX: uint8 NHWC in, unit embeddings out, batch dynamic."""
+    import torch
+
+    from .cnn_trunk import backbone, embed
+
+    class Trunk(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = backbone("cpu")
+
+        def forward(self, x):
+            return embed(self.net, x, size, layer)
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+        torch.onnx.export(Trunk().eval(), (torch.zeros((2, PATCH, PATCH, 3), dtype=torch.uint8),), buf,
+                          input_names=["patches"], output_names=["embedding"],
+                          dynamic_axes={"patches": {0: "n"}, "embedding": {0: "n"}},
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    return buf.getvalue()
+
+
+def _torch_reference(images: np.ndarray, size: int, layer: str) -> np.ndarray:
+    import torch
+
+    from .cnn_trunk import backbone, embed
+
+    with torch.inference_mode():
+        return embed(backbone("cpu"), torch.from_numpy(images), size, layer).numpy()
+
+
+def max_difference(graph: bytes, size: int, layer: str) -> float:
+    """Largest |ONNX Runtime - PyTorch| over every component of the check crops' embeddings."""
+    crops = check_crops()
+    got = OrtTrunk(graph, threads=1, device="cpu")(crops)
+    return float(np.abs(got - _torch_reference(crops, size, layer)).max())
+
+
+def _write_atomic(dest: Path, data: bytes) -> None:
+    """The file, then its sha256 beside it, each written to a temporary name and renamed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for path, payload in ((dest, data), (dest.with_name(dest.name + ".sha256"),
+                                         hashlib.sha256(data).hexdigest().encode())):
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(payload)
+        tmp.replace(path)
+
+
+def _read_verified(path: Path) -> bytes | None:
+    """The cached graph if it is there and matches its sha256 sidecar, else None (rebuild)."""
+    digest = path.with_name(path.name + ".sha256")
+    try:
+        data, expected = path.read_bytes(), digest.read_text().strip()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == expected else None
+
+
+def build(size: int, layer: str) -> bytes:
+    """The checked graph for (size, layer): from the cache, or exported, checked and cached.
+    Raises RuntimeError naming the difference when the export does not match PyTorch."""
+    path = onnx_path(size, layer)
+    data = _read_verified(path)
+    if data is None:
+        data = _export(size, layer)
+        diff = max_difference(data, size, layer)
+        if not diff <= MAX_DIFF:
+            raise RuntimeError(f"the ONNX export of EfficientNet-Lite0 ({size} px, {layer}) differs from PyTorch by "
+                               f"{diff:.2e} > {MAX_DIFF:.0e}")
+        _write_atomic(path, data)
+    return data
+
+
+class OrtTrunk:
+    """An ONNX Runtime session of the trunk: uint8 (N, 32, 32, 3) -> float32 (N, dim) embeddings."""
+
+    def __init__(self, graph: bytes, threads: int, device: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads spin-wait by default; on 2 shared cores that took the time the work
+        # needed (10 patches at 64 px, 2 threads: 25 ms p50 spinning, 16 ms not; 1 thread: no pool).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3  # errors only: the node's log is for the node
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(graph, sess_options=opts, providers=providers)
+        self.threads = opts.intra_op_num_threads
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        out = [self.session.run(None, {"patches": np.ascontiguousarray(images[i:i + BATCH])})[0]
+               for i in range(0, len(images), BATCH)]
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+def trunk(size: int, layer: str, device: str = "cpu", threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The ONNX Runtime trunk, built once per process per (cache file, device, threads);
+    None when the export was refused or cannot run here (warned once; use PyTorch)."""
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    # Every frame comes here: the key holds what the file's cache key depends on and can change
+    # in a process (package versions cannot), without hashing it each time.
+    key = (str(cache_dir()), cnn_trunk.PTH_SHA256, EXPORT_VERSION, size, layer, str(device), int(threads))
+    if key in _trunks:
+        return _trunks[key]
+    with _lock:
+        if key not in _trunks:
+            try:
+                _trunks[key] = OrtTrunk(build(size, layer), threads, device)
+            except Exception as e:  # noqa: BLE001 -- any failure here must leave the features working on PyTorch
+                _trunks[key] = None
+                _warn_once(str(onnx_path(size, layer)),
+                           f"cnn features run on PyTorch instead of ONNX Runtime: {type(e).__name__}: {e}")
+        return _trunks[key]
+
+
+def _warn_once(what: str, message: str) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)

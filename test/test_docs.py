@@ -1,0 +1,94 @@
+"""The documentation builds without a warning (broken internal links and references included),
+its reference pages come from the code, and the README stays short and points at real files."""
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT / "doc" / "_ext"))
+import generated  # noqa: E402  (doc/_ext/generated.py: the pages written at build time)
+
+
+def test_docs_build_with_warnings_as_errors(tmp_path):
+    """`sphinx-build -W --keep-going`: MyST reports every link to a missing page or heading
+    anchor (`myst_heading_anchors`), nitpicky mode every unresolved reference."""
+    for module in ("sphinx", "myst_parser"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (pip install -e '.[docs]')")
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+                           str(ROOT / "doc"), str(tmp_path / "html")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    for page in ("index", "getting_started", "node", "parameters", "cli", "schemas", "architecture", "changelog"):
+        assert (tmp_path / "html" / f"{page}.html").is_file(), page
+    html = (tmp_path / "html" / "parameters.html").read_text()
+    assert "segmentation.crease" in html and "teach.timeout" in html  # the generated table made it in
+
+
+def test_parameter_page_has_every_parameter_with_its_default():
+    from robot_classify.runtime.parameters import PARAMETERS
+
+    page = generated.render_parameters()
+    for name, spec in PARAMETERS.items():
+        row = next((line for line in page.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, name
+        default = str(spec.default).lower() if isinstance(spec.default, bool) else \
+            f'"{spec.default}"' if isinstance(spec.default, str) else repr(spec.default)
+        assert f"`{default}`" in row, (name, row)
+        assert ("| yes |" in row) == spec.dynamic, (name, row)
+
+
+def test_cli_page_has_every_command_and_option():
+    import argparse
+
+    from robot_classify.cli import COMMANDS, build_parser
+
+    page = generated.render_cli()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, *_ in COMMANDS:
+        assert f"### `robot-classify {name}`" in page, name
+        for action in sub.choices[name]._actions:
+            for option in action.option_strings:
+                assert option in page, (name, option)
+
+
+@pytest.mark.parametrize("schema, nested", [
+    ("object_labels.schema.json", "objects[].top_k[].label"),  # through arrays
+    ("replay_eval_metrics.schema.json", "centroid_error_mm.per_class.<name>.median"),  # through $ref and maps
+])
+def test_schema_pages_list_every_key(schema, nested):
+    import json
+
+    path = ROOT / "config" / schema
+    page = generated.render_schema(path)
+    for key in json.loads(path.read_text())["properties"]:
+        assert f"| `{key}` |" in page, key
+    assert f"| `{nested}` |" in page
+
+
+def test_readme_is_short_and_its_links_and_test_command_are_real():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if not re.match(r"[a-z]+://", target):
+            assert (ROOT / target).exists(), target
+    lines = text.splitlines()
+    command = lines[lines.index("<!-- test-command -->") + 2]  # what .ci/run executes
+    assert 'pip install -e ".[ros,sim,eval,dev,docs]"' in command and command.endswith("python -m pytest -q")
+    # The set-up commands the documentation repeats are the README's, character for character
+    readme_commands = {line for line in lines if line.startswith("python3 -m venv")}
+    for page in (ROOT / "doc").glob("*.md"):
+        for line in page.read_text().splitlines():
+            if line.startswith("python3 -m venv"):
+                assert line in readme_commands, (page.name, line)
+
+
+def test_one_version_in_setup_package_xml_and_changelog():
+    setup = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
+    package = re.search(r"<version>([^<]+)</version>", (ROOT / "package.xml").read_text()).group(1)
+    changelog = re.search(r"^(\d+\.\d+\.\d+) \(\d{4}-\d\d-\d\d\)$", (ROOT / "CHANGELOG.rst").read_text(), re.M).group(1)
+    assert setup == package == changelog

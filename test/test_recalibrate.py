@@ -1,0 +1,74 @@
+"""Recalibration on a team's own labelled frames (evaluation.recalibrate, `robot-classify
+calibrate`): clutter a class wins counts as a wrong answer, and the scores follow what the node
+is right about there."""
+import numpy as np
+import pytest
+
+from robot_classify.cli import main
+from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_bag
+from robot_classify.evaluation.recalibrate import collect_evidence, recalibrate
+from robot_classify.learn.calibration import Evidence, fit_calibration
+from robot_classify.learn.features import FeaturePipeline
+from robot_classify.learn.knn import KNNClassifier
+from robot_classify.learn.model import ClassifierModel
+from robot_classify.learn.model_io import load_model, save_model
+from robot_classify.runtime.camera import Intrinsics
+from robot_classify.runtime.patches import extract_objects
+
+from test_replay_eval import BLUE, K, RED, frame
+
+TOPICS = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
+
+
+def test_clutter_a_class_wins_counts_as_wrong_only_when_asked():
+    # 3 classes, the last a negative ("unknown"); 60 answers right, 60 clutter rows a class won.
+    n = 120
+    labels = np.zeros(n, np.int64)
+    y = np.where(np.arange(n) < 60, 0, 2)  # truth: class 0, or the negative label (clutter)
+    proba = np.tile([1.0, 0.0, 0.0], (n, 1))
+    d = np.ones(n)
+    ev = Evidence(labels, proba, None, d, d)
+    negative = np.array([2])
+    as_trained = fit_calibration(ev, y, "knn_logistic", negative)
+    on_real = fit_calibration(ev, y, "knn_logistic", negative, clutter_is_wrong=True)
+    s_trained = as_trained.apply(ev)[0][0, 0]
+    s_real = on_real.apply(ev)[0][0, 0]
+    assert s_trained > 0.9  # clutter left out: every answer it sees is right
+    assert s_real == pytest.approx(0.5, abs=0.05)  # half of what a class wins is clutter
+
+
+@pytest.fixture(scope="module")
+def clutter_bag(tmp_path_factory):
+    """Frames where the red box is a class and the blue box is clutter (no ground truth) that
+    a 1-NN model trained on both colours names `blue_box`: half its answers are wrong."""
+    frames = [frame([(100 + 20 * i, 100, RED), (300, 100 + 20 * i, BLUE)], [("red_box", 100 + 20 * i, 100)])
+              for i in range(12)]
+    ex = extract_objects(frames[0].color, frames[0].depth, Intrinsics(**K))
+    crops = ex.patches[np.argsort([o.bbox[0] for o in ex.objects])]
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
+                            ["red_box", "blue_box"]).fit(np.concatenate([crops] * 12), np.tile([0, 1], 12))
+    path = write_bag(tmp_path_factory.mktemp("bag") / "clutter", frames)
+    return path, model
+
+
+def test_evidence_truth_is_the_matched_class_or_none(clutter_bag):
+    path, model = clutter_bag
+    ev, y, counts = collect_evidence(path, model, TOPICS)
+    assert counts == {"frames": 12, "detections": 24, "class_objects": 12, "no_class": 12}
+    assert sorted(y.tolist()) == [-1] * 12 + [0] * 12
+    assert ((ev.labels == 0) == (y == 0)).all()  # the red box is named red, the clutter blue
+
+
+def test_calibrate_command_writes_a_new_model_whose_scores_follow_the_frames(clutter_bag, tmp_path, capsys):
+    path, model = clutter_bag
+    model_file = save_model(model, tmp_path / "m.safetensors")
+    out = tmp_path / "recalibrated.safetensors"
+    assert main(["calibrate", "--bag", str(path), "--model", str(model_file), "--out", str(out), "--quiet"]) == 0
+    assert "the model named 24, 12 right" in capsys.readouterr().out
+    cal = load_model(out).calibration
+    assert load_model(out).meta["training"]["recalibrated_on"]["detections"] == 24
+    cal_only, _ = recalibrate(path, model, TOPICS)
+    assert cal.min_score == pytest.approx(cal_only.min_score)
+    # A second call never overwrites the file it wrote.
+    assert main(["calibrate", "--bag", str(path), "--model", str(model_file), "--out", str(out), "--quiet"]) == 2
+    assert "exists" in capsys.readouterr().err
