@@ -424,11 +424,18 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"{out} exists; choose a new path (bags are never overwritten)")
-    write_bag(out, render_scenes(args.scenes, args.seed, args.workers, args.quiet), args.storage,
-              color_format=args.color_format, depth_format=args.depth_format)
+    if args.sequence:
+        from .sim.scene_dataset import render_sequences
+
+        scenes = render_sequences(args.scenes, args.sequence, args.seed, args.arc, args.stretches, args.quiet)
+    else:
+        scenes = render_scenes(args.scenes, args.seed, args.workers, args.quiet)
+    write_bag(out, scenes, args.storage, color_format=args.color_format, depth_format=args.depth_format,
+              rate_hz=args.rate)
     images = "raw images" if args.color_format == args.depth_format == "raw" else \
         f"colour {args.color_format}, depth {args.depth_format}"
-    print(f"wrote {args.scenes} frames ({args.storage}, {images}) to {out}")
+    what = f"{args.scenes} sequences of {args.sequence} frames" if args.sequence else f"{args.scenes} frames"
+    print(f"wrote {what} ({args.storage}, {images}, {args.rate:g} Hz) to {out}")
     return 0
 
 
@@ -488,6 +495,12 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
     if c["n"]:
         print(f"3D centroid error median {c['median']:.1f} mm  p90 {c['p90']:.1f} mm  max {c['max']:.1f} mm  "
               f"failures {m['failures']['total']}")
+    t = m.get("tracking")
+    if t and t["accuracy"]["n"]:
+        print(f"tracks: accuracy per frame {t['accuracy']['single_frame']:.3f} fused {t['accuracy']['fused']:.3f}  "
+              f"id switches {t['id_switches']} ({t['id_switches_per_500'] or 0:.2f} per 500 object-frames)  "
+              f"fragmentations {t['fragmentations']}  fused label changes "
+              f"{t['label_changes']['fused_per_100'] or 0:.2f} per 100 track-frames")
     print(f"report: {Path(args.report) / ('metrics.json' if args.no_report else 'report.html')}")
     return 0
 
@@ -734,9 +747,16 @@ def _make_bag_args(p: argparse.ArgumentParser) -> None:
                    help="raw Image, or image_transport's <topic>/compressed (JPEG quality 90, or PNG)")
     p.add_argument("--depth-format", default="raw", choices=["raw", "png", "rvl"],
                    help="raw Image, or image_transport's <topic>/compressedDepth (PNG or RVL, lossless)")
-    p.add_argument("--scenes", type=_int(1), default=30)
+    p.add_argument("--scenes", type=_int(1), default=30, help="scenes (with --sequence: sequences)")
     p.add_argument("--seed", type=_int(0), default=1)
     p.add_argument("--workers", type=_int(1), default=2)
+    p.add_argument("--sequence", type=_int(1), default=0, metavar="FRAMES",
+                   help="FRAMES views per scene from a camera moving along an arc (ground-truth ids persist "
+                        "across the frames: for tracking); default: one view per scene")
+    p.add_argument("--arc", type=float, default=60.0, help="degrees the camera turns over a sequence")
+    p.add_argument("--stretches", type=_int(1), default=1,
+                   help="with --sequence: between stretches one object is moved to another spot")
+    p.add_argument("--rate", type=float, default=30.0, help="frames per second (stamps)")
 
 
 def _import_dataset_args(p: argparse.ArgumentParser) -> None:

@@ -123,9 +123,10 @@ def test_detections_3d_match_object_labels_frame_by_frame(harness, typed):
         a3, a2 = by_stamp3[str(doc["header"]["stamp"])], by_stamp2[str(doc["header"]["stamp"])]
         assert a3.header.frame_id == a2.header.frame_id == doc["header"]["frame_id"]
         # 2D: every object, same order; 3D: those with a centroid, same order
-        assert [d.id for d in a2.detections] == [str(o["instance"]) for o in doc["objects"]]
+        # id: the track id (tracking is on by default), the same number for the same object in every frame
+        assert [d.id for d in a2.detections] == [str(o["track_id"]) for o in doc["objects"]]
         with_depth = [o for o in doc["objects"] if o["centroid"] is not None]
-        assert [d.id for d in a3.detections] == [str(o["instance"]) for o in with_depth]
+        assert [d.id for d in a3.detections] == [str(o["track_id"]) for o in with_depth]
         for det, o in zip(a2.detections, doc["objects"]):
             b = o["bbox"]
             assert (det.bbox.center.position.x, det.bbox.center.position.y) == (

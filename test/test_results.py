@@ -55,7 +55,7 @@ def test_ground_truth_needs_only_the_stamp_and_each_objects_label_and_bbox():
 
 @pytest.mark.parametrize("doc, error", [
     ([], TypeError),
-    ({"schema": "robot_classify/ObjectLabels/2", "header": {"stamp": {"sec": 1, "nanosec": 0}}, "objects": []},
+    ({"schema": "robot_classify/ObjectLabels/9", "header": {"stamp": {"sec": 1, "nanosec": 0}}, "objects": []},
      ValueError),
     ({"header": {"stamp": {"sec": 1}}, "objects": []}, KeyError),
     ({"header": {"stamp": {"sec": 1, "nanosec": 0}}, "objects": [{"label": 7, "bbox": {}}]}, TypeError),

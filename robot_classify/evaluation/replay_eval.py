@@ -1,8 +1,10 @@
 """Offline evaluation of a model on a recorded bag: the node's processing, no DDS.
 
 Every colour/depth pair, in stamp order, goes through the same conversion, pairing, patch
-extraction and classifier as `classify_node` (`FrameProcessor`). Predictions are matched to
-ground truth per frame (greedy by bbox IoU >= 0.5). Ground-truth objects that are not one of
+extraction and classifier as `classify_node` (`FrameProcessor`), then, with
+`tracking.enabled`, the node's tracker (runtime/tracking.py) in frame order; metrics.json's
+`tracking` holds per-frame vs fused accuracy and the MOT counts (evaluation/tracking_metrics.py).
+Predictions are matched to ground truth per frame (greedy by bbox IoU >= 0.5). Ground-truth objects that are not one of
 the model's classes (distractors) count as `unknown`: saying "unknown" about them is right.
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ from ..data.matching import match_boxes
 from .metrics import per_class_report
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.parameters import check_parameters
+from ..runtime.tracking import Tracker, TrackerParams
+from .tracking_metrics import tracking_summary
 from .replay_metrics import (SCHEMA, centroid_summary, failure_counts, frame_records, iou_summary, named_summary,
                              non_class_summary,
                              threshold_summary, timing_summary)
@@ -107,7 +111,7 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
         report_dir.mkdir(parents=True, exist_ok=True)
         try:
             metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0, quiet,
-                                         parameters["sync_slop"], context, reader)
+                                         parameters["sync_slop"], context, reader, parameters)
             if report:
                 from .report_html import write_report
 
@@ -121,7 +125,8 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
 
 def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLabels], report_dir: Path,
               topics: tuple[str, str, str], gallery_cap: int, quiet: bool, slop: float,
-              context: dict[str, Any], reader: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+              context: dict[str, Any], reader: Any, parameters: dict[str, Any]
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics and the per-object records; writes metrics.json, objects.jsonl, object_labels.jsonl
     and, when `gallery_cap` > 0, the gallery's crops and frames."""
     model = processor.model
@@ -135,11 +140,17 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
     n_frames = n_gt_frames = 0
     per_frame, documents = [], []  # documents: what the node would publish, one JSON line per frame
     gallery = FailureGallery(gallery_cap)
+    tracker, tracker_ms = (Tracker(TrackerParams.from_parameters(parameters)) if parameters["tracking.enabled"]
+                           else None), []
     for frame, res, why, color, ms in run_frames(bag, processor, topics, quiet, sync_stats, slop, reader):
         n_frames += 1
         if res is None:
             skipped[why] = skipped.get(why, 0) + 1
             continue
+        if tracker is not None:  # as the node: after the processor, in stamp order
+            t0 = time.perf_counter()
+            res.labels = tracker.update(res.labels)
+            tracker_ms.append((time.perf_counter() - t0) * 1000)
         latencies.append(ms)
         documents.append(json.dumps(res.labels.to_doc()))
         truth = gt.get(frame.stamp_ns)
@@ -201,6 +212,8 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
         "run": context,
         "per_frame": per_frame,
     }
+    if tracker is not None:
+        metrics["tracking"] = tracking_summary(records, tracker_ms)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics, records
 

@@ -44,10 +44,11 @@ def frame_records(frame: int, stamp_ns: int, preds: Sequence[ObjectResult], gts:
     out = []
     for j, g in enumerate(gts):
         rec = {"frame": frame, "stamp_ns": stamp_ns, "truth": g.label, "known": g.label in known, "gt_index": j,
-               "truth_bbox": list(g.bbox), "visible_fraction": g.visible_fraction}
+               "gt_instance": g.instance, "truth_bbox": list(g.bbox), "visible_fraction": g.visible_fraction}
         if j not in by_gt:
             out.append({**rec, "outcome": "missed", "label": None, "top": None, "score": None, "iou": None,
-                        "centroid_error_m": None, "pred_index": None, "bbox": None})
+                        "centroid_error_m": None, "pred_index": None, "bbox": None, "track_id": None,
+                        "fused_label": None})
             continue
         i, iou = by_gt[j]
         p = preds[i]
@@ -63,14 +64,15 @@ def frame_records(frame: int, stamp_ns: int, preds: Sequence[ObjectResult], gts:
         if i not in matched_pred:
             best = max((box_iou(p.bbox, g.bbox) for g in gts), default=0.0)
             out.append({"frame": frame, "stamp_ns": stamp_ns, "truth": None, "known": None, "gt_index": None,
-                        "truth_bbox": None, "visible_fraction": None, "outcome": "false_positive",
+                        "gt_instance": None, "truth_bbox": None, "visible_fraction": None, "outcome": "false_positive",
                         **_prediction(p, i), "iou": None, "best_iou": float(best), "centroid_error_m": None})
     return out
 
 
 def _prediction(p: ObjectResult, i: int) -> dict[str, Any]:
     return {"label": p.label, "top": p.top_k[0][0] if p.top_k else p.label, "score": float(p.score),
-            "pred_index": i, "bbox": list(p.bbox)}
+            "pred_index": i, "bbox": list(p.bbox), "track_id": None if p.track is None else p.track.id,
+            "fused_label": None if p.track is None else p.track.label}
 
 
 def severity(rec: dict[str, Any]) -> tuple[int, float]:

@@ -110,7 +110,7 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(name, value, detail) for the top of the page and summary.md."""
     c, nc, f, t = m["centroid_error_mm"], m["non_class_objects"], m["failures"], m["timing_ms"].get("total")
     lat = t or m["latency_ms"]
-    return [
+    rows = [
         ("object accuracy", _pct(m["object_accuracy"]), f"{m['objects']['matched'] - nc['matched']} matched objects "
                                                         "of the model's classes"),
         ("detection recall", _pct(m["detection_recall"]), f"{m['objects']['matched']} of {m['objects']['ground_truth']}"
@@ -125,6 +125,22 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
          or "none"),
         ("latency p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms", "per frame, all stages"),
     ]
+    return rows[:1] + _tracking_rows(m.get("tracking")) + rows[1:]
+
+
+def _tracking_rows(t: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Tracks (tracking.enabled): fused vs per-frame accuracy and the MOT counts, after object accuracy."""
+    if not t or not t["accuracy"]["n"]:
+        return []
+    a, lc = t["accuracy"], t["label_changes"]
+    return [("fused accuracy (tracks)", _pct(a["fused"]), f"per frame {_pct(a['single_frame'])}, over {a['n']} "
+                                                         "matched objects of the model's classes"),
+            ("id switches", str(t["id_switches"]), f"{t['fragmentations']} fragmentations, {t['tracks']} tracks for "
+                                                   f"{t['ground_truth_objects']} ground-truth objects over "
+                                                   f"{t['object_frames']} object-frames (ids must persist in the "
+                                                   "ground truth)"),
+            ("label changes / 100 track-frames", f"{lc['fused_per_100'] or 0:.2f}",
+             f"fused; per-frame labels {lc['single_frame_per_100'] or 0:.2f}")]
 
 
 def summary_markdown(m: dict[str, Any]) -> str:

@@ -50,7 +50,8 @@ from ..runtime.stream_health import StampGapMonitor
 from ..runtime.stamps import header_to_ns
 from ..runtime.sync import StampSynchronizer
 from ..runtime.teaching import Teacher, TeachStatus, default_save_path
-from ..runtime.visualize import draw_objects, label_color
+from ..runtime.tracking import Tracker, TrackerParams
+from ..runtime.visualize import draw_objects, label_color, track_color
 from .vision_output import VisionOutput
 
 NO_INPUT_WARN_S = 5.0
@@ -115,6 +116,8 @@ class _ClassifyPipeline:
         self._transport = {"color/image_raw": p["input.transport.color"], "depth/image_raw": p["input.transport.depth"]}
         self._slop_ns = int(p["sync_slop"] * 1e9)
         self._reliability = p["qos.reliability"]
+        # One tracker per node, updated at publish time in publish order (runtime/tracking.py).
+        self.tracker = Tracker(TrackerParams.from_parameters(p)) if p["tracking.enabled"] else None
         self.processor = processor  # last: set means configured
 
     def _reset_state(self) -> None:
@@ -141,6 +144,8 @@ class _ClassifyPipeline:
         self._warned_qos: set[str] = set()
         self._started = time.monotonic()
         self.sync = StampSynchronizer(self._p["sync_slop"])  # no pair of a former activation is processed
+        if self.tracker is not None:
+            self.tracker.reset()  # objects seen before a deactivation may have moved since
 
     def _activate(self) -> None:
         """Subscriptions, publishers, the service, timers and workers; every one kept in
@@ -225,7 +230,7 @@ class _ClassifyPipeline:
 
     def _cleanup(self) -> None:
         """The model and everything built from it released (configure loads them again)."""
-        self.processor = self.model = self.teacher = self.sync = None
+        self.processor = self.model = self.teacher = self.sync = self.tracker = None
         gc.collect()
 
     # ----------------------------------------------------------------- setup
@@ -274,7 +279,7 @@ class _ClassifyPipeline:
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {}
         for prm in params:
-            if prm.name not in ("min_score", "top_k", "k", "size_check"):
+            if prm.name not in PARAMETERS or not PARAMETERS[prm.name].dynamic:
                 return SetParametersResult(successful=False, reason=f"{prm.name} cannot change at run time")
             try:
                 changes[prm.name] = check_value(prm.name, prm.value)
@@ -282,10 +287,15 @@ class _ClassifyPipeline:
                 return SetParametersResult(successful=False, reason=str(e))
         if self.processor is None:  # unconfigured (managed): configure reads the checked values
             return SetParametersResult(successful=True)
+        tracking = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("tracking.")}
         try:  # k = 0 restores the model's tuned k
+            if tracking and self.tracker is not None:  # validated before anything else changes
+                TrackerParams(**{**vars(self.tracker.params), **tracking})
             self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
             if "size_check" in changes:
                 self.processor.size_check = bool(changes["size_check"])
+            if tracking and self.tracker is not None:
+                self.tracker.set_params(**tracking)
         except (ValueError, TypeError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         if "min_score" in changes:  # LabelInfo.threshold says the min_score in force
@@ -446,13 +456,14 @@ class _ClassifyPipeline:
             self._skip(e.reason, e.detail)
             return
         h = color_msg.header
-        text = json.dumps(result.labels.to_doc())
         with self._publish_lock:  # one frame at a time, in the order taken
             if seq < self._last_published:
                 self._late += 1
                 return
             self._last_published = seq
-            self.labels_pub.publish(String(data=text))
+            if self.tracker is not None:  # here: tracks advance in publish (stamp) order, whatever the workers
+                result.labels = self.tracker.update(result.labels)
+            self.labels_pub.publish(String(data=json.dumps(result.labels.to_doc())))
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
             if self.vision is not None:  # same frames, same order as /object_labels
                 self.vision.publish(result.labels, h)
@@ -462,7 +473,8 @@ class _ClassifyPipeline:
             for status in self.teacher.offer(result):
                 self._publish_teach_status(status)
         if self.debug_pub.get_subscription_count() > 0:
-            items = [(o.bbox, o.label, o.score) for o in result.labels.objects]
+            items = [(o.bbox, o.label, o.score) if o.track is None else
+                     (o.bbox, f"{o.track.label} #{o.track.id}", o.track.score) for o in result.labels.objects]
             img = Image(header=h, **array_to_fields(draw_objects(result.color, items), "rgb8"))
             self.debug_pub.publish(img)
 
@@ -483,19 +495,24 @@ class _ClassifyPipeline:
             if o.centroid is None:
                 continue
             x, y, z = o.centroid
-            r, g, b = (v / 255.0 for v in label_color(o.label))
-            box = Marker(header=header, ns="objects", id=2 * o.instance, type=Marker.CUBE, action=Marker.ADD)
+            # Tracked: the colour is the track's and the text its fused label (a flicker of one frame shows nowhere).
+            r, g, b = (v / 255.0 for v in (label_color(o.label) if o.track is None else track_color(o.track.id)))
+            label, score = (o.label, o.score) if o.track is None else (o.track.label, o.track.score)
+            mid = o.instance if o.track is None else o.track.id  # RViz keeps a marker of the same id in place
+            box = Marker(header=header, ns="objects", id=2 * mid, type=Marker.CUBE, action=Marker.ADD)
             box.pose.position = Point(x=x, y=y, z=z)
             box.pose.orientation.w = 1.0
             box.scale.x = box.scale.y = box.scale.z = 0.05
             box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 0.5
-            text = Marker(header=header, ns="labels", id=2 * o.instance + 1, type=Marker.TEXT_VIEW_FACING,
+            text = Marker(header=header, ns="labels", id=2 * mid + 1, type=Marker.TEXT_VIEW_FACING,
                           action=Marker.ADD)
             text.pose.position = Point(x=x, y=y - 0.06, z=z)
             text.pose.orientation.w = 1.0
             text.scale.z = 0.03
             text.color.r = text.color.g = text.color.b = text.color.a = 1.0
-            text.text = o.label if o.label == UNKNOWN else f"{o.label} {o.score:.2f}"
+            text.text = label if label == UNKNOWN else f"{label} {score:.2f}"
+            if o.track is not None:
+                text.text += f" #{o.track.id}"
             arr.markers += [box, text]
         self.markers_pub.publish(arr)
 

@@ -18,6 +18,11 @@ results are the top-k, best first, also for `unknown` objects: a consumer applie
 threshold (`LabelInfo.threshold` says the node's). In 3D, the hypotheses' pose position and
 the box centre are the centroid, orientation identity (the box is axis-aligned in the camera
 optical frame), the size the visible surface's extent (`camera.surface_extent`).
+
+`id` is the object's track id when tracking is on (`tracking.enabled`, runtime/tracking.py:
+the same number for the same object across frames), else its index in the frame. The
+hypotheses stay the frame's own top-k; the label fused over the track is in /object_labels
+(`fused_label`).
 """
 from __future__ import annotations
 
@@ -66,9 +71,14 @@ def _hypotheses(o: ObjectResult, position: tuple[float, float, float] = (0.0, 0.
     return tuple(Hypothesis(str(name), float(score), position) for name, score in ranked)
 
 
+def detection_id(o: ObjectResult) -> str:
+    """The track id when the object is tracked, else its index in the frame."""
+    return str(o.instance if o.track is None else o.track.id)
+
+
 def detection_2d(o: ObjectResult) -> Detection2DFields:
     x, y, w, h = o.bbox
-    return Detection2DFields(id=str(o.instance), results=_hypotheses(o),
+    return Detection2DFields(id=detection_id(o), results=_hypotheses(o),
                              center=(x + w / 2.0, y + h / 2.0), size=(float(w), float(h)))
 
 
@@ -86,7 +96,7 @@ def detections_3d(labels: FrameLabels) -> tuple[list[Detection3DFields], int]:
             continue
         c = tuple(float(v) for v in o.centroid)
         size = (0.0, 0.0, 0.0) if o.extent is None else tuple(float(v) for v in o.extent)
-        out.append(Detection3DFields(id=str(o.instance), results=_hypotheses(o, c), center=c, size=size))
+        out.append(Detection3DFields(id=detection_id(o), results=_hypotheses(o, c), center=c, size=size))
     return out, len(labels.objects) - len(out)
 
 

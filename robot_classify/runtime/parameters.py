@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .patches import SegmentationParams
+from .tracking import TrackerParams
 
 Value = Union[bool, int, float, str]
 NODE_NAME = "robot_classify"
@@ -36,6 +37,7 @@ class ParameterSpec:
 
 
 _SEG = SegmentationParams()
+_TRK = TrackerParams()
 PARAMETERS: dict[str, ParameterSpec] = {
     "model_path": ParameterSpec("", "model file (.safetensors); empty = the embedded default model"),
     "device": ParameterSpec("auto", "where the classifier runs", choices=("auto", "cpu", "cuda")),
@@ -80,6 +82,29 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                          "gains of 1 +- this per channel and overall (0 = as seen)", (0.0, 0.5)),
     "teach.mirror": ParameterSpec(True, "also learn each taught crop's mirror image (a turned object shows its "
                                   "other side; ten views are few)"),
+    "tracking.enabled": ParameterSpec(True, "track objects across frames: /object_labels gains track_id and a label "
+                                      "fused over the track's frames; ~/detections' id is the track id"),
+    "tracking.gate": ParameterSpec(_TRK.gate, "metres between a track's predicted centroid and a detection's, beyond "
+                                   "which they cannot be the same object", (0.005, 2.0), dynamic=True),
+    "tracking.min_iou": ParameterSpec(_TRK.min_iou, "image-box overlap a track and a detection need where either "
+                                      "has no valid depth", (0.01, 0.99), dynamic=True),
+    "tracking.confirm_hits": ParameterSpec(_TRK.confirm_hits, "frames a new track must be seen in before it is "
+                                           "confirmed (a tentative track that misses a frame ends)", (1, 100),
+                                           dynamic=True),
+    "tracking.max_misses": ParameterSpec(_TRK.max_misses, "frames in a row a confirmed track may go unseen (lost, "
+                                         "still matchable) before it ends", (0, 10_000), dynamic=True),
+    "tracking.extent_weight": ParameterSpec(_TRK.extent_weight, "association cost in metres per metre of change in "
+                                            "the visible extent", (0.0, 10.0), dynamic=True),
+    "tracking.velocity_smoothing": ParameterSpec(_TRK.velocity_smoothing, "weight of the newest measurement in a "
+                                                 "track's velocity (camera-frame drift as the camera moves)",
+                                                 (0.0, 1.0), dynamic=True),
+    "tracking.decay": ParameterSpec(_TRK.decay, "per-frame decay of a track's class evidence (memory ~1/(1-decay) "
+                                    "frames); 1 = never forget", (0.5, 1.0), dynamic=True),
+    "tracking.floor": ParameterSpec(_TRK.floor, "smallest per-frame likelihood a class gets: bounds what one bad view "
+                                    "can do to the fused label", (0.001, 0.49), dynamic=True),
+    "tracking.switch_margin": ParameterSpec(_TRK.switch_margin, "nats of evidence a new label needs over the track's "
+                                            "current one before the fused label changes", (0.0, 100.0),
+                                            dynamic=True),
     "segmentation.mode": ParameterSpec(_SEG.mode, "depth, mask or full", choices=("depth", "mask", "full")),
     "segmentation.min_depth": ParameterSpec(_SEG.min_depth, "metres", (0.0, 20.0)),
     "segmentation.max_depth": ParameterSpec(_SEG.max_depth, "metres", (0.0, 20.0)),
@@ -147,6 +172,7 @@ def check_parameters(values: dict[str, Any] | None = None) -> dict[str, Value]:
         out[name] = check_value(name, value)
     try:
         segmentation(out)
+        tracking(out)
     except ValueError as e:
         raise ParameterError(str(e)) from None
     return out
@@ -155,6 +181,10 @@ def check_parameters(values: dict[str, Any] | None = None) -> dict[str, Value]:
 def segmentation(values: dict[str, Value]) -> SegmentationParams:
     return SegmentationParams(**{k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("segmentation.")},
                               max_objects=values["max_objects"])
+
+
+def tracking(values: dict[str, Value]) -> TrackerParams:
+    return TrackerParams.from_parameters(values)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

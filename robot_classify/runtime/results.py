@@ -1,9 +1,13 @@
 """Typed per-frame results: what `FrameProcessor` hands to the node and to evaluation.
 
 Inside the package results travel as these frozen dataclasses. The JSON document
-(`robot_classify/ObjectLabels/1`, config/object_labels.schema.json) is built only where it
+(`robot_classify/ObjectLabels/2`, config/object_labels.schema.json) is built only where it
 leaves: the node publishing /object_labels, bags and reports written to disk.
-`FrameLabels.from_doc` reads one back (ground truth in bags and sidecar files).
+`FrameLabels.from_doc` reads one back (ground truth in bags and sidecar files), version 1 too.
+
+Version 2 added the track keys (`track_id`, `fused_label`, `fused_score`, `track_age`,
+`track_hits`, `track_confirmed`; present when tracking is on, runtime/tracking.py); every key
+of version 1 keeps its meaning: `label`/`score`/`top_k` stay the single frame's answer.
 """
 from __future__ import annotations
 
@@ -12,8 +16,32 @@ from typing import Any
 
 from .stamps import stamp_to_ns
 
-SCHEMA = "robot_classify/ObjectLabels/1"
+SCHEMA = "robot_classify/ObjectLabels/2"
+READABLE_SCHEMAS = ("robot_classify/ObjectLabels/1", SCHEMA)  # version 2 only added keys
 BBOX_KEYS = ("x_offset", "y_offset", "width", "height")  # sensor_msgs/RegionOfInterest's names
+
+
+@dataclass(frozen=True)
+class TrackLabel:
+    """An object's track (runtime/tracking.py): what persists across frames."""
+    id: int  # never reused while the node runs
+    label: str  # fused over the track's frames: a class name or "unknown"
+    score: float  # the fused label's share of the fused evidence (0..1)
+    age: int  # frames since the track was born (seen or not)
+    hits: int  # frames the track was seen in (the evidence behind `label`)
+    confirmed: bool  # seen in `tracking.confirm_hits` frames; tentative tracks are often noise
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"track_id": self.id, "fused_label": self.label, "fused_score": self.score, "track_age": self.age,
+                "track_hits": self.hits, "track_confirmed": self.confirmed}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "TrackLabel | None":
+        if doc.get("track_id") is None:
+            return None
+        return cls(int(doc["track_id"]), str(doc.get("fused_label", doc["label"])),
+                   float(doc.get("fused_score", doc.get("score", 1.0))), int(doc.get("track_age", 1)),
+                   int(doc.get("track_hits", 1)), bool(doc.get("track_confirmed", True)))
 
 
 @dataclass(frozen=True)
@@ -29,6 +57,7 @@ class ObjectResult:
     # Size of the visible surface along the camera axes, metres (camera.surface_extent: 2nd-98th
     # percentile); None without valid depth. An optional key of ObjectLabels/1: added, not changed.
     extent: tuple[float, float, float] | None = None
+    track: TrackLabel | None = None  # set by runtime.tracking.Tracker; None without tracking
 
     def to_doc(self) -> dict[str, Any]:
         doc = {"instance": self.instance, "label": self.label, "score": self.score,
@@ -41,6 +70,8 @@ class ObjectResult:
             doc["pixels"] = self.pixels
         if self.visible_fraction is not None:
             doc["visible_fraction"] = self.visible_fraction
+        if self.track is not None:
+            doc.update(self.track.to_doc())
         return doc
 
     @classmethod
@@ -58,7 +89,8 @@ class ObjectResult:
                    centroid=None if c is None else tuple(float(c[k]) for k in "xyz"),
                    pixels=None if pixels is None else int(pixels),
                    visible_fraction=None if visible is None else float(visible),
-                   extent=None if extent is None else tuple(float(extent[k]) for k in "xyz"))
+                   extent=None if extent is None else tuple(float(extent[k]) for k in "xyz"),
+                   track=TrackLabel.from_doc(doc))
 
 
 @dataclass(frozen=True)
@@ -91,8 +123,8 @@ class FrameLabels:
         for something that is not such a document."""
         if not isinstance(doc, dict):
             raise TypeError(f"expected a JSON object, got {type(doc).__name__}")
-        if doc.get("schema", SCHEMA) != SCHEMA:
-            raise ValueError(f"schema {doc['schema']!r} is not {SCHEMA}")
+        if doc.get("schema", SCHEMA) not in READABLE_SCHEMAS:
+            raise ValueError(f"schema {doc['schema']!r} is not one of {', '.join(READABLE_SCHEMAS)}")
         header, model = doc["header"], doc.get("model", {})
         stamp = (int(header["stamp"]["sec"]), int(header["stamp"]["nanosec"]))
         objects = tuple(ObjectResult.from_doc(o, i) for i, o in enumerate(doc["objects"]))

@@ -14,6 +14,14 @@ def label_color(label: str) -> tuple[int, int, int]:
     return int(255 * r), int(255 * g), int(255 * b)
 
 
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A stable RGB colour per track (golden-ratio hues: neighbouring ids differ): an object keeps
+    its colour in RViz while its label is still being decided."""
+    h = (track_id * 0.6180339887) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.8, 1.0)
+    return int(255 * r), int(255 * g), int(255 * b)
+
+
 def draw_objects(rgb: np.ndarray, items: list[tuple[tuple[int, int, int, int], str, float | None]]) -> np.ndarray:
     """items: (bbox, label, score or None). Returns a new RGB image."""
     out = np.ascontiguousarray(rgb.copy())

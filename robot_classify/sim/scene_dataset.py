@@ -60,6 +60,34 @@ def render_scenes(n: int, seed: int, workers: int = 2, quiet: bool = False,
     bar.close()
 
 
+SEQUENCE_IDS = 100  # ground-truth ids of sequence k are k * SEQUENCE_IDS + the object's number (1..)
+
+
+def render_sequences(n: int, frames: int, seed: int, arc_deg: float = 60.0, stretches: int = 1,
+                     quiet: bool = False, max_distractors: int = 2) -> Iterator[RenderedScene]:
+    """Sequences 0..n-1 of `seed` (`SceneRenderer.render_sequence`, scene seed as for
+    `render_scenes`), frame after frame. Instance ids (meta and mask) are offset by
+    k * SEQUENCE_IDS, so that an id names one object in the whole run: a tracker evaluated on
+    the bag must not carry an object of one sequence into the next."""
+    if n < 1 or frames < 1:
+        raise ValueError(f"sequences and frames must be >= 1, got {n}, {frames}")
+    if n * SEQUENCE_IDS >= 65535:
+        raise ValueError(f"at most {65535 // SEQUENCE_IDS - 1} sequences per run (uint16 instance masks)")
+    bar = tqdm(total=n * frames, desc="render sequences", unit="frame", disable=quiet)
+    with SceneRenderer() as r:
+        for k in range(n):
+            offset = k * SEQUENCE_IDS
+            for scene in r.render_sequence(scene_seed(seed, k), frames, arc_deg, stretches,
+                                           max_distractors=max_distractors):
+                scene.mask = np.where(scene.mask > 0, scene.mask + offset, 0).astype(np.uint16)
+                for o in scene.meta["objects"]:
+                    o["instance"] += offset
+                scene.meta["sequence"] = k
+                yield scene
+                bar.update()
+    bar.close()
+
+
 def patches_from_scene(scene: RenderedScene, rng: np.random.Generator, jitters: int = 2, padding: float = 0.15,
                        mask_background: bool = True, min_visible: float = 0.3, min_pixels: int = 120,
                        detector_crops: bool = True) -> list[tuple[np.ndarray, int]]:

@@ -12,7 +12,7 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -131,6 +131,10 @@ class SceneRenderer:
         dist = rng.uniform(0.5, 1.5)
         elev = math.radians(rng.uniform(30, 70))
         az = rng.uniform(0, 2 * math.pi)
+        return self._camera_at(target, dist, elev, az)
+
+    def _camera_at(self, target: np.ndarray, dist: float, elev: float, az: float
+                   ) -> tuple[list, list, np.ndarray, np.ndarray]:
         eye = target + dist * np.array([math.cos(elev) * math.cos(az), math.cos(elev) * math.sin(az), math.sin(elev)])
         view = pb.computeViewMatrix(eye.tolist(), target.tolist(), [0, 0, 1], physicsClientId=self.client)
         fov = math.degrees(2 * math.atan(self.height / 2 / self.intrinsics.fy))
@@ -152,6 +156,37 @@ class SceneRenderer:
     def render(self, seed: int, n_objects: tuple[int, int] = (1, 8), max_distractors: int = 2,
                catalog: dict[str, ObjectSpec] | None = None) -> RenderedScene:
         """One scene; `catalog` replaces the default classes (e.g. `NOVEL_CATALOG`: objects to teach)."""
+        rng, objects = self._build(seed, n_objects, max_distractors, catalog)
+        target = np.array([*rng.normal(0, 0.05, 2), 0.0])
+        view, proj, world_to_cam, eye = self._camera(rng, target)
+        return self._capture(rng, seed, objects, view, proj, world_to_cam, eye, target, self._light(rng))
+
+    def render_sequence(self, seed: int, frames: int, arc_deg: float = 60.0, stretches: int = 1,
+                        n_objects: tuple[int, int] = (3, 8), max_distractors: int = 2,
+                        catalog: dict[str, ObjectSpec] | None = None) -> Iterator[RenderedScene]:
+        """`frames` views of one static scene from a camera moving along an arc of `arc_deg`
+        degrees around the table at fixed distance and elevation (a robot's wrist camera
+        sweeping at 30 Hz: 60 degrees over 150 frames is 12 degrees/s). With `stretches` > 1,
+        between stretches one object is picked up and put down elsewhere (a cut: no frames of
+        the hand). Ground-truth `instance` ids persist across the frames (a moved object keeps
+        its id). Deterministic in the seed."""
+        if frames < 1 or stretches < 1:
+            raise ValueError(f"frames and stretches must be >= 1, got {frames}, {stretches}")
+        rng, objects = self._build(seed, n_objects, max_distractors, catalog)
+        target = np.array([*rng.normal(0, 0.05, 2), 0.0])
+        dist, elev, az0 = rng.uniform(0.5, 1.2), math.radians(rng.uniform(30, 65)), rng.uniform(0, 2 * math.pi)
+        light = self._light(rng)
+        step = math.radians(arc_deg) / max(frames - 1, 1) * (1 if rng.random() < 0.5 else -1)
+        per_stretch = math.ceil(frames / stretches)
+        for i in range(frames):
+            if i and i % per_stretch == 0:
+                self._move_one(rng, objects)
+            view, proj, world_to_cam, eye = self._camera_at(target, dist, elev, az0 + step * i)
+            yield self._capture(rng, seed, objects, view, proj, world_to_cam, eye, target, light, frame=i)
+
+    def _build(self, seed: int, n_objects: tuple[int, int], max_distractors: int,
+               catalog: dict[str, ObjectSpec] | None) -> tuple[np.random.Generator, list[dict[str, Any]]]:
+        """The table and its objects (nothing rendered yet); the generator continues from here."""
         catalog = CATALOG if catalog is None else catalog
         rng = np.random.default_rng(seed)
         c = self.client
@@ -185,14 +220,38 @@ class SceneRenderer:
                 lie = spec.lies_down or (spec.can_lie_down and rng.random() < 0.3)
                 bodies, centre = self._add_object(spec, pos[0], pos[1], yaw, lie, textures)
             objects.append({"class_name": "distractor" if spec is None else spec.name, "bodies": bodies,
-                            "centre_world": centre, "shape": shape})
+                            "centre_world": centre, "shape": shape, "placed": (*pos, radius)})
+        return rng, objects
 
-        target = np.array([*rng.normal(0, 0.05, 2), 0.0])
-        view, proj, world_to_cam, eye = self._camera(rng, target)
-        light = {"lightDirection": [*rng.uniform(-1, 1, 2), rng.uniform(0.5, 1.5)],
-                 "lightColor": list(rng.uniform(0.8, 1.0, 3)), "lightDistance": 2.0, "shadow": 1,
-                 "lightAmbientCoeff": rng.uniform(0.35, 0.65), "lightDiffuseCoeff": rng.uniform(0.35, 0.7),
-                 "lightSpecularCoeff": rng.uniform(0.0, 0.2)}
+    def _move_one(self, rng: np.random.Generator, objects: list[dict[str, Any]]) -> None:
+        """One object picked up and put down at a free spot (same yaw), its bodies shifted alike."""
+        if not objects:
+            return
+        k = int(rng.integers(len(objects)))
+        obj = objects[k]
+        others = [o["placed"] for o in objects if o is not obj]
+        pos = self._place(rng, others, obj["placed"][2])
+        if pos is None:
+            return
+        shift = np.array([pos[0] - obj["placed"][0], pos[1] - obj["placed"][1], 0.0])
+        for b in obj["bodies"]:
+            p, o = pb.getBasePositionAndOrientation(b, physicsClientId=self.client)
+            pb.resetBasePositionAndOrientation(b, (np.array(p) + shift).tolist(), o, physicsClientId=self.client)
+        obj["placed"] = (*pos, obj["placed"][2])
+        if obj["centre_world"] is not None:
+            obj["centre_world"] = obj["centre_world"] + shift
+
+    @staticmethod
+    def _light(rng: np.random.Generator) -> dict[str, Any]:
+        return {"lightDirection": [*rng.uniform(-1, 1, 2), rng.uniform(0.5, 1.5)],
+                "lightColor": list(rng.uniform(0.8, 1.0, 3)), "lightDistance": 2.0, "shadow": 1,
+                "lightAmbientCoeff": rng.uniform(0.35, 0.65), "lightDiffuseCoeff": rng.uniform(0.35, 0.7),
+                "lightSpecularCoeff": rng.uniform(0.0, 0.2)}
+
+    def _capture(self, rng: np.random.Generator, seed: int, objects: list[dict[str, Any]], view, proj,
+                 world_to_cam: np.ndarray, eye: np.ndarray, target: np.ndarray, light: dict[str, Any],
+                 frame: int | None = None) -> RenderedScene:
+        """Render the built scene from one camera pose: sensor noise, instance mask, ground truth."""
         rgba, dbuf, seg = self._image(view, proj, light, self.width, self.height)
         z_true = (FAR * NEAR / (FAR - (FAR - NEAR) * dbuf)).astype(np.float32)
         z_true[dbuf >= 1.0] = np.nan
@@ -228,6 +287,8 @@ class SceneRenderer:
                 "camera_pose": {"eye": eye.tolist(), "target": target.tolist(),
                                 "world_to_camera": world_to_cam.tolist()},
                 "objects": meta_objects}
+        if frame is not None:
+            meta["sequence_frame"] = frame
         return RenderedScene(color, depth, mask, meta)
 
     @staticmethod

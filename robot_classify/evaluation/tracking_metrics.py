@@ -1,0 +1,79 @@
+"""What tracks add up to over replay-eval's per-object records (metrics.json `tracking`).
+
+The usual multi-object-tracking counts (CLEAR MOT), on ground truth whose `instance` ids
+persist across frames (`make-bag --sequence`): a record is one ground-truth object in one
+frame (matched to a detection by box IoU, or missed) or one unmatched detection.
+
+- id_switches: a ground-truth object matched to another track than the one it was last
+  matched to (CLEAR MOT's IDSW);
+- fragmentations: a ground-truth object's run of matched frames interrupted (missed, or its
+  detection unmatched) and resumed later (FM);
+- mota: 1 - (missed + false positives + id switches) / ground-truth object-frames;
+- per-frame vs fused accuracy over matched objects of the model's classes: the frame's own
+  label against the track's fused label, on the same records;
+- label_changes: how often a track's fused label (and, to compare, its per-frame label)
+  changes from one of its frames to the next, per 100 track-frames.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..runtime.frame_processor import UNKNOWN
+
+
+def _rate(n: int, d: int, per: float) -> float | None:
+    return None if d == 0 else n * per / d
+
+
+def tracking_summary(records: list[dict[str, Any]], tracker_ms: list[float] | None = None) -> dict[str, Any]:
+    rows = sorted(records, key=lambda r: r["frame"])
+    gt_rows = [r for r in rows if r["truth"] is not None and r.get("gt_instance") is not None]
+    last_track: dict[int, int] = {}
+    matched_before: dict[int, bool] = {}
+    interrupted: dict[int, bool] = {}
+    switches = fragments = 0
+    for r in gt_rows:
+        g, tid = r["gt_instance"], r.get("track_id")
+        if r["iou"] is None or tid is None:
+            if matched_before.get(g):
+                interrupted[g] = True
+            continue
+        if g in last_track and last_track[g] != tid:
+            switches += 1
+        if interrupted.pop(g, False):
+            fragments += 1
+        last_track[g] = tid
+        matched_before[g] = True
+    known = [r for r in gt_rows if r["known"] and r["iou"] is not None and r.get("fused_label") is not None]
+    single = sum(1 for r in known if r["label"] == r["truth"])
+    fused = sum(1 for r in known if r["fused_label"] == r["truth"])
+    non_class = [r for r in gt_rows if r["known"] is False and r["iou"] is not None and r.get("fused_label")]
+    by_track: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("track_id") is not None:
+            by_track.setdefault(r["track_id"], []).append(r)
+    fused_changes = sum(sum(a["fused_label"] != b["fused_label"] for a, b in zip(t, t[1:])) for t in by_track.values())
+    frame_changes = sum(sum(a["label"] != b["label"] for a, b in zip(t, t[1:])) for t in by_track.values())
+    track_frames = sum(len(t) for t in by_track.values())
+    missed = sum(1 for r in gt_rows if r["iou"] is None)
+    false_pos = sum(1 for r in rows if r["outcome"] == "false_positive")
+    out = {
+        "object_frames": len(gt_rows), "matched_object_frames": len(gt_rows) - missed,
+        "ground_truth_objects": len({r["gt_instance"] for r in gt_rows}), "tracks": len(by_track),
+        "id_switches": switches, "id_switches_per_500": _rate(switches, len(gt_rows), 500.0),
+        "fragmentations": fragments,
+        "mota": None if not gt_rows else 1.0 - (missed + false_pos + switches) / len(gt_rows),
+        "accuracy": {"n": len(known), "single_frame": _rate(single, len(known), 1.0),
+                     "fused": _rate(fused, len(known), 1.0)},
+        "non_class_unknown": {"n": len(non_class),
+                              "single_frame": _rate(sum(r["label"] == UNKNOWN for r in non_class), len(non_class), 1),
+                              "fused": _rate(sum(r["fused_label"] == UNKNOWN for r in non_class), len(non_class), 1)},
+        "label_changes": {"track_frames": track_frames, "fused": fused_changes, "single_frame": frame_changes,
+                          "fused_per_100": _rate(fused_changes, track_frames, 100.0),
+                          "single_frame_per_100": _rate(frame_changes, track_frames, 100.0)},
+    }
+    if tracker_ms:
+        ms = sorted(tracker_ms)
+        out["tracker_ms"] = {"p50": ms[len(ms) // 2], "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+                             "max": ms[-1]}
+    return out
