@@ -111,15 +111,11 @@ def cold_start_s(engine: str, cache_home: str) -> float:
 
 
 def engine_crops(n: int, seed: int) -> np.ndarray:
-    """Object-like crops (a coloured box with noise on a grey table) when no rendered set is used."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, 32, 32, 3), np.uint8)
-    for i in range(n):
-        img = np.full((32, 32, 3), rng.integers(60, 200), np.float32)
-        y, x, h, w = rng.integers(0, 10, 2).tolist() + rng.integers(12, 22, 2).tolist()
-        img[y:y + h, x:x + w] = rng.integers(0, 256, 3)
-        out[i] = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
-    return out
+    """Object-like crops when no rendered set is used: the engines' tests' own (test/conftest.py)."""
+    sys.path.insert(0, str(ROOT / "test"))
+    from conftest import object_crops
+
+    return object_crops(seed, n)
 
 
 def engines(args) -> dict:

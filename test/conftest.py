@@ -22,6 +22,19 @@ def make_patches(n_per_class: int = 20, n_classes: int = 3, seed: int = 0, group
     return PatchSet(np.stack(images), labels, [f"class_{i}" for i in range(n_classes)], g)
 
 
+def object_crops(seed: int, n: int = 12) -> np.ndarray:
+    """Object-like crops: a coloured box with noise on a grey table, placed and sized at random
+    (the ConvNet engines' tests and bench/features_bench.py compare embeddings on them)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 32, 32, 3), np.uint8)
+    for i in range(n):
+        img = np.full((32, 32, 3), rng.integers(60, 200), np.float32)
+        y, x, h, w = rng.integers(0, 10, 2).tolist() + rng.integers(12, 22, 2).tolist()
+        img[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+        out[i] = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+    return out
+
+
 @pytest.fixture
 def patches() -> PatchSet:
     return make_patches()

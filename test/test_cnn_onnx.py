@@ -10,6 +10,8 @@ pytest.importorskip("onnxruntime")
 from robot_classify.learn import cnn_onnx  # noqa: E402
 from robot_classify.learn.features import FeaturePipeline  # noqa: E402
 
+from conftest import object_crops as crops  # noqa: E402
+
 
 @pytest.fixture(scope="module", autouse=True)
 def onnx_cache(tmp_path_factory):
@@ -18,18 +20,6 @@ def onnx_cache(tmp_path_factory):
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
         mp.delenv(cnn_onnx.ENGINE_ENV, raising=False)
         yield cnn_onnx.cache_dir()
-
-
-def crops(seed: int, n: int = 12) -> np.ndarray:
-    """Object-like crops: a coloured box with noise on a grey table, placed and sized at random."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, 32, 32, 3), np.uint8)
-    for i in range(n):
-        img = np.full((32, 32, 3), rng.integers(60, 200), np.float32)
-        y, x, h, w = rng.integers(0, 10, 2).tolist() + rng.integers(12, 22, 2).tolist()
-        img[y:y + h, x:x + w] = rng.integers(0, 256, 3)
-        out[i] = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
-    return out
 
 
 def features(engine: str, monkeypatch, images: np.ndarray, **options) -> np.ndarray:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .frames import (ClassMap, DatasetError, GroundTruthObject, LabelledFrame, box_centroid, depth_to_mm,
-                     finite_number, intrinsics_from_matrix, mask_bbox, mask_centroid, pick_scenes, read_file_image,
-                     same_size, select, to_rgb, ycbv_class_map)
+                     find_scene_folders, finite_number, intrinsics_from_matrix, mask_bbox, mask_centroid, pick_scenes,
+                     read_file_image, same_size, select, to_rgb, ycbv_class_map)
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,8 @@ def is_scene(path: Path) -> bool:
 
 def find_scenes(path: str | Path) -> list[Path]:
     """`path` itself if it is a scene folder, else its scene folders (sorted by name)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise DatasetError(f"{path}: no such folder")
-    if is_scene(path):
-        return [path]
-    scenes = sorted(p for p in path.iterdir() if p.is_dir() and is_scene(p))
-    if not scenes:
-        raise DatasetError(f"{path}: no BOP scene folders (NNNNNN/scene_camera.json); point at a split folder "
-                           f"(e.g. ycbv/test) or at one scene")
-    return scenes
+    return find_scene_folders(path, is_scene, hint="no BOP scene folders (NNNNNN/scene_camera.json); point at a "
+                                                   "split folder (e.g. ycbv/test) or at one scene")
 
 
 def _load_json(path: Path) -> dict[str, Any]:

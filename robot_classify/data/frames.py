@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -244,6 +244,21 @@ def select(refs: Sequence[R], every: int = 1, max_frames: int | None = None) -> 
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     picked = list(refs[::every])
     return picked if max_frames is None else picked[:max_frames]
+
+
+def find_scene_folders(path: str | Path, is_scene: Callable[[Path], bool], root: Path | None = None,
+                       hint: str = "") -> list[Path]:
+    """`path` itself if it is a scene folder, else the scene folders in `root` (default `path`),
+    sorted by name; a one-line error naming `hint` (what a scene looks like) when there are none."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no such folder")
+    if is_scene(path):
+        return [path]
+    scenes = sorted(p for p in (root or path).iterdir() if p.is_dir() and is_scene(p))
+    if not scenes:
+        raise DatasetError(f"{path}: {hint}")
+    return scenes
 
 
 def pick_scenes(found: list[Path], wanted: Sequence[str] | None, root: Path) -> list[Path]:

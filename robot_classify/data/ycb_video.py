@@ -22,8 +22,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .frames import (YCBV_OBJECTS, ClassMap, DatasetError, GroundTruthObject, LabelledFrame, depth_to_mm,
-                     intrinsics_from_matrix, mask_bbox, mask_centroid, pick_scenes, read_file_image, same_size,
-                     select, to_rgb, ycbv_class_map)
+                     find_scene_folders, intrinsics_from_matrix, mask_bbox, mask_centroid, pick_scenes,
+                     read_file_image, same_size, select, to_rgb, ycbv_class_map)
 
 COLOR_SUFFIX = "-color.png"
 
@@ -46,17 +46,11 @@ def is_scene(path: Path) -> bool:
 
 
 def find_scenes(path: str | Path) -> list[Path]:
+    """`path` itself if it is a scene folder, else the scene folders of the dataset root or its data/."""
     path = Path(path)
-    if not path.is_dir():
-        raise DatasetError(f"{path}: no such folder")
-    if is_scene(path):
-        return [path]
-    root = path / "data" if (path / "data").is_dir() else path
-    scenes = sorted(p for p in root.iterdir() if is_scene(p))
-    if not scenes:
-        raise DatasetError(f"{path}: no YCB-Video frames (NNNN/NNNNNN{COLOR_SUFFIX}); point at the dataset root, "
-                           f"its data/ folder or one scene folder")
-    return scenes
+    return find_scene_folders(path, is_scene, path / "data" if (path / "data").is_dir() else path,
+                              f"no YCB-Video frames (NNNN/NNNNNN{COLOR_SUFFIX}); point at the dataset root, its "
+                              f"data/ folder or one scene folder")
 
 
 def frame_refs(path: str | Path, scenes: Sequence[str] | None = None) -> list[YcbvFrameRef]:

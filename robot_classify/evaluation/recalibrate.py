@@ -36,14 +36,6 @@ from .replay_eval import run_frames
 MIN_ANSWERS = 20  # fewer named answers than this cannot fit a score map
 
 
-def _concat(parts: list[Evidence]) -> Evidence:
-    def cat(name: str):
-        vals = [getattr(e, name) for e in parts]
-        return None if vals[0] is None else np.concatenate(vals)
-
-    return Evidence(*(cat(n) for n in ("labels", "proba", "logits", "win_distance", "nearest")))
-
-
 def collect_evidence(bag: str | Path, model: ClassifierModel, topics: tuple[str, str, str],
                      parameters: dict[str, Any] | None = None, gt_topic: str | None = None,
                      sidecar: str | Path | None = None, iou_threshold: float = 0.5, quiet: bool = True) -> tuple[Evidence, np.ndarray, dict[str, int]]:
@@ -76,7 +68,7 @@ def collect_evidence(bag: str | Path, model: ClassifierModel, topics: tuple[str,
         counts["detections"] += len(preds)
     if not parts:
         raise BagError(f"{bag}: no frame with both detections and ground truth")
-    return _concat(parts), np.asarray(truths, np.int64), counts
+    return Evidence.concatenate(parts), np.asarray(truths, np.int64), counts
 
 
 def recalibrate(bag: str | Path, model: ClassifierModel, topics: tuple[str, str, str],

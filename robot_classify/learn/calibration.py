@@ -107,6 +107,15 @@ class Evidence:
     win_distance: np.ndarray | None = None
     nearest: np.ndarray | None = None
 
+    @classmethod
+    def concatenate(cls, parts: list["Evidence"]) -> "Evidence":
+        """One Evidence of the queries of `parts` in order (out-of-fold splits, a bag's frames)."""
+        def cat(name: str) -> np.ndarray | None:
+            values = [getattr(p, name) for p in parts]
+            return None if values[0] is None else np.concatenate(values)
+
+        return cls(cat("labels"), cat("proba"), cat("logits"), cat("win_distance"), cat("nearest"))
+
 
 METHODS = ("temperature", "knn_logistic")
 _PARAMS = {"temperature": ("temperature",), "knn_logistic": ("bias", "share_weight", "distance_weight",

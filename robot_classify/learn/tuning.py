@@ -141,13 +141,7 @@ def out_of_fold_evidence(data: PatchSet, make: Callable[[], Any], features: dict
             logits[:, clf.classes_] = ev.logits
         parts.append(Evidence(clf.classes_[ev.labels], proba, logits, ev.win_distance, ev.nearest))
         ys.append(va.labels)
-
-    def cat(name: str) -> np.ndarray | None:
-        values = [getattr(p, name) for p in parts]
-        return None if values[0] is None else np.concatenate(values)
-
-    return Evidence(cat("labels"), cat("proba"), cat("logits"), cat("win_distance"), cat("nearest")), \
-        np.concatenate(ys)
+    return Evidence.concatenate(parts), np.concatenate(ys)
 
 
 def tune_linear(data: PatchSet, grid: dict[str, list[Any]], features: dict[str, Any], loss: str,

@@ -109,8 +109,8 @@ class Extraction:
     objects: list[DetectedObject] = field(default_factory=list)
     plane: np.ndarray | None = None  # (a, b, c, d): a x + b y + c z + d = 0, normal towards the camera
     warning: str | None = None
-    # Segments dropped before cropping, by reason ("off support", "too large", "too small"): the
-    # node reports them in /diagnostics; replay-eval counts them.
+    # Segments dropped before cropping, by reason ("off support", "too large", "too small"): what
+    # the support and size checks took away, for tests and debugging.
     rejected: dict[str, int] = field(default_factory=dict)
     ms: float = 0.0
 
