@@ -624,7 +624,7 @@ def _segmentation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mask-background", dest="mask_background", action="store_false", default=None,
                    help="keep the background in crops (models trained here expect it greyed out)")
     p.add_argument("--scale", type=int, choices=[1, 2, 4],
-                   help="segment at 1/scale resolution (2 = faster; default 1)")
+                   help="segment at 1/scale resolution (default 2; 1 = full resolution, slower)")
 
 
 def _bag_args(p: argparse.ArgumentParser) -> None:

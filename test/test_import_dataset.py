@@ -315,4 +315,6 @@ def test_replay_eval_runs_on_an_imported_bag(tmp_path):
     assert m["non_class_objects"]["ground_truth"] == 2 and m["non_class_objects"]["what_they_were"] == {
         "distractor": 2}
     assert m["object_accuracy"] == 1.0
-    assert m["centroid_error_mm"]["max"] < 1.0  # truth and detections measure centroids the same way
+    # Truth and detections measure centroids the same way; the node on every second pixel
+    # (segmentation.scale 2), the truth on every pixel: half a pixel apart, 0.7 mm here.
+    assert m["centroid_error_mm"]["max"] < 1.5

@@ -105,3 +105,21 @@ def test_a_class_name_only_for_a_segment_of_that_products_size():
     obj = checked.labels.objects[0]
     assert obj.label != "large_marker"  # the best class that fits, on its own (low) score, else unknown
     assert obj.top_k[0][0] == "large_marker"  # the evidence is still reported as it was
+
+
+def test_size_mask_is_plausible_for_every_pair():
+    """The vectorised mask gives `plausible`'s answer for every object and class, with and
+    without areas, and leaves objects without depth and classes of unknown size True."""
+    rng = np.random.default_rng(5)
+    names = list(PRODUCT_SIZES) + ["taught_thing"]
+    extents = [rng.uniform(0.005, 0.4, 3) for _ in range(40)] + [None, np.array([np.nan, 0.1, 0.1])]
+    areas = [float(rng.uniform(0.0, 0.06)) if i % 3 else None for i in range(len(extents))]
+    for a in (None, areas):
+        got = size_mask(names, extents, a)
+        for i, e in enumerate(extents):
+            for c, n in enumerate(names):
+                if e is None or not np.all(np.isfinite(e)) or n not in PRODUCT_SIZES:
+                    assert got[i, c]
+                else:
+                    assert got[i, c] == plausible(e, PRODUCT_SIZES[n], None if a is None else a[i]), (i, n)
+        assert not got.all() and got.any()

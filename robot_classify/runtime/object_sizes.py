@@ -57,14 +57,20 @@ def plausible(extent: np.ndarray, dims: tuple[float, float, float], area_m2: flo
 
 def size_mask(class_names: list[str], extents: list[np.ndarray | None],
               areas: list[float | None] | None = None) -> np.ndarray:
-    """(objects, classes) bool: False where the class's product cannot be that segment. Objects
-    without an extent (no valid depth) and classes of unknown size stay True."""
+    """(objects, classes) bool: False where the class's product cannot be that segment (the
+    rule of `plausible`, for all pairs at once: the node asks it for every object of every
+    frame). Objects without an extent (no valid depth) and classes of unknown size stay True."""
     out = np.ones((len(extents), len(class_names)), bool)
-    sized = [(c, PRODUCT_SIZES[n]) for c, n in enumerate(class_names) if n in PRODUCT_SIZES]
-    for i, extent in enumerate(extents):
-        if extent is None or not np.all(np.isfinite(extent)):
-            continue
-        area = None if areas is None else areas[i]
-        for c, dims in sized:
-            out[i, c] = plausible(extent, dims, area)
+    cols = [c for c, n in enumerate(class_names) if n in PRODUCT_SIZES]
+    rows = [i for i, e in enumerate(extents) if e is not None and np.all(np.isfinite(e))]
+    if not cols or not rows:
+        return out
+    dims = np.array([PRODUCT_SIZES[class_names[c]] for c in cols], np.float64)
+    size = np.array([np.max(extents[i]) for i in rows], np.float64)[:, None]
+    ok = (LOWER * dims.max(1) <= size) & (size <= UPPER * np.linalg.norm(dims, axis=1) + SLACK)
+    if areas is not None:
+        area = np.array([np.nan if areas[i] is None else areas[i] for i in rows], np.float64)[:, None]
+        limit = AREA_UPPER * np.array([silhouette(tuple(d)) for d in dims]) + AREA_SLACK
+        ok &= np.isnan(area) | (area <= limit)
+    out[np.ix_(rows, cols)] = ok
     return out

@@ -131,7 +131,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "segmentation.max_extent": ParameterSpec(_SEG.max_extent, "...and at most this, metres (tables, chairs, walls "
                                              "are larger)", (0.0, 10.0)),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
-    "segmentation.scale": ParameterSpec(_SEG.scale, "1 = full resolution, 2 = half (faster)", (1, 4)),
+    "segmentation.scale": ParameterSpec(_SEG.scale, "segment on every scale-th pixel: 2 = half resolution (default), 1 = full (slower)", (1, 4)),
     "segmentation.mask_background": ParameterSpec(_SEG.mask_background, "grey out pixels outside the object"),
 }
 
