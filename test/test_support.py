@@ -103,7 +103,7 @@ def test_a_class_name_only_for_a_segment_of_that_products_size():
     unchecked = FrameProcessor(model, params, min_score=0.0, size_check=False).process(color, depth, K, (0, 0), "cam")
     assert unchecked.labels.objects[0].label == "large_marker"
     obj = checked.labels.objects[0]
-    assert obj.label != "large_marker"  # the best class that fits, on its own (low) score, else unknown
+    assert obj.label == "unknown"  # not the runner-up either (cracker_box: no votes, score 0)
     assert obj.top_k[0][0] == "large_marker"  # the evidence is still reported as it was
 
 
@@ -123,3 +123,13 @@ def test_size_mask_is_plausible_for_every_pair():
                 else:
                     assert got[i, c] == plausible(e, PRODUCT_SIZES[n], None if a is None else a[i]), (i, n)
         assert not got.all() and got.any()
+
+
+def test_no_evidence_is_never_a_name_whatever_min_score():
+    """A calibration may choose min_score 0 (it never rejected a validation crop); a class with no
+    votes at all still is no answer."""
+    from robot_classify.runtime.frame_processor import decide_label
+
+    assert decide_label("mug", 0.0, 0.0, True) == "unknown"
+    assert decide_label("mug", 0.01, 0.0, True) == "mug"
+    assert decide_label("mug", 0.9, 0.5, False) == "unknown"

@@ -4,9 +4,8 @@ The node measures every object in metres (`DetectedObject.extent`, from the alig
 the default classes are real products of known size. A 32x32 crop has no scale: a keyboard's
 crop can look like a marker's, a bowl's like a sugar box's. Their sizes cannot. Measured from
 outside on real frames, most wrong names with high scores were of this kind (a keyboard named
-`large_marker` 0.92). A class whose size rules the segment out is not named; the best class
-that fits may be, if it scores `min_score` on its own (scores are not renormalised: evidence
-removed is not moved to the others).
+`large_marker` 0.92). A segment whose best class's size rules it out is `unknown` (the
+runner-up is not named in its place: on real frames it was wrong far more often than right).
 
 Sizes are the YCB products' bounding boxes (Calli et al., "The YCB object and model set",
 2015, and the YCB-Video models), metres, smallest first. Taught classes and classes without
