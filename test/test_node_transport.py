@@ -81,6 +81,7 @@ def test_the_node_with_no_model_path_answers_in_seconds_not_minutes():
     """The embedded default model is loaded, never rendered or trained at start (that took
     ~2 minutes). bench/cold_start.py measures the time; this bound only catches a regression."""
     from scene_fixtures import camera_k, rendered
+    from robot_classify.sim.default_recipe import default_key
 
     s = rendered(900_000_000)
     t0 = time.monotonic()
@@ -91,7 +92,7 @@ def test_the_node_with_no_model_path_answers_in_seconds_not_minutes():
             h.publish_frame(s.color, s.depth, camera_k(s), 1_760_000_000_000_000_000 + i * 200_000_000, info_lead=0.0)
             i += 1
             time.sleep(0.2)
-        assert h.received and h.received[0]["model"]["name"] == "default-g1-r4-s0"
+        assert h.received and h.received[0]["model"]["name"] == default_key()
         assert time.monotonic() - t0 < 30, time.monotonic() - t0
         assert not any("pybullet" in line for line in h.log)
     finally:
