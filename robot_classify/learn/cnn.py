@@ -76,6 +76,14 @@ class CnnFeatures:
 
         return cnn_onnx.engine(self.device)
 
+    @property
+    def precision(self) -> str:
+        """The precision asked for on this device: "int8" (ONNX Runtime on CPU, the default there) or
+        "fp32" (`cnn_onnx.precision`; a refused int8 graph runs fp32, with a warning)."""
+        from . import cnn_onnx
+
+        return cnn_onnx.precision(self.device)
+
     def transform_tensor(self, images: np.ndarray):
         """The embeddings as a torch tensor on `self.device` (a CUDA kNN can search them there)."""
         import torch
@@ -86,7 +94,7 @@ class CnnFeatures:
         if not len(images):
             return torch.zeros((0, self.embedding_dim), device=self.device)
         if images.shape[1:3] == (cnn_onnx.PATCH, cnn_onnx.PATCH) and cnn_onnx.engine(self.device) == "onnxruntime":
-            run = cnn_onnx.trunk(self.size, self.layer, self.device)
+            run = cnn_onnx.trunk(self.size, self.layer, self.device, precision=cnn_onnx.precision(self.device))
             if run is not None:  # None: the export was refused (warned once); PyTorch below
                 return torch.from_numpy(run(images)).to(self.device)
         net = backbone(self.device)
