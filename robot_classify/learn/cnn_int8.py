@@ -120,7 +120,7 @@ def quantize(fp32_graph: bytes) -> bytes:
     with tempfile.TemporaryDirectory(prefix="robot_classify_int8_") as tmp:
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32_graph)
-        quant_pre_process(str(src), str(pre))
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # the same graph; symbolic: 13 s
         quantize_static(str(pre), str(out), Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=list(FP32_NODES), extra_options={"CalibMovingAverage": True})
