@@ -4,7 +4,7 @@ at several input sizes. Accuracy (k = 1, 3), few-shot 1-NN curves and feature ti
 10-patch frame on this machine. Not a test.
 
   python bench/features_bench.py [--threads 1] [--sizes 32,48,64,96,128] [--repeats 5] [--only NAME,...]
-  PYTHONPATH=. python bench/features_bench.py --engines [--runs 200] [--heldout] [--out NAME.json]
+  PYTHONPATH=. python bench/features_bench.py --engines [--runs 200] [--heldout] [--speed-only] [--out NAME.json]
 
 --engines: PyTorch eager against ONNX Runtime fp32 and int8 (learn/cnn_onnx.py, cnn_int8.py) in
 one run, `cnn_color` at 64 px on a 10-patch frame, 1 and 2 threads, the three's calls alternating
@@ -134,21 +134,13 @@ def name(engine: str, precision: str) -> str:
     return "torch" if engine == "torch" else f"onnxruntime {precision}"
 
 
-def engines(args) -> dict:
-    """PyTorch eager vs ONNX Runtime fp32 and int8 for cnn_color, side by side (module docstring)."""
+def first_build(args, result: dict) -> None:
+    """The first build (export + check, quantisation + check) in an empty cache, and cold starts."""
     import shutil
     import tempfile
 
-    import torch
-    from threadpoolctl import threadpool_limits
+    from robot_classify.learn import cnn_int8, cnn_onnx
 
-    from robot_classify.learn import cnn, cnn_int8, cnn_onnx
-    from robot_classify.learn.features import FeaturePipeline
-
-    result: dict = {"features": "cnn_color 64px blocks", "patches_per_frame": 10, "runs": args.runs,
-                    "cpu_cores": os.cpu_count(), "note": "2-core CPU shared with other work: absolute times vary "
-                    "between runs; the ratio is within one run"}
-    cnn.backbone("cpu")  # the converted weights, as a process that ran before has them
     with tempfile.TemporaryDirectory(prefix="onnx_bench_") as home:  # the first build, in an empty cache
         os.environ["XDG_CACHE_HOME"] = home
         (Path(home) / "robot_classify").mkdir()
@@ -180,6 +172,22 @@ def engines(args) -> dict:
         result["cold_start_s"] = {k: {"runs": v, "median": float(np.median(v))} for k, v in cold.items()}
         print(json.dumps({"first_build_s": result["first_build_s"], "cold_start_s": result["cold_start_s"]}))
         del os.environ["XDG_CACHE_HOME"]
+
+
+def engines(args) -> dict:
+    """PyTorch eager vs ONNX Runtime fp32 and int8 for cnn_color, side by side (module docstring)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from robot_classify.learn import cnn, cnn_int8, cnn_onnx
+    from robot_classify.learn.features import FeaturePipeline
+
+    result: dict = {"features": "cnn_color 64px blocks", "patches_per_frame": 10, "runs": args.runs,
+                    "cpu_cores": os.cpu_count(), "note": "2-core CPU shared with other work: absolute times vary "
+                    "between runs; the ratio is within one run"}
+    cnn.backbone("cpu")  # the converted weights, as a process that ran before has them
+    if not args.speed_only:
+        first_build(args, result)
 
     pipe = FeaturePipeline(kind="cnn_color", size=64, layer="blocks")
     frame = engine_crops(10, 0)
@@ -264,6 +272,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200, help="--engines: timed frames per engine and thread count")
     ap.add_argument("--cold-runs", type=int, default=2, help="--engines: fresh processes per cold-start case")
     ap.add_argument("--heldout", action="store_true", help="--engines: also compare on the recipe's scenes")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="--engines: only the frame times (graphs from the user's cache), then the embeddings' differences")
     ap.add_argument("--out", default="features_engines_cpu.json", help="--engines: result file in bench/results")
     args = ap.parse_args()
     if args.engines:
