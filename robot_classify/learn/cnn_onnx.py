@@ -22,7 +22,7 @@ store only `size` and `layer`, and load the same either way.
 Which precision on ONNX Runtime: `ROBOT_CLASSIFY_CNN_PRECISION` = auto (default: int8 on CPU) |
 int8 | fp32. The int8 graph (`cnn_int8`: the fp32 graph statically quantised, calibrated on crops
 drawn here, checked against fp32) is cached beside the fp32 one, its key adding the precision and
-the calibration's version. Its embeddings differ from fp32's a little (mean cosine ~0.98), so kNN
+the calibration's version. Its embeddings differ from fp32's a little (mean cosine ~0.996), so kNN
 indexes built on fp32 embeddings keep working: measured label agreement and accuracy are in
 doc/training.md. A refused int8 graph leaves the fp32 graph running, with one warning. PyTorch
 runs fp32 only: int8 asked for explicitly with the PyTorch engine is an error.
