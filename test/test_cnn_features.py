@@ -11,6 +11,13 @@ from robot_classify.learn import cnn, cnn_trunk  # noqa: E402
 from robot_classify.learn.features import FeaturePipeline  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def fp32(monkeypatch):
+    """The features at fp32 here (quantising each size and layer would take minutes); int8 has its
+    own tests (test_cnn_int8.py, test_cnn_onnx.py)."""
+    monkeypatch.setenv("ROBOT_CLASSIFY_CNN_PRECISION", "fp32")
+
+
 def imagenet_class(image: np.ndarray) -> int:
     """The network's own ImageNet prediction at its training resolution (224 px)."""
     import cv2

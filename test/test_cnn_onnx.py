@@ -19,6 +19,7 @@ def onnx_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
         mp.delenv(cnn_onnx.ENGINE_ENV, raising=False)
+        mp.setenv(cnn_onnx.PRECISION_ENV, "fp32")  # these tests hold fp32 to PyTorch; int8: test_cnn_int8.py
         yield cnn_onnx.cache_dir()
 
 
@@ -205,3 +206,33 @@ def test_a_graph_onnxruntime_cannot_load_leaves_the_features_on_pytorch(monkeypa
     with pytest.warns(RuntimeWarning, match="run on PyTorch instead"):
         X = features("onnxruntime", monkeypatch, crops(12, 3), kind="cnn")
     np.testing.assert_array_equal(X, features("torch", monkeypatch, crops(12, 3), kind="cnn"))
+
+
+@pytest.mark.slow
+def test_the_int8_graph_stays_close_to_fp32_and_fp32_models_predict_alike_on_it(monkeypatch):
+    """The real quantisation (~10 s): the default precision on CPU, cached beside fp32, its
+    embeddings within the check's cosines of fp32's, and a kNN fitted on fp32 embeddings gives
+    the same labels on it."""
+    from conftest import make_patches
+
+    from robot_classify.learn import cnn_int8
+    from robot_classify.learn.knn import KNNClassifier
+
+    images = np.concatenate([crops(21, 30), cnn_int8.calibration_crops(30, seed=5)])
+    fp32 = features("onnxruntime", monkeypatch, images, kind="cnn")
+    monkeypatch.setenv(cnn_onnx.PRECISION_ENV, "auto")
+    pipe = FeaturePipeline(kind="cnn")
+    assert pipe.extractor.precision == "int8"
+    int8 = pipe.transform(images)
+    assert cnn_onnx.onnx_path(64, "blocks", "int8").is_file()
+    np.testing.assert_array_equal(int8, cnn_onnx.trunk(64, "blocks", precision="int8")(images))  # int8 ran
+    mean, lowest, diff = cnn_int8.drift(fp32, int8)
+    assert mean >= 0.99 and lowest >= 0.95 and 1e-4 < diff < 0.1, (mean, lowest, diff)
+
+    data = make_patches(n_per_class=16, n_classes=4, seed=5)
+    train, test = np.arange(len(data.labels)) % 2 == 0, np.arange(len(data.labels)) % 2 == 1
+    monkeypatch.setenv(cnn_onnx.PRECISION_ENV, "fp32")
+    knn = KNNClassifier(3, "l2", device="cpu").fit(pipe.transform(data.images[train]), data.labels[train])
+    expected = knn.predict(pipe.transform(data.images[test]))
+    monkeypatch.setenv(cnn_onnx.PRECISION_ENV, "int8")
+    np.testing.assert_array_equal(knn.predict(pipe.transform(data.images[test])), expected)

@@ -19,6 +19,14 @@ installed, PyTorch otherwise, and on CUDA, where PyTorch keeps the embeddings on
 the kNN search) | onnxruntime | torch. The choice is the process's, not the model file's: files
 store only `size` and `layer`, and load the same either way.
 
+Which precision on ONNX Runtime: `ROBOT_CLASSIFY_CNN_PRECISION` = auto (default: int8 on CPU) |
+int8 | fp32. The int8 graph (`cnn_int8`: the fp32 graph statically quantised, calibrated on crops
+drawn here, checked against fp32) is cached beside the fp32 one, its key adding the precision and
+the calibration's version. Its embeddings differ from fp32's a little (mean cosine ~0.996), so kNN
+indexes built on fp32 embeddings keep working: measured label agreement and accuracy are in
+doc/training.md. A refused int8 graph leaves the fp32 graph running, with one warning. PyTorch
+runs fp32 only: int8 asked for explicitly with the PyTorch engine is an error.
+
 Threads follow `torch.get_num_threads()`, the knob the node already turns to one per worker:
 ONNX Runtime gets that many intra-op threads, one inter-op thread, sequential execution.
 Concurrent workers share one session per (size, layer, device, threads) (`run` is thread-safe).
@@ -38,11 +46,13 @@ from typing import Callable
 
 import numpy as np
 
-from . import cnn_trunk
+from . import cnn_int8, cnn_trunk
 from .cache import cache_dir
 
 ENGINE_ENV = "ROBOT_CLASSIFY_CNN_ENGINE"
 ENGINES = ("auto", "onnxruntime", "torch")
+PRECISION_ENV = "ROBOT_CLASSIFY_CNN_PRECISION"
+PRECISIONS = ("auto", "int8", "fp32")
 EXPORT_VERSION = 1  # bump when the export or the graph's contract changes: old files are then not used
 OPSET = 17
 PATCH = 32  # the graph's input is (N, PATCH, PATCH, 3) uint8; other shapes go to PyTorch
@@ -80,6 +90,20 @@ def engine(device: str) -> str:
     return "onnxruntime" if str(device) == "cpu" and _onnxruntime_importable() else "torch"
 
 
+def precision(device: str) -> str:
+    """The precision `cnn` features run at on `device` in this process: "int8" or "fp32" (PyTorch: fp32)."""
+    asked = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"
+    if asked not in PRECISIONS:
+        raise ValueError(f"{PRECISION_ENV}={asked!r}: must be one of {PRECISIONS}")
+    on_ort = engine(device) == "onnxruntime"
+    if asked == "int8" and not on_ort:
+        raise ValueError(f"{PRECISION_ENV}=int8 needs the onnxruntime engine; the cnn features run on torch here "
+                         f"({ENGINE_ENV}, device {device})")
+    if asked == "auto":
+        return "int8" if on_ort else "fp32"
+    return asked
+
+
 @functools.lru_cache(maxsize=None)
 def _version(package: str) -> str:
     """major.minor of an installed package; looked up once (a metadata scan costs ms: every frame
@@ -90,16 +114,24 @@ def _version(package: str) -> str:
         return "none"
 
 
-def cache_key(size: int, layer: str) -> str:
+def cache_key(size: int, layer: str, precision: str = "fp32") -> str:
     """What the exported file depends on; a change in any of these makes (and checks) a new one."""
+    _check_precision(precision)
     parts = {"weights_sha256": cnn_trunk.PTH_SHA256, "size": size, "layer": layer, "patch": PATCH, "export": EXPORT_VERSION,
              "opset": OPSET, "torch": _version("torch"), "onnx": _version("onnx"),
-             "onnxruntime": _version("onnxruntime")}
+             "onnxruntime": _version("onnxruntime"), "precision": precision}
+    if precision == "int8":
+        parts["calibration"] = cnn_int8.CALIBRATION_VERSION
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def onnx_path(size: int, layer: str) -> Path:
-    return cache_dir() / f"efficientnet-lite0-{size}px-{layer}-{cache_key(size, layer)}.onnx"
+def _check_precision(precision: str) -> None:
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"precision must be 'fp32' or 'int8', got {precision!r}")
+
+
+def onnx_path(size: int, layer: str, precision: str = "fp32") -> Path:
+    return cache_dir() / f"efficientnet-lite0-{size}px-{layer}-{precision}-{cache_key(size, layer, precision)}.onnx"
 
 
 def check_crops() -> np.ndarray:
@@ -178,19 +210,38 @@ def _read_verified(path: Path) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == expected else None
 
 
-def build(size: int, layer: str) -> bytes:
-    """The checked graph for (size, layer): from the cache, or exported, checked and cached.
-    Raises RuntimeError naming the difference when the export does not match PyTorch."""
-    path = onnx_path(size, layer)
+def build(size: int, layer: str, precision: str = "fp32") -> bytes:
+    """The checked graph for (size, layer, precision): from the cache, or made, checked and cached.
+    fp32: exported, refused (RuntimeError naming the difference) unless it matches PyTorch;
+    int8: the fp32 graph quantised, refused unless it stays close to fp32 (`cnn_int8.check`)."""
+    path = onnx_path(size, layer, precision)
     data = _read_verified(path)
     if data is None:
-        data = _export(size, layer)
-        diff = max_difference(data, size, layer)
-        if not diff <= MAX_DIFF:
-            raise RuntimeError(f"the ONNX export of EfficientNet-Lite0 ({size} px, {layer}) differs from PyTorch by "
-                               f"{diff:.2e} > {MAX_DIFF:.0e}")
+        if precision == "int8":
+            data = _quantized(size, layer)
+        else:
+            data = _export(size, layer)
+            diff = max_difference(data, size, layer)
+            if not diff <= MAX_DIFF:
+                raise RuntimeError(f"the ONNX export of EfficientNet-Lite0 ({size} px, {layer}) differs from PyTorch by "
+                                   f"{diff:.2e} > {MAX_DIFF:.0e}")
         _write_atomic(path, data)
     return data
+
+
+def _quantized(size: int, layer: str) -> bytes:
+    """The checked fp32 graph quantised to int8 and checked against it on the check crops and
+    `cnn_int8.check_images`."""
+    fp32 = build(size, layer, "fp32")
+    data = cnn_int8.quantize(fp32)
+    images = np.concatenate([check_crops(), cnn_int8.check_images()])
+    cnn_int8.check(_fp32_reference(fp32, images), OrtTrunk(data, threads=1, device="cpu")(images))
+    return data
+
+
+def _fp32_reference(fp32_graph: bytes, images: np.ndarray) -> np.ndarray:
+    """The fp32 graph's embeddings, what the int8 graph is checked against (itself checked against PyTorch)."""
+    return OrtTrunk(fp32_graph, threads=1, device="cpu")(images)
 
 
 class OrtTrunk:
@@ -220,27 +271,35 @@ class OrtTrunk:
         return out[0] if len(out) == 1 else np.concatenate(out)
 
 
-def trunk(size: int, layer: str, device: str = "cpu", threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
+def trunk(size: int, layer: str, device: str = "cpu", threads: int | None = None,
+          precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray] | None:
     """The ONNX Runtime trunk, built once per process per (cache file, device, threads);
-    None when the export was refused or cannot run here (warned once; use PyTorch)."""
+    an int8 graph that was refused or cannot run gives the fp32 one, an fp32 one that was refused
+    or cannot run gives None (each warned once; None: use PyTorch)."""
+    _check_precision(precision)
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
     # Every frame comes here: the key holds what the file's cache key depends on and can change
     # in a process (package versions cannot), without hashing it each time.
-    key = (str(cache_dir()), cnn_trunk.PTH_SHA256, EXPORT_VERSION, size, layer, str(device), int(threads))
-    if key in _trunks:
-        return _trunks[key]
-    with _lock:
-        if key not in _trunks:
-            try:
-                _trunks[key] = OrtTrunk(build(size, layer), threads, device)
-            except Exception as e:  # noqa: BLE001 -- any failure here must leave the features working on PyTorch
-                _trunks[key] = None
-                _warn_once(str(onnx_path(size, layer)),
-                           f"cnn features run on PyTorch instead of ONNX Runtime: {type(e).__name__}: {e}")
-        return _trunks[key]
+    key = (str(cache_dir()), cnn_trunk.PTH_SHA256, EXPORT_VERSION, size, layer, str(device), int(threads), precision,
+           cnn_int8.CALIBRATION_VERSION if precision == "int8" else 0)
+    if key not in _trunks:
+        with _lock:
+            if key not in _trunks:
+                try:
+                    _trunks[key] = OrtTrunk(build(size, layer, precision), threads, device)
+                except Exception as e:  # noqa: BLE001 -- any failure here must leave the features working
+                    _trunks[key] = None
+                    instead = "fp32 ONNX Runtime instead of INT8" if precision == "int8" else \
+                        "PyTorch instead of ONNX Runtime"
+                    _warn_once(str(onnx_path(size, layer, precision)),
+                               f"cnn features run on {instead}: {type(e).__name__}: {e}")
+    run = _trunks[key]
+    if run is None and precision == "int8":
+        return trunk(size, layer, device, threads, "fp32")
+    return run
 
 
 def _warn_once(what: str, message: str) -> None:
