@@ -611,8 +611,9 @@ def cmd_build_default_model(args: argparse.Namespace) -> int:
     from .sim.default_recipe import build_default_model  # renders with pybullet: imported only here
 
     path = build_default_model(args.out, seed=args.seed, scenes=args.scenes, device=args.device, quiet=args.quiet,
-                               workers=args.workers, data_dir=args.data_dir)
-    print(f"wrote the default model ({args.scenes} scenes, seed {args.seed}) to {path}")
+                               workers=args.workers, data_dir=args.data_dir, camera_effects=args.camera_effects)
+    print(f"wrote the default model ({args.scenes} scenes, seed {args.seed}"
+          f"{'' if args.camera_effects else ', no camera effects'}) to {path}")
     return 0
 
 
@@ -707,6 +708,8 @@ def _build_default_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", type=_int(1), default=600)
     p.add_argument("--workers", type=_int(1), default=2)
     p.add_argument("--data-dir", help="keep the rendered patch set here (default: a temporary folder)")
+    p.add_argument("--no-camera-effects", dest="camera_effects", action="store_false",
+                   help="train on the crops as rendered (recipe 4), without the real camera's effects")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 

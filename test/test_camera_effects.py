@@ -138,3 +138,22 @@ def test_augment_replaces_about_p_of_the_crops_each_by_its_own_seed():
     assert np.array_equal(ce.augment(images, ["blur"], seed=5, p=0.0), images)
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got 1.5"):
         ce.augment(images, ["blur"], seed=5, p=1.5)
+
+
+def test_the_recipe_replaces_a_share_of_its_crops_and_names_its_version():
+    from robot_classify.data.datasets import PatchSet
+    from robot_classify.sim import default_recipe as dr
+
+    images = np.stack([object_crop(32, 32, seed=s) for s in range(120)])
+    data = PatchSet(images, np.arange(120) % 3, ["a", "b", "c"], np.arange(120) // 10)
+    out = dr.with_camera_effects(data, seed=0)
+    assert np.array_equal(out.labels, data.labels) and np.array_equal(out.groups, data.groups)
+    assert out.class_names == data.class_names and out.images.shape == images.shape
+    changed = np.array([not np.array_equal(a, b) for a, b in zip(out.images, images)])
+    assert abs(changed.mean() - dr.CAMERA_EFFECT_SHARE) < 0.15
+    assert np.array_equal(dr.with_camera_effects(data, seed=0).images, out.images)
+    assert not np.array_equal(dr.with_camera_effects(data, seed=1).images, out.images)
+    assert all(name in ce.EFFECTS for name in dr.CAMERA_EFFECTS)
+    assert dr.default_key(0) == f"default-g{dr.GENERATOR_VERSION}-r{dr.RECIPE_VERSION}-s0"
+    assert dr.default_key(0, camera_effects=False).endswith("-r4-s0")
+    assert dr.recipe_data_dir(0).name.endswith(f"-r{dr.DATA_VERSION}-s0-data")  # the rendered crops' cache
