@@ -611,8 +611,9 @@ def cmd_build_default_model(args: argparse.Namespace) -> int:
     from .sim.default_recipe import build_default_model  # renders with pybullet: imported only here
 
     path = build_default_model(args.out, seed=args.seed, scenes=args.scenes, device=args.device, quiet=args.quiet,
-                               workers=args.workers, data_dir=args.data_dir)
-    print(f"wrote the default model ({args.scenes} scenes, seed {args.seed}) to {path}")
+                               workers=args.workers, data_dir=args.data_dir, camera_effects=args.camera_effects)
+    effects = f", camera effects {'+'.join(args.camera_effects)}" if args.camera_effects else ""
+    print(f"wrote the default model ({args.scenes} scenes, seed {args.seed}{effects}) to {path}")
     return 0
 
 
@@ -701,12 +702,26 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
                    help="a new or empty folder, or a previous demo's (only its demo_bag/ and report/ are replaced)")
 
 
+def _effect_names(text: str) -> tuple[str, ...]:
+    from .sim.camera_effects import EFFECTS  # numpy and OpenCV only
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in EFFECTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown camera effect(s) {', '.join(unknown)}; "
+                                         f"choose from {', '.join(EFFECTS)}")
+    return names
+
+
 def _build_default_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the model file to write (never overwritten)")
     p.add_argument("--seed", type=_int(0), default=0)
     p.add_argument("--scenes", type=_int(1), default=600)
     p.add_argument("--workers", type=_int(1), default=2)
     p.add_argument("--data-dir", help="keep the rendered patch set here (default: a temporary folder)")
+    p.add_argument("--camera-effects", type=_effect_names, default=(), metavar="NAME,NAME",
+                   help="replace half the training crops by what a real camera makes of them, with these "
+                        "effects of sim.camera_effects (e.g. glare; default: none, as the shipped model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 

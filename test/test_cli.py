@@ -119,14 +119,16 @@ def test_build_default_model_passes_its_options_to_the_recipe(tmp_path, capsys, 
     code, stdout, err = run(["build-default-model", "--out", out], capsys)
     assert code == 0, err
     assert calls == [(str(out), {"seed": 0, "scenes": 600, "device": "auto", "quiet": False, "workers": 2,
-                                 "data_dir": None})]
+                                 "data_dir": None, "camera_effects": ()})]
     assert str(out) in stdout
     calls.clear()
     code, _, err = run(["build-default-model", "--out", out, "--seed", "3", "--scenes", "12", "--workers", "1",
-                        "--data-dir", tmp_path / "data", "--quiet"], capsys)
+                        "--data-dir", tmp_path / "data", "--quiet", "--camera-effects", "glare,blur"], capsys)
     assert code == 0, err
     assert calls[0][1] == {"seed": 3, "scenes": 12, "device": "auto", "quiet": True, "workers": 1,
-                           "data_dir": str(tmp_path / "data")}
+                           "data_dir": str(tmp_path / "data"), "camera_effects": ("glare", "blur")}
+    code, _, err = run(["build-default-model", "--out", out, "--camera-effects", "sepia"], capsys)
+    assert code == 2 and "unknown camera effect(s) sepia" in err
 
 
 def test_build_default_model_never_overwrites_a_file(tmp_path, capsys):
