@@ -281,6 +281,17 @@ def _fill_holes(z: np.ndarray) -> np.ndarray:
     return out
 
 
+def _filled_metres(depth: np.ndarray) -> np.ndarray:
+    """`_fill_holes(depth_to_metres(depth))` in two passes fewer for a camera's uint16 millimetres
+    (holes are 0 there, so the farthest neighbour is a plain 3x3 maximum)."""
+    if depth.dtype != np.uint16:
+        return _fill_holes(depth_to_metres(depth))
+    d = np.where(depth == 0, cv2.dilate(depth, np.ones((3, 3), np.uint8)), depth)
+    z = d.astype(np.float32) * np.float32(1e-3)
+    z[d == 0] = np.nan
+    return z
+
+
 def _far_side_of_jumps(z: np.ndarray, jump: float) -> np.ndarray:
     """Pixels with an 8-neighbour nearer by more than `jump` (scaled with distance).
 
@@ -384,7 +395,7 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
     pad = 4 * s
     RX0, RY0 = max(0, x0 * s - pad) // s * s, max(0, y0 * s - pad) // s * s  # aligned with z's grid
     RX1, RY1 = min(fine.shape[1], x1 * s + pad), min(fine.shape[0], y1 * s + pad)
-    zf = _fill_holes(depth_to_metres(fine[RY0:RY1, RX0:RX1]))
+    zf = depth_to_metres(fine[RY0:RY1, RX0:RX1])  # holes weigh nothing in the 2x2 means
     Kf = Intrinsics(K.fx * s, K.fy * s, K.cx * s - RX0, K.cy * s - RY0)
     full = _concave_creases(zf, Kf, (x0 * s - RX0, y0 * s - RY0, min(x1 * s, RX1) - RX0, min(y1 * s, RY1) - RY0),
                             params.crease)
@@ -403,7 +414,8 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     handle); the rest are different objects. Every pixel of a component that holds two or more
     objects goes to the nearest piece (creases are a few pixels wide) and a two-pixel line is cut
     between objects. Pieces below half of min_area or a tenth of their component are ignored.
-    Works on the box around the mask only.
+    Creases are measured only in the boxes of the components large enough to hold two such
+    pieces (the table between objects costs nothing).
     """
     box = _mask_box(mask)
     if box is None:
@@ -411,7 +423,11 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     x0, y0, x1, y1 = box
     sub = mask[y0:y1, x0:x1]
     ncomp, comp, cstats = _label(sub)
-    crease = _creases_in(box, z, K, params, fine)
+    crease = np.zeros(sub.shape, bool)
+    for cx, cy, cw, ch, area in cstats[1:]:
+        if area * params.scale ** 2 >= params.min_area:
+            cbox = (x0 + cx, y0 + cy, x0 + cx + cw, y0 + cy + ch)
+            crease[cy:cy + ch, cx:cx + cw] |= _creases_in(cbox, z, K, params, fine)
     n, piece, stats = _label(sub & ~crease)
     if n <= 2:
         return mask
@@ -516,7 +532,7 @@ def _refine_edges(mask: np.ndarray, box: tuple[int, int, int, int], depth: np.nd
     X0, Y0, X1, Y1 = max(0, x - b), max(0, y - b), min(W, x + w + b), min(H, y + h + b)
     grown = np.zeros((Y1 - Y0, X1 - X0), np.uint8)
     grown[y - Y0:y - Y0 + h, x - X0:x - X0 + w] = mask
-    z = _fill_holes(depth_to_metres(depth[Y0:Y1, X0:X1]))
+    z = _filled_metres(depth[Y0:Y1, X0:X1])
     height = _height_map(z, plane, Intrinsics(K.fx, K.fy, K.cx - X0, K.cy - Y0))
     rises = (height > params.grow_height) & (height < params.max_height)  # NaN compares False
     rises &= ~_far_side_of_jumps(z, params.depth_jump)
