@@ -33,11 +33,12 @@ first forgets the rendered class (`~/forget cracker_box`) and then teaches it: o
 are left for it. `unknowns` is `add`, and then every other segment the node finds in the
 teaching frames (distractors, clutter) is taught as `unknown`, as a user would click what the
 node keeps naming; the teaching frames (and their near-duplicates) are then left out of the
-scoring whole. Beside every taught figure, the untaught model on the same records.
+scoring whole; `replace_unknowns` does both. Beside every taught figure, the untaught model
+on the same records.
 
     python bench/teach_real_bench.py --bags real_uoc real_posecnn real_ycbv real_graspnet \
-        [--models default,/path/cnn_color.safetensors,...] [--variants add,replace] \
-        [--protocols draws1,draws2,draws3,lofo,cross] [--draws 8] [--out bench/results/teach_real_cpu.json]
+        [--models default,/path/cnn_color.safetensors,...] [--variants add,replace,unknowns] \
+        [--protocols draws1,draws2,draws3,lofo,cross] [--draws 4] [--out bench/results/teach_real_cpu.json]
 
 Bags: `robot-classify import-dataset FOLDER --out real_SOURCE --class-map class_map.yaml`; the
 frame key is SOURCE/i (SOURCE: the bag's folder name without `real_`, i: the frame's place in
@@ -69,7 +70,7 @@ from robot_classify.evaluation.replay_metrics import named_summary  # noqa: E402
 from robot_classify.learn.model import is_negative  # noqa: E402
 from robot_classify.learn.model_io import load_model  # noqa: E402
 from robot_classify.runtime.default_model import default_model_path  # noqa: E402
-from robot_classify.runtime.frame_processor import FrameProcessor, FrameResult, FrameSkipped  # noqa: E402
+from robot_classify.runtime.frame_processor import FrameProcessor, FrameSkipped  # noqa: E402
 from robot_classify.runtime.parameters import check_parameters  # noqa: E402
 from robot_classify.runtime.teaching import Teacher  # noqa: E402
 
@@ -173,12 +174,12 @@ def evaluate(model, bags: list[str], values: dict, tmp: Path) -> list[dict]:
     return out
 
 
-def score(records: list[dict], keep_frames: set[str], left_out: set[tuple[str, int]], taught: set[str]) -> dict:
+def score(records: list[dict], keep_frames: set[str], left_out: set[tuple[str, str]], taught: set[str]) -> dict:
     """Counts over the kept frames' records, the taught objects left out; `taught_*`: over the
     objects of the classes this run taught (a class seen in one frame only, or only in frames
     of another source, may be left untaught)."""
     rows = [r for r in records if r["key"] in keep_frames
-            and not (r["gt_index"] is not None and (r["key"], r["gt_index"]) in left_out)]
+            and (r["key"], r["truth"]) not in left_out]
     named = named_summary(rows)
     matched = [r for r in rows if r["known"] and r["iou"] is not None]
     per_class: dict[str, list[int]] = {}
@@ -228,18 +229,15 @@ def near(key: str, same: dict[str, str]) -> set[str]:
     return {key, *([same[key]] if key in same else [])}
 
 
-def left_out_of(plan: dict, same: dict[str, str], frames_by_key: dict[str, Frame]) -> set[tuple[str, int]]:
-    """The taught objects, and the same object (same class) in a near-duplicate frame."""
-    out = set()
-    for label, items in plan.items():
-        for key, j in items:
-            for k in near(key, same):
-                out |= {(k, jj) for jj, g in enumerate(frames_by_key[k].gt) if g.label == label}
-    return out
+def left_out_of(plan: dict, same: dict[str, str]) -> set[tuple[str, str]]:
+    """(frame, class) of the taught objects, and of the same object in a near-duplicate frame.
+    By class, not by index: a YCB product is in a frame once, and replay-eval numbers only the
+    objects at least half visible."""
+    return {(k, label) for label, items in plan.items() for key, _ in items for k in near(key, same)}
 
 
 def plans(protocol: str, by_class: dict, frames: list[Frame], same: dict[str, str], draws: int, rng: random.Random):
-    """(plan, frames scored) pairs for one protocol."""
+    """(name of the figure it adds to, plan, frames scored) for each run of one protocol."""
     all_keys = {f.key for f in frames}
     if protocol.startswith("draws"):
         k = int(protocol.removeprefix("draws"))
@@ -251,7 +249,7 @@ def plans(protocol: str, by_class: dict, frames: list[Frame], same: dict[str, st
                 scenes = {it[0] for it in items}
                 take = min(k, max(1, len(scenes) - 1))
                 plan[c] = rng.sample(items, take)
-            yield plan, all_keys
+            yield protocol, plan, all_keys
     elif protocol == "lofo":
         taught_in = {it[0] for items in by_class.values() for it in items}
         groups = sorted({tuple(sorted(near(f.key, same))) for f in frames if f.key in taught_in})
@@ -259,7 +257,7 @@ def plans(protocol: str, by_class: dict, frames: list[Frame], same: dict[str, st
         for g in groups + ([rest] if rest else []):
             held = set(g)
             plan = {c: [it for it in items if it[0] not in held] for c, items in by_class.items()}
-            yield {c: v for c, v in plan.items() if v}, held
+            yield protocol, {c: v for c, v in plan.items() if v}, held
     elif protocol.startswith("cross"):
         sources = sorted({f.source for f in frames})
         for src in sources:
@@ -268,9 +266,46 @@ def plans(protocol: str, by_class: dict, frames: list[Frame], same: dict[str, st
             if not pool:
                 continue
             scored = {f.key for f in frames if f.source != src}
-            yield ("all", src), {**pool}, scored
+            yield f"cross_all_from_{src}", pool, scored
             for _ in range(draws):
-                yield ("one", src), {c: [rng.choice(v)] for c, v in pool.items()}, scored
+                yield f"cross_one_from_{src}", {c: [rng.choice(v)] for c, v in pool.items()}, scored
+
+
+def run_protocol(protocol: str, variant: str, path: str, taught: tuple, frames: list[Frame], base_records: list[dict],
+                 values: dict, same: dict[str, str], draws: int, rng: random.Random, tmp: Path) -> dict[str, dict]:
+    """Every run of one protocol and variant: teach a fresh model, replay-eval it, add up the
+    counts per figure, the untaught model's on the same records beside them."""
+    by_class, views, others = taught
+    frames_by_key = {f.key: f for f in frames}
+    groups: dict[str, dict] = {}
+    for gname, plan, scored in plans(protocol, by_class, frames, same, draws, rng):
+        taught_frames = sorted({k for v in plan.values() for k, _ in v})
+        negatives = None
+        if "unknowns" in variant:  # every other segment of the teaching frames
+            negatives = [n for k in taught_frames for n in others.get(k, [])]
+            scored = scored - {n for k in taught_frames for n in near(k, same)}
+        model = teach(path, plan, views, values, variant.startswith("replace"), negatives)
+        recs = evaluate(model, sorted({frames_by_key[k].bag for k in scored}), values, tmp)
+        left = left_out_of(plan, same)
+        s, b = score(recs, scored, left, set(plan)), score(base_records, scored, left, set(plan))
+        g = groups.setdefault(gname, {"taught": {}, "untaught": {}, "runs": [], "views_per_class": []})
+        g["taught"], g["untaught"] = add(g["taught"], s), add(g["untaught"], b)
+        g["runs"].append({"accuracy": [s["correct"], s["matched"]], "per_class": s["per_class"],
+                          "named": [s["named_right"], s["named"]],
+                          "plan": {c: [f"{k}#{j}" for k, j in v] for c, v in plan.items()}})
+        g["views_per_class"].append(float(np.mean([len(v) for v in plan.values()])) if plan else 0.0)
+    for g in groups.values():
+        accs = [a / n for a, n in (r["accuracy"] for r in g["runs"]) if n]
+        g["views_per_class"] = float(np.mean(g["views_per_class"]))
+        g["accuracy_per_run_min_max"] = [min(accs), max(accs)] if accs else None
+    return groups
+
+
+def summary(t: dict, u: dict) -> str:
+    return (f"accuracy {pct(t['correct'], t['matched'])} (untaught {pct(u['correct'], u['matched'])}), "
+            f"taught classes {pct(t['taught_correct'], t['taught_matched'])} "
+            f"(untaught {pct(u['taught_correct'], u['taught_matched'])}), "
+            f"named precision {pct(t['named_right'], t['named'])} (untaught {pct(u['named_right'], u['named'])})")
 
 
 def pct(a: int, n: int) -> str:
@@ -297,67 +332,37 @@ def main() -> None:
         same[a], same[b] = b, a
     values = check_parameters({})
     frames = load_frames(args.bags)
-    frames_by_key = {f.key: f for f in frames}
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    doc = {"machine": platform.processor() or platform.machine(), "code": commit or None, "frames": len(frames),
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    doc = {"machine": platform.processor() or platform.machine(), "code": commit.stdout.strip() or None,
+           "frames": len(frames), "same_scene": args.same_scene, "draws": args.draws, "seed": args.seed,
            "parameters": {k: values[k] for k in ("min_score", "teach.jitter_crops", "teach.occluded_crops",
-                                                 "teach.white_balance", "teach.mirror")},
-           "same_scene": args.same_scene, "draws": args.draws, "seed": args.seed, "models": {}}
+                                                 "teach.white_balance", "teach.mirror")}, "models": {}}
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         for name in args.models.split(","):
             path = str(default_model_path()) if name == "default" else name
             base = load_model(path, device="cpu")
             classes = [c for c in base.class_names if not is_negative(c)]
-            by_class, views, others = teachable(frames, FrameProcessor.from_parameters(base, values), classes)
+            taught = teachable(frames, FrameProcessor.from_parameters(base, values), classes)
             all_objects = {c: sum(g.label == c for f in frames for g in f.gt) for c in classes}
             t0 = time.perf_counter()
             base_records = evaluate(base, args.bags, values, tmp)
+            everything = score(base_records, {f.key for f in frames}, set(), set())
             mdoc = {"file": Path(path).name, "meta_name": base.meta.get("name"),
-                    "teachable": {c: f"{len(v)}/{all_objects[c]}" for c, v in by_class.items()},
-                    "untaught_all_frames": score(base_records, set(frames_by_key), set(), set()), "runs": {}}
+                    "teachable": {c: f"{len(v)}/{all_objects[c]}" for c, v in taught[0].items()},
+                    "untaught_all_frames": everything, "runs": {}}
             print(f"== {name}: teachable objects (segmented) per class: {mdoc['teachable']}")
-            print(f"   untaught, all frames: accuracy {pct(mdoc['untaught_all_frames']['correct'], mdoc['untaught_all_frames']['matched'])}, "
-                  f"named precision {pct(mdoc['untaught_all_frames']['named_right'], mdoc['untaught_all_frames']['named'])}")
+            print(f"   untaught, all frames: accuracy {pct(everything['correct'], everything['matched'])}, "
+                  f"named precision {pct(everything['named_right'], everything['named'])}")
             for variant in args.variants.split(","):
                 for protocol in args.protocols.split(","):
                     rng = random.Random(f"{args.seed}-{protocol}")  # the same draws for every model and variant
-                    groups: dict[str, dict] = {}
-                    for item in plans(protocol, by_class, frames, same, args.draws, rng):
-                        if protocol.startswith("cross"):
-                            (kind, src), plan, scored = item
-                            gname = f"cross_{kind}_from_{src}"
-                        else:
-                            plan, scored = item
-                            gname = protocol
-                        taught_frames = sorted({k for v in plan.values() for k, _ in v})
-                        negatives = None
-                        if variant == "unknowns":  # every other segment of the teaching frames
-                            negatives = [n for k in taught_frames for n in others.get(k, [])]
-                            scored = scored - {n for k in taught_frames for n in near(k, same)}
-                        model = teach(path, plan, views, values, variant == "replace", negatives)
-                        bags = sorted({frames_by_key[k].bag for k in scored})
-                        recs = evaluate(model, bags, values, tmp)
-                        left = left_out_of(plan, same, frames_by_key)
-                        s, b = score(recs, scored, left, set(plan)), score(base_records, scored, left, set(plan))
-                        g = groups.setdefault(gname, {"taught": {}, "untaught": {}, "runs": [], "views_per_class": []})
-                        g["taught"], g["untaught"] = add(g["taught"], s), add(g["untaught"], b)
-                        g["runs"].append({"accuracy": [s["correct"], s["matched"]], "per_class": s["per_class"],
-                                          "named": [s["named_right"], s["named"]],
-                                          "plan": {c: [f"{k}#{j}" for k, j in v] for c, v in plan.items()}})
-                        g["views_per_class"].append(float(np.mean([len(v) for v in plan.values()])))
+                    groups = run_protocol(protocol, variant, path, taught, frames, base_records, values, same,
+                                          args.draws, rng, tmp)
                     for gname, g in groups.items():
-                        t, u = g["taught"], g["untaught"]
-                        accs = [a / n for a, n in (r["accuracy"] for r in g["runs"]) if n]
-                        g["views_per_class"] = float(np.mean(g["views_per_class"]))
-                        g["accuracy_per_run_min_max"] = [min(accs), max(accs)] if accs else None
                         mdoc["runs"][f"{variant}/{gname}"] = g
-                        print(f"   {variant:7s} {gname:22s} runs {len(g['runs']):2d} views/class {g['views_per_class']:.1f}: "
-                              f"accuracy {pct(t['correct'], t['matched'])} (untaught {pct(u['correct'], u['matched'])}), "
-                              f"taught classes {pct(t['taught_correct'], t['taught_matched'])} "
-                              f"(untaught {pct(u['taught_correct'], u['taught_matched'])}), "
-                              f"named precision {pct(t['named_right'], t['named'])} "
-                              f"(untaught {pct(u['named_right'], u['named'])})", flush=True)
+                        print(f"   {variant:7s} {gname:22s} runs {len(g['runs']):2d} views/class "
+                              f"{g['views_per_class']:.1f}: {summary(g['taught'], g['untaught'])}", flush=True)
             mdoc["wall_s"] = time.perf_counter() - t0
             doc["models"][name if name == "default" else Path(name).name] = mdoc
     out = Path(args.out)
