@@ -290,7 +290,7 @@ def run_protocol(protocol: str, variant: str, path: str, taught: tuple, frames: 
         s, b = score(recs, scored, left, set(plan)), score(base_records, scored, left, set(plan))
         g = groups.setdefault(gname, {"taught": {}, "untaught": {}, "runs": [], "views_per_class": []})
         g["taught"], g["untaught"] = add(g["taught"], s), add(g["untaught"], b)
-        g["runs"].append({"accuracy": [s["correct"], s["matched"]], "per_class": s["per_class"],
+        g["runs"].append({"accuracy": [s["correct"], s["matched"]],
                           "named": [s["named_right"], s["named"]],
                           "plan": {c: [f"{k}#{j}" for k, j in v] for c, v in plan.items()}})
         g["views_per_class"].append(float(np.mean([len(v) for v in plan.values()])) if plan else 0.0)
@@ -306,6 +306,17 @@ def summary(t: dict, u: dict) -> str:
             f"taught classes {pct(t['taught_correct'], t['taught_matched'])} "
             f"(untaught {pct(u['taught_correct'], u['taught_matched'])}), "
             f"named precision {pct(t['named_right'], t['named'])} (untaught {pct(u['named_right'], u['named'])})")
+
+
+def dumps(obj, depth: int = 0, inline_at: int = 6) -> str:
+    """JSON indented down to `inline_at` levels, one line each below: a run per line."""
+    if depth >= inline_at or not isinstance(obj, (dict, list)) or not obj:
+        return json.dumps(obj)
+    pad = "\n" + " " * (depth + 1)
+    items = ([f"{json.dumps(k)}: {dumps(v, depth + 1)}" for k, v in obj.items()] if isinstance(obj, dict)
+             else [dumps(v, depth + 1) for v in obj])
+    ends = "{}" if isinstance(obj, dict) else "[]"
+    return ends[0] + pad + ("," + pad).join(items) + "\n" + " " * depth + ends[1]
 
 
 def pct(a: int, n: int) -> str:
@@ -374,7 +385,7 @@ def main() -> None:
                 mdoc["runs"] = {**old["models"][name]["runs"], **mdoc["runs"]}
                 mdoc["wall_s"] += old["models"][name].get("wall_s", 0)
         doc["models"] = {**old["models"], **doc["models"]}
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    out.write_text(dumps(doc) + "\n")
     print(f"wrote {out}")
 
 
