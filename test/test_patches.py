@@ -201,3 +201,40 @@ def test_mask_instances_cost_one_pass_whatever_the_ids_and_keep_the_largest():
     assert [o.bbox for o in capped.objects] == [(0, 0, 100, 100)]
     with pytest.raises(ValueError, match=">= 0"):
         extract_objects(color, None, None, SegmentationParams(mode="mask"), instance_mask=-np.ones((480, 640), np.int32))
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_reduced_scale_finds_the_full_resolution_objects(scale):
+    """Segmenting on every scale-th pixel gives the objects, boxes and masks of full resolution:
+    touching cylinders are still cut at their crease, and each outline is redrawn from the
+    full-resolution depth (boxes to the pixel, not to the grid)."""
+    color, depth, boxes = standing_cylinders([(200, 30, 30), (30, 30, 200)])
+    full = extract_objects(color, depth, K, SegmentationParams(scale=1))
+    coarse = extract_objects(color, depth, K, SegmentationParams(scale=scale))
+    assert len(coarse.objects) == len(full.objects) == 2
+    for a, b in zip(sorted(full.objects, key=lambda o: o.bbox), sorted(coarse.objects, key=lambda o: o.bbox)):
+        assert box_iou(a.bbox, b.bbox) > 0.9
+        assert abs(a.pixels - b.pixels) < 0.1 * a.pixels
+        assert b.mask.shape == (b.bbox[3], b.bbox[2])
+        assert np.linalg.norm(a.centroid - b.centroid) < 0.005
+
+
+@pytest.mark.parametrize("shape", [(481, 641), (479, 639), (242, 322)])
+def test_odd_image_sizes_at_half_scale_stay_inside_the_image(shape):
+    """Odd sizes leave a last row or column off the half-resolution grid; boxes, masks and the
+    crease region must still lie inside the image, with objects at its edges."""
+    h, w = shape
+    color, depth = synthetic_table([(0, h // 3, 50, 60, 0.9, (200, 0, 0)), (w - 50, h - 60, 50, 60, 0.9, (0, 200, 0)),
+                                    (w // 2, h // 2, 40, 40, 0.92, (0, 0, 200))], h=h, w=w)
+    ex = extract_objects(color, depth, Intrinsics(600.0, 600.0, w / 2, h / 2), SegmentationParams(scale=2, min_area=100))
+    assert len(ex.objects) == 3
+    for o in ex.objects:
+        x, y, bw, bh = o.bbox
+        assert 0 <= x and 0 <= y and x + bw <= w and y + bh <= h and o.mask.shape == (bh, bw) and o.mask.any()
+
+
+def test_float_metres_depth_at_half_scale_matches_millimetres():
+    color, depth = synthetic_table([(200, 200, 60, 80, 0.90, (200, 0, 0))])
+    a = extract_objects(color, depth, K, SegmentationParams(scale=2, min_height=0.02))
+    b = extract_objects(color, depth.astype(np.float32) / 1000, K, SegmentationParams(scale=2, min_height=0.02))
+    assert [o.bbox for o in a.objects] == [o.bbox for o in b.objects] and len(a.objects) == 1
