@@ -238,3 +238,13 @@ def test_float_metres_depth_at_half_scale_matches_millimetres():
     a = extract_objects(color, depth, K, SegmentationParams(scale=2, min_height=0.02))
     b = extract_objects(color, depth.astype(np.float32) / 1000, K, SegmentationParams(scale=2, min_height=0.02))
     assert [o.bbox for o in a.objects] == [o.bbox for o in b.objects] and len(a.objects) == 1
+
+
+def test_a_large_object_on_an_hd_camera_is_not_dropped_by_the_vga_area_limit():
+    """max_area is for 640x480; a 1280x720 frame's near cracker box covers more pixels than that."""
+    # a 16.5 x 20 cm box top, 15 cm above a table 60 cm away
+    color, depth = synthetic_table([(500, 150, 330, 400, 0.45, (200, 40, 40))], h=720, w=1280, z_table=0.6)
+    K720 = Intrinsics(900.0, 900.0, 640.0, 360.0)
+    assert 330 * 400 > SegmentationParams().max_area
+    ex = extract_objects(color, depth, K720)
+    assert len(ex.objects) == 1 and box_iou(ex.objects[0].bbox, (500, 150, 330, 400)) > 0.9

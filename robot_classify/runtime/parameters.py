@@ -113,7 +113,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "segmentation.grow_height": ParameterSpec(_SEG.grow_height, "pixels above this height join an object reaching "
                                           "min_height, metres", (0.0, 5.0)),
     "segmentation.min_area": ParameterSpec(_SEG.min_area, "pixels", (1, 100_000_000)),
-    "segmentation.max_area": ParameterSpec(_SEG.max_area, "pixels", (1, 100_000_000)),
+    "segmentation.max_area": ParameterSpec(_SEG.max_area, "pixels of a 640x480 image; scaled up with a larger image's pixel count", (1, 100_000_000)),
     "segmentation.depth_jump": ParameterSpec(_SEG.depth_jump, "metres at 1 m between two objects", (0.001, 1.0)),
     "segmentation.crease": ParameterSpec(_SEG.crease, "concave-crease cut between touching objects (sag / chord); "
                                      "0 = off", (0.0, 10.0)),

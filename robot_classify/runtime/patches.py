@@ -477,9 +477,17 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     return out
 
 
+VGA_PIXELS = 640 * 480
+
+
 def _components(mask: np.ndarray, params: SegmentationParams, pixel_area: int = 1
                 ) -> list[tuple[np.ndarray, tuple, int]]:
-    """Connected components within the area limits (areas in full-resolution pixels)."""
+    """Connected components within the area limits (areas in full-resolution pixels).
+
+    `max_area` is given for a 640x480 image and grows with a larger one's pixel count: a cracker
+    box half a metre from a 1280x720 camera covers ~120,000 pixels, beyond the VGA limit, and was
+    dropped without a word. (The metric `max_extent` is what keeps tables and walls out.)"""
+    max_area = params.max_area * max(1.0, mask.size * pixel_area / VGA_PIXELS)
     box = _mask_box(mask)
     if box is None:
         return []
@@ -488,7 +496,7 @@ def _components(mask: np.ndarray, params: SegmentationParams, pixel_area: int = 
     out = []
     for i in range(1, n):
         x, y, w, h, area = map(int, stats[i])
-        if params.min_area <= area * pixel_area <= params.max_area:
+        if params.min_area <= area * pixel_area <= max_area:
             out.append((labels[y:y + h, x:x + w] == i, (x + ox, y + oy, w, h), area * pixel_area))
     return out
 
