@@ -281,17 +281,6 @@ def _fill_holes(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def _filled_metres(depth: np.ndarray) -> np.ndarray:
-    """`_fill_holes(depth_to_metres(depth))` in two passes fewer for a camera's uint16 millimetres
-    (holes are 0 there, so the farthest neighbour is a plain 3x3 maximum)."""
-    if depth.dtype != np.uint16:
-        return _fill_holes(depth_to_metres(depth))
-    d = np.where(depth == 0, cv2.dilate(depth, np.ones((3, 3), np.uint8)), depth)
-    z = d.astype(np.float32) * np.float32(1e-3)
-    z[d == 0] = np.nan
-    return z
-
-
 def _far_side_of_jumps(z: np.ndarray, jump: float) -> np.ndarray:
     """Pixels with an 8-neighbour nearer by more than `jump` (scaled with distance).
 
@@ -520,7 +509,7 @@ def _full_resolution_rule(depth: np.ndarray, K: Intrinsics, plane: np.ndarray, p
     depth image: hole-filled depth above grow_height and below max_height over the plane, not on
     the far side of a depth jump, after a 3x3 opening. Bool, the box's shape."""
     x0, y0, x1, y1 = box
-    z = _filled_metres(depth[y0:y1, x0:x1])
+    z = _fill_holes(depth_to_metres(depth[y0:y1, x0:x1]))
     height = _height_map(z, plane, Intrinsics(K.fx, K.fy, K.cx - x0, K.cy - y0))
     rises = (height > params.grow_height) & (height < params.max_height)  # NaN compares False
     rises &= ~_far_side_of_jumps(z, params.depth_jump)
@@ -561,6 +550,11 @@ def _refine_edges(mask: np.ndarray, box: tuple[int, int, int, int], rule: np.nda
 def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, color: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """Object mask (bool) from metric depth; plus the plane and a warning if it fell back.
+
+    `z`, `K` and `color` are on the grid of every `params.scale`-th pixel, as `extract_objects`
+    passes them (K divided by the scale). Creases are then measured on that grid alone: without
+    the camera's full-resolution depth to average, touching objects split less reliably than in
+    `extract_objects` at the same scale.
 
     With `color` (RGB, same size) and `params.crease` > 0, touching objects are cut apart at
     concave creases where their colours differ (see `_split_at_creases`).
