@@ -46,30 +46,34 @@ def silhouette(dims: tuple[float, float, float]) -> float:
     return float(np.sqrt((a * b) ** 2 + (b * c) ** 2 + (c * a) ** 2))
 
 
+def _fits(sizes: np.ndarray, areas: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """The rule, (segments, products) bool: a segment's largest visible size (`sizes`, metres) and
+    head-on area (`areas`, square metres, NaN = not measured) against products of `dims` (m, 3)."""
+    size, area = sizes[:, None], areas[:, None]
+    ok = (LOWER * dims.max(1) <= size) & (size <= UPPER * np.linalg.norm(dims, axis=1) + SLACK)
+    limit = AREA_UPPER * np.array([silhouette(tuple(d)) for d in dims]) + AREA_SLACK
+    return ok & (np.isnan(area) | (area <= limit))
+
+
 def plausible(extent: np.ndarray, dims: tuple[float, float, float], area_m2: float | None = None) -> bool:
     """Whether a segment of visible `extent` (x, y, z metres) and head-on area can be this product."""
-    size = float(np.max(extent))
-    if not LOWER * max(dims) <= size <= UPPER * float(np.linalg.norm(dims)) + SLACK:
-        return False
-    return area_m2 is None or area_m2 <= AREA_UPPER * silhouette(dims) + AREA_SLACK
+    area = np.nan if area_m2 is None else area_m2
+    return bool(_fits(np.array([np.max(extent)], np.float64), np.array([area], np.float64),
+                      np.array([dims], np.float64))[0, 0])
 
 
 def size_mask(class_names: list[str], extents: list[np.ndarray | None],
               areas: list[float | None] | None = None) -> np.ndarray:
-    """(objects, classes) bool: False where the class's product cannot be that segment (the
-    rule of `plausible`, for all pairs at once: the node asks it for every object of every
-    frame). Objects without an extent (no valid depth) and classes of unknown size stay True."""
+    """(objects, classes) bool: False where the class's product cannot be that segment (`plausible`
+    for all pairs at once: the node asks it for every object of every frame). Objects without an
+    extent (no valid depth) and classes of unknown size stay True."""
     out = np.ones((len(extents), len(class_names)), bool)
     cols = [c for c, n in enumerate(class_names) if n in PRODUCT_SIZES]
     rows = [i for i, e in enumerate(extents) if e is not None and np.all(np.isfinite(e))]
     if not cols or not rows:
         return out
+    sizes = np.array([np.max(extents[i]) for i in rows], np.float64)
+    measured = [np.nan if areas is None or areas[i] is None else areas[i] for i in rows]
     dims = np.array([PRODUCT_SIZES[class_names[c]] for c in cols], np.float64)
-    size = np.array([np.max(extents[i]) for i in rows], np.float64)[:, None]
-    ok = (LOWER * dims.max(1) <= size) & (size <= UPPER * np.linalg.norm(dims, axis=1) + SLACK)
-    if areas is not None:
-        area = np.array([np.nan if areas[i] is None else areas[i] for i in rows], np.float64)[:, None]
-        limit = AREA_UPPER * np.array([silhouette(tuple(d)) for d in dims]) + AREA_SLACK
-        ok &= np.isnan(area) | (area <= limit)
-    out[np.ix_(rows, cols)] = ok
+    out[np.ix_(rows, cols)] = _fits(sizes, np.array(measured, np.float64), dims)
     return out
