@@ -55,7 +55,7 @@ def default_key(seed: int = DEFAULT_SEED, camera_effects: tuple[str, ...] = CAME
 
 def recipe_data_dir(seed: int = DEFAULT_SEED) -> Path:
     """Where benchmarks keep the recipe's rendered patch set (a cache: safe to delete)."""
-    return cache_dir() / f"default-g{GENERATOR_VERSION}-r{RECIPE_VERSION}-s{seed}-data"
+    return cache_dir() / f"{default_key(seed, camera_effects=())}-data"  # effects apply after rendering
 
 
 def recipe_negatives(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int = 2,
@@ -130,7 +130,7 @@ def build_default_model(out: str | Path, seed: int = DEFAULT_SEED, scenes: int =
         train = with_negatives(splits["train"], *recipe_negatives(seed, quiet, workers))
         if camera_effects:
             log.info("camera effects %s on %.0f%% of the crops", ", ".join(camera_effects), 100 * CAMERA_EFFECT_SHARE)
-            train = with_camera_effects(train, seed, tuple(camera_effects))
+            train = with_camera_effects(train, seed, camera_effects)
         opts = TrainOptions(classifier="knn", k="auto", metrics=["l2"], features=[FEATURES], tune="cv",
                             device=device, seed=seed, quiet=quiet, name=default_key(seed, camera_effects))
         path = save_model(train_model(train, opts), out)
