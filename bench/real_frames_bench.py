@@ -2,13 +2,16 @@
 
 Runs `replay-eval` (the node's own processing, `FrameProcessor`) over labelled bags of real
 RGB-D frames (made with `robot-classify import-dataset` from BOP or YCB-Video folders, or
-hand-labelled frames in BOP layout) and over a rendered bag, at two settings in the same run:
+hand-labelled frames in BOP layout) and over a rendered bag, at several settings in the same run
+(`--settings`, default sizes,after):
 
-  before   the previous release's segmentation: the dominant plane as the support, every
+  before   0.2.0's segmentation: the dominant plane as the support, every
            segment above it kept whatever its size or place, no size check
-  after    this release's defaults: the highest large plane as the support, only segments
-           standing inside its outline and of an object's size, class names only for
-           segments of that product's size (`runtime/object_sizes.py`)
+  sizes    0.3.0's rules: the highest large plane as the support, only segments standing
+           inside its outline and of an object's size, class names only for segments of that
+           product's size (`runtime/object_sizes.py`)
+  after    this release's defaults: also, class names only for segments resting in one of the
+           product's poses (height above the support, footprint: `pose_check`)
 
 and prints, per bag and setting: named precision (of all detections carrying a class name,
 clutter included, the share that is right), object accuracy over matched objects of the
@@ -38,6 +41,7 @@ from robot_classify.runtime.default_model import get_default_model
 SETTINGS = {
     "before": {"size_check": False, "segmentation.support": "dominant", "segmentation.on_support": False,
                "segmentation.min_extent": 0.0, "segmentation.max_extent": 10.0},
+    "sizes": {"pose_check": False},
     "after": {},
 }
 
@@ -72,7 +76,7 @@ def main() -> None:
     ap.add_argument("--real", nargs="+", default=[], help="labelled bags of real frames")
     ap.add_argument("--render", nargs="*", default=[], help="rendered bags (make-bag) to print beside them")
     ap.add_argument("--model", help="model file; default: the embedded default")
-    ap.add_argument("--settings", default="before,after", help=f"comma-separated, of {', '.join(SETTINGS)}")
+    ap.add_argument("--settings", default="sizes,after", help=f"comma-separated, of {', '.join(SETTINGS)}")
     ap.add_argument("--out", default="bench/results/real_frames_cpu.json")
     args = ap.parse_args()
     settings = args.settings.split(",")
@@ -102,6 +106,13 @@ def main() -> None:
               f"| {fmt(r['object_accuracy'], True)} | {fmt(r['detection_recall'], True)} ({fmt(r['class_recall'], True)}) "
               f"| {fmt(r['ece'])[:5]} | {ms['segmentation']['p50']:.1f} / {ms['total']['p50']:.1f} "
               f"| {ms['total']['p99']:.1f} |")
+    for s in settings:  # all real bags together: what the closing notes quote
+        real = [r for r in rows if r["kind"] == "real" and r["setting"] == s]
+        if len(real) > 1:
+            named, right = sum(r["named"] for r in real), sum(r["named_right"] for r in real)
+            wrong = [sum(r[k] for r in real) for k in ("wrong_class", "non_class_named", "clutter_named")]
+            print(f"all {len(real)} real bags, {s}: named precision {fmt(right / named if named else None, True)} "
+                  f"({right} of {named}); wrong class / non-class / clutter {wrong[0]} / {wrong[1]} / {wrong[2]}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "model": model.meta.get("name"),

@@ -11,6 +11,7 @@ from robot_classify.runtime.camera import Intrinsics
 from robot_classify.runtime.frame_processor import FrameProcessor
 from robot_classify.runtime.object_sizes import PRODUCT_SIZES, plausible, size_mask
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
+from robot_classify.runtime.support import plane_basis, pose_geometry
 
 K = Intrinsics(300.0, 300.0, 160.0, 120.0)
 H, W = 240, 320
@@ -84,6 +85,62 @@ def test_product_sizes_rule_out_what_cannot_be_that_product():
     assert mask.tolist() == [[False, True, True], [True, True, True]]
 
 
+def _resting_box(size: tuple[float, float, float], yaw: float, plane: np.ndarray, n: int = 4000,
+                 seed: int = 0) -> np.ndarray:
+    """Surface points of a box of `size` (footprint a x b, height c) resting on `plane`, turned by
+    `yaw` about the plane's normal: what a camera sees of its top and sides."""
+    rng = np.random.default_rng(seed)
+    a, b, c = size
+    local = rng.uniform(-0.5, 0.5, (n, 3)) * (a, b, c) + (0, 0, c / 2)
+    local[: n // 2, 2] = c  # half of them on the top face
+    turn = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    local[:, :2] = local[:, :2] @ turn.T
+    basis = plane_basis(plane).astype(np.float64)  # columns: normal, u, v
+    origin = -plane[3] * plane[:3]  # the plane's point nearest the camera
+    return (origin + local[:, 2:3] * basis[:, 0] + local[:, :1] * basis[:, 1] + local[:, 1:2] * basis[:, 2]).astype(np.float32)
+
+
+@pytest.mark.parametrize("yaw", [0.0, 0.5, 1.3])
+def test_pose_geometry_measures_height_and_footprint_on_a_tilted_table(yaw):
+    normal = np.array([0.0, -0.6, -0.8])  # a table seen obliquely, normal towards the camera
+    plane = np.array([*normal, 0.9])
+    top, (minor, major) = pose_geometry(_resting_box((0.06, 0.158, 0.21), yaw, plane), plane)
+    assert top == pytest.approx(0.21, abs=0.002)
+    assert minor == pytest.approx(0.06 * 0.96, abs=0.006)  # 2nd-98th percentile of a uniform spread
+    assert major == pytest.approx(0.158 * 0.96, abs=0.006)
+    assert pose_geometry(np.zeros((2, 3), np.float32), plane) is None
+
+
+def test_a_product_is_named_only_in_a_pose_it_can_rest_in():
+    """Heights above the table and footprints decide what camera-axis sizes cannot: a standing
+    soup can (10 cm tall) is no tuna can (3.3 or 8.5 cm), a sheet of paper no sugar box."""
+    tuna, soup, sugar = (PRODUCT_SIZES[n] for n in ("tuna_fish_can", "tomato_soup_can", "sugar_box"))
+    standing_soup = dict(top=0.101, footprint=(0.063, 0.066))
+    assert plausible(np.array([0.066, 0.101, 0.06]), soup, **standing_soup)
+    assert plausible(np.array([0.066, 0.101, 0.06]), tuna)  # sizes alone let it pass...
+    assert not plausible(np.array([0.066, 0.101, 0.06]), tuna, **standing_soup)  # ...its height does not
+    assert plausible(np.array([0.085, 0.085, 0.03]), tuna, top=0.034, footprint=(0.08, 0.085))  # lying flat
+    assert plausible(np.array([0.09, 0.175, 0.04]), sugar, top=0.04, footprint=(0.088, 0.17))  # on its face
+    assert plausible(np.array([0.04, 0.175, 0.09]), sugar, top=0.175, footprint=(0.04, 0.09))  # standing
+    assert not plausible(np.array([0.15, 0.11, 0.02]), sugar, top=0.015, footprint=(0.1, 0.15))  # paper
+    assert not plausible(np.array([0.09, 0.175, 0.04]), sugar, top=0.04, footprint=(0.14, 0.19))  # too wide
+    assert not plausible(np.array([0.09, 0.175, 0.1]), sugar, top=0.125, footprint=(0.04, 0.09))  # between poses
+    # not measured: that part of the rule passes
+    assert plausible(np.array([0.09, 0.175, 0.04]), sugar, top=None, footprint=(0.088, 0.17))
+
+
+def test_resting_boxes_seen_through_the_segmenter_fit_their_product():
+    """extract_objects measures the top and footprint it hands the rule: the 10 cm box of the room."""
+    color, depth = _room()
+    obj = extract_objects(color, depth, K, SegmentationParams(min_area=50)).objects[0]
+    assert obj.top == pytest.approx(0.10, abs=0.01)
+    assert obj.footprint[1] == pytest.approx(0.10, abs=0.02)
+    assert size_mask(["master_chef_can", "large_marker"], [obj.extent], [obj.area_m2], [obj.top],
+                     [obj.footprint]).tolist() == [[True, False]]
+    flat = extract_objects(color, depth, K, SegmentationParams(min_area=50, mode="full")).objects[0]
+    assert flat.top is None and flat.footprint is None  # no support plane in full mode
+
+
 def _two_classes(patch: np.ndarray) -> PatchSet:
     """`large_marker`: this very crop, with noise; `cracker_box`: the same with its colours swapped."""
     rng = np.random.default_rng(0)
@@ -114,14 +171,17 @@ def test_size_mask_is_plausible_for_every_pair():
     names = list(PRODUCT_SIZES) + ["taught_thing"]
     extents = [rng.uniform(0.005, 0.4, 3) for _ in range(40)] + [None, np.array([np.nan, 0.1, 0.1])]
     areas = [float(rng.uniform(0.0, 0.06)) if i % 3 else None for i in range(len(extents))]
-    for a in (None, areas):
-        got = size_mask(names, extents, a)
+    tops = [float(rng.uniform(0.005, 0.25)) if i % 4 else None for i in range(len(extents))]
+    footprints = [tuple(sorted(rng.uniform(0.01, 0.3, 2))) if i % 5 else None for i in range(len(extents))]
+    for a, t, f in ((None, None, None), (areas, None, None), (areas, tops, footprints), (None, tops, None)):
+        got = size_mask(names, extents, a, t, f)
         for i, e in enumerate(extents):
             for c, n in enumerate(names):
                 if e is None or not np.all(np.isfinite(e)) or n not in PRODUCT_SIZES:
                     assert got[i, c]
                 else:
-                    assert got[i, c] == plausible(e, PRODUCT_SIZES[n], None if a is None else a[i]), (i, n)
+                    assert got[i, c] == plausible(e, PRODUCT_SIZES[n], None if a is None else a[i],
+                                                  None if t is None else t[i], None if f is None else f[i]), (i, n)
         assert not got.all() and got.any()
 
 

@@ -294,6 +294,8 @@ class _ClassifyPipeline:
             self.processor.set_thresholds(changes.get("min_score"), changes.get("top_k"), changes.get("k"))
             if "size_check" in changes:
                 self.processor.size_check = bool(changes["size_check"])
+            if "pose_check" in changes:
+                self.processor.pose_check = bool(changes["pose_check"])
             if tracking and self.tracker is not None:
                 self.tracker.set_params(**tracking)
         except (ValueError, TypeError) as e:

@@ -52,7 +52,7 @@ class FrameResult:
 
 class FrameProcessor:
     def __init__(self, model: ClassifierModel, params: SegmentationParams, min_score: float = -1.0,
-                 top_k: int = 3, size_check: bool = True) -> None:
+                 top_k: int = 3, size_check: bool = True, pose_check: bool = True) -> None:
         self.model = model
         self.params = params
         self.model_name = str(model.meta.get("name", "model"))
@@ -62,6 +62,7 @@ class FrameProcessor:
         self.k: int | None = None  # kNN neighbours override; None = the model's tuned k (never overwritten)
         self.bridge = None  # cv_bridge_backend.BridgeConverter: the node sets it where cv_bridge works
         self.size_check = bool(size_check)  # runtime.object_sizes: a class name only for a segment of its size
+        self.pose_check = bool(pose_check)  # ...resting in one of the product's poses on the support
         self.set_thresholds(min_score, top_k)
 
     @classmethod
@@ -71,7 +72,8 @@ class FrameProcessor:
         from .parameters import check_parameters, segmentation
 
         values = check_parameters(values)
-        processor = cls(model, segmentation(values), values["min_score"], values["top_k"], values["size_check"])
+        processor = cls(model, segmentation(values), values["min_score"], values["top_k"], values["size_check"],
+                        values["pose_check"])
         processor.set_thresholds(k=values["k"])
         return processor
 
@@ -121,8 +123,12 @@ class FrameProcessor:
         labels, proba, known, names, sha = self._classify(ex, k, stages)
         if min_score < 0:  # the model's own default, chosen on its validation data
             min_score = self.model.default_min_score
-        fits = size_mask(names, [o.extent for o in ex.objects], [o.area_m2 for o in ex.objects]) \
-            if self.size_check else None
+        fits = None
+        if self.size_check:
+            pose = self.pose_check
+            fits = size_mask(names, [o.extent for o in ex.objects], [o.area_m2 for o in ex.objects],
+                             [o.top for o in ex.objects] if pose else None,
+                             [o.footprint for o in ex.objects] if pose else None)
         objects = []
         for n, (obj, lab, p, familiar) in enumerate(zip(ex.objects, labels, proba, known)):
             if fits is not None and not fits[n, lab]:

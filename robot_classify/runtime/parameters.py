@@ -48,6 +48,9 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "k": ParameterSpec(0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), dynamic=True),
     "size_check": ParameterSpec(True, "name a default class only for a segment of that product's measured size "
                                 "(runtime/object_sizes.py); taught classes are never ruled out", dynamic=True),
+    "pose_check": ParameterSpec(True, "with size_check: also require a pose the product can rest in on the support "
+                                "(its height above the table and its footprint, runtime/object_sizes.py)",
+                                dynamic=True),
     "max_objects": ParameterSpec(_SEG.max_objects, "objects per frame (largest first)", (1, 1000)),
     "workers": ParameterSpec(1, "frames processed at once (segmentation and classification run in parallel); 2+ raise "
                             "throughput when one frame takes longer than the camera period (results older than one "

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
-from .support import highest_support, stands_on, support_outline
+from .support import highest_support, plane_basis, pose_geometry, stands_on, support_outline
 
 MODES = ("depth", "mask", "full")
 SUPPORTS = ("highest", "dominant")
@@ -98,6 +98,10 @@ class DetectedObject:
     patch: np.ndarray  # (32, 32, 3) uint8 RGB
     extent: np.ndarray | None = None  # (x, y, z) size of the visible surface, metres (camera.surface_extent)
     area_m2: float | None = None  # the mask's area seen head-on at its median depth, square metres
+    # How it rests on the support (support.pose_geometry): its top above the plane and its
+    # footprint (minor, major) on it, metres; None without a support plane.
+    top: float | None = None
+    footprint: tuple[float, float] | None = None
 
     def bbox_dict(self) -> dict[str, int]:
         return dict(zip(("x_offset", "y_offset", "width", "height"), map(int, self.bbox)))
@@ -673,7 +677,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             _count(result.rejected, "off support", len(comps) - len(kept))
             comps = kept
     comps.sort(key=lambda c: -c[2])  # largest first
-    rule = origin = None
+    rule = origin = basis = None
     if s > 1 and comps and result.plane is not None:
         # The full-resolution rule once, over the region all (upscaled) components lie in.
         b = REFINE_BAND + 2
@@ -687,7 +691,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         if len(result.objects) == params.max_objects:
             break
         x, y, w, h = bbox
-        centroid = extent = area_m2 = None
+        centroid = extent = area_m2 = pose = None
         if z is not None and K is not None:
             zz = z[y:y + h, x:x + w]
             vs, us = np.nonzero(m & np.isfinite(zz))
@@ -695,6 +699,9 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
                 pts = K.backproject(us + x, vs + y, zz[vs, us])
                 centroid, extent = surface_centroid_extent(pts)
                 area_m2 = float(area * centroid[2] ** 2 / (intrinsics.fx * intrinsics.fy))
+                if result.plane is not None and params.mode == "depth":
+                    basis = plane_basis(result.plane) if basis is None else basis
+                    pose = pose_geometry(pts, result.plane, basis)
         if params.mode == "depth" and extent is not None:
             # Metric size: a table, a chair or a patch of wall is no graspable object, however it was cut.
             size = float(np.max(extent))
@@ -706,6 +713,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             if rule is not None:
                 m, bbox = _refine_edges(m, bbox, rule, origin)
         patch = crop_patch(color, bbox, params.padding, m if params.mask_background else None)
-        result.objects.append(DetectedObject(len(result.objects), bbox, m, area, centroid, patch, extent, area_m2))
+        result.objects.append(DetectedObject(len(result.objects), bbox, m, area, centroid, patch, extent, area_m2,
+                                             *(pose or (None, None))))
     result.ms = (time.perf_counter() - t0) * 1000
     return result

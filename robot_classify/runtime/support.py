@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .camera import Intrinsics
+from .camera import Intrinsics, surface_centroid_extent
 
 PARALLEL_COS = float(np.cos(np.deg2rad(12.0)))  # a table's normal within 12 degrees of the floor's
 RISE = 0.05  # metres: a support above the current one starts at least this high
@@ -143,3 +143,43 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
         return True
     at_edge = x == 0 or y == 0 or x + w == height.shape[1] or y + h == height.shape[0]
     return bool((cut <= BASE_HEIGHT or at_edge) and widened[y:y + h, x:x + w][base].mean() >= inside)
+
+
+TOP_PERCENTILE = 98.0  # the top of an object: a few flying pixels above it are noise
+
+
+def plane_basis(plane: np.ndarray) -> np.ndarray:
+    """(3, 3) float32 columns: the plane's unit normal and two unit axes within the plane, so that
+    `points @ basis` gives each point's height (less the plane's offset) and its place on the plane."""
+    n = np.asarray(plane[:3], np.float64) / np.linalg.norm(plane[:3])
+    e = np.eye(3)[int(np.argmin(np.abs(n)))]
+    u = e - (e @ n) * n
+    u /= np.linalg.norm(u)
+    v = np.array([n[1] * u[2] - n[2] * u[1], n[2] * u[0] - n[0] * u[2], n[0] * u[1] - n[1] * u[0]])
+    return np.stack([n, u, v], 1).astype(np.float32)
+
+
+def pose_geometry(points: np.ndarray, plane: np.ndarray, basis: np.ndarray | None = None
+                  ) -> tuple[float, tuple[float, float]] | None:
+    """(top, (minor, major)): how high an object's visible surface rises above the support, and
+    its footprint on the support (the points projected onto the plane, 2nd to 98th percentile
+    along their principal axes), metres. A product resting on a table shows one of its stable
+    poses: its top is one of its three sizes above the plane and its footprint holds the other
+    two (`object_sizes`). Unlike the camera-axis extent, neither depends on where the camera
+    looks from. `plane`'s normal is a unit vector (`fit_plane`); `basis`: `plane_basis(plane)`,
+    computed once per frame by the caller of many objects. None with fewer than 3 points."""
+    n = len(points)
+    if n < 3:
+        return None
+    coords = points @ (plane_basis(plane) if basis is None else basis).astype(points.dtype, copy=False)
+    k = int(TOP_PERCENTILE / 100 * (n - 1))
+    top = float(np.partition(coords[:, 0], k)[k] + plane[3])
+    # the footprint's principal axes: the angle that diagonalises its 2x2 covariance
+    flat = coords[:, 1:]
+    flat = flat - flat.mean(0)
+    sxx, syy = (flat * flat).sum(0).tolist()
+    angle = 0.5 * np.arctan2(2 * float(flat[:, 0] @ flat[:, 1]), sxx - syy)
+    c, s = np.cos(angle), np.sin(angle)
+    _, size = surface_centroid_extent(flat @ np.array([[c, -s], [s, c]], flat.dtype))
+    minor, major = sorted(float(v) for v in size)
+    return top, (minor, major)
