@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .camera import Intrinsics, surface_centroid_extent
+from .camera import Intrinsics
 
 PARALLEL_COS = float(np.cos(np.deg2rad(12.0)))  # a table's normal within 12 degrees of the floor's
 RISE = 0.05  # metres: a support above the current one starts at least this high
@@ -146,6 +146,7 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
 
 
 TOP_PERCENTILE = 98.0  # the top of an object: a few flying pixels above it are noise
+POSE_POINTS = 1024  # points enough for a 2nd or 98th percentile to a millimetre; more cost time only
 
 
 def plane_basis(plane: np.ndarray) -> np.ndarray:
@@ -168,18 +169,22 @@ def pose_geometry(points: np.ndarray, plane: np.ndarray, basis: np.ndarray | Non
     two (`object_sizes`). Unlike the camera-axis extent, neither depends on where the camera
     looks from. `plane`'s normal is a unit vector (`fit_plane`); `basis`: `plane_basis(plane)`,
     computed once per frame by the caller of many objects. None with fewer than 3 points."""
-    n = len(points)
-    if n < 3:
+    if len(points) < 3:
         return None
+    points = points[::-(-len(points) // POSE_POINTS)]  # an even stride over the object, rows in scan order
+    n = len(points)
     coords = points @ (plane_basis(plane) if basis is None else basis).astype(points.dtype, copy=False)
     k = int(TOP_PERCENTILE / 100 * (n - 1))
     top = float(np.partition(coords[:, 0], k)[k] + plane[3])
-    # the footprint's principal axes: the angle that diagonalises its 2x2 covariance
+    # the footprint's principal axes: the angle that diagonalises its 2x2 covariance (from the
+    # Gram matrix and the sums: numpy's mean along the long axis costs more than the rest)
     flat = coords[:, 1:]
-    flat = flat - flat.mean(0)
-    sxx, syy = (flat * flat).sum(0).tolist()
-    angle = 0.5 * np.arctan2(2 * float(flat[:, 0] @ flat[:, 1]), sxx - syy)
+    gram = (flat.T @ flat).astype(np.float64)
+    mean = (flat.T @ np.ones(n, flat.dtype)).astype(np.float64) / n
+    cov = gram / n - np.outer(mean, mean)
+    angle = 0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])
     c, s = np.cos(angle), np.sin(angle)
-    _, size = surface_centroid_extent(flat @ np.array([[c, -s], [s, c]], flat.dtype))
-    minor, major = sorted(float(v) for v in size)
+    lo = int((100 - TOP_PERCENTILE) / 100 * (n - 1))
+    spread = np.partition(flat @ np.array([[c, -s], [s, c]], flat.dtype), [lo, k], axis=0)
+    minor, major = sorted(float(v) for v in spread[k] - spread[lo])
     return top, (minor, major)
