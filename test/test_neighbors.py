@@ -57,6 +57,25 @@ def test_exact_index_float_features():
         np.testing.assert_array_equal(index.search(Q, 4)[1], reference_knn(X, Q, 4, metric))
 
 
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_float_features_far_from_the_data_take_the_gemm_path_exactly(metric):
+    """Embeddings of crops unlike the training set (noise, a covered lens) defeat the PCA bound:
+    they are answered by the float32 GEMM and its rounding margin, never by re-ranking a large
+    share of the rows in float64 one by one (173 ms for a frame of noise on the default model)."""
+    rng = np.random.default_rng(6)
+    scale = 1 / np.sqrt(np.arange(1, 441))  # a slowly falling spectrum, as embeddings have
+    X = (rng.normal(size=(2500, 440)) * scale).astype(np.float32)
+    near = X[:4] + (0.01 * rng.normal(size=(4, 440)) * scale).astype(np.float32)
+    far = (rng.normal(size=(6, 440)) * scale * 1.5 + 0.3 * scale).astype(np.float32)
+    Q = np.concatenate([near, far])
+    index = ExactIndex(metric, device="cpu")
+    index.add(X)
+    _, idx = index.search(Q, 3)
+    np.testing.assert_array_equal(idx, reference_knn(X, Q, 3, metric))
+    assert index.stats["brute_force"] == 0  # no float64 scan of every row
+    assert index.stats["reranked"] < 0.05 * len(X) * len(Q)
+
+
 def test_ties_are_broken_by_lower_training_index():
     X = np.array([[5, 5], [1, 1], [5, 5], [1, 1]], np.uint8)
     index = ExactIndex("l2", device="cpu")
