@@ -40,7 +40,7 @@ class SegmentationParams:
     max_height: float = 0.5
     plane_threshold: float = 0.008  # RANSAC inlier distance, metres
     ransac_iterations: int = 96
-    depth_jump: float = 0.03  # metres (at 1 m, scaled with depth) between neighbouring samples: another object
+    depth_jump: float = 0.025  # metres (at 1 m, scaled with depth) between neighbouring samples: another object
     crease: float = 0.15  # concave-crease cut: sag / chord of the surface over +-5 px; 0 = off
     rejoin_colour: float = 20.0  # pieces cut at a crease rejoin when their mean CIELAB colours are this close
     min_area: int = 120  # pixels
