@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from robot_classify.evaluation.replay_eval import replay_eval
 from robot_classify.learn.model_io import load_model
@@ -77,6 +79,9 @@ def main() -> None:
     ap.add_argument("--render", nargs="*", default=[], help="rendered bags (make-bag) to print beside them")
     ap.add_argument("--model", help="model file; default: the embedded default")
     ap.add_argument("--settings", default="sizes,after", help=f"comma-separated, of {', '.join(SETTINGS)}")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="passes over each bag per setting: the figures are the first pass's, the times "
+                         "are pooled over all passes (17 frames give a p99 of one frame)")
     ap.add_argument("--out", default="bench/results/real_frames_cpu.json")
     args = ap.parse_args()
     settings = args.settings.split(",")
@@ -90,9 +95,12 @@ def main() -> None:
             for bag in bags:
                 for s in settings:
                     t0 = time.perf_counter()
-                    m = replay_eval(bag, model, Path(tmp) / f"{Path(bag).name}-{s}", (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
-                                    parameters=SETTINGS[s], report=False, quiet=True)
-                    rows.append({"kind": kind, "bag": str(bag), "setting": s, **summarise(m),
+                    runs = [replay_eval(bag, model, Path(tmp) / f"{Path(bag).name}-{s}-{r}",
+                                        (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC), parameters=SETTINGS[s],
+                                        report=False, quiet=True) for r in range(max(1, args.repeat))]
+                    rows.append({"kind": kind, "bag": str(bag), "setting": s, **summarise(runs[0]),
+                                 "frame_ms": [f["stages_ms"]["total"] for m in runs for f in m["per_frame"]
+                                              if f.get("stages_ms")],
                                  "wall_s": time.perf_counter() - t0})
     head = ("| bag | setting | named precision | named (right) | wrong class / non-class / clutter named | "
             "accuracy | recall (class objects) | ECE | ms p50 seg / total | ms p99 total |")
@@ -113,6 +121,12 @@ def main() -> None:
             wrong = [sum(r[k] for r in real) for k in ("wrong_class", "non_class_named", "clutter_named")]
             print(f"all {len(real)} real bags, {s}: named precision {fmt(right / named if named else None, True)} "
                   f"({right} of {named}); wrong class / non-class / clutter {wrong[0]} / {wrong[1]} / {wrong[2]}")
+    for s in settings:  # per-frame processing time, pooled over the passes
+        for kind in ("real", "render"):
+            ms = [v for r in rows if r["kind"] == kind and r["setting"] == s for v in r["frame_ms"]]
+            if ms:
+                print(f"{kind} frames, {s}, {len(ms)} frame passes: total p50 {np.percentile(ms, 50):.1f} ms, "
+                      f"p99 {np.percentile(ms, 99):.1f} ms")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "model": model.meta.get("name"),
