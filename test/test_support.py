@@ -111,6 +111,15 @@ def test_pose_geometry_measures_height_and_footprint_on_a_tilted_table(yaw):
     assert pose_geometry(np.zeros((2, 3), np.float32), plane) is None
 
 
+@pytest.mark.parametrize("yaw", [0.0, 0.4, 0.785])
+def test_a_square_footprint_measures_its_side_not_its_diagonal(yaw):
+    """A square's principal axes point anywhere; its sides are what the pose rule compares
+    (an 8.5 cm box was measured 9.9 cm along a diagonal and lost its name)."""
+    plane = np.array([0.0, -0.6, -0.8, 0.9])
+    _, (minor, major) = pose_geometry(_resting_box((0.085, 0.085, 0.1), yaw, plane, seed=2), plane)
+    assert minor == pytest.approx(0.085 * 0.96, abs=0.005) and major == pytest.approx(0.085 * 0.96, abs=0.005)
+
+
 def test_a_product_is_named_only_in_a_pose_it_can_rest_in():
     """Heights above the table and footprints decide what camera-axis sizes cannot: a standing
     soup can (10 cm tall) is no tuna can (3.3 or 8.5 cm), a sheet of paper no sugar box."""

@@ -185,6 +185,12 @@ def pose_geometry(points: np.ndarray, plane: np.ndarray, basis: np.ndarray | Non
     angle = 0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])
     c, s = np.cos(angle), np.sin(angle)
     lo = int((100 - TOP_PERCENTILE) / 100 * (n - 1))
-    spread = np.partition(flat @ np.array([[c, -s], [s, c]], flat.dtype), [lo, k], axis=0)
-    minor, major = sorted(float(v) for v in spread[k] - spread[lo])
+    turned = flat @ np.array([[c, -s], [s, c]], flat.dtype)
+    spread = np.partition(turned, [lo, k], axis=0)
+    # Principal axes are the footprint's own only when it is elongated; a square's point in any
+    # direction, and its 2nd-98th percentile spread along a diagonal is ~1.15x its side. The
+    # smallest rectangle around the points, pulled in to those percentiles (stray pixels on the
+    # table), has the footprint's own sides whatever its shape (cv2.minAreaRect).
+    _, sides, _ = cv2.minAreaRect(np.clip(turned, spread[lo], spread[k]).astype(np.float32, copy=False))
+    minor, major = sorted(float(v) for v in sides)
     return top, (minor, major)
