@@ -171,6 +171,7 @@ def test_a_class_name_only_for_a_segment_of_that_products_size():
     obj = checked.labels.objects[0]
     assert obj.label == "unknown"  # not the runner-up either (cracker_box: no votes, score 0)
     assert obj.top_k[0][0] == "large_marker"  # the evidence is still reported as it was
+    assert obj.ruled_out[0] == "large_marker" and unchecked.labels.objects[0].ruled_out == ()
 
 
 def test_size_mask_is_plausible_for_every_pair():

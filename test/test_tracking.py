@@ -135,6 +135,22 @@ def test_unknown_frames_are_evidence_for_unknown():
     assert q["unknown"] == 0.5 and math.isclose(q["mug"], 0.45)  # open-set unknown at a high score: half
 
 
+@pytest.mark.parametrize("verdict", [True, False])
+def test_views_the_geometry_rules_out_count_against_the_class(verdict):
+    """A drill the size and pose check stops in three views of four: its track is `unknown`. Without
+    the verdict those views are only a weak `unknown` (the crop scored 0.96), and the one view in
+    four that got through names the track."""
+    t = Tracker(TrackerParams(confirm_hits=1))
+    for i in range(40):
+        through = i % 4 == 0
+        ruled = () if through or not verdict else ("cracker_box",)
+        o = ObjectResult(0, "cracker_box" if through else "unknown", 0.96, (("cracker_box", 0.96), ("sugar_box", 0.02)),
+                         (10, 10, 20, 20), (0.0, 0.0, 1.0), 100, ruled_out=ruled)
+        r = t.update(frame(i, o)).objects[0]
+    assert r.track.label == ("unknown" if verdict else "cracker_box")
+    assert "ruled_out" not in r.to_doc()  # not published
+
+
 def test_a_near_tie_does_not_flip_the_label_every_frame():
     t = Tracker(TrackerParams(confirm_hits=1, switch_margin=1.0))
     seen = []

@@ -148,6 +148,7 @@ class FrameProcessor:
                 centroid=None if obj.centroid is None else tuple(float(v) for v in obj.centroid),
                 pixels=int(obj.pixels),
                 extent=None if obj.extent is None else tuple(float(v) for v in obj.extent),
+                ruled_out=() if fits is None else tuple(names[i] for i in order if not fits[n, i]),
             ))
         frame = FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, sha,
                             tuple(objects), ex.warning or None)

@@ -58,6 +58,10 @@ class ObjectResult:
     # percentile); None without valid depth. An optional key of ObjectLabels/1: added, not changed.
     extent: tuple[float, float, float] | None = None
     track: TrackLabel | None = None  # set by runtime.tracking.Tracker; None without tracking
+    # Classes of `top_k` whose product this segment cannot be (runtime.object_sizes: size and
+    # resting pose). Not published: the tracker reads it, so that a view the geometry rules out
+    # counts against the class however the crop scored (`tracking.Evidence`).
+    ruled_out: tuple[str, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         doc = {"instance": self.instance, "label": self.label, "score": self.score,

@@ -31,9 +31,11 @@ q is the frame's calibrated distribution: the top-k scores for classes (classes 
 frame's top-k get the floor). A frame the node called `unknown` (score below min_score, or
 unlike every class: the open-set check) is evidence *for* `unknown`, not a frame thrown away:
 q_unknown = max(1 - s1, 0.5), s1 the best class score of the frame's top-k (how much the
-appearance supports any class: all but nothing when the negative examples won, 0.96 when
-only the size check ruled the class out), and the class scores are scaled to the rest; a
-named frame gives `unknown` the floor. Why this form: the product of per-view likelihoods is the Bayes
+appearance supports any class: all but nothing when the negative examples won), and the class
+scores are scaled to the rest; a named frame gives `unknown` the floor. A class the size or
+pose check ruled out for that view (`ObjectResult.ruled_out`) counts as scoring 0 there, however
+its crop scored: the geometry says the segment cannot be that product, and a distractor the
+check stops in most views must not win its track from the few views it lets through. Why this form: the product of per-view likelihoods is the Bayes
 update for independent views. Views of one object are not independent (the next frame shows
 nearly the same crop), so the decay tempers it: old evidence fades (memory about
 1 / (1 - decay) frames), the posterior cannot saturate, and a real change (an object swapped
@@ -109,8 +111,10 @@ class Evidence:
 
     @staticmethod
     def frame_distribution(o: ObjectResult) -> dict[str, float]:
-        """q for one frame: the top-k scores, `unknown` as evidence of its own."""
-        ranked = [(n, max(0.0, float(s))) for n, s in o.top_k] or [(o.label, float(o.score))]
+        """q for one frame: the top-k scores, `unknown` as evidence of its own. A class the size
+        or pose check ruled out for this view (`ObjectResult.ruled_out`) gets the floor."""
+        ruled = o.ruled_out
+        ranked = [(n, 0.0 if n in ruled else max(0.0, float(s))) for n, s in o.top_k] or [(o.label, float(o.score))]
         if o.label != UNKNOWN:
             return dict(ranked)
         best = max((s for n, s in ranked if n != UNKNOWN), default=0.0)
