@@ -25,6 +25,8 @@ runs instead, with one warning).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from pathlib import Path
 
@@ -101,6 +103,20 @@ def check_images() -> np.ndarray:
     return calibration_crops(48, seed=1)
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ONNX Runtime's quantiser reports each weight scale it widens with `logging.info` on the
+    root logger: 76 lines on a newcomer's first demo, where the CLI logs at INFO. Only warnings
+    and errors pass while it runs."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize(fp32_graph: bytes) -> bytes:
     """The fp32 graph statically quantised (module docstring): batch-norms folded into the
     convolutions first (`quant_pre_process`), then QDQ int8 with ranges from `calibration_crops`."""
@@ -122,9 +138,10 @@ def quantize(fp32_graph: bytes) -> bytes:
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32_graph)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # the same graph; symbolic: 13 s
-        quantize_static(str(pre), str(out), Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=list(FP32_NODES), extra_options={"CalibMovingAverage": True})
+        with _quiet_root_logger():
+            quantize_static(str(pre), str(out), Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=list(FP32_NODES), extra_options={"CalibMovingAverage": True})
         onnx.checker.check_model(str(out))
         return out.read_bytes()
 
