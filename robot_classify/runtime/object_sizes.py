@@ -54,7 +54,7 @@ def silhouette(dims: tuple[float, float, float]) -> float:
 # paper is 1-2 cm high whatever it looks like; a standing soup can is 10 cm, no tuna can. The
 # footprint (`DetectedObject.footprint`, the points projected onto the plane) is at most the
 # pose's two other sizes, with room for mask pixels bleeding onto the table. Measured on 17 real
-# frames (doc/real_frames.md), this rejected 34 of the 48 wrong class names and none of the 13
+# frames (doc/real_frames.md), this rejected 39 of the 51 wrong class names and none of the 13
 # right ones; a product held up, stacked on another or leaning is `unknown` by the same rule.
 TOP_LOWER, TOP_UPPER, TOP_SLACK = 0.8, 1.05, 0.01
 MINOR_UPPER, MINOR_SLACK = 1.2, 0.02  # the footprint's short side against the pose's short side
@@ -90,6 +90,10 @@ def _fits(sizes: np.ndarray, areas: np.ndarray, dims: np.ndarray, tops: np.ndarr
     return ok & in_pose.any(axis=2)
 
 
+def _rows(values: list | None, rows: list[int]) -> list | None:
+    return None if values is None else [values[i] for i in rows]
+
+
 def _nan(values: list[float | None] | None, n: int) -> np.ndarray:
     return np.full(n, np.nan) if values is None else np.array(
         [np.nan if v is None else v for v in values], np.float64)
@@ -115,9 +119,9 @@ def size_mask(class_names: list[str], extents: list[np.ndarray | None],
     if not cols or not rows:
         return out
     sizes = np.array([np.max(extents[i]) for i in rows], np.float64)
-    pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
     fps = np.array([(np.nan, np.nan) if footprints is None or footprints[i] is None else footprints[i]
                     for i in rows], np.float64).reshape(len(rows), 2)
     dims = np.array([PRODUCT_SIZES[class_names[c]] for c in cols], np.float64)
-    out[np.ix_(rows, cols)] = _fits(sizes, _nan(pick(areas), len(rows)), dims, _nan(pick(tops), len(rows)), fps)
+    out[np.ix_(rows, cols)] = _fits(sizes, _nan(_rows(areas, rows), len(rows)), dims,
+                                    _nan(_rows(tops, rows), len(rows)), fps)
     return out
