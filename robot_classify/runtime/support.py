@@ -163,8 +163,8 @@ def plane_basis(plane: np.ndarray) -> np.ndarray:
 def pose_geometry(points: np.ndarray, plane: np.ndarray, basis: np.ndarray | None = None
                   ) -> tuple[float, tuple[float, float]] | None:
     """(top, (minor, major)): how high an object's visible surface rises above the support, and
-    its footprint on the support (the points projected onto the plane, 2nd to 98th percentile
-    along their principal axes), metres. A product resting on a table shows one of its stable
+    its footprint on the support (the sides of the smallest rectangle around the points projected
+    onto the plane, pulled in to their 2nd and 98th percentiles), metres. A product resting on a table shows one of its stable
     poses: its top is one of its three sizes above the plane and its footprint holds the other
     two (`object_sizes`). Unlike the camera-axis extent, neither depends on where the camera
     looks from. `plane`'s normal is a unit vector (`fit_plane`); `basis`: `plane_basis(plane)`,

@@ -35,9 +35,9 @@ appearance supports any class: all but nothing when the negative examples won), 
 scores are scaled to the rest; a named frame gives `unknown` the floor. A class the size or
 pose check ruled out for that view (`ObjectResult.ruled_out`) counts as scoring 0 there, however
 its crop scored: the geometry says the segment cannot be that product, and a distractor the
-check stops in most views must not win its track from the few views it lets through. Why this form: the product of per-view likelihoods is the Bayes
-update for independent views. Views of one object are not independent (the next frame shows
-nearly the same crop), so the decay tempers it: old evidence fades (memory about
+check stops in most views must not win its track from the few views it lets through. Why
+this form: the product of per-view likelihoods is the Bayes update for independent views.
+Views of one object are not independent (the next frame shows nearly the same crop), so the decay tempers it: old evidence fades (memory about
 1 / (1 - decay) frames), the posterior cannot saturate, and a real change (an object swapped
 in the same place) wins within a few dozen frames. The floor bounds what one bad view (glare,
 a hand in front, a wrong segment) can do: at most log(1 / floor) nats against the rest.
@@ -114,7 +114,8 @@ class Evidence:
         """q for one frame: the top-k scores, `unknown` as evidence of its own. A class the size
         or pose check ruled out for this view (`ObjectResult.ruled_out`) gets the floor."""
         ruled = o.ruled_out
-        ranked = [(n, 0.0 if n in ruled else max(0.0, float(s))) for n, s in o.top_k] or [(o.label, float(o.score))]
+        ranked = [(n, 0.0 if n in ruled else max(0.0, float(s))) for n, s in o.top_k] \
+            or [(o.label, float(o.score))]
         if o.label != UNKNOWN:
             return dict(ranked)
         best = max((s for n, s in ranked if n != UNKNOWN), default=0.0)
