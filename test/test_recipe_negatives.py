@@ -6,7 +6,7 @@ import pytest
 from robot_classify.data.datasets import PatchSet
 from robot_classify.sim.default_recipe import NEGATIVE_LABEL, with_negatives
 from robot_classify.sim.scene_dataset import distractor_patches
-from robot_classify.sim.scene_render import SceneRenderer
+from robot_classify.sim.scene_render import HOUSEHOLD, HOUSEHOLD_COLOURS, SceneRenderer
 
 from conftest import make_patches
 
@@ -26,17 +26,19 @@ def test_distractors_carry_their_shape_and_the_split_keeps_only_that_parity():
     with SceneRenderer() as r:
         scene = r.render(77 * 1_000_003, max_distractors=4)
     shapes = [o["shape"] for o in scene.meta["objects"] if o["class_name"] == "distractor"]
-    assert shapes and all(isinstance(s, int) and 0 <= s < 1000 for s in shapes)
+    # pybullet's random URDFs 0-999, household objects 1000 + 100 * kind + colour
+    households = {1000 + 100 * k + c for k in range(len(HOUSEHOLD)) for c in range(len(HOUSEHOLD_COLOURS))}
+    assert shapes and all(isinstance(s, int) and (0 <= s < 1000 or s in households) for s in shapes)
     assert all("shape" not in o for o in scene.meta["objects"] if o["class_name"] != "distractor")
     with pytest.raises(ValueError, match="shapes must be one of"):
         distractor_patches(1, 77, shapes="prime")
 
 
 def test_negatives_of_one_parity_and_their_scenes():
-    even, scenes = distractor_patches(4, 77, workers=1, shapes="even", jitters=2, max_distractors=4,
+    even, scenes = distractor_patches(4, 80, workers=1, shapes="even", jitters=2, max_distractors=4,
                                       return_scenes=True)
-    odd = distractor_patches(4, 77, workers=1, shapes="odd", max_distractors=4)
-    every = distractor_patches(4, 77, workers=1, max_distractors=4)
+    odd = distractor_patches(4, 80, workers=1, shapes="odd", max_distractors=4)
+    every = distractor_patches(4, 80, workers=1, max_distractors=4)
     assert len(even) > 0 and len(odd) > 0
     assert len(even) == 2 * (len(every) - len(odd))  # each even-shape object: its crop and one jittered
     assert len(scenes) == len(even) and (np.diff(scenes) >= 0).all() and 0 <= scenes.min() <= scenes.max() < 4

@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .meshes import atlas, wraps
+
 
 @dataclass(frozen=True)
 class Part:
@@ -54,13 +56,14 @@ CATALOG: dict[str, ObjectSpec] = {
                                lies_down=True, footprint=0.065),
 }
 
-# (background BGR, band BGR, text, text BGR, band rows as fractions): what the packaging shows.
+# (background BGR, band BGR, text, text BGR, band rows as fractions[, text row]): what the
+# packaging shows, side on (the text sits in a narrow band, else low, unless its row is given).
 _DESIGNS = {
     "master_chef_can": ((140, 70, 20), (40, 160, 210), "MASTER CHEF", (255, 255, 255), (0.35, 0.65)),
-    "cracker_box": ((30, 30, 200), (20, 200, 245), "Cheez-It", (20, 220, 255), (0.6, 0.8)),
+    "cracker_box": ((30, 30, 200), (40, 110, 210), "CHEEZ-IT", (20, 225, 255), (0.55, 0.85), 0.25),
     "sugar_box": ((235, 240, 245), (170, 90, 20), "DOMINO", (160, 60, 10), (0.15, 0.3)),
     "tomato_soup_can": ((245, 245, 245), (30, 30, 190), "Campbell's", (250, 250, 250), (0.0, 0.5)),
-    "mustard_bottle": ((20, 210, 240), (20, 40, 200), "FRENCH'S", (255, 255, 255), (0.45, 0.6)),
+    "mustard_bottle": ((20, 210, 240), (170, 100, 30), "FRENCH'S", (40, 40, 210), (0.4, 0.65)),
     "tuna_fish_can": ((200, 120, 40), (200, 200, 200), "StarKist", (30, 30, 30), (0.6, 1.0)),
     "gelatin_box": ((40, 40, 210), (255, 255, 255), "JELL-O", (210, 60, 40), (0.2, 0.45)),
     "potted_meat_can": ((130, 50, 20), (20, 200, 240), "SPAM", (20, 230, 250), (0.3, 0.55)),
@@ -104,16 +107,22 @@ NOVEL_CATALOG: dict[str, ObjectSpec] = {
 }
 
 
+_BOLD = {"cracker_box"}
+
+
 def draw_texture(name: str, size: int = 256) -> np.ndarray:
     """Packaging for one class as a BGR image (OpenCV's order, as written to PNG)."""
-    bg, band, text, text_col, (b0, b1) = (_DESIGNS | _NOVEL_DESIGNS)[name]
+    bg, band, text, text_col, (b0, b1), *text_row = (_DESIGNS | _NOVEL_DESIGNS)[name]
     img = np.zeros((size, size, 3), np.uint8)
     img[:] = bg
     img[int(b0 * size):int(b1 * size)] = band
     scale = 2.2 * size / 256 / max(1.0, len(text) / 5)
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, 2)
-    y = int(((b0 + b1) / 2) * size + th / 2) if b1 - b0 < 0.5 else int(0.75 * size)
-    cv2.putText(img, text, ((size - tw) // 2, y), cv2.FONT_HERSHEY_DUPLEX, scale, text_col, 2, cv2.LINE_AA)
+    bold = 6 if name in _BOLD else 2  # a logo that fills the face (Cheez-It's), not a word in a band
+    scale *= 1.1 if name in _BOLD else 1.0
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, bold)
+    y = int(text_row[0] * size + th / 2) if text_row else \
+        int(((b0 + b1) / 2) * size + th / 2) if b1 - b0 < 0.5 else int(0.75 * size)
+    cv2.putText(img, text, ((size - tw) // 2, y), cv2.FONT_HERSHEY_DUPLEX, scale, text_col, bold, cv2.LINE_AA)
     # Small print and a stripe: the fine structure a real label has.
     cv2.putText(img, "net wt 12 oz", (10, size - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * size / 256, text_col, 1,
                 cv2.LINE_AA)
@@ -131,10 +140,26 @@ def table_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
     return np.clip(tex, 0, 255).astype(np.uint8)
 
 
+# Lids and can ends (BGR): metal, but the coffee can's plastic lid is blue and the marker's cap black.
+_LIDS = {"master_chef_can": (90, 45, 15), "large_marker": (30, 30, 30), "coffee_can": (25, 25, 25),
+         "chips_tube": (40, 40, 160), "glue_stick": (20, 200, 250)}
+_TOPS = {"potted_meat_can": (130, 185, 200)}  # box tops other than the background: SPAM's gold lid
+METAL = (185, 185, 190)
+
+
+def textured_part(name: str) -> Part:
+    """The part that wears texture `name` (each design dresses one part of one object)."""
+    return next(p for spec in (CATALOG | NOVEL_CATALOG).values() for p in spec.parts if p.texture == name)
+
+
 def write_textures(folder: Path) -> dict[str, Path]:
-    """Class textures as PNG files in `folder` (pybullet loads textures from files)."""
+    """Class textures as PNG files in `folder` (pybullet loads textures from files), laid out for
+    the meshes of `meshes` (design, lid and top colours)."""
     out = {}
     for name in _DESIGNS | _NOVEL_DESIGNS:
+        part = textured_part(name)
+        repeats = wraps(*part.size) if part.shape == "cylinder" else 1
         out[name] = folder / f"{name}.png"
-        cv2.imwrite(str(out[name]), draw_texture(name))
+        cv2.imwrite(str(out[name]), atlas(draw_texture(name), _LIDS.get(name, METAL),
+                                          _TOPS.get(name, (_DESIGNS | _NOVEL_DESIGNS)[name][0]), repeats))
     return out
