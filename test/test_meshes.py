@@ -5,7 +5,7 @@ soup can rendered red on the left, white on the right); these render a mesh and 
 import numpy as np
 import pytest
 
-from robot_classify.sim.meshes import DESIGN, STRIP, atlas, box_obj, cylinder_obj, wraps
+from robot_classify.sim.meshes import DESIGN, STRIP, atlas, bowl_obj, box_obj, cylinder_obj, wraps
 
 pb = pytest.importorskip("pybullet")
 
@@ -20,7 +20,7 @@ def parse(obj: str) -> dict[str, list]:
     return out
 
 
-@pytest.mark.parametrize("obj", [cylinder_obj(0.033, 0.1), box_obj((0.1, 0.05, 0.2))])
+@pytest.mark.parametrize("obj", [cylinder_obj(0.033, 0.1), box_obj((0.1, 0.05, 0.2)), bowl_obj(0.08, 0.05)])
 def test_the_meshes_are_closed_and_their_coordinates_stay_on_the_atlas(obj):
     m = parse(obj)
     uv = np.array(m["vt"], float)
@@ -38,6 +38,17 @@ def test_the_meshes_are_closed_and_their_coordinates_stay_on_the_atlas(obj):
         for a, b in zip(ids, ids[1:] + ids[:1]):
             edges[frozenset((a, b))] = edges.get(frozenset((a, b)), 0) + 1
     assert set(edges.values()) == {2}
+    # consistently wound (each edge walked once each way) and turned the way its normal points
+    directed = set()
+    normals = np.array(m["vn"], float)
+    for face in m["f"]:
+        corners = [c.split("/") for c in face]
+        ids = [points[int(c[0]) - 1] for c in corners]
+        for a, b in zip(ids, ids[1:] + ids[:1]):
+            assert (a, b) not in directed
+            directed.add((a, b))
+        a, b, c = (np.array(p) for p in ids)
+        assert np.cross(b - a, c - a) @ normals[int(corners[0][2]) - 1] > 0
 
 
 def test_the_atlas_keeps_the_design_over_its_plain_colours():

@@ -35,6 +35,7 @@ def test_distractors_carry_their_shape_and_the_split_keeps_only_that_parity():
 
 
 def test_negatives_of_one_parity_and_their_scenes():
+    # seed 80: its 4 scenes hold distractors of both parities (household ones since generator 2)
     even, scenes = distractor_patches(4, 80, workers=1, shapes="even", jitters=2, max_distractors=4,
                                       return_scenes=True)
     odd = distractor_patches(4, 80, workers=1, shapes="odd", max_distractors=4)

@@ -60,8 +60,9 @@ def recipe_data_dir(seed: int = DEFAULT_SEED) -> Path:
 
 def recipe_negatives(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int = 2,
                      scenes: int = NEGATIVE_SCENES) -> tuple[np.ndarray, np.ndarray]:
-    """The recipe's negatives (outlier exposure): crops of distractors of EVEN pybullet
-    random-URDF index only (odd ones are left for evaluation), from `scenes` scenes of their own
+    """The recipe's negatives (outlier exposure): crops of distractors of EVEN shape index only
+    (pybullet's random URDFs; household mugs and bowls of even colour index: their geometry is
+    on both sides, only the colours differ), odd ones left for evaluation, from `scenes` scenes of their own
     seed (never the recipe's or a test seed), with up to 4 distractors each; ground-truth,
     jittered and segmenter crops, like the classes. (crops, scene index); cached beside
     `recipe_patches`."""

@@ -23,7 +23,9 @@ _V0 = STRIP / (DESIGN + STRIP)  # the design's lowest v (OBJ v = 1 is the image'
 
 
 def wraps(radius: float, height: float) -> int:
-    """How many times a design goes around a cylinder so that it is stretched by at most ~1.4x."""
+    """How many times a design goes around a cylinder: the whole number of repeats nearest the
+    circumference over the height, so that a square design keeps roughly its proportions on cans
+    (Campbell's 2, Master Chef 2). A thin marker still takes it once, squeezed to half its width."""
     return max(1, round(2 * math.pi * radius / height))
 
 
@@ -100,7 +102,6 @@ def box_obj(size: tuple[float, float, float]) -> str:
     return _obj(v, t, n, f)
 
 
-
 def lathe_obj(profile: list[tuple[float, float]], segments: int = 32) -> str:
     """A surface of revolution about z from an (r, z) profile walked with the solid on its left
     (so that (dz, -dr) points out of it): bowls and cups. One flat colour (a single texture
@@ -120,7 +121,10 @@ def lathe_obj(profile: list[tuple[float, float]], segments: int = 32) -> str:
             n.append((dz / length * math.cos(a), dz / length * math.sin(a), -dr / length))
             m = len(n) - 1
             p, q = i * rings + j, (i + 1) * rings + j  # profile point j at angles i and i + 1
-            f += [((p, 0, m), (q, 0, m), (q + 1, 0, m)), ((p, 0, m), (q + 1, 0, m), (p + 1, 0, m))]
+            if r0 > 0:  # on the axis the quad is one triangle (the other has no area)
+                f.append(((p, 0, m), (q, 0, m), (q + 1, 0, m)))
+            if r1 > 0:
+                f.append(((p, 0, m), (q + 1, 0, m), (p + 1, 0, m)))
     return _obj(v, [(0.5, 0.5)], n, f)
 
 

@@ -140,7 +140,7 @@ def table_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
     return np.clip(tex, 0, 255).astype(np.uint8)
 
 
-# Lids and can ends (BGR): metal, but the coffee can's plastic lid is blue and the marker's cap black.
+# Lids and can ends (BGR): metal, but Master Chef's plastic lid is blue, the marker's cap and the coffee can's lid black.
 _LIDS = {"master_chef_can": (90, 45, 15), "large_marker": (30, 30, 30), "coffee_can": (25, 25, 25),
          "chips_tube": (40, 40, 160), "glue_stick": (20, 200, 250)}
 _TOPS = {"potted_meat_can": (130, 185, 200)}  # box tops other than the background: SPAM's gold lid

@@ -123,12 +123,13 @@ def distractor_patches(scenes: int, seed: int, padding: float = 0.15, mask_backg
                        quiet: bool = True, shapes: str = "all", jitters: int = 1, detector_crops: bool = False,
                        max_distractors: int = 2, return_scenes: bool = False
                        ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Crops of the objects of no known class (pybullet's random URDFs) in `scenes` scenes of
-    `seed`: open-set negatives, from scenes that are not the test scenes.
+    """Crops of the objects of no known class (pybullet's random URDFs, household mugs and bowls)
+    in `scenes` scenes of `seed`: open-set negatives, from scenes that are not the test scenes.
 
-    `shapes` "even" / "odd" keeps the URDFs of even / odd index only, so that negatives a model
-    is trained on (outlier exposure, `learn.model.NEGATIVE_LABELS`) and the ones it is evaluated
-    on are different shapes. As for the classes (`patches_from_scene`): the ground-truth crop,
+    `shapes` "even" / "odd" keeps the distractors of even / odd shape index only, so that
+    negatives a model is trained on (outlier exposure, `learn.model.NEGATIVE_LABELS`) and the
+    ones it is evaluated on are different URDF shapes; a household mug or bowl is split by its
+    colour (`SceneRenderer._add_household`), so its geometry is seen on both sides. As for the classes (`patches_from_scene`): the ground-truth crop,
     `jitters - 1` jittered ones, and with `detector_crops` the segmenter's crops matched to them.
     `return_scenes` also returns each crop's scene index (to keep a scene's crops in one CV fold)."""
     if shapes not in SHAPES:
