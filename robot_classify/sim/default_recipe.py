@@ -62,8 +62,8 @@ def recipe_negatives(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int 
                      scenes: int = NEGATIVE_SCENES) -> tuple[np.ndarray, np.ndarray]:
     """The recipe's negatives (outlier exposure): crops of distractors of EVEN shape index only
     (pybullet's random URDFs; household mugs and bowls of even colour index: their geometry is
-    on both sides, only the colours differ), odd ones left for evaluation, from `scenes` scenes of their own
-    seed (never the recipe's or a test seed), with up to 4 distractors each; ground-truth,
+    on both sides, only the colours differ), odd ones left for evaluation, from `scenes` scenes
+    of their own seed (never the recipe's or a test seed), with up to 4 distractors each; ground-truth,
     jittered and segmenter crops, like the classes. (crops, scene index); cached beside
     `recipe_patches`."""
     f = recipe_data_dir(seed) / f"negatives-{scenes}.npz"

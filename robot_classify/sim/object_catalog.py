@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -56,34 +57,45 @@ CATALOG: dict[str, ObjectSpec] = {
                                lies_down=True, footprint=0.065),
 }
 
-# (background BGR, band BGR, text, text BGR, band rows as fractions[, text row]): what the
-# packaging shows, side on (the text sits in a narrow band, else low, unless its row is given).
+
+class Design(NamedTuple):
+    """What the packaging shows, side on (colours BGR, rows as fractions of the height)."""
+    background: tuple[int, int, int]
+    band: tuple[int, int, int]
+    text: str
+    text_colour: tuple[int, int, int]
+    band_rows: tuple[float, float]
+    text_row: float | None = None  # None: in a narrow band, else low on the face
+    bold: bool = False  # a logo that fills the face (Cheez-It's), not a word in a band
+
+
 _DESIGNS = {
-    "master_chef_can": ((140, 70, 20), (40, 160, 210), "MASTER CHEF", (255, 255, 255), (0.35, 0.65)),
-    "cracker_box": ((30, 30, 200), (40, 110, 210), "CHEEZ-IT", (20, 225, 255), (0.55, 0.85), 0.25),
-    "sugar_box": ((235, 240, 245), (170, 90, 20), "DOMINO", (160, 60, 10), (0.15, 0.3)),
-    "tomato_soup_can": ((245, 245, 245), (30, 30, 190), "Campbell's", (250, 250, 250), (0.0, 0.5)),
-    "mustard_bottle": ((20, 210, 240), (170, 100, 30), "FRENCH'S", (40, 40, 210), (0.4, 0.65)),
-    "tuna_fish_can": ((200, 120, 40), (200, 200, 200), "StarKist", (30, 30, 30), (0.6, 1.0)),
-    "gelatin_box": ((40, 40, 210), (255, 255, 255), "JELL-O", (210, 60, 40), (0.2, 0.45)),
-    "potted_meat_can": ((130, 50, 20), (20, 200, 240), "SPAM", (20, 230, 250), (0.3, 0.55)),
-    "large_marker": ((30, 30, 30), (245, 245, 245), "EXPO", (20, 20, 20), (0.3, 0.7)),
+    "master_chef_can": Design((140, 70, 20), (40, 160, 210), "MASTER CHEF", (255, 255, 255), (0.35, 0.65)),
+    "cracker_box": Design((30, 30, 200), (40, 110, 210), "CHEEZ-IT", (20, 225, 255), (0.55, 0.85),
+                          text_row=0.25, bold=True),
+    "sugar_box": Design((235, 240, 245), (170, 90, 20), "DOMINO", (160, 60, 10), (0.15, 0.3)),
+    "tomato_soup_can": Design((245, 245, 245), (30, 30, 190), "Campbell's", (250, 250, 250), (0.0, 0.5)),
+    "mustard_bottle": Design((20, 210, 240), (170, 100, 30), "FRENCH'S", (40, 40, 210), (0.4, 0.65)),
+    "tuna_fish_can": Design((200, 120, 40), (200, 200, 200), "StarKist", (30, 30, 30), (0.6, 1.0)),
+    "gelatin_box": Design((40, 40, 210), (255, 255, 255), "JELL-O", (210, 60, 40), (0.2, 0.45)),
+    "potted_meat_can": Design((130, 50, 20), (20, 200, 240), "SPAM", (20, 230, 250), (0.3, 0.55)),
+    "large_marker": Design((30, 30, 30), (245, 245, 245), "EXPO", (20, 20, 20), (0.3, 0.7)),
 }
 
 
 # Ten more objects, none of them a default class: what a robot team teaches the node live
 # (`bench/teach_bench.py`). Same generator, new packaging and proportions.
 _NOVEL_DESIGNS = {
-    "cereal_box": ((40, 140, 240), (200, 60, 30), "CORN FLAKES", (255, 255, 255), (0.55, 0.75)),
-    "coffee_can": ((20, 20, 20), (30, 120, 200), "KAFFEE", (60, 200, 250), (0.4, 0.6)),
-    "juice_carton": ((60, 200, 90), (30, 140, 250), "JUICE", (255, 255, 255), (0.1, 0.3)),
-    "soap_bottle": ((230, 160, 200), (255, 255, 255), "SOAP", (160, 40, 120), (0.45, 0.7)),
-    "tea_box": ((50, 90, 40), (180, 220, 230), "GREEN TEA", (30, 60, 20), (0.25, 0.45)),
-    "chips_tube": ((40, 40, 160), (60, 220, 230), "CHIPS", (240, 240, 240), (0.0, 0.25)),
-    "pasta_box": ((200, 90, 20), (250, 250, 250), "PENNE", (30, 30, 180), (0.6, 0.9)),
-    "spray_can": ((190, 190, 190), (20, 20, 230), "SPRAY", (20, 20, 20), (0.7, 0.85)),
-    "yogurt_cup": ((250, 250, 250), (200, 120, 250), "YOGURT", (120, 40, 160), (0.2, 0.55)),
-    "glue_stick": ((20, 200, 250), (150, 60, 20), "GLUE", (20, 20, 20), (0.3, 0.5)),
+    "cereal_box": Design((40, 140, 240), (200, 60, 30), "CORN FLAKES", (255, 255, 255), (0.55, 0.75)),
+    "coffee_can": Design((20, 20, 20), (30, 120, 200), "KAFFEE", (60, 200, 250), (0.4, 0.6)),
+    "juice_carton": Design((60, 200, 90), (30, 140, 250), "JUICE", (255, 255, 255), (0.1, 0.3)),
+    "soap_bottle": Design((230, 160, 200), (255, 255, 255), "SOAP", (160, 40, 120), (0.45, 0.7)),
+    "tea_box": Design((50, 90, 40), (180, 220, 230), "GREEN TEA", (30, 60, 20), (0.25, 0.45)),
+    "chips_tube": Design((40, 40, 160), (60, 220, 230), "CHIPS", (240, 240, 240), (0.0, 0.25)),
+    "pasta_box": Design((200, 90, 20), (250, 250, 250), "PENNE", (30, 30, 180), (0.6, 0.9)),
+    "spray_can": Design((190, 190, 190), (20, 20, 230), "SPRAY", (20, 20, 20), (0.7, 0.85)),
+    "yogurt_cup": Design((250, 250, 250), (200, 120, 250), "YOGURT", (120, 40, 160), (0.2, 0.55)),
+    "glue_stick": Design((20, 200, 250), (150, 60, 20), "GLUE", (20, 20, 20), (0.3, 0.5)),
 }
 NOVEL_CATALOG: dict[str, ObjectSpec] = {
     "cereal_box": ObjectSpec("cereal_box", (Part("box", (0.19, 0.07, 0.27), texture="cereal_box"),),
@@ -107,22 +119,21 @@ NOVEL_CATALOG: dict[str, ObjectSpec] = {
 }
 
 
-_BOLD = {"cracker_box"}
+DESIGNS = _DESIGNS | _NOVEL_DESIGNS
 
 
 def draw_texture(name: str, size: int = 256) -> np.ndarray:
     """Packaging for one class as a BGR image (OpenCV's order, as written to PNG)."""
-    bg, band, text, text_col, (b0, b1), *text_row = (_DESIGNS | _NOVEL_DESIGNS)[name]
+    bg, band, text, text_col, (b0, b1), text_row, bold = DESIGNS[name]
     img = np.zeros((size, size, 3), np.uint8)
     img[:] = bg
     img[int(b0 * size):int(b1 * size)] = band
     scale = 2.2 * size / 256 / max(1.0, len(text) / 5)
-    bold = 6 if name in _BOLD else 2  # a logo that fills the face (Cheez-It's), not a word in a band
-    scale *= 1.1 if name in _BOLD else 1.0
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, bold)
-    y = int(text_row[0] * size + th / 2) if text_row else \
+    thickness, scale = (6, scale * 1.1) if bold else (2, scale)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, thickness)
+    y = int(text_row * size + th / 2) if text_row is not None else \
         int(((b0 + b1) / 2) * size + th / 2) if b1 - b0 < 0.5 else int(0.75 * size)
-    cv2.putText(img, text, ((size - tw) // 2, y), cv2.FONT_HERSHEY_DUPLEX, scale, text_col, bold, cv2.LINE_AA)
+    cv2.putText(img, text, ((size - tw) // 2, y), cv2.FONT_HERSHEY_DUPLEX, scale, text_col, thickness, cv2.LINE_AA)
     # Small print and a stripe: the fine structure a real label has.
     cv2.putText(img, "net wt 12 oz", (10, size - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * size / 256, text_col, 1,
                 cv2.LINE_AA)
@@ -140,7 +151,8 @@ def table_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
     return np.clip(tex, 0, 255).astype(np.uint8)
 
 
-# Lids and can ends (BGR): metal, but Master Chef's plastic lid is blue, the marker's cap and the coffee can's lid black.
+# Lids and can ends (BGR): metal, but Master Chef's plastic lid is blue, the marker's cap and
+# the coffee can's lid black.
 _LIDS = {"master_chef_can": (90, 45, 15), "large_marker": (30, 30, 30), "coffee_can": (25, 25, 25),
          "chips_tube": (40, 40, 160), "glue_stick": (20, 200, 250)}
 _TOPS = {"potted_meat_can": (130, 185, 200)}  # box tops other than the background: SPAM's gold lid
@@ -156,10 +168,10 @@ def write_textures(folder: Path) -> dict[str, Path]:
     """Class textures as PNG files in `folder` (pybullet loads textures from files), laid out for
     the meshes of `meshes` (design, lid and top colours)."""
     out = {}
-    for name in _DESIGNS | _NOVEL_DESIGNS:
+    for name, design in DESIGNS.items():
         part = textured_part(name)
         repeats = wraps(*part.size) if part.shape == "cylinder" else 1
         out[name] = folder / f"{name}.png"
         cv2.imwrite(str(out[name]), atlas(draw_texture(name), _LIDS.get(name, METAL),
-                                          _TOPS.get(name, (_DESIGNS | _NOVEL_DESIGNS)[name][0]), repeats))
+                                          _TOPS.get(name, design.background), repeats))
     return out

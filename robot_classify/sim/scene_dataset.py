@@ -129,7 +129,8 @@ def distractor_patches(scenes: int, seed: int, padding: float = 0.15, mask_backg
     `shapes` "even" / "odd" keeps the distractors of even / odd shape index only, so that
     negatives a model is trained on (outlier exposure, `learn.model.NEGATIVE_LABELS`) and the
     ones it is evaluated on are different URDF shapes; a household mug or bowl is split by its
-    colour (`SceneRenderer._add_household`), so its geometry is seen on both sides. As for the classes (`patches_from_scene`): the ground-truth crop,
+    colour (`SceneRenderer._add_household`), so its geometry is seen on both sides. As for the
+    classes (`patches_from_scene`): the ground-truth crop,
     `jitters - 1` jittered ones, and with `detector_crops` the segmenter's crops matched to them.
     `return_scenes` also returns each crop's scene index (to keep a scene's crops in one CV fold)."""
     if shapes not in SHAPES:
