@@ -524,8 +524,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     save_model(model, out)
     was = "none" if before is None else f"ECE {before.ece:.3f}, min_score {before.min_score:.2f}"
     print(f"{counts['detections']} detections in {counts['frames']} frames ({counts['class_objects']} of the "
-          f"model's classes, {counts['no_class']} of none); the model named {counts['named_before']}, "
-          f"{counts['right_before']} right")
+          f"model's classes, {counts['no_class']} of none; {counts['ruled_out']} more left out: their class "
+          f"ruled out by size or pose); the model named {counts['named_before']}, {counts['right_before']} right")
     print(f"calibration: was {was}; now ECE {cal.ece:.3f} on these frames, min_score {cal.min_score:.2f} -> {out}")
     return 0
 

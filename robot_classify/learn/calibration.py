@@ -116,6 +116,14 @@ class Evidence:
 
         return cls(cat("labels"), cat("proba"), cat("logits"), cat("win_distance"), cat("nearest"))
 
+    def subset(self, rows: np.ndarray) -> "Evidence":
+        """The evidence of the queries `rows` selects (a bool mask or indices), in order."""
+        def pick(value: np.ndarray | None) -> np.ndarray | None:
+            return None if value is None else value[rows]
+
+        return Evidence(self.labels[rows], self.proba[rows], pick(self.logits), pick(self.win_distance),
+                        pick(self.nearest))
+
 
 METHODS = ("temperature", "knn_logistic")
 _PARAMS = {"temperature": ("temperature",), "knn_logistic": ("bias", "share_weight", "distance_weight",
