@@ -10,7 +10,7 @@ right ((0.9, 1.0] holds a score of 1.0; a score of 0 falls in the first bin).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypedDict
 
 import numpy as np
@@ -114,15 +114,12 @@ class Evidence:
             values = [getattr(p, name) for p in parts]
             return None if values[0] is None else np.concatenate(values)
 
-        return cls(cat("labels"), cat("proba"), cat("logits"), cat("win_distance"), cat("nearest"))
+        return cls(**{f.name: cat(f.name) for f in fields(cls)})
 
     def subset(self, rows: np.ndarray) -> "Evidence":
         """The evidence of the queries `rows` selects (a bool mask or indices), in order."""
-        def pick(value: np.ndarray | None) -> np.ndarray | None:
-            return None if value is None else value[rows]
-
-        return Evidence(self.labels[rows], self.proba[rows], pick(self.logits), pick(self.win_distance),
-                        pick(self.nearest))
+        return Evidence(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
+                           for f in fields(self)})
 
 
 METHODS = ("temperature", "knn_logistic")
