@@ -57,6 +57,7 @@ class SegmentationParams:
     on_support: bool = True  # keep only segments whose base lies inside the support's outline in the image
     min_extent: float = 0.02  # metres: an object's largest visible size is at least this...
     max_extent: float = 0.45  # ...and at most this (the largest YCB objects are ~0.3 m; a table, a chair is more)
+    split_large: bool = True  # cut a segment larger than max_extent at its narrow necks (`SPLIT_RADII`) before dropping it
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -115,8 +116,9 @@ class Extraction:
     objects: list[DetectedObject] = field(default_factory=list)
     plane: np.ndarray | None = None  # (a, b, c, d): a x + b y + c z + d = 0, normal towards the camera
     warning: str | None = None
-    # Segments dropped before cropping, by reason ("off support", "too large", "too small"): what
-    # the support and size checks took away, for tests and debugging.
+    # Segments dropped before cropping, by reason ("off support", "too large", "too small"; "split":
+    # too large, and cut into parts that were then judged each): what the support and size checks
+    # took away, for tests and debugging.
     rejected: dict[str, int] = field(default_factory=dict)
     ms: float = 0.0
 
@@ -494,6 +496,40 @@ def _components(mask: np.ndarray, params: SegmentationParams, pixel_area: int = 
     return out
 
 
+# A segment too large to be one object (a robot's base plate or arm touching the objects, a row of
+# objects touching each other) is cut at its narrow necks before it is given up: cores of pixels
+# at least this far (metres, at the segment's depth) from its outline, each pixel joined to its
+# nearest core; a part still too large is cut again with the next radius.
+SPLIT_RADII = (0.02, 0.04)
+
+
+def _split_at_necks(mask: np.ndarray, box: tuple[int, int, int, int], depth: float, fx: float, radius: float,
+                    min_area: int) -> list[tuple[np.ndarray, tuple[int, int, int, int], int]]:
+    """The parts of a segment (mask local to `box`, on the segmentation's grid) between its
+    necks narrower than 2 x `radius` metres; [] when it has none."""
+    r = radius * fx / max(depth, 1e-3)
+    dist = cv2.distanceTransform(np.pad(mask.view(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    cores = dist > r
+    n, _ = cv2.connectedComponents(cores.view(np.uint8), connectivity=8)
+    if n <= 2:
+        return []
+    _, nearest = cv2.distanceTransformWithLabels((~cores).view(np.uint8), cv2.DIST_L2, 3,
+                                                 labelType=cv2.DIST_LABEL_CCOMP)
+    x0, y0 = box[0], box[1]
+    parts = []
+    for k in np.unique(nearest[mask]):
+        part = mask & (nearest == k)
+        b = _mask_box(part)
+        if b is None:
+            continue
+        px, py, x1, y1 = b
+        sub = part[py:y1, px:x1]
+        area = int(sub.sum())
+        if area >= min_area:
+            parts.append((sub, (x0 + px, y0 + py, x1 - px, y1 - py), area))
+    return parts if len(parts) > 1 else []
+
+
 def _upscale(mask: np.ndarray, box: tuple[int, int, int, int], s: int, shape: tuple[int, int]
              ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A component found on a 1/s grid -> its full-resolution (nearest-neighbour) mask and box."""
@@ -687,7 +723,9 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         X1 = min(W, max(c[1][0] + c[1][2] for c in comps) * s + b)
         Y1 = min(H, max(c[1][1] + c[1][3] for c in comps) * s + b)
         rule, origin = _full_resolution_rule(depth, intrinsics, result.plane, params, (X0, Y0, X1, Y1)), (X0, Y0)
-    for m, bbox, area in comps:
+    queue = [(m, bbox, area, 0) for m, bbox, area in comps]
+    while queue:
+        m, bbox, area, splits = queue.pop(0)
         if len(result.objects) == params.max_objects:
             break
         x, y, w, h = bbox
@@ -705,6 +743,13 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         if params.mode == "depth" and extent is not None:
             # Metric size: a table, a chair or a patch of wall is no graspable object, however it was cut.
             size = float(np.max(extent))
+            if size > params.max_extent and params.split_large and splits < len(SPLIT_RADII):
+                parts = _split_at_necks(m, bbox, float(centroid[2]), K.fx, SPLIT_RADII[splits],
+                                        params.min_area // (s * s))
+                if parts:
+                    _count(result.rejected, "split", 1)
+                    queue[:0] = [(pm, pb, pa * s * s, splits + 1) for pm, pb, pa in parts]
+                    continue
             if size > params.max_extent or size < params.min_extent:
                 _count(result.rejected, "too large" if size > params.max_extent else "too small")
                 continue
