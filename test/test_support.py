@@ -205,28 +205,38 @@ def test_no_evidence_is_never_a_name_whatever_min_score():
     assert decide_label("mug", 0.9, 0.5, False) == "unknown"
 
 
-def _arm_beside_a_box() -> tuple[np.ndarray, np.ndarray]:
+def _arm_beside_a_box(touch: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """Looking down at a table 1 m away: a robot's base plate (93 cm wide, 5 cm high) along the
-    top of the view, and a box (17 cm square, 6 cm high) whose edge touches the plate over 2 cm.
-    The two are one segment above the table, too large to be an object."""
+    top of the view, and a box (17 cm square, 6 cm high) whose edge touches the plate over
+    `touch` pixels (3.3 mm each). The two are one segment above the table, too large to be an
+    object."""
     depth = np.full((H, W), 1000, np.uint16)
     color = np.full((H, W, 3), 150, np.uint8)
     depth[20:80, 20:300], color[20:80, 20:300] = 950, (120, 120, 125)  # the plate
     depth[84:134, 120:170], color[84:134, 120:170] = 940, (200, 40, 40)  # the box
-    depth[80:84, 140:146], color[80:84, 140:146] = 945, (200, 40, 40)  # where they touch
+    depth[80:84, 140:140 + touch], color[80:84, 140:140 + touch] = 945, (200, 40, 40)  # where they touch
     return color, depth
 
 
-def test_a_segment_too_large_is_cut_at_its_necks_before_it_is_given_up():
-    color, depth = _arm_beside_a_box()
+@pytest.mark.parametrize("touch", [6, 18])  # 2 cm: cut at the first radius; 6 cm: only at the second
+def test_a_segment_too_large_is_cut_at_its_necks_before_it_is_given_up(touch):
+    color, depth = _arm_beside_a_box(touch)
     params = SegmentationParams(min_area=50, crease=0.0)
     cut = extract_objects(color, depth, K, params)
     # The box is an object again; the plate alone is still too large.
     assert len(cut.objects) == 1
     x, y, w, h = cut.objects[0].bbox
-    assert (x, x + w) == (120, 170) and 78 <= y <= 84 and y + h == 134
+    assert (x, x + w) == (120, 170) and 80 <= y <= 86 and y + h == 134
     assert max(cut.objects[0].extent) < 0.2
     assert cut.rejected == {"split": 1, "too large": 1}
     whole = extract_objects(color, depth, K, SegmentationParams(min_area=50, crease=0.0, split_large=False))
     # as before: the box went with the plate
     assert whole.objects == [] and whole.rejected == {"too large": 1}
+
+
+def test_parts_of_a_cut_segment_wait_their_turn_by_size():
+    color, depth = _arm_beside_a_box()
+    depth[150:210, 230:290], color[150:210, 230:290] = 940, (40, 40, 200)  # a larger box, apart
+    kept = extract_objects(color, depth, K, SegmentationParams(min_area=50, crease=0.0, max_objects=1))
+    # largest first, as for segments never cut: the box apart, not the part cut from the plate
+    assert [o.bbox for o in kept.objects] == [(230, 150, 60, 60)]
