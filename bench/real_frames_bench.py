@@ -10,11 +10,11 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
   sizes    0.3.0's rules: the highest large plane as the support, only segments standing
            inside its outline and of an object's size, class names only for segments of that
            product's size (`runtime/object_sizes.py`)
-  unsplit  0.5.0's: as after, but a segment larger than an object is dropped whole
-           (`segmentation.split_large` off)
   after    this release's defaults: also, class names only for segments resting in one of the
-           product's poses (height above the support, footprint: `pose_check`), and a segment
-           larger than an object cut at its narrow necks before it is given up
+           product's poses (height above the support, footprint: `pose_check`)
+  split    after, and a segment larger than an object cut at its narrow necks before it is
+           given up (`segmentation.split_large`, off by default; `real_frames_split_cpu.json`
+           calls `after` with it on "after" and without it "unsplit")
 
 and prints, per bag and setting: named precision (of all detections carrying a class name,
 clutter included, the share that is right), object accuracy over matched objects of the
@@ -47,8 +47,8 @@ SETTINGS = {
     "before": {"size_check": False, "segmentation.support": "dominant", "segmentation.on_support": False,
                "segmentation.min_extent": 0.0, "segmentation.max_extent": 10.0},
     "sizes": {"pose_check": False},
-    "unsplit": {"segmentation.split_large": False},
     "after": {},
+    "split": {"segmentation.split_large": True},
 }
 
 

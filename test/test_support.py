@@ -221,7 +221,7 @@ def _arm_beside_a_box(touch: int = 6) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("touch", [6, 18])  # 2 cm: cut at the first radius; 6 cm: only at the second
 def test_a_segment_too_large_is_cut_at_its_necks_before_it_is_given_up(touch):
     color, depth = _arm_beside_a_box(touch)
-    params = SegmentationParams(min_area=50, crease=0.0)
+    params = SegmentationParams(min_area=50, crease=0.0, split_large=True)
     cut = extract_objects(color, depth, K, params)
     # The box is an object again; the plate alone is still too large.
     assert len(cut.objects) == 1
@@ -229,14 +229,14 @@ def test_a_segment_too_large_is_cut_at_its_necks_before_it_is_given_up(touch):
     assert (x, x + w) == (120, 170) and 80 <= y <= 86 and y + h == 134
     assert max(cut.objects[0].extent) < 0.2
     assert cut.rejected == {"split": 1, "too large": 1}
-    whole = extract_objects(color, depth, K, SegmentationParams(min_area=50, crease=0.0, split_large=False))
-    # as before: the box went with the plate
+    whole = extract_objects(color, depth, K, SegmentationParams(min_area=50, crease=0.0))
+    # by default (and in 0.5.0): the box goes with the plate
     assert whole.objects == [] and whole.rejected == {"too large": 1}
 
 
 def test_parts_of_a_cut_segment_wait_their_turn_by_size():
     color, depth = _arm_beside_a_box()
     depth[150:210, 230:290], color[150:210, 230:290] = 940, (40, 40, 200)  # a larger box, apart
-    kept = extract_objects(color, depth, K, SegmentationParams(min_area=50, crease=0.0, max_objects=1))
+    kept = extract_objects(color, depth, K, SegmentationParams(min_area=50, crease=0.0, max_objects=1, split_large=True))
     # largest first, as for segments never cut: the box apart, not the part cut from the plate
     assert [o.bbox for o in kept.objects] == [(230, 150, 60, 60)]

@@ -134,8 +134,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "segmentation.max_extent": ParameterSpec(_SEG.max_extent, "...and at most this, metres (tables, chairs, walls "
                                              "are larger)", (0.0, 10.0)),
     "segmentation.split_large": ParameterSpec(_SEG.split_large, "cut a segment larger than max_extent at its narrow "
-                                              "necks (a robot's base plate touching the objects) and judge the parts "
-                                              "before dropping it"),
+                                              "necks (objects touching a robot's base plate) and judge the parts "
+                                              "before dropping it; the robot's pieces come out as unknown objects"),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
     "segmentation.scale": ParameterSpec(_SEG.scale, "segment on every scale-th pixel: 2 = half resolution (default), 1 = full (slower)", (1, 4)),
     "segmentation.mask_background": ParameterSpec(_SEG.mask_background, "grey out pixels outside the object"),

@@ -57,7 +57,9 @@ class SegmentationParams:
     on_support: bool = True  # keep only segments whose base lies inside the support's outline in the image
     min_extent: float = 0.02  # metres: an object's largest visible size is at least this...
     max_extent: float = 0.45  # ...and at most this (the largest YCB objects are ~0.3 m; a table, a chair is more)
-    split_large: bool = True  # cut a segment larger than max_extent at its narrow necks (`SPLIT_RADII`) before dropping it
+    # Cut a segment larger than max_extent at its narrow necks (`SPLIT_RADII`) before dropping it. Off by
+    # default: the pieces of a robot's plate or arm would come out as objects (doc/segmentation.md).
+    split_large: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -74,7 +74,8 @@ _DESIGNS = {
     "cracker_box": Design((30, 30, 200), (40, 110, 210), "CHEEZ-IT", (20, 225, 255), (0.55, 0.85),
                           text_row=0.25, bold=True),
     "sugar_box": Design((235, 240, 245), (170, 90, 20), "DOMINO", (160, 60, 10), (0.15, 0.3)),
-    "tomato_soup_can": Design((245, 245, 245), (30, 30, 190), "Campbell's", (250, 250, 250), (0.0, 0.5)),
+    "tomato_soup_can": Design((245, 245, 245), (30, 30, 190), "Campbell's", (250, 250, 250), (0.0, 0.5),
+                              text_row=0.25),  # the white script on the red half (generator 3; 2 drew it on the white)
     "mustard_bottle": Design((20, 210, 240), (170, 100, 30), "FRENCH'S", (40, 40, 210), (0.4, 0.65)),
     "tuna_fish_can": Design((200, 120, 40), (200, 200, 200), "StarKist", (30, 30, 30), (0.6, 1.0)),
     "gelatin_box": Design((40, 40, 210), (255, 255, 255), "JELL-O", (210, 60, 40), (0.2, 0.45)),

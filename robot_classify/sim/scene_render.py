@@ -25,8 +25,9 @@ from .object_catalog import CATALOG, ObjectSpec, table_texture, write_textures
 
 WIDTH, HEIGHT = 640, 480
 NEAR, FAR = 0.05, 4.0
-GENERATOR_VERSION = 2  # bump when scenes change: it keys the cached default model
+GENERATOR_VERSION = 3  # bump when scenes change: it keys the cached default model
 # 2: packaging textures mapped as printed (`meshes`), designs nearer the real products, household distractors
+# 3: the Campbell's script on the soup can's red half (2 drew it white on the white half); scenes unchanged
 HOUSEHOLD_SHARE = 0.4  # of the distractors: a mug or a bowl rather than one of pybullet's random shapes
 HOUSEHOLD = ("mug", "bowl")
 # RGB 0-1: white, off-white, navy, black, teal, green, sky blue, yellow, grey, orange; no red (the YCB mug's)
