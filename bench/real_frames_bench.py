@@ -13,8 +13,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
   after    this release's defaults: also, class names only for segments resting in one of the
            product's poses (height above the support, footprint: `pose_check`)
   split    after, and a segment larger than an object cut at its narrow necks before it is
-           given up (`segmentation.split_large`, off by default; `real_frames_split_cpu.json`
-           calls `after` with it on "after" and without it "unsplit")
+           given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
+           made while it was on by default, this setting is named "after" and `after` "unsplit")
 
 and prints, per bag and setting: named precision (of all detections carrying a class name,
 clutter included, the share that is right), object accuracy over matched objects of the

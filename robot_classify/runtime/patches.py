@@ -500,7 +500,7 @@ def _components(mask: np.ndarray, params: SegmentationParams, pixel_area: int = 
 
 # A segment too large to be one object (a robot's base plate or arm touching the objects, a row of
 # objects touching each other) is cut at its narrow necks before it is given up: cores of pixels
-# at least this far (metres, at the segment's depth) from its outline, each pixel joined to its
+# more than this far (metres, at the segment's depth) from its outline, each pixel joined to its
 # nearest core; a part still too large is cut again with the next radius.
 SPLIT_RADII = (0.02, 0.04)
 
@@ -527,7 +527,7 @@ def _split_at_necks(mask: np.ndarray, box: tuple[int, int, int, int], depth: flo
     highest = cv2.dilate(np.where(mask, nearest, np.float32(0)), k3)
     lowest = cv2.erode(np.where(mask, nearest, np.float32(np.inf)), k3)
     kept = mask & (highest == lowest)
-    count, labels, stats = _label(kept)
+    _, labels, stats = _label(kept)
     x0, y0 = box[0], box[1]
     parts = []
     for i in np.flatnonzero(stats[1:, 4] >= min_area) + 1:
