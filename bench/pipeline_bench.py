@@ -39,11 +39,13 @@ def _child(root: str, frames: str, reps: int) -> dict:
     """One checkout's run, in this process (the caller put `root` first on sys.path)."""
     import gc
 
+    import cv2
     import torch
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # as the node's main(): one thread per step
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     # Decided by the tree, not by trying imports: an editable install of another checkout would
     # answer `robot_classify.runtime` for a tree that has none.
     if (Path(root) / "robot_classify" / "runtime").is_dir():  # the layout since the re-lay by job

@@ -127,3 +127,35 @@ def test_silent_input_with_incompatible_publisher_gets_one_clear_warning(harness
         assert harness.alive()
     finally:
         harness.node.destroy_publisher(pub)
+
+
+def test_markers_for_a_viewer_carry_each_located_objects_label(harness):
+    """~/markers are built only while something subscribes (RViz): then every labelled object
+    with a centroid has a cube and a text marker at it, after one DELETEALL."""
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    got: list[MarkerArray] = []
+    sub = harness.node.create_subscription(MarkerArray, "/robot_classify/markers", got.append, 10)
+    try:
+        deadline = time.monotonic() + 10
+        while harness.node.count_publishers("/robot_classify/markers") == 0 or not sub.get_publisher_count():
+            assert time.monotonic() < deadline, "the markers topic never matched"
+            time.sleep(0.1)
+        s = rendered(HELD_OUT_SEEDS[2])
+        stamp = 1_730_000_000_000_000_000
+        for attempt in range(3):  # the node's side of the match may lag ours: send again until markers come
+            harness.publish_frame(s.color, s.depth, camera_k(s), stamp + attempt * 100_000_000)
+            doc = harness.wait_for(stamp + attempt * 100_000_000)
+            deadline = time.monotonic() + 3
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if got:
+                break
+        assert got, "no MarkerArray while subscribed"
+        markers = got[-1].markers
+        assert markers[0].action == Marker.DELETEALL
+        texts = sorted(m.text.split()[0] for m in markers if m.type == Marker.TEXT_VIEW_FACING)
+        assert texts == sorted(o["label"] for o in doc["objects"] if o["centroid"] is not None)
+        assert sum(m.type == Marker.CUBE for m in markers) == len(texts) > 0
+    finally:
+        harness.node.destroy_subscription(sub)

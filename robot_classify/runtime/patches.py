@@ -314,10 +314,8 @@ def _label(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
 def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) around the True pixels, None if there are none: labelling and crease
     measuring only need the part of the frame the objects are in."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if len(rows) == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    return None if w == 0 else (x, y, x + w, y + h)
 
 
 CREASE_GRID = 2  # full-resolution pixels between the samples the bend is measured on
