@@ -602,7 +602,8 @@ def _crops_from_folder(folder: Path, limit: int | None):
 def cmd_replay(args: argparse.Namespace) -> int:
     from .ros.replay import replay  # without rclpy: main() names the [ros] extra (or a sourced ROS 2)
 
-    n = replay(args.bag, args.rate, args.loop, args.qos, args.keep_stamps)
+    n = replay(args.bag, args.rate, args.loop, args.qos, args.keep_stamps, topics=args.topics,
+               wait_for_subscribers=args.wait or None)
     print(f"published {n} messages")
     return 0
 
@@ -839,12 +840,29 @@ def _teach_args(p: argparse.ArgumentParser) -> None:
     _segmentation_args(p)
 
 
+def _topic_list(text: str) -> list[str]:
+    topics = [t for t in text.split(",") if t]
+    if not topics:
+        raise argparse.ArgumentTypeError(f"takes one or more topic names, comma-separated, got {text!r}")
+    return topics
+
+
 def _replay_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bag", required=True)
-    p.add_argument("--rate", type=_float(0, lo_open=True), default=1.0)
-    p.add_argument("--loop", action="store_true")
-    p.add_argument("--qos", default="reliable", choices=["reliable", "best_effort"])
-    p.add_argument("--keep-stamps", action="store_true")
+    p.add_argument("--bag", required=True, help="the rosbag2 folder to play")
+    p.add_argument("--rate", type=_float(0, lo_open=True), default=1.0,
+                   help="speed factor on the bag's own timing (default 1.0; 2 = twice as fast)")
+    p.add_argument("--loop", action="store_true", help="play again from the start until interrupted")
+    p.add_argument("--qos", default="reliable", choices=["reliable", "best_effort"],
+                   help="the publishers' reliability (default reliable, as camera drivers publish)")
+    p.add_argument("--keep-stamps", action="store_true",
+                   help="keep the recorded header stamps (default: now + each message's offset in the bag)")
+    p.add_argument("--topics", type=_topic_list, metavar="T1,T2,...",
+                   help="play only these topics (each with its compressed transports where the bag has them); "
+                        "default: every topic")
+    p.add_argument("--wait", type=_float(0), default=10.0, metavar="SECONDS",
+                   help="before the first message, wait up to this long until every camera topic played has a "
+                        "subscriber, and stop with an error if one has none (default 10; 0: start after half a "
+                        "second whoever listens, as ros2 bag play does)")
 
 
 # Every subcommand: name, help, its arguments, what runs it. The whole command line at a glance.

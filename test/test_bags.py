@@ -64,6 +64,8 @@ def test_corrupt_and_missing_bags_give_clear_errors(tmp_path, scenes):
     (junk / "metadata.yaml").write_text("rosbag2_bagfile_information: {storage_identifier: floppy}")
     with pytest.raises(BagError, match="cannot open"):
         list(read_frames(junk))
+    with pytest.raises(BagError, match=f"^{tmp_path}: not a rosbag2 folder \\(it has no metadata.yaml\\)$"):
+        list(read_frames(tmp_path))  # a folder, but no bag
 
 
 def test_sidecar_ground_truth(tmp_path):

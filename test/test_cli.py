@@ -217,6 +217,7 @@ BAD_NUMBERS = [
     (["bag-to-dataset", "--bag", "nowhere", "--out", "o"], "--split-by-time", "nan"),
     (["replay", "--bag", "nowhere"], "--rate", "0"),
     (["replay", "--bag", "nowhere"], "--rate", "fast"),
+    (["replay", "--bag", "nowhere"], "--wait", "-1"),
 ]
 
 
@@ -381,7 +382,7 @@ def test_cli_end_to_end_exit_status_in_a_fresh_process(tmp_path):
 @pytest.mark.ros
 def test_replay_waits_for_subscribers_and_times_out_clearly(tmp_path, monkeypatch):
     pytest.importorskip("rclpy")
-    from robot_classify.data.bags import COLOR_TOPIC, write_bag
+    from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, GT_TOPIC, INFO_TOPIC, write_bag
     from robot_classify.sim.scene_render import RenderedScene
 
     # A domain of its own: nobody else's subscriber may match.
@@ -392,7 +393,7 @@ def test_replay_waits_for_subscribers_and_times_out_clearly(tmp_path, monkeypatc
                           {"intrinsics": {"fx": 50.0, "fy": 50.0, "cx": 32.0, "cy": 24.0}, "objects": []})
     bag = write_bag(tmp_path / "bag", [scene, scene])
     import rclpy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CameraInfo, Image
 
     from robot_classify.ros.replay import replay
 
@@ -405,6 +406,34 @@ def test_replay_waits_for_subscribers_and_times_out_clearly(tmp_path, monkeypatc
         listener = rclpy.create_node("test_replay_listener")
         listener.create_subscription(Image, COLOR_TOPIC, lambda msg: None, 10)
         assert replay(bag, topics=[COLOR_TOPIC], rate=10.0, wait_for_subscribers=10.0) == 2
+        # The whole bag: it waits for the camera's topics, not for a listener to its ground truth
+        with pytest.raises(TimeoutError) as e:
+            replay(bag, wait_for_subscribers=0.5)
+        assert f"{DEPTH_TOPIC}, {INFO_TOPIC}" in str(e.value) and COLOR_TOPIC not in str(e.value)
+        assert GT_TOPIC not in str(e.value)
+        listener.create_subscription(Image, DEPTH_TOPIC, lambda msg: None, 10)
+        listener.create_subscription(CameraInfo, INFO_TOPIC, lambda msg: None, 10)
+        assert replay(bag, rate=10.0, wait_for_subscribers=10.0) == 8  # 2 frames x colour, depth, info, truth
         listener.destroy_node()
     finally:
         rclpy.try_shutdown()
+
+
+@pytest.mark.ros
+def test_replay_command_with_no_listener_stops_with_one_line_instead_of_publishing_into_the_void(
+        tmp_path, monkeypatch, capsys):
+    pytest.importorskip("rclpy")
+    from robot_classify.data.bags import write_bag
+    from robot_classify.sim.scene_render import RenderedScene
+
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(150 + (os.getpid() + 7) % 50))
+    scene = RenderedScene(np.zeros((48, 64, 3), np.uint8), np.full((48, 64), 1000, np.uint16),
+                          np.zeros((48, 64), np.uint16),
+                          {"intrinsics": {"fx": 50.0, "fy": 50.0, "cx": 32.0, "cy": 24.0}, "objects": []})
+    bag = write_bag(tmp_path / "bag", [scene])
+    code, out, err = run(["replay", "--bag", str(bag), "--wait", "0.5"], capsys)
+    assert code == 2 and "published" not in out
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("error: no subscriber matched /camera/") \
+        and "within 0.5 s (is the receiving node running" in lines[0], err

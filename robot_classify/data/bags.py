@@ -224,6 +224,8 @@ def open_reader(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: no such bag")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path}: not a rosbag2 folder (it has no metadata.yaml)")
     try:
         reader = AnyReader([path], default_typestore=_typestore())
         if path.is_dir() and not reader.is2:

@@ -13,8 +13,12 @@ from typing import Callable
 
 from ..data.bags import open_reader
 
-TRANSPORTS = ("/compressed", "/compressedDepth")
 from ..runtime.stamps import header_to_ns, ns_to_stamp
+
+TRANSPORTS = ("/compressed", "/compressedDepth")
+# What a camera driver publishes: the topics a receiving node subscribes to. The others a bag may
+# hold (its ground truth, a recorder's /tf) need no listener before the replay starts.
+CAMERA_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo")
 
 
 def _msg_class(msgtype: str):
@@ -29,9 +33,10 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
     `topics`: those topics and their image_transport transports (`<topic>/compressed`,
     `<topic>/compressedDepth`) where the bag has them; None: every topic.
 
-    `wait_for_subscribers`: seconds to wait, before the first message, until every publisher is
-    matched by at least one subscription (TimeoutError naming the topics without one); without
-    it, half a second for discovery and whoever is there gets the messages.
+    `wait_for_subscribers`: seconds to wait, before the first message, until every camera topic
+    played (`CAMERA_TYPES`; every topic where the bag has none) is matched by at least one
+    subscription (TimeoutError naming the topics without one); None: half a second for
+    discovery, and whoever is there by then gets the messages (a node still starting loses them).
     """
     import rclpy
     from rclpy.duration import Duration
@@ -64,7 +69,8 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
         if wait_for_subscribers is None:
             time.sleep(0.5)  # discovery: let subscribers match before the first message
         else:
-            _wait_matched(pubs, wait_for_subscribers)
+            camera = {c.topic for c in conns if c.msgtype in CAMERA_TYPES}
+            _wait_matched({t: pub for t, pub in pubs.items() if t in camera or not camera}, wait_for_subscribers)
         while True:
             t0 = wall0 = None
             offset_ns = time.time_ns()
