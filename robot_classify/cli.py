@@ -630,7 +630,7 @@ def _segmentation_args(p: argparse.ArgumentParser) -> None:
 
 
 def _bag_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bag", required=True)
+    p.add_argument("--bag", required=True, help="the rosbag2 folder to read")
     p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
     p.add_argument("--ground-truth", help="JSON-lines sidecar of ground truth keyed by stamp")
     p.add_argument("--ground-truth-topic", help="the bag's ground-truth topic: /object_labels JSON (std_msgs/String) "
@@ -645,19 +645,27 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     from .learn.distances import METRICS
     from .learn.features import FEATURE_KINDS
 
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--format", default="auto", choices=FORMATS)
-    p.add_argument("--classifier", default="knn", choices=["knn", "linear"])
+    p.add_argument("--dataset", required=True,
+                   help="the dataset: a PROPS folder, CIFAR-10 python batches, a folder of class folders of images, "
+                        "or an .npz (images, labels, class_names)")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="the dataset's layout (default: recognised)")
+    p.add_argument("--classifier", default="knn", choices=["knn", "linear"],
+                   help="knn: k nearest neighbours, majority vote; linear: f(x) = Wx + b with --loss (default knn)")
     p.add_argument("--k", type=_k, default="auto", help="auto (tuned over 1..15) or a number")
     p.add_argument("--metric", type=_csv(choices=tuple(METRICS)), default=["l2"],
                    help=f"one or a comma list of {METRICS}")
     p.add_argument("--features", type=_csv(choices=tuple(FEATURE_KINDS)), default=["hog_color"],
                    help=f"one or a comma list of {FEATURE_KINDS}")
     p.add_argument("--pca", type=_int(0), default=0, help="reduce features to this many PCA dims (0 = off)")
-    p.add_argument("--tune", default="cv", choices=["cv", "val", "none"])
-    p.add_argument("--folds", type=_int(2), default=5)
-    p.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=0.2)
-    p.add_argument("--loss", default="softmax", choices=["svm", "softmax"])
+    p.add_argument("--tune", default="cv", choices=["cv", "val", "none"],
+                   help="how comma lists of values are chosen: cv = k-fold cross-validation on the training split, "
+                        "val = the dataset's val split (else --val-fraction of training held out), none = the "
+                        "first values; never on test (default cv)")
+    p.add_argument("--folds", type=_int(2), default=5, help="folds for --tune cv (default 5)")
+    p.add_argument("--val-fraction", type=_float(0, 1, lo_open=True, hi_open=True), default=0.2,
+                   help="--tune val without a val split: the share of the training split held out (default 0.2)")
+    p.add_argument("--loss", default="softmax", choices=["svm", "softmax"],
+                   help="linear: multiclass hinge (svm) or cross-entropy (softmax), with L2 --reg (default softmax)")
     p.add_argument("--reg", type=_csv(_float(0)), default=None, help="L2 strength(s), comma list to tune")
     p.add_argument("--lr", type=_csv(_float(0, lo_open=True)), default=None,
                    help="learning rate(s), comma list to tune")
@@ -669,20 +677,24 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", default="auto", choices=["auto", "on", "off"],
                    help="also learn each patch mirrored left-right; auto = for training sets under 5,000 patches "
                         "whose mirror images keep their class (a 1-NN check: tabletop objects yes, digits no)")
-    p.add_argument("--seed", type=_int(0), default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=_int(0), default=0, help="seed of the folds, the hold-out and SGD's minibatches")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where features and training run (default auto: cuda when there is one)")
+    p.add_argument("--out", required=True, help="the model file to write (.safetensors)")
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     from .data.datasets import FORMATS
 
     _add_model_arg(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--format", default="auto", choices=FORMATS)
-    p.add_argument("--split", default="test")
-    p.add_argument("--metrics-out")
-    p.add_argument("--plots")
+    p.add_argument("--dataset", required=True,
+                   help="the dataset: a PROPS folder, CIFAR-10 python batches, a folder of class folders of images, "
+                        "or an .npz (images, labels, class_names)")
+    p.add_argument("--format", default="auto", choices=FORMATS, help="the dataset's layout (default: recognised)")
+    p.add_argument("--split", default="test", help="the split to score (default test)")
+    p.add_argument("--metrics-out", help="also write the report (accuracy, per class, calibration) to this JSON file")
+    p.add_argument("--plots", help="write figures into this folder: confusion matrix, reliability, coverage, "
+                                   "the tuning curve, examples")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -692,13 +704,13 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params-file", help="the node's ROS 2 params YAML (its model_path, device, min_score)")
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: IMAGE<tab>LABEL<tab>SCORE[<tab>top class: ...] per image; json: one document")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="image files, each one object's crop (resized to 32x32)")
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     _add_model_arg(p)
     p.add_argument("--params-file", help="the node's ROS 2 params YAML, for the live node and replay-eval alike")
-    p.add_argument("--frames", type=_int(1), default=30)
+    p.add_argument("--frames", type=_int(1), default=30, help="rendered frames in the demo bag (default 30)")
     p.add_argument("--out", default="demo_out",
                    help="a new or empty folder, or a previous demo's (only its demo_bag/ and report/ are replaced)")
 
@@ -716,35 +728,36 @@ def _effect_names(text: str) -> tuple[str, ...]:
 
 def _build_default_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the model file to write (never overwritten)")
-    p.add_argument("--seed", type=_int(0), default=0)
-    p.add_argument("--scenes", type=_int(1), default=600)
-    p.add_argument("--workers", type=_int(1), default=2)
+    p.add_argument("--seed", type=_int(0), default=0, help="the recipe's seed (default 0, as the shipped model)")
+    p.add_argument("--scenes", type=_int(1), default=600, help="rendered scenes (default 600, as the shipped model)")
+    p.add_argument("--workers", type=_int(1), default=2, help="rendering processes (default 2)")
     p.add_argument("--data-dir", help="keep the rendered patch set here (default: a temporary folder)")
     p.add_argument("--camera-effects", type=_effect_names, default=(), metavar="NAME,NAME",
                    help="replace half the training crops by what a real camera makes of them, with these "
                         "effects of sim.camera_effects (e.g. glare; default: none, as the shipped model)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where features run (default auto: cuda when there is one)")
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True)
-    p.add_argument("--scenes", type=_int(1), default=20)
-    p.add_argument("--seed", type=_int(0), default=0)
+    p.add_argument("--out", required=True, help="folder for scenes/ (and patches/ with --patches)")
+    p.add_argument("--scenes", type=_int(1), default=20, help="rendered tabletop scenes (default 20)")
+    p.add_argument("--seed", type=_int(0), default=0, help="the scenes' seed: the same seed, the same scenes")
     p.add_argument("--patches", action="store_true", help="also write a PROPS-layout 32x32 patch dataset")
     p.add_argument("--no-scenes", action="store_true", help="do not write the scene images (patches only)")
     p.add_argument("--jitters", type=_int(1), default=2, help="crops per object (the first unjittered)")
     p.add_argument("--test-fraction", type=_float(0, 1, hi_open=True), default=0.2,
                    help="share of whole scenes held out for test")
-    p.add_argument("--workers", type=_int(1), default=2)
+    p.add_argument("--workers", type=_int(1), default=2, help="rendering processes (default 2)")
 
 
 def _patches_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--color", required=True)
+    p.add_argument("--color", required=True, help="the colour image (PNG or JPEG)")
     p.add_argument("--depth", help="16-bit PNG, millimetres (needed in depth mode)")
     p.add_argument("--intrinsics", help="FX,FY,CX,CY")
     p.add_argument("--mask", help="instance-id image for --mode mask")
     _segmentation_args(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for patch_NNN.png, objects.json and overlay.png")
 
 
 def _eval_patches_args(p: argparse.ArgumentParser) -> None:
@@ -753,19 +766,20 @@ def _eval_patches_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-model", action="store_true", help="measure extraction only")
     _add_model_arg(p)
     _segmentation_args(p)
-    p.add_argument("--metrics-out")
+    p.add_argument("--metrics-out", help="also write the measures to this JSON file")
 
 
 def _make_bag_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True)
-    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    p.add_argument("--out", required=True, help="the bag to write (a new path: bags are never overwritten)")
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage (default mcap)")
     p.add_argument("--color-format", default="raw", choices=["raw", "jpeg", "png"],
                    help="raw Image, or image_transport's <topic>/compressed (JPEG quality 90, or PNG)")
     p.add_argument("--depth-format", default="raw", choices=["raw", "png", "rvl"],
                    help="raw Image, or image_transport's <topic>/compressedDepth (PNG or RVL, lossless)")
     p.add_argument("--scenes", type=_int(1), default=30, help="scenes (with --sequence: sequences)")
-    p.add_argument("--seed", type=_int(0), default=1)
-    p.add_argument("--workers", type=_int(1), default=2)
+    p.add_argument("--seed", type=_int(0), default=1,
+                   help="the scenes' seed: the same seed, the same scenes (default 1)")
+    p.add_argument("--workers", type=_int(1), default=2, help="rendering processes (default 2)")
     p.add_argument("--sequence", type=_int(1), default=0, metavar="FRAMES",
                    help="FRAMES views per scene from a camera moving along an arc (ground-truth ids persist "
                         "across the frames: for tracking); default: one view per scene")
@@ -779,7 +793,8 @@ def _import_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="a BOP split or scene folder (scene_camera.json, scene_gt*.json, rgb/, depth/, "
                                  "mask_visib/), or YCB-Video's root, data/ or one NNNN folder")
     p.add_argument("--out", required=True, help="the bag to write (a new path: bags are never overwritten)")
-    p.add_argument("--format", choices=["auto", "bop", "ycbv"], default="auto")
+    p.add_argument("--format", choices=["auto", "bop", "ycbv"], default="auto",
+                   help="BOP or YCB-Video's own layout (default: recognised)")
     p.add_argument("--class-map", help="YAML 'dataset object id or name: class name'; unlisted objects are "
                                        "'distractor' (default: the built-in YCB-V map, the ten classes)")
     p.add_argument("--scenes", type=_csv(), help="comma list of scene folders (48 = 000048 / 0048; default all)")
@@ -787,7 +802,7 @@ def _import_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=_int(1), help="stop after this many frames")
     p.add_argument("--rate", type=_float(0, lo_open=True), default=30.0, help="stamp spacing in frames per "
                                                                                 "second (default 30)")
-    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="rosbag2 storage (default mcap)")
 
 
 def _replay_eval_args(p: argparse.ArgumentParser) -> None:
@@ -807,7 +822,8 @@ def _replay_eval_args(p: argparse.ArgumentParser) -> None:
 
 def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
     _bag_args(p)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the image-folder dataset (train/ and test/, a folder "
+                                                "per class)")
     p.add_argument("--split-by-time", type=_float(0, 1, lo_open=True, hi_open=True), default=0.8,
                    help="share of the frames, earliest first, that goes to train/")
 

@@ -437,3 +437,13 @@ def test_replay_command_with_no_listener_stops_with_one_line_instead_of_publishi
     lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith("error: no subscriber matched /camera/") \
         and "within 0.5 s (is the receiving node running" in lines[0], err
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`--help` and the generated command page are the CLI's reference: no bare option names."""
+    import argparse
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = {name: [a.option_strings[0] if a.option_strings else a.dest for a in p._actions
+                   if not a.help and a.dest != "help"] for name, p in sub.choices.items()}
+    assert not {name: opts for name, opts in bare.items() if opts}
