@@ -404,11 +404,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"labelled {labelled}/{frames} frames live (/object_labels documents with a stamp from the bag)")
     print(f"[{time.perf_counter() - t0:5.0f} s] replay-eval on the same bag (the node's processing, offline)")
     m = replay_eval(bag, model, out / "report", topics, parameters, quiet=True)
-    print(f"object accuracy {m['object_accuracy']:.1%}  detection recall {m['detection_recall']:.1%}  "
-          f"precision {m['detection_precision']:.1%}  latency p50 {m['latency_ms']['p50']:.0f} ms  "
-          f"p99 {m['latency_ms']['p99']:.0f} ms over {m['frames']['processed']} frames")
+    print(_headline(m))
     print(f"[{time.perf_counter() - t0:5.0f} s] report: {out / 'report' / 'report.html'}")
     return 0
+
+
+def _headline(m: dict) -> str:
+    """replay-eval's headline in one line, the report's figures: named precision beside accuracy
+    (what a grasp planner acts on), processing time over every stage of a frame."""
+    nm = m["named"]
+    named = "n/a" if nm["precision"] is None else f"{nm['precision']:.1%}"
+    lat = m["timing_ms"].get("total") or m["latency_ms"]
+    matched = m["objects"]["matched"] > m["non_class_objects"]["matched"]  # any object of the model's classes
+    accuracy = f"{m['object_accuracy']:.1%}" if matched else "n/a"
+    return (f"object accuracy {accuracy}  named precision {named} ({nm['right']} of {nm['named']} "
+            f"names)  detection recall {m['detection_recall']:.1%}  precision {m['detection_precision']:.1%}  "
+            f"processing p50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms  frames {m['frames']['processed']}/"
+            f"{m['frames']['pairs']}")
 
 
 def _topics(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -440,13 +452,21 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_import_dataset(args: argparse.Namespace) -> int:
-    from .data.frames import load_class_map
+    from .data.frames import load_class_map, ycbv_class_map
     from .data.import_dataset import import_dataset
 
     class_map = load_class_map(args.class_map) if args.class_map else None
+    counts: dict[str, int] = {}
     n = import_dataset(args.input, args.out, args.format, class_map, args.scenes, args.every, args.max_frames,
-                       args.rate, args.storage, progress=not args.quiet)
-    print(f"wrote {n} frames ({args.storage}) to {args.out}")
+                       args.rate, args.storage, progress=not args.quiet, counts=counts)
+    listed = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: (kv[0] == "distractor", kv[0])))
+    print(f"wrote {n} frame{'s' * (n != 1)} ({args.storage}) to {args.out}: {sum(counts.values())} objects"
+          f"{': ' + listed if listed else ''}")
+    default = set(ycbv_class_map().class_names)  # the embedded default's classes
+    other = sorted(set(counts) - default - {"distractor"})
+    if other:  # a team's own classes, or a typo in the class map: either way, say it before any evaluation
+        print(f"note: {', '.join(other)} {'is' if len(other) == 1 else 'are'} not among the embedded default "
+              "model's classes; it scores them as wrong unless a model taught them is used", file=sys.stderr)
     return 0
 
 
@@ -488,9 +508,7 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
     if args.format == "md":
         print(summary_markdown(m), end="")
         return 0
-    print(f"object accuracy {m['object_accuracy']:.3f}  detection recall {m['detection_recall']:.3f}  "
-          f"precision {m['detection_precision']:.3f}  latency p50 {m['latency_ms']['p50']:.1f} ms "
-          f"p99 {m['latency_ms']['p99']:.1f} ms  frames {m['frames']['processed']}/{m['frames']['pairs']}")
+    print(_headline(m))
     c = m["centroid_error_mm"]
     if c["n"]:
         print(f"3D centroid error median {c['median']:.1f} mm  p90 {c['p90']:.1f} mm  max {c['max']:.1f} mm  "
@@ -558,25 +576,37 @@ def cmd_teach(args: argparse.Namespace) -> int:
     else:
         from .data.bags import read_frames
 
-        status = teacher.request(json.dumps({"label": args.label, "views": args.views or 10, "select": args.select}))
+        from .runtime.teaching import select_object
+
+        start, stop = args.frames or (0, None)
+        views = args.views or (10 if stop is None else min(10, stop - start))
+        status = teacher.request(json.dumps({"label": args.label, "views": views, "select": args.select}))
+        where = (args.select["x"], args.select["y"]) if isinstance(args.select, dict) else args.select
         frames = 0
-        for frame in read_frames(args.bag, _topics(args)):
-            if status.state != "collecting":
+        for index, frame in enumerate(read_frames(args.bag, _topics(args))):
+            if status.state != "collecting" or (stop is not None and index >= stop):
                 break
+            if index < start:
+                continue
             frames += 1
             try:
                 result = processor.process_messages(frame.color, frame.depth, frame.info)
             except FrameSkipped:
                 continue
+            taken = status.views
             for status in teacher.offer(result):
-                if not args.quiet and status.state == "collecting":
-                    print(f"  view {status.views}/{status.views_wanted}")
+                if not args.quiet and status.views > taken:  # which frame and object gave the view
+                    h, w = result.color.shape[:2]
+                    x, y, bw, bh = result.extraction.objects[select_object(result.extraction.objects, where, w,
+                                                                           h)].bbox
+                    print(f"  view {status.views}/{status.views_wanted}: frame {index}, the object in box "
+                          f"x {x}, y {y}, {bw}x{bh} px")
         if status.state == "collecting":
-            status = teacher.cancel(f"the bag ended after {frames} frames")
+            status = teacher.cancel(f"the frames ended after {frames} of them")
     if status.state != "done":
         raise ValueError(f"teaching {args.label!r} failed: {status.reason}")
     teacher.save(out)
-    print(f"taught {status.label!r}: {status.views} views, {status.n_samples} examples of it; "
+    print(f"taught {status.label!r}: {status.views} view{'s' * (status.views != 1)}, {status.n_samples} examples of it; "
           f"{len(status.classes)} classes -> {out}")
     return 0
 
@@ -842,6 +872,23 @@ def _select_arg(text: str) -> str | dict:
     raise argparse.ArgumentTypeError(f"takes center, largest or X,Y (a pixel), got {text!r}")
 
 
+def _frame_range(text: str) -> tuple[int, int | None]:
+    """N -> (N, N + 1); A:B -> (A, B); either end may be empty (0, and the bag's end)."""
+    try:
+        if ":" not in text:
+            n = int(text)
+            if n >= 0:
+                return n, n + 1
+        else:
+            a, b = text.split(":")
+            start, stop = int(a or 0), (int(b) if b else None)
+            if start >= 0 and (stop is None or stop > start):
+                return start, stop
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"takes a frame N or a range A:B of frames (0-based, A < B), got {text!r}")
+
+
 def _teach_args(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--bag", help="take the views from this bag's frames, as the node takes them live")
@@ -850,6 +897,10 @@ def _teach_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", type=_int(1), help="views to take (bag: default 10, at most 200; images: default all)")
     p.add_argument("--select", type=_select_arg, default="center",
                    help="which object of a frame: center (default), largest or X,Y (the object at that pixel)")
+    p.add_argument("--frames", type=_frame_range, metavar="N or A:B",
+                   help="bag: the frames to take views from, counted from 0 in stamp order: one (N) or a range "
+                        "(A:B, B not included; either end may be left out); default: from the first. With a "
+                        "closed range, --views defaults to its length (at most 10)")
     p.add_argument("--out", required=True, help="the taught model (a new file)")
     p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
     _add_model_arg(p)

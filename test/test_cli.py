@@ -218,6 +218,7 @@ BAD_NUMBERS = [
     (["replay", "--bag", "nowhere"], "--rate", "0"),
     (["replay", "--bag", "nowhere"], "--rate", "fast"),
     (["replay", "--bag", "nowhere"], "--wait", "-1"),
+    (["teach", "--bag", "nowhere", "--label", "x", "--out", "o"], "--frames", "3:2"),
 ]
 
 

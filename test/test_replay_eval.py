@@ -53,8 +53,8 @@ def test_replay_eval_numbers_match_the_hand_count(tiny, tmp_path):
     assert m["detection_recall"] == pytest.approx(3 / 4)
     # Detections: 2 + 1 + 1, of which 3 match truth.
     assert m["detection_precision"] == pytest.approx(3 / 4)
-    assert m["per_class"]["red_box"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
-    assert m["per_class"]["blue_box"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert m["per_class"]["red_box"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2, "predicted": 2}
+    assert m["per_class"]["blue_box"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2, "predicted": 2}
     labels, cm = m["confusion"]["labels"], np.array(m["confusion"]["matrix"])
     at = lambda r, c: cm[labels.index(r), labels.index(c)]  # noqa: E731
     assert (at("red_box", "red_box"), at("blue_box", "red_box"), at("red_box", "missed"),

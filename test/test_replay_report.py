@@ -251,3 +251,20 @@ def test_cli_compare_of_two_model_files_runs_both(known, tmp_path, capsys):
     assert m["run"]["model"]["path"] == str(fa) and m["run"]["params_file"] == str(params)
     assert m["run"]["parameters"]["min_score"] == 0.3 and m["thresholds"]["min_score"] == 0.3
     assert (tmp_path / "cmp" / "b" / "objects.jsonl").exists() and (tmp_path / "cmp" / "compare.html").exists()
+
+
+def test_threshold_curves_leave_out_what_the_other_checks_made_unknown():
+    """An object the size or pose check made `unknown` (its score passed min_score) stays
+    unnamed at every threshold: the curves show what the node would publish."""
+    from robot_classify.evaluation.replay_metrics import threshold_summary
+
+    def rec(known, label, score, top="mug", truth="mug"):
+        return {"known": known, "iou": 0.9, "label": label, "score": score, "top": top, "truth": truth}
+    records = [rec(True, "mug", 0.9), rec(True, "unknown", 0.95),  # the second: vetoed by a check
+               rec(False, "unknown", 0.9, truth="distractor"),      # vetoed: never named
+               rec(False, "mug", 0.8, truth="distractor")]          # named from 0 to 0.8
+    t = threshold_summary(records, min_score=0.5)
+    at = {c["min_score"]: c for c in t["coverage"]}
+    assert at[0.0]["no_class_named"] == 0.5 and at[0.5]["no_class_named"] == 0.5 and at[0.9]["no_class_named"] == 0
+    assert at[0.0]["coverage"] == 0.5 and at[0.0]["kept"] == 1  # of both class objects, the vetoed one never kept
+    assert t["n"] == 2 and t["top1_accuracy"] == 1.0  # calibration itself: the classifier's scores, both

@@ -377,7 +377,16 @@ def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, ca
     assert [o.label for o in run(m, [(20, 20, RED), (500, 380, PURPLE)]).labels.objects] == ["red_box", "purple_box"]
     assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--views", "5",
                  "--out", str(tmp_path / "short.safetensors"), "--quiet"]) == 2
-    assert "bag ended after 3 frames with 2/5 views" in capsys.readouterr().err
+    assert "the frames ended after 3 of them with 2/5 views" in capsys.readouterr().err
+    # --frames: the views of one frame (and the command says which frame and object gave each)
+    one = tmp_path / "one.safetensors"
+    assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "2",
+                 "--select", "520,400", "--out", str(one)]) == 0
+    out_text = capsys.readouterr().out
+    assert "view 1/1: frame 2, the object in box x 4" in out_text and "taught 'purple_box': 1 view," in out_text
+    assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "0",
+                 "--out", str(tmp_path / "none.safetensors"), "--quiet"]) == 2  # frame 0 holds no object
+    assert "the frames ended after 1 of them with 0/1 views" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- a taught class beside big ones

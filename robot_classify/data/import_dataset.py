@@ -49,9 +49,20 @@ def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None
 
 def import_dataset(path: str | Path, out: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
                    scenes: Sequence[str] | None = None, every: int = 1, max_frames: int | None = None,
-                   rate_hz: float = 30.0, storage: str = "mcap", progress: bool = False) -> int:
+                   rate_hz: float = 30.0, storage: str = "mcap", progress: bool = False,
+                   counts: dict[str, int] | None = None) -> int:
     """Write the chosen frames to a new bag `out` (never overwritten; nothing is left behind on
-    failure). Returns the number of frames written."""
+    failure). Returns the number of frames written; `counts`, when given, receives the objects
+    written per class name (`distractor` for those the class map leaves out), so that a class
+    map with a typo shows before any evaluation."""
     if Path(out).exists():
         raise DatasetError(f"{out} exists; choose a new path (bags are never overwritten)")
-    return write_frames(out, iter_dataset(path, fmt, class_map, scenes, every, max_frames, progress), storage, rate_hz)
+
+    def counted(frames):
+        for frame in frames:
+            if counts is not None:
+                for o in frame.objects:
+                    counts[o.label] = counts.get(o.label, 0) + 1
+            yield frame
+    return write_frames(out, counted(iter_dataset(path, fmt, class_map, scenes, every, max_frames, progress)),
+                        storage, rate_hz)

@@ -14,7 +14,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 
 
 def per_class_report(cm: np.ndarray, labels: list[str]) -> dict[str, dict[str, float]]:
-    """precision / recall / f1 / support per label from a confusion matrix (0 where undefined)."""
+    """precision / recall / f1 / support per label from a confusion matrix (0 where undefined, as
+    scikit-learn's zero_division=0; `predicted` and `support` tell a 0 from an undefined one)."""
     tp = np.diag(cm).astype(float)
     pred = cm.sum(0).astype(float)
     true = cm.sum(1).astype(float)
@@ -23,7 +24,7 @@ def per_class_report(cm: np.ndarray, labels: list[str]) -> dict[str, dict[str, f
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     return {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                   "support": int(true[i])} for i, name in enumerate(labels)}
+                   "support": int(true[i]), "predicted": int(pred[i])} for i, name in enumerate(labels)}
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:

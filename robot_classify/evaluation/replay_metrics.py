@@ -127,17 +127,28 @@ def iou_summary(records: list[dict], threshold: float = 0.5) -> dict[str, Any]:
 
 def threshold_summary(records: list[dict], min_score: float, n_bins: int = 10) -> dict[str, Any]:
     """What `min_score` buys: over matched objects of known classes, the best class's score and
-    whether that class is right (whatever min_score said); coverage and accuracy per threshold;
-    the reliability bins; how many objects of no known class each threshold still names."""
+    whether that class is right (whatever min_score said); the reliability bins on those; and
+    per threshold, what the node would then keep (coverage, accuracy) and how many objects of
+    no known class it would still name. The curves leave out what the node's other checks made
+    `unknown` (size, pose, open set: `unknown` although the score passed `min_score`), which
+    no threshold brings back."""
     known = [r for r in records if r["known"] and r["iou"] is not None]
     # Clipped: a vote share summed in floating point may come out a hair above 1.
     scores = np.clip(np.array([r["score"] for r in known], float), 0.0, 1.0)
     right = np.array([r["top"] == r["truth"] for r in known], bool)
-    distractor = np.clip([r["score"] for r in records if r["known"] is False and r["iou"] is not None], 0.0, 1.0)
-    curve = coverage_curve(scores, right, THRESHOLDS)
+    others = [r for r in records if r["known"] is False and r["iou"] is not None]
+    distractor = np.clip([r["score"] for r in others], 0.0, 1.0)
+
+    def vetoed(rs: list[dict]) -> np.ndarray:
+        return np.array([r["label"] == UNKNOWN and r["score"] >= min_score for r in rs], bool)
+    keep = ~vetoed(known)
+    curve = dict(coverage_curve(scores[keep], right[keep], THRESHOLDS))
+    if len(scores):  # the share of all of them, not of those the checks left
+        curve["coverage"] = np.asarray(curve["count"]) / len(scores)
     bins = reliability_bins(scores, right, n_bins)
     ece = expected_calibration_error(scores, right, n_bins)
-    named = [float((distractor >= t).mean()) if len(distractor) else None for t in THRESHOLDS]
+    open_ = ~vetoed(others)
+    named = [float(((distractor >= t) & open_).mean()) if len(distractor) else None for t in THRESHOLDS]
     return {
         "min_score": min_score, "n": int(len(scores)), "top1_accuracy": float(right.mean()) if len(right) else None,
         "ece": None if not np.isfinite(ece) else ece,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.frame_processor import UNKNOWN
 from .replay_metrics import STAGES
 
 OUTCOME_TEXT = {"misclassified": "wrong class", "distractor_named": "no-class object named",
@@ -109,10 +110,15 @@ def write_figures(m: dict[str, Any], records: list[dict], folder: Path) -> list[
 def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(name, value, detail) for the top of the page and summary.md."""
     c, nc, f, t = m["centroid_error_mm"], m["non_class_objects"], m["failures"], m["timing_ms"].get("total")
+    nm = m["named"]
     lat = t or m["latency_ms"]
     rows = [
-        ("object accuracy", _pct(m["object_accuracy"]), f"{m['objects']['matched'] - nc['matched']} matched objects "
+        ("object accuracy", _pct(m["object_accuracy"]) if m["objects"]["matched"] > nc["matched"] else "n/a",
+         f"{m['objects']['matched'] - nc['matched']} matched objects "
                                                         "of the model's classes"),
+        ("named precision", "n/a" if nm["precision"] is None else _pct(nm["precision"]),
+         f"{nm['right']} of {nm['named']} class names right (wrong: {nm['wrong_class']} another class, "
+         f"{nm['non_class_named']} objects of no class, {nm['clutter_named']} unlabelled detections)"),
         ("detection recall", _pct(m["detection_recall"]), f"{m['objects']['matched']} of {m['objects']['ground_truth']}"
                                                           " ground-truth objects found"),
         ("detection precision", _pct(m["detection_precision"]), f"of {m['objects']['detections']} detections"),
@@ -157,9 +163,17 @@ def summary_markdown(m: dict[str, Any]) -> str:
     per_c = m["centroid_error_mm"]["per_class"]
     for name, v in m["per_class"].items():
         c = per_c.get(name, {})
-        lines.append(f"| {name} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} | "
+        lines.append(f"| {name} | {' | '.join(_class_rates(v))} | {v['support']} | "
                      f"{_mm(c.get('median'))} / {_mm(c.get('p90'))} |")
     return "\n".join(lines) + "\n"
+
+
+def _class_rates(v: dict[str, Any]) -> list[str]:
+    """precision, recall, F1 as shown: n/a where undefined (a class never predicted, or never in
+    the ground truth), not the 0.000 metrics.json keeps there."""
+    p = "n/a" if v.get("predicted", 1) == 0 else f"{v['precision']:.3f}"
+    r = "n/a" if v["support"] == 0 else f"{v['recall']:.3f}"
+    return [p, r, "n/a" if "n/a" in (p, r) else f"{v['f1']:.3f}"]
 
 
 def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
@@ -170,7 +184,9 @@ def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
 
 def failure_card(r: dict[str, Any], prefix: str = "") -> str:
     said = "nothing (not detected)" if r["label"] is None else f"{r['label']} {r['score']:.2f}"
-    if r["label"] is not None and r["top"] != r["label"]:
+    if r["label"] == UNKNOWN:  # the score is the best class's, not a confidence in `unknown`
+        said = f"unknown (best: {r['top']} {r['score']:.2f})"
+    elif r["label"] is not None and r["top"] != r["label"]:
         said += f" (best: {r['top']})"
     truth = r["truth"] if r["truth"] is not None else "nothing there"
     extra = [f"t = {r['time_s']:.2f} s"]
@@ -224,7 +240,7 @@ def report_html(m: dict[str, Any], figs: set[str]) -> str:
     cards = "".join(failure_card(r) for r in f["items"])
     counts = ", ".join(f"{v} {OUTCOME_TEXT[k]}" for k, v in f["counts"].items() if v) or "none"
     per_c = m["centroid_error_mm"]["per_class"]
-    class_rows = [[k, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"],
+    class_rows = [[k, *_class_rates(v), v["support"],
                    _mm(per_c.get(k, {}).get("median")), _mm(per_c.get(k, {}).get("p90")),
                    _mm(per_c.get(k, {}).get("max"))] for k, v in m["per_class"].items()]
     called = ", ".join(f"{k}: {v}" for k, v in nc["called"].items()) or "nothing"
