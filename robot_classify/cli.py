@@ -94,8 +94,8 @@ def _topics_arg(text: str) -> tuple[str, str, str]:
 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model file (.safetensors); default: the params file's model_path, else the "
-                                   "embedded default model")
+    p.add_argument("--model", help="model file (.safetensors), or 'default' for the embedded default model; "
+                                   "default: the params file's model_path, else the embedded default model")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the params file's, else auto")
 
 
@@ -111,6 +111,8 @@ def _node_parameters(args: argparse.Namespace) -> dict:
                          ("min_score", "min_score"), ("model", "model_path"), ("device", "device")):
         if getattr(args, option, None) is not None:
             values[name] = args.__dict__[option]
+    if values.get("model_path") == "default":  # --model default, as replay-eval --compare takes it
+        values["model_path"] = ""  # the node's own word for the embedded default
     return check_parameters(values)
 
 

@@ -448,3 +448,13 @@ def test_every_option_of_every_command_says_what_it_does():
     bare = {name: [a.option_strings[0] if a.option_strings else a.dest for a in p._actions
                    if not a.help and a.dest != "help"] for name, p in sub.choices.items()}
     assert not {name: opts for name, opts in bare.items() if opts}
+
+
+def test_model_default_names_the_embedded_model_as_compare_does(tmp_path, capsys):
+    import cv2
+
+    crop = tmp_path / "crop.png"
+    cv2.imwrite(str(crop), np.full((32, 32, 3), 128, np.uint8))
+    code, out, err = run(["predict", "--model", "default", "--format", "json", crop], capsys)
+    assert code == 0 and "no such model" not in err
+    assert json.loads(out)["model"].startswith("default-")
