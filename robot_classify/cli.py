@@ -574,6 +574,9 @@ def cmd_teach(args: argparse.Namespace) -> int:
     teacher = Teacher(processor, math.inf, values["teach.jitter_crops"], values["teach.mirror"],
                       values["teach.occluded_crops"], values["teach.white_balance"])  # the node's examples
     if args.images:
+        if args.frames:
+            raise ValueError("--frames picks frames of a --bag; with --images every crop is a view "
+                             "(--views N: the first N)")
         status = teacher.add_views(args.label, _crops_from_folder(Path(args.images), args.views))
     else:
         from .data.bags import read_frames
@@ -608,8 +611,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
     if status.state != "done":
         raise ValueError(f"teaching {args.label!r} failed: {status.reason}")
     teacher.save(out)
-    print(f"taught {status.label!r}: {status.views} view{'s' * (status.views != 1)}, {status.n_samples} examples of it; "
-          f"{len(status.classes)} classes -> {out}")
+    views = f"{status.views} view{'s' * (status.views != 1)}"
+    print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(status.classes)} classes -> {out}")
     return 0
 
 

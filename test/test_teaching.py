@@ -361,7 +361,10 @@ def test_cli_teach_from_a_folder_of_crops(tmp_path, model_file, capsys):
     assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "bad label",
                  "--out", str(tmp_path / "y.safetensors")]) == 2
     assert "not a class name" in capsys.readouterr().err
-    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+    assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box", "--frames", "2",
+                 "--out", str(tmp_path / "z.safetensors")]) == 2
+    assert "--frames picks frames of a --bag" in capsys.readouterr().err
+    assert not any((tmp_path / f"{n}.safetensors").exists() for n in "xyz")
 
 
 def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, capsys):
