@@ -612,7 +612,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
         raise ValueError(f"teaching {args.label!r} failed: {status.reason}")
     teacher.save(out)
     views = f"{status.views} view{'s' * (status.views != 1)}"
-    print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(status.classes)} classes -> {out}")
+    print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(status.classes)} classes "
+          f"-> {out}")
     return 0
 
 
