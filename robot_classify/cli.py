@@ -412,17 +412,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _headline(m: dict) -> str:
-    """replay-eval's headline in one line, the report's figures: named precision beside accuracy
-    (what a grasp planner acts on), processing time over every stage of a frame."""
+    """replay-eval's headline in one line, with the report's own figures (`report_html._headline`):
+    named precision beside accuracy (what a grasp planner acts on), time over every stage."""
+    from .evaluation.report_html import _headline as report_headline
+
+    v = {name: value for name, value, _ in report_headline(m)}
     nm = m["named"]
-    named = "n/a" if nm["precision"] is None else f"{nm['precision']:.1%}"
-    lat = m["timing_ms"].get("total") or m["latency_ms"]
-    matched = m["objects"]["matched"] > m["non_class_objects"]["matched"]  # any object of the model's classes
-    accuracy = f"{m['object_accuracy']:.1%}" if matched else "n/a"
-    return (f"object accuracy {accuracy}  named precision {named} ({nm['right']} of {nm['named']} "
-            f"names)  detection recall {m['detection_recall']:.1%}  precision {m['detection_precision']:.1%}  "
-            f"processing p50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms  frames {m['frames']['processed']}/"
-            f"{m['frames']['pairs']}")
+    return (f"object accuracy {v['object accuracy']}  named precision {v['named precision']} ({nm['right']} of "
+            f"{nm['named']} names)  detection recall {v['detection recall']}  precision {v['detection precision']}  "
+            f"processing p50 / p99 {v['latency p50 / p99']}  frames {m['frames']['processed']}/{m['frames']['pairs']}")
 
 
 def _topics(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -580,13 +578,13 @@ def cmd_teach(args: argparse.Namespace) -> int:
         status = teacher.add_views(args.label, _crops_from_folder(Path(args.images), args.views))
     else:
         from .data.bags import read_frames
-
-        from .runtime.teaching import select_object
+        from .runtime.teaching import parse_teach_request, select_object
 
         start, stop = args.frames or (0, None)
         views = args.views or (10 if stop is None else min(10, stop - start))
-        status = teacher.request(json.dumps({"label": args.label, "views": views, "select": args.select}))
-        where = (args.select["x"], args.select["y"]) if isinstance(args.select, dict) else args.select
+        request = json.dumps({"label": args.label, "views": views, "select": args.select})
+        status = teacher.request(request)
+        where = parse_teach_request(request).select if status.state == "collecting" else None  # as the teacher reads it
         frames = 0
         for index, frame in enumerate(read_frames(args.bag, _topics(args))):
             if status.state != "collecting" or (stop is not None and index >= stop):

@@ -702,7 +702,7 @@ def main(args: list[str] | None = None) -> int:
     # OpenBLAS / OpenMP threads spin between calls (measured: ~1 core burnt at 30 Hz, p99 +6 ms).
     # OpenCV's own pool too: on a frame's small images its second thread buys no latency and
     # costs CPU (with ~/markers built only for a viewer: the node at 30 Hz, mean of 4 runs, 0.74 /
-    # 0.79 cores for the hog_color / cnn_color defaults against 0.78 / 0.85; latency the same).
+    # 0.79 cores for the hog_color / cnn_color defaults against 0.78 / 0.86; latency the same).
     threadpool_limits(1)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
