@@ -12,6 +12,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            product's size (`runtime/object_sizes.py`)
   after    this release's defaults: also, class names only for segments resting in one of the
            product's poses (height above the support, footprint: `pose_check`)
+  pose_0.6 after, as 0.6: the pose check without its lower bound on the footprint's long side
+           (`object_sizes.MAJOR_LOWER`, a constant no parameter reaches: swapped for the run)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -34,6 +36,7 @@ import json
 import platform
 import tempfile
 import time
+from unittest import mock
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,7 @@ import numpy as np
 from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from robot_classify.evaluation.replay_eval import replay_eval
 from robot_classify.learn.model_io import load_model
+from robot_classify.runtime import object_sizes
 from robot_classify.runtime.default_model import get_default_model
 
 SETTINGS = {
@@ -49,7 +53,9 @@ SETTINGS = {
     "sizes": {"pose_check": False},
     "after": {},
     "split": {"segmentation.split_large": True},
+    "pose_0.6": {},
 }
+CONSTANTS = {"pose_0.6": {"MAJOR_LOWER": 0.0}}  # runtime.object_sizes constants swapped per setting
 
 
 def summarise(metrics: dict) -> dict:
@@ -99,9 +105,10 @@ def main() -> None:
             for bag in bags:
                 for s in settings:
                     t0 = time.perf_counter()
-                    runs = [replay_eval(bag, model, Path(tmp) / f"{Path(bag).name}-{s}-{r}",
-                                        (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC), parameters=SETTINGS[s],
-                                        report=False, quiet=True) for r in range(max(1, args.repeat))]
+                    with mock.patch.dict(vars(object_sizes), CONSTANTS.get(s, {})):
+                        runs = [replay_eval(bag, model, Path(tmp) / f"{Path(bag).name}-{s}-{r}",
+                                            (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC), parameters=SETTINGS[s],
+                                            report=False, quiet=True) for r in range(max(1, args.repeat))]
                     rows.append({"kind": kind, "bag": str(bag), "setting": s, **summarise(runs[0]),
                                  "frame_ms": [f["stages_ms"]["total"] for m in runs for f in m["per_frame"]
                                               if f.get("stages_ms")],

@@ -138,6 +138,33 @@ def test_a_product_is_named_only_in_a_pose_it_can_rest_in():
     assert plausible(np.array([0.09, 0.175, 0.04]), sugar, top=None, footprint=(0.088, 0.17))
 
 
+def test_a_product_shows_at_least_half_its_length():
+    """A footprint far shorter than every pose's long side is something smaller of the same
+    height: measured on real frames, a 5x7 cm foam brick named `cracker_box` (lying flat, 6 cm
+    high) and a small can named `sugar_box` (on its side, 9 cm). Cut by the image's border, a
+    product shows only part of itself, and the lower bound is not applied."""
+    cracker, sugar = PRODUCT_SIZES["cracker_box"], PRODUCT_SIZES["sugar_box"]
+    brick = dict(top=0.052, footprint=(0.065, 0.074))
+    assert plausible(np.array([0.08, 0.07, 0.06]), cracker, top=0.052)  # its height alone lets it pass
+    assert not plausible(np.array([0.08, 0.07, 0.06]), cracker, **brick)
+    assert plausible(np.array([0.08, 0.07, 0.06]), cracker, **brick, truncated=True)
+    assert not plausible(np.array([0.06, 0.09, 0.05]), sugar, top=0.089, footprint=(0.043, 0.054))
+    assert plausible(np.array([0.09, 0.175, 0.04]), sugar, top=0.09, footprint=(0.04, 0.09))  # half of 17.5 cm
+    assert plausible(np.array([0.09, 0.175, 0.04]), sugar, top=0.09, footprint=(0.04, 0.175))  # all of it
+
+
+def test_a_segment_at_the_images_border_is_marked_truncated():
+    """The same box and table, moved against the image's left border: only then is it cut."""
+    color, depth = _room()
+    assert extract_objects(color, depth, K, SegmentationParams(min_area=50)).objects[0].truncated is False
+    moved_c, moved_d = np.roll(color, -140, axis=1), np.roll(depth, -140, axis=1)  # the box at x 0-29
+    moved_d[:, -140:], moved_c[:, -140:] = 1600, 90  # nothing comes in from the other side
+    moved_d[50:190, :90], moved_c[50:190, :90] = 1150, (170, 130, 90)  # the table goes on out of view
+    moved_d[100:130, :30], moved_c[100:130, :30] = 1050, (200, 40, 40)
+    cut = extract_objects(moved_c, moved_d, K, SegmentationParams(min_area=50)).objects
+    assert [o.truncated for o in cut] == [True] and cut[0].bbox[0] == 0
+
+
 def test_resting_boxes_seen_through_the_segmenter_fit_their_product():
     """extract_objects measures the top and footprint it hands the rule: the 10 cm box of the room."""
     color, depth = _room()
@@ -183,15 +210,18 @@ def test_size_mask_is_plausible_for_every_pair():
     areas = [float(rng.uniform(0.0, 0.06)) if i % 3 else None for i in range(len(extents))]
     tops = [float(rng.uniform(0.005, 0.25)) if i % 4 else None for i in range(len(extents))]
     footprints = [tuple(sorted(rng.uniform(0.01, 0.3, 2))) if i % 5 else None for i in range(len(extents))]
-    for a, t, f in ((None, None, None), (areas, None, None), (areas, tops, footprints), (None, tops, None)):
-        got = size_mask(names, extents, a, t, f)
+    cut = [i % 7 == 0 for i in range(len(extents))]
+    for a, t, f, c_ in ((None, None, None, None), (areas, None, None, None), (areas, tops, footprints, None),
+                        (None, tops, None, None), (areas, tops, footprints, cut)):
+        got = size_mask(names, extents, a, t, f, c_)
         for i, e in enumerate(extents):
             for c, n in enumerate(names):
                 if e is None or not np.all(np.isfinite(e)) or n not in PRODUCT_SIZES:
                     assert got[i, c]
                 else:
                     assert got[i, c] == plausible(e, PRODUCT_SIZES[n], None if a is None else a[i],
-                                                  None if t is None else t[i], None if f is None else f[i]), (i, n)
+                                                  None if t is None else t[i], None if f is None else f[i],
+                                                  bool(c_ and c_[i])), (i, n)
         assert not got.all() and got.any()
 
 

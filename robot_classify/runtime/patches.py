@@ -105,6 +105,8 @@ class DetectedObject:
     # footprint (minor, major) on it, metres; None without a support plane.
     top: float | None = None
     footprint: tuple[float, float] | None = None
+    # Cut by the image's border: what is measured of it is only the part in the picture.
+    truncated: bool = False
 
     def bbox_dict(self) -> dict[str, int]:
         return dict(zip(("x_offset", "y_offset", "width", "height"), map(int, self.bbox)))
@@ -719,10 +721,10 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             comps = kept
     comps.sort(key=lambda c: -c[2])  # largest first
     rule = origin = basis = None
+    H, W = color.shape[:2]
     if s > 1 and comps and result.plane is not None:
         # The full-resolution rule once, over the region all (upscaled) components lie in.
         b = REFINE_BAND + 2
-        H, W = color.shape[:2]
         X0 = max(0, min(c[1][0] for c in comps) * s - b)
         Y0 = max(0, min(c[1][1] for c in comps) * s - b)
         X1 = min(W, max(c[1][0] + c[1][2] for c in comps) * s + b)
@@ -769,7 +771,8 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             if rule is not None:
                 m, bbox = _refine_edges(m, bbox, rule, origin)
         patch = crop_patch(color, bbox, params.padding, m if params.mask_background else None)
+        cut = bbox[0] < s or bbox[1] < s or bbox[0] + bbox[2] > W - s or bbox[1] + bbox[3] > H - s
         result.objects.append(DetectedObject(len(result.objects), bbox, m, area, centroid, patch, extent, area_m2,
-                                             *(pose or (None, None))))
+                                             *(pose or (None, None)), truncated=cut))
     result.ms = (time.perf_counter() - t0) * 1000
     return result
