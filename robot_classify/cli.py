@@ -12,6 +12,7 @@ import logging
 import math
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -474,6 +475,14 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import replay_eval
     from .evaluation.report_html import summary_markdown
 
+    if args.report is None:
+        if not args.no_report or args.compare:
+            raise ValueError("--report FOLDER is required for what replay-eval writes (or --no-report without it, "
+                             "to print the figures and keep no file)")
+        with tempfile.TemporaryDirectory(prefix="replay-eval-") as tmp:  # the figures printed, no file kept
+            args.report, args.keep_report = tmp, False
+            cmd_replay_eval(args)
+        return 0
     run = dict(gallery=args.gallery, quiet=args.quiet, report=not args.no_report, gt_topic=args.ground_truth_topic,
                params_file=args.params_file)
     if args.compare:  # two models (run here, one report each in REPORT/a and REPORT/b) or two report folders
@@ -519,7 +528,8 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
               f"id switches {t['id_switches']} ({t['id_switches_per_500'] or 0:.2f} per 500 object-frames)  "
               f"fragmentations {t['fragmentations']}  fused label changes "
               f"{t['label_changes']['fused_per_100'] or 0:.2f} per 100 track-frames")
-    print(f"report: {Path(args.report) / ('metrics.json' if args.no_report else 'report.html')}")
+    if getattr(args, "keep_report", True):
+        print(f"report: {Path(args.report) / ('metrics.json' if args.no_report else 'report.html')}")
     return 0
 
 
@@ -843,10 +853,12 @@ def _replay_eval_args(p: argparse.ArgumentParser) -> None:
     _bag_args(p)
     p.add_argument("--min-score", type=_float(-1, 1), help="min_score (default: the params file's, else the "
                    "model's own, chosen on its validation data; -1 = the model's own)")
-    p.add_argument("--report", required=True, help="folder for metrics.json, report.html, summary.md, figures")
+    p.add_argument("--report", help="folder for metrics.json, report.html, summary.md, figures (required, "
+                                    "but for --no-report alone)")
     p.add_argument("--gallery", type=_int(0), default=40, help="failures shown in the report, worst first")
     p.add_argument("--no-report", action="store_true",
-                   help="metrics.json, objects.jsonl and object_labels.jsonl only: no figures, crops or HTML")
+                   help="metrics.json, objects.jsonl and object_labels.jsonl only (in --report): no figures, crops "
+                        "or HTML; without --report, the figures are printed and no file is kept")
     p.add_argument("--format", choices=["text", "md"], default="text",
                    help="md: print the headline table as markdown (also written as summary.md)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),

@@ -367,6 +367,27 @@ def test_failed_replay_eval_leaves_no_report_folder(tmp_path, capsys, tiny_model
     assert not (tmp_path / "r").exists()
 
 
+def test_replay_eval_no_report_alone_prints_the_figures_and_keeps_no_file(tmp_path, capsys, tiny_model_file,
+                                                                          monkeypatch):
+    """As it was tried from outside: `replay-eval --no-report` for the figures, no folder named."""
+    from robot_classify.data.bags import write_bag
+    from scene_fixtures import rendered
+
+    bag = write_bag(tmp_path / "bag", [rendered(910_000_000 + i) for i in range(2)])
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, out, err = run(["replay-eval", "--bag", bag, "--model", tiny_model_file, "--no-report", "--quiet"], capsys)
+    assert code == 0, err
+    assert "object accuracy" in out and "report:" not in out
+    assert list(work.iterdir()) == []
+    code, _, err = run(["replay-eval", "--bag", bag, "--compare", tiny_model_file, tiny_model_file, "--no-report"],
+                       capsys)
+    assert code == 2 and error_lines(err) == [
+        "error: --report FOLDER is required for what replay-eval writes (or --no-report without it, to print the "
+        "figures and keep no file)"]
+
+
 def test_cli_end_to_end_exit_status_in_a_fresh_process(tmp_path):
     res = subprocess.run([sys.executable, "-m", "robot_classify.cli", "train", "--dataset", str(tmp_path),
                           "--out", str(tmp_path / "m"), "--max-steps", "0"], capture_output=True, text=True, timeout=60)
