@@ -85,3 +85,30 @@ def test_lifecycle_transitions_including_a_failing_configure(tmp_path, default_m
         assert h.alive()
     finally:
         h.close()
+
+
+def test_transitions_it_cannot_take_and_early_parameters_leave_it_running(default_model_file):
+    """Tried from outside on 0.6.1: a transition id the current state has not (a manager's
+    repeated configure, an activate before configure) got no answer and ended the node (rclpy
+    7.1.6 raises there), and so did `min_score` set between configure and the first activate.
+    Each is now refused or taken, and the node goes on."""
+    h = RosHarness(default_model_file, TOPICS, managed=True)
+    s = rendered(900_000_001)
+    try:
+        assert h.change_state("activate") is False  # by id, while unconfigured
+        assert h.lifecycle_state() == "unconfigured" and h.wait_log("no transition 3 from unconfigured")
+        assert h.change_state("configure") is True
+        assert h.change_state("configure") is False  # again: inactive has no configure
+        assert h.lifecycle_state() == "inactive"
+        assert [r.successful for r in h.set_parameters(min_score=0.99)] == [True]  # before the first activate
+        assert h.change_state("activate") is True
+        assert h.change_state("activate") is False
+        assert h.lifecycle_state() == "active"
+        time.sleep(0.5)
+        h.publish_frame(s.color, s.depth, camera_k(s), 1_790_000_000_000_000_000)
+        doc = h.wait_for(1_790_000_000_000_000_000, 20.0)
+        below = [o for o in doc["objects"] if o["score"] < 0.99]
+        assert below and all(o["label"] == "unknown" for o in below)  # min_score 0.99 in force
+        assert h.alive() and "Traceback" not in "\n".join(h.log)
+    finally:
+        h.close()

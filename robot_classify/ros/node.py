@@ -89,6 +89,7 @@ class _ClassifyPipeline:
     model stays loaded); cleanup: release the model (`_cleanup`)."""
 
     processor: FrameProcessor | None = None
+    vision: VisionOutput | None = None  # set while active with vision_msgs on (a parameter may change before that)
     _active = False
 
     def _declare(self) -> None:
@@ -636,8 +637,25 @@ class ManagedClassifyNode(_ClassifyPipeline, LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._declare()
+        self._service_change_state.callback = self._guard_change_state(self._service_change_state.callback)
         self.get_logger().info("managed: unconfigured; waiting for configure (ros2 lifecycle set "
                                f"{self.get_fully_qualified_name()} configure)")
+
+    def _guard_change_state(self, change_state):
+        """~/change_state answers success=False to a transition id the current state has not, as it
+        does to such a label. rclpy 7.1.6 (Jazzy's wheels) raises there instead, and the raise
+        ends the node (ros2/rclpy#1209, fixed upstream after that release): a lifecycle manager
+        that sends ids (Nav2's) and retries a configure would kill perception."""
+        def guarded(request, response):
+            ids = {t[0] for t in self._state_machine.available_transitions}
+            if not request.transition.label and request.transition.id not in ids:
+                label = self._state_machine.current_state[1]
+                self.get_logger().warning(f"change_state: no transition {request.transition.id} from {label} "
+                                          f"(available: {sorted(ids)}); nothing changed")
+                response.success = False
+                return response
+            return change_state(request, response)
+        return guarded
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
