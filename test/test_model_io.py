@@ -265,3 +265,20 @@ def test_version_2_linear_file_written_by_the_old_code_still_loads(tmp_path, pat
     np.testing.assert_allclose(pred.proba, clf.predict_proba(model.features.transform(patches.images)), rtol=1e-5)
     again = load_model(save_model(old, tmp_path / "v3.safetensors"), device="cpu")
     np.testing.assert_allclose(again.predict(patches.images)[1], pred.proba, rtol=1e-6)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_saved_model_has_the_mode_any_new_file_gets(tmp_path, patches, umask, mode):
+    """0.6.1 wrote models 0600 (its temporary file's mode, kept by the rename): a node running as
+    a service user could not read a model a developer trained. Now the umask decides, as for
+    every other file the package writes; nothing is left beside it."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        path = save_model(knn_model(patches), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

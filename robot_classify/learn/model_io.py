@@ -34,7 +34,7 @@ import json
 import math
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -135,16 +135,29 @@ def save_model(model: ClassifierModel, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # A unique temporary name beside the target, renamed over it once complete: a crash never
     # leaves half a model under the real name, and two writers never share a temporary file.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_file_beside(path)
+    mode = tmp.stat().st_mode & 0o777  # 0666 less the umask, as any new file
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
                   metadata={"robot_classify": _canonical_json(meta)})
+        os.chmod(tmp, mode)  # safetensors writes its file 0600 whatever the umask
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _new_file_beside(path: Path) -> Path:
+    """An empty file of a name no one else has, in `path`'s folder, created with the mode any
+    file gets (0666 less the umask), which the model then keeps: a 0600 model (mkstemp's mode,
+    and safetensors') is one a node running as another user cannot read."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def _require(cond: bool, path: Path, what: str) -> None:
