@@ -161,45 +161,68 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Top-1 accuracy over the crops of the model's classes, and the node's answers beside it:
+    crops of a negative label (`unknown`, `distractor`: objects of no class, as `bag-to-dataset`
+    writes them) have no right class at top-1, and are right when the node would say `unknown`."""
     from .data.datasets import get_split, load_dataset
     from .evaluation.metrics import classification_report
+    from .learn.model import is_negative
+    from .runtime.frame_processor import UNKNOWN, decide_label
 
     model = _load_model(args)
     data = get_split(load_dataset(args.dataset, args.format), args.split)
-    if data.class_names != model.class_names:
-        missing = set(data.class_names) - set(model.class_names)
-        if missing:
-            raise ValueError(f"dataset classes not known to the model: {sorted(missing)}")
-        remap = np.array([model.class_names.index(n) for n in data.class_names])
-        data.labels = remap[data.labels]
+    missing = {n for n in data.class_names if not is_negative(n)} - set(model.class_names)
+    if missing:
+        raise ValueError(f"dataset classes not known to the model: {sorted(missing)}")
+    # model class index per crop; -1 for a crop of no class (a negative label)
+    remap = np.array([-1 if is_negative(n) else model.class_names.index(n) for n in data.class_names], np.int64)
+    truth = remap[data.labels] if len(data.labels) else np.zeros(0, np.int64)
+    real = truth >= 0
     from tqdm.auto import tqdm
 
     from .evaluation.calibration import expected_calibration_error
 
-    preds, scores = [], []
+    preds, scores, known = [], [], []
     for s in tqdm(range(0, len(data), 1024), desc="evaluate", disable=args.quiet):
-        labels, proba = model.predict(data.images[s:s + 1024])
-        preds.append(labels)
-        scores.append(proba[np.arange(len(labels)), labels])
+        p = model.classify(data.images[s:s + 1024])
+        preds.append(p.labels)
+        scores.append(p.proba[np.arange(len(p.labels)), p.labels])
+        known.append(p.known)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     score = np.concatenate(scores) if scores else np.zeros(0)
-    report = classification_report(data.labels, pred, model.class_names)
+    familiar = np.concatenate(known) if known else np.zeros(0, bool)
+    report = classification_report(truth[real], pred[real], model.class_names)
     report.update({"model": model.meta.get("name"), "split": args.split, "dataset": str(args.dataset)})
-    ece = expected_calibration_error(score, pred == data.labels)
+    ece = expected_calibration_error(score[real], pred[real] == truth[real])
+    min_score = model.default_min_score
     report["calibration"] = {"ece": None if not np.isfinite(ece) else ece, "calibrated": model.calibration is not None,
-                             "default_min_score": model.default_min_score,
-                             "kept_at_default_min_score": float((score >= model.default_min_score).mean())
-                             if len(score) else None}
-    print(f"accuracy {report['accuracy']:.4f} on {report['n']} {args.split} patches; ECE {ece:.4f} "
-          f"({'calibrated' if model.calibration is not None else 'raw scores: a model file without calibration'}), "
-          f"default min_score {model.default_min_score:.2f}")
+                             "default_min_score": min_score,
+                             "kept_at_default_min_score": float((score[real] >= min_score).mean())
+                             if real.any() else None}
+    # What the node would publish (min_score, the open-set verdict, negative classes never named)
+    named = np.array([decide_label(model.class_names[lab], float(sc), min_score, bool(k)) != UNKNOWN
+                      for lab, sc, k in zip(pred, score, familiar)], bool)
+    report["answers"] = {"min_score": min_score, "class_crops": int(real.sum()),
+                         "class_crops_named_right": int((named & real & (pred == truth)).sum()),
+                         "class_crops_unknown": int((~named & real).sum()),
+                         "no_class_crops": int((~real).sum()), "no_class_unknown": int((~named & ~real).sum())}
+    a = report["answers"]
+    scores_are = "calibrated" if model.calibration is not None else "raw scores: a model file without calibration"
+    print(f"accuracy {report['accuracy']:.4f} (top-1) on {report['n']} {args.split} patches of the model's classes; "
+          f"ECE {ece:.4f} ({scores_are}), default min_score {min_score:.2f}")
+    print(f"as the node answers: {a['class_crops_named_right']} of {a['class_crops']} named right, "
+          f"{a['class_crops_unknown']} unknown" + (f"; {a['no_class_unknown']} of {a['no_class_crops']} crops of no "
+                                                    "class (unknown, distractor) unknown" if a["no_class_crops"] else ""))
     for name, r in report["per_class"].items():
-        print(f"  {name:<18} precision {r['precision']:.3f} recall {r['recall']:.3f} (n={r['support']})")
+        if not is_negative(name):  # n/a: never predicted, or not in the split (as replay-eval says it)
+            precision = f"{r['precision']:.3f}" if r["predicted"] else "n/a"
+            recall = f"{r['recall']:.3f}" if r["support"] else "n/a"
+            print(f"  {name:<18} precision {precision} recall {recall} (n={r['support']})")
     if args.metrics_out:
         Path(args.metrics_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.metrics_out).write_text(json.dumps(report, indent=2))
     if args.plots:
-        _write_plots(model, report, Path(args.plots), score, pred == data.labels)
+        _write_plots(model, report, Path(args.plots), score[real], pred[real] == truth[real])
     return 0
 
 

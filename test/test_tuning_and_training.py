@@ -136,3 +136,37 @@ def test_tuning_warns_at_a_grid_edge_and_for_classes_cv_cannot_validate():
     res.rows = [{**r, "mean": 0.0} for r in res.rows]
     assert res.grid_warnings({"reg": [1e-6, 1e-5]}) == [
         "every candidate scored 0: the validation cannot tell them apart (the first is used)"]
+
+
+def test_evaluate_scores_crops_of_no_class_by_whether_the_node_says_unknown(tmp_path, capsys):
+    """Tried from outside on 0.6.1: a `bag-to-dataset` set holds `distractor` crops; `evaluate`
+    refused it for a model without that class, and with one counted every such crop wrong (a
+    negative label is never a top-1 answer). Top-1 accuracy is over the model's classes; the
+    crops of no class are right when the node would say `unknown`."""
+    train, test = make_patches(20, 4, seed=3), make_patches(8, 4, seed=3)
+    names = ["class_0", "class_1", "class_2", "distractor"]
+    npz = tmp_path / "d.npz"
+    np.savez(npz, X_train=train.images, y_train=train.labels, X_test=test.images, y_test=test.labels,
+             class_names=np.array(names))
+    real = train.labels < 3
+    closed = tmp_path / "closed.npz"
+    np.savez(closed, X_train=train.images[real], y_train=train.labels[real], X_test=test.images[:1],
+             y_test=test.labels[:1], class_names=np.array(names[:3]))
+    for data, out in ((npz, "with.safetensors"), (closed, "without.safetensors")):
+        args = build_parser().parse_args(["train", "--dataset", str(data), "--classifier", "knn", "--k", "1",
+                                          "--features", "pixels", "--device", "cpu", "--quiet",
+                                          "--out", str(tmp_path / out)])
+        assert args.func(args) == 0
+    capsys.readouterr()
+    args = build_parser().parse_args(["evaluate", "--model", str(tmp_path / "with.safetensors"), "--dataset", str(npz),
+                                      "--quiet", "--metrics-out", str(tmp_path / "m.json")])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["accuracy"] == 1.0 and report["n"] == 24  # the 3 classes' 24 crops
+    assert report["answers"]["no_class_crops"] == 8 and report["answers"]["no_class_unknown"] == 8
+    assert "8 of 8 crops of no class (unknown, distractor) unknown" in out and "distractor " not in out
+    args = build_parser().parse_args(["evaluate", "--model", str(tmp_path / "without.safetensors"),
+                                      "--dataset", str(npz), "--quiet"])
+    assert args.func(args) == 0  # a model without negatives is evaluated too: 8 crops of no class
+    assert "accuracy 1.0000 (top-1) on 24 test patches" in capsys.readouterr().out
