@@ -546,7 +546,10 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
         print(f"3D centroid error median {c['median']:.1f} mm  p90 {c['p90']:.1f} mm  max {c['max']:.1f} mm  "
               f"failures {m['failures']['total']}")
     t = m.get("tracking")
-    if t and t["accuracy"]["n"]:
+    if t and t["accuracy"]["n"] and not t.get("persistent_ids", True):
+        print(f"tracks: not measured: the ground truth's instance ids do not persist across frames ({t['id_reuse']}); "
+              "make-bag --sequence makes a bag whose ids do")
+    elif t and t["accuracy"]["n"]:
         print(f"tracks: accuracy per frame {t['accuracy']['single_frame']:.3f} fused {t['accuracy']['fused']:.3f}  "
               f"id switches {t['id_switches']} ({t['id_switches_per_500'] or 0:.2f} per 500 object-frames)  "
               f"fragmentations {t['fragmentations']}  fused label changes "

@@ -13,6 +13,10 @@ frame (matched to a detection by box IoU, or missed) or one unmatched detection.
   label against the track's fused label, on the same records;
 - label_changes: how often a track's fused label (and, to compare, its per-frame label)
   changes from one of its frames to the next, per 100 track-frames.
+
+`persistent_ids` is False where one instance id names objects of two classes (a bag of
+unrelated scenes, `make-bag` without `--sequence`): the counts are then computed all the same,
+and the CLI and the report say they mean nothing there instead of printing them.
 """
 from __future__ import annotations
 
@@ -25,9 +29,23 @@ def _rate(n: int, d: int, per: float) -> float | None:
     return None if d == 0 else n * per / d
 
 
+def id_reuse(gt_rows: list[dict[str, Any]]) -> str | None:
+    """Where the ground truth's instance ids do not persist: an id that names objects of two
+    classes is no identity (a bag of unrelated scenes numbers each scene's objects from 0). A
+    sentence naming the first such id, or None."""
+    first: dict[int, dict[str, Any]] = {}
+    for r in gt_rows:
+        seen = first.setdefault(r["gt_instance"], r)
+        if seen["truth"] != r["truth"]:
+            return (f"instance {r['gt_instance']} is a {seen['truth']} in frame {seen['frame']} and a {r['truth']} "
+                    f"in frame {r['frame']}")
+    return None
+
+
 def tracking_summary(records: list[dict[str, Any]], tracker_ms: list[float] | None = None) -> dict[str, Any]:
     rows = sorted(records, key=lambda r: r["frame"])
     gt_rows = [r for r in rows if r["truth"] is not None and r.get("gt_instance") is not None]
+    reuse = id_reuse(gt_rows)
     last_track: dict[int, int] = {}
     matched_before: dict[int, bool] = {}
     interrupted: dict[int, bool] = {}
@@ -58,6 +76,8 @@ def tracking_summary(records: list[dict[str, Any]], tracker_ms: list[float] | No
     missed = sum(1 for r in gt_rows if r["iou"] is None)
     false_pos = sum(1 for r in rows if r["outcome"] == "false_positive")
     out = {
+        # False: the MOT counts below compare identities the ground truth does not have
+        "persistent_ids": reuse is None, "id_reuse": reuse,
         "object_frames": len(gt_rows), "matched_object_frames": len(gt_rows) - missed,
         "ground_truth_objects": len({r["gt_instance"] for r in gt_rows}), "tracks": len(by_track),
         "id_switches": switches, "id_switches_per_500": _rate(switches, len(gt_rows), 500.0),
