@@ -132,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .learn.model_io import save_model
     from .learn.training import TrainOptions, train_model
 
+    if Path(args.out).exists():
+        raise ValueError(f"{args.out} exists; choose a new path (train never overwrites a model)")
     splits = load_dataset(args.dataset, args.format)
     opts = TrainOptions(classifier=args.classifier, k=args.k, metrics=args.metric, features=args.features,
                         pca_dims=args.pca, tune=args.tune, folds=args.folds, val_fraction=args.val_fraction,

@@ -388,6 +388,26 @@ def test_replay_eval_no_report_alone_prints_the_figures_and_keeps_no_file(tmp_pa
         "figures and keep no file)"]
 
 
+def test_train_and_bag_to_dataset_never_write_over_what_is_there(tmp_path, capsys, tiny_model_file):
+    """Tried from outside on 0.6.1: `train` replaced an existing model, and `bag-to-dataset` into a
+    folder holding another bag's set mixed the two and overwrote crops of the same stamp."""
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"mine")
+    code, _, err = run(["train", "--dataset", tmp_path, "--out", model], capsys)
+    assert code == 2 and error_lines(err) == [
+        f"error: {model} exists; choose a new path (train never overwrites a model)"]
+    assert model.read_bytes() == b"mine"
+    kept = tmp_path / "data" / "train" / "mug" / "1700000000000000000_00000.png"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"a crop")
+    code, _, err = run(["bag-to-dataset", "--bag", tmp_path / "nowhere", "--out", tmp_path / "data",
+                        "--model", tiny_model_file], capsys)
+    assert code == 2 and error_lines(err) == [
+        f"error: {tmp_path / 'data'} exists and is not an empty folder; choose a new one (bag-to-dataset never "
+        "writes over or among files)"]
+    assert kept.read_bytes() == b"a crop"
+
+
 def test_cli_end_to_end_exit_status_in_a_fresh_process(tmp_path):
     res = subprocess.run([sys.executable, "-m", "robot_classify.cli", "train", "--dataset", str(tmp_path),
                           "--out", str(tmp_path / "m"), "--max-steps", "0"], capture_output=True, text=True, timeout=60)

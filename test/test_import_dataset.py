@@ -283,7 +283,8 @@ def test_cli_import_dataset_and_its_errors(bop_split, tmp_path, capsys):
 
 def test_replay_eval_runs_on_an_imported_bag(tmp_path):
     """The import is the node's input: a 640x480 table at 1 m with two 60 px boxes at 0.9 m;
-    the model knows one (mustard_bottle), the other is a YCB object of no class."""
+    the model knows one (tomato_soup_can: a 9 cm square box
+    10 cm high fits a standing soup can, and no mustard bottle), the other is a YCB object of no class."""
     from robot_classify.evaluation.replay_eval import replay_eval
     from robot_classify.learn.features import FeaturePipeline
     from robot_classify.learn.knn import KNNClassifier
@@ -303,7 +304,7 @@ def test_replay_eval_runs_on_an_imported_bag(tmp_path):
             m[y:y + 60, x:x + 60] = True
             masks.append(m)
         images.append({"color": color, "depth": depth, "K": K, "depth_scale": 0.1,
-                       "objects": [(5, masks[0], 1.0), (13, masks[1], 1.0)]})
+                       "objects": [(4, masks[0], 1.0), (13, masks[1], 1.0)]})
     bop_scene(tmp_path / "ds" / "000001", images)
     import_dataset(tmp_path / "ds", tmp_path / "bag")
     f0 = next(iter_dataset(tmp_path / "ds"))
@@ -311,7 +312,7 @@ def test_replay_eval_runs_on_an_imported_bag(tmp_path):
     red = next(o for o in ex.objects if o.bbox[0] < 300)
     crops = ex.patches[[ex.objects.index(red)]]
     model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
-                            ["mustard_bottle"]).fit(crops, np.array([0]))
+                            ["tomato_soup_can"]).fit(crops, np.array([0]))
     m = replay_eval(tmp_path / "bag", model, tmp_path / "report", (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
                     quiet=True, report=False)
     assert m["frames"]["processed"] == 2 and m["frames"]["skipped"] == {}

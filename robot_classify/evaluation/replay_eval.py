@@ -235,6 +235,11 @@ def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, top
     """The node's own crops from every frame, labelled from ground truth; train = first part in time."""
     if not 0 < split_by_time < 1:
         raise ValueError(f"split-by-time must be in (0, 1), got {split_by_time}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # Two bags' crops in one set would share file names (stamps) and quietly replace each other
+        raise ValueError(f"{out} exists and is not an empty folder; choose a new one (bag-to-dataset never "
+                         "writes over or among files)")
     parameters = check_parameters(parameters)
     # The node's crops (its segmentation); every crop keeps the classifier's best guess.
     processor = FrameProcessor.from_parameters(model, {**parameters, "min_score": 0.0, "top_k": 1})
@@ -256,7 +261,6 @@ def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, top
         raise BagError(f"{bag}: no objects found in any frame")
     stamps = sorted({c[0] for c in crops})
     cut = stamps[min(len(stamps) - 1, int(len(stamps) * split_by_time))]
-    out = Path(out)
     counts: dict[str, int] = {}
     for n, (stamp, label, patch) in enumerate(crops):
         split = "train" if stamp < cut else "test"
