@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 
 from ..runtime.camera import Intrinsics, depth_to_metres, surface_centroid
-from ..runtime.results import ObjectResult
+from ..runtime.results import CLASS_NAME, CLASS_NAME_RULE, ObjectResult
 
 DISTRACTOR = "distractor"  # a ground-truth object of no class (learn.model.NEGATIVE_LABELS)
 MAX_DEPTH_MM = 65535  # uint16 millimetres: 65.5 m
@@ -78,6 +78,9 @@ class ClassMap:
         for key, name in mapping.items():
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"class map: {key!r} must map to a class name, got {name!r}")
+            if not CLASS_NAME.fullmatch(name.strip()):  # the name a taught class could have
+                raise ValueError(f"class map: {key!r} maps to {name.strip()!r}, which is not a class name: use "
+                                 f"{CLASS_NAME_RULE}")
             if isinstance(key, bool) or not isinstance(key, (int, str)):
                 raise ValueError(f"class map: keys are object ids or names, got {key!r}")
             if isinstance(key, int) or key.strip().isdigit():

@@ -77,6 +77,8 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
             for conn, t, raw in reader.messages(connections=conns):
                 if should_stop():
                     return sent  # noqa: B012 -- the finally block still runs
+                if not rclpy.ok():  # Ctrl-C: rclpy's handler shut the context down (it need not raise here)
+                    raise KeyboardInterrupt
                 if t0 is None:
                     t0, wall0 = t, time.monotonic()
                 delay = wall0 + (t - t0) / 1e9 / rate - time.monotonic()
@@ -93,8 +95,12 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
             if not loop:
                 break
         return sent
+    except Exception:
+        if not rclpy.ok():  # Ctrl-C shut the context down under a publish: an interruption, not an error
+            raise KeyboardInterrupt from None
+        raise
     finally:
-        if qos == "reliable" and sent:  # don't tear down before subscribers have the last messages
+        if qos == "reliable" and sent and rclpy.ok():  # subscribers get the last messages before teardown
             for pub in pubs.values():
                 pub.wait_for_all_acked(Duration(seconds=5))
         reader.close()

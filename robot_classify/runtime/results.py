@@ -11,6 +11,7 @@ of version 1 keeps its meaning: `label`/`score`/`top_k` stay the single frame's 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,9 @@ from .stamps import stamp_to_ns
 SCHEMA = "robot_classify/ObjectLabels/2"
 READABLE_SCHEMAS = ("robot_classify/ObjectLabels/1", SCHEMA)  # version 2 only added keys
 BBOX_KEYS = ("x_offset", "y_offset", "width", "height")  # sensor_msgs/RegionOfInterest's names
+# A class name: what a consumer matches on and a file name can hold (a teach request, a class map)
+CLASS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+CLASS_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 
 
 @dataclass(frozen=True)

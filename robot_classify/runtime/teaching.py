@@ -30,10 +30,10 @@ from ..learn.features import with_mirror_images
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
 from .patches import DetectedObject, jittered_crop, occluded_crop, rebalanced
+from .results import CLASS_NAME, CLASS_NAME_RULE
 
 DEFAULT_VIEWS, MAX_VIEWS = 10, 200
 SELECT_MODES = ("center", "largest")
-LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 STATES = ("collecting", "done", "failed")
 LINEAR_REFUSAL = ("this model is linear: a linear classifier cannot take new examples without retraining "
                   "(robot-classify train); teaching needs a kNN model")
@@ -74,10 +74,9 @@ def check_label(label: Any) -> str:
     `unknown` from then on (a thing on the table the node keeps naming)."""
     if not isinstance(label, str) or not label.strip():
         raise TeachError("empty label: send a class name such as my_mug")
-    if not LABEL_PATTERN.fullmatch(label):
+    if not CLASS_NAME.fullmatch(label):
         shown = label if len(label) <= 40 else label[:37] + "..."
-        raise TeachError(f"label {shown!r} is not a class name: use 1 to 64 letters, digits, '_', '.' or '-', "
-                         "starting with a letter or digit")
+        raise TeachError(f"label {shown!r} is not a class name: use {CLASS_NAME_RULE}")
     return label
 
 
