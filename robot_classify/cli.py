@@ -94,10 +94,13 @@ def _topics_arg(text: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-def _add_model_arg(p: argparse.ArgumentParser) -> None:
+def _add_model_arg(p: argparse.ArgumentParser, params_file: bool = True) -> None:
+    """`params_file`: the command also takes --params-file, whose values are the defaults."""
     p.add_argument("--model", help="model file (.safetensors), or 'default' for the embedded default model; "
-                                   "default: the params file's model_path, else the embedded default model")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the params file's, else auto")
+                                   "default: " + ("the params file's model_path, else " if params_file else "") +
+                                   "the embedded default model")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="default: " + ("the params file's, else " if params_file else "") + "auto")
 
 
 def _node_parameters(args: argparse.Namespace) -> dict:
@@ -758,7 +761,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     from .data.datasets import FORMATS
 
-    _add_model_arg(p)
+    _add_model_arg(p, params_file=False)
     p.add_argument("--dataset", required=True,
                    help="the dataset: a PROPS folder, CIFAR-10 python batches, a folder of class folders of images, "
                         "or an .npz (images, labels, class_names)")

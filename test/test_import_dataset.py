@@ -149,6 +149,10 @@ BOP_BREAKS = {
     "missing depth_scale": (lambda s: (s / "scene_camera.json").write_text(json.dumps(
         {"0": {"cam_K": K0.ravel().tolist()}, "1": {"cam_K": K0.ravel().tolist(), "depth_scale": 1}})),
         r"scene_camera.json: image 0: missing 'depth_scale'"),
+    "negative depth_scale": (lambda s: (s / "scene_camera.json").write_text(json.dumps(
+        {"0": {"cam_K": K0.ravel().tolist(), "depth_scale": -0.1}, "1": {"cam_K": K0.ravel().tolist(),
+                                                                       "depth_scale": 1}})),
+        r"scene_camera.json: image 0: depth_scale must be > 0, got -0.1"),
     "missing obj_id": (lambda s: (s / "scene_gt.json").write_text(json.dumps({"0": [{}, {}], "1": [{}, {}, {}]})),
                        r"scene_gt.json: image 0 object 0: missing 'obj_id'"),
     "gt lists differ": (lambda s: (s / "scene_gt_info.json").write_text(json.dumps({"0": [], "1": []})),

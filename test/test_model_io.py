@@ -86,6 +86,8 @@ def test_garbage_file_rejected(tmp_path):
 def test_missing_file_rejected(tmp_path):
     with pytest.raises(ModelFormatError, match="no such model file"):
         load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(ModelFormatError, match="a folder, not a model file"):
+        load_model(tmp_path)
 
 
 def test_tampered_tensor_bytes_rejected(saved):

@@ -131,6 +131,8 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
     depth_path = _find_image(ref.scene, ("depth",), ref.im_id)
     color = to_rgb(read_file_image(color_path, rgb=True), str(color_path))
     scale = finite_number(ref.camera["depth_scale"], f"{cam_json}: image {ref.im_id}", "depth_scale")
+    if scale <= 0:  # said of the file that holds it, not of the depth image it would scale
+        raise DatasetError(f"{cam_json}: image {ref.im_id}: depth_scale must be > 0, got {scale}")
     depth = depth_to_mm(read_file_image(depth_path, rgb=False), scale, str(depth_path))
     same_size(color.shape, depth, depth_path, color_path)
     K = intrinsics_from_matrix(ref.camera["cam_K"], f"{cam_json}: image {ref.im_id}")

@@ -55,10 +55,24 @@ def read_image_unchanged(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     data = np.fromfile(path, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    img = _decode_quietly(data) if data.size else None
     if img is None:
         raise ValueError(f"{path}: not a readable image")
     return img
+
+
+def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
+    """cv2.imdecode without the warning line OpenCV prints for a damaged file (a truncated PNG:
+    "PNG input buffer is incomplete"), which would stand before the caller's own one-line error."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    finally:
+        log.setLogLevel(level)
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -252,6 +252,7 @@ def _parse_metadata(text: str, path: Path) -> Any:
 
 
 def _read(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
+    _require(not path.is_dir(), path, "a folder, not a model file (.safetensors)")
     _require(path.is_file(), path, "no such model file")
     try:
         with safe_open(str(path), framework="numpy") as f:

@@ -724,6 +724,10 @@ def main(args: list[str] | None = None) -> int:
     threadpool_limits(1)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    # A corrupt image earns the node's own throttled warning; OpenCV's decoders would add a line of
+    # their own per frame (a camera sending bad PNGs at 30 Hz: 30 lines a second, unthrottled).
+    if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     rclpy.init(args=args)
     try:
         node = ManagedClassifyNode() if _managed_requested() else ClassifyNode()
