@@ -91,13 +91,19 @@ def test_transitions_it_cannot_take_and_early_parameters_leave_it_running(defaul
     """Tried from outside on 0.6.1: a transition id the current state has not (a manager's
     repeated configure, an activate before configure) got no answer and ended the node (rclpy
     7.1.6 raises there), and so did `min_score` set between configure and the first activate.
-    Each is now refused or taken, and the node goes on."""
+    Each is now refused or taken, and the node goes on. What configure reads (model_path, the
+    segmentation) can be set while unconfigured, and only then."""
     h = RosHarness(default_model_file, TOPICS, managed=True)
     s = rendered(900_000_001)
     try:
         assert h.change_state("activate") is False  # by id, while unconfigured
         assert h.lifecycle_state() == "unconfigured" and h.wait_log("no transition 3 from unconfigured")
+        # what configure reads may be set before it (a manager fixing a bad model_path), not after
+        assert [r.successful for r in h.set_parameters(**{"segmentation.scale": 4})] == [True]
+        assert [r.successful for r in h.set_parameters(managed=False)] == [False]
         assert h.change_state("configure") is True
+        late = h.set_parameters(**{"segmentation.scale": 2})[0]
+        assert not late.successful and "only while unconfigured" in late.reason
         assert h.change_state("configure") is False  # again: inactive has no configure
         assert h.lifecycle_state() == "inactive"
         assert [r.successful for r in h.set_parameters(min_score=0.99)] == [True]  # before the first activate

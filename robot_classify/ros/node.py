@@ -67,11 +67,11 @@ PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/con
                "the camera driver (its shared-memory segments must fit a whole image), or make it publish reliable")
 
 
-def _descriptor(name: str, spec: ParameterSpec) -> ParameterDescriptor:
+def _descriptor(name: str, spec: ParameterSpec, read_only: bool) -> ParameterDescriptor:
     """The ROS view of one entry of the shared table: ranges for `ros2 param describe`."""
     text = spec.description + (f" ({', '.join(spec.choices)})" if spec.choices else "")
     # on/off may arrive as YAML booleans; check_value turns them back into the choice
-    d = ParameterDescriptor(name=name, description=text, read_only=not spec.dynamic, dynamic_typing=spec.on_off)
+    d = ParameterDescriptor(name=name, description=text, read_only=read_only, dynamic_typing=spec.on_off)
     if spec.range is not None and isinstance(spec.default, float):
         d.floating_point_range = [FloatingPointRange(from_value=spec.range[0], to_value=spec.range[1])]
     elif spec.range is not None:
@@ -92,9 +92,15 @@ class _ClassifyPipeline:
     vision: VisionOutput | None = None  # set while active with vision_msgs on (a parameter may change before that)
     _active = False
 
+    # Managed: the parameters read at configure (model_path, segmentation, ...) may be set while
+    # unconfigured, as lifecycle managers expect (a configure that failed on a bad model_path is
+    # then fixed by setting it); the plain node configures at start, so they are read-only there.
+    _static_while_unconfigured = False
+
     def _declare(self) -> None:
         for name, spec in PARAMETERS.items():
-            self.declare_parameter(name, spec.default, _descriptor(name, spec))
+            writable = spec.dynamic or (self._static_while_unconfigured and name != "managed")
+            self.declare_parameter(name, spec.default, _descriptor(name, spec, read_only=not writable))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _configure(self) -> None:
@@ -281,8 +287,13 @@ class _ClassifyPipeline:
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {}
         for prm in params:
-            if prm.name not in PARAMETERS or not PARAMETERS[prm.name].dynamic:
+            if prm.name not in PARAMETERS or prm.name == "managed":
                 return SetParametersResult(successful=False, reason=f"{prm.name} cannot change at run time")
+            if not PARAMETERS[prm.name].dynamic and not (self._static_while_unconfigured and self.processor is None):
+                reason = (f"{prm.name} is read at configure: it can change only while unconfigured (cleanup, set "
+                          "it, configure)" if self._static_while_unconfigured else
+                          f"{prm.name} cannot change at run time")
+                return SetParametersResult(successful=False, reason=reason)
             try:
                 changes[prm.name] = check_value(prm.name, prm.value)
             except ParameterError as e:
@@ -634,6 +645,8 @@ class ManagedClassifyNode(_ClassifyPipeline, LifecycleNode):
     deactivate stops all of it (no CPU spent while the arm is parked), cleanup drops the model,
     shutdown does what is left. Each transition logs one line."""
 
+    _static_while_unconfigured = True
+
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._declare()
@@ -708,7 +721,7 @@ def _managed_requested() -> bool:
     probe = rclpy.create_node(NODE_NAME, start_parameter_services=False, enable_rosout=False)
     try:
         value = probe.declare_parameter("managed", PARAMETERS["managed"].default,
-                                        _descriptor("managed", PARAMETERS["managed"])).value
+                                        _descriptor("managed", PARAMETERS["managed"], read_only=True)).value
         return bool(check_value("managed", value))
     finally:
         probe.destroy_node()
