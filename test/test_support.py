@@ -151,6 +151,35 @@ def test_a_product_shows_at_least_half_its_length():
     assert not plausible(np.array([0.06, 0.09, 0.05]), sugar, top=0.089, footprint=(0.043, 0.054))
     assert plausible(np.array([0.09, 0.175, 0.04]), sugar, top=0.09, footprint=(0.04, 0.09))  # half of 17.5 cm
     assert plausible(np.array([0.09, 0.175, 0.04]), sugar, top=0.09, footprint=(0.04, 0.175))  # all of it
+    # seen end-on from a low camera, a standing box is one face: a line as long as its short side
+    assert plausible(np.array([0.06, 0.21, 0.01]), cracker, top=0.21, footprint=(0.01, 0.06))
+
+
+def test_a_product_cut_by_the_images_border_keeps_its_name():
+    """Through FrameProcessor: a 9 x 7 cm block 6 cm high is no mustard bottle lying flat (9.5 x
+    19 cm), but the same block running out of the picture may be one: its footprint is only
+    what is in view."""
+    def room(x0: int) -> tuple[np.ndarray, np.ndarray]:
+        depth = np.full((H, W), 1600, np.uint16)
+        color = np.full((H, W, 3), 90, np.uint8)
+        depth[50:190, 0:140], color[50:190, 0:140] = 1150, (170, 130, 90)  # the table, out of view on the left
+        depth[100:125, x0:x0 + 19], color[100:125, x0:x0 + 19] = 1090, (230, 200, 30)  # 9 x 7 cm, 6 cm high
+        return color, depth
+
+    params = SegmentationParams(min_area=50)
+    cut_c, cut_d = room(0)
+    whole_c, whole_d = room(60)
+    patch = extract_objects(cut_c, cut_d, K, params).objects[0].patch
+    model = train_model(_two_classes(patch, ("mustard_bottle", "cracker_box")),
+                        TrainOptions(classifier="knn", k="1", features=["hog_color"], device="cpu", quiet=True))
+    model.calibration = None
+    proc = FrameProcessor(model, params, min_score=0.0)
+    cut = proc.process(cut_c, cut_d, K, (0, 0), "cam")
+    whole = proc.process(whole_c, whole_d, K, (0, 0), "cam")
+    assert cut.extraction.objects[0].truncated and not whole.extraction.objects[0].truncated
+    assert [o.label for o in cut.labels.objects] == ["mustard_bottle"]
+    assert [o.label for o in whole.labels.objects] == ["unknown"]
+    assert whole.labels.objects[0].ruled_out[0] == "mustard_bottle"
 
 
 def test_a_segment_at_the_images_border_is_marked_truncated():
@@ -163,6 +192,11 @@ def test_a_segment_at_the_images_border_is_marked_truncated():
     moved_d[100:130, :30], moved_c[100:130, :30] = 1050, (200, 40, 40)
     cut = extract_objects(moved_c, moved_d, K, SegmentationParams(min_area=50)).objects
     assert [o.truncated for o in cut] == [True] and cut[0].bbox[0] == 0
+    for flip in ((1,), (0, 1)):  # against the right border, then the right and bottom ones
+        c, d = np.ascontiguousarray(np.flip(moved_c, flip)), np.ascontiguousarray(np.flip(moved_d, flip))
+        for scale in (1, 2):
+            assert [o.truncated for o in extract_objects(c, d, K, SegmentationParams(min_area=50, scale=scale)
+                                                         ).objects] == [True], (flip, scale)
 
 
 def test_resting_boxes_seen_through_the_segmenter_fit_their_product():
@@ -177,12 +211,12 @@ def test_resting_boxes_seen_through_the_segmenter_fit_their_product():
     assert flat.top is None and flat.footprint is None  # no support plane in full mode
 
 
-def _two_classes(patch: np.ndarray) -> PatchSet:
-    """`large_marker`: this very crop, with noise; `cracker_box`: the same with its colours swapped."""
+def _two_classes(patch: np.ndarray, names: tuple[str, str] = ("large_marker", "cracker_box")) -> PatchSet:
+    """names[0]: this very crop, with noise; names[1]: the same with its colours swapped."""
     rng = np.random.default_rng(0)
     images = np.concatenate([np.clip(p.astype(float) + rng.normal(0, 6, (30, 32, 32, 3)), 0, 255)
                              for p in (patch, patch[..., ::-1])]).astype(np.uint8)
-    return PatchSet(images, np.repeat([0, 1], 30), ["large_marker", "cracker_box"], np.arange(60) % 6)
+    return PatchSet(images, np.repeat([0, 1], 30), list(names), np.arange(60) % 6)
 
 
 def test_a_class_name_only_for_a_segment_of_that_products_size():

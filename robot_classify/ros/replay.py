@@ -64,7 +64,7 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                          else ReliabilityPolicy.BEST_EFFORT)
     classes = {c.topic: _msg_class(c.msgtype) for c in conns}
     pubs = {t: node.create_publisher(cls, t, profile) for t, cls in classes.items()}
-    sent = 0
+    sent, interrupted = 0, False
     try:
         if wait_for_subscribers is None:
             time.sleep(0.5)  # discovery: let subscribers match before the first message
@@ -95,14 +95,21 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
             if not loop:
                 break
         return sent
-    except Exception:
-        if not rclpy.ok():  # Ctrl-C shut the context down under a publish: an interruption, not an error
+    except BaseException as e:
+        # Ctrl-C: rclpy's handler shuts the context down on its own thread while Python raises
+        # KeyboardInterrupt here, in either order; a publish under the closed context raises too
+        interrupted = isinstance(e, KeyboardInterrupt) or not rclpy.ok()
+        if interrupted and not isinstance(e, KeyboardInterrupt):
             raise KeyboardInterrupt from None
         raise
     finally:
-        if qos == "reliable" and sent and rclpy.ok():  # subscribers get the last messages before teardown
-            for pub in pubs.values():
-                pub.wait_for_all_acked(Duration(seconds=5))
+        if qos == "reliable" and sent and not interrupted:  # subscribers get the last messages before teardown
+            try:
+                for pub in pubs.values():
+                    pub.wait_for_all_acked(Duration(seconds=5))
+            except Exception:
+                if rclpy.ok():  # else Ctrl-C came during the wait: the context is gone, and so is the wait
+                    raise
         reader.close()
         node.destroy_node()
         if own_context:

@@ -105,7 +105,7 @@ class DetectedObject:
     # footprint (minor, major) on it, metres; None without a support plane.
     top: float | None = None
     footprint: tuple[float, float] | None = None
-    # Cut by the image's border: what is measured of it is only the part in the picture.
+    # Cut by the image's border: what is measured of it (its footprint) is only the part in the picture.
     truncated: bool = False
 
     def bbox_dict(self) -> dict[str, int]:
