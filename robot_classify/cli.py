@@ -197,6 +197,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     score = np.concatenate(scores) if scores else np.zeros(0)
     familiar = np.concatenate(known) if known else np.zeros(0, bool)
     report = classification_report(truth[real], pred[real], model.class_names)
+    if not real.any():  # crops of no class alone: no top-1 accuracy to give
+        report["accuracy"] = None
     report.update({"model": model.meta.get("name"), "split": args.split, "dataset": str(args.dataset)})
     ece = expected_calibration_error(score[real], pred[real] == truth[real])
     min_score = model.default_min_score
@@ -213,8 +215,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          "no_class_crops": int((~real).sum()), "no_class_unknown": int((~named & ~real).sum())}
     a = report["answers"]
     scores_are = "calibrated" if model.calibration is not None else "raw scores: a model file without calibration"
-    print(f"accuracy {report['accuracy']:.4f} (top-1) on {report['n']} {args.split} patches of the model's classes; "
-          f"ECE {ece:.4f} ({scores_are}), default min_score {min_score:.2f}")
+    accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy']:.4f}"
+    print(f"accuracy {accuracy} (top-1) on {report['n']} {args.split} patches of the model's classes; "
+          f"ECE {'n/a' if not np.isfinite(ece) else f'{ece:.4f}'} ({scores_are}), default min_score {min_score:.2f}")
     print(f"as the node answers: {a['class_crops_named_right']} of {a['class_crops']} named right, "
           f"{a['class_crops_unknown']} unknown" + (f"; {a['no_class_unknown']} of {a['no_class_crops']} crops of no "
                                                     "class (unknown, distractor) unknown" if a["no_class_crops"] else ""))
@@ -240,7 +243,8 @@ def _write_plots(model, report: dict, out: Path, score: np.ndarray, correct: np.
 
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion(np.array(report["confusion"]["matrix"]), model.class_names, out / "confusion.png",
-                   f"{model.meta.get('name')}: accuracy {report['accuracy']:.3f}")
+                   f"{model.meta.get('name')}: accuracy "
+                   + ("n/a" if report["accuracy"] is None else f"{report['accuracy']:.3f}"))
     if len(score):  # which min_score to pick: is a score of 0.9 right 90% of the time, and what is kept
         plot_reliability(reliability_bins(score, correct), out / "reliability.png", report["calibration"]["ece"])
         plot_coverage(coverage_curve(score, correct, np.linspace(0, 1, 101)), out / "coverage.png",
@@ -509,8 +513,7 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
                              "to print the figures and keep no file)")
         with tempfile.TemporaryDirectory(prefix="replay-eval-") as tmp:  # the figures printed, no file kept
             args.report, args.keep_report = tmp, False
-            cmd_replay_eval(args)
-        return 0
+            return cmd_replay_eval(args)
     run = dict(gallery=args.gallery, quiet=args.quiet, report=not args.no_report, gt_topic=args.ground_truth_topic,
                params_file=args.params_file)
     if args.compare:  # two models (run here, one report each in REPORT/a and REPORT/b) or two report folders

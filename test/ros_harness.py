@@ -197,9 +197,10 @@ class RosHarness:
 
         return self._call(self.get_state_client, GetState.Request()).current_state.label
 
-    def change_state(self, transition: str) -> bool:
+    def change_state(self, transition: str, by_label: bool = False) -> bool:
         """One transition (configure, activate, deactivate, cleanup, shutdown) through
-        ~/change_state, as a lifecycle manager or `ros2 lifecycle set` drives it: its success."""
+        ~/change_state, by id as a lifecycle manager sends it (or by label, as `ros2 lifecycle
+        set` does): its success."""
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
@@ -208,7 +209,8 @@ class RosHarness:
                "shutdown": {"unconfigured": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
                             "inactive": Transition.TRANSITION_INACTIVE_SHUTDOWN,
                             "active": Transition.TRANSITION_ACTIVE_SHUTDOWN}.get(self.lifecycle_state(), 0)}
-        req = ChangeState.Request(transition=Transition(id=ids[transition]))
+        req = ChangeState.Request(transition=Transition(label=transition) if by_label
+                                  else Transition(id=ids[transition]))
         return self._call(self.change_state_client, req, timeout=60.0).success
 
     def wait_log(self, text: str, timeout: float = 5.0) -> bool:

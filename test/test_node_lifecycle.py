@@ -87,25 +87,31 @@ def test_lifecycle_transitions_including_a_failing_configure(tmp_path, default_m
         h.close()
 
 
-def test_transitions_it_cannot_take_and_early_parameters_leave_it_running(default_model_file):
+def test_transitions_it_cannot_take_and_early_parameters_leave_it_running(tmp_path, default_model_file):
     """Tried from outside on 0.6.1: a transition id the current state has not (a manager's
     repeated configure, an activate before configure) got no answer and ended the node (rclpy
     7.1.6 raises there), and so did `min_score` set between configure and the first activate.
     Each is now refused or taken, and the node goes on. What configure reads (model_path, the
-    segmentation) can be set while unconfigured, and only then."""
-    h = RosHarness(default_model_file, TOPICS, managed=True)
+    segmentation) can be set while unconfigured, and only then: a configure that failed on a bad
+    model_path is fixed by setting it."""
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    h = RosHarness(str(bad), TOPICS, managed=True)
     s = rendered(900_000_001)
     try:
         assert h.change_state("activate") is False  # by id, while unconfigured
         assert h.lifecycle_state() == "unconfigured" and h.wait_log("no transition 3 from unconfigured")
-        # what configure reads may be set before it (a manager fixing a bad model_path), not after
+        assert h.change_state("activate", by_label=True) is False
+        assert h.wait_log("no transition activate from unconfigured")
+        assert h.change_state("configure") is False and h.wait_log("configure failed, still unconfigured")
+        assert [r.successful for r in h.set_parameters(model_path=default_model_file)] == [True]
         assert [r.successful for r in h.set_parameters(**{"segmentation.scale": 4})] == [True]
         assert [r.successful for r in h.set_parameters(managed=False)] == [False]
         assert h.change_state("configure") is True
-        late = h.set_parameters(**{"segmentation.scale": 2})[0]
-        assert not late.successful and "only while unconfigured" in late.reason
         assert h.change_state("configure") is False  # again: inactive has no configure
         assert h.lifecycle_state() == "inactive"
+        late = h.set_parameters(**{"segmentation.scale": 2})[0]
+        assert not late.successful and "only while unconfigured" in late.reason
         assert [r.successful for r in h.set_parameters(min_score=0.99)] == [True]  # before the first activate
         assert h.change_state("activate") is True
         assert h.change_state("activate") is False

@@ -170,3 +170,12 @@ def test_evaluate_scores_crops_of_no_class_by_whether_the_node_says_unknown(tmp_
                                       "--dataset", str(npz), "--quiet"])
     assert args.func(args) == 0  # a model without negatives is evaluated too: 8 crops of no class
     assert "accuracy 1.0000 (top-1) on 24 test patches" in capsys.readouterr().out
+    only = tmp_path / "only.npz"  # crops of no class alone: nothing to give a top-1 accuracy on
+    np.savez(only, X_test=test.images[test.labels == 3], y_test=np.zeros(8, np.int64),
+             class_names=np.array(["distractor"]))
+    args = build_parser().parse_args(["evaluate", "--model", str(tmp_path / "with.safetensors"), "--dataset",
+                                      str(only), "--quiet", "--plots", str(tmp_path / "p")])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "accuracy n/a (top-1) on 0 test patches" in out and "ECE n/a" in out
+    assert "8 of 8 crops of no class (unknown, distractor) unknown" in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 
 import cv2
@@ -61,18 +62,22 @@ def read_image_unchanged(path: str | Path) -> np.ndarray:
     return img
 
 
+_QUIET = threading.Lock()
+
+
 def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
     """cv2.imdecode without the warning line OpenCV prints for a damaged file (a truncated PNG:
     "PNG input buffer is incomplete"), which would stand before the caller's own one-line error."""
     log = getattr(getattr(cv2, "utils", None), "logging", None)
     if log is None:
         return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    level = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_ERROR)
-    try:
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    finally:
-        log.setLogLevel(level)
+    with _QUIET:  # the level is the process's: two readers must not restore each other's
+        level = log.getLogLevel()
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
+        try:
+            return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        finally:
+            log.setLogLevel(level)
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -655,16 +655,18 @@ class ManagedClassifyNode(_ClassifyPipeline, LifecycleNode):
                                f"{self.get_fully_qualified_name()} configure)")
 
     def _guard_change_state(self, change_state):
-        """~/change_state answers success=False to a transition id the current state has not, as it
-        does to such a label. rclpy 7.1.6 (Jazzy's wheels) raises there instead, and the raise
-        ends the node (ros2/rclpy#1209, fixed upstream after that release): a lifecycle manager
-        that sends ids (Nav2's) and retries a configure would kill perception."""
+        """~/change_state answers success=False, with one warning, to a transition (id or label) the
+        current state has not. For an id, rclpy 7.1.6 (Jazzy's wheels) raises there instead, and
+        the raise ends the node (ros2/rclpy#1209, fixed upstream after that release): a lifecycle
+        manager that sends ids (Nav2's) and retries a configure would kill perception."""
         def guarded(request, response):
-            ids = {t[0] for t in self._state_machine.available_transitions}
-            if not request.transition.label and request.transition.id not in ids:
-                label = self._state_machine.current_state[1]
-                self.get_logger().warning(f"change_state: no transition {request.transition.id} from {label} "
-                                          f"(available: {sorted(ids)}); nothing changed")
+            available = {t[0]: t[1] for t in self._state_machine.available_transitions}  # id: label
+            asked = request.transition.label or request.transition.id
+            if asked not in (available.values() if request.transition.label else available):
+                state = self._state_machine.current_state[1]
+                self.get_logger().warning(f"change_state: no transition {asked} from {state} (available: "
+                                          f"{', '.join(f'{i} {n}' for i, n in sorted(available.items()))}); "
+                                          "nothing changed")
                 response.success = False
                 return response
             return change_state(request, response)
