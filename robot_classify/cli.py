@@ -109,7 +109,8 @@ def _node_parameters(args: argparse.Namespace) -> dict:
     given on the command line on top. What the robot runs, offline."""
     from .runtime.parameters import check_parameters, read_params_file
 
-    values = dict(read_params_file(args.params_file)) if getattr(args, "params_file", None) else {}
+    values = (dict(read_params_file(args.params_file, namespace=getattr(args, "namespace", "/")))
+              if getattr(args, "params_file", None) else {})
     for option, name in (("mode", "segmentation.mode"), ("padding", "segmentation.padding"),
                          ("mask_background", "segmentation.mask_background"), ("scale", "segmentation.scale"),
                          ("min_score", "min_score"), ("model", "model_path"), ("device", "device")):
@@ -696,9 +697,15 @@ def cmd_build_default_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _namespace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--namespace", default="/", help="the node's namespace, whose sections of the params file apply "
+                                                    "(as launch's namespace:=, e.g. left_arm); default: none")
+
+
 def _segmentation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params-file", help="the node's ROS 2 params YAML (config/classify.yaml's shape): run with "
                                          "exactly the robot's settings; the options below override it")
+    _namespace_arg(p)
     p.add_argument("--mode", choices=["depth", "mask", "full"], help="segmentation.mode (default depth)")
     p.add_argument("--padding", type=_float(0, 2), help="segmentation.padding (default 0.15)")
     p.add_argument("--no-mask-background", dest="mask_background", action="store_false", default=None,
@@ -780,6 +787,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-score", type=_float(-1, 1), help="below it: unknown (default: the params file's, else "
                                                            "the model's own, as the node)")
     p.add_argument("--params-file", help="the node's ROS 2 params YAML (its model_path, device, min_score)")
+    _namespace_arg(p)
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: IMAGE<tab>LABEL<tab>SCORE[<tab>top class: ...] per image; json: one document")
     p.add_argument("images", nargs="+", help="image files, each one object's crop (resized to 32x32)")

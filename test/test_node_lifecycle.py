@@ -96,9 +96,10 @@ def test_transitions_it_cannot_take_and_early_parameters_leave_it_running(tmp_pa
     model_path is fixed by setting it."""
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
-    h = RosHarness(str(bad), TOPICS, managed=True)
+    h = RosHarness(str(bad), TOPICS, managed=True, params={"min_scor": 0.97})  # a typo
     s = rendered(900_000_001)
     try:
+        assert h.wait_log("parameters given to this node that it does not have, ignored: min_scor")
         assert h.change_state("activate") is False  # by id, while unconfigured
         assert h.lifecycle_state() == "unconfigured" and h.wait_log("no transition 3 from unconfigured")
         assert h.change_state("activate", by_label=True) is False

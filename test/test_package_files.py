@@ -34,7 +34,7 @@ def test_fastdds_profile_fits_a_frame_in_shared_memory_and_keeps_udp():
 def test_config_parameters_match_the_node_declarations():
     from robot_classify.runtime.parameters import PARAMETERS
 
-    cfg = yaml.safe_load((ROOT / "config" / "classify.yaml").read_text())["robot_classify"]["ros__parameters"]
+    cfg = yaml.safe_load((ROOT / "config" / "classify.yaml").read_text())["/**/robot_classify"]["ros__parameters"]
 
     def flat(d, prefix=""):
         for k, v in d.items():

@@ -33,9 +33,44 @@ def test_a_params_file_reads_like_the_node_reads_it(tmp_path):
     seg = segmentation(values)
     assert seg.max_objects == 6 and seg.min_area == 300 and seg.mask_background is False
     (tmp_path / "ns.yaml").write_text(NON_DEFAULT.replace("robot_classify:", "/left_arm/robot_classify:"))
-    assert read_params_file(tmp_path / "ns.yaml") == values
+    assert read_params_file(tmp_path / "ns.yaml", namespace="left_arm") == values
     (tmp_path / "all.yaml").write_text(NON_DEFAULT.replace("robot_classify:", "/**:"))
     assert read_params_file(tmp_path / "all.yaml") == values
+    assert read_params_file(tmp_path / "all.yaml", namespace="left_arm") == values
+
+
+def test_a_params_file_gives_each_namespace_its_own_section(tmp_path):
+    """Tried from outside on 0.6.1: replay-eval merged every section ending in robot_classify (two
+    arms' values mixed, which no node runs), and took a `/left_arm/robot_classify` section that
+    the node in the root namespace ignores. Sections now apply as rcl applies them (checked
+    against rclpy with these keys: tests of the launch namespace in doc/parameters.md)."""
+    f = tmp_path / "arms.yaml"
+    f.write_text("/left_arm/robot_classify:\n  ros__parameters: {min_score: 0.97, max_objects: 4}\n"
+                 "/right_arm/robot_classify:\n  ros__parameters: {min_score: 0.1, top_k: 1}\n"
+                 "/**/robot_classify:\n  ros__parameters: {k: 5}\n")
+    left, right = (read_params_file(f, namespace=ns) for ns in ("left_arm", "/right_arm/"))
+    assert (left["min_score"], left["max_objects"], left["top_k"], left["k"]) == (0.97, 4, 3, 5)
+    assert (right["min_score"], right["max_objects"], right["top_k"], right["k"]) == (0.1, 20, 1, 5)
+    assert read_params_file(f)["min_score"] == -1.0  # the root namespace: only the /** section
+    g = tmp_path / "left.yaml"
+    g.write_text("/left_arm/robot_classify:\n  ros__parameters: {min_score: 0.97}\n")
+    with pytest.raises(ParameterError, match=r"no parameters for node '/robot_classify' \(nor '/\*\*'\); it has "
+                                             r"/left_arm/robot_classify: give the node's namespace"):
+        read_params_file(g)
+    h = tmp_path / "relative.yaml"  # no leading slash: the root namespace only, as rcl reads it
+    h.write_text("robot_classify:\n  ros__parameters: {min_score: 0.5}\n")
+    assert read_params_file(h)["min_score"] == 0.5
+    with pytest.raises(ParameterError, match="no parameters for node '/left_arm/robot_classify'"):
+        read_params_file(h, namespace="left_arm")
+
+
+def test_the_shipped_params_file_applies_in_any_namespace():
+    """The launch file's namespace:= runs the node as /NS/robot_classify: config/classify.yaml
+    keyed `robot_classify:` would have been ignored there, edits and all."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "config" / "classify.yaml"
+    assert read_params_file(shipped, namespace="left_arm") == read_params_file(shipped)
 
 
 @pytest.mark.parametrize("line, message", [
@@ -56,7 +91,7 @@ def test_bad_values_in_a_params_file_are_refused_with_the_nodes_message(tmp_path
 
 def test_files_that_are_no_params_file_say_so(tmp_path):
     (tmp_path / "other.yaml").write_text("some_other_node:\n  ros__parameters: {k: 1}\n")
-    with pytest.raises(ParameterError, match="no parameters for node 'robot_classify'"):
+    with pytest.raises(ParameterError, match="no parameters for node '/robot_classify'"):
         read_params_file(tmp_path / "other.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ParameterError, match="maps node names"):

@@ -101,6 +101,13 @@ class _ClassifyPipeline:
         for name, spec in PARAMETERS.items():
             writable = spec.dynamic or (self._static_while_unconfigured and name != "managed")
             self.declare_parameter(name, spec.default, _descriptor(name, spec, read_only=not writable))
+        # A name given to this node (its params file section, -p) that it does not have is ignored
+        # by rclpy without a word; a typo (min_scor) would leave the robot on the default.
+        unknown = sorted(n for n in getattr(self, "_parameter_overrides", {})
+                         if n not in PARAMETERS and not self.has_parameter(n) and not n.startswith("qos_overrides."))
+        if unknown:
+            self.get_logger().warning(f"parameters given to this node that it does not have, ignored: "
+                                      f"{', '.join(unknown)} (a typo? see doc/parameters.md)")
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _configure(self) -> None:

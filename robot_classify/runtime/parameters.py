@@ -10,6 +10,7 @@ names flattened with dots as ROS does).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -203,10 +204,29 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, Value]:
-    """The node's parameters from a ROS 2 params YAML file (as `--ros-args --params-file`
-    reads it: entries for `robot_classify`, a namespaced `/ns/robot_classify`, or `/**`),
-    checked like the node checks them."""
+def _section_matches(key: str, fqn: str) -> bool:
+    """Whether a params file's node key applies to the node of full name `fqn`, as rcl decides
+    it: a key without a leading slash is from the root namespace; `*` is part of one name, `**`
+    any number of names (`/**` is every node)."""
+    pattern = "".join("(/[^/]+)*" if part == "**" else "/" + re.escape(part).replace(r"\*", "[^/]*")
+                      for part in key.strip("/").split("/"))
+    return re.fullmatch(pattern, fqn) is not None
+
+
+def node_fqn(namespace: str = "/", node_name: str = NODE_NAME) -> str:
+    """/robot_classify, or /left_arm/robot_classify for namespace left_arm (as the launch file's
+    `namespace:=left_arm` runs it)."""
+    ns = "/".join(p for p in namespace.split("/") if p)
+    return f"/{ns}/{node_name}" if ns else f"/{node_name}"
+
+
+def read_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: str = "/") -> dict[str, Value]:
+    """The node's parameters from a ROS 2 params YAML file, as `--ros-args --params-file` gives
+    them to the node named `node_name` in `namespace`: every section whose key names it (its
+    full name, `robot_classify` for the root namespace, `/**`, wildcards), in file order;
+    checked like the node checks them. A section for the same node in another namespace is not
+    its: a file with `/left_arm/robot_classify` and `/right_arm/robot_classify` gives each arm
+    its own values, and nothing to the node in the root namespace."""
     import yaml
 
     path = Path(path)
@@ -218,14 +238,17 @@ def read_params_file(path: str | Path, node_name: str = NODE_NAME) -> dict[str, 
         raise ParameterError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(doc, dict):
         raise ParameterError(f"{path}: a ROS 2 params file maps node names to ros__parameters")
+    fqn = node_fqn(namespace, node_name)
     found: dict[str, Any] = {}
     for key, section in doc.items():
-        if str(key) in ("/**", node_name) or str(key).rsplit("/", 1)[-1] == node_name:
+        if _section_matches(str(key), fqn):
             if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
                 raise ParameterError(f"{path}: {key}: expected a 'ros__parameters' mapping")
             found.update(_flatten(section["ros__parameters"]))
     if not found:
-        raise ParameterError(f"{path}: no parameters for node {node_name!r} (nor '/**')")
+        others = [str(k) for k in doc if str(k).rsplit("/", 1)[-1] == node_name]
+        hint = (f"; it has {', '.join(others)}: give the node's namespace (--namespace)" if others else "")
+        raise ParameterError(f"{path}: no parameters for node {fqn!r} (nor '/**'){hint}")
     try:
         return check_parameters(found)
     except ParameterError as e:
