@@ -178,6 +178,33 @@ def test_compare_finds_the_one_known_disagreement(known, tmp_path):
     assert "| object accuracy | 75.0% | 50.0% |" in md and "| green_box |" in md
 
 
+def test_compare_refuses_reports_of_two_bags_that_share_stamps(known, tmp_path):
+    """Tried from outside: every make-bag bag starts at the same stamp, so reports of two bags
+    paired object for object and compared as if one (the crops cut from a third); and two
+    models of one name read `A: A: name` with no way to tell them apart."""
+    path, a, b, report_a, _ = known
+    other = write_bag(tmp_path / "other", [frame([(300, 300, RED)], [("red_box", 300, 300, None)])] * 3)
+    replay_eval(other, b, tmp_path / "b_other", TOPICS, quiet=True, report=False)
+    with pytest.raises(ValueError, match=r"was made on .*known and .* on .*other: compare two reports of one bag"):
+        compare_reports(report_a, tmp_path / "b_other", tmp_path / "cmp")
+    replay_eval(path, b, tmp_path / "b", TOPICS, quiet=True)
+    with pytest.raises(ValueError, match="--bag .*other is not the bag the reports were made on"):
+        compare_reports(report_a, tmp_path / "b", tmp_path / "cmp", bag=other)
+    b.meta["name"] = a.meta["name"] = "same_name"  # a calibrated or taught copy keeps the name
+    from robot_classify.learn.model_io import save_model
+
+    fa, fb = save_model(a, tmp_path / "a.safetensors"), save_model(b, tmp_path / "b.safetensors")
+    for tag, m in (("a2", fa), ("b2", fb)):
+        from robot_classify.learn.model_io import load_model
+
+        replay_eval(path, load_model(m, device="cpu"), tmp_path / tag, TOPICS, quiet=True,
+                    parameters={"model_path": str(m)})
+    r = compare_reports(tmp_path / "a2", tmp_path / "b2", tmp_path / "cmp2")
+    assert r["names"] == ["a.safetensors", "b.safetensors"]
+    page = (tmp_path / "cmp2" / "compare.html").read_text()
+    assert "A: A:" not in page and 'href="../a2/report.html">report A</a>' in page
+
+
 def _browser() -> str | None:
     return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 

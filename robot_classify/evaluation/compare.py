@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,17 +86,35 @@ def _crops(bag: str, topics: tuple[str, str, str], items: list[dict], folder: Pa
             break
 
 
+def _same_bag(ma: dict[str, Any], mb: dict[str, Any], dir_a: str | Path, dir_b: str | Path,
+              bag: str | Path | None) -> None:
+    """Two reports pair objects by stamp: made on two bags that share stamps (every make-bag bag
+    starts at the same one), they would be compared object for object as if one bag, and the
+    crops cut from a third. Reports written before the fingerprint are taken at their word."""
+    from .run_context import bag_fingerprint
+
+    fa, fb = (m["run"]["bag"].get("metadata_sha256") for m in (ma, mb))
+    if fa and fb and fa != fb:
+        raise ValueError(f"{dir_a} was made on {ma['run']['bag']['path']} and {dir_b} on "
+                         f"{mb['run']['bag']['path']}: compare two reports of one bag")
+    given = bag_fingerprint(bag) if bag is not None else None
+    if given and (fa or fb) and given != (fa or fb):
+        raise ValueError(f"--bag {bag} is not the bag the reports were made on ({ma['run']['bag']['path']})")
+
+
 def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: str | Path | None = None,
                     names: tuple[str, str] | None = None, cap: int = 60) -> dict[str, Any]:
     """compare.json, compare.md and compare.html (with crops of up to `cap` disagreements) in
     `out`. The bag is the reports' own unless given."""
     (ma, ra), (mb, rb) = load_report(dir_a), load_report(dir_b)
+    _same_bag(ma, mb, dir_a, dir_b, bag)
     items, shared = disagreements(ra, rb)
     if shared == 0:
         raise ValueError(f"{dir_a} and {dir_b} share no ground-truth objects: were they made on the same bag?")
     names = names or (ma["run"]["model"]["name"], mb["run"]["model"]["name"])
-    if names[0] == names[1]:
-        names = (f"A: {names[0]}", f"B: {names[1]}")
+    if names[0] == names[1]:  # a calibrated or taught model keeps its name: the files tell them apart
+        files = tuple(Path(m["run"]["model"].get("path") or "").name for m in (ma, mb))
+        names = files if all(files) and files[0] != files[1] else (f"A: {names[0]}", f"B: {names[1]}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bag = str(bag or ma["run"]["bag"]["path"])
@@ -122,7 +141,7 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     }
     (out / "compare.json").write_text(json.dumps(result, indent=2))
     (out / "compare.md").write_text(compare_markdown(result, ma, mb))
-    (out / "compare.html").write_text(_compare_html(result, ma, mb))
+    (out / "compare.html").write_text(_compare_html(result, ma, mb, out))
     return result
 
 
@@ -141,9 +160,12 @@ def compare_markdown(r: dict[str, Any], ma: dict, mb: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compare_html(r: dict[str, Any], ma: dict, mb: dict) -> str:
+def _compare_html(r: dict[str, Any], ma: dict, mb: dict, out: Path) -> str:
     e = html.escape
     a, b = r["names"]
+    # each side's own report, where it wrote one (not with --no-report)
+    reports = "".join(f', <a href="{e(os.path.relpath(Path(d) / "report.html", out))}">report {tag}</a>'
+                      for tag, d in zip("AB", r["reports"]) if (Path(d) / "report.html").is_file())
     head = [[name, va, vb] for (name, va, _), (_, vb, _) in zip(_headline(ma), _headline(mb))]
     per = [[c, f"{v['precision_a']:.3f}", f"{v['precision_b']:.3f}", f"{v['recall_a']:.3f}", f"{v['recall_b']:.3f}",
             f"{v['f1_a']:.3f}", f"{v['f1_b']:.3f}", f"{v['f1_delta']:+.3f}"] for c, v in r["per_class"].items()]
@@ -164,8 +186,8 @@ def _compare_html(r: dict[str, Any], ma: dict, mb: dict) -> str:
 <h1>{e(a)} vs {e(b)}</h1><p>bag <code>{e(r['bag'])}</code>.<br>
 A = <b>{e(a)}</b>: <code>{e(models[0]['path'])}</code> ({e(models[0]['sha256'][:12])})<br>
 B = <b>{e(b)}</b>: <code>{e(models[1]['path'])}</code> ({e(models[1]['sha256'][:12])})<br>
-Files: <a href="compare.json">compare.json</a>, <a href="compare.md">compare.md</a>.</p>
-{_table(['', 'A: ' + a, 'B: ' + b], head)}
+Files: <a href="compare.json">compare.json</a>, <a href="compare.md">compare.md</a>{reports}.</p>
+{_table(['', a, b], head)}
 <h2>Per class</h2>{_table(['class', 'precision A', 'precision B', 'recall A', 'recall B', 'F1 A', 'F1 B',
                             'F1 B - A'], per)}
 <h2>Objects they label differently ({d['n']} of {r['shared_objects']})</h2>

@@ -7,6 +7,7 @@ without a commit is still a report.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import platform
 import shutil
@@ -81,6 +82,15 @@ def host_context() -> dict[str, Any]:
             "python": sys.version.split()[0]}
 
 
+def bag_fingerprint(bag: str | Path) -> str | None:
+    """sha256 of the bag's metadata.yaml (its files, topics, message counts, start and length):
+    which bag a report was made on, wherever the folder has moved since. None without one."""
+    try:
+        return hashlib.sha256((Path(bag) / "metadata.yaml").read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def run_context(model: ClassifierModel, parameters: dict[str, Any], bag: str | Path,
                 topics: tuple[str, str, str], bag_topics: dict[str, str], ground_truth: str) -> dict[str, Any]:
     """`ground_truth`: where the truth came from (a topic, or a sidecar file), in words."""
@@ -90,8 +100,8 @@ def run_context(model: ClassifierModel, parameters: dict[str, Any], bag: str | P
         "host": host_context(),
         "model": model_context(model, parameters.get("model_path")),
         "parameters": dict(parameters),
-        "bag": {"path": str(Path(bag).resolve()), "color_topic": topics[0], "depth_topic": topics[1],
-                "camera_info_topic": topics[2],
+        "bag": {"path": str(Path(bag).resolve()), "metadata_sha256": bag_fingerprint(bag),
+                "color_topic": topics[0], "depth_topic": topics[1], "camera_info_topic": topics[2],
                 "ground_truth": ground_truth,
                 "topics": dict(sorted(bag_topics.items()))},
     }
