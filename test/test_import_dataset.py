@@ -129,6 +129,9 @@ def test_class_map_yaml_by_id_or_name_unlisted_is_distractor(bop_split, tmp_path
     (tmp_path / "bad2.yaml").write_text("5: ''\n")
     with pytest.raises(DatasetError, match="bad2.yaml: .*5 must map to a class name"):
         load_class_map(tmp_path / "bad2.yaml")
+    (tmp_path / "bad4.yaml").write_text("5: Unknown\n")
+    with pytest.raises(DatasetError, match=r"5 maps to 'Unknown': write 'unknown' \(lower case\)"):
+        load_class_map(tmp_path / "bad4.yaml")
     (tmp_path / "bad3.yaml").write_text("5: not a class!\n")  # tried from outside: it became a label
     with pytest.raises(DatasetError, match=r"bad3.yaml: class map: 5 maps to 'not a class!', which is not a class "
                                            r"name: use 1 to 64 letters"):

@@ -79,7 +79,10 @@ def test_teach_request_forms_and_refusals():
                          ('{"label": "a", "views": 2.0}', "views"), ('{"label": "a", "views": true}', "views"),
                          ('{"label": "a", "select": {"x": 1}}', "select"), ('{"label": "a", "select": "top"}', "select"),
                          ('{"label": "a", "extra": 1}', "unknown field"), ('{"views": 3}', "empty label"),
-                         ("{oops", "not valid JSON")]:
+                         ("{oops", "not valid JSON"),
+                         # tried from outside: `Unknown` became a class, published as a name
+                         ("Unknown", "'unknown' \\(lower case\\) teaches what is none"), ("DISTRACTOR", "lower case"),
+                         ('{"label": 5}', "label must be a class name \\(text such as my_mug\\), got 5")]:
         with pytest.raises(TeachError, match=reason):
             parse_teach_request(text)
 
@@ -248,13 +251,17 @@ def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     t.request('{"label": "late", "views": 3}')
     t.offer(run(p, [(300, 200, GREEN)]))
     assert t.check_timeout() is None
-    now[0] = 6.0
+    now[0] = 4.0  # a slow camera: the second view 4 s after the first, 8 s after the request
+    t.offer(run(p, [(300, 200, GREEN)]))
+    now[0] = 8.0
+    assert t.check_timeout() is None  # the timeout counts from the latest view (tried from outside: from the start)
+    now[0] = 9.5
     s = t.check_timeout()
-    assert s.state == "failed" and "timed out after 5 s with 1/3 views" in s.reason and not t.collecting
+    assert s.state == "failed" and "no new view for 5 s, with 2/3 views" in s.reason and not t.collecting
     # A pixel inside the image but on no object: the reason names the pixel.
     t.request('{"label": "there", "select": {"x": 20, "y": 20}}')
     t.offer(run(p, [(300, 200, GREEN)]))
-    now[0] = 12.0
+    now[0] = 15.0
     s = t.check_timeout()
     assert s.state == "failed" and "1 frames had no segmented object at pixel (20, 20)" in s.reason
 

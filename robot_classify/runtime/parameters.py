@@ -76,7 +76,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                         "without it, off", choices=("auto", "on", "off")),
     "teach.save_path": ParameterSpec("", "where ~/save_model writes the taught model; empty = a new time-stamped "
                                      "file beside model_path (or in the cache for the embedded default)"),
-    "teach.timeout": ParameterSpec(30.0, "seconds a ~/teach request may wait for its views before it fails",
+    "teach.timeout": ParameterSpec(30.0, "seconds a ~/teach request may wait for its next view before it fails",
                                    (1.0, 3600.0)),
     "teach.jitter_crops": ParameterSpec(3, "extra examples per taught view: the view re-cut as a slightly different "
                                         "segmentation would (as the default model's recipe trains)", (0, 20)),

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..learn.cache import cache_dir
 from ..learn.features import with_mirror_images
+from ..learn.model import NEGATIVE_LABELS
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
 from .patches import DetectedObject, jittered_crop, occluded_crop, rebalanced
@@ -72,12 +73,22 @@ def check_label(label: Any) -> str:
     `unknown` and `distractor` (`learn.model.NEGATIVE_LABELS`) teach what is none of the
     classes: the views become negative examples, and an object that resembles them is
     `unknown` from then on (a thing on the table the node keeps naming)."""
-    if not isinstance(label, str) or not label.strip():
+    if label is not None and not isinstance(label, str):
+        raise TeachError(f"label must be a class name (text such as my_mug), got {_short(repr(label))}")
+    if not label or not label.strip():
         raise TeachError("empty label: send a class name such as my_mug")
     if not CLASS_NAME.fullmatch(label):
-        shown = label if len(label) <= 40 else label[:37] + "..."
-        raise TeachError(f"label {shown!r} is not a class name: use {CLASS_NAME_RULE}")
+        raise TeachError(f"label {_short(repr(label))} is not a class name: use {CLASS_NAME_RULE}")
+    if label.lower() in NEGATIVE_LABELS and label not in NEGATIVE_LABELS:
+        # `Unknown` would be a class of its own, published as a name a consumer filtering
+        # label == "unknown" takes for an object to grasp
+        raise TeachError(f"label {label!r} is not a class name: {label.lower()!r} (lower case) teaches what is none "
+                         "of the classes")
     return label
+
+
+def _short(text: str, limit: int = 42) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _check_views(views: Any) -> int:
@@ -183,6 +194,7 @@ class _ViewSource:
 class _Session:
     request: TeachRequest
     started: float
+    last_view: float = 0.0  # when the latest view was taken (the start before the first)
     sources: list[_ViewSource] = field(default_factory=list)  # each view's crop, and what its extra crops are cut from
     skipped: int = 0  # processed frames without the requested object
 
@@ -248,7 +260,8 @@ class Teacher:
                 return self._failed(req.label, f"busy: still collecting {busy.request.label!r} "
                                                f"({busy.views}/{busy.request.views} views); send again after "
                                                "its done or failed status", wanted=req.views)
-            self._session = _Session(req, self._clock())
+            now = self._clock()
+            self._session = _Session(req, now, now)
         return self._status(req.label, "collecting", 0, req.views)
 
     def offer(self, result: FrameResult) -> list[TeachStatus]:
@@ -270,6 +283,7 @@ class Teacher:
                 return self._expired(s) or []
             obj = result.extraction.objects[i]
             s.sources.append(self._view_source(result.color, obj))
+            s.last_view = self._clock()
             if s.views < req.views:
                 return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))]
             self._session = None
@@ -350,21 +364,22 @@ class Teacher:
                                              f"({s.skipped} frames had no object to take)", s.views, s.request.views)
 
     def check_timeout(self) -> TeachStatus | None:
-        """Called about once a second: fails a request that has waited too long for its views
-        (no object in sight, or no frames at all)."""
+        """Called about once a second: fails a request that has waited `timeout_s` for its next
+        view (no object in sight, or no frames at all). A slow camera that still brings views
+        keeps it going: 200 views need not come within one timeout."""
         with self._lock:
             s = self._session
             return None if s is None else (self._expired(s) or [None])[0]
 
     def _expired(self, s: _Session) -> list[TeachStatus] | None:
         """Under self._lock."""
-        if self._clock() - s.started <= self.timeout_s:
+        if self._clock() - s.last_view <= self.timeout_s:
             return None
         self._session = None
         select = s.request.select
         where = (f"no segmented object at pixel ({select[0]}, {select[1]}); is the object there?"
                  if isinstance(select, tuple) else "no object to take; is the object in view and segmented?")
-        return [self._failed(s.request.label, f"timed out after {self.timeout_s:g} s with {s.views}/"
+        return [self._failed(s.request.label, f"no new view for {self.timeout_s:g} s, with {s.views}/"
                                               f"{s.request.views} views ({s.skipped} frames had {where})",
                              s.views, s.request.views)]
 
