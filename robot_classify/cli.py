@@ -21,6 +21,8 @@ import numpy as np
 
 from .runtime.allocator import keep_frame_buffers
 
+TEACH_MAX_VIEWS = 200  # runtime.teaching.MAX_VIEWS, which the CLI does not import to parse (a test ties them)
+
 log = logging.getLogger("robot_classify")
 
 
@@ -31,17 +33,19 @@ def _named(parse: Callable, name: str) -> Callable:
     return parse
 
 
-def _int(lo: int) -> Callable[[str], int]:
+def _int(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    span = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {value}")
         return value
 
-    return _named(parse, f"integer >= {lo}")
+    return _named(parse, f"integer {span}")
 
 
 def _float(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float]:
@@ -630,7 +634,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
         request = json.dumps({"label": args.label, "views": views, "select": args.select})
         status = teacher.request(request)
         where = parse_teach_request(request).select if status.state == "collecting" else None  # as the teacher reads it
-        frames = 0
+        frames, index = 0, -1
         for index, frame in enumerate(read_frames(args.bag, _topics(args))):
             if status.state != "collecting" or (stop is not None and index >= stop):
                 break
@@ -650,7 +654,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
                     print(f"  view {status.views}/{status.views_wanted}: frame {index}, the object in box "
                           f"x {x}, y {y}, {bw}x{bh} px")
         if status.state == "collecting":
-            status = teacher.cancel(f"the frames ended after {frames} of them")
+            status = teacher.cancel(f"the frames ended after {frames} of them" if frames or not args.frames else
+                                    f"the bag has no frame {start} (it has {index + 1})")
     if status.state != "done":
         raise ValueError(f"teaching {args.label!r} failed: {status.reason}")
     teacher.save(out)
@@ -952,7 +957,8 @@ def _teach_args(p: argparse.ArgumentParser) -> None:
     source.add_argument("--bag", help="take the views from this bag's frames, as the node takes them live")
     source.add_argument("--images", help="a folder of crops of the object (any size; resized to 32x32)")
     p.add_argument("--label", required=True, help="the class to teach (new, or an existing one to add views to)")
-    p.add_argument("--views", type=_int(1), help="views to take (bag: default 10, at most 200; images: default all)")
+    p.add_argument("--views", type=_int(1, TEACH_MAX_VIEWS),
+                   help=f"views to take (bag: default 10, at most {TEACH_MAX_VIEWS}; images: default all)")
     p.add_argument("--select", type=_select_arg, default="center",
                    help="which object of a frame: center (default), largest or X,Y (the object at that pixel)")
     p.add_argument("--frames", type=_frame_range, metavar="N or A:B",
@@ -985,9 +991,9 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                    help="play only these topics (each with its compressed transports where the bag has them); "
                         "default: every topic")
     p.add_argument("--wait", type=_float(0), default=10.0, metavar="SECONDS",
-                   help="before the first message, wait up to this long until every camera topic played has a "
-                        "subscriber, and stop with an error if one has none (default 10; 0: start after half a "
-                        "second whoever listens, as ros2 bag play does)")
+                   help="before the first message, wait up to this long until every camera topic played (every "
+                        "topic, where none is a camera's) has a subscriber, and stop with an error if one has none "
+                        "(default 10; 0: start after half a second whoever listens, as ros2 bag play does)")
 
 
 # Every subcommand: name, help, its arguments, what runs it. The whole command line at a glance.

@@ -499,3 +499,31 @@ def test_model_default_names_the_embedded_model_as_compare_does(tmp_path, capsys
     code, out, err = run(["predict", "--model", "default", "--format", "json", crop], capsys)
     assert code == 0 and "no such model" not in err
     assert json.loads(out)["model"].startswith("default-")
+
+
+def test_teach_views_are_bounded_at_parse_time_as_the_teacher_bounds_them(capsys):
+    """Tried from outside: `teach --views 201` failed only after the bag and model had loaded."""
+    from robot_classify.runtime.teaching import MAX_VIEWS
+
+    assert cli.TEACH_MAX_VIEWS == MAX_VIEWS
+    t0 = time.perf_counter()
+    code, _, err = run(["teach", "--bag", "b", "--label", "x", "--out", "o", "--views", str(MAX_VIEWS + 1)], capsys)
+    assert code == 2 and f"argument --views: must be an integer in [1, {MAX_VIEWS}]" in err
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_offline_errors_name_what_the_user_gave(tmp_path, capsys, tiny_model_file):
+    """Tried from outside: a missing --ground-truth file read "[Errno 2] ..." and an unwritable
+    --out named a temporary file."""
+    from robot_classify.learn.model_io import load_model, save_model
+
+    from robot_classify.data.bags import write_bag
+    from scene_fixtures import rendered
+
+    bag = write_bag(tmp_path / "bag", [rendered(910_000_100)])
+    code, _, err = run(["replay-eval", "--bag", bag, "--report", tmp_path / "r", "--model", tiny_model_file,
+                        "--ground-truth", tmp_path / "nosuch.jsonl"], capsys)
+    assert code == 2 and "no such ground-truth file" in err and "--ground-truth" in err
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match=r"cannot write .*file/m.safetensors: .*file is a file, not a folder"):
+        save_model(load_model(tiny_model_file), tmp_path / "file" / "m.safetensors")

@@ -344,6 +344,8 @@ def read_ground_truth(path: str | Path, sidecar: str | Path | None = None, topic
     topic = topic or GT_TOPIC
     out: dict[int, FrameLabels] = {}
     if sidecar is not None:
+        if not Path(sidecar).is_file():
+            raise BagError(f"no such ground-truth file: {sidecar} (--ground-truth)")
         for n, line in enumerate(Path(sidecar).read_text().splitlines(), 1):
             if not line.strip():
                 continue

@@ -46,7 +46,8 @@ def collect_evidence(bag: str | Path, model: ClassifierModel, topics: tuple[str,
     its truth as an index into the classifier's classes (-1: no class of the model)."""
     gt = read_ground_truth(bag, sidecar, gt_topic)
     if not gt:
-        raise BagError(f"{bag}: no ground truth to calibrate on")
+        raise BagError(f"{bag}: no ground truth to calibrate on (topic {gt_topic or '/ground_truth/object_labels'}, "
+                       "--ground-truth-topic TOPIC or --ground-truth FILE.jsonl)")
     processor = FrameProcessor.from_parameters(model, check_parameters(parameters))
     clf = model.classifier
     index = {name: int(np.searchsorted(clf.classes_, c)) for c, name in enumerate(model.class_names)

@@ -132,10 +132,14 @@ def save_model(model: ClassifierModel, path: str | Path) -> Path:
     meta = json.loads(_canonical_json(meta))
     meta["metadata_sha256"] = metadata_sha256(meta)
     _check_meta(meta, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A unique temporary name beside the target, renamed over it once complete: a crash never
     # leaves half a model under the real name, and two writers never share a temporary file.
-    tmp = _new_file_beside(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_file_beside(path)
+    except OSError as e:  # the reason, said of the file asked for, not of a folder or a temporary name
+        why = next((f"{p} is a file, not a folder" for p in path.parents if p.exists() and not p.is_dir()), None)
+        raise OSError(f"cannot write {path}: {why or e.strerror or e}") from None
     mode = tmp.stat().st_mode & 0o777  # 0666 less the umask, as any new file
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
