@@ -140,7 +140,9 @@ def test_teach_forget_save_and_restart_over_dds(tmp_path: Path) -> None:
 
         response = t.call_save()
         assert response.success, response.message
-        assert str(saved) in response.message and saved.is_file()
+        assert str(saved) in response.message and saved.is_file() and "replaced" not in response.message
+        again = t.call_save()  # the path the operator set: written again, and said so
+        assert again.success and "(replaced the file that was there)" in again.message
         reference = _frame(h, next(stamp), [(300, 200, GREEN), (40, 30, PURPLE)], seed=31)
         assert reference["model"]["sha256"] == file_sha256(saved)
 
@@ -155,12 +157,16 @@ def test_teach_forget_save_and_restart_over_dds(tmp_path: Path) -> None:
         h.close()
 
     # A node started from the saved file labels the same frame the same way, with the same identity.
-    h = RosHarness(str(saved))
+    h = RosHarness(str(saved), params={"teach.save_path": str(saved)})
     try:
         again = _frame(h, 5_000_000_000, [(300, 200, GREEN), (40, 30, PURPLE)], seed=31)
         assert [(o["label"], round(o["score"], 6)) for o in again["objects"]] == \
             [(o["label"], round(o["score"], 6)) for o in reference["objects"]]
         assert again["model"]["sha256"] == reference["model"]["sha256"]
+        before = saved.read_bytes()
+        refused = TeachClient(h).call_save()  # never over the file it started from
+        assert not refused.success and "is the model this node started from" in refused.message
+        assert saved.read_bytes() == before
     finally:
         h.close()
 

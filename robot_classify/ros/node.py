@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -422,6 +423,13 @@ class _ClassifyPipeline:
 
     def _on_save_model(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         path = self._save_path or str(default_save_path(self._model_path))
+        if self._model_path and Path(path).resolve() == Path(self._model_path).resolve():
+            response.success = False  # the file a restart would fall back to stays as it was
+            response.message = (f"not saved: {path} is the model this node started from (model_path); set "
+                                "teach.save_path to another file")
+            self.get_logger().warning(response.message)
+            return response
+        replaced = Path(path).exists()
         try:
             out = self.teacher.save(path)
         except Exception as e:  # noqa: BLE001 -- an unwritable path is an answer, not a crash
@@ -429,8 +437,9 @@ class _ClassifyPipeline:
             self.get_logger().warning(response.message)
             return response
         response.success = True
-        response.message = (f"saved {out} ({len(self.model.class_names)} classes, sha256 "
-                            f"{self.processor.model_sha256}); restart with model_path:={out}")
+        response.message = (f"saved {out}{' (replaced the file that was there)' if replaced else ''} "
+                            f"({len(self.model.class_names)} classes, sha256 {self.processor.model_sha256}); "
+                            f"restart with model_path:={out}")
         self.get_logger().info(response.message)
         return response
 
