@@ -91,7 +91,7 @@ class TeachClient:
 
 
 STATUS_KEYS = {"label": str, "state": str, "views": int, "views_wanted": int, "n_samples": int, "classes": list,
-               "reason": str}
+               "reason": str, "action": str}
 
 
 def _frame(h: RosHarness, stamp: int, boxes, seed: int = 0) -> dict:
@@ -148,7 +148,8 @@ def test_teach_forget_save_and_restart_over_dds(tmp_path: Path) -> None:
 
         t.send(t.forget_pub, "purple_box")
         forgot = t.wait_status("purple_box")
-        assert forgot["state"] == "done" and "purple_box" not in forgot["classes"]
+        assert forgot["state"] == "done" and forgot["action"] == "forget" and "purple_box" not in forgot["classes"]
+        assert h.wait_log("forgot 'purple_box'")
         gone = _frame(h, next(stamp), [(40, 30, PURPLE)], seed=32)
         assert gone["objects"][0]["label"] != "purple_box"
         assert gone["model"]["sha256"] != reference["model"]["sha256"]

@@ -388,9 +388,10 @@ class _ClassifyPipeline:
     def _publish_teach_status(self, status: TeachStatus) -> None:
         self.teach_status_pub.publish(String(data=json.dumps(status.to_doc())))
         if status.state == "failed":
-            self.get_logger().warning(f"teach {status.label!r} failed: {status.reason}")
+            self.get_logger().warning(f"{status.action} {status.label!r} failed: {status.reason}")
         elif status.state == "done":
-            self.get_logger().info(f"taught {status.label!r}: {status.n_samples} examples; classes now "
+            done = ("forgot" if status.action == "forget" else "taught") + f" {status.label!r}"
+            self.get_logger().info(f"{done}: {status.n_samples} examples; classes now "
                                    f"{len(status.classes)}; model {self.processor.model_sha256[:12]}")
             self._on_classes_changed()
 

@@ -61,6 +61,7 @@ class TeachStatus:
     n_samples: int = 0  # examples the model now holds for `label`
     classes: list[str] = field(default_factory=list)
     reason: str = ""
+    action: str = "teach"  # or "forget": a forget that is done looks like a teach that is done otherwise
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,13 +238,14 @@ class Teacher:
     def collecting(self) -> bool:
         return self._session is not None
 
-    def _status(self, label: str, state: str, views: int = 0, wanted: int = 0, reason: str = "") -> TeachStatus:
+    def _status(self, label: str, state: str, views: int = 0, wanted: int = 0, reason: str = "",
+                action: str = "teach") -> TeachStatus:
         with self.processor.model_lock.reading():
             return TeachStatus(label, state, views, wanted, self.model.class_count(label),
-                               list(self.model.class_names), reason)
+                               list(self.model.class_names), reason, action)
 
-    def _failed(self, label: str, reason: str, views: int = 0, wanted: int = 0) -> TeachStatus:
-        return self._status(label if isinstance(label, str) else "", "failed", views, wanted, reason)
+    def _failed(self, label: str, reason: str, views: int = 0, wanted: int = 0, action: str = "teach") -> TeachStatus:
+        return self._status(label if isinstance(label, str) else "", "failed", views, wanted, reason, action)
 
     # ------------------------------------------------------------------ requests
     def request(self, text: str) -> TeachStatus:
@@ -417,10 +419,10 @@ class Teacher:
         """`~/forget`: remove a class and its examples (an original class too)."""
         label = (text or "").strip()
         if not label:
-            return self._failed("", "empty label: send the class to forget")
+            return self._failed("", "empty label: send the class to forget", action="forget")
         p, model = self.processor, self.model
         if model.kind != "knn":
-            return self._failed(label, "this model is linear: forgetting a class needs retraining")
+            return self._failed(label, "this model is linear: forgetting a class needs retraining", action="forget")
         with p.model_lock.writing():
             if label not in model.class_names:
                 reason = f"{label!r} is not a class of the model"
@@ -437,8 +439,8 @@ class Teacher:
                 p.model_sha256 = _chain(p.model_sha256, b"forget", label.encode())
                 _record(model, {"forget": label})
         if reason:
-            return self._failed(label, reason)
-        return self._status(label, "done")
+            return self._failed(label, reason, action="forget")
+        return self._status(label, "done", action="forget")
 
     def save(self, path: str | Path) -> Path:
         """Write the running model atomically; afterwards its identity is the file's sha256,
