@@ -157,5 +157,12 @@ def test_markers_for_a_viewer_carry_each_located_objects_label(harness):
         texts = sorted(m.text.split()[0] for m in markers if m.type == Marker.TEXT_VIEW_FACING)
         assert texts == sorted(o["label"] for o in doc["objects"] if o["centroid"] is not None)
         assert sum(m.type == Marker.CUBE for m in markers) == len(texts) > 0
+        # each cube as large as the object's visible extent (it was a fixed 5 cm for every object)
+        cubes = sorted((m.pose.position.x, m.scale.x, m.scale.y, m.scale.z) for m in markers if m.type == Marker.CUBE)
+        extents = sorted((o["centroid"]["x"], *(max(0.01, o["extent"][k]) for k in "xyz"))
+                         for o in doc["objects"] if o["centroid"] is not None)
+        assert len(cubes) == len(extents)
+        for c, e in zip(cubes, extents):
+            assert c == pytest.approx(e, abs=1e-5)
     finally:
         harness.node.destroy_subscription(sub)

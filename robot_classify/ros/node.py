@@ -535,11 +535,12 @@ class _ClassifyPipeline:
             box = Marker(header=header, ns="objects", id=2 * mid, type=Marker.CUBE, action=Marker.ADD)
             box.pose.position = Point(x=x, y=y, z=z)
             box.pose.orientation.w = 1.0
-            box.scale.x = box.scale.y = box.scale.z = 0.05
+            # the visible surface's extent along the camera axes (at least 1 cm: a flat label still shows)
+            box.scale.x, box.scale.y, box.scale.z = (max(0.01, v) for v in (o.extent or (0.05, 0.05, 0.05)))
             box.color.r, box.color.g, box.color.b, box.color.a = r, g, b, 0.5
             text = Marker(header=header, ns="labels", id=2 * mid + 1, type=Marker.TEXT_VIEW_FACING,
                           action=Marker.ADD)
-            text.pose.position = Point(x=x, y=y - 0.06, z=z)
+            text.pose.position = Point(x=x, y=y - box.scale.y / 2 - 0.02, z=z)  # above the box (y points down)
             text.pose.orientation.w = 1.0
             text.scale.z = 0.03
             text.color.r = text.color.g = text.color.b = text.color.a = 1.0
