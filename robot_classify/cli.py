@@ -589,11 +589,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                               "recalibrated_on": {"bag": Path(args.bag).name, **{k: v for k, v in counts.items()
                                                                                  if k != "bag"}}}
     save_model(model, out)
-    was = "none" if before is None else f"ECE {before.ece:.3f}, min_score {before.min_score:.2f}"
+    was = ("none" if before is None else
+           f"ECE {before.ece:.3f} on its own validation data, min_score {before.min_score:.2f}")
     print(f"{counts['detections']} detections in {counts['frames']} frames ({counts['class_objects']} of the "
           f"model's classes, {counts['no_class']} of none; {counts['ruled_out']} more left out: their class "
           f"ruled out by size or pose); the model named {counts['named_before']}, {counts['right_before']} right")
-    print(f"calibration: was {was}; now ECE {cal.ece:.3f} on these frames, min_score {cal.min_score:.2f} -> {out}")
+    print(f"calibration: was {was}; now ECE {cal.ece:.3f} on these frames (every name the node would give, "
+          f"clutter named counting as wrong), min_score {cal.min_score:.2f} -> {out}")
+    print("  the two ECEs are over different data; to compare models, run replay-eval on other labelled frames "
+          "(its ECE is over matched objects of the model's classes)")
     return 0
 
 
