@@ -223,9 +223,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy']:.4f}"
     print(f"accuracy {accuracy} (top-1) on {report['n']} {args.split} patches of the model's classes; "
           f"ECE {'n/a' if not np.isfinite(ece) else f'{ece:.4f}'} ({scores_are}), default min_score {min_score:.2f}")
+    no_class = (f"; {a['no_class_unknown']} of {a['no_class_crops']} crops of no class (unknown, distractor) unknown"
+                if a["no_class_crops"] else "")
     print(f"as the node answers: {a['class_crops_named_right']} of {a['class_crops']} named right, "
-          f"{a['class_crops_unknown']} unknown" + (f"; {a['no_class_unknown']} of {a['no_class_crops']} crops of no "
-                                                    "class (unknown, distractor) unknown" if a["no_class_crops"] else ""))
+          f"{a['class_crops_unknown']} unknown{no_class}")
     for name, r in report["per_class"].items():
         if not is_negative(name):  # n/a: never predicted, or not in the split (as replay-eval says it)
             precision = f"{r['precision']:.3f}" if r["predicted"] else "n/a"

@@ -578,7 +578,7 @@ class _ClassifyPipeline:
             "model": f"{self.processor.model_name} {self.processor.model_sha256[:12]}",
             "vision_msgs": "off" if self.vision is None else "on",
             # objects in /object_labels without valid depth, so not in ~/detections_3d
-            "objects_without_depth": "" if self.vision is None else str(self.vision.no_depth),
+            "objects_without_depth": "n/a (vision_msgs off)" if self.vision is None else str(self.vision.no_depth),
         }
         for topic, hs in health.items():
             short = topic.split("/")[0]
