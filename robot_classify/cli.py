@@ -175,7 +175,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     crops of a negative label (`unknown`, `distractor`: objects of no class, as `bag-to-dataset`
     writes them) have no right class at top-1, and are right when the node would say `unknown`."""
     from .data.datasets import get_split, load_dataset
-    from .evaluation.metrics import classification_report
+    from .evaluation.metrics import classification_report, shown_rates
     from .learn.model import is_negative
     from .runtime.frame_processor import UNKNOWN, decide_label
 
@@ -229,8 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"{a['class_crops_unknown']} unknown{no_class}")
     for name, r in report["per_class"].items():
         if not is_negative(name):  # n/a: never predicted, or not in the split (as replay-eval says it)
-            precision = f"{r['precision']:.3f}" if r["predicted"] else "n/a"
-            recall = f"{r['recall']:.3f}" if r["support"] else "n/a"
+            precision, recall, _ = shown_rates(r)
             print(f"  {name:<18} precision {precision} recall {recall} (n={r['support']})")
     if args.metrics_out:
         Path(args.metrics_out).parent.mkdir(parents=True, exist_ok=True)
@@ -735,15 +734,20 @@ def _bag_args(p: argparse.ArgumentParser) -> None:
     _segmentation_args(p)
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
+def _dataset_args(p: argparse.ArgumentParser) -> None:
     from .data.datasets import FORMATS
-    from .learn.distances import METRICS
-    from .learn.features import FEATURE_KINDS
 
     p.add_argument("--dataset", required=True,
                    help="the dataset: a PROPS folder, CIFAR-10 python batches, a folder of class folders of images, "
                         "or an .npz (images, labels, class_names)")
     p.add_argument("--format", default="auto", choices=FORMATS, help="the dataset's layout (default: recognised)")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .learn.distances import METRICS
+    from .learn.features import FEATURE_KINDS
+
+    _dataset_args(p)
     p.add_argument("--classifier", default="knn", choices=["knn", "linear"],
                    help="knn: k nearest neighbours, majority vote; linear: f(x) = Wx + b with --loss (default knn)")
     p.add_argument("--k", type=_k, default="auto", help="auto (tuned over 1..15) or a number")
@@ -779,13 +783,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    from .data.datasets import FORMATS
-
     _add_model_arg(p, params_file=False)
-    p.add_argument("--dataset", required=True,
-                   help="the dataset: a PROPS folder, CIFAR-10 python batches, a folder of class folders of images, "
-                        "or an .npz (images, labels, class_names)")
-    p.add_argument("--format", default="auto", choices=FORMATS, help="the dataset's layout (default: recognised)")
+    _dataset_args(p)
     p.add_argument("--split", default="test", help="the split to score (default test)")
     p.add_argument("--metrics-out", help="also write the report (accuracy, per class, calibration) to this JSON file")
     p.add_argument("--plots", help="write figures into this folder: confusion matrix, reliability, coverage, "
@@ -976,13 +975,6 @@ def _teach_args(p: argparse.ArgumentParser) -> None:
     _segmentation_args(p)
 
 
-def _topic_list(text: str) -> list[str]:
-    topics = [t for t in text.split(",") if t]
-    if not topics:
-        raise argparse.ArgumentTypeError(f"takes one or more topic names, comma-separated, got {text!r}")
-    return topics
-
-
 def _replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", required=True, help="the rosbag2 folder to play")
     p.add_argument("--rate", type=_float(0, lo_open=True), default=1.0,
@@ -992,7 +984,7 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                    help="the publishers' reliability (default reliable, as camera drivers publish)")
     p.add_argument("--keep-stamps", action="store_true",
                    help="keep the recorded header stamps (default: now + each message's offset in the bag)")
-    p.add_argument("--topics", type=_topic_list, metavar="T1,T2,...",
+    p.add_argument("--topics", type=_csv(), metavar="T1,T2,...",
                    help="play only these topics (each with its compressed transports where the bag has them); "
                         "default: every topic")
     p.add_argument("--wait", type=_float(0), default=10.0, metavar="SECONDS",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 
 from ..runtime.camera import Intrinsics, depth_to_metres, surface_centroid
-from ..learn.model import NEGATIVE_LABELS
+from ..learn.model import negative_in_other_case
 from ..runtime.results import CLASS_NAME, CLASS_NAME_RULE, ObjectResult
 
 DISTRACTOR = "distractor"  # a ground-truth object of no class (learn.model.NEGATIVE_LABELS)
@@ -82,9 +82,10 @@ class ClassMap:
             if not CLASS_NAME.fullmatch(name.strip()):  # the name a taught class could have
                 raise ValueError(f"class map: {key!r} maps to {name.strip()!r}, which is not a class name: use "
                                  f"{CLASS_NAME_RULE}")
-            if name.strip().lower() in NEGATIVE_LABELS and name.strip() not in NEGATIVE_LABELS:
-                raise ValueError(f"class map: {key!r} maps to {name.strip()!r}: write {name.strip().lower()!r} "
-                                 "(lower case) for objects of no class")
+            negative = negative_in_other_case(name.strip())
+            if negative:
+                raise ValueError(f"class map: {key!r} maps to {name.strip()!r}: write {negative!r} (lower case) for "
+                                 "objects of no class")
             if isinstance(key, bool) or not isinstance(key, (int, str)):
                 raise ValueError(f"class map: keys are object ids or names, got {key!r}")
             if isinstance(key, int) or key.strip().isdigit():

@@ -27,6 +27,14 @@ def per_class_report(cm: np.ndarray, labels: list[str]) -> dict[str, dict[str, f
                    "support": int(true[i]), "predicted": int(pred[i])} for i, name in enumerate(labels)}
 
 
+def shown_rates(v: dict[str, Any]) -> list[str]:
+    """A class's precision, recall, F1 as shown to a person: n/a where undefined (a class never
+    predicted, or never in the ground truth), not the 0.000 a metrics file keeps there."""
+    p = "n/a" if v.get("predicted", 1) == 0 else f"{v['precision']:.3f}"
+    r = "n/a" if v["support"] == 0 else f"{v['recall']:.3f}"
+    return [p, r, "n/a" if "n/a" in (p, r) else f"{v['f1']:.3f}"]
+
+
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "n": int(cm.sum()), "class_names": list(class_names),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime.frame_processor import UNKNOWN
+from .metrics import shown_rates
 from .replay_metrics import STAGES
 
 OUTCOME_TEXT = {"misclassified": "wrong class", "distractor_named": "no-class object named",
@@ -166,17 +167,9 @@ def summary_markdown(m: dict[str, Any]) -> str:
     per_c = m["centroid_error_mm"]["per_class"]
     for name, v in m["per_class"].items():
         c = per_c.get(name, {})
-        lines.append(f"| {name} | {' | '.join(_class_rates(v))} | {v['support']} | "
+        lines.append(f"| {name} | {' | '.join(shown_rates(v))} | {v['support']} | "
                      f"{_mm(c.get('median'))} / {_mm(c.get('p90'))} |")
     return "\n".join(lines) + "\n"
-
-
-def _class_rates(v: dict[str, Any]) -> list[str]:
-    """precision, recall, F1 as shown: n/a where undefined (a class never predicted, or never in
-    the ground truth), not the 0.000 metrics.json keeps there."""
-    p = "n/a" if v.get("predicted", 1) == 0 else f"{v['precision']:.3f}"
-    r = "n/a" if v["support"] == 0 else f"{v['recall']:.3f}"
-    return [p, r, "n/a" if "n/a" in (p, r) else f"{v['f1']:.3f}"]
 
 
 def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
@@ -243,7 +236,7 @@ def report_html(m: dict[str, Any], figs: set[str]) -> str:
     cards = "".join(failure_card(r) for r in f["items"])
     counts = ", ".join(f"{v} {OUTCOME_TEXT[k]}" for k, v in f["counts"].items() if v) or "none"
     per_c = m["centroid_error_mm"]["per_class"]
-    class_rows = [[k, *_class_rates(v), v["support"],
+    class_rows = [[k, *shown_rates(v), v["support"],
                    _mm(per_c.get(k, {}).get("median")), _mm(per_c.get(k, {}).get("p90")),
                    _mm(per_c.get(k, {}).get("max"))] for k, v in m["per_class"].items()]
     called = ", ".join(f"{k}: {v}" for k, v in nc["called"].items()) or "nothing"

@@ -30,6 +30,13 @@ def is_negative(name: str) -> bool:
     return name in NEGATIVE_LABELS
 
 
+def negative_in_other_case(name: str) -> str | None:
+    """The negative label `name` spells in another case (`Unknown` -> `unknown`), else None: as
+    a class it would be published as a name a consumer filtering `unknown` takes for an object."""
+    folded = name.lower()
+    return folded if folded in NEGATIVE_LABELS and name not in NEGATIVE_LABELS else None
+
+
 def negative_indices(class_names: list[str]) -> np.ndarray:
     """Indices of the negative labels among `class_names` (int64, possibly empty)."""
     return np.array([i for i, n in enumerate(class_names) if is_negative(n)], np.int64)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..learn.cache import cache_dir
 from ..learn.features import with_mirror_images
-from ..learn.model import NEGATIVE_LABELS
+from ..learn.model import negative_in_other_case
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
 from .patches import DetectedObject, jittered_crop, occluded_crop, rebalanced
@@ -80,10 +80,9 @@ def check_label(label: Any) -> str:
         raise TeachError("empty label: send a class name such as my_mug")
     if not CLASS_NAME.fullmatch(label):
         raise TeachError(f"label {_short(repr(label))} is not a class name: use {CLASS_NAME_RULE}")
-    if label.lower() in NEGATIVE_LABELS and label not in NEGATIVE_LABELS:
-        # `Unknown` would be a class of its own, published as a name a consumer filtering
-        # label == "unknown" takes for an object to grasp
-        raise TeachError(f"label {label!r} is not a class name: {label.lower()!r} (lower case) teaches what is none "
+    negative = negative_in_other_case(label)
+    if negative:
+        raise TeachError(f"label {label!r} is not a class name: {negative!r} (lower case) teaches what is none "
                          "of the classes")
     return label
 
