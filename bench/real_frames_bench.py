@@ -65,6 +65,7 @@ def summarise(metrics: dict) -> dict:
         "named_precision": named["precision"], "named": named["named"], "named_right": named["right"],
         "wrong_class": named["wrong_class"], "non_class_named": named["non_class_named"],
         "clutter_named": named["clutter_named"],
+        "named_mean_score": named.get("mean_score"), "named_ece": named.get("ece"),
         "object_accuracy": metrics["object_accuracy"],
         "detection_recall": metrics["detection_recall"], "class_recall": named["class_recall"],
         "class_objects": named["class_objects"], "ground_truth": metrics["objects"]["ground_truth"],
@@ -81,6 +82,10 @@ def fmt(v, pct=False) -> str:
     if v is None:
         return "-"
     return f"{100 * v:.1f}%" if pct else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def fmt2(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def main() -> None:
@@ -114,7 +119,7 @@ def main() -> None:
                                               if f.get("stages_ms")],
                                  "wall_s": time.perf_counter() - t0})
     head = ("| bag | setting | named precision | named (right) | wrong class / non-class / clutter named | "
-            "accuracy | recall (class objects) | ECE | ms p50 seg / total | ms p99 total |")
+            "names: mean score / ECE | accuracy | recall (class objects) | ECE | ms p50 seg / total | ms p99 total |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for r in rows:
@@ -122,16 +127,19 @@ def main() -> None:
         print(f"| {r['kind']}: {Path(r['bag']).name} ({r['frames']} frames) | {r['setting']} "
               f"| {fmt(r['named_precision'], True)} | {r['named']} ({r['named_right']}) "
               f"| {r['wrong_class']} / {r['non_class_named']} / {r['clutter_named']} "
+              f"| {fmt2(r['named_mean_score'])} / {fmt2(r['named_ece'])} "
               f"| {fmt(r['object_accuracy'], True)} | {fmt(r['detection_recall'], True)} ({fmt(r['class_recall'], True)}) "
-              f"| {fmt(r['ece'])[:5]} | {ms['segmentation']['p50']:.1f} / {ms['total']['p50']:.1f} "
+              f"| {fmt2(r['ece'])} | {ms['segmentation']['p50']:.1f} / {ms['total']['p50']:.1f} "
               f"| {ms['total']['p99']:.1f} |")
     for s in settings:  # all real bags together: what the closing notes quote
         real = [r for r in rows if r["kind"] == "real" and r["setting"] == s]
         if len(real) > 1:
             named, right = sum(r["named"] for r in real), sum(r["named_right"] for r in real)
             wrong = [sum(r[k] for r in real) for k in ("wrong_class", "non_class_named", "clutter_named")]
+            mean = sum(r["named_mean_score"] * r["named"] for r in real if r["named"]) / named if named else None
             print(f"all {len(real)} real bags, {s}: named precision {fmt(right / named if named else None, True)} "
-                  f"({right} of {named}); wrong class / non-class / clutter {wrong[0]} / {wrong[1]} / {wrong[2]}")
+                  f"({right} of {named}); wrong class / non-class / clutter {wrong[0]} / {wrong[1]} / {wrong[2]}; "
+                  f"the names' mean score {fmt2(mean)}")
     for s in settings:  # per-frame processing time, pooled over the passes
         for kind in ("real", "render"):
             ms = [v for r in rows if r["kind"] == kind and r["setting"] == s for v in r["frame_ms"]]

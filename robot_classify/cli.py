@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -142,6 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if Path(args.out).exists():
         raise ValueError(f"{args.out} exists; choose a new path (train never overwrites a model)")
+    if args.classifier == "knn" and (args.reg is not None or args.lr is not None):  # not ignored without a word
+        raise ValueError("--reg and --lr are the linear classifier's; a kNN has none (--classifier linear)")
     splits = load_dataset(args.dataset, args.format)
     opts = TrainOptions(classifier=args.classifier, k=args.k, metrics=args.metric, features=args.features,
                         pca_dims=args.pca, tune=args.tune, folds=args.folds, val_fraction=args.val_fraction,
@@ -163,7 +166,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     learned, given = model.meta["training"]["n_samples"], len(train) + (len(val) if val is not None else 0)
     print(f"saved {model.kind} model ({len(train)} training patches"
           + (f", {learned} with their mirror images" if learned > given else "")
-          + f", {len(model.class_names)} classes"
+          + f", {len(model.known_class_names)} classes"
+          + (f" and {len(model.class_names) - len(model.known_class_names)} negative label(s)"
+             if len(model.class_names) > len(model.known_class_names) else "")
           + (f", {solver} solver" if solver else "")
           + (f"; calibrated: validation ECE {cal.ece:.3f}, default min_score {cal.min_score:.2f}" if cal else "")
           + f") to {args.out}")
@@ -179,6 +184,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .learn.model import is_negative
     from .runtime.frame_processor import UNKNOWN, decide_label
 
+    if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():  # before the evaluation runs
+        raise ValueError(f"--plots {args.plots}: is a file; --plots names a folder for the figures")
     model = _load_model(args)
     data = get_split(load_dataset(args.dataset, args.format), args.split)
     missing = {n for n in data.class_names if not is_negative(n)} - set(model.class_names)
@@ -269,9 +276,8 @@ def _write_plots(model, report: dict, out: Path, score: np.ndarray, correct: np.
 def cmd_predict(args: argparse.Namespace) -> int:
     """Label crops with the node's rule (`frame_processor.decide_label`): `unknown` below
     min_score or outside the classes, printed with the score that decided it and the top class."""
-    from .learn.model import is_negative
     from .data.datasets import read_image, to_patch
-    from .runtime.frame_processor import UNKNOWN, decide_label
+    from .runtime.frame_processor import UNKNOWN, alternatives, decide_label
 
     patches, names, errors = [], [], []
     for f in args.images:
@@ -300,8 +306,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             reason = (f"score below min_score {min_score:.3f}" if known else
                       "unlike the classes: farther from the training data than validation allows, or nearer the "
                       "unknown examples")
-        order = [i for i in np.argsort(-p, kind="stable") if not is_negative(model.class_names[i])][:3]
-        rows.append({"image": str(f), "label": label, "score": round(score, 6), "top_class": top,
+        order = alternatives(p, model.class_names, 3)
+        rows.append({"image": str(f), "label": label, "score": round(score, 6), "top_class": top if score > 0 else None,
                      "unknown_reason": reason,
                      "top_k": [[model.class_names[i], round(float(p[i]), 6)] for i in order]})
     if args.format == "json":
@@ -311,16 +317,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for r in rows:
         line = f"{r['image']}\t{r['label']}\t{r['score']:.3f}"
         if r["label"] == UNKNOWN:
-            line += f"\ttop class: {r['top_class']} {r['score']:.3f} ({r['unknown_reason']})"
+            top = f"{r['top_class']} {r['score']:.3f}" if r["top_class"] else "none (no class scores above 0)"
+            line += f"\ttop class: {top} ({r['unknown_reason']})"
         print(line)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Rendered into a hidden folder beside --out and renamed when complete: an existing --out
+    had mixed two runs' scenes and patches without a word (found from outside), and an interrupted
+    run had left part of one."""
     from .sim.scene_dataset import generate
 
-    splits = generate(args.out, args.scenes, args.seed, with_patches=args.patches, write_scenes=not args.no_scenes,
-                      workers=args.workers, test_fraction=args.test_fraction, jitters=args.jitters, quiet=args.quiet)
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} exists and is not an empty folder; choose a new one (generate never writes among "
+                         "files)")
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        splits = generate(partial, args.scenes, args.seed, with_patches=args.patches,
+                          write_scenes=not args.no_scenes, workers=args.workers, test_fraction=args.test_fraction,
+                          jitters=args.jitters, quiet=args.quiet)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        partial.replace(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     print(f"wrote {args.scenes} scenes to {Path(args.out) / 'scenes'}" if not args.no_scenes else "")
     if splits:
         print(f"patch dataset (PROPS layout) in {Path(args.out) / 'patches'}: "
@@ -474,6 +497,10 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"{out} exists; choose a new path (bags are never overwritten)")
+    if not args.sequence and (args.arc is not None or args.stretches is not None):  # not ignored without a word
+        raise ValueError("--arc and --stretches shape a --sequence; give --sequence FRAMES too")
+    args.arc = 60.0 if args.arc is None else args.arc
+    args.stretches = 1 if args.stretches is None else args.stretches
     if args.sequence:
         from .sim.scene_dataset import render_sequences
 
@@ -505,6 +532,11 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
     if other:  # a team's own classes, or a typo in the class map: either way, say it before any evaluation
         print(f"note: {', '.join(other)} {'is' if len(other) == 1 else 'are'} not among the embedded default "
               "model's classes; it scores them as wrong unless a model taught them is used", file=sys.stderr)
+    if class_map is not None and counts and set(counts) == {"distractor"}:  # a typo, or another dataset's ids
+        keys = [k for ks in class_map.unused().values() for k in ks]
+        print(f"warning: the class map gave no object a class (every object is a distractor): no object in these "
+              f"frames is {', '.join(map(str, keys))} (ids are BOP's obj_id or YCB-Video's class index, names "
+              "YCB-Video's box.txt names; the map replaces the built-in one)", file=sys.stderr)
     return 0
 
 
@@ -527,12 +559,16 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
         from .runtime.default_model import get_default_model
 
         parameters, folders = _node_parameters(args), []
+        # Both models loaded (checked) before either runs: a missing or corrupt B had cost a whole
+        # run of A, and left A's report behind.
+        models = {item: (get_default_model(parameters["device"]) if item == "default"
+                         else load_model(item, device=parameters["device"]))
+                  for item in args.compare if not Path(item).is_dir()}
         for tag, item in zip("ab", args.compare):
             if Path(item).is_dir():
                 folders.append(Path(item))
                 continue
-            model = (get_default_model(parameters["device"]) if item == "default"
-                     else load_model(item, device=parameters["device"]))
+            model = models[item]
             folders.append(Path(args.report) / tag)
             replay_eval(args.bag, model, folders[-1], _topics(args),
                         {**parameters, "model_path": "" if item == "default" else item}, args.ground_truth, **run)
@@ -614,6 +650,7 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
 
 def cmd_teach(args: argparse.Namespace) -> int:
     """The node's live teaching on recorded data: the same Teacher, fed by the same FrameProcessor."""
+    from .learn.model import is_negative
     from .runtime.frame_processor import FrameProcessor, FrameSkipped
     from .runtime.teaching import Teacher
 
@@ -661,10 +698,13 @@ def cmd_teach(args: argparse.Namespace) -> int:
             status = teacher.cancel(f"the frames ended after {frames} of them" if frames or not args.frames else
                                     f"the bag has no frame {start} (it has {index + 1})")
     if status.state != "done":
-        raise ValueError(f"teaching {args.label!r} failed: {status.reason}")
+        fewer = 0 < status.views < status.views_wanted  # a short bag: say how to take the views it has
+        raise ValueError(f"teaching {args.label!r} failed: {status.reason}"
+                         + (f"; --views {status.views} takes the views there are" if fewer else ""))
     teacher.save(out)
     views = f"{status.views} view{'s' * (status.views != 1)}"
-    print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(status.classes)} classes "
+    classes = [c for c in status.classes if not is_negative(c)]
+    print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(classes)} classes "
           f"-> {out}")
     return 0
 
@@ -676,6 +716,8 @@ def _crops_from_folder(folder: Path, limit: int | None):
     if not folder.is_dir():
         raise FileNotFoundError(f"no such folder: {folder}")
     files = [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+    if (folder / "objects.json").is_file():  # a `patches` folder: its crops, not the whole frame's overlay.png
+        files = [f for f in files if f.name.startswith("patch_")]
     crops = []
     for f in files[:limit]:
         try:
@@ -878,9 +920,10 @@ def _make_bag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sequence", type=_int(1), default=0, metavar="FRAMES",
                    help="FRAMES views per scene from a camera moving along an arc (ground-truth ids persist "
                         "across the frames: for tracking); default: one view per scene")
-    p.add_argument("--arc", type=float, default=60.0, help="degrees the camera turns over a sequence")
-    p.add_argument("--stretches", type=_int(1), default=1,
-                   help="with --sequence: between stretches one object is moved to another spot")
+    p.add_argument("--arc", type=float, default=None, help="with --sequence: degrees the camera turns over a "
+                                                            "sequence (default 60)")
+    p.add_argument("--stretches", type=_int(1), default=None,
+                   help="with --sequence: between stretches one object is moved to another spot (default 1)")
     p.add_argument("--rate", type=float, default=30.0, help="frames per second (stamps)")
 
 
@@ -893,7 +936,8 @@ def _import_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-map", help="YAML 'dataset object id or name: class name'; unlisted objects are "
                                        "'distractor' (default: the built-in YCB-V map, the ten classes)")
     p.add_argument("--scenes", type=_csv(), help="comma list of scene folders (48 = 000048 / 0048; default all)")
-    p.add_argument("--every", type=_int(1), default=1, help="take every N-th frame")
+    p.add_argument("--every", type=_int(1), default=1,
+                   help="take every N-th frame, counted over all scenes in order (not per scene)")
     p.add_argument("--max-frames", type=_int(1), help="stop after this many frames")
     p.add_argument("--rate", type=_float(0, lo_open=True), default=30.0, help="stamp spacing in frames per "
                                                                                 "second (default 30)")
@@ -905,7 +949,8 @@ def _replay_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-score", type=_float(-1, 1), help="min_score (default: the params file's, else the "
                    "model's own, chosen on its validation data; -1 = the model's own)")
     p.add_argument("--report", help="folder for metrics.json, report.html, summary.md, figures (required, "
-                                    "but for --no-report alone)")
+                                    "but for --no-report alone): new or empty, or a previous report's, whose "
+                                    "own files are replaced (other files in it stay)")
     p.add_argument("--gallery", type=_int(0), default=40, help="failures shown in the report, worst first")
     p.add_argument("--no-report", action="store_true",
                    help="metrics.json, objects.jsonl and object_labels.jsonl only (in --report): no figures, crops "

@@ -308,14 +308,15 @@ def _model_file(folder, colours, labels, k=1):
 
 def test_predict_says_unknown_with_the_deciding_score_and_the_top_class(tmp_path, capsys):
     """A crop the negative examples win: `unknown`, not the best real class with score 0.000
-    (the node's rule); the top class follows, labelled as such, with the reason."""
+    (the node's rule), with the reason. No class has any evidence there, so none is the top class
+    (it had printed the model's first class, `red 0.000`); a crop below min_score names its top class."""
     model = _model_file(tmp_path, [(220, 20, 20), (20, 20, 220), (20, 220, 20)], ["red", "blue", "unknown"])
     green, red = write_png(tmp_path / "green.png", (20, 220, 20)), write_png(tmp_path / "red.png", (220, 20, 20))
     code, out, err = run(["predict", "--model", model, green, red], capsys)
     assert code == 0, err
     unknown, known = [line.split("\t") for line in out.strip().splitlines()]
     assert unknown[:3] == [str(green), "unknown", "0.000"]
-    assert unknown[3].startswith("top class: red 0.000 (unlike the classes")
+    assert unknown[3].startswith("top class: none (no class scores above 0) (unlike the classes")
     assert known == [str(red), "red", "1.000"]
 
 
@@ -527,3 +528,54 @@ def test_offline_errors_name_what_the_user_gave(tmp_path, capsys, tiny_model_fil
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError, match=r"cannot write .*file/m.safetensors: .*file is a file, not a folder"):
         save_model(load_model(tiny_model_file), tmp_path / "file" / "m.safetensors")
+
+
+def test_options_are_checked_before_the_work_they_would_waste(tmp_path, capsys, folder_dataset, tiny_model_file):
+    """Found from outside: --compare's second model was loaded after a whole run of the first
+    (leaving its report), --plots naming a file failed after the evaluation, and --folds above
+    the training size ended in scikit-learn's "Found array with 0 sample(s)"."""
+    code, _, err = run(["replay-eval", "--bag", tmp_path / "no_bag", "--report", tmp_path / "cmp",
+                        "--compare", tiny_model_file, tmp_path / "missing.safetensors"], capsys)
+    assert code == 2 and "missing.safetensors" in err and not (tmp_path / "cmp").exists()
+    plots = tmp_path / "plots.txt"
+    plots.write_text("keep")
+    code, _, err = run(["evaluate", "--dataset", folder_dataset, "--split", "train", "--model", tiny_model_file,
+                        "--plots", plots], capsys)
+    assert code == 2 and "--plots" in err and "is a file" in err and plots.read_text() == "keep"
+    code, _, err = run(["train", "--dataset", folder_dataset, "--features", "pixels", "--folds", "7",
+                        "--out", tmp_path / "m.safetensors"], capsys)
+    assert code == 2 and "--folds 7 is more than the 6 training patches" in err, err
+
+
+def test_generate_refuses_a_folder_with_files_and_leaves_nothing_when_interrupted(tmp_path, capsys, monkeypatch):
+    """Found from outside: into an existing folder it overwrote some scenes and kept the others'
+    patches (train then loaded 619 patches of two runs); Ctrl-C left 16 of 40 scenes."""
+    import robot_classify.sim.scene_dataset as sd
+
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "scenes").mkdir()
+    code, _, err = run(["generate", "--out", used, "--scenes", "2", "--quiet"], capsys)
+    assert code == 2 and "exists and is not an empty folder" in err and sorted(used.iterdir()) == [used / "scenes"]
+
+    def interrupted(out, *a, **k):
+        (Path(out) / "scenes" / "000000").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sd, "generate", interrupted)
+    assert cli.main(["generate", "--out", str(tmp_path / "new"), "--scenes", "2", "--quiet"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
+    monkeypatch.setattr(sd, "generate", lambda out, *a, **k: (Path(out) / "scenes").mkdir(parents=True) or {})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["generate", "--out", str(empty), "--scenes", "2", "--quiet"]) == 0
+    assert (empty / "scenes").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["empty", "used"]
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys, folder_dataset):
+    code, _, err = run(["make-bag", "--out", tmp_path / "b", "--scenes", "1", "--arc", "30"], capsys)
+    assert code == 2 and "--arc and --stretches shape a --sequence" in err
+    code, _, err = run(["train", "--dataset", folder_dataset, "--classifier", "knn", "--lr", "0.1",
+                        "--out", tmp_path / "m.safetensors"], capsys)
+    assert code == 2 and "--reg and --lr are the linear classifier's" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -222,3 +222,29 @@ def test_random_corruption_only_ever_raises_the_clear_error():
             except CompressedImageError:
                 continue
             assert got.shape[:2] == (24, 32)
+
+
+def test_rvl_frames_with_little_depth_decode_bit_for_bit():
+    """RVL codes a run of zeros in a few nibbles: a frame with no depth, or depth in a few rows,
+    is far smaller than 1/5 of its pixels (0.7.0 refused them as corrupt, found from outside)."""
+    sparse = depth_scene().copy()
+    sparse[: int(0.8 * len(sparse))] = 0
+    for depth in (np.zeros((480, 640), np.uint16), sparse):
+        fmt, data = encode_depth(depth, "rvl")
+        np.testing.assert_array_equal(decode_depth(fmt, data, max_pixels=640 * 480), depth)
+
+
+def test_trailing_zero_padding_is_no_truncation_and_a_cut_still_is():
+    rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
+    for codec in ("jpeg", "png"):
+        fmt, data = encode_color(rgb, codec)
+        padded = decode_color(fmt, data + b"\x00" * 1000)  # a USB camera's fixed-size MJPEG buffer
+        np.testing.assert_array_equal(padded, decode_color(fmt, data))
+        with pytest.raises(CompressedImageError, match="truncated"):
+            decode_color(fmt, data[:-40] + b"\x00" * 1000)
+
+
+def test_a_png_sent_as_compressed_depth_without_its_header_says_so():
+    _, png = encode_depth(depth_scene(), "png", )
+    with pytest.raises(CompressedImageError, match="not its 12-byte header.*'16UC1; png compressed'"):
+        decode_depth("16UC1; compressedDepth png", png[12:])

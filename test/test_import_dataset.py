@@ -168,7 +168,20 @@ BOP_BREAKS = {
     "missing depth": (lambda s: (s / "depth" / "000001.png").unlink(), r"no image 000001 in depth/"),
     "corrupt rgb": (lambda s: (s / "rgb" / "000001.png").write_bytes(b"not a png"),
                     r"rgb/000001.png: not a readable image"),
+    # found from outside (0.7.0 took each of these without a word):
+    "8-bit depth": (lambda s: write_png(s / "depth" / "000001.png", np.full((H, W), 200, np.uint8)),
+                    r"depth/000001.png: depth is an 8-bit image"),
+    "visib_fract above 1": (lambda s: _edit_json(s / "scene_gt_info.json", lambda d: d["1"][0].update(visib_fract=1.7)),
+                            r"image 1 object 0: visib_fract must be in \[0, 1\], got 1.7"),
+    "frame without its camera": (lambda s: _edit_json(s / "scene_camera.json", lambda d: d.pop("1")),
+                                 r"scene_camera.json: no entry for image 1 \(scene_gt.json has one\)"),
 }
+
+
+def _edit_json(path, change):
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
 
 
 @pytest.mark.parametrize("case", list(BOP_BREAKS))
@@ -251,6 +264,8 @@ YCBV_BREAKS = {
                   r"000002-box.txt: 1 boxes, but the -meta.mat lists 2 objects"),
     "label size": (lambda s: write_png(s / "000002-label.png", np.zeros((H, W + 2), np.uint8)),
                    r"000002-label.png: 66x48 does not match"),
+    "label not listed": (lambda s: write_png(s / "000002-label.png", np.full((H, W), 3, np.uint8)),
+                         r"000002-label.png: labels \[3\] are not in 000002-meta.mat's cls_indexes \[14, 10\]"),
 }
 
 
@@ -264,6 +279,17 @@ def test_broken_ycb_video_datasets_name_the_file_and_leave_nothing(case, tmp_pat
     with pytest.raises(DatasetError, match=message):
         import_dataset(root, out_dir / "sub" / "bag")
     assert leftovers(out_dir) == []  # not even the folder made for it
+
+
+def test_a_class_map_that_gives_no_object_a_class_warns_and_one_key_twice_is_refused(bop_split, tmp_path, capsys):
+    (tmp_path / "other.yaml").write_text("42: mug\n")
+    assert cli.main(["import-dataset", str(bop_split), "--out", str(tmp_path / "bag"), "--class-map",
+                     str(tmp_path / "other.yaml"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "gave no object a class (every object is a distractor): no object in these frames is 42" in err
+    (tmp_path / "twice.yaml").write_text("5: mustard_bottle\n5: mug\n")
+    with pytest.raises(DatasetError, match="5 is given twice"):
+        load_class_map(tmp_path / "twice.yaml")
 
 
 def test_cli_import_dataset_and_its_errors(bop_split, tmp_path, capsys):

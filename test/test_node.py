@@ -78,7 +78,7 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_working(harness)
     nan_stamp = base + 20 * 100_000_000
     send(nan_stamp, depth=np.full(s.depth.shape, np.nan, np.float32), depth_enc="32FC1")
     nan_doc = harness.wait_for(nan_stamp)  # NaN depth is not an error: an empty, valid result
-    assert nan_doc["objects"] == [] and "no support plane" in nan_doc["warning"]
+    assert nan_doc["objects"] == [] and "no valid depth" in nan_doc["warning"]
     good = base + 30 * 100_000_000
     harness.publish_frame(s.color, s.depth, K, good)
     assert harness.wait_for(good)["objects"], "the good frame after the bad ones is labelled"

@@ -32,13 +32,18 @@ def test_k_zero_restores_the_models_tuned_k(harness):
 
 
 def test_top_k_above_the_class_count_means_every_class_at_run_time_too(harness):
+    """...every class that scores above 0: with k = 1000 more than 3 classes have votes (the
+    others are no alternative); an integer for a float parameter (min_score 0, as `ros2 param
+    set` sends `0`) is that float."""
     s = rendered(SEED)
-    assert all(r.successful for r in harness.set_parameters(top_k=50))
+    assert all(r.successful for r in harness.set_parameters(top_k=50, k=1000, min_score=0))
     stamp = 1_731_000_000_000_000_000
     harness.publish_frame(s.color, s.depth, camera_k(s), stamp)
     doc = harness.wait_for(stamp)
-    assert doc["objects"] and all(len(o["top_k"]) == 10 for o in doc["objects"])
-    assert all(r.successful for r in harness.set_parameters(top_k=3))
+    lengths = [len(o["top_k"]) for o in doc["objects"]]
+    assert lengths and all(3 < n <= 10 for n in lengths), lengths
+    assert all(t["score"] > 0 for o in doc["objects"] for t in o["top_k"])
+    assert all(r.successful for r in harness.set_parameters(top_k=3, k=0, min_score=-1.0))
 
 
 def test_invalid_stamps_and_absurd_intrinsics_are_skipped_with_a_warning(harness):
@@ -139,3 +144,12 @@ def test_node_survives_a_fuzz_of_malformed_messages(harness):
     assert harness.wait_for(good, timeout=30.0)["objects"]
     assert harness.alive()
     assert not any("Traceback" in line for line in harness.log), "\n".join(harness.log[-20:])
+
+
+
+def test_classify_node_help_prints_usage_and_starts_no_node(capsys):
+    from robot_classify.ros.node import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: classify_node") and "min_score (default -1.0, run time)" in out

@@ -212,3 +212,21 @@ def test_bad_teach_requests_get_reasons_and_the_node_keeps_running(tmp_path: Pat
         assert ok["objects"] and h.alive()
     finally:
         h.close()
+
+
+def test_save_model_answers_every_bad_path_and_the_node_keeps_running(tmp_path: Path) -> None:
+    """A name too long for the file system raised in the path's own checks, outside the save's
+    try, and ended the node's executor (found from outside); a folder that does not exist is
+    not created (a typo in teach.save_path made /nonexistent_dir as root)."""
+    cases = {str(tmp_path / ("n" * 300 + ".safetensors")): "File name too long",
+             str(tmp_path / "no_such_folder" / "m.safetensors"): "does not exist; create it",
+             str(tmp_path): "is a folder"}
+    for path, reason in cases.items():
+        h = RosHarness("", params={"teach.save_path": path})
+        try:
+            response = TeachClient(h).call_save()
+            assert not response.success and reason in response.message, response.message
+            assert _frame(h, 1_000_000_000, [(280, 190, GREEN)])["objects"] and h.alive()
+        finally:
+            h.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no folder made

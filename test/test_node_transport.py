@@ -97,3 +97,33 @@ def test_the_node_with_no_model_path_answers_in_seconds_not_minutes():
         assert not any("pybullet" in line for line in h.log)
     finally:
         h.close()
+
+
+def test_colour_without_depth_is_a_warning_and_diagnostics_say_why_nothing_is_labelled(default_model_file):
+    """A depth topic remapped wrong pairs nothing and skips nothing: 0.7.0 logged not a line and
+    /diagnostics said OK while input arrived at 10 Hz and nothing was labelled (found from outside)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from ros_harness import make_image, make_info
+    from scene_fixtures import camera_k, rendered
+
+    s = rendered(900_000_000)
+    h = RosHarness(default_model_file, ("/nodepth/color", "/nodepth/depth", "/nodepth/info"))
+    diags = []
+    h.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    try:
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < 8.0:
+            stamp = 1_770_000_000_000_000_000 + i * 100_000_000
+            info, color = make_info(camera_k(s), 640, 480, stamp), make_image(s.color, "rgb8", stamp)
+            h.info_pub.publish(info)
+            h.color_pub.publish(color)
+            i += 1
+            time.sleep(0.1)
+        assert h.wait_log("nothing on /nodepth/depth", timeout=5.0), "\n".join(h.log[-10:])
+        warn = [st.message for d in diags for st in d.status
+                if st.hardware_id == "robot_classify" and st.level == DiagnosticStatus.WARN]
+        assert any("no frame was labelled" in m and "/nodepth/depth" in m for m in warn), warn
+        assert not h.received and h.alive()
+    finally:
+        h.close()

@@ -85,3 +85,27 @@ def test_calibrate_command_writes_a_new_model_whose_scores_follow_the_frames(clu
     # A second call never overwrites the file it wrote.
     assert main(["calibrate", "--bag", str(path), "--model", str(model_file), "--out", str(out), "--quiet"]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_the_recipe_fits_the_scores_on_what_the_node_answers_in_rendered_scenes():
+    """Recipe 6's last step (`sim.default_recipe.calibrate_on_answers`): the embedded default's
+    scores are refitted on the node's answers in rendered scenes of their own seed, clutter named
+    counting as wrong; the examples stay, so every label stays."""
+    pytest.importorskip("pybullet")
+    from robot_classify.runtime.default_model import get_default_model
+    from robot_classify.sim.default_recipe import CALIBRATION_SEED_OFFSET, calibrate_on_answers
+    from robot_classify.sim.scene_dataset import render_scenes
+
+    model = get_default_model(device="cpu")
+    before = model.calibration
+    scene = next(render_scenes(1, 99, workers=1, quiet=True))
+    crops = extract_objects(scene.color, scene.depth, Intrinsics(**{k: scene.meta["intrinsics"][k]
+                                                                    for k in ("fx", "fy", "cx", "cy")})).patches
+    first = model.classify(crops)
+    counts = calibrate_on_answers(model, seed=0, scenes=8, workers=1)
+    assert counts["frames"] == 8 and counts["detections"] >= 20
+    assert counts["detections"] == counts["class_objects"] + counts["no_class"]
+    assert model.calibration.n_validation == counts["detections"] and model.calibration != before
+    after = model.classify(crops)
+    assert (after.labels == first.labels).all() and (after.known == first.known).all()
+    assert CALIBRATION_SEED_OFFSET not in (0, 4242)  # never the training scenes' or the negatives' seed

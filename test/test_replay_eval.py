@@ -78,6 +78,49 @@ def test_bag_to_dataset_labels_the_nodes_crops_and_splits_by_time(tiny, tmp_path
     assert len(ds["train"]) == 2 and ds["train"].class_names == ["blue_box", "red_box"]
 
 
+def test_ground_truth_that_matches_no_frame_is_an_error_not_a_recall_of_zero(tiny, tmp_path):
+    """Found from outside: a sidecar shifted by 1000 s printed detection recall 0.0% of 0 objects,
+    and bag-to-dataset with a ground-truth topic the bag has not wrote only `_unlabelled` crops."""
+    from robot_classify.data.bags import BagError, read_ground_truth
+
+    path, model = tiny
+    shifted = tmp_path / "shifted.jsonl"
+    docs = []
+    for stamp, labels in read_ground_truth(path).items():
+        doc = labels.to_doc()
+        doc["header"]["stamp"]["sec"] += 1000
+        docs.append(json.dumps(doc))
+    shifted.write_text("\n".join(docs) + "\n")
+    with pytest.raises(BagError, match="none of the 3 ground-truth stamps is a frame's stamp"):
+        replay_eval(path, model, tmp_path / "report", TOPICS, sidecar=shifted, quiet=True)
+    assert not (tmp_path / "report").exists()
+    with pytest.raises(BagError, match="none of the 3 ground-truth stamps"):
+        bag_to_dataset(path, model, tmp_path / "ds", TOPICS, sidecar=shifted, quiet=True)
+    with pytest.raises(BagError, match="no ground truth to label the crops with \\(topic /nope"):
+        bag_to_dataset(path, model, tmp_path / "ds2", TOPICS, gt_topic="/nope", quiet=True)
+
+
+def test_report_outputs_are_listed_and_a_rerun_replaces_only_them(tiny, tmp_path):
+    """Found from outside: a second run into the same --report kept the first run's failure crops
+    and pages beside the new metrics.json, and a folder of other files was written among them."""
+    from robot_classify.evaluation.replay_eval import REPORT_OUTPUTS
+
+    path, model = tiny
+    report = tmp_path / "report"
+    replay_eval(path, model, report, TOPICS, quiet=True)
+    assert {p.name for p in report.iterdir()} <= set(REPORT_OUTPUTS) and (report / "failures").is_dir()
+    (report / "keep.txt").write_text("mine")
+    replay_eval(path, model, report, TOPICS, quiet=True, report=False)
+    assert sorted(p.name for p in report.iterdir()) == ["keep.txt", "metrics.json", "object_labels.jsonl",
+                                                         "objects.jsonl"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no previous report"):
+        replay_eval(path, model, other, TOPICS, quiet=True)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
 def test_replay_eval_progress_bar_knows_the_bag_length(tiny, tmp_path, monkeypatch):
     import robot_classify.evaluation.replay_eval as re_mod
 
@@ -112,9 +155,8 @@ def test_failed_replay_eval_removes_only_the_folders_it_made(tiny, tmp_path):
     with pytest.raises(BagError, match="missing topic"):
         replay_eval(path, model, tmp_path / "new" / "report", wrong_topics, quiet=True)
     assert not (tmp_path / "new").exists()
-    mine = tmp_path / "mine"
+    mine = tmp_path / "mine"  # an empty folder of the user's stays (one with files is refused: below)
     mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
     with pytest.raises(BagError, match="missing topic"):
         replay_eval(path, model, mine, wrong_topics, quiet=True)
-    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert mine.is_dir() and not any(mine.iterdir())

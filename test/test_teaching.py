@@ -258,6 +258,11 @@ def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     now[0] = 9.5
     s = t.check_timeout()
     assert s.state == "failed" and "no new view for 5 s, with 2/3 views" in s.reason and not t.collecting
+    t.request('{"label": "dark", "select": {"x": 10, "y": 10}}')  # and no frame arrives at all
+    now[0] = 20.0
+    s = t.check_timeout()
+    assert s.state == "failed" and "no frame was processed: is the camera publishing?" in s.reason
+    now[0] = 9.5
     # A pixel inside the image but on no object: the reason names the pixel.
     t.request('{"label": "there", "select": {"x": 20, "y": 20}}')
     t.offer(run(p, [(300, 200, GREEN)]))
@@ -372,6 +377,16 @@ def test_cli_teach_from_a_folder_of_crops(tmp_path, model_file, capsys):
                  "--out", str(tmp_path / "z.safetensors")]) == 2
     assert "--frames picks frames of a --bag" in capsys.readouterr().err
     assert not any((tmp_path / f"{n}.safetensors").exists() for n in "xyz")
+    # A `patches` folder (objects.json beside the crops) also holds overlay.png, the whole frame:
+    # not a view of the object (found from outside: 6 views from 5 crops).
+    for i in range(3):
+        (crops / f"{i}.png").rename(crops / f"patch_{i:03d}.png")
+    cv2.imwrite(str(crops / "overlay.png"), np.zeros((480, 640, 3), np.uint8))
+    (crops / "objects.json").write_text("[]")
+    out2 = tmp_path / "from_patches.safetensors"
+    assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box",
+                 "--out", str(out2)]) == 0
+    assert load_model(out2).class_count("green_box") == 3 * 2
 
 
 def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, capsys):
@@ -482,3 +497,8 @@ def test_teaching_unknown_adds_negative_examples_the_node_never_names():
     obj = run(p, [(305, 205, GREEN)]).labels.objects[0]
     assert obj.label == "unknown" and "unknown" not in [name for name, _ in obj.top_k]
     assert run(p, [(300, 200, RED)]).labels.objects[0].label == "red_box"
+    # Forgetting it would drop every example of no class, the model's own too (0.7.0 did so, and the
+    # default then named the clutter it had called unknown; found from outside).
+    s = t.forget("unknown")
+    assert s.state == "failed" and "examples of objects of no class" in s.reason
+    assert run(p, [(305, 205, GREEN)]).labels.objects[0].label == "unknown"

@@ -93,10 +93,25 @@ def test_velocity_prediction_follows_a_fast_steady_drift_beyond_the_gate_per_fra
     assert ids(out) == [1]
 
 
-def test_time_going_back_ends_every_track():
+def test_time_going_back_more_than_a_second_ends_every_track():
     t = Tracker(TrackerParams(confirm_hits=1))
-    t.update(frame(5, obj(0, (0.0, 0.0, 1.0))))
-    assert ids(t.update(frame(4, obj(0, (0.0, 0.0, 1.0))))) == [2]
+    t.update(frame(40, obj(0, (0.0, 0.0, 1.0))))
+    assert ids(t.update(frame(0, obj(0, (0.0, 0.0, 1.0))))) == [2]  # 1.33 s back: a looped bag
+
+
+def test_a_late_frame_reads_the_tracks_and_changes_none():
+    """One frame a reliable transport delivers after a newer one (found from outside: it ended
+    every track, and the planner's ids and fused labels with them)."""
+    t = Tracker(TrackerParams(confirm_hits=3))
+    for i in range(8):
+        last = t.update(frame(i, obj(0, (0.0, 0.0, 1.0)), obj(1, (0.3, 0.0, 1.0))))
+    before = [(tr.id, tr.hits, tr.age, tr.state) for tr in t.tracks]
+    late = t.update(frame(6, obj(0, (0.0, 0.0, 1.0)), obj(1, (0.3, 0.0, 1.0)), obj(2, (0.6, 0.0, 1.0))))
+    assert [o.track.id for o in late.objects[:2]] == [1, 2] and late.objects[2].track is None  # none born late
+    assert late.objects[0].track == last.objects[0].track
+    assert [(tr.id, tr.hits, tr.age, tr.state) for tr in t.tracks] == before
+    after = t.update(frame(8, obj(0, (0.0, 0.0, 1.0)), obj(1, (0.3, 0.0, 1.0))))
+    assert ids(after) == [1, 2] and all(o.track.confirmed and o.track.hits == 9 for o in after.objects)
 
 
 def test_fusion_outvotes_a_minority_of_wrong_frames_and_does_not_flicker():

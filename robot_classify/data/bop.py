@@ -81,6 +81,10 @@ def scene_refs(scene: Path) -> list[BopFrameRef]:
         log.warning("%s: no mask_visib/: boxes from bbox_visib, centroids from the median depth inside them",
                     scene)
     refs = []
+    for name, table in (("scene_gt.json", gts), ("scene_gt_info.json", infos)):
+        missing = sorted(set(table) - set(cams))
+        if missing:  # a frame without its camera would be left out without a word
+            raise DatasetError(f"{scene / 'scene_camera.json'}: no entry for image {missing[0]} ({name} has one)")
     for im_id in sorted(cams):
         for name, table in (("scene_gt.json", gts), ("scene_gt_info.json", infos)):
             if im_id not in table:
@@ -146,6 +150,9 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
                                f"'bbox_visib' and 'visib_fract'")
         obj_id = int(finite_number(gt["obj_id"], where, "obj_id"))
         visible = finite_number(info["visib_fract"], where, "visib_fract")
+        if not 0 <= visible <= 1:
+            raise DatasetError(f"{ref.scene / 'scene_gt_info.json'}: image {ref.im_id} object {i}: visib_fract must "
+                               f"be in [0, 1], got {visible}")
         try:
             box = tuple(int(v) for v in info["bbox_visib"])
         except (TypeError, ValueError):

@@ -76,6 +76,7 @@ class ClassMap:
     def __init__(self, mapping: dict[int | str, str]) -> None:
         self.by_id: dict[int, str] = {}
         self.by_name: dict[str, str] = {}
+        self.given: set[str] = set()  # the class names some object was given (`unused`)
         for key, name in mapping.items():
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"class map: {key!r} must map to a class name, got {name!r}")
@@ -94,11 +95,22 @@ class ClassMap:
                 self.by_name[key.strip()] = name.strip()
 
     def label(self, obj_id: int | None = None, name: str | None = None) -> str:
+        out = DISTRACTOR
         if obj_id is not None and obj_id in self.by_id:
-            return self.by_id[obj_id]
-        if name is not None and name in self.by_name:
-            return self.by_name[name]
-        return DISTRACTOR
+            out = self.by_id[obj_id]
+        elif name is not None and name in self.by_name:
+            out = self.by_name[name]
+        self.given.add(out)
+        return out
+
+    def unused(self) -> dict[str, list[int | str]]:
+        """Class names no object got so far, each with its entries: an id or name the dataset does
+        not have (a typo, another dataset's numbering) quietly makes its objects distractors."""
+        out: dict[str, list[int | str]] = {}
+        for key, name in [*self.by_id.items(), *self.by_name.items()]:
+            if name not in self.given and name != DISTRACTOR:
+                out.setdefault(name, []).append(key)
+        return out
 
     @property
     def class_names(self) -> list[str]:
@@ -117,13 +129,31 @@ def ycbv_class_map() -> ClassMap:
     return ClassMap(mapping)
 
 
+def _unique_key_loader():
+    """yaml's SafeLoader, refusing a key given twice (it keeps the last one without a word)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+        dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+        if dup is not None:
+            raise yaml.constructor.ConstructorError(None, None, f"{dup!r} is given twice", node.start_mark)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return Loader
+
+
 def load_class_map(path: str | Path) -> ClassMap:
     """A YAML mapping `object id or name: class name` (unlisted objects are distractors)."""
     import yaml
 
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such class map") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
@@ -148,6 +178,8 @@ def depth_to_mm(raw: np.ndarray, mm_per_unit: float | Fraction, source: str) -> 
     scale = mm_per_unit if isinstance(mm_per_unit, Fraction) else Fraction(str(float(mm_per_unit)))
     if scale <= 0:
         raise DatasetError(f"{source}: depth scale must be > 0, got {float(scale)}")
+    if raw.dtype == np.uint8:  # 8-bit: a picture of depth for the eye, not depth (255 steps)
+        raise DatasetError(f"{source}: depth is an 8-bit image; depth is stored as 16-bit (or float) values")
     if raw.dtype.kind in "ui":
         v = raw.astype(np.int64)
         mm = (2 * v * scale.numerator + scale.denominator) // (2 * scale.denominator)

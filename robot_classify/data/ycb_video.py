@@ -110,6 +110,12 @@ def read_frame(ref: YcbvFrameRef, class_map: ClassMap | None = None) -> Labelled
     same_size(color.shape, label, label_path, color_path)
     K = intrinsics_from_matrix(meta["intrinsic_matrix"], f"{meta_path}: intrinsic_matrix")
     ids = meta["cls_indexes"]
+    bad = [i for i in ids if i not in YCBV_OBJECTS]
+    if bad:
+        raise DatasetError(f"{meta_path}: cls_indexes holds {bad[0]}; YCB-Video's objects are 1-{max(YCBV_OBJECTS)}")
+    stray = sorted(set(np.unique(label).tolist()) - {0, *ids})
+    if stray:  # pixels of an object the frame does not list: a label image of another frame?
+        raise DatasetError(f"{label_path}: labels {stray[:5]} are not in {meta_path.name}'s cls_indexes {list(ids)}")
     names = read_box_names(ref.file("box.txt"), len(ids)) or [YCBV_OBJECTS.get(i, str(i)) for i in ids]
     objects = []
     for obj_id, name in zip(ids, names):

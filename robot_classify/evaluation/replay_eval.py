@@ -89,8 +89,7 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
     if gallery < 0:
         raise ValueError(f"gallery must be >= 0, got {gallery}")
     report_dir = Path(report_dir)
-    if report_dir.exists() and not report_dir.is_dir():
-        raise ValueError(f"{report_dir}: exists and is not a folder")
+    prepare_report_dir(report_dir)
     with opened_bag(bag) as reader:  # one open for the topics, the ground truth and the frames
         gt = read_ground_truth(bag, sidecar, gt_topic, reader=reader)  # gt_topic: JSON or vision_msgs/Detection2DArray
         if not gt:
@@ -121,6 +120,41 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
             if created is not None:  # a failed run leaves no half-written report; folders it did not make stay
                 shutil.rmtree(created, ignore_errors=True)
             raise
+
+
+# What a report folder holds, all written here or by report_html / failures / compare: a report
+# run again into its folder replaces these and nothing else (test_report_outputs_are_listed).
+REPORT_OUTPUTS = ("metrics.json", "objects.jsonl", "object_labels.jsonl", "report.html", "summary.md",
+                  "box_iou.png", "centroid_error.png", "confusion.png", "coverage.png", "reliability.png",
+                  "scores.png", "stages.png", "timeline.png", "failures", "frames",
+                  "compare.html", "compare.json", "compare.md")
+
+
+def prepare_report_dir(folder: Path) -> None:
+    """A new or empty folder is used as is; a previous report (its metrics.json or compare.json)
+    loses only the report's own entries (`REPORT_OUTPUTS`: a re-run into the same folder had left
+    the old run's failure crops, figures and pages beside the new metrics, found from outside),
+    and anything else in it stays; any other non-empty folder is refused."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if not ((folder / "metrics.json").is_file() or (folder / "compare.json").is_file()):
+        raise ValueError(f"{folder} is not empty and holds no previous report (metrics.json); choose a new or empty "
+                         "folder (replay-eval never deletes files it did not write)")
+    for name in REPORT_OUTPUTS:
+        entry = folder / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+
+
+def no_stamp_matches(bag: str | Path, frames: int, gt: dict[int, FrameLabels]) -> str:
+    """Ground truth is matched to frames by stamp; none matching is a wrong sidecar or topic, not
+    a model that finds nothing (it had printed detection recall 0.0% of 0 objects)."""
+    return (f"{bag}: none of the {len(gt)} ground-truth stamps is a frame's stamp ({frames} frames, the first "
+            f"at {min(gt)} ns in the ground truth): ground truth of another bag, or a sidecar's stamps shifted?")
 
 
 def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLabels], report_dir: Path,
@@ -172,6 +206,8 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
         gallery.offer(recs, color, preds, gts)
     if n_frames == 0:
         raise BagError(f"{bag}: no colour/depth pairs (check --topics and the stamps)")
+    if n_gt_frames == 0 and len(latencies):
+        raise BagError(no_stamp_matches(bag, n_frames, gt))
     (report_dir / "object_labels.jsonl").write_text("".join(d + "\n" for d in documents))
     (report_dir / "objects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     n_cls = len(classes)
@@ -244,12 +280,18 @@ def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, top
     # The node's crops (its segmentation); every crop keeps the classifier's best guess.
     processor = FrameProcessor.from_parameters(model, {**parameters, "min_score": 0.0, "top_k": 1})
     crops = []  # (stamp, label, patch)
+    frames = labelled = 0
     with opened_bag(bag) as reader:
         gt = read_ground_truth(bag, sidecar, gt_topic, reader=reader)
+        if not gt:  # every crop would be `_unlabelled`: nothing to train on
+            raise BagError(f"{bag}: no ground truth to label the crops with (topic {gt_topic or GT_TOPIC}, "
+                           "--ground-truth-topic TOPIC or --ground-truth FILE.jsonl)")
         for frame, res, _, _, _ in run_frames(bag, processor, topics, quiet, slop=parameters["sync_slop"],
                                               reader=reader):
             if res is None:
                 continue
+            frames += 1
+            labelled += frame.stamp_ns in gt
             preds, patches = res.labels.objects, res.extraction.patches
             truth = gt.get(frame.stamp_ns)
             gts = truth.objects if truth is not None else ()
@@ -257,6 +299,8 @@ def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, top
             label_of = {i: gts[j].label for i, j, _ in pairs}
             for i in range(len(preds)):
                 crops.append((frame.stamp_ns, label_of.get(i, "_unlabelled"), patches[i]))
+    if frames and not labelled:
+        raise BagError(no_stamp_matches(bag, frames, gt))
     if not crops:
         raise BagError(f"{bag}: no objects found in any frame")
     stamps = sorted({c[0] for c in crops})

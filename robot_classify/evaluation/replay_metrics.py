@@ -192,11 +192,16 @@ def named_summary(records: list[dict]) -> dict[str, Any]:
     """What a grasp planner acts on: every detection that carries a class name, clutter included.
     `precision` is the share of them that are right (None when nothing was named). Also the
     detection recall over objects of the model's classes alone (`class_recall`): rejecting
-    clutter must not lose them."""
+    clutter must not lose them. `mean_score` and `ece` say whether the names' scores mean what
+    they say over the same detections: `threshold_summary`'s ECE is over objects of the classes
+    alone, where a name given to clutter at 0.95 does not count against it."""
     named = [r for r in records if r["label"] is not None and r["label"] != UNKNOWN]
     right = sum(1 for r in named if r["outcome"] == "correct")
     class_objects = [r for r in records if r["known"]]
+    scores = np.clip(np.array([r["score"] for r in named], float), 0.0, 1.0)
+    ece = expected_calibration_error(scores, np.array([r["outcome"] == "correct" for r in named], bool))
     return {"named": len(named), "right": right, "precision": right / len(named) if named else None,
+            "mean_score": float(scores.mean()) if named else None, "ece": _num(ece) if named else None,
             "wrong_class": sum(1 for r in named if r["outcome"] == "misclassified"),
             "non_class_named": sum(1 for r in named if r["outcome"] == "distractor_named"),
             "clutter_named": sum(1 for r in named if r["outcome"] == "false_positive"),

@@ -108,6 +108,13 @@ def write_figures(m: dict[str, Any], records: list[dict], folder: Path) -> list[
     return made
 
 
+def _name_scores(nm: dict[str, Any]) -> str:
+    """The names' mean score beside the share right: a planner reading 0.95 should find 95%."""
+    if nm.get("mean_score") is None:  # nothing named, or metrics.json of a version before 0.7.1
+        return ""
+    return f"; their scores: mean {nm['mean_score']:.2f}, ECE {nm['ece']:.2f}"
+
+
 def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(name, value, detail) for the top of the page and summary.md."""
     c, nc, f, t = m["centroid_error_mm"], m["non_class_objects"], m["failures"], m["timing_ms"].get("total")
@@ -119,7 +126,8 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
                                                         "of the model's classes"),
         ("named precision", "n/a" if nm["precision"] is None else _pct(nm["precision"]),
          f"{nm['right']} of {nm['named']} class names right (wrong: {nm['wrong_class']} another class, "
-         f"{nm['non_class_named']} objects of no class, {nm['clutter_named']} unlabelled detections)"),
+         f"{nm['non_class_named']} objects of no class, {nm['clutter_named']} unlabelled detections)"
+         + _name_scores(nm)),
         ("detection recall", _pct(m["detection_recall"]), f"{m['objects']['matched']} of {m['objects']['ground_truth']}"
                                                           " ground-truth objects found"),
         ("detection precision", _pct(m["detection_precision"]), f"of {m['objects']['detections']} detections"),

@@ -71,6 +71,9 @@ def train_model(train: PatchSet, opts: TrainOptions, val: PatchSet | None = None
     if opts.classifier == "knn" and opts.k != "auto" and int(opts.k) > len(train):
         # A user's k is never capped silently: the node would reject the same k for this model.
         raise ValueError(f"k={int(opts.k)} is larger than the training set ({len(train)} patches)")
+    if opts.tune == "cv" and opts.folds > len(train):  # a fold would be empty (sklearn's error said only that)
+        raise ValueError(f"--folds {opts.folds} is more than the {len(train)} training patches; use at most "
+                         f"{len(train)}")
     if opts.tune == "val" and val is None:
         train, val = split_validation(train, opts.val_fraction, opts.seed)
     originals = len(train)  # mirror images come after them (`mirrored`)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ from ..runtime.default_model import default_model_path, get_default_model
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from ..runtime.image_conversion import array_to_fields
+from ..learn.model import is_negative
 from ..learn.model_io import load_model
 from ..runtime.parameters import (NODE_NAME, PARAMETERS, ParameterError, ParameterSpec, check_parameters,
                                   check_value)
@@ -56,6 +58,7 @@ from ..runtime.tracking import Tracker, TrackerParams
 from ..runtime.visualize import draw_objects, label_color, track_color
 from .vision_output import VisionOutput
 
+_DIGITS = re.compile(r"\d+")
 NO_INPUT_WARN_S = 5.0
 LOSS_WARN = 0.10  # share of a camera stream's frames lost over HEALTH_WINDOW_S that earns a warning
 HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
@@ -71,8 +74,11 @@ PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/con
 def _descriptor(name: str, spec: ParameterSpec, read_only: bool) -> ParameterDescriptor:
     """The ROS view of one entry of the shared table: ranges for `ros2 param describe`."""
     text = spec.description + (f" ({', '.join(spec.choices)})" if spec.choices else "")
-    # on/off may arrive as YAML booleans; check_value turns them back into the choice
-    d = ParameterDescriptor(name=name, description=text, read_only=read_only, dynamic_typing=spec.on_off)
+    # on/off may arrive as YAML booleans, and a float as an integer (`min_score: 1` in a params file
+    # or `ros2 param set ... min_score 1`; rclpy refused it, and at start the node died): check_value
+    # turns them into the parameter's own type, and checks its range.
+    d = ParameterDescriptor(name=name, description=text, read_only=read_only,
+                            dynamic_typing=spec.on_off or isinstance(spec.default, float))
     if spec.range is not None and isinstance(spec.default, float):
         d.floating_point_range = [FloatingPointRange(from_value=spec.range[0], to_value=spec.range[1])]
     elif spec.range is not None:
@@ -155,6 +161,7 @@ class _ClassifyPipeline:
         self._lossy_since: dict[str, float] = {}
         self._warned_loss: set[str] = set()
         self._skipped: dict[str, int] = {}
+        self._last_skip: tuple[float, str] | None = None  # when, and "why: detail", of the latest skipped frame
         self._last_warned: dict[str, float] = {}
         self._receipt: dict[int, float] = {}
         self._warned_qos: set[str] = set()
@@ -386,14 +393,26 @@ class _ClassifyPipeline:
 
     # ----------------------------------------------------------------- teaching
     def _publish_teach_status(self, status: TeachStatus) -> None:
-        self.teach_status_pub.publish(String(data=json.dumps(status.to_doc())))
+        """On ~/teach_status and in the log. A teach applied in the background may finish while
+        the node deactivates: its publisher is gone then (0.7.0 raised in the teach thread and the
+        result was lost), so the log alone says it."""
+        try:
+            if not self._active:
+                raise RuntimeError("inactive")
+            self.teach_status_pub.publish(String(data=json.dumps(status.to_doc())))
+        except Exception:  # noqa: BLE001 -- rclpy's InvalidHandle once the publisher is destroyed
+            self.get_logger().info(f"{status.action} {status.label!r} {status.state} while the node was not active: "
+                                   "not on ~/teach_status")
         if status.state == "failed":
             self.get_logger().warning(f"{status.action} {status.label!r} failed: {status.reason}")
         elif status.state == "done":
             done = ("forgot" if status.action == "forget" else "taught") + f" {status.label!r}"
-            self.get_logger().info(f"{done}: {status.n_samples} examples; classes now "
-                                   f"{len(status.classes)}; model {self.processor.model_sha256[:12]}")
-            self._on_classes_changed()
+            classes = [c for c in status.classes if not is_negative(c)]  # as "ready:" counts them
+            proc = self.processor  # None once a cleanup released it while the teach was applied
+            self.get_logger().info(f"{done}: {status.n_samples} examples; classes now {len(classes)}; model "
+                                   f"{proc.model_sha256[:12] if proc is not None else '(released at cleanup)'}")
+            if self._active:
+                self._on_classes_changed()
 
     def _on_classes_changed(self) -> None:
         """The class set changed (a teach or forget finished): outputs that carry the class list
@@ -424,33 +443,46 @@ class _ClassifyPipeline:
 
     def _on_save_model(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         path = self._save_path or str(default_save_path(self._model_path))
-        if self._model_path and Path(path).resolve() == Path(self._model_path).resolve():
-            response.success = False  # the file a restart would fall back to stays as it was
-            response.message = (f"not saved: {path} is the model this node started from (model_path); set "
-                                "teach.save_path to another file")
-            self.get_logger().warning(response.message)
-            return response
-        replaced = Path(path).exists()
-        try:
-            out = self.teacher.save(path)
+        try:  # every check of the path too: a name too long for the file system raises in exists()
+            out, replaced = self._save_to(path)
         except Exception as e:  # noqa: BLE001 -- an unwritable path is an answer, not a crash
             response.success, response.message = False, f"could not save the model to {path}: {type(e).__name__}: {e}"
             self.get_logger().warning(response.message)
             return response
         response.success = True
         response.message = (f"saved {out}{' (replaced the file that was there)' if replaced else ''} "
-                            f"({len(self.model.class_names)} classes, sha256 {self.processor.model_sha256}); "
+                            f"({len(self.model.known_class_names)} classes, sha256 {self.processor.model_sha256}); "
                             f"restart with model_path:={out}")
         self.get_logger().info(response.message)
         return response
 
+    def _save_to(self, path: str) -> tuple[Path, bool]:
+        """Write the running model to `path` (`~` expanded; relative to the node's working folder,
+        reported absolute): (where, whether a file was replaced). A folder that does not exist
+        is an error for teach.save_path (a typo would otherwise create it); the default path's
+        cache folder is created."""
+        target = Path(path).expanduser().absolute()
+        if self._model_path and target.resolve() == Path(self._model_path).expanduser().resolve():
+            # the file a restart would fall back to stays as it was
+            raise ValueError(f"{target} is the model this node started from (model_path); set teach.save_path "
+                             "to another file")
+        if target.is_dir():
+            raise ValueError(f"{target} is a folder; teach.save_path names a file (e.g. {target / 'taught.safetensors'})")
+        if self._save_path and not target.parent.is_dir():
+            raise ValueError(f"the folder {target.parent} does not exist; create it, or set teach.save_path to a "
+                             "file in a folder that does")
+        replaced = target.exists()
+        return self.teacher.save(target), replaced
+
     # ----------------------------------------------------------------- worker
     def _skip(self, why: str, detail: str) -> None:
         """Count and warn, throttled per distinct problem (rclpy's throttle is per call site:
-        one bad topic would hide every other problem)."""
+        one bad topic would hide every other problem). Numbers do not make a problem distinct:
+        a stamp or a byte count that changes every frame had defeated the throttle."""
         self._skipped[why] = self._skipped.get(why, 0) + 1
         now = time.monotonic()
-        key = f"{why}: {detail}"
+        self._last_skip = (now, f"{why}: {detail}")
+        key = f"{why}: {_DIGITS.sub('#', detail)}"
         if now - self._last_warned.get(key, -1e9) >= 5.0:
             if len(self._last_warned) > 1000:
                 self._last_warned.clear()
@@ -589,6 +621,8 @@ class _ClassifyPipeline:
         level, message = DiagnosticStatus.OK, "ok"
         if in_rate == 0:
             level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s"
+        elif out_rate == 0 and now - self._started >= HEALTH_WINDOW_S:
+            level, message = DiagnosticStatus.WARN, self._why_nothing_labelled(in_rate, now)
         elif lossy:
             level = DiagnosticStatus.WARN
             message = "; ".join(f"{self._wire_name(t)} loses {hs.loss:.0%} of frames (received "
@@ -601,6 +635,18 @@ class _ClassifyPipeline:
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(arr)
+
+    def _why_nothing_labelled(self, in_rate: float, now: float) -> str:
+        """Colour arrives, nothing goes out: the latest skipped frame's reason, else the input
+        that is missing (a depth topic remapped wrong pairs nothing and skips nothing)."""
+        head = f"colour images arrive ({in_rate:.1f} Hz) but no frame was labelled in the last 5 s"
+        if self._last_skip is not None and now - self._last_skip[0] <= HEALTH_WINDOW_S:
+            return f"{head}: frames skipped ({self._last_skip[1]})"
+        silent = [self._wire_name(t) for t in self._inputs
+                  if t != "color/image_raw" and now - self._last_rx.get(t, -1e9) > HEALTH_WINDOW_S]
+        if silent:
+            return f"{head}: nothing received on {', '.join(silent)}"
+        return f"{head}: colour and depth do not pair (stamps more than sync_slop apart?)"
 
     def _check_loss(self, now: float) -> None:
         """One warning per topic when a camera stream loses more than LOSS_WARN of its frames for
@@ -627,6 +673,7 @@ class _ClassifyPipeline:
         self._check_loss(now)
         if now - self._started < NO_INPUT_WARN_S:
             return
+        colour_flows = now - self._last_rx.get("color/image_raw", -1e9) < NO_INPUT_WARN_S
         for topic in self._inputs:
             if topic in self._warned_qos or now - self._last_rx.get(topic, self._started) < NO_INPUT_WARN_S:
                 continue
@@ -634,7 +681,13 @@ class _ClassifyPipeline:
             bad = [i for i in self.get_publishers_info_by_topic(name)
                    if self._sub_reliability[topic] == ReliabilityPolicy.RELIABLE
                    and i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT]
-            if bad:
+            if not bad and colour_flows and topic != "color/image_raw":
+                self._warned_qos.add(topic)  # once, as the QoS warning
+                self.get_logger().warning(
+                    f"colour images arrive but nothing on {name} for {NO_INPUT_WARN_S:.0f} s ("
+                    f"{len(self.get_publishers_info_by_topic(name))} publisher(s)): no frame can be labelled "
+                    "without it. Check the topic's name (remapping) and that the camera publishes it.")
+            elif bad:
                 self._warned_qos.add(topic)
                 self.get_logger().warning(
                     f"nothing received on {name} for {NO_INPUT_WARN_S:.0f} s although {len(bad)} publisher(s) exist: "
@@ -747,7 +800,21 @@ def _managed_requested() -> bool:
         probe.destroy_node()
 
 
+def usage() -> str:
+    """`classify_node --help`: how to run it and every parameter (from the same table as the docs)."""
+    rows = "\n".join(f"  {name} (default {spec.default!r}{', run time' if spec.dynamic else ''}): {spec.description}"
+                     for name, spec in PARAMETERS.items())
+    return ("usage: classify_node [--ros-args -p NAME:=VALUE ... --params-file FILE -r OLD:=NEW ...]\n"
+            "       ros2 launch robot_classify classify.launch.py [params_file:=FILE] [namespace:=NS]\n\n"
+            "Labels the objects of an RGB-D camera on /object_labels (doc/node.md).\n\nparameters:\n" + rows)
+
+
 def main(args: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "-h" in own or "--help" in own:  # not a node started by mistake
+        print(usage())
+        return 0
     keep_frame_buffers()
     # One thread per step: the executor, DDS and the worker(s) already share the cores, and idle
     # OpenBLAS / OpenMP threads spin between calls (measured: ~1 core burnt at 30 Hz, p99 +6 ms).

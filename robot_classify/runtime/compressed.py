@@ -91,6 +91,9 @@ def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
     raise CompressedImageError("JPEG is truncated or malformed (no frame header)")
 
 
+PADDING_LOOKBACK = 65536  # trailing zero bytes looked past for an image's end marker
+
+
 def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
     if width <= 0 or height <= 0:
         raise CompressedImageError(f"{what} claims an empty {width}x{height} image")
@@ -101,9 +104,12 @@ def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
 
 def _imdecode(data: bytes | memoryview, codec: str, what: str) -> np.ndarray:
     """cv2.imdecode, IMREAD_UNCHANGED (bit depth and channels as encoded; no EXIF rotation)."""
-    if codec == "png" and PNG_END not in bytes(data[-12:]):
+    # OpenCV decodes a truncated image without a word (grey below the cut), so the end marker is
+    # checked; zero bytes after it are padding (USB cameras send fixed-size MJPEG buffers).
+    end = bytes(data[-PADDING_LOOKBACK:]).rstrip(b"\x00")
+    if codec == "png" and PNG_END not in end[-12:]:
         raise CompressedImageError(f"{what} is truncated (no IEND chunk)")
-    if codec == "jpeg" and not bytes(data[-2:]) == b"\xff\xd9":
+    if codec == "jpeg" and not end.endswith(b"\xff\xd9"):
         raise CompressedImageError(f"{what} is truncated (no end-of-image marker)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -214,6 +220,10 @@ def decode_depth(fmt: str, data: bytes | memoryview, max_pixels: int = MAX_PIXEL
     if f.header:
         if len(data) <= CONFIG_HEADER.size:
             raise CompressedImageError("compressedDepth data is shorter than its 12-byte header and a payload")
+        if bytes(data[:8]) == PNG_SIGNATURE:
+            raise CompressedImageError("compressedDepth data starts with a PNG image, not its 12-byte header: a "
+                                       "16-bit PNG sent through the plain compressed transport has the format "
+                                       "'16UC1; png compressed'")
         kind, a, b = CONFIG_HEADER.unpack(bytes(data[:CONFIG_HEADER.size]))
         if kind != INV_DEPTH:
             raise CompressedImageError(f"compressedDepth header has format {kind}, expected {INV_DEPTH} (inverse depth)")
@@ -226,9 +236,9 @@ def decode_depth(fmt: str, data: bytes | memoryview, max_pixels: int = MAX_PIXEL
         if len(data) < 8:
             raise CompressedImageError("RVL data is truncated (no size)")
         cols, rows = struct.unpack("<II", bytes(data[:8]))
+        # The claimed size is bounded (camera_info's, else MAX_PIXELS); not by the data's length:
+        # RVL codes a run of zeros in a few nibbles, so a frame with little depth is tiny.
         _check_size(cols, rows, max_pixels, what)
-        if cols * rows > 5 * len(data):  # RVL compresses at best ~4x: more claims corrupt data
-            raise CompressedImageError(f"RVL data claims {cols}x{rows} pixels, more than its size can hold: corrupt")
         inv = rvl_decode(data[8:], rows * cols).reshape(rows, cols)
     else:
         width, height, bits, colour_type = png_header(data)

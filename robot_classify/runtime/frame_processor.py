@@ -31,6 +31,14 @@ def decide_label(top_class: str, score: float, min_score: float, known: bool) ->
     return top_class if score >= min_score and score > 0 and known else UNKNOWN
 
 
+def alternatives(proba: np.ndarray, names: list[str], n: int) -> list[int]:
+    """Up to `n` class indices, best first, that an answer lists beside its label. Negative
+    training labels (learn.model.NEGATIVE_LABELS) score 0 and are never named; nor is a class
+    scoring 0 an alternative: a crop won by a negative had listed the first classes in the
+    model's order at 0 (`master_chef_can 0.0` on most real clutter)."""
+    return [i for i in np.argsort(-proba, kind="stable") if proba[i] > 0 and not is_negative(names[i])][:n]
+
+
 class FrameSkipped(ValueError):
     """A frame that cannot be processed; `reason` is a short key for counting."""
 
@@ -136,8 +144,7 @@ class FrameProcessor:
                 # The best class's product cannot be this segment: unknown. (The runner-up was
                 # tried: on 17 real frames it was wrong far more often than right, doc/real_frames.md.)
                 familiar = False
-            # negative training labels (learn.model.NEGATIVE_LABELS) score 0 and are never named
-            order = [i for i in np.argsort(-p, kind="stable") if not is_negative(names[i])][:top_k]
+            order = alternatives(p, names, top_k)
             score = float(p[lab])
             objects.append(ObjectResult(
                 instance=int(obj.instance),

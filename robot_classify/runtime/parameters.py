@@ -9,6 +9,7 @@ names flattened with dots as ROS does).
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any, Union
 
 from .patches import SegmentationParams
 from .tracking import TrackerParams
+
+log = logging.getLogger(__name__)
 
 Value = Union[bool, int, float, str]
 NODE_NAME = "robot_classify"
@@ -45,7 +48,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "min_score": ParameterSpec(-1.0, "objects scoring below this are labelled 'unknown' (top_k kept); negative (-1) "
                                "= the model's own default, chosen on its validation data (0.5 for models "
                                "without calibration)", (-1.0, 1.0), dynamic=True),
-    "top_k": ParameterSpec(3, "alternatives reported per object, at most the number of classes", (1, 1000), dynamic=True),
+    "top_k": ParameterSpec(3, "alternatives reported per object, at most the number of classes; classes scoring 0 are left out", (1, 1000), dynamic=True),
     "k": ParameterSpec(0, "kNN neighbours; 0 = the model's tuned k", (0, 1_000_000), dynamic=True),
     "size_check": ParameterSpec(True, "name a default class only for a segment of that product's measured size "
                                 "(runtime/object_sizes.py); taught classes are never ruled out", dynamic=True),
@@ -235,7 +238,7 @@ def read_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ParameterError(f"{path}: not valid YAML ({e})") from None
+        raise ParameterError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None  # one line
     if not isinstance(doc, dict):
         raise ParameterError(f"{path}: a ROS 2 params file maps node names to ros__parameters")
     fqn = node_fqn(namespace, node_name)
@@ -249,7 +252,11 @@ def read_params_file(path: str | Path, node_name: str = NODE_NAME, namespace: st
         others = [str(k) for k in doc if str(k).rsplit("/", 1)[-1] == node_name]
         hint = (f"; it has {', '.join(others)}: give the node's namespace (--namespace)" if others else "")
         raise ParameterError(f"{path}: no parameters for node {fqn!r} (nor '/**'){hint}")
+    unknown = [name for name in found if name not in PARAMETERS]
+    if unknown:  # as on the robot: rclpy ignores a name the node does not declare, and the node warns
+        log.warning("%s: %s: no such parameter of %s; ignored, as the node ignores it", path,
+                    ", ".join(unknown), fqn)
     try:
-        return check_parameters(found)
+        return check_parameters({k: v for k, v in found.items() if k in PARAMETERS})
     except ParameterError as e:
         raise ParameterError(f"{path}: {e}") from None

@@ -626,7 +626,10 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
     z = _fill_holes(z)
     in_range = (z >= params.min_depth) & (z <= params.max_depth)  # NaN compares False
     warning = h = support = None
-    if plane is None or frac < 0.15:
+    if not len(vs):  # nothing to segment, and no plane to miss
+        warning = f"no valid depth between {params.min_depth:g} and {params.max_depth:g} m"
+        mask, plane = in_range, None
+    elif plane is None or frac < 0.15:
         warning = "no support plane found; segmenting by depth range only"
         mask = in_range
         plane = None

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..learn.cache import cache_dir
 from ..learn.features import with_mirror_images
-from ..learn.model import negative_in_other_case
+from ..learn.model import is_negative, negative_in_other_case
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
 from .patches import DetectedObject, jittered_crop, occluded_crop, rebalanced
@@ -380,9 +380,10 @@ class Teacher:
         select = s.request.select
         where = (f"no segmented object at pixel ({select[0]}, {select[1]}); is the object there?"
                  if isinstance(select, tuple) else "no object to take; is the object in view and segmented?")
+        why = (f"{s.skipped} frames had {where}" if s.skipped or s.views else
+               "no frame was processed: is the camera publishing?")
         return [self._failed(s.request.label, f"no new view for {self.timeout_s:g} s, with {s.views}/"
-                                              f"{s.request.views} views ({s.skipped} frames had {where})",
-                             s.views, s.request.views)]
+                                              f"{s.request.views} views ({why})", s.views, s.request.views)]
 
     @staticmethod
     def _skip_note(s: _Session) -> str:
@@ -425,6 +426,10 @@ class Teacher:
         with p.model_lock.writing():
             if label not in model.class_names:
                 reason = f"{label!r} is not a class of the model"
+            elif is_negative(label):  # taught ones too: one label holds them all
+                reason = (f"{label!r} holds the model's {model.class_count(label)} examples of objects of no class: "
+                          "without them the node names clutter (they are how it says unknown). To undo "
+                          f"teaching {label!r}, restart from the model file")
             else:
                 k = p.k or model.forget_floor  # the override in force, else what the model needs
                 left = model.classifier.index_.ntotal - model.class_count(label)

@@ -20,7 +20,10 @@ Track states: tentative (born from an unmatched detection) -> confirmed after `c
 hits; a tentative track that misses a frame is dropped (most are segmentation noise); a
 confirmed track that misses is lost (kept, predicted, matchable) and removed after
 `max_misses` frames in a row without a detection. Ids are never reused; a stamp that goes
-back (a looped bag, a reset sim clock) ends every track.
+back by more than `RESET_BACK_S` (a looped bag, a reset sim clock) ends every track. A frame
+less late than that (one a reliable transport repaired after a newer one was published) is
+labelled with the tracks as they stand and changes none of them: before 0.7.1 one such frame
+ended every track, and the planner's ids with them.
 
 Label fusion (`Evidence`): per track, per hypothesis h (each class seen in a top-k, and
 `unknown`), a decayed sum of per-frame log-likelihoods with a floor:
@@ -225,6 +228,9 @@ def association_costs(tracks: Sequence[Track], objects: Sequence[ObjectResult], 
     return cost
 
 
+RESET_BACK_S = 1.0  # a stamp further back than this is a new time line; nearer, a late frame
+
+
 class Tracker:
     """Tracks across frames; `update` once per frame, in stamp order. Thread-safe (one lock),
     so parameters may change from the ROS parameter thread while a worker publishes."""
@@ -251,19 +257,28 @@ class Tracker:
         with self._lock:
             return self._update(labels)
 
-    def _update(self, labels: FrameLabels) -> FrameLabels:
-        p, now = self.params, labels.stamp_ns
-        if self._last_ns is not None and now < self._last_ns:
-            self.tracks = []  # time went back: nothing seen before is where it was
-        self._last_ns = now
-        objects = labels.objects
-        cost = association_costs(self.tracks, objects, now, p)
+    def _assign(self, objects: Sequence[ObjectResult], stamp_ns: int) -> dict[int, "Track"]:
+        """Object index -> its track: one optimal assignment within the gates."""
+        cost = association_costs(self.tracks, objects, stamp_ns, self.params)
         assigned: dict[int, Track] = {}
         if cost.size:
             rows, cols = linear_sum_assignment(cost)
             for i, j in zip(rows, cols):
                 if cost[i, j] < _FAR:
                     assigned[int(j)] = self.tracks[i]
+        return assigned
+
+    def _update(self, labels: FrameLabels) -> FrameLabels:
+        p, now = self.params, labels.stamp_ns
+        if self._last_ns is not None and now < self._last_ns:
+            if self._last_ns - now <= RESET_BACK_S * 1e9:  # a late frame: read the tracks, change none
+                assigned = self._assign(labels.objects, now)
+                return replace(labels, objects=tuple(replace(o, track=assigned[j].label()) if j in assigned else o
+                                                     for j, o in enumerate(labels.objects)))
+            self.tracks = []  # time went back: nothing seen before is where it was
+        self._last_ns = now
+        objects = labels.objects
+        assigned = self._assign(objects, now)
         matched = {id(t) for t in assigned.values()}
         for j, t in assigned.items():
             t.hit(objects[j], now, p)
