@@ -47,6 +47,7 @@ def test_output_switch_without_vision_msgs_auto_says_so_on_refuses_off_is_silent
     with pytest.raises(RuntimeError, match="output.vision_msgs is 'on' but vision_msgs does not import"):
         vision_output.VisionOutput.create(node, "on")
     assert vision_output.VisionOutput.create(node, "off") is None and len(node.logger.lines) == 1
+    assert vision_output.VisionOutput.create(node, "auto") is None and len(node.logger.lines) == 1  # once per node
     with pytest.raises(RuntimeError, match="sudo apt install ros-jazzy-vision-msgs"):
         vision_output.VisionOutput.require("on")  # the node's first check, before its model loads
     vision_output.VisionOutput.require("auto")

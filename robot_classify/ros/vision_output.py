@@ -32,9 +32,6 @@ def _refusal(why: str) -> str:
             "ros-jazzy-vision-msgs) and source the ROS setup, or set output.vision_msgs to auto or off")
 
 
-_SAID_ABSENT: list[bool] = []  # the info line that vision_msgs is absent has been logged
-
-
 class VisionOutput:
     """Publishers of the typed interface; `create` decides from `output.vision_msgs`."""
 
@@ -66,8 +63,8 @@ class VisionOutput:
         if vm is None:
             if mode == "on":
                 raise RuntimeError(_refusal(why))
-            if not _SAID_ABSENT:  # once per process, not again at every activation
-                _SAID_ABSENT.append(True)
+            if not getattr(node, "_said_vision_msgs_absent", False):  # once per node, not at every activation
+                node._said_vision_msgs_absent = True
                 node.get_logger().info(f"vision_msgs does not import ({why}): publishing /object_labels JSON only "
                                        "(output.vision_msgs: auto)")
             return None
