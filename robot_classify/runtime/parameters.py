@@ -96,8 +96,10 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "tracking.min_iou": ParameterSpec(_TRK.min_iou, "image-box overlap a track and a detection need where either "
                                       "has no valid depth", (0.01, 0.99), dynamic=True),
     "tracking.confirm_hits": ParameterSpec(_TRK.confirm_hits, "frames a new track must be seen in before it is "
-                                           "confirmed (a tentative track that misses a frame ends)", (1, 100),
-                                           dynamic=True),
+                                           "confirmed", (1, 100), dynamic=True),
+    "tracking.tentative_misses": ParameterSpec(_TRK.tentative_misses, "frames in a row a tentative (not yet "
+                                               "confirmed) track may go unseen before it ends", (0, 100),
+                                               dynamic=True),
     "tracking.max_misses": ParameterSpec(_TRK.max_misses, "frames in a row a confirmed track may go unseen (lost, "
                                          "still matchable) before it ends", (0, 10_000), dynamic=True),
     "tracking.extent_weight": ParameterSpec(_TRK.extent_weight, "association cost in metres per metre of change in "

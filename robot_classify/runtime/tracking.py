@@ -17,9 +17,9 @@ cost (1 - IoU) / (1 - min_iou), IoU below `min_iou` cannot match. Both costs are
 0..1 scale, so one optimal assignment (SciPy's `linear_sum_assignment`) serves all pairs.
 
 Track states: tentative (born from an unmatched detection) -> confirmed after `confirm_hits`
-hits; a tentative track that misses a frame is dropped (most are segmentation noise); a
-confirmed track that misses is lost (kept, predicted, matchable) and removed after
-`max_misses` frames in a row without a detection. Ids are never reused; a stamp that goes
+hits; a tentative track that misses more than `tentative_misses` frames in a row is dropped
+(most are segmentation noise); a confirmed track that misses is lost (kept, predicted,
+matchable) and removed after `max_misses` frames in a row without a detection. Ids are never reused; a stamp that goes
 back by more than `RESET_BACK_S` (a looped bag, a reset sim clock) ends every track. A frame
 less late than that (one a reliable transport repaired after a newer one was published) is
 labelled with the tracks as they stand and changes none of them: before 0.7.1 one such frame
@@ -74,6 +74,10 @@ class TrackerParams:
     min_iou: float = 0.3  # image-box fallback where depth is missing
     confirm_hits: int = 3
     max_misses: int = 15
+    # A tentative track may miss this many frames in a row (1, 0.7.1): an object whose segment
+    # merges with a neighbour's in every other frame never got past tentative, and took a new id
+    # each time the two came apart (11 id switches in one rendered sequence; 0 with 1).
+    tentative_misses: int = 1
     extent_weight: float = 0.5  # metres of cost per metre of mean extent change
     velocity_smoothing: float = 0.5  # weight of the newest velocity measurement
     decay: float = 0.95
@@ -85,6 +89,7 @@ class TrackerParams:
                   (0 < self.min_iou < 1, f"min_iou must be in (0, 1), got {self.min_iou}"),
                   (self.confirm_hits >= 1, f"confirm_hits must be >= 1, got {self.confirm_hits}"),
                   (self.max_misses >= 0, f"max_misses must be >= 0, got {self.max_misses}"),
+                  (self.tentative_misses >= 0, f"tentative_misses must be >= 0, got {self.tentative_misses}"),
                   (self.extent_weight >= 0, f"extent_weight must be >= 0, got {self.extent_weight}"),
                   (0 <= self.velocity_smoothing <= 1,
                    f"velocity_smoothing must be in [0, 1], got {self.velocity_smoothing}"),
@@ -287,9 +292,10 @@ class Tracker:
             if id(t) not in matched:
                 t.misses += 1
                 t.age += 1
-                if t.state == TENTATIVE or t.misses > p.max_misses:
+                if t.misses > (p.tentative_misses if t.state == TENTATIVE else p.max_misses):
                     continue  # removed
-                t.state = LOST
+                if t.state != TENTATIVE:  # a tentative one stays tentative: confirmed only by confirm_hits
+                    t.state = LOST
             kept.append(t)
         self.tracks = kept
         out = []
