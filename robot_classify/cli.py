@@ -330,11 +330,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .sim.scene_dataset import generate
 
     out = Path(args.out)
+    if args.no_scenes and not args.patches:
+        raise ValueError("--no-scenes without --patches would write nothing")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not an empty folder; choose a new one (generate never writes among "
                          "files)")
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:
+        partial.mkdir(parents=True)
         splits = generate(partial, args.scenes, args.seed, with_patches=args.patches,
                           write_scenes=not args.no_scenes, workers=args.workers, test_fraction=args.test_fraction,
                           jitters=args.jitters, quiet=args.quiet)
@@ -416,27 +419,11 @@ DEMO_OUTPUTS = ("demo_bag", "report")  # what a demo run writes in its folder, b
 
 
 def prepare_demo_out(out: Path) -> None:
-    """Make `out` ready for a demo run without deleting anything the demo did not write.
+    """Make `out` ready for a demo run without deleting anything the demo did not write
+    (`evaluation.owned_folder`): `--out .` must never cost a user a file."""
+    from .evaluation.owned_folder import prepare_owned_folder
 
-    A new or empty folder is used as is. A previous demo's output (it holds the marker file)
-    loses only the demo's own entries (`DEMO_OUTPUTS` and the marker); anything else in it
-    stays. Any other non-empty folder is refused: `--out .` must never cost a user a file.
-    """
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / DEMO_MARKER).is_file():
-            raise ValueError(f"{out} is not empty and holds no previous demo output ({DEMO_MARKER}); "
-                             "choose a new or empty folder (the demo never deletes files it did not write)")
-        for name in (*DEMO_OUTPUTS, DEMO_MARKER):
-            entry = out / name
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            elif entry.exists() or entry.is_symlink():
-                entry.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / DEMO_MARKER).write_text("written by `robot-classify demo`: a re-run replaces "
-                                   f"{', '.join(DEMO_OUTPUTS)} here and nothing else\n")
+    prepare_owned_folder(out, DEMO_MARKER, DEMO_OUTPUTS, "robot-classify demo")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -554,7 +541,9 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
     run = dict(gallery=args.gallery, quiet=args.quiet, report=not args.no_report, gt_topic=args.ground_truth_topic,
                params_file=args.params_file)
     if args.compare:  # two models (run here, one report each in REPORT/a and REPORT/b) or two report folders
-        from .evaluation.compare import compare_reports
+        from .evaluation.compare import COMPARE_OUTPUTS, compare_reports
+        from .evaluation.owned_folder import prepare_owned_folder
+        from .evaluation.replay_eval import REPORT_MARKER
         from .learn.model_io import load_model
         from .runtime.default_model import get_default_model
 
@@ -564,6 +553,7 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
         models = {item: (get_default_model(parameters["device"]) if item == "default"
                          else load_model(item, device=parameters["device"]))
                   for item in args.compare if not Path(item).is_dir()}
+        prepare_owned_folder(Path(args.report), REPORT_MARKER, COMPARE_OUTPUTS, "robot-classify replay-eval")
         for tag, item in zip("ab", args.compare):
             if Path(item).is_dir():
                 folders.append(Path(item))
@@ -650,7 +640,6 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
 
 def cmd_teach(args: argparse.Namespace) -> int:
     """The node's live teaching on recorded data: the same Teacher, fed by the same FrameProcessor."""
-    from .learn.model import is_negative
     from .runtime.frame_processor import FrameProcessor, FrameSkipped
     from .runtime.teaching import Teacher
 
@@ -703,8 +692,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
                          + (f"; --views {status.views} takes the views there are" if fewer else ""))
     teacher.save(out)
     views = f"{status.views} view{'s' * (status.views != 1)}"
-    classes = [c for c in status.classes if not is_negative(c)]
-    print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(classes)} classes "
+    print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(status.known_classes)} classes "
           f"-> {out}")
     return 0
 

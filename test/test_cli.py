@@ -557,6 +557,8 @@ def test_generate_refuses_a_folder_with_files_and_leaves_nothing_when_interrupte
     (used / "scenes").mkdir()
     code, _, err = run(["generate", "--out", used, "--scenes", "2", "--quiet"], capsys)
     assert code == 2 and "exists and is not an empty folder" in err and sorted(used.iterdir()) == [used / "scenes"]
+    code, _, err = run(["generate", "--out", tmp_path / "x", "--scenes", "2", "--no-scenes"], capsys)
+    assert code == 2 and "would write nothing" in err
 
     def interrupted(out, *a, **k):
         (Path(out) / "scenes" / "000000").mkdir(parents=True)
@@ -565,7 +567,7 @@ def test_generate_refuses_a_folder_with_files_and_leaves_nothing_when_interrupte
     monkeypatch.setattr(sd, "generate", interrupted)
     assert cli.main(["generate", "--out", str(tmp_path / "new"), "--scenes", "2", "--quiet"]) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
-    monkeypatch.setattr(sd, "generate", lambda out, *a, **k: (Path(out) / "scenes").mkdir(parents=True) or {})
+    monkeypatch.setattr(sd, "generate", lambda out, *a, **k: (Path(out) / "scenes").mkdir() or {})
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli.main(["generate", "--out", str(empty), "--scenes", "2", "--quiet"]) == 0

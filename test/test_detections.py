@@ -107,3 +107,15 @@ def test_extraction_carries_the_extent_of_a_box_on_a_table_into_the_json():
     frame_doc["objects"][0]["extent"]["z"] = -0.1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(frame_doc, schema)
+
+
+def test_an_object_without_alternatives_is_unknown_at_0_and_a_late_frames_untracked_object_has_no_id():
+    """Found in review: no class above 0 left top_k empty (results[0] must exist), and an object of a
+    late frame that matched no track took its index as id, which could read as a track's."""
+    from robot_classify.runtime.results import ObjectResult
+
+    o = ObjectResult(3, "unknown", 0.0, (), (10, 10, 20, 20), (0.0, 0.0, 1.0), 100)
+    labels = FrameLabels((1, 0), "cam", "m", "", (o,))
+    (d,) = detections_2d(labels)
+    assert [(h.class_id, h.score) for h in d.results] == [("unknown", 0.0)] and d.id == "3"
+    assert detections_2d(labels, tracking=True)[0].id == "" and detections_3d(labels, tracking=True)[0][0].id == ""

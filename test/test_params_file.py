@@ -12,7 +12,7 @@ robot_classify:
   ros__parameters:
     min_score: 0.9
     top_k: 5
-    k: 7
+    k: 60
     max_objects: 6
     sync_slop: 0.01
     segmentation:
@@ -28,7 +28,7 @@ def test_a_params_file_reads_like_the_node_reads_it(tmp_path):
     f.write_text(NON_DEFAULT)
     values = read_params_file(f)
     assert set(values) == set(PARAMETERS)
-    assert values["top_k"] == 5 and values["k"] == 7 and values["segmentation.padding"] == 0.3
+    assert values["top_k"] == 5 and values["k"] == 60 and values["segmentation.padding"] == 0.3
     assert values["device"] == PARAMETERS["device"].default
     seg = segmentation(values)
     assert seg.max_objects == 6 and seg.min_area == 300 and seg.mask_background is False
@@ -140,10 +140,12 @@ def test_node_and_replay_eval_with_one_params_file_publish_identical_documents(t
                      "--report", str(tmp_path / "report"), "--quiet"]) == 0
     offline = [json.loads(line) for line in (tmp_path / "report" / "object_labels.jsonl").read_text().splitlines()]
     assert len(offline) == 6 and any(o["objects"] for o in offline)
-    # the file's values took effect: at most 6 objects, and unknown below 0.9
+    # the file's values took effect: at most 6 objects, unknown below 0.9, and k 60 spreads the votes
+    # over more classes than the default top_k's 3, which top_k 5 then shows
     objects = [o for d in offline for o in d["objects"]]
     assert all(len(d["objects"]) <= 6 for d in offline) and any(o["score"] < 0.9 for o in objects)
     assert all(o["label"] == "unknown" for o in objects if o["score"] < 0.9)
+    assert max(len(o["top_k"]) for o in objects) == 5
     topics = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
     h = RosHarness(default_model_file, topics, params_file=str(params))
     try:

@@ -102,23 +102,29 @@ def test_ground_truth_that_matches_no_frame_is_an_error_not_a_recall_of_zero(tin
 
 def test_report_outputs_are_listed_and_a_rerun_replaces_only_them(tiny, tmp_path):
     """Found from outside: a second run into the same --report kept the first run's failure crops
-    and pages beside the new metrics.json, and a folder of other files was written among them."""
-    from robot_classify.evaluation.replay_eval import REPORT_OUTPUTS
+    and pages beside the new metrics.json. Found in review: a folder holding someone else's
+    metrics.json was taken for a report and emptied, even by a run whose --bag did not exist."""
+    from robot_classify.data.bags import BagError
+    from robot_classify.evaluation.replay_eval import REPORT_MARKER, REPORT_OUTPUTS
 
     path, model = tiny
     report = tmp_path / "report"
     replay_eval(path, model, report, TOPICS, quiet=True)
-    assert {p.name for p in report.iterdir()} <= set(REPORT_OUTPUTS) and (report / "failures").is_dir()
+    assert {p.name for p in report.iterdir()} <= {*REPORT_OUTPUTS, REPORT_MARKER} and (report / "failures").is_dir()
     (report / "keep.txt").write_text("mine")
+    with pytest.raises(BagError):  # a typo in --bag: the earlier report stays whole
+        replay_eval(tmp_path / "no_such_bag", model, report, TOPICS, quiet=True)
+    assert (report / "failures").is_dir() and (report / "report.html").is_file()
     replay_eval(path, model, report, TOPICS, quiet=True, report=False)
-    assert sorted(p.name for p in report.iterdir()) == ["keep.txt", "metrics.json", "object_labels.jsonl",
-                                                         "objects.jsonl"]
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="holds no previous report"):
+    assert sorted(p.name for p in report.iterdir()) == sorted([REPORT_MARKER, "keep.txt", "metrics.json",
+                                                               "object_labels.jsonl", "objects.jsonl"])
+    other = tmp_path / "other"  # someone else's metrics.json and figures: no marker, refused
+    (other / "frames").mkdir(parents=True)
+    (other / "metrics.json").write_text("{}")
+    (other / "frames" / "000001.png").write_text("mine")
+    with pytest.raises(ValueError, match="holds no earlier output of `robot-classify replay-eval`"):
         replay_eval(path, model, other, TOPICS, quiet=True)
-    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in other.rglob("*")) == ["000001.png", "frames", "metrics.json"]
 
 
 def test_replay_eval_progress_bar_knows_the_bag_length(tiny, tmp_path, monkeypatch):
@@ -155,8 +161,8 @@ def test_failed_replay_eval_removes_only_the_folders_it_made(tiny, tmp_path):
     with pytest.raises(BagError, match="missing topic"):
         replay_eval(path, model, tmp_path / "new" / "report", wrong_topics, quiet=True)
     assert not (tmp_path / "new").exists()
-    mine = tmp_path / "mine"  # an empty folder of the user's stays (one with files is refused: below)
-    mine.mkdir()
+    mine = tmp_path / "mine"  # an empty folder of the user's stays, holding only the marker that lets a
+    mine.mkdir()              # re-run replace what a failed run left (one with files is refused: below)
     with pytest.raises(BagError, match="missing topic"):
         replay_eval(path, model, mine, wrong_topics, quiet=True)
-    assert mine.is_dir() and not any(mine.iterdir())
+    assert [p.name for p in mine.iterdir()] == [".robot_classify_report"]

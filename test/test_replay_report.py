@@ -157,7 +157,7 @@ def test_report_off_writes_metrics_only(known, tmp_path):
     path, model = known[0], known[1]
     m = replay_eval(path, model, tmp_path / "r", TOPICS, quiet=True, report=False)
     written = sorted(p.name for p in (tmp_path / "r").iterdir())
-    assert written == ["metrics.json", "object_labels.jsonl", "objects.jsonl"]
+    assert written == [".robot_classify_report", "metrics.json", "object_labels.jsonl", "objects.jsonl"]
     assert m["failures"]["counts"]["missed"] == 1 and m["failures"]["items"] == []
 
 
@@ -295,3 +295,23 @@ def test_threshold_curves_leave_out_what_the_other_checks_made_unknown():
     assert at[0.0]["no_class_named"] == 0.5 and at[0.5]["no_class_named"] == 0.5 and at[0.9]["no_class_named"] == 0
     assert at[0.0]["coverage"] == 0.5 and at[0.0]["kept"] == 1  # of both class objects, the vetoed one never kept
     assert t["n"] == 2 and t["top1_accuracy"] == 1.0  # calibration itself: the classifier's scores, both
+
+
+def test_compare_into_its_own_folder_again_replaces_its_files_and_refuses_a_strangers(known, tmp_path):
+    """Found in review: the --compare folder went unchecked, and an old run's disagreement crops stayed."""
+    from robot_classify import cli
+
+    path, a, b, report_a, _ = known
+    replay_eval(path, b, tmp_path / "b", TOPICS, quiet=True, report=False)
+    top = tmp_path / "cmp"
+    argv = ["replay-eval", "--bag", str(path), "--report", str(top), "--compare", str(report_a), str(tmp_path / "b")]
+    assert cli.main(argv) == 0
+    (top / "disagreements" / "stale.png").write_text("from an earlier run")
+    (top / "mine.txt").write_text("the user's")
+    assert cli.main(argv) == 0
+    assert not (top / "disagreements" / "stale.png").exists() and (top / "mine.txt").read_text() == "the user's"
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "compare.md").write_text("someone else's")
+    assert cli.main([*argv[:3], "--report", str(stranger), *argv[5:]]) == 2
+    assert (stranger / "compare.md").read_text() == "someone else's"

@@ -61,8 +61,5 @@ def recalibrate(bag: str | Path, model: ClassifierModel, topics: tuple[str, str,
                 parameters: dict[str, Any] | None = None, gt_topic: str | None = None,
                 sidecar: str | Path | None = None, quiet: bool = True) -> tuple[Calibration, dict[str, Any]]:
     """A new calibration for `model` from the bag's labelled frames (the model is not changed)."""
-    answers = _answers(bag, model, topics, parameters, gt_topic, sidecar, 0.5, quiet)
-    if answers.evidence() is None:
-        raise BagError(f"{bag}: no frame with both detections and ground truth")
-    cal, counts = answers.fit(str(bag))
+    cal, counts = _answers(bag, model, topics, parameters, gt_topic, sidecar, 0.5, quiet).fit(str(bag))
     return cal, {**counts, "bag": str(bag)}

@@ -30,6 +30,7 @@ from ..learn.model import ClassifierModel, is_negative
 from ..runtime.parameters import check_parameters
 from ..runtime.tracking import Tracker, TrackerParams
 from .tracking_metrics import tracking_summary
+from .owned_folder import prepare_owned_folder
 from .replay_metrics import (SCHEMA, centroid_summary, failure_counts, frame_records, iou_summary, named_summary,
                              non_class_summary,
                              threshold_summary, timing_summary)
@@ -89,7 +90,8 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
     if gallery < 0:
         raise ValueError(f"gallery must be >= 0, got {gallery}")
     report_dir = Path(report_dir)
-    prepare_report_dir(report_dir)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise ValueError(f"{report_dir}: exists and is not a folder")
     with opened_bag(bag) as reader:  # one open for the topics, the ground truth and the frames
         gt = read_ground_truth(bag, sidecar, gt_topic, reader=reader)  # gt_topic: JSON or vision_msgs/Detection2DArray
         if not gt:
@@ -107,7 +109,8 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
             if d.exists():
                 break
             created = d
-        report_dir.mkdir(parents=True, exist_ok=True)
+        # Last of the checks: a typo in --bag must not cost an earlier report its files.
+        prepare_owned_folder(report_dir, REPORT_MARKER, REPORT_OUTPUTS, "robot-classify replay-eval")
         try:
             metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0, quiet,
                                          parameters["sync_slop"], context, reader, parameters)
@@ -122,32 +125,12 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
             raise
 
 
-# What a report folder holds, all written here or by report_html / failures / compare: a report
-# run again into its folder replaces these and nothing else (test_report_outputs_are_listed).
+# What a report folder holds, all written here or by report_html / failures: a report run again
+# into its folder replaces these and nothing else (`owned_folder`; test_report_outputs_are_listed).
+REPORT_MARKER = ".robot_classify_report"
 REPORT_OUTPUTS = ("metrics.json", "objects.jsonl", "object_labels.jsonl", "report.html", "summary.md",
                   "box_iou.png", "centroid_error.png", "confusion.png", "coverage.png", "reliability.png",
-                  "scores.png", "stages.png", "timeline.png", "failures", "frames",
-                  "compare.html", "compare.json", "compare.md")
-
-
-def prepare_report_dir(folder: Path) -> None:
-    """A new or empty folder is used as is; a previous report (its metrics.json or compare.json)
-    loses only the report's own entries (`REPORT_OUTPUTS`: a re-run into the same folder had left
-    the old run's failure crops, figures and pages beside the new metrics, found from outside),
-    and anything else in it stays; any other non-empty folder is refused."""
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{folder}: exists and is not a folder")
-    if not folder.is_dir() or not any(folder.iterdir()):
-        return
-    if not ((folder / "metrics.json").is_file() or (folder / "compare.json").is_file()):
-        raise ValueError(f"{folder} is not empty and holds no previous report (metrics.json); choose a new or empty "
-                         "folder (replay-eval never deletes files it did not write)")
-    for name in REPORT_OUTPUTS:
-        entry = folder / name
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        elif entry.exists() or entry.is_symlink():
-            entry.unlink()
+                  "scores.png", "stages.png", "timeline.png", "failures", "frames")
 
 
 def no_stamp_matches(bag: str | Path, frames: int, gt: dict[int, FrameLabels]) -> str:

@@ -46,7 +46,6 @@ from ..runtime.default_model import default_model_path, get_default_model
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from ..runtime.image_conversion import array_to_fields
-from ..learn.model import is_negative
 from ..learn.model_io import load_model
 from ..runtime.parameters import (NODE_NAME, PARAMETERS, ParameterError, ParameterSpec, check_parameters,
                                   check_value)
@@ -162,6 +161,7 @@ class _ClassifyPipeline:
         self._warned_loss: set[str] = set()
         self._skipped: dict[str, int] = {}
         self._last_skip: tuple[float, str] | None = None  # when, and "why: detail", of the latest skipped frame
+        self._last_taken = -1e9  # when a worker last took a pair
         self._last_warned: dict[str, float] = {}
         self._receipt: dict[int, float] = {}
         self._warned_qos: set[str] = set()
@@ -407,7 +407,7 @@ class _ClassifyPipeline:
             self.get_logger().warning(f"{status.action} {status.label!r} failed: {status.reason}")
         elif status.state == "done":
             done = ("forgot" if status.action == "forget" else "taught") + f" {status.label!r}"
-            classes = [c for c in status.classes if not is_negative(c)]  # as "ready:" counts them
+            classes = status.known_classes
             proc = self.processor  # None once a cleanup released it while the teach was applied
             self.get_logger().info(f"{done}: {status.n_samples} examples; classes now {len(classes)}; model "
                                    f"{proc.model_sha256[:12] if proc is not None else '(released at cleanup)'}")
@@ -495,6 +495,8 @@ class _ClassifyPipeline:
                 pair = self.sync.pop_next(timeout=0.1, max_wait=self._max_queue_wait)
                 self._popped += pair is not None
                 seq, taken = self._popped, time.monotonic()
+                if pair is not None:
+                    self._last_taken = taken  # a pair a worker has begun (diagnostics: slow, not starved)
             if pair is None:
                 continue
             try:
@@ -530,7 +532,7 @@ class _ClassifyPipeline:
             self.labels_pub.publish(String(data=json.dumps(result.labels.to_doc())))
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
             if self.vision is not None:  # same frames, same order as /object_labels
-                self.vision.publish(result.labels, h)
+                self.vision.publish(result.labels, h, self.tracker is not None)
             if self.markers_pub.get_subscription_count() > 0:  # built only for a viewer (~1 ms a frame)
                 self._publish_markers(result.labels, h)
         self._record(done, self._receipt.pop(key, None), result.ms, taken)
@@ -642,6 +644,8 @@ class _ClassifyPipeline:
         head = f"colour images arrive ({in_rate:.1f} Hz) but no frame was labelled in the last 5 s"
         if self._last_skip is not None and now - self._last_skip[0] <= HEALTH_WINDOW_S:
             return f"{head}: frames skipped ({self._last_skip[1]})"
+        if now - self._last_taken <= HEALTH_WINDOW_S:
+            return f"{head}: frames are taken but none finished: one takes longer than that (a slow device?)"
         silent = [self._wire_name(t) for t in self._inputs
                   if t != "color/image_raw" and now - self._last_rx.get(t, -1e9) > HEALTH_WINDOW_S]
         if silent:

@@ -91,16 +91,17 @@ class VisionOutput:
             out.append(r)
         return out
 
-    def publish(self, labels: FrameLabels, header: Any) -> None:
-        """Both arrays for one frame, stamped with the colour image's header (copied, never now)."""
+    def publish(self, labels: FrameLabels, header: Any, tracking: bool = False) -> None:
+        """Both arrays for one frame, stamped with the colour image's header (copied, never now);
+        `tracking`: the node tracks, so ids are track ids (`detections.detection_id`)."""
         vm = self._vm
         arr2 = vm.Detection2DArray(header=header)
-        for f in detections_2d(labels):
+        for f in detections_2d(labels, tracking):
             d = vm.Detection2D(header=header, id=f.id, results=self._results(f.results))
             d.bbox.center.position.x, d.bbox.center.position.y = f.center
             d.bbox.size_x, d.bbox.size_y = f.size
             arr2.detections.append(d)
-        found, left_out = detections_3d(labels)
+        found, left_out = detections_3d(labels, tracking)
         arr3 = vm.Detection3DArray(header=header)
         for f in found:
             d = vm.Detection3D(header=header, id=f.id, results=self._results(f.results))

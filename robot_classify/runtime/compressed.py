@@ -91,9 +91,6 @@ def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
     raise CompressedImageError("JPEG is truncated or malformed (no frame header)")
 
 
-PADDING_LOOKBACK = 65536  # trailing zero bytes looked past for an image's end marker
-
-
 def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
     if width <= 0 or height <= 0:
         raise CompressedImageError(f"{what} claims an empty {width}x{height} image")
@@ -105,8 +102,11 @@ def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
 def _imdecode(data: bytes | memoryview, codec: str, what: str) -> np.ndarray:
     """cv2.imdecode, IMREAD_UNCHANGED (bit depth and channels as encoded; no EXIF rotation)."""
     # OpenCV decodes a truncated image without a word (grey below the cut), so the end marker is
-    # checked; zero bytes after it are padding (USB cameras send fixed-size MJPEG buffers).
-    end = bytes(data[-PADDING_LOOKBACK:]).rstrip(b"\x00")
+    # checked; zero bytes after it are padding (USB cameras send fixed-size MJPEG buffers, as large
+    # as a raw frame: w x h x 2 bytes).
+    raw = np.frombuffer(data, np.uint8)
+    used = len(raw) - int(np.argmax(raw[::-1] != 0)) if raw.any() else 0  # up to the last non-zero byte
+    end = bytes(raw[max(0, used - 12):used])
     if codec == "png" and PNG_END not in end[-12:]:
         raise CompressedImageError(f"{what} is truncated (no IEND chunk)")
     if codec == "jpeg" and not end.endswith(b"\xff\xd9"):

@@ -66,28 +66,33 @@ class LabelInfoFields:
 
 
 def _hypotheses(o: ObjectResult, position: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> tuple[Hypothesis, ...]:
-    """The top-k, best first; a result without top-k (ground truth) gives its label alone."""
+    """The top-k, best first. A result without top-k gives its label alone: ground truth, and an
+    object no class scores above 0 for (`unknown` at 0, so that results[0] always exists)."""
     ranked = o.top_k or ((o.label, o.score),)
     return tuple(Hypothesis(str(name), float(score), position) for name, score in ranked)
 
 
-def detection_id(o: ObjectResult) -> str:
-    """The track id when the object is tracked, else its index in the frame."""
-    return str(o.instance if o.track is None else o.track.id)
+def detection_id(o: ObjectResult, tracking: bool = False) -> str:
+    """The track id when the object is tracked, else its index in the frame. With tracking on, an
+    object without a track (in a frame that arrived late: `tracking.Tracker`) has no id (""):
+    its index could read as another object's track id."""
+    if o.track is not None:
+        return str(o.track.id)
+    return "" if tracking else str(o.instance)
 
 
-def detection_2d(o: ObjectResult) -> Detection2DFields:
+def detection_2d(o: ObjectResult, tracking: bool = False) -> Detection2DFields:
     x, y, w, h = o.bbox
-    return Detection2DFields(id=detection_id(o), results=_hypotheses(o),
+    return Detection2DFields(id=detection_id(o, tracking), results=_hypotheses(o),
                              center=(x + w / 2.0, y + h / 2.0), size=(float(w), float(h)))
 
 
-def detections_2d(labels: FrameLabels) -> list[Detection2DFields]:
-    """Every object of the frame, in the order of /object_labels."""
-    return [detection_2d(o) for o in labels.objects]
+def detections_2d(labels: FrameLabels, tracking: bool = False) -> list[Detection2DFields]:
+    """Every object of the frame, in the order of /object_labels (`tracking`: ids are track ids)."""
+    return [detection_2d(o, tracking) for o in labels.objects]
 
 
-def detections_3d(labels: FrameLabels) -> tuple[list[Detection3DFields], int]:
+def detections_3d(labels: FrameLabels, tracking: bool = False) -> tuple[list[Detection3DFields], int]:
     """The objects with a centroid, in the order of /object_labels, and how many were left out
     (no valid depth: nothing to put in a 3D box)."""
     out = []
@@ -96,7 +101,7 @@ def detections_3d(labels: FrameLabels) -> tuple[list[Detection3DFields], int]:
             continue
         c = tuple(float(v) for v in o.centroid)
         size = (0.0, 0.0, 0.0) if o.extent is None else tuple(float(v) for v in o.extent)
-        out.append(Detection3DFields(id=detection_id(o), results=_hypotheses(o, c), center=c, size=size))
+        out.append(Detection3DFields(id=detection_id(o, tracking), results=_hypotheses(o, c), center=c, size=size))
     return out, len(labels.objects) - len(out)
 
 

@@ -187,7 +187,8 @@ class FrameProcessor:
         max_pixels = size[0] * size[1] or MAX_PIXELS
         try:
             color = color_from_msg(color_msg, self.bridge, max_pixels)
-            depth = depth_from_msg(depth_msg, self.bridge, max_pixels)
+            # depth must match the colour image: no more pixels than it (RVL is not bounded by its length)
+            depth = depth_from_msg(depth_msg, self.bridge, min(max_pixels, color.shape[0] * color.shape[1]))
         except ValueError as e:
             raise FrameSkipped("bad image", str(e)) from None
         intrinsics = None

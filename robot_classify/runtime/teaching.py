@@ -66,6 +66,11 @@ class TeachStatus:
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def known_classes(self) -> list[str]:
+        """`classes` without the negative labels: what "N classes" counts (as the node's "ready:" line)."""
+        return [c for c in self.classes if not is_negative(c)]
+
 
 def check_label(label: Any) -> str:
     """A class name a request may create: letters, digits, `_ . -`, 1 to 64 characters. Spaces
