@@ -147,6 +147,25 @@ def test_node_survives_a_fuzz_of_malformed_messages(harness):
 
 
 
+def test_the_same_problem_with_other_numbers_is_one_warning_per_throttle_period(harness):
+    """Found from outside: the throttle keyed on the whole text, so a bad stamp that changes every
+    frame (or a byte count) gave one warning line per frame."""
+    s = rendered(SEED)
+    before = sum("bad stamp" in line for line in harness.log)
+    for i in range(5):
+        info = make_info(camera_k(s), 640, 480, 0)
+        color, depth = make_image(s.color, "rgb8", 0), make_image(s.depth, "16UC1", 0)
+        for msg in (info, color, depth):
+            msg.header.stamp.sec, msg.header.stamp.nanosec = 1_733_000_000 + i, 1_000_000_000 + i
+        harness.info_pub.publish(info)
+        harness.depth_pub.publish(depth)
+        harness.color_pub.publish(color)
+        time.sleep(0.3)
+    harness.wait_log("nanosec=1000000004", timeout=2.0)  # give the last one time to be logged, if it were
+    assert sum("bad stamp" in line for line in harness.log) - before <= 1, "\n".join(harness.log[-8:])
+    assert harness.alive()
+
+
 def test_classify_node_help_prints_usage_and_starts_no_node(capsys):
     from robot_classify.ros.node import main
 
