@@ -638,6 +638,20 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_draft_labels(args: argparse.Namespace) -> int:
+    from .evaluation.draft_labels import CLASS_MAP, draft_labels
+
+    out = Path(args.out).expanduser()
+    counts = draft_labels(args.bag, _load_model(args), out, _topics(args), _node_parameters(args), args.every,
+                          args.max_frames, args.quiet)
+    skipped = f" ({counts['skipped']} frames skipped: see the warnings)" if counts["skipped"] else ""
+    print(f"{counts['objects']} segments in {counts['frames']} frames{skipped}, {counts['named']} of them named: "
+          f"a BOP scene in {out}")
+    print(f"next: correct the class names in {out / CLASS_MAP} (the boxes are numbered in {out / 'overlays'}), then")
+    print(f"  robot-classify import-dataset {out} --out BAG --class-map {out / CLASS_MAP}")
+    return 0
+
+
 def cmd_teach(args: argparse.Namespace) -> int:
     """The node's live teaching on recorded data: the same Teacher, fed by the same FrameProcessor."""
     from .runtime.frame_processor import FrameProcessor, FrameSkipped
@@ -958,6 +972,16 @@ def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
                    help="share of the frames, earliest first, that goes to train/")
 
 
+def _draft_labels_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bag", required=True, help="the rosbag2 folder to read (your own recording)")
+    p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
+    _add_model_arg(p)
+    _segmentation_args(p)
+    p.add_argument("--out", required=True, help="the draft: a new folder (a BOP scene, class_map.yaml, overlays/)")
+    p.add_argument("--every", type=_int(1), default=1, help="take every N-th frame of the bag")
+    p.add_argument("--max-frames", type=_int(1), help="stop after this many frames")
+
+
 def _calibrate_args(p: argparse.ArgumentParser) -> None:
     _bag_args(p)
     p.add_argument("--out", required=True, help="the recalibrated model (a new file)")
@@ -1053,6 +1077,8 @@ COMMANDS: tuple[tuple[str, str, AddArguments, Callable[[argparse.Namespace], int
      _replay_eval_args, cmd_replay_eval),
     ("calibrate", "refit a model's scores and min_score on a labelled bag of your own camera's frames",
      _calibrate_args, cmd_calibrate),
+    ("draft-labels", "the node's segments and guesses on your own bag, as ground truth to correct by hand "
+     "(BOP + class map)", _draft_labels_args, cmd_draft_labels),
     ("bag-to-dataset", "label the node's crops from a bag's ground truth; image folders",
      _bag_to_dataset_args, cmd_bag_to_dataset),
     ("teach", "add an object's views to a kNN model from a bag or a folder of crops (the node's ~/teach offline)",
