@@ -30,7 +30,7 @@ import numpy as np
 from ..learn.calibration import Calibration, Evidence, fit_calibration
 from ..learn.model import ClassifierModel, is_negative, negative_indices
 from ..runtime.frame_processor import FrameProcessor, FrameResult
-from .matching import match_boxes
+from .matching import match_boxes, scored_truth
 
 MIN_ANSWERS = 20  # fewer named answers than this cannot fit a score map
 COUNTS = ("frames", "detections", "class_objects", "no_class", "ruled_out")
@@ -56,7 +56,7 @@ class AnswerEvidence:
         if not preds:
             return
         self.counts["frames"] += 1
-        gts = [g for g in truth if g.visible_fraction is None or g.visible_fraction >= 0.5]
+        gts = scored_truth(truth)
         matched = {i: gts[j].label for i, j, _ in match_boxes([o.bbox for o in preds], [g.bbox for g in gts],
                                                               self.iou_threshold)}
         model, clf = self.model, self.model.classifier

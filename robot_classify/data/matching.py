@@ -4,9 +4,19 @@ How a labelled frame gives each detection its truth: the renderer's patch sets (
 evaluations (`evaluation`) both use it, so it sits below both (sim never imports evaluation)."""
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
 
 Box = tuple[int, int, int, int]  # x_offset, y_offset, width, height
+MIN_VISIBLE = 0.5  # ground truth counts when at least this share of the object is in view
+
+
+def scored_truth(objects: Sequence[Any]) -> list[Any]:
+    """The ground-truth objects an evaluation scores: those at least MIN_VISIBLE in view (or of
+    unknown visibility). A box around the sliver of an object mostly hidden is no fair target for
+    a detector, in `replay-eval` and in the score fits alike (`data.answer_evidence`)."""
+    return [g for g in objects if g.visible_fraction is None or g.visible_fraction >= MIN_VISIBLE]
 
 
 def box_iou(a: Box, b: Box) -> float:

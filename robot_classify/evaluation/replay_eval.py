@@ -24,7 +24,7 @@ from ..data.bags import (GT_TOPIC, BagError, open_reader, opened_bag, read_frame
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from .failures import FailureGallery
-from ..data.matching import match_boxes
+from ..data.matching import match_boxes, scored_truth
 from .metrics import per_class_report
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.parameters import check_parameters
@@ -177,7 +177,7 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
         if truth is None:
             skipped["no ground truth"] = skipped.get("no ground truth", 0) + 1
             continue
-        gts = [g for g in truth.objects if g.visible_fraction is None or g.visible_fraction >= 0.5]
+        gts = scored_truth(truth.objects)
         preds = res.labels.objects
         recs = frame_records(n_gt_frames, frame.stamp_ns, preds, gts, classes)
         n_gt_frames += 1
