@@ -114,6 +114,8 @@ def _node_parameters(args: argparse.Namespace) -> dict:
     given on the command line on top. What the robot runs, offline."""
     from .runtime.parameters import check_parameters, read_params_file
 
+    if "_node_values" in vars(args):  # read once: its warnings once (the model and the run both ask)
+        return dict(args._node_values)
     values = (dict(read_params_file(args.params_file, namespace=getattr(args, "namespace", "/")))
               if getattr(args, "params_file", None) else {})
     for option, name in (("mode", "segmentation.mode"), ("padding", "segmentation.padding"),
@@ -123,7 +125,8 @@ def _node_parameters(args: argparse.Namespace) -> dict:
             values[name] = args.__dict__[option]
     if values.get("model_path") == "default":  # --model default, as replay-eval --compare takes it
         values["model_path"] = ""  # the node's own word for the embedded default
-    return check_parameters(values)
+    args._node_values = check_parameters(values)
+    return dict(args._node_values)
 
 
 def _load_model(args: argparse.Namespace):
@@ -506,7 +509,15 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 def cmd_import_dataset(args: argparse.Namespace) -> int:
     from .data.frames import load_class_map, ycbv_class_map
     from .data.import_dataset import import_dataset
+    from .data.frames import CLASS_MAP
+    from .learn.model import is_negative
 
+    if args.class_map is None and (Path(args.input) / CLASS_MAP).is_file():
+        # A draft (`draft-labels`) names its segments by ids of its own: without its map every
+        # object would be a distractor of the built-in YCB-V map.
+        args.class_map = str(Path(args.input) / CLASS_MAP)
+        print(f"class map: {args.class_map} (the one beside the scenes; --class-map to choose another)",
+              file=sys.stderr)
     class_map = load_class_map(args.class_map) if args.class_map else None
     counts: dict[str, int] = {}
     n = import_dataset(args.input, args.out, args.format, class_map, args.scenes, args.every, args.max_frames,
@@ -515,10 +526,15 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
     print(f"wrote {n} frame{'s' * (n != 1)} ({args.storage}) to {args.out}: {sum(counts.values())} objects"
           f"{': ' + listed if listed else ''}")
     default = set(ycbv_class_map().class_names)  # the embedded default's classes
-    other = sorted(set(counts) - default - {"distractor"})
+    other = sorted(c for c in set(counts) - default if not is_negative(c))
     if other:  # a team's own classes, or a typo in the class map: either way, say it before any evaluation
         print(f"note: {', '.join(other)} {'is' if len(other) == 1 else 'are'} not among the embedded default "
               "model's classes; it scores them as wrong unless a model taught them is used", file=sys.stderr)
+    unused = [] if class_map is None else class_map.unused_ids()
+    if unused:  # a mistyped id leaves its object a distractor; a partial import leaves ids unused too
+        shown = ", ".join(map(str, unused[:8])) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
+        print(f"note: no object in these frames has the class map's id{'s' * (len(unused) > 1)} {shown}",
+              file=sys.stderr)
     if class_map is not None and counts and set(counts) == {"distractor"}:  # a typo, or another dataset's ids
         keys = [k for ks in class_map.unused().values() for k in ks]
         print(f"warning: the class map gave no object a class (every object is a distractor): no object in these "
@@ -639,15 +655,20 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_draft_labels(args: argparse.Namespace) -> int:
-    from .evaluation.draft_labels import CLASS_MAP, draft_labels
+    from .data.frames import CLASS_MAP
+    from .evaluation.draft_labels import draft_labels
 
     out = Path(args.out).expanduser()
+    made_with = f"(params file {args.params_file})" if args.params_file else ""
     counts = draft_labels(args.bag, _load_model(args), out, _topics(args), _node_parameters(args), args.every,
-                          args.max_frames, args.quiet)
-    skipped = f" ({counts['skipped']} frames skipped: see the warnings)" if counts["skipped"] else ""
-    print(f"{counts['objects']} segments in {counts['frames']} frames{skipped}, {counts['named']} of them named: "
-          f"a BOP scene in {out}")
-    print(f"next: correct the class names in {out / CLASS_MAP} (the boxes are numbered in {out / 'overlays'}), then")
+                          args.max_frames, args.quiet, made_with)
+    skipped = sum(counts["skipped"].values())
+    why = (f" ({skipped} frame{'s' * (skipped != 1)} skipped: "
+           + ", ".join(f"{r} {n}" for r, n in counts["skipped"].items()) + ")") if skipped else ""
+    scenes = f"{len(args.bag)} BOP scenes" if len(args.bag) > 1 else "a BOP scene"
+    print(f"{counts['objects']} segment{'s' * (counts['objects'] != 1)} in {counts['frames']} "
+          f"frame{'s' * (counts['frames'] != 1)}{why}, {counts['named']} of them named: {scenes} in {out}")
+    print(f"next: correct the names in {out / CLASS_MAP} (ids and outlines in {out / 'overlays'}), then")
     print(f"  robot-classify import-dataset {out} --out BAG --class-map {out / CLASS_MAP}")
     return 0
 
@@ -973,13 +994,16 @@ def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
 
 
 def _draft_labels_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bag", required=True, help="the rosbag2 folder to read (your own recording)")
+    p.add_argument("--bag", required=True, nargs="+", help="the rosbag2 folder(s) to read (your own recordings): "
+                                                            "a BOP scene each, object ids unique over them all")
     p.add_argument("--topics", type=_topics_arg, help="COLOR,DEPTH,CAMERA_INFO (default: realsense2_camera names)")
     _add_model_arg(p)
     _segmentation_args(p)
-    p.add_argument("--out", required=True, help="the draft: a new folder (a BOP scene, class_map.yaml, overlays/)")
-    p.add_argument("--every", type=_int(1), default=1, help="take every N-th frame of the bag")
-    p.add_argument("--max-frames", type=_int(1), help="stop after this many frames")
+    p.add_argument("--out", required=True, help="the draft: a new or empty folder (BOP scenes, class_map.yaml, "
+                                                "overlays/)")
+    p.add_argument("--every", type=_int(1), default=1, help="take every N-th frame of each bag (the others are not "
+                                                              "processed)")
+    p.add_argument("--max-frames", type=_int(1), help="stop after this many frames of each bag")
 
 
 def _calibrate_args(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""draft-labels: the node's segments as a BOP scene that import-dataset reads back, corrected by hand."""
+"""draft-labels: the node's segments as BOP scenes that import-dataset reads back, corrected by hand."""
 import json
 
 import cv2
@@ -6,46 +6,45 @@ import numpy as np
 import pytest
 
 from robot_classify import cli
-from robot_classify.data.frames import ClassMap
+from robot_classify.data.bags import BagError
+from robot_classify.data.frames import CLASS_MAP, DatasetError, load_class_map
 from robot_classify.data.import_dataset import import_dataset
-from robot_classify.evaluation.draft_labels import CLASS_MAP, draft_labels, object_id
+from robot_classify.evaluation import draft_labels as draft_module
+from robot_classify.evaluation.draft_labels import draft_labels, object_id
 from robot_classify.evaluation.replay_eval import replay_eval
 from robot_classify.learn.model_io import save_model
+from robot_classify.runtime.frame_processor import FrameProcessor
 from test_replay_eval import TOPICS, tiny  # noqa: F401  (the hand-counted bag and its model)
 
 
-def _class_map(path):
-    import yaml
-
-    return ClassMap(yaml.safe_load(path.read_text()))
+def _line(text, oid):
+    return next(ln for ln in text.splitlines() if ln.startswith(f"{oid}:"))
 
 
-def test_a_draft_imports_back_as_the_nodes_own_answers_and_an_edit_flows_through(tiny, tmp_path):
+def test_a_draft_imports_back_as_the_nodes_own_answers_and_edits_flow_through(tiny, tmp_path):
     bag, model = tiny
     out = tmp_path / "draft"
-    counts = draft_labels(bag, model, out, TOPICS, quiet=True)
+    counts = draft_labels([bag], model, out, TOPICS, quiet=True)
     # Frames A (red, blue), B (red), C (blue): 4 segments, each named by the two-class model.
-    assert counts == {"frames": 3, "objects": 4, "named": 4, "skipped": 0}
+    assert counts == {"frames": 3, "objects": 4, "named": 4, "skipped": {}}
     text = (out / CLASS_MAP).read_text()
-    assert f"{object_id(0, 0)}: " in text and f"{object_id(2, 0)}: " in text
-    imported = tmp_path / "bag"
-    import_dataset(out, imported, class_map=_class_map(out / CLASS_MAP))
-    m = replay_eval(imported, model, tmp_path / "r1", TOPICS, quiet=True, report=False)
+    import_dataset(out, tmp_path / "bag", class_map=load_class_map(out / CLASS_MAP))
+    m = replay_eval(tmp_path / "bag", model, tmp_path / "r1", TOPICS, quiet=True, report=False)
     assert m["object_accuracy"] == 1.0 and m["detection_recall"] == 1.0 and m["named"]["precision"] == 1.0
-    # Frame B's red box is, by the hand count of test_replay_eval, a blue_box: one line corrected.
-    line = next(ln for ln in text.splitlines() if ln.startswith(f"{object_id(1, 0)}:"))
-    assert line.split()[1] == "red_box"
-    (out / CLASS_MAP).write_text(text.replace(line, f"{object_id(1, 0)}: blue_box"))
-    m = replay_eval(tmp_path / "bag", model, tmp_path / "r2", TOPICS, quiet=True, report=False)  # unchanged bag
-    assert m["object_accuracy"] == 1.0
-    import_dataset(out, tmp_path / "bag2", class_map=_class_map(out / CLASS_MAP))
-    m = replay_eval(tmp_path / "bag2", model, tmp_path / "r3", TOPICS, quiet=True, report=False)
-    assert m["object_accuracy"] == pytest.approx(3 / 4)
+    # Frame B's red box is, by the hand count of test_replay_eval, a blue_box; frame C's segment is no object.
+    b, c = object_id(0, 1, 0), object_id(0, 2, 0)
+    assert _line(text, b).split()[1] == "red_box" and "node: red_box" in _line(text, b)
+    edited = text.replace(_line(text, b), f"{b}: blue_box").replace(_line(text, c), f"{c}: ignore")
+    (out / CLASS_MAP).write_text(edited)
+    import_dataset(out, tmp_path / "bag2", class_map=load_class_map(out / CLASS_MAP))
+    m = replay_eval(tmp_path / "bag2", model, tmp_path / "r2", TOPICS, quiet=True, report=False)
+    assert m["object_accuracy"] == pytest.approx(2 / 3)  # A's two right, B's wrong; C's segment is clutter now
+    assert m["detection_recall"] == 1.0 and m["named"]["named"] == 4 and m["named"]["clutter_named"] == 1
 
 
-def test_the_draft_holds_the_nodes_masks_depth_and_camera(tiny, tmp_path):
+def test_the_draft_holds_the_nodes_masks_depth_camera_and_model(tiny, tmp_path):
     bag, model = tiny
-    draft_labels(bag, model, tmp_path / "d", TOPICS, quiet=True)
+    draft_labels([bag], model, tmp_path / "d", TOPICS, quiet=True, made_with="(params file robot.yaml)")
     scene = tmp_path / "d" / "000000"
     mask = cv2.imread(str(scene / "mask_visib" / "000000_000000.png"), cv2.IMREAD_UNCHANGED)
     assert mask.dtype == np.uint8 and (mask > 0).sum() == 3600  # a 60x60 box
@@ -55,29 +54,86 @@ def test_the_draft_holds_the_nodes_masks_depth_and_camera(tiny, tmp_path):
     assert cam["0"]["cam_K"][0] == 615.0 and cam["0"]["depth_scale"] == 1.0
     info = json.loads((scene / "scene_gt_info.json").read_text())
     assert sorted(o["bbox_visib"][0] for o in info["0"]) == [100, 300]
-    assert (tmp_path / "d" / "overlays" / "000000.png").stat().st_size > 1000
+    assert (tmp_path / "d" / "overlays" / "000000_000000.png").stat().st_size > 1000
+    head = (tmp_path / "d" / CLASS_MAP).read_text().splitlines()[0]
+    assert "params file robot.yaml" in head and str(model.meta.get("name", "model")) in head
 
 
-def test_every_and_max_frames_pick_frames(tiny, tmp_path):
+def test_every_skips_frames_without_processing_them_and_max_frames_is_per_bag(tiny, tmp_path, monkeypatch):
     bag, model = tiny
-    assert draft_labels(bag, model, tmp_path / "d", TOPICS, every=2, quiet=True)["frames"] == 2  # A, C
-    assert draft_labels(bag, model, tmp_path / "e", TOPICS, max_frames=1, quiet=True)["frames"] == 1
+    calls = []
+    real = FrameProcessor.process_messages
+    monkeypatch.setattr(FrameProcessor, "process_messages", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    assert draft_labels([bag], model, tmp_path / "d", TOPICS, every=2, quiet=True)["frames"] == 2  # A, C
+    assert len(calls) == 2
+    counts = draft_labels([bag, bag], model, tmp_path / "e", TOPICS, max_frames=1, quiet=True)
+    assert counts["frames"] == 2 and sorted(p.name for p in (tmp_path / "e").iterdir()) == [
+        "000000", "000001", CLASS_MAP, "overlays"]
 
 
-def test_an_existing_folder_is_refused_and_a_failed_draft_leaves_nothing(tiny, tmp_path):
+def test_two_bags_give_two_scenes_with_ids_unique_over_both(tiny, tmp_path):
+    bag, model = tiny
+    draft_labels([bag, bag], model, tmp_path / "d", TOPICS, quiet=True)
+    ids = [o["obj_id"] for s in ("000000", "000001")
+           for objs in json.loads((tmp_path / "d" / s / "scene_gt.json").read_text()).values() for o in objs]
+    assert len(ids) == len(set(ids)) == 8 and object_id(1, 0, 0) in ids
+    n = import_dataset(tmp_path / "d", tmp_path / "bag", class_map=load_class_map(tmp_path / "d" / CLASS_MAP))
+    assert n == 6
+
+
+def test_unusable_input_is_refused_with_its_reason_and_leaves_nothing(tiny, tmp_path):
     bag, model = tiny
     (tmp_path / "taken").mkdir()
-    with pytest.raises(ValueError, match="exists"):
-        draft_labels(bag, model, tmp_path / "taken", TOPICS, quiet=True)
-    with pytest.raises(Exception, match="topic"):
-        draft_labels(bag, model, tmp_path / "new", ("/no/color", "/no/depth", "/no/info"), quiet=True)
+    (tmp_path / "taken" / "x").write_text("")
+    with pytest.raises(ValueError, match="not an empty folder"):
+        draft_labels([bag], model, tmp_path / "taken", TOPICS, quiet=True)
+    with pytest.raises(BagError, match="missing topic"):
+        draft_labels([bag], model, tmp_path / "new", ("/no/color", "/no/depth", TOPICS[2]), quiet=True)
+    with pytest.raises(BagError, match="missing topic.s. /wrong/info"):  # the reason, not "0 frames"
+        draft_labels([bag], model, tmp_path / "new", (*TOPICS[:2], "/wrong/info"), quiet=True)
+    params = {"segmentation.mode": "mask"}  # a camera bag has no mask topic: every frame skipped, and why
+    with pytest.raises(ValueError, match=r"no frame could be processed \(no mask: 3\)"):
+        draft_labels([bag], model, tmp_path / "new", TOPICS, params, quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    (tmp_path / "empty").mkdir()  # an empty folder is taken
+    assert draft_labels([bag], model, tmp_path / "empty", TOPICS, max_frames=1, quiet=True)["frames"] == 1
 
 
-def test_cli_prints_the_next_step(tiny, tmp_path, capsys):
+def test_replay_eval_names_a_missing_camera_info_topic(tiny, tmp_path):
+    bag, model = tiny
+    with pytest.raises(BagError, match="missing topic.s. /wrong/info"):
+        replay_eval(bag, model, tmp_path / "r", (*TOPICS[:2], "/wrong/info"), quiet=True, report=False)
+
+
+def test_unknown_answers_say_why(tiny, tmp_path, monkeypatch):
+    from robot_classify.runtime.results import ObjectResult
+
+    def answer(**kw):
+        return ObjectResult(0, kw.get("label", "unknown"), kw.get("score", 0.0), kw.get("top_k", ()), (0, 0, 1, 1),
+                            None, ruled_out=kw.get("ruled_out", ()))
+    assert draft_module._answer(answer(label="mug", score=0.9, top_k=(("mug", 0.9),))) == "mug 0.90"
+    assert "unknown examples are nearest" in draft_module._answer(answer())
+    assert "mug 0.70 ruled out by size" in draft_module._answer(answer(score=0.7, top_k=(("mug", 0.7),),
+                                                                      ruled_out=("mug",)))
+    assert "below min_score" in draft_module._answer(answer(score=0.2, top_k=(("mug", 0.2),)))
+
+
+def test_cli_drafts_and_import_finds_the_drafts_class_map(tiny, tmp_path, capsys):
     bag, model = tiny
     save_model(model, tmp_path / "m.safetensors")
     assert cli.main(["draft-labels", "--bag", str(bag), "--model", str(tmp_path / "m.safetensors"),
                      "--out", str(tmp_path / "d"), "--quiet", "--topics", ",".join(TOPICS)]) == 0
     out = capsys.readouterr().out
     assert "4 segments in 3 frames" in out and f"--class-map {tmp_path / 'd' / CLASS_MAP}" in out
+    path = tmp_path / "d" / CLASS_MAP
+    path.write_text(path.read_text().replace(f"{object_id(0, 0, 0)}:", "1040:"))  # a mistyped id
+    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "bag"), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert f"class map: {path}" in cap.err and "class map's id 1040" in cap.err
+    assert "1 red_box" in cap.out and "1 distractor" in cap.out  # the mistyped id's object
+
+
+def test_a_class_map_yaml_error_names_its_line(tmp_path):
+    (tmp_path / "m.yaml").write_text("1000: red_box\n1001: blue_box\n1002 red_box\n1003: x\n")
+    with pytest.raises(DatasetError, match="line 3"):
+        load_class_map(tmp_path / "m.yaml")

@@ -264,7 +264,8 @@ def _require_topics(reader, path, wanted: list[str]) -> None:
 
 
 def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
-                slop: float = 0.02, stats: dict | None = None, reader: Any | None = None) -> Iterator[BagFrame]:
+                slop: float = 0.02, stats: dict | None = None, reader: Any | None = None,
+                need_info: bool = False) -> Iterator[BagFrame]:
     """Colour/depth pairs in stamp order, paired exactly like the node (`StampSynchronizer`).
     Where the bag lacks a raw image topic, its image_transport compressed topic is read
     (`resolve_image_topics`): frames then hold CompressedImage messages, which
@@ -280,6 +281,8 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
 
     `reader`: the bag at `path` already open (`open_reader`), read here and left open, so that a
     caller reading ground truth and frames opens the bag once; None: opened and closed here.
+    `need_info`: a bag without the camera_info topic is an error naming it (depth segmentation
+    would skip every frame), not frames with info=None.
     """
     from ..runtime.sync import StampSynchronizer
 
@@ -288,7 +291,7 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
         reader = open_reader(path)
     color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)  # raw, else compressed
     try:
-        _require_topics(reader, path, [color_t, depth_t])
+        _require_topics(reader, path, [color_t, depth_t] + ([info_t] if need_info else []))
         conns = [c for c in reader.connections if c.topic in (color_t, depth_t, info_t)]
         has_info = any(c.topic == info_t for c in conns)
         sync = StampSynchronizer(slop)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .frames import (ClassMap, DatasetError, GroundTruthObject, LabelledFrame, box_centroid, depth_to_mm,
+from .frames import (IGNORE, ClassMap, DatasetError, GroundTruthObject, LabelledFrame, box_centroid, depth_to_mm,
                      find_scene_folders, finite_number, intrinsics_from_matrix, mask_bbox, mask_centroid, pick_scenes,
                      read_file_image, same_size, select, to_rgb, ycbv_class_map)
 
@@ -149,6 +149,9 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
             raise DatasetError(f"{ref.scene / 'scene_gt_info.json'}: image {ref.im_id} object {i}: needs "
                                f"'bbox_visib' and 'visib_fract'")
         obj_id = int(finite_number(gt["obj_id"], where, "obj_id"))
+        label = class_map.label(obj_id)
+        if label == IGNORE:  # a segment that is no object: not ground truth (its files are not read)
+            continue
         visible = finite_number(info["visib_fract"], where, "visib_fract")
         if not 0 <= visible <= 1:
             raise DatasetError(f"{ref.scene / 'scene_gt_info.json'}: image {ref.im_id} object {i}: visib_fract must "
@@ -174,7 +177,7 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
                 continue
             bbox = box
             centroid = box_centroid(bbox, depth, K)
-        objects.append(GroundTruthObject(label=class_map.label(obj_id), instance=i, bbox=bbox,
+        objects.append(GroundTruthObject(label=label, instance=i, bbox=bbox,
                                          visible_fraction=visible, centroid=centroid, dataset_id=str(obj_id)))
     return LabelledFrame(color, depth, K, tuple(objects), source=ref.name)
 

@@ -21,6 +21,10 @@ from ..learn.model import negative_in_other_case
 from ..runtime.results import CLASS_NAME, CLASS_NAME_RULE, ObjectResult
 
 DISTRACTOR = "distractor"  # a ground-truth object of no class (learn.model.NEGATIVE_LABELS)
+# A class map's word for a labelled segment that is no object (a piece of table, a product's cap on
+# its own): left out of the ground truth, so that a detection of it counts as clutter.
+IGNORE = "ignore"
+CLASS_MAP = "class_map.yaml"  # the class map `draft-labels` writes beside its scenes, `import-dataset` reads from there
 MAX_DEPTH_MM = 65535  # uint16 millimetres: 65.5 m
 
 # YCB-Video's 21 objects by their dataset id (1-based, as in -label.png, cls_indexes, BOP's obj_id).
@@ -77,6 +81,7 @@ class ClassMap:
         self.by_id: dict[int, str] = {}
         self.by_name: dict[str, str] = {}
         self.given: set[str] = set()  # the class names some object was given (`unused`)
+        self.seen_ids: set[int] = set()  # the ids looked up (`unused_ids`)
         for key, name in mapping.items():
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"class map: {key!r} must map to a class name, got {name!r}")
@@ -96,6 +101,8 @@ class ClassMap:
 
     def label(self, obj_id: int | None = None, name: str | None = None) -> str:
         out = DISTRACTOR
+        if obj_id is not None:
+            self.seen_ids.add(obj_id)
         if obj_id is not None and obj_id in self.by_id:
             out = self.by_id[obj_id]
         elif name is not None and name in self.by_name:
@@ -111,6 +118,11 @@ class ClassMap:
             if name not in self.given and name != DISTRACTOR:
                 out.setdefault(name, []).append(key)
         return out
+
+    def unused_ids(self) -> list[int]:
+        """Ids the map lists that no object so far had: a mistyped id (1040 for 1004) would
+        otherwise turn its object into a distractor without a word."""
+        return sorted(set(self.by_id) - self.seen_ids)
 
     @property
     def class_names(self) -> list[str]:
@@ -157,7 +169,10 @@ def load_class_map(path: str | Path) -> ClassMap:
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such class map") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise DatasetError(f"{path}: not a readable YAML class map ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "context_mark", None) or getattr(e, "problem_mark", None)  # where it began
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DatasetError(f"{path}: {where}not a readable YAML class map ({what})") from None
     if not isinstance(doc, dict) or not doc:
         raise DatasetError(f"{path}: a class map is a YAML mapping 'object id or name: class name'")
     try:

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .frames import (YCBV_OBJECTS, ClassMap, DatasetError, GroundTruthObject, LabelledFrame, depth_to_mm,
+from .frames import (IGNORE, YCBV_OBJECTS, ClassMap, DatasetError, GroundTruthObject, LabelledFrame, depth_to_mm,
                      find_scene_folders, intrinsics_from_matrix, mask_bbox, mask_centroid, pick_scenes,
                      read_file_image, same_size, select, to_rgb, ycbv_class_map)
 
@@ -123,7 +123,10 @@ def read_frame(ref: YcbvFrameRef, class_map: ClassMap | None = None) -> Labelled
         bbox = mask_bbox(mask)
         if bbox is None:
             continue  # listed but hidden
-        objects.append(GroundTruthObject(label=class_map.label(obj_id, name), instance=obj_id, bbox=bbox,
+        class_name = class_map.label(obj_id, name)
+        if class_name == IGNORE:  # a segment that is no object: not ground truth
+            continue
+        objects.append(GroundTruthObject(label=class_name, instance=obj_id, bbox=bbox,
                                          visible_fraction=None, centroid=mask_centroid(mask, depth, K),
                                          dataset_id=name))
     return LabelledFrame(color, depth, K, tuple(objects), source=ref.name)

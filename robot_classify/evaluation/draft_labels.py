@@ -1,63 +1,86 @@
-"""Draft ground truth for a team's own recording (`robot-classify draft-labels`).
+"""Draft ground truth for a team's own recordings (`robot-classify draft-labels`).
 
 `calibrate` and `replay-eval` need labelled frames of the team's own table, and labelling real
 frames from nothing (masks, boxes, a BOP layout) is hours of work per few frames. The node has
-already found most objects: this writes its segments and its guesses as a BOP scene that
-`import-dataset` reads, with a class map holding one line per segment. Correcting a draft is
-editing class names in that one file while looking at the numbered overlays; objects the node
-did not find are added with a mask file and a line in each JSON file (doc/datasets.md).
+already found most objects: this writes its segments and its guesses as BOP scenes (one per
+bag) that `import-dataset` reads, with a class map holding one line per segment. Correcting a
+draft is editing names in that one file while looking at the numbered overlays; objects the
+node did not find are added by hand (doc/datasets.md).
 """
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from ..data.bags import opened_bag
-from ..data.frames import DISTRACTOR, depth_to_mm
+from ..data.frames import CLASS_MAP, DISTRACTOR, IGNORE, depth_to_mm
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.frame_processor import FrameProcessor
 from ..runtime.image_conversion import depth_from_msg
 from ..runtime.parameters import check_parameters
-from ..runtime.visualize import draw_objects
+from ..runtime.results import ObjectResult
+from ..runtime.visualize import label_color
 from .replay_eval import run_frames
 
-SCENE = "000000"
-CLASS_MAP = "class_map.yaml"
-OBJECTS_PER_FRAME = 1000  # obj_id = OBJECTS_PER_FRAME * (image id + 1) + object index: one id per segment
+PER_IMAGE, PER_SCENE = 1000, 100_000  # obj_id = PER_SCENE * scene + PER_IMAGE * (image + 1) + index
 
 
-def object_id(image: int, index: int) -> int:
-    """The draft's obj_id of one segment: its own id, so that the class map names each one."""
-    return OBJECTS_PER_FRAME * (image + 1) + index
+def object_id(scene: int, image: int, index: int) -> int:
+    """The draft's obj_id of one segment: its own id (unique over the bags of one draft), so that
+    the class map names each one."""
+    return PER_SCENE * scene + PER_IMAGE * (image + 1) + index
 
 
-def draft_labels(bag: str | Path, model: ClassifierModel, out: str | Path, topics: tuple[str, str, str],
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def draft_labels(bags: Sequence[str | Path], model: ClassifierModel, out: str | Path, topics: tuple[str, str, str],
                  parameters: dict[str, Any] | None = None, every: int = 1, max_frames: int | None = None,
-                 quiet: bool = False) -> dict[str, int]:
-    """Write the draft into the new folder `out` (built beside it and renamed at the end: nothing
-    half-written is left). Returns counts: frames, objects, named (given a class name)."""
+                 quiet: bool = False, made_with: str = "") -> dict[str, Any]:
+    """Write the draft of `bags` (a scene each) into `out`, a new or empty folder (built beside it
+    and renamed at the end: nothing half-written is left). `max_frames` is per bag. Returns counts
+    (frames, objects, named) and `skipped` (reason -> frames the node could not process)."""
     out = Path(out)
-    if out.exists():
-        raise ValueError(f"{out} exists; choose a new folder (draft-labels never writes over or among files)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} exists and is not an empty folder; choose a new one (draft-labels never writes "
+                         "over or among files)")
     if every < 1 or (max_frames is not None and max_frames < 1):
         raise ValueError(f"every and max_frames must be >= 1, got {every}, {max_frames}")
-    if not out.parent.is_dir():
-        raise ValueError(f"{out.parent}: no such folder")
+    if not bags:
+        raise ValueError("no bag to draft")
     parameters = check_parameters(parameters)
     # The node's segments and its answers, at the robot's settings (its min_score included).
     processor = FrameProcessor.from_parameters(model, parameters)
+    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     if partial.exists():
         raise ValueError(f"{partial} exists (left by an interrupted draft-labels?); remove it or choose another --out")
+    counts: dict[str, Any] = {"frames": 0, "objects": 0, "named": 0, "skipped": {}}
+    lines: list[str] = []
     try:
-        counts = _write(bag, processor, partial, out, topics, parameters, every, max_frames, quiet)
+        (partial / "overlays").mkdir(parents=True)
+        for scene, bag in enumerate(bags):
+            _write_scene(bag, scene, processor, partial, topics, parameters, every, max_frames, quiet, counts, lines)
         if not counts["frames"]:
-            raise ValueError(f"{bag}: no frame could be processed (see the warnings above)")
+            why = ", ".join(f"{r}: {n}" for r, n in counts["skipped"].items()) or "the bags hold no colour/depth pair"
+            raise ValueError(f"{', '.join(map(str, bags))}: no frame could be processed ({why})")
+        classes = ", ".join(c for c in model.class_names if not is_negative(c))
+        header = [
+            f"# Draft labels by robot-classify draft-labels{(' ' + made_with) if made_with else ''}: model "
+            f"{model.meta.get('name', 'model')} ({str(model.meta.get('sha256', ''))[:12]}).",
+            "# One line per segment the node found, with its answer. Correct each name while looking at overlays/",
+            "# (each outline carries its id); then:",
+            f"#   robot-classify import-dataset {out} --out BAG --class-map {out / CLASS_MAP}",
+            f"# Names: a class ({classes}); {DISTRACTOR} for an object of no class; {IGNORE} for a segment",
+            "# that is no object (a piece of table, a shadow, half of a split product): left out of the ground truth.",
+        ]
+        (partial / CLASS_MAP).write_text("\n".join(header + lines) + "\n")
         partial.replace(out)
     finally:
         if partial.exists():
@@ -65,27 +88,36 @@ def draft_labels(bag: str | Path, model: ClassifierModel, out: str | Path, topic
     return counts
 
 
-def _write(bag: str | Path, processor: FrameProcessor, root: Path, out: Path, topics: tuple[str, str, str],
-           parameters: dict[str, Any], every: int, max_frames: int | None, quiet: bool) -> dict[str, int]:
-    scene = root / SCENE
+def _answer(ans: ObjectResult) -> str:
+    """What the node said of a segment, and why it said `unknown`: the reader correcting the draft
+    needs to know whether the model saw nothing of a class, or a class it then ruled out."""
+    if not is_negative(ans.label):
+        return f"{ans.label} {ans.score:.2f}"
+    if not ans.top_k:
+        return "unknown (the unknown examples are nearest)"
+    best, score = ans.top_k[0]
+    if best in ans.ruled_out:
+        return f"unknown ({best} {score:.2f} ruled out by size or resting pose)"
+    return f"unknown ({best} {score:.2f}: below min_score, or unlike the training data)"
+
+
+def _write_scene(bag: str | Path, scene_index: int, processor: FrameProcessor, root: Path,
+                 topics: tuple[str, str, str], parameters: dict[str, Any], every: int, max_frames: int | None,
+                 quiet: bool, counts: dict[str, Any], lines: list[str]) -> None:
+    scene = root / f"{scene_index:06d}"
     for d in ("rgb", "depth", "mask_visib"):
         (scene / d).mkdir(parents=True)
-    (root / "overlays").mkdir()
     cameras: dict[str, Any] = {}
     gts: dict[str, Any] = {}
     infos: dict[str, Any] = {}
-    lines: list[str] = []
-    counts = {"frames": 0, "objects": 0, "named": 0, "skipped": 0}
+    lines.append(f"\n# ===== scene {scene_index:06d}: {bag}")
+    image = 0
     with opened_bag(bag) as reader:
-        for n, (frame, res, reason, color, _) in enumerate(run_frames(bag, processor, topics, quiet,
-                                                                      slop=parameters["sync_slop"],
-                                                                      reader=reader)):
-            if n % every:
-                continue
+        for frame, res, reason, color, _ in run_frames(bag, processor, topics, quiet, slop=parameters["sync_slop"],
+                                                       reader=reader, every=every, desc="draft-labels"):
             if res is None:
-                counts["skipped"] += 1
+                counts["skipped"][reason] = counts["skipped"].get(reason, 0) + 1
                 continue
-            image = counts["frames"]
             depth = depth_from_msg(frame.depth, None, color.shape[0] * color.shape[1])
             depth_mm = depth_to_mm(depth, 1000 if depth.dtype.kind == "f" else 1, "depth")
             name = f"{image:06d}.png"
@@ -93,36 +125,45 @@ def _write(bag: str | Path, processor: FrameProcessor, root: Path, out: Path, to
             cv2.imwrite(str(scene / "depth" / name), depth_mm.astype(np.uint16))
             cameras[str(image)] = {"cam_K": [float(v) for v in frame.info.k], "depth_scale": 1.0,
                                    "stamp_ns": int(frame.stamp_ns)}
-            gt, info, drawn = [], [], []
-            lines.append(f"\n# image {image} (stamp {frame.stamp_ns} ns): overlays/{name}")
+            overlay = np.ascontiguousarray(color.copy())
+            gt, info = [], []
+            lines.append(f"\n# scene {scene_index:06d} image {image} (stamp {frame.stamp_ns} ns): "
+                         f"overlays/{scene_index:06d}_{name}")
             for i, (det, ans) in enumerate(zip(res.extraction.objects, res.labels.objects)):
                 x, y, w, h = det.bbox
                 full = np.zeros(color.shape[:2], np.uint8)
                 full[y:y + h, x:x + w][det.mask] = 255
                 cv2.imwrite(str(scene / "mask_visib" / f"{image:06d}_{i:06d}.png"), full)
-                oid = object_id(image, i)
+                oid = object_id(scene_index, image, i)
                 named = not is_negative(ans.label)
                 guess = ans.label if named else DISTRACTOR
                 gt.append({"obj_id": oid})
                 info.append({"bbox_visib": [int(x), int(y), int(w), int(h)], "visib_fract": 1.0})
-                lines.append(f"{oid}: {guess:<24} # node: {ans.label} {ans.score:.2f}, box {x} {y} {w} {h}")
-                drawn.append(((x, y, w, h), str(oid), None))
+                lines.append(f"{oid}: {guess:<24} # node: {_answer(ans)}; box {x} {y} {w} {h}")
+                _draw(overlay, full, (x, y, w, h), f"{oid} {guess}")
                 counts["named"] += named
             counts["objects"] += len(gt)
             gts[str(image)], infos[str(image)] = gt, info
-            cv2.imwrite(str(root / "overlays" / name), cv2.cvtColor(draw_objects(color, drawn), cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(root / "overlays" / f"{scene_index:06d}_{name}"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            image += 1
             counts["frames"] += 1
-            if max_frames is not None and counts["frames"] >= max_frames:
+            if max_frames is not None and image >= max_frames:
                 break
+    if not image:  # a scene folder without images is no BOP scene: leave none behind
+        shutil.rmtree(scene)
+        lines.append("# (no frame of this bag could be processed)")
+        return
     for file, doc in (("scene_camera.json", cameras), ("scene_gt.json", gts), ("scene_gt_info.json", infos)):
         (scene / file).write_text(json.dumps(doc, indent=1))
-    classes = ", ".join(c for c in processor.model.class_names if not is_negative(c))
-    header = [
-        f"# Draft labels from {Path(bag).name} by robot-classify draft-labels: one line per segment the node found,",
-        "# with the node's guess. Correct each class name while looking at overlays/ (each box carries its id),",
-        f"# then: robot-classify import-dataset {out} --out BAG --class-map {out / CLASS_MAP}",
-        f"# Class names of this model: {classes}. Objects of no class, and segments that are no object: "
-        f"{DISTRACTOR}.",
-    ]
-    (root / CLASS_MAP).write_text("\n".join(header + lines) + "\n")
-    return counts
+
+
+def _draw(rgb: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], text: str) -> None:
+    """The segment's outline (what the draft's mask holds, merges included) and its id and guess."""
+    col = label_color(text.split()[-1])
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(rgb, contours, -1, col, 2)
+    x, y = box[0], box[1]
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+    ty = max(y, th + 4)
+    cv2.rectangle(rgb, (x, ty - th - 4), (x + tw + 4, ty), col, -1)
+    cv2.putText(rgb, text, (x + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)

@@ -40,17 +40,22 @@ MISSED, BACKGROUND = "missed", "background"
 
 
 def run_frames(bag: str | Path, processor: FrameProcessor, topics: tuple[str, str, str], quiet: bool = False,
-               stats: dict | None = None, slop: float = 0.02, reader: Any | None = None):
+               stats: dict | None = None, slop: float = 0.02, reader: Any | None = None, every: int = 1,
+               desc: str = "replay-eval"):
     """Yield (frame, FrameResult or None, FrameSkipped.reason or None, colour RGB or None, ms) for
     each pair, through `FrameProcessor.process_messages`: the node's own path. `reader`: the bag
-    already open (`data.bags.opened_bag`), read and left open; None: opened here."""
+    already open (`data.bags.opened_bag`), read and left open; None: opened here. `every`: only
+    every N-th pair, the others neither processed nor yielded."""
     if reader is None:
         with opened_bag(bag) as reader:
-            yield from run_frames(bag, processor, topics, quiet, stats, slop, reader)
+            yield from run_frames(bag, processor, topics, quiet, stats, slop, reader, every, desc)
         return
-    total = None if quiet else _color_count(reader, resolve_image_topics(topics_of(reader), topics)[0])
-    for frame in tqdm(read_frames(bag, topics, slop=slop, stats=stats, reader=reader), desc="replay-eval",
-                      unit="frame", total=total, disable=quiet):
+    total = None if quiet else -(-_color_count(reader, resolve_image_topics(topics_of(reader), topics)[0]) // every)
+    # Depth segmentation needs the intrinsics: without their topic every frame would be skipped
+    frames = read_frames(bag, topics, slop=slop, stats=stats, reader=reader,
+                         need_info=processor.params.mode == "depth")
+    pairs = (f for n, f in enumerate(frames) if n % every == 0)
+    for frame in tqdm(pairs, desc=desc, unit="frame", total=total, disable=quiet):
         t0 = time.perf_counter()
         try:
             res = processor.process_messages(frame.color, frame.depth, frame.info)

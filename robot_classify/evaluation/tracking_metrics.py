@@ -29,6 +29,10 @@ def _rate(n: int, d: int, per: float) -> float | None:
     return None if d == 0 else n * per / d
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def id_reuse(gt_rows: list[dict[str, Any]]) -> str | None:
     """Where the ground truth's instance ids do not persist: an id that names objects of two
     classes is no identity (a bag of unrelated scenes numbers each scene's objects from 0). A
@@ -37,7 +41,7 @@ def id_reuse(gt_rows: list[dict[str, Any]]) -> str | None:
     for r in gt_rows:
         seen = first.setdefault(r["gt_instance"], r)
         if seen["truth"] != r["truth"]:
-            return (f"instance {r['gt_instance']} is a {seen['truth']} in frame {seen['frame']} and a {r['truth']} "
+            return (f"instance {r['gt_instance']} is {_a(seen['truth'])} in frame {seen['frame']} and {_a(r['truth'])} "
                     f"in frame {r['frame']}")
     return None
 
