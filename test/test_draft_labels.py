@@ -137,3 +137,14 @@ def test_a_class_map_yaml_error_names_its_line(tmp_path):
     (tmp_path / "m.yaml").write_text("1000: red_box\n1001: blue_box\n1002 red_box\n1003: x\n")
     with pytest.raises(DatasetError, match="line 3"):
         load_class_map(tmp_path / "m.yaml")
+
+
+def test_replay_eval_names_ground_truth_classes_the_model_lacks(tiny, tmp_path, caplog):
+    bag, model = tiny
+    draft_labels([bag], model, tmp_path / "d", TOPICS, quiet=True)
+    path = tmp_path / "d" / CLASS_MAP
+    path.write_text(path.read_text().replace(f"{object_id(0, 0, 0)}: red_box ", f"{object_id(0, 0, 0)}: red_boks "))
+    import_dataset(tmp_path / "d", tmp_path / "bag", class_map=load_class_map(path))
+    with caplog.at_level("WARNING", logger="robot_classify"):
+        replay_eval(tmp_path / "bag", model, tmp_path / "r", TOPICS, quiet=True, report=False)
+    assert "ground truth names red_boks, no class of this model" in caplog.text

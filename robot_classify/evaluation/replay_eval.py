@@ -10,6 +10,7 @@ the model's classes (distractors) count as `unknown`: saying "unknown" about the
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -196,6 +197,11 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
         raise BagError(f"{bag}: no colour/depth pairs (check --topics and the stamps)")
     if n_gt_frames == 0 and len(latencies):
         raise BagError(no_stamp_matches(bag, n_frames, gt))
+    strangers = sorted({r["truth"] for r in records if r["truth"] and not r["known"] and not is_negative(r["truth"])})
+    if strangers:  # a team's own class the model lacks, or a class map's typo (mustard_botle): say which
+        logging.getLogger("robot_classify").warning(
+            "ground truth names %s, no class of this model: counted as objects of no class (right when called "
+            "unknown)", ", ".join(strangers))
     (report_dir / "object_labels.jsonl").write_text("".join(d + "\n" for d in documents))
     (report_dir / "objects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     n_cls = len(classes)
