@@ -83,3 +83,26 @@ def test_ctrl_c_stops_a_looping_replay_quietly(tmp_path):
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def test_ctrl_c_inside_rclpys_deserializer_is_an_interruption_not_a_type_error(tmp_path, monkeypatch):
+    """CI caught it once: the KeyboardInterrupt landed in CameraInfo.__init__, which rclpy's C++
+    deserializer calls, and came out as pybind11's TypeError ("Unable to convert function return
+    value"): a traceback and exit 1 instead of 130."""
+    import rclpy.serialization
+
+    bag = write_bag(tmp_path / "bag", [rendered(900_000_040)])
+
+    def interrupted(raw, cls):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise TypeError("Unable to convert function return value to a Python type!") from e
+    monkeypatch.setattr(rclpy.serialization, "deserialize_message", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        replay(bag, topics=[INFO_TOPIC])
+    def broken(raw, cls):
+        raise TypeError("a message class of the wrong kind")
+    monkeypatch.setattr(rclpy.serialization, "deserialize_message", broken)
+    with pytest.raises(TypeError, match="wrong kind"):  # a TypeError of its own stays one
+        replay(bag, topics=[INFO_TOPIC])

@@ -97,8 +97,10 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
         return sent
     except BaseException as e:
         # Ctrl-C: rclpy's handler shuts the context down on its own thread while Python raises
-        # KeyboardInterrupt here, in either order; a publish under the closed context raises too
-        interrupted = isinstance(e, KeyboardInterrupt) or not rclpy.ok()
+        # KeyboardInterrupt here, in either order; a publish under the closed context raises too,
+        # and one raised inside a message's constructor called from rclpy's C++ comes out as
+        # pybind11's TypeError ("Unable to convert function return value") caused by it
+        interrupted = _from_ctrl_c(e) or not rclpy.ok()
         if interrupted and not isinstance(e, KeyboardInterrupt):
             raise KeyboardInterrupt from None
         raise
@@ -114,6 +116,17 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
         node.destroy_node()
         if own_context:
             rclpy.try_shutdown()
+
+
+def _from_ctrl_c(e: BaseException | None) -> bool:
+    """Whether `e` is a KeyboardInterrupt or was caused by one (its chain of causes)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _wait_matched(pubs: dict, timeout: float) -> None:
