@@ -29,6 +29,7 @@ from ..data.matching import match_boxes, scored_truth
 from .metrics import per_class_report
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.parameters import check_parameters
+from ..runtime.threads import node_threads
 from ..runtime.tracking import Tracker, TrackerParams
 from .tracking_metrics import tracking_summary
 from .owned_folder import prepare_owned_folder
@@ -118,8 +119,9 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
         # Last of the checks: a typo in --bag must not cost an earlier report its files.
         prepare_owned_folder(report_dir, REPORT_MARKER, REPORT_OUTPUTS, "robot-classify replay-eval")
         try:
-            metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0, quiet,
-                                         parameters["sync_slop"], context, reader, parameters)
+            with node_threads():  # the node's per-stage times, not those of a process with thread pools
+                metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0,
+                                             quiet, parameters["sync_slop"], context, reader, parameters)
             if report:
                 from .report_html import write_report
 

@@ -24,7 +24,6 @@ from typing import Any
 import cv2
 import numpy as np
 import rclpy
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -38,9 +37,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
-from threadpoolctl import threadpool_limits
-
 from ..runtime.allocator import keep_frame_buffers
+from ..runtime.threads import set_node_threads
 from ..runtime.cv_bridge_backend import load_bridge
 from ..runtime.default_model import default_model_path, get_default_model
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
@@ -820,14 +818,11 @@ def main(args: list[str] | None = None) -> int:
         print(usage())
         return 0
     keep_frame_buffers()
-    # One thread per step: the executor, DDS and the worker(s) already share the cores, and idle
-    # OpenBLAS / OpenMP threads spin between calls (measured: ~1 core burnt at 30 Hz, p99 +6 ms).
-    # OpenCV's own pool too: on a frame's small images its second thread buys no latency and
-    # costs CPU (with ~/markers built only for a viewer: the node at 30 Hz, mean of 4 runs, 0.74 /
-    # 0.79 cores for the hog_color / cnn_color defaults against 0.78 / 0.86; latency the same).
-    threadpool_limits(1)
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    # One thread per step (runtime.threads). OpenCV's pool too: on a frame's small images its
+    # second thread buys no latency and costs CPU (with ~/markers built only for a viewer: the
+    # node at 30 Hz, mean of 4 runs, 0.74 / 0.79 cores for the hog_color / cnn_color defaults
+    # against 0.78 / 0.86; latency the same).
+    set_node_threads()
     # A corrupt image earns the node's own throttled warning; OpenCV's decoders would add a line of
     # their own per frame (a camera sending bad PNGs at 30 Hz: 30 lines a second, unthrottled).
     if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
