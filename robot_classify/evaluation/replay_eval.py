@@ -120,6 +120,7 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
         prepare_owned_folder(report_dir, REPORT_MARKER, REPORT_OUTPUTS, "robot-classify replay-eval")
         try:
             with node_threads():  # the node's per-stage times, not those of a process with thread pools
+                processor.warm_up()  # as the node at its start: the first frame's time is a frame's, not setup's
                 metrics, records = _evaluate(bag, processor, gt, report_dir, topics, gallery if report else 0,
                                              quiet, parameters["sync_slop"], context, reader, parameters)
             if report:
