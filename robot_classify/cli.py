@@ -700,7 +700,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
         status = teacher.request(request)
         where = parse_teach_request(request).select if status.state == "collecting" else None  # as the teacher reads it
         frames, index = 0, -1
-        for index, frame in enumerate(read_frames(args.bag, _topics(args))):
+        for index, frame in enumerate(read_frames(args.bag, _topics(args), need_info=processor.params.mode == "depth")):
             if status.state != "collecting" or (stop is not None and index >= stop):
                 break
             if index < start:

@@ -148,3 +148,11 @@ def test_replay_eval_names_ground_truth_classes_the_model_lacks(tiny, tmp_path, 
     with caplog.at_level("WARNING", logger="robot_classify"):
         replay_eval(tmp_path / "bag", model, tmp_path / "r", TOPICS, quiet=True, report=False)
     assert "ground truth names red_boks, no class of this model" in caplog.text
+
+
+def test_teach_from_a_bag_names_a_missing_camera_info_topic(tiny, tmp_path, capsys):
+    bag, model = tiny
+    save_model(model, tmp_path / "m.safetensors")
+    code = cli.main(["teach", "--bag", str(bag), "--model", str(tmp_path / "m.safetensors"), "--label", "cup",
+                     "--out", str(tmp_path / "t.safetensors"), "--topics", ",".join((*TOPICS[:2], "/wrong/info"))])
+    assert code == 2 and "missing topic(s) /wrong/info" in capsys.readouterr().err  # not "the frames ended"
