@@ -509,7 +509,9 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 def cmd_import_dataset(args: argparse.Namespace) -> int:
     from .data.frames import load_class_map, ycbv_class_map
     from .data.import_dataset import import_dataset
-    from .data.frames import CLASS_MAP
+    import difflib
+
+    from .data.frames import CLASS_MAP, DRAFT_HEADER
     from .learn.model import is_negative
 
     if args.class_map is None and (Path(args.input) / CLASS_MAP).is_file():
@@ -528,8 +530,16 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
     default = set(ycbv_class_map().class_names)  # the embedded default's classes
     other = sorted(c for c in set(counts) - default if not is_negative(c))
     if other:  # a team's own classes, or a typo in the class map: either way, say it before any evaluation
-        print(f"note: {', '.join(other)} {'is' if len(other) == 1 else 'are'} not among the embedded default "
-              "model's classes; it scores them as wrong unless a model taught them is used", file=sys.stderr)
+        near = {c: difflib.get_close_matches(c.lower(), sorted(default), n=1, cutoff=0.8) for c in other}
+        named = ", ".join(c + (f" (did you mean {near[c][0]}?)" if near[c] else "") for c in other)
+        print(f"note: {named} {'is' if len(other) == 1 else 'are'} not among the embedded default model's classes; "
+              "it scores them as wrong unless a model taught them is used", file=sys.stderr)
+    draft = args.class_map is not None and Path(args.class_map).read_text(errors="replace").startswith(DRAFT_HEADER)
+    unlisted = class_map.unlisted_ids() if draft and class_map is not None else []
+    if unlisted:  # a draft's map lists every segment of its draft: this one is another draft's
+        print(f"warning: {len(unlisted)} objects have no line in the draft's class map {args.class_map} (ids "
+              f"{', '.join(map(str, unlisted[:5]))}{', ...' if len(unlisted) > 5 else ''}): they are distractors. "
+              "Is it the class map of another draft?", file=sys.stderr)
     unused = [] if class_map is None else class_map.unused_ids()
     if unused:  # a mistyped id leaves its object a distractor; a partial import leaves ids unused too
         shown = ", ".join(map(str, unused[:8])) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
@@ -659,7 +669,10 @@ def cmd_draft_labels(args: argparse.Namespace) -> int:
     from .evaluation.draft_labels import draft_labels
 
     out = Path(args.out).expanduser()
-    made_with = f"(params file {args.params_file})" if args.params_file else ""
+    given = [f"--{o.replace('_', '-')} {getattr(args, o)}" for o in ("mode", "padding", "scale")
+             if getattr(args, o) is not None] + (["--no-mask-background"] if args.mask_background is False else [])
+    made_with = " ".join(([f"--params-file {args.params_file}"] if args.params_file else []) + given)
+    made_with = f"({made_with})" if made_with else ""
     counts = draft_labels(args.bag, _load_model(args), out, _topics(args), _node_parameters(args), args.every,
                           args.max_frames, args.quiet, made_with)
     skipped = sum(counts["skipped"].values())
@@ -957,7 +970,8 @@ def _import_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["auto", "bop", "ycbv"], default="auto",
                    help="BOP or YCB-Video's own layout (default: recognised)")
     p.add_argument("--class-map", help="YAML 'dataset object id or name: class name'; unlisted objects are "
-                                       "'distractor' (default: the built-in YCB-V map, the ten classes)")
+                                       "'distractor', 'ignore' leaves one out (default: the class_map.yaml beside "
+                                       "the scenes, as draft-labels writes it, else the built-in YCB-V map)")
     p.add_argument("--scenes", type=_csv(), help="comma list of scene folders (48 = 000048 / 0048; default all)")
     p.add_argument("--every", type=_int(1), default=1,
                    help="take every N-th frame, counted over all scenes in order (not per scene)")
@@ -1131,6 +1145,21 @@ EXTRAS = {"pybullet": "sim", "pybullet_data": "sim", "matplotlib": "eval", "rosb
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the heavy modules load, before a command runs
+        _close_progress_bars()
+        return 130
+
+
+def _close_progress_bars() -> None:
+    """An error's line on a line of its own, not after a progress bar's last update."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+        bar.close()
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     keep_frame_buffers()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -1142,14 +1171,14 @@ def main(argv: list[str] | None = None) -> int:
         extra = EXTRAS.get((e.name or "").split(".")[0])
         if extra is None:
             raise
+        _close_progress_bars()
         print(f"error: {args.command} needs {e.name}, which comes with the [{extra}] extra: "
               f"pip install 'robot_classify[{extra}]'", file=sys.stderr)
         return 2
     except (ValueError, ModelFormatError, OSError, RuntimeError) as e:  # OSError: missing, existing, timed out
+        _close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

@@ -156,3 +156,54 @@ def test_teach_from_a_bag_names_a_missing_camera_info_topic(tiny, tmp_path, caps
     code = cli.main(["teach", "--bag", str(bag), "--model", str(tmp_path / "m.safetensors"), "--label", "cup",
                      "--out", str(tmp_path / "t.safetensors"), "--topics", ",".join((*TOPICS[:2], "/wrong/info"))])
     assert code == 2 and "missing topic(s) /wrong/info" in capsys.readouterr().err  # not "the frames ended"
+
+
+def test_ids_stay_unique_past_a_hundred_frames_and_a_draft_too_long_is_refused():
+    assert object_id(0, 100, 0) != object_id(1, 0, 0)  # 100,000 a scene had made these equal
+    assert len({object_id(s, i, k) for s in range(2) for i in (0, 99, 100, 5000) for k in (0, 19)}) == 16
+    with pytest.raises(ValueError, match="at most"):
+        object_id(0, draft_module.MAX_IMAGES, 0)
+
+
+def test_topics_of_the_wrong_kind_and_an_out_inside_the_bag_are_refused_before_any_frame(tiny, tmp_path):
+    bag, model = tiny
+    gt_topic = "/ground_truth/object_labels"  # std_msgs/String, given as camera_info
+    with pytest.raises(BagError, match=f"{gt_topic} is std_msgs/msg/String, not sensor_msgs/msg/CameraInfo"):
+        draft_labels([bag], model, tmp_path / "d", (*TOPICS[:2], gt_topic), quiet=True)
+    with pytest.raises(BagError, match=f"{gt_topic} is std_msgs/msg/String"):
+        replay_eval(bag, model, tmp_path / "r", (*TOPICS[:2], gt_topic), quiet=True, report=False)
+    with pytest.raises(ValueError, match="inside the bag"):
+        draft_labels([bag], model, bag / "draft", TOPICS, quiet=True)
+    assert not (bag / "draft").exists()
+
+
+def test_import_flags_near_miss_names_and_another_drafts_map(tiny, tmp_path, capsys):
+    bag, model = tiny
+    draft_labels([bag], model, tmp_path / "d", TOPICS, quiet=True)
+    draft_labels([bag], model, tmp_path / "e", TOPICS, max_frames=1, quiet=True)
+    # e's map lists image 0's segments only: imported over d's three images, two have no line
+    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "b1"), "--quiet",
+                     "--class-map", str(tmp_path / "e" / CLASS_MAP)]) == 0
+    assert "2 objects have no line in the draft's class map" in capsys.readouterr().err
+    (tmp_path / "m.yaml").write_text(f"{object_id(0, 0, 0)}: Mustard_bottle\n")
+    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "b2"), "--quiet",
+                     "--class-map", str(tmp_path / "m.yaml")]) == 0
+    assert "Mustard_bottle (did you mean mustard_bottle?)" in capsys.readouterr().err
+    (tmp_path / "i.yaml").write_text(f"{object_id(0, 0, 0)}: Ignore\n")
+    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "b3"), "--quiet",
+                     "--class-map", str(tmp_path / "i.yaml")]) == 2
+    assert "write 'ignore'" in capsys.readouterr().err
+
+
+def test_a_duplicate_key_is_reported_at_its_second_line(tmp_path):
+    (tmp_path / "m.yaml").write_text("1000: red_box\n1001: blue_box\n1002: red_box\n1001: red_box\n")
+    with pytest.raises(DatasetError, match="line 4: .*1001 is given twice"):
+        load_class_map(tmp_path / "m.yaml")
+
+
+def test_the_settings_a_draft_was_made_with_are_in_its_first_line(tiny, tmp_path):
+    bag, model = tiny
+    save_model(model, tmp_path / "m.safetensors")
+    assert cli.main(["draft-labels", "--bag", str(bag), "--model", str(tmp_path / "m.safetensors"), "--scale", "1",
+                     "--out", str(tmp_path / "d"), "--quiet", "--topics", ",".join(TOPICS)]) == 0
+    assert "(--scale 1)" in (tmp_path / "d" / CLASS_MAP).read_text().splitlines()[0]

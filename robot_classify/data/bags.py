@@ -254,13 +254,32 @@ def topics_of(reader) -> dict[str, str]:
     return {c.topic: c.msgtype for c in reader.connections}
 
 
-def _require_topics(reader, path, wanted: list[str]) -> None:
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+
+
+def _require_topics(reader, path, wanted: list[str], info: str | None = None) -> None:
+    """Each of `wanted` (images) and `info` (camera_info) in the bag, and of its kind: a String
+    topic read as camera_info had failed as "bag is truncated or corrupt (AttributeError ...)"."""
     have = topics_of(reader)
-    missing = [t for t in wanted if t not in have]
-    if missing:
+    every = wanted + ([info] if info else [])
+    missing = [t for t in every if t not in have]
+    wrong = [f"{t} is {have[t]}, not {' or '.join(IMAGE_TYPES if t != info else (INFO_TYPE,))}"
+             for t in every if t in have and have[t] not in (IMAGE_TYPES if t != info else (INFO_TYPE,))]
+    if missing or wrong:
         listing = "\n".join(f"  {t} [{m}]" for t, m in sorted(have.items())) or "  (none)"
-        raise BagError(f"{path}: missing topic(s) {', '.join(missing)}; the bag has:\n{listing}\n"
-                       f"pass --topics COLOR,DEPTH,INFO to choose others")
+        what = (f"missing topic(s) {', '.join(missing)}" if missing else "") + ("; " if missing and wrong else "") \
+            + "; ".join(wrong)
+        raise BagError(f"{path}: {what}; the bag has:\n{listing}\n"
+                       f"pass --topics COLOR,DEPTH,CAMERA_INFO to choose others")
+
+
+def check_frame_topics(path: str | Path, topics: tuple[str, str, str], need_info: bool = True) -> None:
+    """What `read_frames` checks before its first frame, alone: a command reading several bags
+    checks them all before it spends time on the first."""
+    with opened_bag(path) as reader:
+        color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)
+        _require_topics(reader, path, [color_t, depth_t], info_t if need_info or info_t in topics_of(reader) else None)
 
 
 def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
@@ -291,7 +310,7 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
         reader = open_reader(path)
     color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)  # raw, else compressed
     try:
-        _require_topics(reader, path, [color_t, depth_t] + ([info_t] if need_info else []))
+        _require_topics(reader, path, [color_t, depth_t], info_t if need_info or info_t in topics_of(reader) else None)
         conns = [c for c in reader.connections if c.topic in (color_t, depth_t, info_t)]
         has_info = any(c.topic == info_t for c in conns)
         sync = StampSynchronizer(slop)

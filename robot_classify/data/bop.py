@@ -165,6 +165,10 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
                                f"be [x, y, w, h], got {info['bbox_visib']!r}")
         if ref.has_masks:
             mask_path = ref.scene / "mask_visib" / f"{ref.im_id:06d}_{i:06d}.png"
+            if not mask_path.is_file():
+                raise DatasetError(f"{mask_path}: missing: the mask of object {i} (obj_id {obj_id}) of image "
+                                   f"{ref.im_id}; give it one, or remove its entries from scene_gt.json and "
+                                   "scene_gt_info.json (or map its id to 'ignore')")
             mask = read_file_image(mask_path, rgb=False)
             same_size(color.shape, mask, mask_path, color_path)
             mask = (mask > 0) if mask.ndim == 2 else (mask > 0).any(axis=2)

@@ -25,6 +25,7 @@ DISTRACTOR = "distractor"  # a ground-truth object of no class (learn.model.NEGA
 # its own): left out of the ground truth, so that a detection of it counts as clutter.
 IGNORE = "ignore"
 CLASS_MAP = "class_map.yaml"  # the class map `draft-labels` writes beside its scenes, `import-dataset` reads from there
+DRAFT_HEADER = "# Draft labels by robot-classify draft-labels"  # its first line: a map that lists every segment
 MAX_DEPTH_MM = 65535  # uint16 millimetres: 65.5 m
 
 # YCB-Video's 21 objects by their dataset id (1-based, as in -label.png, cls_indexes, BOP's obj_id).
@@ -88,6 +89,9 @@ class ClassMap:
             if not CLASS_NAME.fullmatch(name.strip()):  # the name a taught class could have
                 raise ValueError(f"class map: {key!r} maps to {name.strip()!r}, which is not a class name: use "
                                  f"{CLASS_NAME_RULE}")
+            if name.strip() != IGNORE and name.strip().lower() in (IGNORE, "ignored"):
+                raise ValueError(f"class map: {key!r} maps to {name.strip()!r}: write {IGNORE!r} (lower case) for a "
+                                 "segment that is no object")
             negative = negative_in_other_case(name.strip())
             if negative:
                 raise ValueError(f"class map: {key!r} maps to {name.strip()!r}: write {negative!r} (lower case) for "
@@ -118,6 +122,11 @@ class ClassMap:
             if name not in self.given and name != DISTRACTOR:
                 out.setdefault(name, []).append(key)
         return out
+
+    def unlisted_ids(self) -> list[int]:
+        """Ids looked up that the map does not list (their objects became distractors): for a
+        draft's map, which lists every segment, a map of another draft."""
+        return sorted(self.seen_ids - set(self.by_id))
 
     def unused_ids(self) -> list[int]:
         """Ids the map lists that no object so far had: a mistyped id (1040 for 1004) would
@@ -150,9 +159,10 @@ def _unique_key_loader():
 
     def mapping(loader, node, deep=False):
         keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
-        dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
-        if dup is not None:
-            raise yaml.constructor.ConstructorError(None, None, f"{dup!r} is given twice", node.start_mark)
+        dup = next((i for i, k in enumerate(keys) if k in keys[:i]), None)
+        if dup is not None:  # marked at the second one: the line an editor should look at
+            raise yaml.constructor.ConstructorError(None, None, f"{keys[dup]!r} is given twice",
+                                                    node.value[dup][0].start_mark)
         return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
@@ -169,7 +179,10 @@ def load_class_map(path: str | Path) -> ClassMap:
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such class map") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        mark = getattr(e, "context_mark", None) or getattr(e, "problem_mark", None)  # where it began
+        # The line at fault: the problem's, but for a key without its colon, which yaml notices
+        # on the line after (its context is where the key began)
+        simple_key = getattr(e, "context", None) == "while scanning a simple key"
+        mark = getattr(e, "context_mark" if simple_key else "problem_mark", None) or getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise DatasetError(f"{path}: {where}not a readable YAML class map ({what})") from None

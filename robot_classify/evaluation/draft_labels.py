@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from ..data.bags import opened_bag
-from ..data.frames import CLASS_MAP, DISTRACTOR, IGNORE, depth_to_mm
+from ..data.bags import check_frame_topics, opened_bag
+from ..data.frames import CLASS_MAP, DISTRACTOR, DRAFT_HEADER, IGNORE, depth_to_mm
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.frame_processor import FrameProcessor
 from ..runtime.image_conversion import depth_from_msg
@@ -27,12 +27,19 @@ from ..runtime.results import ObjectResult
 from ..runtime.visualize import label_color
 from .replay_eval import run_frames
 
-PER_IMAGE, PER_SCENE = 1000, 100_000  # obj_id = PER_SCENE * scene + PER_IMAGE * (image + 1) + index
+# obj_id = PER_SCENE * scene + PER_IMAGE * (image + 1) + index: up to MAX_IMAGES frames a bag and
+# PER_IMAGE segments a frame, so that no two segments of a draft share an id (100,000 a scene had
+# given a bag's 101st frame the ids of the next bag's first)
+PER_IMAGE, PER_SCENE = 1000, 10_000_000
+MAX_IMAGES = PER_SCENE // PER_IMAGE - 1
 
 
 def object_id(scene: int, image: int, index: int) -> int:
     """The draft's obj_id of one segment: its own id (unique over the bags of one draft), so that
     the class map names each one."""
+    if not (0 <= image < MAX_IMAGES and 0 <= index < PER_IMAGE):
+        raise ValueError(f"a draft holds at most {MAX_IMAGES} frames a bag and {PER_IMAGE} segments a frame "
+                         "(--every N or --max-frames N take fewer)")
     return PER_SCENE * scene + PER_IMAGE * (image + 1) + index
 
 
@@ -57,6 +64,10 @@ def draft_labels(bags: Sequence[str | Path], model: ClassifierModel, out: str | 
     parameters = check_parameters(parameters)
     # The node's segments and its answers, at the robot's settings (its min_score included).
     processor = FrameProcessor.from_parameters(model, parameters)
+    for bag in bags:  # every bag's topics before the first is processed: a bad last bag costs no run
+        check_frame_topics(bag, topics, need_info=processor.params.mode == "depth")
+        if out.resolve().is_relative_to(Path(bag).resolve()):
+            raise ValueError(f"{out} is inside the bag {bag}; write the draft elsewhere")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     if partial.exists():
@@ -72,13 +83,14 @@ def draft_labels(bags: Sequence[str | Path], model: ClassifierModel, out: str | 
             raise ValueError(f"{', '.join(map(str, bags))}: no frame could be processed ({why})")
         classes = ", ".join(c for c in model.class_names if not is_negative(c))
         header = [
-            f"# Draft labels by robot-classify draft-labels{(' ' + made_with) if made_with else ''}: model "
+            f"{DRAFT_HEADER}{(' ' + made_with) if made_with else ''}: model "
             f"{model.meta.get('name', 'model')} ({str(model.meta.get('sha256', ''))[:12]}).",
             "# One line per segment the node found, with its answer. Correct each name while looking at overlays/",
             "# (each outline carries its id); then:",
             f"#   robot-classify import-dataset {out} --out BAG --class-map {out / CLASS_MAP}",
             f"# Names: a class ({classes}); {DISTRACTOR} for an object of no class; {IGNORE} for a segment",
-            "# that is no object (a piece of table, a shadow, half of a split product): left out of the ground truth.",
+            "# that is no object (a piece of table, a shadow, a part of a product alone): left out of the ground",
+            "# truth. (unknown counts as distractor.) Evaluate the draft with the settings it was made with.",
         ]
         (partial / CLASS_MAP).write_text("\n".join(header + lines) + "\n")
         partial.replace(out)

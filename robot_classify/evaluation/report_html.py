@@ -45,6 +45,10 @@ def _e(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1%}"
 
@@ -126,7 +130,8 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
                                                         "of the model's classes"),
         ("named precision", "n/a" if nm["precision"] is None else _pct(nm["precision"]),
          f"{nm['right']} of {nm['named']} class names right (wrong: {nm['wrong_class']} another class, "
-         f"{nm['non_class_named']} objects of no class, {nm['clutter_named']} unlabelled detections)"
+         f"{_n(nm['non_class_named'], 'object')} of no class, {nm['clutter_named']} clutter: "
+         f"{_n(nm['clutter_named'], 'detection')} of nothing labelled)"
          + _name_scores(nm)),
         ("detection recall", _pct(m["detection_recall"]), f"{m['objects']['matched']} of {m['objects']['ground_truth']}"
                                                           " ground-truth objects found"),
