@@ -108,6 +108,12 @@ def _add_model_arg(p: argparse.ArgumentParser, params_file: bool = True) -> None
                    help="default: " + ("the params file's, else " if params_file else "") + "auto")
 
 
+# The segmentation options every command that runs the node's processing takes (`_segmentation_args`),
+# and the node parameter each sets
+SEGMENTATION_OPTIONS = (("mode", "segmentation.mode"), ("padding", "segmentation.padding"),
+                        ("mask_background", "segmentation.mask_background"), ("scale", "segmentation.scale"))
+
+
 def _node_parameters(args: argparse.Namespace) -> dict:
     """The node's parameters for this run: its params file (`--params-file`, the same YAML
     `ros2 launch ... params_file:=` takes) checked like the node checks it, then the options
@@ -118,9 +124,8 @@ def _node_parameters(args: argparse.Namespace) -> dict:
         return dict(args._node_values)
     values = (dict(read_params_file(args.params_file, namespace=getattr(args, "namespace", "/")))
               if getattr(args, "params_file", None) else {})
-    for option, name in (("mode", "segmentation.mode"), ("padding", "segmentation.padding"),
-                         ("mask_background", "segmentation.mask_background"), ("scale", "segmentation.scale"),
-                         ("min_score", "min_score"), ("model", "model_path"), ("device", "device")):
+    for option, name in (*SEGMENTATION_OPTIONS, ("min_score", "min_score"), ("model", "model_path"),
+                         ("device", "device")):
         if getattr(args, option, None) is not None:
             values[name] = args.__dict__[option]
     if values.get("model_path") == "default":  # --model default, as replay-eval --compare takes it
@@ -507,11 +512,10 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_import_dataset(args: argparse.Namespace) -> int:
-    from .data.frames import load_class_map, ycbv_class_map
-    from .data.import_dataset import import_dataset
     import difflib
 
-    from .data.frames import CLASS_MAP, DRAFT_HEADER
+    from .data.frames import CLASS_MAP, load_class_map, ycbv_class_map
+    from .data.import_dataset import import_dataset
     from .learn.model import is_negative
 
     if args.class_map is None and (Path(args.input) / CLASS_MAP).is_file():
@@ -534,8 +538,7 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
         named = ", ".join(c + (f" (did you mean {near[c][0]}?)" if near[c] else "") for c in other)
         print(f"note: {named} {'is' if len(other) == 1 else 'are'} not among the embedded default model's classes; "
               "it scores them as wrong unless a model taught them is used", file=sys.stderr)
-    draft = args.class_map is not None and Path(args.class_map).read_text(errors="replace").startswith(DRAFT_HEADER)
-    unlisted = class_map.unlisted_ids() if draft and class_map is not None else []
+    unlisted = class_map.unlisted_ids() if class_map is not None and class_map.from_draft else []
     if unlisted:  # a draft's map lists every segment of its draft: this one is another draft's
         print(f"warning: {len(unlisted)} objects have no line in the draft's class map {args.class_map} (ids "
               f"{', '.join(map(str, unlisted[:5]))}{', ...' if len(unlisted) > 5 else ''}): they are distractors. "
@@ -669,8 +672,8 @@ def cmd_draft_labels(args: argparse.Namespace) -> int:
     from .evaluation.draft_labels import draft_labels
 
     out = Path(args.out).expanduser()
-    given = [f"--{o.replace('_', '-')} {getattr(args, o)}" for o in ("mode", "padding", "scale")
-             if getattr(args, o) is not None] + (["--no-mask-background"] if args.mask_background is False else [])
+    given = [("--no-mask-background" if option == "mask_background" else f"--{option} {getattr(args, option)}")
+             for option, _ in SEGMENTATION_OPTIONS if getattr(args, option) is not None]
     made_with = " ".join(([f"--params-file {args.params_file}"] if args.params_file else []) + given)
     made_with = f"({made_with})" if made_with else ""
     counts = draft_labels(args.bag, _load_model(args), out, _topics(args), _node_parameters(args), args.every,

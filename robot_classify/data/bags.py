@@ -258,28 +258,36 @@ IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
-def _require_topics(reader, path, wanted: list[str], info: str | None = None) -> None:
-    """Each of `wanted` (images) and `info` (camera_info) in the bag, and of its kind: a String
-    topic read as camera_info had failed as "bag is truncated or corrupt (AttributeError ...)"."""
+def _require_topics(reader, path, wanted: list[str], info: str, need_info: bool) -> None:
+    """Each of `wanted` (images) in the bag, and `info` (camera_info) where `need_info` or the bag
+    has it, each of its kind: a String topic read as camera_info had failed as "bag is truncated
+    or corrupt (AttributeError ...)"."""
     have = topics_of(reader)
-    every = wanted + ([info] if info else [])
-    missing = [t for t in every if t not in have]
-    wrong = [f"{t} is {have[t]}, not {' or '.join(IMAGE_TYPES if t != info else (INFO_TYPE,))}"
-             for t in every if t in have and have[t] not in (IMAGE_TYPES if t != info else (INFO_TYPE,))]
+    expected = {t: IMAGE_TYPES for t in wanted}
+    if need_info or info in have:
+        expected[info] = (INFO_TYPE,)
+    missing = [t for t in expected if t not in have]
+    wrong = [f"{t} is {have[t]}, not {' or '.join(kinds)}" for t, kinds in expected.items()
+             if t in have and have[t] not in kinds]
     if missing or wrong:
         listing = "\n".join(f"  {t} [{m}]" for t, m in sorted(have.items())) or "  (none)"
-        what = (f"missing topic(s) {', '.join(missing)}" if missing else "") + ("; " if missing and wrong else "") \
-            + "; ".join(wrong)
+        what = "; ".join(([f"missing topic(s) {', '.join(missing)}"] if missing else []) + wrong)
         raise BagError(f"{path}: {what}; the bag has:\n{listing}\n"
                        f"pass --topics COLOR,DEPTH,CAMERA_INFO to choose others")
+
+
+def _frame_topics(reader, path, topics: tuple[str, str, str], need_info: bool) -> tuple[str, str, str]:
+    """The colour, depth and camera_info topics `read_frames` reads (`resolve_image_topics`), checked."""
+    color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)  # raw, else compressed
+    _require_topics(reader, path, [color_t, depth_t], info_t, need_info)
+    return color_t, depth_t, info_t
 
 
 def check_frame_topics(path: str | Path, topics: tuple[str, str, str], need_info: bool = True) -> None:
     """What `read_frames` checks before its first frame, alone: a command reading several bags
     checks them all before it spends time on the first."""
     with opened_bag(path) as reader:
-        color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)
-        _require_topics(reader, path, [color_t, depth_t], info_t if need_info or info_t in topics_of(reader) else None)
+        _frame_topics(reader, path, topics, need_info)
 
 
 def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
@@ -308,9 +316,8 @@ def read_frames(path: str | Path, topics: tuple[str, str, str] = (COLOR_TOPIC, D
     own = reader is None
     if own:
         reader = open_reader(path)
-    color_t, depth_t, info_t = resolve_image_topics(topics_of(reader), topics)  # raw, else compressed
     try:
-        _require_topics(reader, path, [color_t, depth_t], info_t if need_info or info_t in topics_of(reader) else None)
+        color_t, depth_t, info_t = _frame_topics(reader, path, topics, need_info)
         conns = [c for c in reader.connections if c.topic in (color_t, depth_t, info_t)]
         has_info = any(c.topic == info_t for c in conns)
         sync = StampSynchronizer(slop)

@@ -83,6 +83,7 @@ class ClassMap:
         self.by_name: dict[str, str] = {}
         self.given: set[str] = set()  # the class names some object was given (`unused`)
         self.seen_ids: set[int] = set()  # the ids looked up (`unused_ids`)
+        self.from_draft = False  # written by draft-labels (`load_class_map`): it lists every segment
         for key, name in mapping.items():
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"class map: {key!r} must map to a class name, got {name!r}")
@@ -175,7 +176,8 @@ def load_class_map(path: str | Path) -> ClassMap:
 
     path = Path(path)
     try:
-        doc = yaml.load(path.read_text(), Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader
+        text = path.read_text()
+        doc = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 -- a SafeLoader
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such class map") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
@@ -189,9 +191,11 @@ def load_class_map(path: str | Path) -> ClassMap:
     if not isinstance(doc, dict) or not doc:
         raise DatasetError(f"{path}: a class map is a YAML mapping 'object id or name: class name'")
     try:
-        return ClassMap(doc)
+        class_map = ClassMap(doc)
     except ValueError as e:
         raise DatasetError(f"{path}: {e}") from None
+    class_map.from_draft = text.startswith(DRAFT_HEADER)
+    return class_map
 
 
 def depth_to_mm(raw: np.ndarray, mm_per_unit: float | Fraction, source: str) -> np.ndarray:

@@ -26,6 +26,7 @@ HEADLINE = ("object_accuracy", "detection_recall", "detection_precision")
 
 COMPARE_OUTPUTS = ("compare.html", "compare.json", "compare.md", "disagreements")  # beside the a/ and b/ reports
 
+
 def load_report(folder: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """metrics.json and objects.jsonl of a replay-eval report folder."""
     folder = Path(folder)

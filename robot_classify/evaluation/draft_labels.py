@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from ..data.bags import check_frame_topics, opened_bag
+from ..data.bags import check_frame_topics
 from ..data.frames import CLASS_MAP, DISTRACTOR, DRAFT_HEADER, IGNORE, depth_to_mm
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.frame_processor import FrameProcessor
@@ -41,10 +41,6 @@ def object_id(scene: int, image: int, index: int) -> int:
         raise ValueError(f"a draft holds at most {MAX_IMAGES} frames a bag and {PER_IMAGE} segments a frame "
                          "(--every N or --max-frames N take fewer)")
     return PER_SCENE * scene + PER_IMAGE * (image + 1) + index
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def draft_labels(bags: Sequence[str | Path], model: ClassifierModel, out: str | Path, topics: tuple[str, str, str],
@@ -124,43 +120,42 @@ def _write_scene(bag: str | Path, scene_index: int, processor: FrameProcessor, r
     infos: dict[str, Any] = {}
     lines.append(f"\n# ===== scene {scene_index:06d}: {bag}")
     image = 0
-    with opened_bag(bag) as reader:
-        for frame, res, reason, color, _ in run_frames(bag, processor, topics, quiet, slop=parameters["sync_slop"],
-                                                       reader=reader, every=every, desc="draft-labels"):
-            if res is None:
-                counts["skipped"][reason] = counts["skipped"].get(reason, 0) + 1
-                continue
-            depth = depth_from_msg(frame.depth, None, color.shape[0] * color.shape[1])
-            depth_mm = depth_to_mm(depth, 1000 if depth.dtype.kind == "f" else 1, "depth")
-            name = f"{image:06d}.png"
-            cv2.imwrite(str(scene / "rgb" / name), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(scene / "depth" / name), depth_mm.astype(np.uint16))
-            cameras[str(image)] = {"cam_K": [float(v) for v in frame.info.k], "depth_scale": 1.0,
-                                   "stamp_ns": int(frame.stamp_ns)}
-            overlay = np.ascontiguousarray(color.copy())
-            gt, info = [], []
-            lines.append(f"\n# scene {scene_index:06d} image {image} (stamp {frame.stamp_ns} ns): "
-                         f"overlays/{scene_index:06d}_{name}")
-            for i, (det, ans) in enumerate(zip(res.extraction.objects, res.labels.objects)):
-                x, y, w, h = det.bbox
-                full = np.zeros(color.shape[:2], np.uint8)
-                full[y:y + h, x:x + w][det.mask] = 255
-                cv2.imwrite(str(scene / "mask_visib" / f"{image:06d}_{i:06d}.png"), full)
-                oid = object_id(scene_index, image, i)
-                named = not is_negative(ans.label)
-                guess = ans.label if named else DISTRACTOR
-                gt.append({"obj_id": oid})
-                info.append({"bbox_visib": [int(x), int(y), int(w), int(h)], "visib_fract": 1.0})
-                lines.append(f"{oid}: {guess:<24} # node: {_answer(ans)}; box {x} {y} {w} {h}")
-                _draw(overlay, full, (x, y, w, h), f"{oid} {guess}")
-                counts["named"] += named
-            counts["objects"] += len(gt)
-            gts[str(image)], infos[str(image)] = gt, info
-            cv2.imwrite(str(root / "overlays" / f"{scene_index:06d}_{name}"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-            image += 1
-            counts["frames"] += 1
-            if max_frames is not None and image >= max_frames:
-                break
+    for frame, res, reason, color, _ in run_frames(bag, processor, topics, quiet, slop=parameters["sync_slop"],
+                                                   every=every, desc="draft-labels"):
+        if res is None:
+            counts["skipped"][reason] = counts["skipped"].get(reason, 0) + 1
+            continue
+        depth = depth_from_msg(frame.depth, None, color.shape[0] * color.shape[1])
+        depth_mm = depth_to_mm(depth, 1000 if depth.dtype.kind == "f" else 1, "depth")
+        name = f"{image:06d}.png"
+        cv2.imwrite(str(scene / "rgb" / name), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(scene / "depth" / name), depth_mm.astype(np.uint16))
+        cameras[str(image)] = {"cam_K": [float(v) for v in frame.info.k], "depth_scale": 1.0,
+                               "stamp_ns": int(frame.stamp_ns)}
+        overlay = np.ascontiguousarray(color.copy())
+        gt, info = [], []
+        lines.append(f"\n# scene {scene_index:06d} image {image} (stamp {frame.stamp_ns} ns): "
+                     f"overlays/{scene_index:06d}_{name}")
+        for i, (det, ans) in enumerate(zip(res.extraction.objects, res.labels.objects)):
+            x, y, w, h = det.bbox
+            full = np.zeros(color.shape[:2], np.uint8)
+            full[y:y + h, x:x + w][det.mask] = 255
+            cv2.imwrite(str(scene / "mask_visib" / f"{image:06d}_{i:06d}.png"), full)
+            oid = object_id(scene_index, image, i)
+            named = not is_negative(ans.label)
+            guess = ans.label if named else DISTRACTOR
+            gt.append({"obj_id": oid})
+            info.append({"bbox_visib": [int(x), int(y), int(w), int(h)], "visib_fract": 1.0})
+            lines.append(f"{oid}: {guess:<24} # node: {_answer(ans)}; box {x} {y} {w} {h}")
+            _draw(overlay, full, (x, y, w, h), f"{oid} {guess}")
+            counts["named"] += named
+        counts["objects"] += len(gt)
+        gts[str(image)], infos[str(image)] = gt, info
+        cv2.imwrite(str(root / "overlays" / f"{scene_index:06d}_{name}"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        image += 1
+        counts["frames"] += 1
+        if max_frames is not None and image >= max_frames:
+            break
     if not image:  # a scene folder without images is no BOP scene: leave none behind
         shutil.rmtree(scene)
         lines.append("# (no frame of this bag could be processed)")
