@@ -8,7 +8,7 @@ segmentation (`extract_objects`), features (the model's feature pipeline), class
 time and as the process's CPU time (`cpu_*`), which other processes on a shared CPU disturb less.
 
   python bench/pipeline_bench.py [--frames FILE.npz] [--rounds 6] [--reps 2]
-      [--baseline PATH_TO_OLD_CHECKOUT] [--tag NAME]
+      [--baseline PATH_TO_OLD_CHECKOUT] [--model FILE | --model 50k] [--tag NAME]
 
 With `--baseline`, each round runs one subprocess per checkout, alternating (the 2-core VM's
 speed drifts by +-30% within minutes; alternating puts both versions in the same drifts), and
@@ -17,6 +17,9 @@ the table gives both and their ratio. A checkout is any tree of this repository
 that tree's own embedded default, as that version's node would. Older trees kept the modules
 at the package's top level and timed no stages; the child times the stages itself.
 Without `--frames`, 10 frames are rendered first (needs pybullet) and kept beside the results.
+`--model FILE` runs that model file in every checkout instead of each one's embedded default;
+`--model 50k` first builds `node_bench.py`'s 50,000-sample `hog_color` kNN (the search's cost
+grows with the index, and the default's index is 8,000 rows).
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ STAGES = ("segmentation", "features", "classifier", "total")
 STAGES_ALL = STAGES + tuple(f"cpu_{s}" for s in STAGES)
 
 
-def _child(root: str, frames: str, reps: int) -> dict:
+def _child(root: str, frames: str, reps: int, model_file: str = "") -> dict:
     """One checkout's run, in this process (the caller put `root` first on sys.path)."""
     import gc
 
@@ -65,7 +68,12 @@ def _child(root: str, frames: str, reps: int) -> dict:
 
     data = np.load(frames)
     colors, depths = data["color"], data["depth"]
-    model = get_default_model(device="cpu")
+    if model_file:
+        load_model = importlib.import_module("robot_classify.learn.model_io" if (Path(root) / "robot_classify" / "learn").is_dir()
+                                             else "robot_classify.model_io").load_model
+        model = load_model(model_file, device="cpu")
+    else:
+        model = get_default_model(device="cpu")
     processor = FrameProcessor(model, SegmentationParams())
     K = Intrinsics(615.0, 615.0, 320.0, 240.0)
     spent: dict[str, list[float]] = {"segmentation": [0.0, 0.0], "features": [0.0, 0.0]}
@@ -117,10 +125,10 @@ def _child(root: str, frames: str, reps: int) -> dict:
                       "calibrated": getattr(model, "calibration", None) is not None}}
 
 
-def run_child(root: Path, frames: Path, reps: int) -> dict:
+def run_child(root: Path, frames: Path, reps: int, model_file: str = "") -> dict:
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2]); "
-            "import pipeline_bench as b; print(json.dumps(b._child(sys.argv[1], sys.argv[3], int(sys.argv[4]))))")
-    out = subprocess.run([sys.executable, "-c", code, str(root), str(HERE.parent), str(frames), str(reps)],
+            "import pipeline_bench as b; print(json.dumps(b._child(sys.argv[1], sys.argv[3], int(sys.argv[4]), sys.argv[5])))")
+    out = subprocess.run([sys.executable, "-c", code, str(root), str(HERE.parent), str(frames), str(reps), model_file],
                          cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if out.returncode != 0:
         raise SystemExit(f"the run in {root} failed:\n{out.stderr[-3000:]}")
@@ -148,9 +156,19 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, help="another checkout of this repository to compare with")
     ap.add_argument("--rounds", type=int, default=6, help="subprocesses per checkout, alternating")
     ap.add_argument("--reps", type=int, default=2, help="passes over the frames per subprocess")
+    ap.add_argument("--model", default="", help="a model file for every checkout, or 50k (node_bench's); "
+                    "default: each checkout's embedded default")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
     args = ap.parse_args()
     results = HERE.parent / "results"
+    model_file = args.model
+    if model_file == "50k":
+        sys.path.insert(0, str(HERE.parent))
+        from node_bench import big_model
+
+        model_file = str(Path(os.environ.get("TMPDIR", "/tmp")) / "pipeline_bench_knn50k.safetensors")
+        if not Path(model_file).is_file():
+            big_model(Path(model_file))
     frames = args.frames or render_frames(Path(os.environ.get("TMPDIR", "/tmp")) / "pipeline_bench_frames.npz")
     roots = {"this": HERE.parents[1]}
     if args.baseline:
@@ -160,12 +178,12 @@ def main() -> None:
     models: dict[str, dict] = {}
     for r in range(args.rounds):
         for name, root in (roots.items() if r % 2 == 0 else reversed(list(roots.items()))):
-            res = run_child(root, frames, args.reps)
+            res = run_child(root, frames, args.reps, model_file)
             rows[name] += res["rows"]
             per_round[name].append(float(np.median([x["total"] for x in res["rows"]])))
             models[name] = res["model"]
             print(f"round {r + 1}/{args.rounds} {name}: total p50 {per_round[name][-1]:.1f} ms", flush=True)
-    out = {"frames": str(frames), "rounds": args.rounds, "reps": args.reps, "cpu_cores": os.cpu_count(),
+    out = {"frames": str(frames), "model_file": model_file or None, "rounds": args.rounds, "reps": args.reps, "cpu_cores": os.cpu_count(),
            "versions": {name: {"root": str(root), "commit": _commit(root), "model": models[name],
                                "stages_ms": summary(rows[name]), "round_total_p50_ms": per_round[name],
                                "frames": len(rows[name]),

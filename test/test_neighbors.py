@@ -76,6 +76,27 @@ def test_float_features_far_from_the_data_take_the_gemm_path_exactly(metric):
     assert index.stats["reranked"] < 0.05 * len(X) * len(Q)
 
 
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_bound_candidates_from_the_top_k_or_a_full_pass_are_exact(k):
+    """A tight bound: the candidates come from the wide top-k of the bounds alone; a looser one
+    (more noise beside the low-rank structure): from a pass over every row's bound. Both exact."""
+    rng = np.random.default_rng(7)
+    basis = rng.normal(size=(24, 300))
+    for noise, path in ((0.05, "top-k"), (3.0, "full pass")):
+        X = (rng.normal(size=(3000, 24)) @ basis + noise * rng.normal(size=(3000, 300))).astype(np.float32)
+        Q = (rng.normal(size=(12, 24)) @ basis + noise * rng.normal(size=(12, 300))).astype(np.float32)
+        index = ExactIndex("l2", device="cpu")
+        index.add(X)
+        d, idx = index.search(Q, k)
+        np.testing.assert_array_equal(idx, reference_knn(X, Q, k, "l2"), err_msg=path)
+        ref = np.sqrt(((Q[:, None, :].astype(np.float64) - X[idx].astype(np.float64)) ** 2).sum(2))
+        np.testing.assert_allclose(d, ref, rtol=1e-12, err_msg=path)
+        if path == "top-k":
+            assert index.stats["bound_scans"] == 0
+        elif k == 1:
+            assert index.stats["bound_scans"] > 0  # the path this case is for was taken
+
+
 def test_ties_are_broken_by_lower_training_index():
     X = np.array([[5, 5], [1, 1], [5, 5], [1, 1]], np.uint8)
     index = ExactIndex("l2", device="cpu")

@@ -57,7 +57,8 @@ class ExactIndex:
         self.max_scratch_bytes = int(max_scratch_bytes)
         self.bound_dims = int(bound_dims)
         self.ntotal = 0
-        self.stats = {"queries": 0, "reranked": 0, "brute_force": 0}
+        # bound_scans: queries whose candidates took a pass over every row's bound (a loose bound)
+        self.stats = {"queries": 0, "reranked": 0, "brute_force": 0, "bound_scans": 0}
 
     # ------------------------------------------------------------------ storage
     def _prepare(self, X: np.ndarray) -> np.ndarray:
@@ -102,11 +103,8 @@ class ExactIndex:
         n, m = self.ntotal, data.shape[0]
         self.reserve(m)
         self._store[n:n + m] = data
-        if hasattr(self, "_ZT_store"):
-            z, res, sq = self._project(data)
-            self._ZT_store[:, n:n + m] = z.T
-            self._res_store[n:n + m] = res
-            self._zsq_store[n:n + m] = self._zsq_with_slack(z, sq)
+        if hasattr(self, "_A_store"):
+            self._A_store[:, n:n + m] = self._bound_columns(data)
         if hasattr(self, "_gpu_data"):
             self._gpu_data = torch.cat([self._gpu_data, torch.from_numpy(data).to(self.device, self._gpu_data.dtype)])
         self._set_size(n + m)
@@ -123,10 +121,8 @@ class ExactIndex:
         if not keep.any():
             raise ValueError("cannot remove every vector: an index needs at least one")
         self._store = self.data[keep]
-        if hasattr(self, "_ZT_store"):
-            self._ZT_store = np.ascontiguousarray(self._ZT[:, keep])
-            self._res_store = self._res32[keep]
-            self._zsq_store = self._zsq_slack[keep]
+        if hasattr(self, "_A_store"):
+            self._A_store = np.ascontiguousarray(self._A[:, keep])
         if hasattr(self, "_gpu_data"):
             self._gpu_data = self._gpu_data[torch.from_numpy(keep).to(self.device)]
         self._set_size(int(keep.sum()))
@@ -146,22 +142,18 @@ class ExactIndex:
         store = np.empty((capacity, self.d), self._store.dtype)
         store[:n] = self.data
         self._store = store
-        if hasattr(self, "_ZT_store"):
-            zt = np.empty((self.bound_dims, capacity), np.float32)
-            zt[:, :n] = self._ZT
-            res, zsq = np.empty(capacity, np.float32), np.empty(capacity, np.float32)
-            res[:n], zsq[:n] = self._res32, self._zsq_slack
-            self._ZT_store, self._res_store, self._zsq_store = zt, res, zsq
+        if hasattr(self, "_A_store"):
+            bound = np.empty((len(self._A_store), capacity), np.float32)
+            bound[:, :n] = self._A
+            self._A_store = bound
 
     def _set_size(self, n: int) -> None:
         """Views of the first n rows of the (possibly larger) stores: what search reads."""
         self.ntotal = n
         self.data = self._store[:n]
         self._row_sq = None  # the float rows' squared norms, for `_gemm_candidates` (made on first use)
-        if hasattr(self, "_ZT_store"):
-            self._ZT = self._ZT_store[:, :n]
-            self._res32 = self._res_store[:n]
-            self._zsq_slack = self._zsq_store[:n]
+        if hasattr(self, "_A_store"):
+            self._A = self._A_store[:, :n]
 
     def _fit_bound(self) -> None:
         rng = np.random.default_rng(0)
@@ -175,12 +167,24 @@ class ExactIndex:
         P = np.linalg.qr(v[:, : self.bound_dims].double().numpy())[0]  # orthonormal D x d
         # The float32-rounded basis, held in float64: the bound is stated for exactly this P.
         self._P64 = P.astype(np.float32).astype(np.float64)
-        Z, res, sq = self._project(self.data)
-        self._zsq_store = self._zsq_with_slack(Z, sq)
-        self._res_store = res.astype(np.float32)
-        # (d, N) contiguous: a (Q, d) @ (d, N) GEMM is 4-5x faster than against Z.T here.
-        self._ZT_store = np.ascontiguousarray(Z.T)
+        # (d + 2, N) contiguous: a (Q, d) @ (d, N) GEMM is 4-5x faster than against its transpose here.
+        self._A_store = self._bound_columns(self.data)
         self._set_size(self.ntotal)
+
+    def _bound_columns(self, rows: np.ndarray) -> np.ndarray:
+        """The rows' columns of the bound matrix A, (bound_dims + 2, n) float32.
+
+        The bound on a squared distance, |zq - z|^2 + (rq - r)^2 (projections on the basis and
+        residual norms; never more than the distance, for any orthonormal basis), less a slack of
+        _LB_SLACK times both squared norms, is [zq, rq, 1] . [-2 z, -2 r, |z|^2 + r^2 - slack |c|^2]
+        plus the query's own |zq|^2 + rq^2 - slack |cq|^2: one GEMM gives it for every row, where
+        it took the GEMM and five passes over the (queries, rows) block. The slack covers the
+        float32 GEMM's rounding (at most ~2.5e-5 of the squared norms for 130 terms, each bounded
+        by them) four times over in the worst case, and ~50 times in the typical one."""
+        Z, res, sq = self._project(rows)
+        Z64 = Z.astype(np.float64)
+        const = np.einsum("ij,ij->i", Z64, Z64) + res**2 - _LB_SLACK * sq
+        return np.ascontiguousarray(np.concatenate([-2.0 * Z.T, (-2.0 * res)[None], const[None]]).astype(np.float32))
 
     def _project(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Coordinates on the basis (float32), residual norms and squared norms (float64) of rows
@@ -198,16 +202,11 @@ class ExactIndex:
             res[s:s + step] = np.sqrt(np.maximum(sq[s:s + step] - np.einsum("ij,ij->i", z, z), 0.0))
         return Z, res, sq
 
-    @staticmethod
-    def _zsq_with_slack(Z: np.ndarray, sq: np.ndarray) -> np.ndarray:
-        Z64 = Z.astype(np.float64)
-        return (np.einsum("ij,ij->i", Z64, Z64) - _LB_SLACK * sq).astype(np.float32)
-
     @property
     def nbytes(self) -> int:
         """Memory held for the training set and its search structures (spare capacity included)."""
         total = self._store.nbytes if self.ntotal else 0
-        for name in ("_ZT_store", "_zsq_store", "_res_store", "_P64"):
+        for name in ("_A_store", "_P64"):
             if hasattr(self, name):
                 total += getattr(self, name).nbytes
         if hasattr(self, "_gpu_data"):
@@ -239,7 +238,7 @@ class ExactIndex:
             if self.device.type == "cuda":
                 cand = self._gemm_candidates(qb, k)
             else:
-                if hasattr(self, "_ZT"):
+                if hasattr(self, "_A"):
                     d, i, settled = self._bounded_search(qb, k)
                     out_d[s:s + len(qb)][settled], out_i[s:s + len(qb)][settled] = d[settled], i[settled]
                 cand = [None] * len(qb)
@@ -300,35 +299,48 @@ class ExactIndex:
         c = qb.astype(np.float64) - self._mu
         zq64 = c @ self._P64
         sq_q = np.einsum("ij,ij->i", c, c)
-        res_q = np.sqrt(np.maximum(sq_q - np.einsum("ij,ij->i", zq64, zq64), 0.0))
-        # Bound in float32, in place: |zq|^2 + |Z|^2 - 2 zq.Z + (rq - r)^2 - slack (which covers
-        # float32 rounding, ~1e-6 relative, a hundred times over).
-        # torch's GEMM (MKL) is ~1.5x numpy's here for a frame's few queries; the slack covers
-        # either's rounding
-        lb = torch.mm(torch.from_numpy(zq64.astype(np.float32)), torch.from_numpy(self._ZT)).numpy()
-        lb *= -2.0
-        lb += self._zsq_slack[None, :]
-        lb += ((zq64**2).sum(1) - _LB_SLACK * sq_q).astype(np.float32)[:, None]
-        res = res_q.astype(np.float32)[:, None] - self._res32[None, :]
-        res *= res
-        lb += res
-        nq, m = len(qb), min(self.ntotal, max(2 * k, 16))
-        # the m smallest bounds (any m: they only seed an upper bound); torch's top-k beats
-        # numpy's argpartition ~1.5x on (Q, N) float32 rows
-        first = torch.topk(torch.from_numpy(lb), m, dim=1, largest=False, sorted=False).indices.numpy()
+        zsq_q = np.einsum("ij,ij->i", zq64, zq64)
+        res_q = np.sqrt(np.maximum(sq_q - zsq_q, 0.0))
+        nq, N = len(qb), self.ntotal
+        query_rows = np.concatenate([zq64, res_q[:, None], np.ones((nq, 1))], axis=1).astype(np.float32)
+        # The bound less each query's own term (`_bound_columns`), in one float32 GEMM. numpy's
+        # (OpenBLAS) GEMM is 1.15-1.5x torch's (MKL) at a frame's few queries here (8,000 and
+        # 50,000 rows; it was the other way round with numpy 1.x's OpenBLAS).
+        lb = query_rows @ self._A
+        offset = zsq_q + res_q**2 - _LB_SLACK * sq_q  # lb + offset: the bound itself
+        m = min(N, max(2 * k, 16))  # the m smallest bounds seed an upper bound on the k-th distance
+        wide = min(N, max(4 * m, 64))  # ... the `wide` smallest also hold every candidate, mostly
+        # torch's top-k beats numpy's argpartition ~1.5x on (Q, N) float32 rows
+        top = torch.topk(torch.from_numpy(lb), wide, dim=1, largest=False, sorted=False)
+        top_lb, top_i = top.values.numpy(), top.indices.numpy()
+        pick = np.argpartition(top_lb, m - 1, axis=1)[:, :m] if wide > m else np.broadcast_to(np.arange(m), (nq, m))
+        rows = np.arange(nq)[:, None]
+        first = top_i[rows, pick]
         d0 = self._paired_distances(qb, np.repeat(np.arange(nq), m), first.ravel()).reshape(nq, m)
         kth = np.partition(d0, k - 1, axis=1)[:, k - 1]  # an upper bound on each true k-th distance
-        # lb <= kth compared in float32: the largest float32 not above kth, so no bound changes side
-        kth32 = kth.astype(np.float32)
-        kth32 = np.where(kth32.astype(np.float64) > kth, np.nextafter(kth32, np.float32(-np.inf)), kth32)
-        inside = lb <= kth32[:, None]
+        # lb <= kth - offset compared in float32: the largest float32 not above it, so no bound changes side
+        limit = kth - offset
+        limit32 = limit.astype(np.float32)
+        limit32 = np.where(limit32.astype(np.float64) > limit, np.nextafter(limit32, np.float32(-np.inf)), limit32)
+        inside_top = top_lb <= limit32[:, None]
+        inside_top[rows, pick] = False  # their distances are d0 already
+        # Where the wide top-k's largest bound is above the limit, every row inside it is in the
+        # top-k: no pass over all N rows. Elsewhere (a loose bound) the pass, as before.
+        covered = (top_lb.max(1) > limit32) | (wide == N)
         fraction = _FALLBACK_FRACTION if self.data.dtype == np.uint8 else _FLOAT_FALLBACK_FRACTION
-        settled = inside.sum(1) <= fraction * self.ntotal
-        inside[np.arange(nq)[:, None], first] = False  # their distances are d0 already
-        inside[~settled] = False
+        settled = covered | ((lb <= limit32[:, None]).sum(1) <= fraction * N) if not covered.all() else covered
+        self.stats["bound_scans"] += int((~covered).sum())
         if not settled.any():
             return np.empty((nq, k)), np.empty((nq, k), np.int64), settled
-        more_query, more = np.nonzero(inside)
+        more_query, at = np.nonzero(inside_top & (covered & settled)[:, None])
+        more = top_i[more_query, at]
+        for j in np.flatnonzero(~covered & settled):
+            inside = lb[j] <= limit32[j]
+            inside[first[j]] = False
+            extra = np.flatnonzero(inside)
+            more_query, more = np.concatenate([more_query, np.full(len(extra), j)]), np.concatenate([more, extra])
+        by_query = np.argsort(more_query, kind="stable")  # `_paired_distances` wants queries ascending
+        more_query, more = more_query[by_query], more[by_query]
         query = np.concatenate([np.repeat(np.flatnonzero(settled), m), more_query])
         cand = np.concatenate([first[settled].ravel(), more])
         d = np.concatenate([d0[settled].ravel(), self._paired_distances(qb, more_query, more)])
