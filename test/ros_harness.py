@@ -233,6 +233,7 @@ class RosHarness:
                 self.proc.kill()
                 self.proc.wait(5)
         self.executor.shutdown()
+        self._spin.join(timeout=5)  # a spin thread still in rclpy's wait at exit aborts the process
         self.node.destroy_node()
         rclpy.try_shutdown()
 

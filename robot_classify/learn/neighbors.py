@@ -7,7 +7,7 @@ highly correlated, so we search exactly with a lower bound instead:
   |x - y|^2 = |P'(x - y)|^2 + |R(x - y)|^2 >= |P'(x - y)|^2 + (|Rx| - |Ry|)^2
 
 where P holds the top principal directions of the training data (d = 128) and R projects on
-the rest. The bound costs a 128-dim matmul; every point whose bound is below the k-th best
+the rest. The bound costs one (128 + 2)-dim matmul (`_bound_columns`); every point whose bound is below the k-th best
 *exact* distance found so far is re-ranked exactly (integer arithmetic on uint8 pixels,
 float64 otherwise). Nothing that can be among the k nearest is skipped, so results equal a
 float64 brute-force reference, ties broken by the lower training index. When the bound
