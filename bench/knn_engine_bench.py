@@ -56,7 +56,7 @@ def prepare(tmp: Path) -> dict[str, dict]:
     """The cases' data files (built once, by this checkout)."""
     sys.path.insert(0, str(HERE.parent))
     from knn_bench import photo_crops
-    from node_bench import big_model
+    from pipeline_bench import model_50k, render_frames
 
     from robot_classify.learn.model_io import load_model
     from robot_classify.runtime.camera import Intrinsics
@@ -69,14 +69,12 @@ def prepare(tmp: Path) -> dict[str, dict]:
     cases["pixels, 1,000 queries"] = {"data": str(tmp / "pixels.npz"), "batch": 1000, "k": 7, "reps": 2}
     frames = Path(os.environ.get("TMPDIR", "/tmp")) / "pipeline_bench_frames.npz"
     if not frames.is_file():
-        from pipeline_bench import render_frames
-
         render_frames(frames)
     with np.load(frames) as z:
         colors, depths = z["color"], z["depth"]
     K = Intrinsics(615.0, 615.0, 320.0, 240.0)
     patches = [extract_objects(c, d, K).patches for c, d in zip(colors, depths)]
-    for name, path in (("default", default_model_path()), ("50k", big_model(tmp / "knn50k.safetensors"))):
+    for name, path in (("default", default_model_path()), ("50k", model_50k())):
         model = load_model(path, device="cpu")
         queries = np.concatenate([model.features.transform(p) for p in patches]).astype(np.float32)
         np.savez(tmp / f"{name}.npz", x=np.asarray(model.classifier.index_.data), q=queries)

@@ -57,23 +57,20 @@ def _child(root: str, frames: str, reps: int, model_file: str = "") -> dict:
         from robot_classify.runtime.default_model import get_default_model
         from robot_classify.runtime.frame_processor import FrameProcessor
         from robot_classify.runtime.patches import SegmentationParams
+        from robot_classify.learn.model_io import load_model
     else:  # older trees: modules at the top level
         from robot_classify.allocator import keep_frame_buffers
         from robot_classify.camera import Intrinsics
         from robot_classify.default_model import get_default_model
         from robot_classify.frame_processor import FrameProcessor
         from robot_classify.patches import SegmentationParams
+        from robot_classify.model_io import load_model
     keep_frame_buffers()
     import importlib
 
     data = np.load(frames)
     colors, depths = data["color"], data["depth"]
-    if model_file:
-        load_model = importlib.import_module("robot_classify.learn.model_io" if (Path(root) / "robot_classify" / "learn").is_dir()
-                                             else "robot_classify.model_io").load_model
-        model = load_model(model_file, device="cpu")
-    else:
-        model = get_default_model(device="cpu")
+    model = load_model(model_file, device="cpu") if model_file else get_default_model(device="cpu")
     processor = FrameProcessor(model, SegmentationParams())
     K = Intrinsics(615.0, 615.0, 320.0, 240.0)
     spent: dict[str, list[float]] = {"segmentation": [0.0, 0.0], "features": [0.0, 0.0]}
@@ -141,6 +138,17 @@ def summary(rows: list[dict]) -> dict:
                 "mean": float(np.mean([r[s] for r in rows]))} for s in STAGES_ALL}
 
 
+def model_50k() -> Path:
+    """`node_bench.py`'s 50,000-sample `hog_color` kNN, built once into TMPDIR and reused."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / "pipeline_bench_knn50k.safetensors"
+    if not path.is_file():
+        sys.path.insert(0, str(HERE.parent))
+        from node_bench import big_model
+
+        big_model(path)
+    return path
+
+
 def render_frames(path: Path, n: int = 10) -> Path:
     sys.path.insert(0, str(HERE.parent))
     from node_bench import ten_object_frames
@@ -161,14 +169,7 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the result file name")
     args = ap.parse_args()
     results = HERE.parent / "results"
-    model_file = args.model
-    if model_file == "50k":
-        sys.path.insert(0, str(HERE.parent))
-        from node_bench import big_model
-
-        model_file = str(Path(os.environ.get("TMPDIR", "/tmp")) / "pipeline_bench_knn50k.safetensors")
-        if not Path(model_file).is_file():
-            big_model(Path(model_file))
+    model_file = str(model_50k()) if args.model == "50k" else args.model
     frames = args.frames or render_frames(Path(os.environ.get("TMPDIR", "/tmp")) / "pipeline_bench_frames.npz")
     roots = {"this": HERE.parents[1]}
     if args.baseline:

@@ -313,7 +313,7 @@ class ExactIndex:
         # torch's top-k beats numpy's argpartition ~1.5x on (Q, N) float32 rows
         top = torch.topk(torch.from_numpy(lb), wide, dim=1, largest=False, sorted=False)
         top_lb, top_i = top.values.numpy(), top.indices.numpy()
-        pick = np.argpartition(top_lb, m - 1, axis=1)[:, :m] if wide > m else np.broadcast_to(np.arange(m), (nq, m))
+        pick = np.argpartition(top_lb, m - 1, axis=1)[:, :m]
         rows = np.arange(nq)[:, None]
         first = top_i[rows, pick]
         d0 = self._paired_distances(qb, np.repeat(np.arange(nq), m), first.ravel()).reshape(nq, m)
@@ -327,20 +327,24 @@ class ExactIndex:
         # Where the wide top-k's largest bound is above the limit, every row inside it is in the
         # top-k: no pass over all N rows. Elsewhere (a loose bound) the pass, as before.
         covered = (top_lb.max(1) > limit32) | (wide == N)
+        loose = np.flatnonzero(~covered)
+        inside_loose = lb[loose] <= limit32[loose, None]  # the pass over every row, loose queries only
         fraction = _FALLBACK_FRACTION if self.data.dtype == np.uint8 else _FLOAT_FALLBACK_FRACTION
-        settled = covered | ((lb <= limit32[:, None]).sum(1) <= fraction * N) if not covered.all() else covered
-        self.stats["bound_scans"] += int((~covered).sum())
+        settled = covered.copy()
+        settled[loose] = inside_loose.sum(1) <= fraction * N
+        self.stats["bound_scans"] += len(loose)
         if not settled.any():
             return np.empty((nq, k)), np.empty((nq, k), np.int64), settled
-        more_query, at = np.nonzero(inside_top & (covered & settled)[:, None])
+        more_query, at = np.nonzero(inside_top & covered[:, None])
         more = top_i[more_query, at]
-        for j in np.flatnonzero(~covered & settled):
-            inside = lb[j] <= limit32[j]
-            inside[first[j]] = False
-            extra = np.flatnonzero(inside)
-            more_query, more = np.concatenate([more_query, np.full(len(extra), j)]), np.concatenate([more, extra])
-        by_query = np.argsort(more_query, kind="stable")  # `_paired_distances` wants queries ascending
-        more_query, more = more_query[by_query], more[by_query]
+        if len(loose):
+            inside_loose[np.arange(len(loose))[:, None], first[loose]] = False  # their distances are d0 already
+            inside_loose[~settled[loose]] = False
+            loose_row, loose_at = np.nonzero(inside_loose)
+            more_query = np.concatenate([more_query, loose[loose_row]])
+            more = np.concatenate([more, loose_at])
+            by_query = np.argsort(more_query, kind="stable")  # `_paired_distances` wants queries ascending
+            more_query, more = more_query[by_query], more[by_query]
         query = np.concatenate([np.repeat(np.flatnonzero(settled), m), more_query])
         cand = np.concatenate([first[settled].ravel(), more])
         d = np.concatenate([d0[settled].ravel(), self._paired_distances(qb, more_query, more)])
