@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +19,14 @@ def test_catalog_holds_every_props_class_once_in_label_order():
     and the same order (the seeded draw, and so every generated scene, depends on it)."""
     assert list(CATALOG) == PROPS_CLASSES
     assert all(spec.name == name for name, spec in CATALOG.items())
+
+
+def test_the_renderer_imports_without_pybullets_build_time_line():
+    """pybullet's C code writes its build time to stderr on import; `demo` and `make-bag` showed it
+    as if it were a warning. The import keeps Python's own output and errors."""
+    out = subprocess.run([sys.executable, "-c", "import sys; import robot_classify.sim.scene_render; "
+                          "print('after', file=sys.stderr)"], capture_output=True, text=True, check=True)
+    assert out.stderr == "after\n"
 
 
 @pytest.mark.parametrize("seed", [1, 4])

@@ -56,3 +56,15 @@ def test_bad_images_raise_clear_errors(kwargs, message):
 def test_depth_topic_rejects_color_encoding():
     with pytest.raises(UnsupportedEncoding, match="depth encoding"):
         depth_from_msg(Msg(**array_to_fields(np.zeros((2, 2, 3), np.uint8), "rgb8")))
+
+
+def test_swapped_colour_and_depth_topics_are_named_as_such():
+    depth_on_colour = Msg(**array_to_fields(np.zeros((2, 2), np.uint16), "16UC1"))
+    with pytest.raises(UnsupportedEncoding, match="not a colour encoding.*topics swapped"):
+        color_from_msg(depth_on_colour)
+    with pytest.raises(UnsupportedEncoding, match="depth encoding.*topics swapped"):
+        depth_from_msg(Msg(**array_to_fields(np.zeros((2, 2, 3), np.uint8), "bgr8")))
+    # a mono8 image on the depth topic may be a mask or an IR image: no guess
+    with pytest.raises(UnsupportedEncoding) as e:
+        depth_from_msg(Msg(**array_to_fields(np.zeros((2, 2), np.uint8), "mono8")))
+    assert "swapped" not in str(e.value)

@@ -24,6 +24,9 @@ ENCODINGS = {
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 MASK_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1")
+# The most common wiring mistake gives a depth image on the colour topic and a colour one on the
+# depth topic; the error says so rather than only naming the encoding.
+SWAPPED = ": are the colour and depth topics swapped (color_topic / depth_topic remappings)?"
 
 
 class UnsupportedEncoding(ValueError):
@@ -64,7 +67,8 @@ def to_rgb(encoding: str, arr: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
     if encoding in ("mono8", "8UC1"):
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
-    raise UnsupportedEncoding(f"{encoding!r} is not a colour encoding (expected one of {COLOR_ENCODINGS})")
+    raise UnsupportedEncoding(f"{encoding!r} is not a colour encoding (expected one of {COLOR_ENCODINGS})"
+                              + (SWAPPED if encoding in DEPTH_ENCODINGS else ""))
 
 
 def msg_to_array(msg) -> np.ndarray:
@@ -89,7 +93,8 @@ def depth_from_msg(msg, bridge=None, max_pixels: int = MAX_PIXELS) -> np.ndarray
     if is_compressed(msg):
         return decode_depth(msg.format, msg.data, max_pixels)
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise UnsupportedEncoding(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {msg.encoding!r}")
+        raise UnsupportedEncoding(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {msg.encoding!r}"
+                                  + (SWAPPED if msg.encoding in COLOR_ENCODINGS[:4] else ""))
     arr = None if bridge is None else bridge.image(msg)
     return msg_to_array(msg) if arr is None else arr
 

@@ -7,8 +7,11 @@ centroid of its visible surface (from noise-free depth) plus the centre of its v
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +19,42 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
-import pybullet as pb
 import pybullet_data
 
 from ..runtime.camera import Intrinsics, surface_centroid
 from .meshes import bowl_obj, box_obj, cylinder_obj
 from .object_catalog import CATALOG, ObjectSpec, table_texture, write_textures
 
+
+
+def _import_quietly(name: str):
+    """`import name` with what its C code writes to stderr on import thrown away: pybullet prints
+    its build time there, a line in the middle of `demo`'s and `make-bag`'s output that reads like
+    a warning. Python's own errors still arrive as exceptions. Where no descriptor 2 can be saved,
+    a plain import."""
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        return importlib.import_module(name)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            return importlib.import_module(name)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+pb = _import_quietly("pybullet")
 WIDTH, HEIGHT = 640, 480
 NEAR, FAR = 0.05, 4.0
-GENERATOR_VERSION = 3  # bump when scenes change: it keys the cached default model
+GENERATOR_VERSION = 4  # bump when scenes change: it keys the cached default model
 # 2: packaging textures mapped as printed (`meshes`), designs nearer the real products, household distractors
 # 3: the Campbell's script on the soup can's red half (2 drew it white on the white half); scenes unchanged
+# 4: Master Chef's plastic lid translucent white, as the real can's (3 drew it navy); scenes unchanged
 HOUSEHOLD_SHARE = 0.4  # of the distractors: a mug or a bowl rather than one of pybullet's random shapes
 HOUSEHOLD = ("mug", "bowl")
 # RGB 0-1: white, off-white, navy, black, teal, green, sky blue, yellow, grey, orange; no red (the YCB mug's)
