@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..runtime.results import ObjectResult
-from ..runtime.visualize import label_color
+from ..runtime.visualize import label_color, settle_label
 from .replay_metrics import severity
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -139,16 +139,6 @@ def _label(img: np.ndarray, text: str, x: int, y: int, bg: tuple, fg: tuple, pla
            above: bool) -> None:
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
     bw, bh = tw + 6, th + base + 4
-    H, W = img.shape[:2]
-    x = int(min(max(0, x), max(0, W - bw)))
-    top = int(y - bh if above else y + 1)
-    top = min(max(0, top), max(0, H - bh))
-    for _ in range(12):  # move down past labels already drawn
-        hit = next((p for p in placed if x < p[0] + p[2] and p[0] < x + bw and top < p[1] + p[3] and p[1] < top + bh),
-                   None)
-        if hit is None:
-            break
-        top = min(hit[1] + hit[3] + 1, max(0, H - bh))
-    placed.append((x, top, bw, bh))
+    x, top, _, _ = settle_label(x, y - bh if above else y + 1, bw, bh, placed, img.shape)
     cv2.rectangle(img, (x, top), (x + bw, top + bh), bg, -1)
     cv2.putText(img, text, (x + 3, top + th + 2), FONT, scale, fg, 1, cv2.LINE_AA)

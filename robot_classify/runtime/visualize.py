@@ -25,32 +25,46 @@ def track_color(track_id: int) -> tuple[int, int, int]:
 FONT, FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.45
 
 
-def place_labels(boxes: list[tuple[int, int, int, int]], sizes: list[tuple[int, int]], shape: tuple[int, ...]
-                 ) -> list[tuple[int, int, int, int]]:
-    """Where each box's label goes, (x, y, w, h) in pixels: the first free place among above the
-    box, inside its top, below it and inside its bottom, kept within the image, else stacked below
-    the labels already there. On a crowded table, labels all drawn above their boxes covered each
-    other's names (and scores) in the debug image and the report's frames. `sizes`: each label's
-    (width, height) with its margin."""
+Rect = tuple[int, int, int, int]  # x, y, w, h
+
+
+def _hit(r: Rect, placed: list[Rect]) -> Rect | None:
+    """The first label already placed that `r` overlaps, if any."""
+    return next((p for p in placed if r[0] < p[0] + p[2] and p[0] < r[0] + r[2] and r[1] < p[1] + p[3]
+                 and p[1] < r[1] + r[3]), None)
+
+
+def settle_label(x: int, top: int, w: int, h: int, placed: list[Rect], shape: tuple[int, ...]) -> Rect:
+    """A label of w x h wanted at (x, top), kept within the image and moved down past the labels
+    already `placed` (at most 12 moves: a full column keeps the last place); appended to `placed`."""
     H, W = shape[:2]
-    placed: list[tuple[int, int, int, int]] = []
+    x = int(min(max(0, x), max(0, W - w)))
+    top = int(min(max(0, top), max(0, H - h)))
+    for _ in range(12):
+        hit = _hit((x, top, w, h), placed)
+        if hit is None:
+            break
+        top = min(hit[1] + hit[3] + 1, max(0, H - h))
+    placed.append((x, top, w, h))
+    return placed[-1]
 
-    def free(r: tuple[int, int, int, int]) -> bool:
-        return all(r[0] >= q[0] + q[2] or q[0] >= r[0] + r[2] or r[1] >= q[1] + q[3] or q[1] >= r[1] + r[3]
-                   for q in placed)
 
+def place_labels(boxes: list[Rect], sizes: list[tuple[int, int]], shape: tuple[int, ...]) -> list[Rect]:
+    """Where each box's label goes, (x, y, w, h) in pixels: the first free place among above the
+    box, inside its top, below it and inside its bottom, kept within the image, else moved down
+    from above the box past the labels already there (`settle_label`). On a crowded table, labels
+    all drawn above their boxes covered each other's names (and scores) in the debug image.
+    `sizes`: each label's (width, height) with its margin."""
+    H, W = shape[:2]
+    placed: list[Rect] = []
     for (x, y, w, h), (lw, lh) in zip(boxes, sizes):
         lx = min(max(0, x), max(0, W - lw))
-        tries = [y - lh, y, y + h, y + h - lh]
-        spots = [(lx, min(max(0, ty), max(0, H - lh)), lw, lh) for ty in tries]
-        spot = next((r for r in spots if free(r)), None)
-        if spot is None:  # every place taken: below the first spot, one label height at a time
-            spot = spots[0]
-            for _ in range(len(placed) + 1):
-                if free(spot):
-                    break
-                spot = (spot[0], min(spot[1] + lh, max(0, H - lh)), lw, lh)
-        placed.append(spot)
+        spots = [(lx, min(max(0, ty), max(0, H - lh)), lw, lh) for ty in (y - lh, y, y + h, y + h - lh)]
+        spot = next((r for r in spots if _hit(r, placed) is None), None)
+        if spot is None:
+            settle_label(*spots[0], placed, shape)
+        else:
+            placed.append(spot)
     return placed
 
 
