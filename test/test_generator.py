@@ -7,7 +7,7 @@ import pytest
 
 from robot_classify.runtime.camera import Intrinsics, depth_to_metres
 from robot_classify.data.datasets import PROPS_CLASSES, load_dataset
-from robot_classify.sim.object_catalog import CATALOG
+from robot_classify.sim.object_catalog import CATALOG, resting_heights
 from robot_classify.sim.scene_dataset import generate, patches_from_scene
 from robot_classify.sim.scene_render import read_scene, write_scene
 
@@ -19,6 +19,17 @@ def test_catalog_holds_every_props_class_once_in_label_order():
     and the same order (the seeded draw, and so every generated scene, depends on it)."""
     assert list(CATALOG) == PROPS_CLASSES
     assert all(spec.name == name for name, spec in CATALOG.items())
+
+
+def test_the_renders_rest_cans_standing_boxes_standing_or_flat_and_the_marker_lying():
+    """What a model trained on the renders has seen (`ClassifierModel.resting`), in metres."""
+    h = resting_heights()
+    assert h["master_chef_can"] == (0.14,) and h["tuna_fish_can"] == (0.033,)
+    assert h["cracker_box"] == (0.21, 0.06) and h["large_marker"] == (0.018,)
+    assert h["mustard_bottle"] == (0.16,) and h["mug"] == (0.1,) and set(h) == set(CATALOG)
+    from robot_classify.runtime.default_model import get_default_model
+
+    assert get_default_model(device="cpu").resting == h  # the embedded default names them so
 
 
 def test_the_renderer_imports_without_pybullets_build_time_line():

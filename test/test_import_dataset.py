@@ -117,6 +117,16 @@ def test_bop_without_masks_boxes_from_bbox_visib_centroid_from_median_depth(tmp_
     assert [o.label for o in frames[1].objects] == ["mustard_bottle", "distractor"]  # hidden one still left out
 
 
+def test_bop_blank_mask_of_a_visible_object_is_left_out_with_a_warning(bop_split, caplog):
+    """A mask written blank for an object scene_gt_info.json calls visible: said, not silently dropped."""
+    write_png(bop_split / "000048" / "mask_visib" / "000000_000001.png", np.zeros((H, W), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        frames = list(iter_dataset(bop_split))
+    assert [o.label for o in frames[0].objects] == ["mustard_bottle"]
+    assert "000000_000001.png: empty, but scene_gt_info.json gives object 1 (obj_id 7)" in caplog.text
+    assert "image 1" not in caplog.text  # the hidden object (visib_fract 0, box -1) is no surprise
+
+
 def test_class_map_yaml_by_id_or_name_unlisted_is_distractor(bop_split, tmp_path):
     path = tmp_path / "map.yaml"
     path.write_text("5: my_bottle\n'99': thing\n006_mustard_bottle: ignored_id_wins\n")

@@ -5,11 +5,14 @@ soup can rendered red on the left, white on the right); these render a mesh and 
 import numpy as np
 import pytest
 
-from robot_classify.sim.meshes import DESIGN, STRIP, atlas, bowl_obj, box_obj, cylinder_obj, wraps
+from robot_classify.sim.meshes import DESIGN, STRIP, atlas, bowl_obj, box_obj, cylinder_obj, oval_obj, wraps
+from robot_classify.sim.object_catalog import CATALOG
 
 pb = pytest.importorskip("pybullet")
 
 RED, WHITE, LID = (30, 30, 200), (245, 245, 245), (40, 200, 40)  # BGR
+MUSTARD = CATALOG["mustard_bottle"].parts[0]
+BOTTLE = oval_obj(0.0475, 0.029, [(s, (z - 0.5) * 0.16) for s, z in MUSTARD.profile])
 
 
 def parse(obj: str) -> dict[str, list]:
@@ -20,7 +23,7 @@ def parse(obj: str) -> dict[str, list]:
     return out
 
 
-@pytest.mark.parametrize("obj", [cylinder_obj(0.033, 0.1), box_obj((0.1, 0.05, 0.2)), bowl_obj(0.08, 0.05)])
+@pytest.mark.parametrize("obj", [cylinder_obj(0.033, 0.1), box_obj((0.1, 0.05, 0.2)), bowl_obj(0.08, 0.05), BOTTLE])
 def test_the_meshes_are_closed_and_their_coordinates_stay_on_the_atlas(obj):
     m = parse(obj)
     uv = np.array(m["vt"], float)
@@ -86,7 +89,8 @@ def render_side(tmp_path, obj: str, height: float) -> tuple[np.ndarray, np.ndarr
     return np.reshape(rgba, (160, 160, 4))[..., :3].astype(int), np.reshape(seg, (160, 160)) == body
 
 
-@pytest.mark.parametrize("obj,height", [(cylinder_obj(0.033, 0.1), 0.1), (box_obj((0.1, 0.05, 0.2)), 0.2)])
+@pytest.mark.parametrize("obj,height", [(cylinder_obj(0.033, 0.1), 0.1), (box_obj((0.1, 0.05, 0.2)), 0.2),
+                                        (BOTTLE, 0.16)])
 def test_a_design_shows_right_way_up_on_the_side(tmp_path, obj, height):
     rgb, inside = render_side(tmp_path, obj, height)
     rows = np.flatnonzero(inside.any(1))
@@ -98,5 +102,14 @@ def test_a_design_shows_right_way_up_on_the_side(tmp_path, obj, height):
     assert np.abs(rgb[bottom, centre] - white).max() < 40, rgb[bottom, centre]
     # and across the side at mid-height of each half: one colour, not a left/right split
     for y, want in ((top + (bottom - top) // 4, red), (bottom - (bottom - top) // 4, white)):
-        across = rgb[y, cols[2:-2]]
+        across = rgb[y, np.flatnonzero(inside[y])[2:-2]]  # (a bottle is narrower at its shoulders)
         assert np.abs(across - want).max() < 60, (y, across.min(0), across.max(0))
+
+
+def test_the_mustard_bottle_narrows_to_its_cap(tmp_path):
+    """A real French's bottle is no box: seen side on, its shoulders are narrower than its body."""
+    _, inside = render_side(tmp_path, BOTTLE, 0.16)
+    rows = np.flatnonzero(inside.any(1))
+    width = inside.sum(1)
+    body, neck = width[rows[0] + (rows[-1] - rows[0]) * 2 // 3], width[rows[0] + 2]
+    assert neck < 0.5 * body, (neck, body)

@@ -57,7 +57,7 @@ def _rewrite_meta(path, edit, resign=True):
     header = json.loads(raw[8:8 + n])
     meta = json.loads(header["__metadata__"]["robot_classify"])
     edit(meta)
-    if resign and meta.get("format_version") in (2, 3):
+    if resign and meta.get("format_version") in (2, 3, 4):
         _sign(meta)
     header["__metadata__"]["robot_classify"] = json.dumps(meta)
     new = json.dumps(header).encode()
@@ -134,9 +134,9 @@ def test_metadata_is_covered_by_the_checksum(saved):
         load_model(saved)
 
 
-def test_file_records_format_version_3_and_its_metadata_checksum(saved):
+def test_file_records_format_version_4_and_its_metadata_checksum(saved):
     meta = _read_meta(saved)
-    assert meta["format_version"] == 3
+    assert meta["format_version"] == 4 and meta["resting"] is None
     stored = meta["metadata_sha256"]
     _sign(meta)
     assert meta["metadata_sha256"] == stored
@@ -162,17 +162,18 @@ def test_every_field_is_checked_strictly(saved, edit, message):
 
 
 def _make_v1(path):
-    _rewrite_meta(path, lambda m: (m.update(format_version=1), m.pop("metadata_sha256"), m.pop("calibration")))
+    _rewrite_meta(path, lambda m: (m.update(format_version=1), m.pop("metadata_sha256"), m.pop("calibration"),
+                                   m.pop("resting")))
 
 
-def test_version_1_file_loads_and_resaves_as_version_3_identically(tmp_path, patches):
+def test_version_1_file_loads_and_resaves_as_version_4_identically(tmp_path, patches):
     """How a v1 file (the shipped default model too) is upgraded: load, save, nothing retrained."""
     model = knn_model(patches, "hog_color")
     v1 = save_model(model, tmp_path / "v1.safetensors")
     _make_v1(v1)
     old = load_model(v1, device="cpu")
     v2 = save_model(old, tmp_path / "v2.safetensors")
-    assert _read_meta(v2)["format_version"] == 3
+    assert _read_meta(v2)["format_version"] == 4
     new = load_model(v2, device="cpu")
     assert new.class_names == old.class_names and new.meta["name"] == "v1"
     a, pa = model.predict(patches.images)
@@ -189,9 +190,60 @@ def test_version_1_fields_are_checked_as_strictly(saved):
 
 
 def test_version_2_checksum_field_cannot_ride_on_a_version_1_file(saved):
-    _rewrite_meta(saved, lambda m: (m.update(format_version=1), m.pop("calibration")))
+    _rewrite_meta(saved, lambda m: (m.update(format_version=1), m.pop("calibration"), m.pop("resting")))
     with pytest.raises(ModelFormatError, match="unknown field.*metadata_sha256"):
         load_model(saved)
+
+
+def test_resting_heights_round_trip_and_version_3_files_have_none(tmp_path, patches):
+    model = knn_model(patches)
+    model.resting = {"class_0": (0.14,), "class_2": (0.21, 0.06)}
+    path = save_model(model, tmp_path / "r.safetensors")
+    assert _read_meta(path)["resting"] == {"class_0": [0.14], "class_2": [0.21, 0.06]}
+    assert load_model(path).resting == {"class_0": (0.14,), "class_2": (0.21, 0.06)}
+    _rewrite_meta(path, lambda m: (m.update(format_version=3), m.pop("resting")))
+    assert load_model(path).resting is None  # written before 0.9.0: any pose
+    _rewrite_meta(path, lambda m: m.update(resting={"class_0": [0.14]}))
+    with pytest.raises(ModelFormatError, match="unknown field.*resting"):  # no v4 field on a v3 file
+        load_model(path)
+
+
+@pytest.mark.parametrize("resting, message", [
+    ([0.1], "null or a JSON object, got an array"),
+    ({"mug": [0.1]}, "'mug', which is not a class of the model"),
+    ({"class_0": []}, r"resting\['class_0'\] must be a list of 1-3 heights"),
+    ({"class_0": [0.1, 0.2, 0.3, 0.4]}, "1-3 heights"),
+    ({"class_0": [-0.1]}, r"in \(0, 10\] metres"),
+    ({"class_0": [True]}, "heights"),
+    ({"class_0": ["0.1"]}, "heights"),
+    ({"class_0": 0.1}, "heights"),
+])
+def test_resting_heights_are_checked(saved, resting, message):
+    _rewrite_meta(saved, lambda m: m.update(resting=resting))
+    with pytest.raises(ModelFormatError, match=message):
+        load_model(saved)
+
+
+def test_taught_views_add_their_poses_and_unmeasured_ones_lift_the_restriction(patches):
+    """A model keeping to its training poses learns the poses of taught views (their height above
+    the support); a view of unknown pose (no support, or crops from a folder) may show any."""
+    model = knn_model(patches)
+    model.resting = {"class_0": (0.14,), "class_1": (0.1,), "class_2": (0.2,)}
+    X = model.features.transform(patches.images[:2])
+    model.add_features(X, "class_0", heights=[0.135, 0.104])  # standing again (within 10%), and on its side
+    assert model.resting["class_0"] == (0.14, 0.104)
+    model.add_features(X, "class_0", heights=[0.05, 0.03])  # more poses than a product has: any
+    model.add_examples(patches.images[:2], "class_1")  # no heights
+    assert set(model.resting) == {"class_2"}
+    model.add_features(X, "class_1", heights=[0.1])  # named in any pose already: stays so
+    model.forget("class_2")
+    model.add_features(X, "class_2", heights=[0.2, None])  # re-taught, one view unmeasured
+    assert model.resting == {}
+    model.add_features(X, "new_thing", heights=[0.07, 0.071])  # a new class starts from its views' poses
+    assert model.resting == {"new_thing": (0.07,)}
+    model.resting = None  # a model that never kept to poses does not start
+    model.add_features(X, "other", heights=[0.07])
+    assert model.resting is None
 
 
 @pytest.mark.parametrize("make", ["knn", "linear"])

@@ -9,7 +9,7 @@ from robot_classify.data.datasets import PatchSet
 from robot_classify.learn.training import TrainOptions, train_model
 from robot_classify.runtime.camera import Intrinsics
 from robot_classify.runtime.frame_processor import FrameProcessor
-from robot_classify.runtime.object_sizes import PRODUCT_SIZES, plausible, size_mask
+from robot_classify.runtime.object_sizes import PRODUCT_SIZES, plausible, resting_poses, size_mask
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
 from robot_classify.runtime.support import plane_basis, pose_geometry
 
@@ -233,6 +233,37 @@ def test_a_class_name_only_for_a_segment_of_that_products_size():
     assert obj.label == "unknown"  # not the runner-up either (cracker_box: no votes, score 0)
     assert obj.top_k[0][0] == "large_marker"  # the evidence is still reported as it was
     assert obj.ruled_out[0] == "large_marker" and unchecked.labels.objects[0].ruled_out == ()
+
+
+def test_a_product_is_named_only_resting_as_its_training_views_showed_it():
+    """The default's renders stand every can upright; measured on real frames, a standing mug
+    (10.6 cm high, 8 x 10.5 cm) fits a Master Chef can lying on its side and took its name."""
+    names = ["master_chef_can", "large_marker"]
+    mug = dict(extents=[np.array([0.105, 0.106, 0.08])], areas=[0.009], tops=[0.106], footprints=[(0.079, 0.105)])
+    can = dict(extents=[np.array([0.102, 0.139, 0.1])], areas=[0.013], tops=[0.139], footprints=[(0.093, 0.095)])
+    resting = {"master_chef_can": (0.14,), "large_marker": (0.018,)}
+    assert size_mask(names, **mug)[0, 0]  # any pose: the mug passes as a can on its side
+    assert not size_mask(names, **mug, resting=resting)[0, 0]
+    assert size_mask(names, **can, resting=resting)[0, 0]  # standing, as trained
+    assert size_mask(names, **{**mug, "tops": [None]}, resting=resting)[0, 0]  # no support: no pose to judge
+    # the heights name the nearest pose: 14 cm is the can's 13.9 standing; a marker's two lying poses are one
+    assert resting_poses(PRODUCT_SIZES["master_chef_can"], (0.14,)).tolist() == [False, False, True]
+    assert resting_poses(PRODUCT_SIZES["large_marker"], (0.018,)).tolist() == [True, True, False]
+    assert resting_poses(PRODUCT_SIZES["cracker_box"], None).all()
+
+
+def test_the_frame_processor_keeps_to_the_models_resting_poses():
+    color, depth = _room()  # the red box, 10 cm cube: a Master Chef can on its side, by its sizes
+    params = SegmentationParams(min_area=50)
+    patch = extract_objects(color, depth, K, params).objects[0].patch
+    model = train_model(_two_classes(patch, ("master_chef_can", "cracker_box")),
+                        TrainOptions(classifier="knn", k="1", features=["hog_color"], device="cpu", quiet=True))
+    model.calibration = None
+    assert FrameProcessor(model, params, min_score=0.0).process(color, depth, K, (0, 0), "c").labels.objects[0].label \
+        == "master_chef_can"
+    model.resting = {"master_chef_can": (0.14,)}  # only ever seen standing, 14 cm high
+    obj = FrameProcessor(model, params, min_score=0.0).process(color, depth, K, (0, 0), "c").labels.objects[0]
+    assert obj.label == "unknown" and obj.ruled_out == ("master_chef_can",)
 
 
 def test_size_mask_is_plausible_for_every_pair():

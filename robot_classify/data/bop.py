@@ -173,8 +173,12 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
             same_size(color.shape, mask, mask_path, color_path)
             mask = (mask > 0) if mask.ndim == 2 else (mask > 0).any(axis=2)
             bbox = mask_bbox(mask)
-            if bbox is None:
-                continue  # not visible in this image
+            if bbox is None:  # not visible in this image
+                if visible > 0 and box[2] > 0 and box[3] > 0:  # though scene_gt_info.json says it is
+                    log.warning("%s: empty, but scene_gt_info.json gives object %d (obj_id %d) of image %d a visible "
+                                "box %s (visib_fract %.2f): left out of the ground truth; a mask written blank?",
+                                mask_path, i, obj_id, ref.im_id, list(box), visible)
+                continue
             centroid = mask_centroid(mask, depth, K)
         else:
             if box[2] <= 0 or box[3] <= 0:

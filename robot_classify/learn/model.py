@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ def negative_indices(class_names: list[str]) -> np.ndarray:
     return np.array([i for i, n in enumerate(class_names) if is_negative(n)], np.int64)
 
 
+MAX_RESTING_HEIGHTS = 3  # a product rests on one of its three sizes
+
 @dataclass
 class Prediction:
     """Per patch: label index, calibrated scores over all classes, and the open-set verdict."""
@@ -58,6 +61,11 @@ class ClassifierModel:
     patch_size: int = PATCH_SIZE
     meta: dict[str, Any] = field(default_factory=dict)
     calibration: Calibration | None = None  # scores and 'unknown' (learn.calibration); None: raw scores
+    # The heights (metres) at which the training views showed each listed class resting: the node
+    # names it only in a resting pose of such a height (runtime.object_sizes). The default's
+    # renders stand every can upright, so it has never seen one lying; a standing mug is as high as
+    # a Master Chef can on its side. None, or a class not listed: any pose.
+    resting: dict[str, tuple[float, ...]] | None = None
 
     @property
     def negative_classes(self) -> np.ndarray:
@@ -91,7 +99,8 @@ class ClassifierModel:
                              "(`robot-classify train`); teaching needs a kNN model")
         return self.classifier
 
-    def add_features(self, X: np.ndarray, label: str, scale: float = 1.0) -> int:
+    def add_features(self, X: np.ndarray, label: str, scale: float = 1.0,
+                     heights: Sequence[float | None] | None = None) -> int:
         """Append feature rows (from `self.features`) as examples of `label`, a new class if it is not
         one yet; returns that class's number of samples. A kNN learns by memorising.
 
@@ -99,8 +108,12 @@ class ClassifierModel:
         of ten views beside classes of hundreds of examples is otherwise outvoted by their sheer
         number. Balanced votes trade the trained classes for the taught ones; over 10 neighbours
         both do better than over 20 (bench/teach_bench.py, doc/teaching.md).
-        `scale`: the novelty scale of the new samples (`novelty_scale`)."""
+        `scale`: the novelty scale of the new samples (`novelty_scale`). `heights`: how high above
+        the support each taught view's object stood (`DetectedObject.top`): a class restricted to
+        the poses its training views showed (`resting`) may then also be named resting so; without
+        them (or one unmeasured) the restriction is lifted, as the views may show any pose."""
         clf = self._taught_classifier()
+        self._taught_resting(label, heights)
         if label not in self.class_names:
             self.class_names.append(label)
         c = self.class_names.index(label)
@@ -160,7 +173,30 @@ class ClassifierModel:
             clf.k = clf.n_neighbors_ = left
         clf.remove_samples(np.flatnonzero(clf.classes_[clf.y_] == c))
         self.class_names.pop(c)
+        self._any_pose(label)  # taught again later, it starts from its new views
         clf.classes_ = np.where(clf.classes_ > c, clf.classes_ - 1, clf.classes_)
+
+    def _any_pose(self, label: str) -> None:
+        if self.resting and label in self.resting:  # ({}: the model still records the poses of new classes)
+            self.resting = {k: v for k, v in self.resting.items() if k != label}
+
+    def _taught_resting(self, label: str, heights: Sequence[float | None] | None) -> None:
+        """A model that keeps to its training poses (`resting` not None) learns the taught views'
+        poses too: a listed class gains their heights, a new class starts from them; a height within
+        10% of one listed is that pose again (the nearest pose decides,
+        `runtime.object_sizes.resting_poses`). An unmeasured view, or more than
+        MAX_RESTING_HEIGHTS: any pose. A class already named in any pose stays so."""
+        if self.resting is None or (label not in self.resting and label in self.class_names):
+            return
+        known = list(self.resting.get(label, ()))
+        for h in heights or [None]:
+            if h is None or not np.isfinite(h) or not 0 < h <= 10:
+                return self._any_pose(label)
+            if all(abs(h - k) > 0.1 * k for k in known):
+                known.append(round(float(h), 3))
+        if not known or len(known) > MAX_RESTING_HEIGHTS:
+            return self._any_pose(label)
+        self.resting = {**self.resting, label: tuple(known)}
 
     @property
     def forget_floor(self) -> int:

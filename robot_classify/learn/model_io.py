@@ -22,6 +22,10 @@ are calibrated, the model's default min_score and its open-set threshold, checke
 field) and stores the linear classifier's step budget, tolerance and solver instead of its
 epochs. Version 2 files load with no calibration (raw scores, min_score 0.5, no open set).
 
+Version 4 adds `resting` (null, or per class the heights in metres at which its training views
+showed it resting: the node names that class only in a pose of such a height,
+`runtime.object_sizes`). Version 3 and older files load with none (any pose).
+
 Version 1 files (written before the metadata checksum) still load, with the same strict
 checks on every field; a damaged v1 file whose fields all stay valid (a flipped letter in
 a class name) cannot be told from a good one. Re-save them (`save_model(load_model(p), q)`)
@@ -48,15 +52,15 @@ from .device import resolve_device
 from .features import FeaturePipeline
 from .knn import KNNClassifier
 from .linear import LinearClassifier
-from .model import NEGATIVE_LABELS, PATCH_SIZE, ClassifierModel, is_negative
+from .model import MAX_RESTING_HEIGHTS, NEGATIVE_LABELS, PATCH_SIZE, ClassifierModel, is_negative
 from .protocol import PatchClassifier, check_tensor
 
 # The classifier kinds a model file may name (learn.protocol.PatchClassifier): the only place that lists them.
 CLASSIFIERS: dict[str, type[PatchClassifier]] = {cls.kind: cls for cls in (KNNClassifier, LinearClassifier)}
 
 FORMAT = "robot_classify.model"
-FORMAT_VERSION = 3  # 3: + calibration, linear step budget/solver; 2: metadata_sha256 covers the metadata; 1: tensors only
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4  # 4: + resting; 3: + calibration, linear step budget/solver; 2: metadata_sha256; 1: tensors only
+READABLE_VERSIONS = (1, 2, 3, 4)
 MAX_CLASSES = 10_000
 MAX_NAME_CHARS = 256  # a class name or the model name
 MAX_METADATA_CHARS = 1 << 20
@@ -66,7 +70,8 @@ MAX_INT_DIGITS = 20  # enough for any int64; Python would otherwise parse a 4,30
 
 _FIELDS_V1 = frozenset({"format", "format_version", "name", "class_names", "patch_size", "features",
                         "classifier", "training", "tuning", "tensors_sha256"})
-_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"metadata_sha256"}, 3: _FIELDS_V1 | {"metadata_sha256", "calibration"}}
+_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"metadata_sha256"}, 3: _FIELDS_V1 | {"metadata_sha256", "calibration"},
+           4: _FIELDS_V1 | {"metadata_sha256", "calibration", "resting"}}
 # Exactly what `FeaturePipeline.config()` writes per kind; nothing is defaulted on load.
 _FEATURE_FIELDS = {"pixels": frozenset({"kind", "center", "pca_dims"}),
                    "hog_color": frozenset({"kind", "hue_bins", "sat_bins", "color_weight", "grid", "grid_weight",
@@ -125,6 +130,7 @@ def save_model(model: ClassifierModel, path: str | Path) -> Path:
         "classifier": {"kind": model.classifier.kind, "params": params},
         "training": model.meta.get("training", {}), "tuning": model.meta.get("tuning", {}),
         "calibration": None if model.calibration is None else model.calibration.to_json(),
+        "resting": None if model.resting is None else {k: [float(h) for h in v] for k, v in model.resting.items()},
         "tensors_sha256": _tensors_sha256(tensors),
     }
     # Hash what a reader will parse (tuples become lists, float subclasses plain floats), and
@@ -369,6 +375,8 @@ def _check_meta(meta: Any, path: Path) -> int:
         _require(isinstance(meta[key], dict), path, f"{key} must be a JSON object, got {_json_type(meta[key])}")
     _check_features(meta["features"], path)
     _check_classifier(meta["classifier"], path, version)
+    if version >= 4 and meta["resting"] is not None:
+        _check_resting(meta["resting"], meta["class_names"], path)
     if version >= 3 and meta["calibration"] is not None:
         try:
             Calibration.from_json(meta["calibration"])
@@ -380,6 +388,18 @@ def _check_meta(meta: Any, path: Path) -> int:
                 raise
             raise ModelFormatError(f"{path}: bad calibration: {_cut(e)}") from None
     return version
+
+
+def _check_resting(resting: Any, class_names: list[str], path: Path) -> None:
+    """null, or {class name: [height in metres, ...]}: classes of the model, 1-3 heights each in (0, 10]
+    ({}: no class restricted, but the model records the poses of the classes it is taught)."""
+    _require(isinstance(resting, dict), path, f"resting must be null or a JSON object, got {_json_type(resting)}")
+    for name, heights in resting.items():
+        _require(name in class_names, path, f"resting names {_show(name)}, which is not a class of the model")
+        _require(isinstance(heights, list) and 1 <= len(heights) <= MAX_RESTING_HEIGHTS
+                 and all(isinstance(h, (int, float)) and not isinstance(h, bool) and 0 < h <= 10 for h in heights),
+                 path, f"resting[{_show(name)}] must be a list of 1-{MAX_RESTING_HEIGHTS} heights in (0, 10] metres, "
+                 f"got {_show(heights)}")
 
 
 def _check_tensor(tensors: dict[str, np.ndarray], name: str, path: Path, dtype: str,
@@ -470,7 +490,9 @@ def load_model(path: str | Path, device: str = "auto") -> ClassifierModel:
                                 {"name": meta["name"], "sha256": file_sha256(path),
                                  "training": meta["training"], "tuning": meta["tuning"]},
                                 None if version < 3 or meta["calibration"] is None
-                                else Calibration.from_json(meta["calibration"]))
+                                else Calibration.from_json(meta["calibration"]),
+                                None if version < 4 or meta["resting"] is None
+                                else {k: tuple(float(h) for h in v) for k, v in meta["resting"].items()})
         stage = "classifying a probe patch"
         _, proba = model.predict(probe)
         _require(bool(np.isfinite(proba).all()), path, "the model gives non-finite scores on a probe patch")

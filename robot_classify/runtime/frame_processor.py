@@ -137,7 +137,8 @@ class FrameProcessor:
             fits = size_mask(names, [o.extent for o in ex.objects], [o.area_m2 for o in ex.objects],
                              [o.top for o in ex.objects] if pose else None,
                              [o.footprint for o in ex.objects] if pose else None,
-                             [o.truncated for o in ex.objects] if pose else None)
+                             [o.truncated for o in ex.objects] if pose else None,
+                             self.model.resting if pose else None)
         objects = []
         for n, (obj, lab, p, familiar) in enumerate(zip(ex.objects, labels, proba, known)):
             if fits is not None and not fits[n, lab]:

@@ -75,13 +75,28 @@ def _poses(dims: np.ndarray) -> np.ndarray:
     return np.stack([d[:, [0, 1, 2]], d[:, [1, 0, 2]], d[:, [2, 0, 1]]], axis=1)
 
 
+def resting_poses(dims: np.ndarray, heights: tuple[float, ...] | None) -> np.ndarray:
+    """(3,) bool over `_poses(dims)`: the poses nearest in height to one of `heights` (the heights
+    a model's training views showed the product resting at, `ClassifierModel.resting`), every
+    pose without them. The renders' sizes differ from the product's by millimetres (a can 14 cm
+    high for 13.9), so the nearest pose is the one meant; a marker's two lying poses are equally
+    near and both allowed."""
+    if not heights:
+        return np.ones(3, bool)
+    pose_heights = _poses(np.asarray(dims, np.float64)[None])[0, :, 0]
+    off = np.abs(pose_heights[:, None] - np.asarray(heights, np.float64)[None, :])
+    return (off <= off.min(0, keepdims=True) + 1e-6).any(1)
+
+
 def _fits(sizes: np.ndarray, areas: np.ndarray, dims: np.ndarray, tops: np.ndarray | None = None,
-          footprints: np.ndarray | None = None, truncated: np.ndarray | None = None) -> np.ndarray:
+          footprints: np.ndarray | None = None, truncated: np.ndarray | None = None,
+          allowed: np.ndarray | None = None) -> np.ndarray:
     """The rule, (segments, products) bool: a segment's largest visible size (`sizes`, metres) and
     head-on area (`areas`, square metres, NaN = not measured) against products of `dims` (m, 3);
     with `tops` (metres) and `footprints` ((segments, 2) minor, major, metres), also against the
     products' resting poses (`truncated`: (segments,) bool, cut by the image's border, so no lower
-    bound on the footprint). NaN anywhere passes that part of the rule."""
+    bound on the footprint; `allowed`: (products, 3) bool, the poses each product may be named in,
+    `resting_poses`). NaN anywhere passes that part of the rule."""
     size, area = sizes[:, None], areas[:, None]
     ok = (LOWER * dims.max(1) <= size) & (size <= UPPER * np.linalg.norm(dims, axis=1) + SLACK)
     limit = AREA_UPPER * np.array([silhouette(tuple(d)) for d in dims]) + AREA_SLACK
@@ -99,6 +114,8 @@ def _fits(sizes: np.ndarray, areas: np.ndarray, dims: np.ndarray, tops: np.ndarr
                & (np.isnan(minor) | (minor <= MINOR_UPPER * short + MINOR_SLACK))
                & (np.isnan(major) | ((major <= MAJOR_UPPER * np.hypot(short, long_) + MAJOR_SLACK)
                                      & (~whole | (major >= MAJOR_LOWER * long_)))))
+    if allowed is not None:  # a pose the model never saw the product in names nothing (no top: no pose known)
+        in_pose &= allowed[None] | np.isnan(top)
     return ok & in_pose.any(axis=2)
 
 
@@ -125,10 +142,12 @@ def plausible(extent: np.ndarray, dims: tuple[float, float, float], area_m2: flo
 def size_mask(class_names: list[str], extents: list[np.ndarray | None],
               areas: list[float | None] | None = None, tops: list[float | None] | None = None,
               footprints: list[tuple[float, float] | None] | None = None,
-              truncated: list[bool] | None = None) -> np.ndarray:
+              truncated: list[bool] | None = None,
+              resting: dict[str, tuple[float, ...]] | None = None) -> np.ndarray:
     """(objects, classes) bool: False where the class's product cannot be that segment (`plausible`
-    for all pairs at once: the node asks it for every object of every frame). Objects without an
-    extent (no valid depth) and classes of unknown size stay True."""
+    for all pairs at once: the node asks it for every object of every frame), or, with `tops` and
+    `resting` (`ClassifierModel.resting`), rests in a pose the model never saw it in. Objects
+    without an extent (no valid depth) and classes of unknown size stay True."""
     out = np.ones((len(extents), len(class_names)), bool)
     cols = [c for c, n in enumerate(class_names) if n in PRODUCT_SIZES]
     rows = [i for i, e in enumerate(extents) if e is not None and np.all(np.isfinite(e))]
@@ -139,6 +158,8 @@ def size_mask(class_names: list[str], extents: list[np.ndarray | None],
                     for i in rows], np.float64).reshape(len(rows), 2)
     dims = np.array([PRODUCT_SIZES[class_names[c]] for c in cols], np.float64)
     cut = None if truncated is None else np.array(_rows(truncated, rows), bool)
+    allowed = None if not resting else np.stack([resting_poses(d, resting.get(class_names[c]))
+                                                 for c, d in zip(cols, dims)])
     out[np.ix_(rows, cols)] = _fits(sizes, _nan(_rows(areas, rows), len(rows)), dims,
-                                    _nan(_rows(tops, rows), len(rows)), fps, cut)
+                                    _nan(_rows(tops, rows), len(rows)), fps, cut, allowed)
     return out

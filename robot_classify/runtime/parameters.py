@@ -53,7 +53,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "size_check": ParameterSpec(True, "name a default class only for a segment of that product's measured size "
                                 "(runtime/object_sizes.py); taught classes are never ruled out", dynamic=True),
     "pose_check": ParameterSpec(True, "with size_check: also require a pose the product can rest in on the support "
-                                "(its height above the table and its footprint, runtime/object_sizes.py)",
+                                "(its height above the table and its footprint, runtime/object_sizes.py), and one the model's "
+                                "training views showed it in where the model file lists them (the default's)",
                                 dynamic=True),
     "max_objects": ParameterSpec(_SEG.max_objects, "objects per frame (largest first)", (1, 1000)),
     "workers": ParameterSpec(1, "frames processed at once (segmentation and classification run in parallel); 2+ raise "

@@ -193,6 +193,7 @@ class _ViewSource:
     region: np.ndarray
     mask: np.ndarray  # region-sized uint8
     box: tuple[int, int, int, int]  # the object's box in the region
+    top: float | None = None  # how high it stood above the support (the pose it was taught in)
 
 
 @dataclass
@@ -295,14 +296,15 @@ class Teacher:
             self._session = None
         # Extra crops and features outside any lock (frames keep flowing); the index changes under the write lock.
         if self._on_done is None:
-            return [self._apply(req, *self._examples(s.sources), s.views)]
+            return [self._apply(req, *self._examples(s.sources), s.views, heights=[v.top for v in s.sources])]
         threading.Thread(target=self._apply_in_background, args=(req, s.sources),
                          name="robot_classify_teach", daemon=True).start()
         return []
 
     def _apply_in_background(self, req: TeachRequest, sources: list[_ViewSource]) -> None:
         try:
-            status = self._apply(req, *self._examples(sources, yield_cpu=True), len(sources), yield_cpu=True)
+            status = self._apply(req, *self._examples(sources, yield_cpu=True), len(sources), yield_cpu=True,
+                                 heights=[v.top for v in sources])
         except Exception as e:  # noqa: BLE001 -- reported as a status, never a dead thread
             status = self._failed(req.label, f"could not add the views: {type(e).__name__}: {e}", len(sources),
                                   req.views)
@@ -329,7 +331,7 @@ class Teacher:
         region = color[y0:min(H, y + h + m), x0:min(W, x + w + m)].copy()
         mask = np.zeros(region.shape[:2], np.uint8)
         mask[y - y0:y - y0 + h, x - x0:x - x0 + w] = obj.mask
-        return _ViewSource(obj.patch.copy(), region, mask, (x - x0, y - y0, w, h))
+        return _ViewSource(obj.patch.copy(), region, mask, (x - x0, y - y0, w, h), obj.top)
 
     def _extra_crops(self, view: _ViewSource, seed: int) -> list[np.ndarray]:
         """More examples from one view, as the scenes the object is met in later will differ from it:
@@ -395,15 +397,16 @@ class Teacher:
         return f"{s.skipped} frame(s) without the object skipped" if s.skipped else ""
 
     def _apply(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
-               yield_cpu: bool = False) -> TeachStatus:
+               yield_cpu: bool = False, heights: list[float | None] | None = None) -> TeachStatus:
         """Features, then the novelty scale under the read lock (frames go on), then the append
         under the write lock, one request at a time. With `mirror`, each crop's mirror image is an example too: a
-        turned object shows its other side, and ten views are few (bench/teach_bench.py)."""
+        turned object shows its other side, and ten views are few (bench/teach_bench.py). `heights`:
+        each view's height above the support, the poses it was taught in (`ClassifierModel.resting`)."""
         with self._apply_lock:  # two finished requests (a slow cnn apply) never grow the index at once
-            return self._apply_locked(req, patches, groups, views, yield_cpu)
+            return self._apply_locked(req, patches, groups, views, yield_cpu, heights)
 
     def _apply_locked(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
-                      yield_cpu: bool) -> TeachStatus:
+                      yield_cpu: bool, heights: list[float | None] | None) -> TeachStatus:
         model, p = self.model, self.processor
         if self.mirror:
             patches, groups = with_mirror_images(patches, groups)
@@ -413,7 +416,7 @@ class Teacher:
                 scale = model.novelty_scale(X, req.label, groups)
                 model.reserve(len(X))  # the index's copy, if it must grow, while frames go on
             with p.model_lock.writing():
-                n = model.add_features(X, req.label, scale)
+                n = model.add_features(X, req.label, scale, heights)
                 p.model_sha256 = _chain(p.model_sha256, b"teach", req.label.encode(), np.ascontiguousarray(X).tobytes())
                 _record(model, {"teach": req.label, "views": views, "examples": int(len(patches))})
         except (ValueError, RuntimeError) as e:

@@ -12,6 +12,7 @@ colours from a strip below the design (`atlas`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -51,24 +52,40 @@ def _obj(vertices: list, uvs: list, normals: list, faces: list) -> str:
 def cylinder_obj(radius: float, height: float, segments: int = 32) -> str:
     """A closed cylinder centred on its origin, axis z: the design around its side (top of the
     design at the top), the lid colour on both ends."""
+    return oval_obj(radius, radius, ((1.0, -height / 2), (1.0, height / 2)), segments)
+
+
+def oval_obj(half_x: float, half_y: float, profile: Sequence[tuple[float, float]], segments: int = 32) -> str:
+    """A closed body of oval section about z, its half-widths scaled along the height by
+    `profile` ((scale, z) from the bottom up): a can (one scale), or a squeeze bottle that narrows
+    to its shoulders (the mustard bottle, which real cameras see as no box). The design goes
+    around the side (top of the design at the top), the lid colour on both ends."""
     v, t, n, f = [], [], [], []
-    h = height / 2
+    rings = len(profile)
+    z0, z1 = profile[0][1], profile[-1][1]
+    slopes = [(profile[min(k + 1, rings - 1)][0] - profile[max(k - 1, 0)][0])
+              / (profile[min(k + 1, rings - 1)][1] - profile[max(k - 1, 0)][1]) for k in range(rings)]
     for i in range(segments + 1):  # the seam's column twice: u 0 and u 1
         a = 2 * math.pi * i / segments
         x, y = math.cos(a), math.sin(a)
-        v += [(radius * x, radius * y, -h), (radius * x, radius * y, h)]
-        t += [(i / segments, _V0), (i / segments, 1.0)]
-        n.append((x, y, 0.0))
+        for (s, z), ds in zip(profile, slopes):
+            v.append((half_x * s * x, half_y * s * y, z))
+            t.append((i / segments, _V0 + (1.0 - _V0) * (z - z0) / (z1 - z0)))
+            # outward normal of (hx s(z) cos a, hy s(z) sin a, z): (hy cos a, hx sin a, -hx hy s'(z))
+            nx, ny, nz = half_y * x, half_x * y, -half_x * half_y * ds
+            norm = math.sqrt(nx * nx + ny * ny + nz * nz)
+            n.append((nx / norm, ny / norm, nz / norm))
     for i in range(segments):
-        b0, t0, b1, t1 = 2 * i, 2 * i + 1, 2 * i + 2, 2 * i + 3
-        f += [((b0, b0, i), (b1, b1, i + 1), (t1, t1, i + 1)), ((b0, b0, i), (t1, t1, i + 1), (t0, t0, i))]
+        for k in range(rings - 1):
+            b0, t0, b1, t1 = rings * i + k, rings * i + k + 1, rings * (i + 1) + k, rings * (i + 1) + k + 1
+            f += [((b0, b0, b0), (b1, b1, b1), (t1, t1, t1)), ((b0, b0, b0), (t1, t1, t1), (t0, t0, t0))]
     lid_uv, up, down = len(t), len(n), len(n) + 1
     t.append(_V_LID)
     n += [(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)]
     centre_top, centre_bottom = len(v), len(v) + 1
-    v += [(0.0, 0.0, h), (0.0, 0.0, -h)]
+    v += [(0.0, 0.0, z1), (0.0, 0.0, z0)]
     for i in range(segments):
-        b0, t0, b1, t1 = 2 * i, 2 * i + 1, 2 * i + 2, 2 * i + 3
+        b0, t0, b1, t1 = rings * i, rings * i + rings - 1, rings * (i + 1), rings * (i + 1) + rings - 1
         f.append(((centre_top, lid_uv, up), (t0, lid_uv, up), (t1, lid_uv, up)))
         f.append(((centre_bottom, lid_uv, down), (b1, lid_uv, down), (b0, lid_uv, down)))
     return _obj(v, t, n, f)

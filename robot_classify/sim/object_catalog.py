@@ -5,6 +5,7 @@ bands and printed words, the cues that tell real packaging apart.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -17,11 +18,13 @@ from .meshes import atlas, wraps
 
 @dataclass(frozen=True)
 class Part:
-    shape: str  # "box" | "cylinder" | "mesh"
-    size: tuple[float, ...]  # box: (x, y, z) full extents; cylinder: (radius, height); mesh: (scale,)
+    shape: str  # "box" | "cylinder" | "bottle" | "mesh"
+    size: tuple[float, ...]  # box, bottle: (x, y, z) full extents; cylinder: (radius, height); mesh: (scale,)
     offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # from the object's base centre
     texture: str | None = None  # key into the texture designs
     rgba: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    # bottle: its oval section's scale at fractions of its height, from the bottom up
+    profile: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class ObjectSpec:
     footprint: float = field(default=0.05)  # radius of the base, for placement without overlap
 
 
+_MUSTARD_PROFILE = ((0.88, 0.0), (0.98, 0.04), (1.0, 0.1), (1.0, 0.58), (0.93, 0.68), (0.72, 0.82), (0.48, 0.93),
+                    (0.34, 1.0))
+
 CATALOG: dict[str, ObjectSpec] = {
     "master_chef_can": ObjectSpec("master_chef_can", (Part("cylinder", (0.051, 0.14), texture="master_chef_can"),),
                                   footprint=0.052),
@@ -42,9 +48,11 @@ CATALOG: dict[str, ObjectSpec] = {
                             can_lie_down=True, footprint=0.06),
     "tomato_soup_can": ObjectSpec("tomato_soup_can", (Part("cylinder", (0.033, 0.10), texture="tomato_soup_can"),),
                                   footprint=0.035),
+    # French's squeeze bottle: oval, rounded at the foot, narrowing from two thirds of its height
+    # to a neck under a centred cap (generator 5; 4 drew a box with the cap to one side)
     "mustard_bottle": ObjectSpec("mustard_bottle", (
-        Part("box", (0.095, 0.058, 0.16), texture="mustard_bottle"),
-        Part("cylinder", (0.016, 0.035), offset=(0.02, 0.0, 0.16), rgba=(0.9, 0.75, 0.05, 1.0)),
+        Part("bottle", (0.095, 0.058, 0.16), texture="mustard_bottle", profile=_MUSTARD_PROFILE),
+        Part("cylinder", (0.016, 0.035), offset=(0.0, 0.0, 0.16), rgba=(0.9, 0.75, 0.05, 1.0)),
     ), footprint=0.06),
     "tuna_fish_can": ObjectSpec("tuna_fish_can", (Part("cylinder", (0.043, 0.033), texture="tuna_fish_can"),),
                                 footprint=0.045),
@@ -56,6 +64,33 @@ CATALOG: dict[str, ObjectSpec] = {
     "large_marker": ObjectSpec("large_marker", (Part("cylinder", (0.009, 0.12), texture="large_marker"),),
                                lies_down=True, footprint=0.065),
 }
+
+
+MUG_HEIGHT = 0.1  # pybullet_data's mug.obj at scale 1
+
+
+def upright_height(part: Part) -> float:
+    """The part's height standing on its base (metres)."""
+    return part.size[1] if part.shape == "cylinder" else part.size[2] if part.shape in ("box", "bottle") \
+        else MUG_HEIGHT * part.size[0]
+
+
+def lying_height(part: Part) -> float:
+    """Its height lying on its side: a cylinder's diameter, a box's middle side (rolled about x)."""
+    return 2 * part.size[0] if part.shape == "cylinder" else part.size[1] if part.shape in ("box", "bottle") \
+        else upright_height(part)
+
+
+def resting_heights(catalog: dict[str, ObjectSpec] | None = None) -> dict[str, tuple[float, ...]]:
+    """Per class, the heights at which the renders rest it (`ClassifierModel.resting`): a model
+    trained on them has seen a can only standing and a marker only lying, and the node names
+    them in those poses only."""
+    out = {}
+    for name, spec in (CATALOG if catalog is None else catalog).items():
+        main = spec.parts[0]
+        up, down = upright_height(main), lying_height(main)
+        out[name] = (down,) if spec.lies_down else (up, down) if spec.can_lie_down else (up,)
+    return out
 
 
 class Design(NamedTuple):
@@ -73,7 +108,9 @@ _DESIGNS = {
     "master_chef_can": Design((140, 70, 20), (40, 160, 210), "MASTER CHEF", (255, 255, 255), (0.35, 0.65)),
     "cracker_box": Design((30, 30, 200), (40, 110, 210), "CHEEZ-IT", (20, 225, 255), (0.55, 0.85),
                           text_row=0.25, bold=True),
-    "sugar_box": Design((235, 240, 245), (170, 90, 20), "DOMINO", (160, 60, 10), (0.15, 0.3)),
+    # Domino: the name in navy on the white top of the face, a pale lemon below (generator 5; 4 drew
+    # it white all over, with a blue band, as no Domino box is)
+    "sugar_box": Design((127, 240, 229), (240, 245, 245), "Domino", (130, 50, 20), (0.0, 0.45)),
     "tomato_soup_can": Design((245, 245, 245), (30, 30, 190), "Campbell's", (250, 250, 250), (0.0, 0.5),
                               text_row=0.25),  # the white script on the red half (generator 3; 2 drew it on the white)
     "mustard_bottle": Design((20, 210, 240), (170, 100, 30), "FRENCH'S", (40, 40, 210), (0.4, 0.65)),
@@ -157,7 +194,8 @@ def table_texture(rng: np.random.Generator, size: int = 256) -> np.ndarray:
 # PoseCNN frame), the marker's cap and the coffee can's lid black.
 _LIDS = {"master_chef_can": (250, 228, 180), "large_marker": (30, 30, 30), "coffee_can": (25, 25, 25),
          "chips_tube": (40, 40, 160), "glue_stick": (20, 200, 250)}
-_TOPS = {"potted_meat_can": (130, 185, 200)}  # box tops other than the background: SPAM's gold lid
+# box tops other than the background: SPAM's gold lid, the Domino box's white
+_TOPS = {"potted_meat_can": (130, 185, 200), "sugar_box": (240, 245, 245)}
 METAL = (185, 185, 190)
 
 
@@ -172,7 +210,8 @@ def write_textures(folder: Path) -> dict[str, Path]:
     out = {}
     for name, design in DESIGNS.items():
         part = textured_part(name)
-        repeats = wraps(*part.size) if part.shape == "cylinder" else 1
+        repeats = wraps(*part.size) if part.shape == "cylinder" else \
+            wraps(math.hypot(*part.size[:2]) / 2 ** 1.5, part.size[2]) if part.shape == "bottle" else 1
         out[name] = folder / f"{name}.png"
         cv2.imwrite(str(out[name]), atlas(draw_texture(name), _LIDS.get(name, METAL),
                                           _TOPS.get(name, design.background), repeats))

@@ -22,8 +22,8 @@ import numpy as np
 import pybullet_data
 
 from ..runtime.camera import Intrinsics, surface_centroid
-from .meshes import bowl_obj, box_obj, cylinder_obj
-from .object_catalog import CATALOG, ObjectSpec, table_texture, write_textures
+from .meshes import bowl_obj, box_obj, cylinder_obj, oval_obj
+from .object_catalog import CATALOG, ObjectSpec, lying_height, table_texture, upright_height, write_textures
 
 
 
@@ -51,10 +51,11 @@ def _import_quietly(name: str):
 pb = _import_quietly("pybullet")
 WIDTH, HEIGHT = 640, 480
 NEAR, FAR = 0.05, 4.0
-GENERATOR_VERSION = 4  # bump when scenes change: it keys the cached default model
+GENERATOR_VERSION = 5  # bump when scenes change: it keys the cached default model
 # 2: packaging textures mapped as printed (`meshes`), designs nearer the real products, household distractors
 # 3: the Campbell's script on the soup can's red half (2 drew it white on the white half); scenes unchanged
 # 4: Master Chef's plastic lid translucent white, as the real can's (3 drew it navy); scenes unchanged
+# 5: the mustard bottle a squeeze bottle narrowing to a centred cap (4: a box, the cap to one side)
 HOUSEHOLD_SHARE = 0.4  # of the distractors: a mug or a bowl rather than one of pybullet's random shapes
 HOUSEHOLD = ("mug", "bowl")
 # RGB 0-1: white, off-white, navy, black, teal, green, sky blue, yellow, grey, orange; no red (the YCB mug's)
@@ -115,13 +116,19 @@ class SceneRenderer:
         return self._meshes[key]
 
     def _part_mesh(self, part) -> str:
-        """The OBJ file of a textured box or cylinder of this size."""
-        return self._mesh_file((part.shape, *part.size), lambda: cylinder_obj(*part.size) if part.shape == "cylinder"
-                               else box_obj(part.size))
+        """The OBJ file of a textured box, cylinder or bottle of this size."""
+        def make() -> str:
+            if part.shape == "cylinder":
+                return cylinder_obj(*part.size)
+            if part.shape == "bottle":
+                sx, sy, sz = part.size
+                return oval_obj(sx / 2, sy / 2, [(s, (z - 0.5) * sz) for s, z in part.profile])
+            return box_obj(part.size)
+        return self._mesh_file((part.shape, *part.size, *part.profile), make)
 
     def _visual(self, part, rgba) -> int:
         c = self.client
-        if part.texture is not None and part.shape in ("box", "cylinder"):  # meshes that show the design right
+        if part.texture is not None and part.shape in ("box", "cylinder", "bottle"):  # meshes that show the design right
             return pb.createVisualShape(pb.GEOM_MESH, fileName=self._part_mesh(part), rgbaColor=rgba,
                                         physicsClientId=c)
         if part.shape == "box":
@@ -140,9 +147,8 @@ class SceneRenderer:
         bodies = []
         main = spec.parts[0]
         # Upright height H and the height of the volume centre above the table, upright or lying.
-        H = main.size[1] if main.shape == "cylinder" else main.size[2] if main.shape == "box" else 0.1
-        lying_extent = 2 * main.size[0] if main.shape == "cylinder" else main.size[1] if main.shape == "box" else H
-        extent_z = lying_extent if lie else H
+        H = upright_height(main)
+        extent_z = lying_height(main) if lie else H
         orn = _quat_from_yaw_and_tilt(yaw, lie)
         rot = np.array(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
         centre_local = np.array([0.0, 0.0, H / 2])
