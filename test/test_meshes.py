@@ -106,6 +106,13 @@ def test_a_design_shows_right_way_up_on_the_side(tmp_path, obj, height):
         assert np.abs(across - want).max() < 60, (y, across.min(0), across.max(0))
 
 
+def test_an_oval_profile_needs_two_points_rising():
+    with pytest.raises(ValueError, match="at least two"):
+        oval_obj(0.05, 0.03, [(1.0, 0.0)])
+    with pytest.raises(ValueError, match="z rising"):
+        oval_obj(0.05, 0.03, [(1.0, 0.0), (0.5, 0.0)])
+
+
 def test_the_mustard_bottle_narrows_to_its_cap(tmp_path):
     """A real French's bottle is no box: seen side on, its shoulders are narrower than its body."""
     _, inside = render_side(tmp_path, BOTTLE, 0.16)

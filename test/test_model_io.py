@@ -237,7 +237,11 @@ def test_taught_views_add_their_poses_and_unmeasured_ones_lift_the_restriction(p
     assert set(model.resting) == {"class_2"}
     model.add_features(X, "class_1", heights=[0.1])  # named in any pose already: stays so
     model.forget("class_2")
-    model.add_features(X, "class_2", heights=[0.2, None])  # re-taught, one view unmeasured
+    assert model.resting == {}
+    model.add_features(X, "class_2", heights=[0.21, 0.2])  # re-taught: it starts from its new views' poses
+    assert model.resting == {"class_2": (0.21,)}
+    model.forget("class_2")
+    model.add_features(X, "class_2", heights=[0.2, None])  # one view unmeasured: any pose
     assert model.resting == {}
     model.add_features(X, "new_thing", heights=[0.07, 0.071])  # a new class starts from its views' poses
     assert model.resting == {"new_thing": (0.07,)}

@@ -246,6 +246,7 @@ def test_a_product_is_named_only_resting_as_its_training_views_showed_it():
     assert not size_mask(names, **mug, resting=resting)[0, 0]
     assert size_mask(names, **can, resting=resting)[0, 0]  # standing, as trained
     assert size_mask(names, **{**mug, "tops": [None]}, resting=resting)[0, 0]  # no support: no pose to judge
+    assert not size_mask(names, **mug, resting={"master_chef_can": [0.14]})[0, 0]  # lists as JSON gives them
     # the heights name the nearest pose: 14 cm is the can's 13.9 standing; a marker's two lying poses are one
     assert resting_poses(PRODUCT_SIZES["master_chef_can"], (0.14,)).tolist() == [False, False, True]
     assert resting_poses(PRODUCT_SIZES["large_marker"], (0.018,)).tolist() == [True, True, False]

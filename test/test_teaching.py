@@ -230,6 +230,22 @@ def test_background_apply_reports_done_through_the_callback():
     assert run(p, [(310, 210, GREEN)]).labels.objects[0].label == "green_box"
 
 
+def test_taught_views_carry_the_pose_they_were_seen_in_to_the_model():
+    """A model that keeps to its training poses (`resting`) learns each taught view's height above
+    the support, on the direct path and the node's background one: the boxes stand 6 cm high."""
+    p = processor_for(two_class_model())
+    p.model.resting = {"red_box": (0.2,)}
+    t = Teacher(p, mirror=False)
+    t.request('{"label": "red_box", "views": 1}')
+    assert t.offer(run(p, [(300, 200, RED)]))[0].state == "done"
+    assert p.model.resting["red_box"][0] == 0.2 and p.model.resting["red_box"][1] == pytest.approx(0.06, abs=0.006)
+    arrived = threading.Event()
+    t = Teacher(p, mirror=False, on_done=lambda s: arrived.set())
+    t.request('{"label": "green_box", "views": 1}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    assert arrived.wait(10) and p.model.resting["green_box"] == (pytest.approx(0.06, abs=0.006),)
+
+
 def test_forget_refuses_to_drop_below_k_and_linear_models_refuse_teaching():
     model = two_class_model()
     model.classifier.n_neighbors_ = 4  # the neighbour count in force

@@ -113,11 +113,17 @@ class ClassifierModel:
         the poses its training views showed (`resting`) may then also be named resting so; without
         them (or one unmeasured) the restriction is lifted, as the views may show any pose."""
         clf = self._taught_classifier()
-        self._taught_resting(label, heights)
-        if label not in self.class_names:
+        new = label not in self.class_names
+        if new:
             self.class_names.append(label)
         c = self.class_names.index(label)
-        clf.add_samples(X, np.full(len(X), c, np.int64), scale)
+        try:
+            clf.add_samples(X, np.full(len(X), c, np.int64), scale)
+        except Exception:
+            if new:
+                self.class_names.pop()
+            raise
+        self._taught_resting(label, heights, new)
         if clf.class_weight is None or clf.n_neighbors_ < TAUGHT_K:
             clf.class_weight = "balanced"
             clf.k = clf.n_neighbors_ = max(clf.n_neighbors_, min(TAUGHT_K, clf.index_.ntotal))
@@ -180,20 +186,20 @@ class ClassifierModel:
         if self.resting and label in self.resting:  # ({}: the model still records the poses of new classes)
             self.resting = {k: v for k, v in self.resting.items() if k != label}
 
-    def _taught_resting(self, label: str, heights: Sequence[float | None] | None) -> None:
+    def _taught_resting(self, label: str, heights: Sequence[float | None] | None, new: bool) -> None:
         """A model that keeps to its training poses (`resting` not None) learns the taught views'
         poses too: a listed class gains their heights, a new class starts from them; a height within
         10% of one listed is that pose again (the nearest pose decides,
         `runtime.object_sizes.resting_poses`). An unmeasured view, or more than
         MAX_RESTING_HEIGHTS: any pose. A class already named in any pose stays so."""
-        if self.resting is None or (label not in self.resting and label in self.class_names):
+        if self.resting is None or (label not in self.resting and not new):
             return
         known = list(self.resting.get(label, ()))
         for h in heights or [None]:
             if h is None or not np.isfinite(h) or not 0 < h <= 10:
                 return self._any_pose(label)
             if all(abs(h - k) > 0.1 * k for k in known):
-                known.append(round(float(h), 3))
+                known.append(float(h))
         if not known or len(known) > MAX_RESTING_HEIGHTS:
             return self._any_pose(label)
         self.resting = {**self.resting, label: tuple(known)}

@@ -394,8 +394,9 @@ def _check_resting(resting: Any, class_names: list[str], path: Path) -> None:
     """null, or {class name: [height in metres, ...]}: classes of the model, 1-3 heights each in (0, 10]
     ({}: no class restricted, but the model records the poses of the classes it is taught)."""
     _require(isinstance(resting, dict), path, f"resting must be null or a JSON object, got {_json_type(resting)}")
+    names = set(class_names)
     for name, heights in resting.items():
-        _require(name in class_names, path, f"resting names {_show(name)}, which is not a class of the model")
+        _require(name in names, path, f"resting names {_show(name)}, which is not a class of the model")
         _require(isinstance(heights, list) and 1 <= len(heights) <= MAX_RESTING_HEIGHTS
                  and all(isinstance(h, (int, float)) and not isinstance(h, bool) and 0 < h <= 10 for h in heights),
                  path, f"resting[{_show(name)}] must be a list of 1-{MAX_RESTING_HEIGHTS} heights in (0, 10] metres, "

@@ -128,7 +128,7 @@ class FrameProcessor:
         with self._lock:  # a consistent set of thresholds; classification itself runs unlocked (workers: 2+)
             min_score, top_k, k = self.min_score, self.top_k, self.k
         stages = {"segmentation": ex.ms, "features": 0.0, "classifier": 0.0}
-        labels, proba, known, names, sha = self._classify(ex, k, stages)
+        labels, proba, known, names, sha, resting = self._classify(ex, k, stages)
         if min_score < 0:  # the model's own default, chosen on its validation data
             min_score = self.model.default_min_score
         fits = None
@@ -138,7 +138,7 @@ class FrameProcessor:
                              [o.top for o in ex.objects] if pose else None,
                              [o.footprint for o in ex.objects] if pose else None,
                              [o.truncated for o in ex.objects] if pose else None,
-                             self.model.resting if pose else None)
+                             resting if pose else None)
         objects = []
         for n, (obj, lab, p, familiar) in enumerate(zip(ex.objects, labels, proba, known)):
             if fits is not None and not fits[n, lab]:
@@ -165,15 +165,16 @@ class FrameProcessor:
         return FrameResult(frame, ex, ms, color, {**stages, "total": ms})
 
     def _classify(self, ex: Extraction, k: int | None, stages: dict[str, float]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str]:
-        """Labels, scores, open-set verdicts, class names and model identity, read under the model's read lock:
-        teaching changes the examples between frames, never while a worker classifies one."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str, dict | None]:
+        """Labels, scores, open-set verdicts, class names, model identity and the poses its classes
+        may be named in, read under the model's read lock: teaching changes the examples between
+        frames, never while a worker classifies one."""
         with self.model_lock.reading():
-            names, sha = list(self.model.class_names), self.model_sha256
+            names, sha, resting = list(self.model.class_names), self.model_sha256, self.model.resting
             t1 = time.perf_counter()
             pred = self.model.classify(ex.patches, k=k, stage_ms=stages)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
-            return pred.labels, pred.proba, pred.known, names, sha
+            return pred.labels, pred.proba, pred.known, names, sha, resting
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node

@@ -171,7 +171,7 @@ def size_mask(class_names: list[str], extents: list[np.ndarray | None],
     dims = np.array([PRODUCT_SIZES[class_names[c]] for c in cols], np.float64)
     cut = None if truncated is None else np.array(_rows(truncated, rows), bool)
     allowed = None if not resting else _allowed(tuple(class_names[c] for c in cols),
-                                                tuple(sorted(resting.items())))
+                                                tuple(sorted((k, tuple(map(float, v))) for k, v in resting.items())))
     out[np.ix_(rows, cols)] = _fits(sizes, _nan(_rows(areas, rows), len(rows)), dims,
                                     _nan(_rows(tops, rows), len(rows)), fps, cut, allowed)
     return out

@@ -165,7 +165,8 @@ def build_default_model(out: str | Path, seed: int = DEFAULT_SEED, scenes: int =
         opts = TrainOptions(classifier="knn", k="auto", metrics=["l2"], features=[FEATURES], tune="cv",
                             device=device, seed=seed, quiet=quiet, name=default_key(seed, camera_effects))
         model = train_model(train, opts)
-        model.resting = resting_heights()  # before the scores are fitted: they fit the node's answers
+        # before the scores are fitted: they fit the node's answers
+        model.resting = {k: v for k, v in resting_heights().items() if k in model.class_names}
         log.info("fitting the scores on the node's answers in %d more scenes ...", CALIBRATION_SCENES)
         counts = calibrate_on_answers(model, seed, CALIBRATION_SCENES, workers, quiet)
         model.meta["training"] = {**model.meta.get("training", {}), "calibrated_on": {

@@ -60,8 +60,10 @@ def oval_obj(half_x: float, half_y: float, profile: Sequence[tuple[float, float]
     `profile` ((scale, z) from the bottom up): a can (one scale), or a squeeze bottle that narrows
     to its shoulders (the mustard bottle, which real cameras see as no box). The design goes
     around the side (top of the design at the top), the lid colour on both ends."""
-    v, t, n, f = [], [], [], []
     rings = len(profile)
+    if rings < 2 or any(b[1] <= a[1] for a, b in zip(profile, profile[1:])):
+        raise ValueError(f"a profile needs at least two (scale, z) points with z rising, got {list(profile)}")
+    v, t, n, f = [], [], [], []
     z0, z1 = profile[0][1], profile[-1][1]
     slopes = [(profile[min(k + 1, rings - 1)][0] - profile[max(k - 1, 0)][0])
               / (profile[min(k + 1, rings - 1)][1] - profile[max(k - 1, 0)][1]) for k in range(rings)]

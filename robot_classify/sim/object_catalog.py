@@ -48,7 +48,7 @@ CATALOG: dict[str, ObjectSpec] = {
                             can_lie_down=True, footprint=0.06),
     "tomato_soup_can": ObjectSpec("tomato_soup_can", (Part("cylinder", (0.033, 0.10), texture="tomato_soup_can"),),
                                   footprint=0.035),
-    # French's squeeze bottle: oval, rounded at the foot, narrowing from two thirds of its height
+    # French's squeeze bottle: oval, rounded at the foot, narrowing from about 60% of its height
     # to a neck under a centred cap (generator 5; 4 drew a box with the cap to one side)
     "mustard_bottle": ObjectSpec("mustard_bottle", (
         Part("bottle", (0.095, 0.058, 0.16), texture="mustard_bottle", profile=_MUSTARD_PROFILE),
