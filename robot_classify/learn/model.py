@@ -45,6 +45,12 @@ def negative_indices(class_names: list[str]) -> np.ndarray:
 
 MAX_RESTING_HEIGHTS = 3  # a product rests on one of its three sizes
 
+
+def is_resting_height(h: Any) -> bool:
+    """A height `resting` may list: a number (no bool, NaN or infinity) in (0, 10] metres."""
+    return isinstance(h, (int, float, np.floating)) and not isinstance(h, bool) and bool(0 < h <= 10)
+
+
 @dataclass
 class Prediction:
     """Per patch: label index, calibrated scores over all classes, and the open-set verdict."""
@@ -196,7 +202,7 @@ class ClassifierModel:
             return
         known = list(self.resting.get(label, ()))
         for h in heights or [None]:
-            if h is None or not np.isfinite(h) or not 0 < h <= 10:
+            if not is_resting_height(h):
                 return self._any_pose(label)
             if all(abs(h - k) > 0.1 * k for k in known):
                 known.append(float(h))

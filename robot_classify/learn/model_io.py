@@ -52,7 +52,7 @@ from .device import resolve_device
 from .features import FeaturePipeline
 from .knn import KNNClassifier
 from .linear import LinearClassifier
-from .model import MAX_RESTING_HEIGHTS, NEGATIVE_LABELS, PATCH_SIZE, ClassifierModel, is_negative
+from .model import MAX_RESTING_HEIGHTS, NEGATIVE_LABELS, PATCH_SIZE, ClassifierModel, is_negative, is_resting_height
 from .protocol import PatchClassifier, check_tensor
 
 # The classifier kinds a model file may name (learn.protocol.PatchClassifier): the only place that lists them.
@@ -398,7 +398,7 @@ def _check_resting(resting: Any, class_names: list[str], path: Path) -> None:
     for name, heights in resting.items():
         _require(name in names, path, f"resting names {_show(name)}, which is not a class of the model")
         _require(isinstance(heights, list) and 1 <= len(heights) <= MAX_RESTING_HEIGHTS
-                 and all(isinstance(h, (int, float)) and not isinstance(h, bool) and 0 < h <= 10 for h in heights),
+                 and all(is_resting_height(h) for h in heights),
                  path, f"resting[{_show(name)}] must be a list of 1-{MAX_RESTING_HEIGHTS} heights in (0, 10] metres, "
                  f"got {_show(heights)}")
 
