@@ -82,14 +82,22 @@ def lying_height(part: Part) -> float:
 
 
 def resting_heights(catalog: dict[str, ObjectSpec] | None = None) -> dict[str, tuple[float, ...]]:
-    """Per class, the heights at which the renders rest it (`ClassifierModel.resting`): a model
-    trained on them has seen a can only standing and a marker only lying, and the node names
-    them in those poses only."""
+    """Per class, the heights at which a model trained on the renders names it
+    (`ClassifierModel.resting`): as the renders rest it (a can only standing, the marker only
+    lying), except that a box the renders lay down may rest on any of its three faces. The renders
+    show a box standing or on its broad face; a real one also lies on its narrow side, and the
+    classifier, which knows its broad face, still names it from there (recipe 8: three Cheez-It
+    boxes on their side in unseen real frames had been called `unknown`)."""
     out = {}
     for name, spec in (CATALOG if catalog is None else catalog).items():
         main = spec.parts[0]
         up, down = upright_height(main), lying_height(main)
-        out[name] = (down,) if spec.lies_down else (up, down) if spec.can_lie_down else (up,)
+        if spec.lies_down:
+            out[name] = (down,)
+        elif spec.can_lie_down and main.shape == "box":
+            out[name] = (up, down, main.size[0])
+        else:
+            out[name] = (up, down) if spec.can_lie_down else (up,)
     return out
 
 
