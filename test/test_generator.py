@@ -22,7 +22,8 @@ def test_catalog_holds_every_props_class_once_in_label_order():
 
 
 def test_cans_are_named_standing_boxes_on_any_face_and_the_marker_lying():
-    """What a model trained on the renders has seen (`ClassifierModel.resting`), in metres."""
+    """The poses the default names each class in (`ClassifierModel.resting`), in metres: those the
+    renders show, and a box on any face (the renders never lay it on its narrow side)."""
     h = resting_heights()
     assert h["master_chef_can"] == (0.14,) and h["tuna_fish_can"] == (0.033,)
     assert h["cracker_box"] == (0.21, 0.06, 0.16) and h["large_marker"] == (0.018,)  # a box on any face

@@ -70,7 +70,8 @@ class ClassifierModel:
     # The heights (metres) at which the training views showed each listed class resting: the node
     # names it only in a resting pose of such a height (runtime.object_sizes). The default's
     # renders stand every can upright, so it has never seen one lying; a standing mug is as high as
-    # a Master Chef can on its side. None, or a class not listed: any pose.
+    # a Master Chef can on its side. The default also lists a box's narrow side, which its renders
+    # never show (sim.object_catalog.resting_heights). None, or a class not listed: any pose.
     resting: dict[str, tuple[float, ...]] | None = None
 
     @property
