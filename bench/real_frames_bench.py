@@ -14,6 +14,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            product's poses (height above the support, footprint: `pose_check`)
   pose_0.6 after, as 0.6: the pose check without its lower bound on the footprint's long side
            (`object_sizes.MAJOR_LOWER`, a constant no parameter reaches: swapped for the run)
+  scale_2  after, segmented on every second pixel whatever the frame's size (the default
+           before 0.9.2, whose `segmentation.scale: 0` picks every fourth for 1280x720)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -53,6 +55,7 @@ SETTINGS = {
     "sizes": {"pose_check": False},
     "after": {},
     "split": {"segmentation.split_large": True},
+    "scale_2": {"segmentation.scale": 2},
     "pose_0.6": {},
 }
 CONSTANTS = {"pose_0.6": {"MAJOR_LOWER": 0.0}}  # runtime.object_sizes constants swapped per setting

@@ -800,8 +800,9 @@ def _segmentation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--padding", type=_float(0, 2), help="segmentation.padding (default 0.15)")
     p.add_argument("--no-mask-background", dest="mask_background", action="store_false", default=None,
                    help="keep the background in crops (models trained here expect it greyed out)")
-    p.add_argument("--scale", type=int, choices=[1, 2, 4],
-                   help="segment at 1/scale resolution (default 2; 1 = full resolution, slower)")
+    p.add_argument("--scale", type=int, choices=[0, 1, 2, 4],
+                   help="segment at 1/scale resolution (default 0: auto, a grid about 320 samples wide: "
+                        "2 for 640x480, 4 for 1280x720; 1 = full resolution, slower)")
 
 
 def _bag_args(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@ import pytest
 
 from robot_classify.runtime.camera import Intrinsics
 from robot_classify.evaluation.matching import bbox_tuple, box_iou, match_boxes
-from robot_classify.runtime.patches import SegmentationParams, crop_patch, extract_objects
+from robot_classify.runtime.patches import SegmentationParams, crop_patch, extract_objects, grid_scale
 
 from scene_fixtures import rendered
 
@@ -248,6 +248,35 @@ def test_a_large_object_on_an_hd_camera_is_not_dropped_by_the_vga_area_limit():
     assert 330 * 400 > SegmentationParams().max_area
     ex = extract_objects(color, depth, K720)
     assert len(ex.objects) == 1 and box_iou(ex.objects[0].bbox, (500, 150, 330, 400)) > 0.9
+
+
+@pytest.mark.parametrize("width, scale", [(320, 1), (424, 1), (640, 2), (848, 2), (1280, 4), (1920, 4)])
+def test_auto_scale_keeps_the_grid_about_320_samples_wide(width, scale):
+    assert grid_scale(SegmentationParams(), width) == scale
+    assert grid_scale(SegmentationParams(scale=1), width) == 1  # a scale set by hand is kept
+
+
+def test_auto_scale_splits_touching_objects_whose_edge_an_hd_camera_smears():
+    """Real depth ramps over a few pixels where a near object meets a far one (and a depth image
+    aligned to a 1280x720 colour camera is upsampled from a smaller one). On the 2-pixel grid of
+    a 1280x720 frame no step of that ramp is a depth jump and the two boxes stay one segment; on
+    the 4-pixel grid auto chooses, each step spans the angle it spans on a VGA frame at scale 2."""
+    color, depth = synthetic_table([(500, 300, 120, 160, 0.90, (200, 0, 0)), (620, 300, 120, 160, 0.84, (200, 0, 0))],
+                                   h=720, w=1280)
+    ramp = 6  # pixels the edge between the two tops (6 cm apart) is smeared over
+    d = depth.astype(np.float32)
+    for i in range(ramp):
+        d[300:460, 617 + i] = 900 - 60 * (i + 1) / (ramp + 1)
+    depth = d.astype(np.uint16)
+    K720 = Intrinsics(900.0, 900.0, 640.0, 360.0)
+    assert len(extract_objects(color, depth, K720, SegmentationParams(scale=2, min_height=0.02)).objects) == 1
+    auto = extract_objects(color, depth, K720, SegmentationParams(min_height=0.02))
+    assert sorted(round(o.centroid[2], 2) for o in auto.objects) == [0.84, 0.9] and auto.scale == 4
+    # a VGA frame is segmented as before auto existed: every second pixel
+    vga = rendered(4)
+    a = extract_objects(vga.color, vga.depth, Intrinsics(**vga.meta["intrinsics"]))
+    b = extract_objects(vga.color, vga.depth, Intrinsics(**vga.meta["intrinsics"]), SegmentationParams(scale=2))
+    assert [o.bbox for o in a.objects] == [o.bbox for o in b.objects] and len(a.objects) >= 3 and a.scale == 2
 
 
 def test_millimetre_and_metre_depth_give_the_same_objects_to_the_bit():

@@ -219,6 +219,7 @@ class _ClassifyPipeline:
         self._popped = 0  # pairs taken by the workers
         self._last_published = 0  # the number of the pair published last
         self._late = 0  # results dropped because a pair taken later was published first
+        self._segmentation_scale: int | str = ""  # set per frame: what segmentation.scale 0 chose
         self._workers = [threading.Thread(target=self._work, name=f"robot_classify_worker_{i}", daemon=True)
                          for i in range(p["workers"])]
         for w in self._workers:
@@ -534,6 +535,7 @@ class _ClassifyPipeline:
             if self.markers_pub.get_subscription_count() > 0:  # built only for a viewer (~1 ms a frame)
                 self._publish_markers(result.labels, h)
         self._record(done, self._receipt.pop(key, None), result.ms, taken)
+        self._segmentation_scale = result.extraction.scale
         if self.teacher.collecting:
             for status in self.teacher.offer(result):
                 self._publish_teach_status(status)
@@ -609,6 +611,8 @@ class _ClassifyPipeline:
             "device": str(getattr(getattr(self.model.classifier, "index_", None), "device", "cpu")),
             "model": f"{self.processor.model_name} {self.processor.model_sha256[:12]}",
             "vision_msgs": "off" if self.vision is None else "on",
+            # the grid the latest frame was segmented on (segmentation.scale 0 chooses it by image width)
+            "segmentation_scale": str(self._segmentation_scale),
             # objects in /object_labels without valid depth, so not in ~/detections_3d
             "objects_without_depth": "n/a (vision_msgs off)" if self.vision is None else str(self.vision.no_depth),
         }

@@ -16,7 +16,7 @@ node both call it, so training crops and runtime crops are made the same way.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -28,6 +28,22 @@ from .support import highest_support, plane_basis, pose_geometry, stands_on, sup
 
 MODES = ("depth", "mask", "full")
 SUPPORTS = ("highest", "dominant")
+SCALES = (1, 2, 4)
+AUTO_GRID_WIDTH = 320  # samples across the image the segmenter's steps were tuned on (VGA at scale 2)
+
+
+def grid_scale(params: "SegmentationParams", width: int) -> int:
+    """The scale a frame `width` pixels wide is segmented at: `params.scale`, or for 0 the one of
+    SCALES whose grid is nearest AUTO_GRID_WIDTH samples wide (VGA: 2; 1280x720: 4).
+
+    Why a grid of fixed width: the depth-jump cut compares neighbouring samples, and a real
+    camera smears an object's edge over a few pixels. On a 1280x720 frame at scale 2 that edge is
+    spread over twice as many samples as on a VGA frame, no step between two of them is a jump,
+    and touching objects stay one segment. At scale 4 each sample spans the angle it spans on VGA
+    at scale 2 (doc/segmentation.md, "Frames larger than VGA")."""
+    if params.scale:
+        return params.scale
+    return min(SCALES, key=lambda s: abs(np.log(width / s / AUTO_GRID_WIDTH)))
 
 
 @dataclass
@@ -47,8 +63,9 @@ class SegmentationParams:
     max_area: int = 640 * 480 // 3
     max_objects: int = 20
     # Segment and measure on every scale-th pixel (2: 320x240 for VGA, ~2x faster; crops are
-    # still cut from the full-size image, creases still found on a 2-pixel grid).
-    scale: int = 2
+    # still cut from the full-size image, creases still found on a 2-pixel grid). 0: chosen per
+    # image (`grid_scale`): the grid about AUTO_GRID_WIDTH samples wide whatever the camera.
+    scale: int = 0
     padding: float = 0.15  # fraction of the box side added on each side of the square crop
     mask_background: bool = True  # grey out pixels outside the object mask (as the training crops)
     # The support and what stands on it (runtime.support): a real table is seldom the only plane in view.
@@ -73,8 +90,8 @@ class SegmentationParams:
             raise ValueError(f"need 0 <= grow_height <= min_height, got {self.grow_height}, {self.min_height}")
         if self.min_area < 1 or self.max_area < self.min_area:
             raise ValueError(f"need 1 <= min_area <= max_area, got {self.min_area}, {self.max_area}")
-        if self.scale not in (1, 2, 4):
-            raise ValueError(f"scale must be 1, 2 or 4, got {self.scale}")
+        if self.scale not in (0,) + SCALES:
+            raise ValueError(f"scale must be 0 (auto), 1, 2 or 4, got {self.scale}")
         if self.max_objects < 1:
             raise ValueError(f"max_objects must be >= 1, got {self.max_objects}")
         if not 0 <= self.padding <= 2:
@@ -125,6 +142,7 @@ class Extraction:
     # took away, for tests and debugging.
     rejected: dict[str, int] = field(default_factory=dict)
     ms: float = 0.0
+    scale: int = 1  # segmented on every scale-th pixel (`grid_scale`: what auto chose for this frame)
 
     @property
     def patches(self) -> np.ndarray:
@@ -606,6 +624,8 @@ def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, colo
     With `color` (RGB, same size) and `params.crease` > 0, touching objects are cut apart at
     concave creases where their colours differ (see `_split_at_creases`).
     """
+    if not params.scale:  # auto: `z` is the grid it was given, the camera's own
+        params = replace(params, scale=1)
     mask, plane, warning, _, _ = _segment_depth(z, K, params, color)
     return mask, plane, warning
 
@@ -698,7 +718,10 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
     check_frame(color, depth)
     result = Extraction()
     # Depth mode segments and measures on every scale-th pixel: only the crop is cut at full size.
-    s = params.scale if params.mode == "depth" else 1
+    s = grid_scale(params, color.shape[1]) if params.mode == "depth" else 1
+    if s != params.scale:
+        params = replace(params, scale=s)  # the steps below read the scale this frame runs at
+    result.scale = s
     z = depth_to_metres(depth[::s, ::s]) if depth is not None else None
     K = intrinsics
     if intrinsics is not None and s > 1:
