@@ -16,6 +16,7 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            (`object_sizes.MAJOR_LOWER`, a constant no parameter reaches: swapped for the run)
   scale_2  after, segmented on every second pixel whatever the frame's size (the default
            before 0.9.2, whose `segmentation.scale: 0` picks every fourth for 1280x720)
+  scale_4  after, on every fourth pixel whatever the frame's size (a 160-sample grid on 640x480)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -51,11 +52,12 @@ from robot_classify.runtime.default_model import get_default_model
 
 SETTINGS = {
     "before": {"size_check": False, "segmentation.support": "dominant", "segmentation.on_support": False,
-               "segmentation.min_extent": 0.0, "segmentation.max_extent": 10.0},
-    "sizes": {"pose_check": False},
+               "segmentation.min_extent": 0.0, "segmentation.max_extent": 10.0, "segmentation.scale": 2},
+    "sizes": {"pose_check": False, "segmentation.scale": 2},
     "after": {},
     "split": {"segmentation.split_large": True},
     "scale_2": {"segmentation.scale": 2},
+    "scale_4": {"segmentation.scale": 4},
     "pose_0.6": {},
 }
 CONSTANTS = {"pose_0.6": {"MAJOR_LOWER": 0.0}}  # runtime.object_sizes constants swapped per setting

@@ -802,7 +802,7 @@ def _segmentation_args(p: argparse.ArgumentParser) -> None:
                    help="keep the background in crops (models trained here expect it greyed out)")
     p.add_argument("--scale", type=int, choices=[0, 1, 2, 4],
                    help="segment at 1/scale resolution (default 0: auto, a grid about 320 samples wide: "
-                        "2 for 640x480, 4 for 1280x720; 1 = full resolution, slower)")
+                        "2 for 640x480, 4 for 1280x720, the grid the steps are tuned on; 1 = full resolution)")
 
 
 def _bag_args(p: argparse.ArgumentParser) -> None:

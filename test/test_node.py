@@ -166,3 +166,28 @@ def test_markers_for_a_viewer_carry_each_located_objects_label(harness):
             assert c == pytest.approx(e, abs=1e-5)
     finally:
         harness.node.destroy_subscription(sub)
+
+
+def test_a_frame_twice_vga_size_is_segmented_on_every_fourth_pixel_and_diagnostics_say_so(harness):
+    """segmentation.scale 0 (auto): the grid follows the image's width (a 1280-wide frame: every
+    fourth pixel); /diagnostics reports the grid the latest frame ran on."""
+    import cv2
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    s = rendered(HELD_OUT_SEEDS[1])
+    color = cv2.resize(s.color, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    depth = cv2.resize(s.depth, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    K = [v * 2 if i in (0, 2, 4, 5) else v for i, v in enumerate(camera_k(s))]
+    scales = []
+    harness.node.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: scales.extend(kv.value for st in m.status if st.hardware_id == "robot_classify"
+                                for kv in st.values if kv.key == "segmentation_scale"), 10)
+    stamp = 1_700_000_100_000_000_000
+    harness.publish_frame(color, depth, K, stamp)
+    doc = harness.wait_for(stamp, timeout=30.0)
+    assert len(doc["objects"]) >= 3
+    end = time.monotonic() + 10
+    while "4" not in scales and time.monotonic() < end:
+        time.sleep(0.2)
+    assert "4" in scales, scales

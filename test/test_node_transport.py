@@ -67,8 +67,7 @@ def test_best_effort_camera_started_after_the_node_is_heard_and_its_loss_reporte
         assert warn, [st.message for d in diags for st in d.status]
         keys = {kv.key for kv in warn[-1].values}
         assert {"color_received_hz", "color_camera_hz_estimated", "color_loss_estimated"} <= keys
-        values = {kv.key: kv.value for kv in diags[-1].status[0].values}
-        assert values["segmentation_scale"] in ("", "2")  # auto on 640x480: every second pixel (once a frame is done)
+        assert "segmentation_scale" in keys  # the grid in use (test_node.py checks its value)
         cam.wait(60)
         for topic in ("/cam_be/color", "/cam_be/depth"):  # one warning per topic, however long the loss lasts
             assert sum("loses" in line and topic in line for line in h.log) <= 1, topic

@@ -3,7 +3,7 @@ import pytest
 
 from robot_classify.runtime.camera import Intrinsics
 from robot_classify.evaluation.matching import bbox_tuple, box_iou, match_boxes
-from robot_classify.runtime.patches import SegmentationParams, crop_patch, extract_objects, grid_scale
+from robot_classify.runtime.patches import SegmentationParams, crop_patch, extract_objects, grid_scale, segment_depth
 
 from scene_fixtures import rendered
 
@@ -277,6 +277,20 @@ def test_auto_scale_splits_touching_objects_whose_edge_an_hd_camera_smears():
     a = extract_objects(vga.color, vga.depth, Intrinsics(**vga.meta["intrinsics"]))
     b = extract_objects(vga.color, vga.depth, Intrinsics(**vga.meta["intrinsics"]), SegmentationParams(scale=2))
     assert [o.bbox for o in a.objects] == [o.bbox for o in b.objects] and len(a.objects) >= 3 and a.scale == 2
+
+
+def test_segment_depth_with_auto_scale_reads_its_depth_as_the_cameras_own_grid():
+    """`segment_depth` is given depth on some grid and cannot tell which: auto (0) takes it as
+    the camera's own, as scale 1 does (0 used as a scale would divide by zero)."""
+    from robot_classify.runtime.camera import depth_to_metres
+
+    s = rendered(4)
+    z, K4 = depth_to_metres(s.depth), Intrinsics(**s.meta["intrinsics"])
+    auto, plane, warning = segment_depth(z, K4, SegmentationParams(), s.color)
+    one, plane1, _ = segment_depth(z, K4, SegmentationParams(scale=1), s.color)
+    assert warning is None and auto.any()
+    np.testing.assert_array_equal(auto, one)
+    np.testing.assert_array_equal(plane, plane1)
 
 
 def test_millimetre_and_metre_depth_give_the_same_objects_to_the_bit():

@@ -145,7 +145,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                               "before dropping it; the robot's pieces come out as unknown objects"),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
     "segmentation.scale": ParameterSpec(_SEG.scale, "segment on every scale-th pixel (1, 2 or 4); 0 = auto (default): "
-                                        "a grid about 320 samples wide, so 2 for 640x480 and 4 for 1280x720", (0, 4)),
+                                        "a grid about 320 samples wide, so 2 for 640x480 and 4 for 1280x720: the grid the "
+                                        "segmentation's steps are tuned on", (0, 4)),
     "segmentation.mask_background": ParameterSpec(_SEG.mask_background, "grey out pixels outside the object"),
 }
 
