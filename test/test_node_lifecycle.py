@@ -106,6 +106,7 @@ def test_transitions_it_cannot_take_and_early_parameters_leave_it_running(tmp_pa
         assert h.wait_log("no transition activate from unconfigured")
         assert h.change_state("configure") is False and h.wait_log("configure failed, still unconfigured")
         assert [r.successful for r in h.set_parameters(model_path=default_model_file)] == [True]
+        assert [r.successful for r in h.set_parameters(**{"segmentation.scale": 3})] == [False]  # refused now, not at configure
         assert [r.successful for r in h.set_parameters(**{"segmentation.scale": 4})] == [True]
         assert [r.successful for r in h.set_parameters(managed=False)] == [False]
         assert h.change_state("configure") is True

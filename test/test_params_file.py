@@ -80,6 +80,7 @@ def test_the_shipped_params_file_applies_in_any_namespace():
     ("    segmentation: {min_depth: 2.0, max_depth: 1.0}", "depth"),
     ("    workers: true", "workers must be an integer"),
     ("    min_score: .nan", "min_score must be finite"),
+    ("    segmentation: {scale: 3}", "segmentation.scale must be one of 0, 1, 2, 4, got 3"),
 ])
 def test_bad_values_in_a_params_file_are_refused_with_the_nodes_message(tmp_path, line, message):
     f = tmp_path / "bad.yaml"

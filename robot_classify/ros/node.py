@@ -70,7 +70,7 @@ PROFILE_FIX = ("export FASTRTPS_DEFAULT_PROFILES_FILE=<robot_classify share>/con
 
 def _descriptor(name: str, spec: ParameterSpec, read_only: bool) -> ParameterDescriptor:
     """The ROS view of one entry of the shared table: ranges for `ros2 param describe`."""
-    text = spec.description + (f" ({', '.join(spec.choices)})" if spec.choices else "")
+    text = spec.description + (f" ({', '.join(map(str, spec.choices))})" if spec.choices else "")
     # on/off may arrive as YAML booleans, and a float as an integer (`min_score: 1` in a params file
     # or `ros2 param set ... min_score 1`; rclpy refused it, and at start the node died): check_value
     # turns them into the parameter's own type, and checks its range.

@@ -30,7 +30,7 @@ class ParameterSpec:
     default: Value
     description: str
     range: tuple[float, float] | None = None  # inclusive; ints for int parameters
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str | int, ...] | None = None  # the only values allowed (within range, for numbers)
     dynamic: bool = False  # changeable at run time (ros2 param set)
 
     @property
@@ -146,7 +146,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
     "segmentation.scale": ParameterSpec(_SEG.scale, "segment on every scale-th pixel (1, 2 or 4); 0 = auto (default): "
                                         "a grid about 320 samples wide, so 2 for 640x480 and 4 for 1280x720: the grid the "
-                                        "segmentation's steps are tuned on", (0, 4)),
+                                        "segmentation's steps are tuned on", (0, 4), choices=(0, 1, 2, 4)),
     "segmentation.mask_background": ParameterSpec(_SEG.mask_background, "grey out pixels outside the object"),
 }
 
@@ -175,7 +175,7 @@ def check_value(name: str, value: Any) -> Value:
     if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
         raise ParameterError(f"{name} must be in [{spec.range[0]}, {spec.range[1]}], got {value!r}")
     if spec.choices is not None and value not in spec.choices:
-        raise ParameterError(f"{name} must be one of {', '.join(spec.choices)}, got {value!r}")
+        raise ParameterError(f"{name} must be one of {', '.join(map(str, spec.choices))}, got {value!r}")
     return value
 
 
