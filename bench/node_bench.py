@@ -5,7 +5,7 @@ node, whose model is a 50,000-sample kNN (the default model's patches, augmented
 the node's own receipt -> publish latency (from /diagnostics), the tester's publish -> receive
 latency, sustained throughput, dropped pairs and the node's memory before/after.
 
-  python bench/node_bench.py [--frames 300] [--rate 30] [--device auto] [--workers 1]
+  python bench/node_bench.py [--frames 300] [--rate 30] [--device auto] [--workers 1] [--size 1280x720]
       [--default-transport | --publisher-defaults] [--publisher-qos reliable|best_effort]
       [--node-qos best_available|reliable|best_effort] [--model 50k|default]
 
@@ -59,11 +59,12 @@ def big_model(path: Path, n: int = 50_000) -> Path:
     return save_model(model, path)
 
 
-def ten_object_frames(n: int = 10):
-    """Rendered tabletop frames with 10 objects each (seeds the default model never saw)."""
+def ten_object_frames(n: int = 10, width: int = 640, height: int = 480):
+    """Rendered tabletop frames with 10 objects each (seeds the default model never saw). Another
+    size keeps the field of view (focal length scaled with the width): a 1280x720 camera's frames."""
     from robot_classify.sim.scene_render import SceneRenderer
 
-    with SceneRenderer() as r:
+    with SceneRenderer(width, height, 615.0 * width / 640) as r:
         return [r.render(800_000_000 + i, n_objects=(10, 10), max_distractors=0) for i in range(n)]
 
 
@@ -135,6 +136,8 @@ def main() -> None:
                     help="50k: a 50,000-sample kNN (speed); default: the shipped model (delivery runs); or a file")
     ap.add_argument("--k", type=int, default=0, help="the node's k parameter (0 = the model's own)")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
+    ap.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the rendered frames (1280x720: a RealSense "
+                                                     "D4xx's default colour size)")
     ap.add_argument("--teach-every", type=float, default=0.0,
                     help="seconds between ~/teach requests during the measured run (0 = none): each takes "
                          "10 views of the object nearest the centre and adds them to the running index")
@@ -186,8 +189,10 @@ def main() -> None:
 
         teach = TeachClient(h)
         next_teach, taught = 0.0, 0
-    scenes = ten_object_frames()
-    K = [615.0, 0, 320.0, 0, 615.0, 240.0, 0, 0, 1]
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    scenes = ten_object_frames(width=width, height=height)
+    f = 615.0 * width / 640
+    K = [f, 0, width / 2, 0, f, height / 2, 0, 0, 1]
 
     def rss_mb() -> float:
         with open(f"/proc/{h.proc.pid}/status") as f:
@@ -255,6 +260,7 @@ def main() -> None:
               "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after,
               "node_cpu_cores": cpu["node"], "publisher_cpu_cores": cpu["publisher"], "cpu_cores": os.cpu_count()}
     result["params"] = extra
+    result["size"] = [width, height]
     if args.interleave and teach is not None:
         result["interleaved"] = interleaved(h, sent, t0, args.interleave)
         result["interleaved_node"] = node_side_blocks(list(zip(diag_at, diags)), t0, wall, args.interleave)
