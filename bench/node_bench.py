@@ -189,10 +189,11 @@ def main() -> None:
 
         teach = TeachClient(h)
         next_teach, taught = 0.0, 0
+    from scene_fixtures import camera_k
+
     width, height = (int(v) for v in args.size.lower().split("x"))
     scenes = ten_object_frames(width=width, height=height)
-    f = 615.0 * width / 640
-    K = [f, 0, width / 2, 0, f, height / 2, 0, 0, 1]
+    K = camera_k(scenes[0])  # the renderer's own intrinsics, as every scene has
 
     def rss_mb() -> float:
         with open(f"/proc/{h.proc.pid}/status") as f:

@@ -179,15 +179,18 @@ def test_a_frame_twice_vga_size_is_segmented_on_every_fourth_pixel_and_diagnosti
     depth = cv2.resize(s.depth, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     K = [v * 2 if i in (0, 2, 4, 5) else v for i, v in enumerate(camera_k(s))]
     scales = []
-    harness.node.create_subscription(
+    sub = harness.node.create_subscription(
         DiagnosticArray, "/diagnostics",
         lambda m: scales.extend(kv.value for st in m.status if st.hardware_id == "robot_classify"
                                 for kv in st.values if kv.key == "segmentation_scale"), 10)
-    stamp = 1_700_000_100_000_000_000
-    harness.publish_frame(color, depth, K, stamp)
-    doc = harness.wait_for(stamp, timeout=30.0)
-    assert len(doc["objects"]) >= 3
-    end = time.monotonic() + 10
-    while "4" not in scales and time.monotonic() < end:
-        time.sleep(0.2)
-    assert "4" in scales, scales
+    try:
+        stamp = 1_700_000_100_000_000_000
+        harness.publish_frame(color, depth, K, stamp)
+        doc = harness.wait_for(stamp, timeout=30.0)
+        assert len(doc["objects"]) >= 3
+        end = time.monotonic() + 10
+        while "4" not in scales and time.monotonic() < end:
+            time.sleep(0.2)
+        assert "4" in scales, scales
+    finally:
+        harness.node.destroy_subscription(sub)  # the harness serves the whole module
