@@ -6,8 +6,12 @@ the node's own receipt -> publish latency (from /diagnostics), the tester's publ
 latency, sustained throughput, dropped pairs and the node's memory before/after.
 
   python bench/node_bench.py [--frames 300] [--rate 30] [--device auto] [--workers 1] [--size 1280x720]
+      [--features hog_color|cnn_color] [--index-size 50000] [--bench-data FILE.npz | --save-bench-data FILE.npz]
       [--default-transport | --publisher-defaults] [--publisher-qos reliable|best_effort]
       [--node-qos best_available|reliable|best_effort] [--model 50k|default]
+
+A machine without the renderer (the GPU machine) takes the recipe's crops and the frames from a
+file that `--save-bench-data` wrote on one with it (`--bench-data`).
 
 Transport set-ups:
 - default: both processes use config/fastdds_large_images.xml (a robot set up per the README);
@@ -29,34 +33,59 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "test"))
 
 
-def big_model(path: Path, n: int = 50_000) -> Path:
-    from robot_classify.data.datasets import load_dataset
+def big_model(path: Path, n: int = 50_000, kind: str = "hog_color", patches: tuple | None = None,
+              device: str = "cpu") -> Path:
+    """A kNN of `n` samples: the recipe's training crops (or `patches`, (images, labels)), shifted and
+    mirrored until there are n, with `kind` features computed on `device`; the default model's classes and k."""
     from robot_classify.runtime.default_model import get_default_model
-    from robot_classify.sim.default_recipe import recipe_patches
     from robot_classify.learn.features import FeaturePipeline
     from robot_classify.learn.knn import KNNClassifier
     from robot_classify.learn.model import ClassifierModel
     from robot_classify.learn.model_io import save_model
 
     base = get_default_model(device="cpu")
-    tr = load_dataset(recipe_patches(), "props")["train"]
+    if patches is None:
+        from robot_classify.data.datasets import load_dataset
+        from robot_classify.sim.default_recipe import recipe_patches
+
+        tr = load_dataset(recipe_patches(), "props")["train"]
+        patches = (tr.images, tr.labels)
+    images, labels = patches
     rng = np.random.default_rng(0)
-    reps = int(np.ceil(n / len(tr)))
-    imgs = np.concatenate([np.roll(tr.images[:, :, ::-1] if r % 2 else tr.images,
+    reps = int(np.ceil(n / len(images)))
+    imgs = np.concatenate([np.roll(images[:, :, ::-1] if r % 2 else images,
                                    (int(rng.integers(-2, 3)), int(rng.integers(-2, 3))), axis=(1, 2))
                            for r in range(reps)])[:n]
-    labels = np.tile(tr.labels, reps)[:n]
+    labels = np.tile(labels, reps)[:n]
     k = base.classifier.k
-    model = ClassifierModel(FeaturePipeline(**{"kind": "hog_color", "pca_dims": 0, "center": False}),
-                            KNNClassifier(k, "l2", device="cpu"), base.class_names).fit(imgs, labels)
-    model.meta = {"name": "bench-knn-50k"}
+    params = {"kind": kind} if kind.startswith("cnn") else {"kind": kind, "pca_dims": 0, "center": False}
+    model = ClassifierModel(FeaturePipeline(**params).to(device), KNNClassifier(k, "l2", device="cpu"),
+                            base.class_names).fit(imgs, labels)
+    model.meta = {"name": f"bench-knn-{n // 1000}k-{kind}"}
     return save_model(model, path)
+
+
+def save_bench_data(path: Path, size: tuple[int, int] = (640, 480)) -> Path:
+    """The recipe's crops and the rendered frames in one file, for a machine without the renderer
+    (a GPU machine): `--bench-data` reads it back."""
+    from robot_classify.data.datasets import load_dataset
+    from robot_classify.sim.default_recipe import recipe_patches
+    from scene_fixtures import camera_k
+
+    splits = load_dataset(recipe_patches(), "props")
+    scenes = ten_object_frames(width=size[0], height=size[1])
+    np.savez(path, train_images=splits["train"].images, train_labels=splits["train"].labels,
+             test_images=splits["test"].images, test_labels=splits["test"].labels,
+             color=np.stack([s.color for s in scenes]), depth=np.stack([s.depth for s in scenes]),
+             k=np.array(camera_k(scenes[0]), np.float64))
+    return path
 
 
 def ten_object_frames(n: int = 10, width: int = 640, height: int = 480):
@@ -134,6 +163,11 @@ def main() -> None:
     ap.add_argument("--node-qos", default="best_available", choices=["best_available", "reliable", "best_effort"])
     ap.add_argument("--model", default="50k",
                     help="50k: a 50,000-sample kNN (speed); default: the shipped model (delivery runs); or a file")
+    ap.add_argument("--features", default="hog_color", choices=["hog_color", "cnn_color", "cnn"],
+                    help="--model 50k: the index's features")
+    ap.add_argument("--index-size", type=int, default=50_000, help="--model 50k: samples in the index")
+    ap.add_argument("--bench-data", type=Path, help="crops and frames from --save-bench-data (no rendering)")
+    ap.add_argument("--save-bench-data", type=Path, help="render the crops and frames into this file and stop")
     ap.add_argument("--k", type=int, default=0, help="the node's k parameter (0 = the model's own)")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
     ap.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the rendered frames (1280x720: a RealSense "
@@ -149,9 +183,18 @@ def main() -> None:
     ap.add_argument("--node-profile", default=str(Path(__file__).parents[1] / "config" / "fastdds_large_images.xml"),
                     help="the node's Fast DDS profile (what classify.launch.py gives it)")
     args = ap.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    if args.save_bench_data:
+        print(f"wrote {save_bench_data(args.save_bench_data, (width, height))}")
+        return
+    data = np.load(args.bench_data) if args.bench_data else None
     tmp = Path(tempfile.mkdtemp())
     if args.model == "50k":
-        model_path = big_model(tmp / "knn50k.safetensors")
+        patches = (data["train_images"], data["train_labels"]) if data is not None else None
+        from robot_classify.learn.device import resolve_device
+
+        model_path = big_model(tmp / "knn50k.safetensors", args.index_size, args.features, patches,
+                               str(resolve_device(args.device)))
     elif args.model == "default":
         from robot_classify.runtime.default_model import default_model_path
 
@@ -173,6 +216,7 @@ def main() -> None:
     import yaml
 
     extra = {name: yaml.safe_load(value) for name, value in (p.split("=", 1) for p in args.param)}
+    spawned = time.monotonic()
     h = RosHarness(str(model_path), params={"workers": args.workers, "device": args.device,
                                             "qos.reliability": args.node_qos, "k": args.k, **extra},
                    node_env=node_env, publisher_reliability=args.publisher_qos)
@@ -189,11 +233,15 @@ def main() -> None:
 
         teach = TeachClient(h)
         next_teach, taught = 0.0, 0
-    from scene_fixtures import camera_k
+    if data is not None:
+        scenes = [SimpleNamespace(color=c, depth=d) for c, d in zip(data["color"], data["depth"])]
+        K = [float(v) for v in data["k"]]
+        height, width = scenes[0].depth.shape
+    else:
+        from scene_fixtures import camera_k
 
-    width, height = (int(v) for v in args.size.lower().split("x"))
-    scenes = ten_object_frames(width=width, height=height)
-    K = camera_k(scenes[0])  # the renderer's own intrinsics, as every scene has
+        scenes = ten_object_frames(width=width, height=height)
+        K = camera_k(scenes[0])  # the renderer's own intrinsics, as every scene has
 
     def rss_mb() -> float:
         with open(f"/proc/{h.proc.pid}/status") as f:
@@ -204,6 +252,20 @@ def main() -> None:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
+    # The node is discovered before its warm-up ends (a CUDA trunk captures its graphs then, seconds):
+    # one frame every 0.5 s until the first answer, so that the measured run starts on a running node.
+    discovered, first_label = time.monotonic(), None
+    for j in range(240):
+        stamp = 500_000_000 + j * 1_000_000  # before the warm-up's stamps
+        h.publish_frame(scenes[0].color, scenes[0].depth, K, stamp, info_lead=0.0)
+        try:
+            h.wait_for(stamp, timeout=0.5)
+            first_label = time.monotonic()
+            break
+        except TimeoutError:
+            pass
+    if first_label is None:
+        raise SystemExit("the node answered no frame in 120 s:\n" + "\n".join(h.log[-20:]))
     # Warm-up, then the measured run.
     for i in range(10):
         s = scenes[i % len(scenes)]
@@ -253,6 +315,7 @@ def main() -> None:
                             "config/fastdds_large_images.xml" if args.publisher_defaults
                             else "config/fastdds_large_images.xml"),
               "publisher_qos": args.publisher_qos, "node_qos": args.node_qos, "model": args.model,
+              "index": {"features": args.features, "samples": args.index_size} if args.model == "50k" else None,
               "diagnostics_level": int.from_bytes(status.level, "little") if status else None,
               "diagnostics_message": status.message if status else None,
               "node_warnings": [line for line in h.log if "WARN" in line][:8], "skipped": values.get("skipped"),
@@ -260,6 +323,8 @@ def main() -> None:
               "colour_received_hz": values.get("color_received_hz"),
               "node_rss_mb_before": mem_before, "node_rss_mb_after": mem_after,
               "node_cpu_cores": cpu["node"], "publisher_cpu_cores": cpu["publisher"], "cpu_cores": os.cpu_count()}
+    result["start_s"] = {"spawn_to_discovered": round(discovered - spawned, 2),
+                         "spawn_to_first_label": round(first_label - spawned, 2)}
     result["params"] = extra
     result["size"] = [width, height]
     if args.interleave and teach is not None:

@@ -8,7 +8,7 @@ segmentation (`extract_objects`), features (the model's feature pipeline), class
 time and as the process's CPU time (`cpu_*`), which other processes on a shared CPU disturb less.
 
   python bench/pipeline_bench.py [--frames FILE.npz] [--rounds 6] [--reps 2]
-      [--baseline PATH_TO_OLD_CHECKOUT] [--model FILE | --model 50k] [--tag NAME]
+      [--baseline PATH_TO_OLD_CHECKOUT] [--model FILE | --model 50k] [--device cpu|cuda] [--tag NAME]
 
 With `--baseline`, each round runs one subprocess per checkout, alternating (the 2-core VM's
 speed drifts by +-30% within minutes; alternating puts both versions in the same drifts), and
@@ -38,7 +38,7 @@ STAGES = ("segmentation", "features", "classifier", "total")
 STAGES_ALL = STAGES + tuple(f"cpu_{s}" for s in STAGES)
 
 
-def _child(root: str, frames: str, reps: int, model_file: str = "") -> dict:
+def _child(root: str, frames: str, reps: int, model_file: str = "", device: str = "cpu") -> dict:
     """One checkout's run, in this process (the caller put `root` first on sys.path)."""
     import gc
 
@@ -70,7 +70,7 @@ def _child(root: str, frames: str, reps: int, model_file: str = "") -> dict:
 
     data = np.load(frames)
     colors, depths = data["color"], data["depth"]
-    model = load_model(model_file, device="cpu") if model_file else get_default_model(device="cpu")
+    model = load_model(model_file, device=device) if model_file else get_default_model(device=device)
     processor = FrameProcessor(model, SegmentationParams())
     K = Intrinsics(615.0, 615.0, 320.0, 240.0)
     spent: dict[str, list[float]] = {"segmentation": [0.0, 0.0], "features": [0.0, 0.0]}
@@ -122,10 +122,12 @@ def _child(root: str, frames: str, reps: int, model_file: str = "") -> dict:
                       "calibrated": getattr(model, "calibration", None) is not None}}
 
 
-def run_child(root: Path, frames: Path, reps: int, model_file: str = "") -> dict:
+def run_child(root: Path, frames: Path, reps: int, model_file: str = "", device: str = "cpu") -> dict:
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2]); "
-            "import pipeline_bench as b; print(json.dumps(b._child(sys.argv[1], sys.argv[3], int(sys.argv[4]), sys.argv[5])))")
-    out = subprocess.run([sys.executable, "-c", code, str(root), str(HERE.parent), str(frames), str(reps), model_file],
+            "import pipeline_bench as b; "
+            "print(json.dumps(b._child(sys.argv[1], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])))")
+    out = subprocess.run([sys.executable, "-c", code, str(root), str(HERE.parent), str(frames), str(reps), model_file,
+                          device],
                          cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if out.returncode != 0:
         raise SystemExit(f"the run in {root} failed:\n{out.stderr[-3000:]}")
@@ -166,6 +168,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2, help="passes over the frames per subprocess")
     ap.add_argument("--model", default="", help="a model file for every checkout, or 50k (node_bench's); "
                     "default: each checkout's embedded default")
+    ap.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda): the node's `device`")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
     args = ap.parse_args()
     results = HERE.parent / "results"
@@ -179,12 +182,12 @@ def main() -> None:
     models: dict[str, dict] = {}
     for r in range(args.rounds):
         for name, root in (roots.items() if r % 2 == 0 else reversed(list(roots.items()))):
-            res = run_child(root, frames, args.reps, model_file)
+            res = run_child(root, frames, args.reps, model_file, args.device)
             rows[name] += res["rows"]
             per_round[name].append(float(np.median([x["total"] for x in res["rows"]])))
             models[name] = res["model"]
             print(f"round {r + 1}/{args.rounds} {name}: total p50 {per_round[name][-1]:.1f} ms", flush=True)
-    out = {"frames": str(frames), "model_file": model_file or None, "rounds": args.rounds, "reps": args.reps, "cpu_cores": os.cpu_count(),
+    out = {"frames": str(frames), "model_file": model_file or None, "device": args.device, "rounds": args.rounds, "reps": args.reps, "cpu_cores": os.cpu_count(),
            "versions": {name: {"root": str(root), "commit": _commit(root), "model": models[name],
                                "stages_ms": summary(rows[name]), "round_total_p50_ms": per_round[name],
                                "frames": len(rows[name]),
@@ -204,7 +207,7 @@ def main() -> None:
         print(f"per round, total p50 this / baseline: {', '.join(f'{x:.2f}' for x in ratios)}")
     for name in roots:
         print(f"{name}: {out['versions'][name]['commit']} model {out['versions'][name]['model']}")
-    path = results / f"pipeline_cpu{('_' + args.tag) if args.tag else ''}.json"
+    path = results / f"pipeline_{args.device.split(':')[0]}{('_' + args.tag) if args.tag else ''}.json"
     path.write_text(json.dumps(out, indent=2))
     print(f"wrote {path}")
 

@@ -175,3 +175,33 @@ def test_cnn_color_is_the_embedding_with_hog_colors_colour_parts_beside_it():
 def test_bad_cnn_color_settings_are_refused(bad):
     with pytest.raises(ValueError, match="color_weight|cnn size"):
         FeaturePipeline(kind="cnn_color", **bad)
+
+
+def test_a_frame_is_padded_to_one_of_a_few_batch_sizes():
+    from robot_classify.learn import cnn_cuda
+
+    assert [cnn_cuda.bucket(n) for n in (1, 4, 5, 10, 16, 20, 32)] == [4, 4, 8, 16, 16, 32, 32]
+    assert cnn_cuda.bucket(33) is None  # a training set goes through in eager chunks
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replay_gives_the_eager_embeddings_at_every_frame_size(monkeypatch):
+    """On a GPU a frame goes through a captured graph (cnn_cuda); each frame size gives what
+    the unpadded eager pass gives, and the CPU's embeddings to strict-fp32 rounding."""
+    import torch
+
+    from robot_classify.learn import cnn_cuda
+
+    monkeypatch.setenv("ROBOT_CLASSIFY_CNN_ENGINE", "torch")
+    crops = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    features = cnn.CnnFeatures().to("cuda")
+    features.warm_up()
+    net = cnn.backbone("cuda")
+    cpu = cnn.CnnFeatures().transform(crops)
+    for n in (1, 3, 10, 17, 20):
+        with torch.inference_mode():
+            eager = cnn.embed(net, torch.from_numpy(crops[:n]).cuda(), 64, "blocks").cpu().numpy()
+        graph = features.transform(crops[:n])
+        assert np.abs(graph - eager).max() < 1e-5
+        assert np.abs(graph - cpu[:n]).max() < 1e-4
+    assert all(cnn_cuda._graphs[("cuda", 64, "blocks", b)] is not None for b in cnn_cuda.BUCKETS)

@@ -94,7 +94,7 @@ def test_a_model_file_made_on_pytorch_loads_and_predicts_alike_on_onnxruntime(tm
 def test_the_engine_is_chosen_per_device_and_by_the_environment(monkeypatch):
     monkeypatch.delenv(cnn_onnx.ENGINE_ENV, raising=False)
     assert cnn_onnx.engine("cpu") == "onnxruntime"
-    assert cnn_onnx.engine("cuda") == "torch"  # PyTorch keeps the embeddings on the GPU for the kNN
+    assert cnn_onnx.engine("cuda") == "torch"  # PyTorch replays its captured graphs there (cnn_cuda)
     monkeypatch.setenv(cnn_onnx.ENGINE_ENV, "torch")
     assert cnn_onnx.engine("cpu") == "torch"
     monkeypatch.setenv(cnn_onnx.ENGINE_ENV, "onnxruntime")

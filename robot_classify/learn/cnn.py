@@ -18,7 +18,8 @@ last conv layer (`layer="head"`, 1280 dims) or of the last MBConv block (`"block
 dims), L2-normalised: `embed`, the one definition both engines run. On CPU ONNX Runtime runs it
 (`cnn_onnx`: a graph exported from these weights and checked against PyTorch, about 3x faster;
 by default its INT8 quantisation, `cnn_int8`, checked against that graph, about 5x), PyTorch on
-CUDA or where onnxruntime is absent; the choice is the process's, never the model file's.
+CUDA (a frame replays a captured graph, `cnn_cuda`) or where onnxruntime is absent; the choice is
+the process's, never the model file's.
 """
 from __future__ import annotations
 
@@ -86,10 +87,10 @@ class CnnFeatures:
         return cnn_onnx.precision(self.device)
 
     def transform_tensor(self, images: np.ndarray):
-        """The embeddings as a torch tensor on `self.device` (a CUDA kNN can search them there)."""
+        """The embeddings as a torch tensor on `self.device`."""
         import torch
 
-        from . import cnn_onnx
+        from . import cnn_cuda, cnn_onnx
 
         images = check_patches(images)
         if not len(images):
@@ -99,6 +100,8 @@ class CnnFeatures:
             if run is not None:  # None: the export was refused (warned once); PyTorch below
                 return torch.from_numpy(run(images)).to(self.device)
         net = backbone(self.device)
+        if str(self.device).startswith("cuda") and cnn_cuda.bucket(len(images)):
+            return cnn_cuda.embed_frame(net, images, self.device, self.size, self.layer)  # a frame: a graph
         out = []
         with torch.inference_mode():
             # A frame is one batch; a training set goes in chunks (activations grow with size^2).
@@ -109,6 +112,13 @@ class CnnFeatures:
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         return self.transform_tensor(images).cpu().numpy().astype(np.float32)
+
+    def warm_up(self) -> None:
+        """Before the first frame: on CUDA, the trunk's graphs for every frame size (`cnn_cuda`)."""
+        if str(self.device).startswith("cuda"):
+            from . import cnn_cuda, cnn_onnx
+
+            cnn_cuda.warm_up(backbone(self.device), self.device, self.size, self.layer, cnn_onnx.PATCH)
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "size": self.size, "layer": self.layer}

@@ -15,8 +15,8 @@ torch, onnx and onnxruntime, so any change makes a new file; a sha256 beside it 
 every load, and a file that fails it is rebuilt.
 
 Which engine: `ROBOT_CLASSIFY_CNN_ENGINE` = auto (default: ONNX Runtime on CPU when it is
-installed, PyTorch otherwise, and on CUDA, where PyTorch keeps the embeddings on the device for
-the kNN search) | onnxruntime | torch. The choice is the process's, not the model file's: files
+installed, PyTorch otherwise, and on CUDA, where PyTorch replays captured graphs, `cnn_cuda`)
+| onnxruntime | torch. The choice is the process's, not the model file's: files
 store only `size` and `layer`, and load the same either way.
 
 Which precision on ONNX Runtime: `ROBOT_CLASSIFY_CNN_PRECISION` = auto (default: int8 on CPU) |

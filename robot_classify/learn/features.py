@@ -242,6 +242,11 @@ class FeaturePipeline:
             self.extractor.to(device)
         return self
 
+    def warm_up(self) -> None:
+        """Whatever the extractor prepares before the first frame (CUDA graphs for `cnn`)."""
+        if hasattr(self.extractor, "warm_up"):
+            self.extractor.warm_up()
+
     def fit(self, images: np.ndarray) -> "FeaturePipeline":
         self.extractor.fit(images)
         if self.pca is not None:

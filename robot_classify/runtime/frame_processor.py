@@ -119,6 +119,7 @@ class FrameProcessor:
         depth[200:300, 250:320], color[200:300, 250:320] = 940, (200, 40, 40)
         depth[200:300, 320:390], color[200:300, 320:390] = 940, (40, 40, 200)
         mask = (depth < 1000).astype(np.uint16)
+        self.model.features.warm_up()  # a CUDA trunk captures its graphs here, not on a real frame
         self.process(color, depth, Intrinsics(615.0, 615.0, w / 2, h / 2), (0, 0), "warm_up", mask)
 
     def process(self, color: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
