@@ -160,6 +160,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         mirror=args.mirror, device=args.device,
                         seed=args.seed, quiet=args.quiet, name=Path(args.out).stem)
     train = get_split(splits, "train")
+    if args.negatives == "recipe":
+        train = _with_recipe_negatives(train, args.quiet)
     val = splits.get("val") if args.tune == "val" else None
     model = train_model(train, opts, val)
     save_model(model, args.out)
@@ -181,6 +183,28 @@ def cmd_train(args: argparse.Namespace) -> int:
           + (f"; calibrated: validation ECE {cal.ece:.3f}, default min_score {cal.min_score:.2f}" if cal else "")
           + f") to {args.out}")
     return 0
+
+
+def _with_recipe_negatives(train, quiet: bool):
+    """`train` plus the recipe's rendered objects of no class as `unknown` (outlier exposure): a
+    team's own bag often holds only its objects, and a model that never saw anything else names
+    whatever stands on the table (doc/accuracy.md, "A team's own bag without distractors")."""
+    try:
+        from .sim.default_recipe import recipe_negatives, with_negatives  # renders with pybullet
+    except ImportError as e:
+        raise ValueError(f"--negatives recipe renders the recipe's clutter once (then cached) and needs the sim "
+                         f"extra: pip install -e '.[sim]' ({e})") from None
+    negatives, scenes = recipe_negatives(quiet=quiet)
+    # At most twice the largest class, as in the recipe (1,155 beside ~700 crops a class): a small
+    # team set beside all of them would learn that most things are `unknown`.
+    cap = 2 * int(np.bincount(train.labels).max()) if len(train.labels) else len(negatives)
+    if len(negatives) > cap:
+        keep = np.sort(np.random.default_rng(0).choice(len(negatives), cap, replace=False))
+        negatives, scenes = negatives[keep], scenes[keep]
+    out = with_negatives(train, negatives, scenes)
+    if not quiet:
+        print(f"--negatives recipe: {len(negatives)} rendered crops of objects of no class added as 'unknown'")
+    return out
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -858,6 +882,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", default="auto", choices=["auto", "on", "off"],
                    help="also learn each patch mirrored left-right; auto = for training sets under 5,000 patches "
                         "whose mirror images keep their class (a 1-NN check: tabletop objects yes, digits no)")
+    p.add_argument("--negatives", default="none", choices=["none", "recipe"],
+                   help="recipe: also learn the default recipe's rendered desk clutter (cups, bowls, tools, "
+                        "random shapes; rendered once and cached; needs the sim extra) as 'unknown', "
+                        "for a dataset with no objects of no class (default none)")
     p.add_argument("--seed", type=_int(0), default=0, help="seed of the folds, the hold-out and SGD's minibatches")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where features and training run (default auto: cuda when there is one)")

@@ -272,6 +272,36 @@ def test_k_equal_to_the_training_set_trains(folder_dataset, tmp_path, capsys):
     assert load_model(tmp_path / "m.safetensors", device="cpu").classifier.k == 6
 
 
+def test_train_negatives_recipe_learns_the_recipes_clutter_as_unknown(folder_dataset, tmp_path, capsys, monkeypatch):
+    """`--negatives recipe` adds the recipe's rendered objects of no class (here a stand-in: the
+    real ones take minutes to render once) under the negative label `unknown`, learned and never
+    named; at most twice the largest class (3 crops here), so they do not swamp a small set."""
+    from robot_classify.learn.model_io import load_model
+    from robot_classify.sim import default_recipe
+
+    grey = np.full((8, 32, 32, 3), 128, np.uint8)
+    monkeypatch.setattr(default_recipe, "recipe_negatives", lambda quiet=True: (grey, np.arange(8)))
+    code, out, err = run(["train", "--dataset", folder_dataset, "--features", "pixels", "--k", "1",
+                          "--negatives", "recipe", "--out", tmp_path / "m.safetensors"], capsys)
+    assert code == 0, err
+    assert "6 rendered crops of objects of no class added as 'unknown'" in out
+    model = load_model(tmp_path / "m.safetensors", device="cpu")
+    assert model.class_names == ["blue", "red", "unknown"] and model.known_class_names == ["blue", "red"]
+    pred = model.classify(grey[:1])
+    assert not pred.known[0]  # a crop like the negatives: unknown, never a name
+
+
+def test_negatives_join_a_training_sets_own_unknown_class_and_must_match_its_crops():
+    from robot_classify.learn.patch_set import PatchSet
+    from robot_classify.sim.default_recipe import with_negatives
+
+    train = PatchSet(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 1, 1]), ["mug", "unknown"], None)
+    out = with_negatives(train, np.ones((2, 32, 32, 3), np.uint8), np.arange(2))
+    assert out.class_names == ["mug", "unknown"] and out.labels.tolist() == [0, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="crops"):
+        with_negatives(train, np.ones((2, 16, 16, 3), np.uint8), np.arange(2))
+
+
 # ---------------------------------------------------------------- paths and files
 def test_missing_image_says_no_such_file_without_an_opencv_warning(tmp_path, capfd):
     missing = tmp_path / "missing.png"

@@ -100,8 +100,10 @@ class CnnFeatures:
             if run is not None:  # None: the export was refused (warned once); PyTorch below
                 return torch.from_numpy(run(images)).to(self.device)
         net = backbone(self.device)
-        if str(self.device).startswith("cuda") and cnn_cuda.bucket(len(images)):
-            return cnn_cuda.embed_frame(net, images, self.device, self.size, self.layer)  # a frame: a graph
+        if str(self.device).startswith("cuda"):  # captured graphs, in chunks of the largest bucket
+            step = cnn_cuda.BUCKETS[-1]
+            return torch.cat([cnn_cuda.embed_frame(net, images[i:i + step], self.device, self.size, self.layer)
+                              for i in range(0, len(images), step)])
         out = []
         with torch.inference_mode():
             # A frame is one batch; a training set goes in chunks (activations grow with size^2).

@@ -5,7 +5,8 @@ Why: measured on an H200 (bench/gpu_bench.py), PyTorch eager spends ~4.4 ms on a
 frame, nearly all of it launching the network's ~100 small kernels one by one from Python; a
 graph replays them in one launch. And every new batch size costs cuDNN a fresh plan on its
 first use: in the node, frames whose object count it had not seen took up to 1.8 s. Padding
-to BUCKETS bounds the shapes to four, all captured by `warm_up` before the first frame.
+to BUCKETS bounds the shapes to four, all captured by `warm_up` before the first frame; larger
+sets (a crowded frame, a teach request, a training set) go through in chunks of the largest.
 
 Rows are independent in inference (batch-norm uses its stored statistics), so the padding rows
 change nothing in the real ones; their outputs are dropped. Convolutions run in strict fp32

@@ -98,15 +98,19 @@ def recipe_negatives(seed: int = DEFAULT_SEED, quiet: bool = True, workers: int 
 
 
 def with_negatives(train: PatchSet, negatives: np.ndarray, scenes: np.ndarray) -> PatchSet:
-    """`train` plus `negatives` as the class `unknown` (a negative label: `learn.model.NEGATIVE_LABELS`),
-    grouped by their own scenes (chunks of 10, numbered after the training groups) for grouped CV."""
-    if NEGATIVE_LABEL in train.class_names:
-        raise ValueError(f"the training set already has a class {NEGATIVE_LABEL!r}")
+    """`train` plus `negatives` as the class `unknown` (a negative label: `learn.model.NEGATIVE_LABELS`;
+    added to it when `train` has one), grouped by their own scenes (chunks of 10, numbered after the
+    training groups) for grouped CV."""
+    if negatives.shape[1:] != train.images.shape[1:]:
+        raise ValueError(f"the negatives are {negatives.shape[1:]} crops, the training set's {train.images.shape[1:]}")
+    names = list(train.class_names)
+    if NEGATIVE_LABEL not in names:
+        names.append(NEGATIVE_LABEL)
     first = 0 if train.groups is None or not len(train.groups) else int(train.groups.max()) + 1
     groups = None if train.groups is None else np.concatenate([train.groups, first + scenes // 10])
     return PatchSet(np.concatenate([train.images, negatives]),
-                    np.concatenate([train.labels, np.full(len(negatives), len(train.class_names), np.int64)]),
-                    [*train.class_names, NEGATIVE_LABEL], groups)
+                    np.concatenate([train.labels, np.full(len(negatives), names.index(NEGATIVE_LABEL), np.int64)]),
+                    names, groups)
 
 
 def with_camera_effects(train: PatchSet, seed: int = DEFAULT_SEED, effects: tuple[str, ...] = CAMERA_EFFECTS,
