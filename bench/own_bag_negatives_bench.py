@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="31,32", help="TRAIN,TEST: make-bag's seeds for the two bags")
     ap.add_argument("--out", default="own_bag_negatives_cpu.json")
     args = ap.parse_args()
+    from robot_classify.learn.model_io import load_model
+
     work = args.work or Path(tempfile.mkdtemp(prefix="own_bag_"))
     work.mkdir(parents=True, exist_ok=True)
     train_seed, test_seed = args.seeds.split(",")
@@ -66,12 +68,14 @@ def main() -> None:
             cli("replay-eval", "--bag", str(work / "test_bag"), "--model", str(model), "--report", str(report),
                 "--quiet", "--no-report")
             m = json.loads((report / "metrics.json").read_text())
+            meta = load_model(model, device="cpu").meta
             nc, named = m["non_class_objects"], m["named"]
             rows.append({"classifier": classifier, "negatives": negatives, "features": args.features, "seeds": args.seeds,
                          "object_accuracy": m["object_accuracy"], "non_class_matched": nc["matched"],
                          "non_class_named": nc["named"], "non_class_unknown": nc["labelled_unknown"],
                          "named": named["named"], "named_right": named["right"], "named_precision": named["precision"],
-                         "class_objects": named["class_objects"], "model": model.name})
+                         "class_objects": named["class_objects"], "model": model.name,
+                         "negative_crops": meta.get("training", {}).get("negatives", {}).get("crops", 0)})
             r = rows[-1]
             print(f"{classifier:6s} negatives {negatives:6s}  object accuracy {r['object_accuracy']:.3f}  "
                   f"objects of no class named {r['non_class_named']} of {r['non_class_matched']}  "

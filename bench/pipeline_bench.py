@@ -214,8 +214,8 @@ def main() -> None:
 
 def _commit(root: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, check=True).stdout.strip()  # -dirty: uncommitted changes ran
     except (OSError, subprocess.CalledProcessError):
         return ""
 

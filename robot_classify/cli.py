@@ -160,10 +160,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                         mirror=args.mirror, device=args.device,
                         seed=args.seed, quiet=args.quiet, name=Path(args.out).stem)
     train = get_split(splits, "train")
+    negatives = 0
     if args.negatives == "recipe":
+        given = len(train)
         train = _with_recipe_negatives(train, args.quiet)
+        negatives = len(train) - given
     val = splits.get("val") if args.tune == "val" else None
     model = train_model(train, opts, val)
+    if negatives:  # where the model's `unknown` examples came from, readable in the file's metadata
+        model.meta.setdefault("training", {})["negatives"] = {"source": "recipe", "crops": negatives}
     save_model(model, args.out)
     if model.meta.get("tuning"):
         from .learn.tuning import TuneResult

@@ -287,19 +287,9 @@ def test_train_negatives_recipe_learns_the_recipes_clutter_as_unknown(folder_dat
     assert "6 rendered crops of objects of no class added as 'unknown'" in out
     model = load_model(tmp_path / "m.safetensors", device="cpu")
     assert model.class_names == ["blue", "red", "unknown"] and model.known_class_names == ["blue", "red"]
+    assert model.meta["training"]["negatives"] == {"source": "recipe", "crops": 6}
     pred = model.classify(grey[:1])
     assert not pred.known[0]  # a crop like the negatives: unknown, never a name
-
-
-def test_negatives_join_a_training_sets_own_unknown_class_and_must_match_its_crops():
-    from robot_classify.learn.patch_set import PatchSet
-    from robot_classify.sim.default_recipe import with_negatives
-
-    train = PatchSet(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 1, 1]), ["mug", "unknown"], None)
-    out = with_negatives(train, np.ones((2, 32, 32, 3), np.uint8), np.arange(2))
-    assert out.class_names == ["mug", "unknown"] and out.labels.tolist() == [0, 1, 1, 1, 1]
-    with pytest.raises(ValueError, match="crops"):
-        with_negatives(train, np.ones((2, 16, 16, 3), np.uint8), np.arange(2))
 
 
 # ---------------------------------------------------------------- paths and files

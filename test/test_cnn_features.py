@@ -205,4 +205,4 @@ def test_cuda_graph_replay_gives_the_eager_embeddings_at_every_frame_size(monkey
         graph = features.transform(crops[:n])
         assert np.abs(graph - eager).max() < 1e-5
         assert np.abs(graph - cpu[:n]).max() < 1e-4
-    assert all(cnn_cuda._graphs[("cuda", 64, "blocks", b)] is not None for b in cnn_cuda.BUCKETS)
+    assert all(cnn_cuda._graphs[("cuda", 64, "blocks", b, 32)] is not None for b in cnn_cuda.BUCKETS)

@@ -18,8 +18,11 @@ def test_with_negatives_appends_one_negative_class_in_groups_of_their_own():
     assert out.class_names == [*train.class_names, NEGATIVE_LABEL] == ["class_0", "class_1", "unknown"]
     np.testing.assert_array_equal(out.labels[-4:], [2, 2, 2, 2])
     np.testing.assert_array_equal(out.groups[-4:], [3, 3, 4, 5])  # scene // 10, after the training groups
-    with pytest.raises(ValueError, match="already has a class 'unknown'"):
-        with_negatives(PatchSet(neg, np.zeros(4, np.int64), ["unknown"]), neg, np.zeros(4, np.int64))
+    # a set with its own `unknown` class (train --negatives recipe on it): the negatives join it
+    own = with_negatives(PatchSet(neg[:3], np.array([0, 1, 1]), ["mug", "unknown"]), neg, np.zeros(4, np.int64))
+    assert own.class_names == ["mug", "unknown"] and own.labels.tolist() == [0, 1, 1, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="crops"):
+        with_negatives(train, np.zeros((2, 16, 16, 3), np.uint8), np.arange(2))
 
 
 def test_distractors_carry_their_shape_and_the_split_keeps_only_that_parity():

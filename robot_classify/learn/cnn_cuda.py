@@ -11,7 +11,8 @@ sets (a crowded frame, a teach request, a training set) go through in chunks of 
 Rows are independent in inference (batch-norm uses its stored statistics), so the padding rows
 change nothing in the real ones; their outputs are dropped. Convolutions run in strict fp32
 (cuDNN's TF32 off, process-wide when the CUDA trunk is built): TF32 moved embeddings by up to
-1.4e-3 against the CPU, strict fp32 by 9e-7, at the same speed. A graph that cannot be captured
+1.3e-3 against the CPU, strict fp32 by 9e-7; eager strict fp32 was 4-6% slower than eager TF32,
+and the graph was measured in strict fp32 only. A graph that cannot be captured
 (an old driver, a sanitiser) leaves its batch size to the padded eager pass, with one warning.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ class _Graph:
     lock: threading.Lock = field(default_factory=threading.Lock)  # one replay of this graph at a time
 
 
-_graphs: dict[tuple, _Graph | None] = {}  # (device, size, layer, bucket) -> graph, or None: eager
+_graphs: dict[tuple, _Graph | None] = {}  # (device, size, layer, bucket, patch) -> graph, or None: eager
 _capture_lock = threading.Lock()
 
 
@@ -50,7 +51,9 @@ def _capture(net, device, size: int, layer: str, b: int, patch: int) -> _Graph |
     import torch
 
     try:
-        with torch.inference_mode():
+        # On `device` as the current one: torch.cuda.graph captures the current device's stream
+        # (with device cuda:1 while cuda:0 is current, the network's kernels would escape it).
+        with torch.cuda.device(device), torch.inference_mode():
             static_in = torch.zeros((b, patch, patch, 3), dtype=torch.uint8, device=device)
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
@@ -68,7 +71,7 @@ def _capture(net, device, size: int, layer: str, b: int, patch: int) -> _Graph |
 
 
 def _entry(net, device, size: int, layer: str, b: int, patch: int) -> _Graph | None:
-    key = (str(device), size, layer, b)
+    key = (str(device), size, layer, b, patch)
     if key not in _graphs:
         with _capture_lock:
             if key not in _graphs:
@@ -86,11 +89,13 @@ def embed_frame(net, images: np.ndarray, device, size: int, layer: str):
         raise ValueError(f"{n} patches: at most {BUCKETS[-1]} per replay")
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
     entry = _entry(net, device, size, layer, b, patch)
-    with torch.inference_mode():
+    with torch.cuda.device(device), torch.inference_mode():
         if entry is None:
             padded = torch.zeros((b, patch, patch, 3), dtype=torch.uint8, device=device)
             padded[:n] = x
             return embed(net, padded, size, layer)[:n]
+        # Copy in, replay and copy out are queued under the lock on one stream (every worker uses
+        # the device's default stream), so a later replay cannot overwrite this one's output first.
         with entry.lock:
             entry.static_in[:n].copy_(x)
             entry.graph.replay()

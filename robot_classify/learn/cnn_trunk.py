@@ -56,7 +56,7 @@ def backbone(device: str = "cpu"):
             net.load_state_dict(load_file(str(cached)), strict=True)
             if str(device).startswith("cuda"):
                 # Strict fp32 convolutions (cuDNN's default on Ampere and later is TF32): the same
-                # embeddings as on the CPU to ~1e-6 instead of ~1e-3, at the same speed (cnn_cuda).
+                # embeddings as on the CPU to ~1e-6 instead of ~1e-3 (cnn_cuda).
                 import torch
 
                 torch.backends.cudnn.allow_tf32 = False
