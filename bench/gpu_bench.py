@@ -125,13 +125,11 @@ def main() -> None:
     torch.set_num_threads(1)
     os.environ[cnn_onnx.ENGINE_ENV], os.environ[cnn_onnx.PRECISION_ENV] = "torch", "fp32"
     torch.backends.cudnn.allow_tf32 = False
-    rng = np.random.default_rng(0)
-    reps = int(np.ceil(args.index_size / len(train_x)))
-    shifted = np.concatenate([np.roll(train_x[:, :, ::-1] if r % 2 else train_x,
-                                      (int(rng.integers(-2, 3)), int(rng.integers(-2, 3))), axis=(1, 2))
-                              for r in range(reps)])[:args.index_size]
+    sys.path.insert(0, str(HERE))
+    from node_bench import shifted_copies
+
+    shifted, y = shifted_copies(train_x, train_y, args.index_size)
     X = gpu.transform(shifted)
-    y = np.tile(train_y, reps)[:args.index_size]
     q = gpu.transform(frame)
     search = {}
     for device in ("cuda", "cpu"):

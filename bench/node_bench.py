@@ -40,6 +40,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1] / "test"))
 
 
+def shifted_copies(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n crops from `images`: copies shifted by up to 2 px, every other one mirrored (a large index
+    of plausible crops from a small set; `gpu_bench.py` builds its index the same way)."""
+    rng = np.random.default_rng(0)
+    reps = int(np.ceil(n / len(images)))
+    out = np.concatenate([np.roll(images[:, :, ::-1] if r % 2 else images,
+                                  (int(rng.integers(-2, 3)), int(rng.integers(-2, 3))), axis=(1, 2))
+                          for r in range(reps)])[:n]
+    return out, np.tile(labels, reps)[:n]
+
+
 def big_model(path: Path, n: int = 50_000, kind: str = "hog_color", patches: tuple | None = None,
               device: str = "cpu") -> Path:
     """A kNN of `n` samples: the recipe's training crops (or `patches`, (images, labels)), shifted and
@@ -57,13 +68,7 @@ def big_model(path: Path, n: int = 50_000, kind: str = "hog_color", patches: tup
 
         tr = load_dataset(recipe_patches(), "props")["train"]
         patches = (tr.images, tr.labels)
-    images, labels = patches
-    rng = np.random.default_rng(0)
-    reps = int(np.ceil(n / len(images)))
-    imgs = np.concatenate([np.roll(images[:, :, ::-1] if r % 2 else images,
-                                   (int(rng.integers(-2, 3)), int(rng.integers(-2, 3))), axis=(1, 2))
-                           for r in range(reps)])[:n]
-    labels = np.tile(labels, reps)[:n]
+    imgs, labels = shifted_copies(*patches, n)
     k = base.classifier.k
     params = {"kind": kind} if kind.startswith("cnn") else {"kind": kind, "pca_dims": 0, "center": False}
     model = ClassifierModel(FeaturePipeline(**params).to(device), KNNClassifier(k, "l2", device="cpu"),
