@@ -132,6 +132,26 @@ def test_gemm_margin_path_is_exact_on_cpu_tensors():
         np.testing.assert_array_equal(got, reference_knn(X, Q, 5, metric))
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_search_is_exact_for_patches_and_embeddings(device):
+    """On a GPU the search runs the float32 GEMM on the device (uint8 patches and float32
+    embeddings alike, `cuda` or a numbered device), then the exact re-rank: the float64 answer,
+    whatever the index holds and however many queries a frame has."""
+    X = correlated_images(3000)
+    Q = correlated_images(45, seed=7)
+    rng = np.random.default_rng(8)
+    E = rng.normal(size=(5000, 440)).astype(np.float32)
+    F = rng.normal(size=(45, 440)).astype(np.float32)
+    for data, queries in ((X, Q), (E, F)):
+        for metric in ("l1", "l2"):
+            index = ExactIndex(metric, device=device)
+            index.add(data)
+            for n in (1, 10, 45):
+                np.testing.assert_array_equal(index.search(queries[:n], 5)[1],
+                                              reference_knn(data, queries[:n], 5, metric))
+
+
 def test_bad_inputs_rejected():
     index = ExactIndex("l2", device="cpu")
     with pytest.raises(ValueError, match="NaN"):

@@ -294,13 +294,18 @@ def _height_map(z: np.ndarray, plane: np.ndarray, K: Intrinsics) -> np.ndarray:
 
 
 def _fill_holes(z: np.ndarray) -> np.ndarray:
-    """Each hole pixel next to valid depth takes its farthest valid 8-neighbour.
+    """Each hole pixel next to valid depth takes its farthest valid 8-neighbour. `z`: metres with
+    NaN for no reading, or the camera's uint16 millimetres; metres out.
 
     Structured-light sensors drop pixels in bands along depth edges and on dark surfaces. A
     band between two surfaces at similar depth (a mug's rim, a dark label) fills with that
     depth and stops cutting the object apart; a band between a near and a far surface fills
     with the far depth, so the jump stays where the near surface ends.
     """
+    if z.dtype == np.uint16:  # millimetres, 0 = none: fill them as they are, then convert (the same metres)
+        filled = cv2.dilate(z, np.ones((3, 3), np.uint8))
+        np.copyto(filled, z, where=z != 0)
+        return depth_to_metres(filled)
     holes = np.isnan(z)
     farthest = cv2.dilate(cv2.patchNaNs(z.copy(), 0.0), np.ones((3, 3), np.uint8))
     fill = holes & (farthest > 0)
@@ -345,6 +350,16 @@ CREASE_SMOOTH = 2.0  # Gaussian sigma (full-resolution pixels) on depth before m
 
 def _concave_creases(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int], threshold: float,
                      pixel: int = 1) -> np.ndarray:
+    """`_crease_samples` as a bool map of `z`'s size (each sample covering its f x f pixels)."""
+    crease, X0, Y0, f = _crease_samples(z, K, box, threshold, pixel)
+    H, W = crease.shape
+    out = np.zeros(z.shape, bool)
+    out[Y0:Y0 + f * H, X0:X0 + f * W] = np.repeat(np.repeat(crease, f, axis=0), f, axis=1) if f > 1 else crease
+    return out
+
+
+def _crease_samples(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int], threshold: float,
+                    pixel: int = 1) -> tuple[np.ndarray, int, int, int]:
     """Pixels where the surface folds away from the camera: objects that touch on a table meet in
     such a valley (convex bodies side by side), while one object's own edges bulge towards it.
 
@@ -354,7 +369,11 @@ def _concave_creases(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int
     full-resolution pixels (a crease is several pixels wide after smoothing) whatever grid `z`
     is on (`pixel`: full-resolution pixels per pixel of `z`, the segmentation's scale), so a
     frame segmented at half resolution is cut where the full-resolution one is; and only inside
-    `box` (x0, y0, x1, y1).
+    `box` (x0, y0, x1, y1). `z`: metres with NaN for no reading, or the camera's uint16
+    millimetres (0: none), read as they are rather than converted to metres and back.
+
+    Returns the crease on the sample grid and where that grid lies in `z`: (crease, X0, Y0, f),
+    sample (i, j) covering z[Y0 + f i : Y0 + f (i + 1), X0 + f j : X0 + f (j + 1)].
     """
     x0, y0, x1, y1 = box
     f = max(1, CREASE_GRID // pixel)  # z's pixels per sample
@@ -364,8 +383,13 @@ def _concave_creases(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int
     X0, Y0 = max(0, x0 - pad) // f * f, max(0, y0 - pad) // f * f  # aligned, so the sample grid stays fixed
     X1, Y1 = min(z.shape[1], x1 + pad), min(z.shape[0], y1 + pad)
     zc = z[Y0:Y1, X0:X1]
-    valid = np.isfinite(zc).astype(np.float32)
-    zs = cv2.patchNaNs(zc.copy(), 0.0)
+    if zc.dtype == np.uint16:  # the same numbers as depth_to_metres and patchNaNs(0) give, one pass each
+        valid = (zc != 0).view(np.uint8).astype(np.float32)
+        zs = zc.astype(np.float32)
+        zs *= np.float32(1e-3)
+    else:
+        valid = np.isfinite(zc).astype(np.float32)
+        zs = cv2.patchNaNs(zc.copy(), 0.0)
     if f > 1:  # f x f means, then the Gaussian on the coarser grid (f*f fewer pixels to smooth)
         size = ((X1 - X0) // f, (Y1 - Y0) // f)
         valid = cv2.resize(valid, size, interpolation=cv2.INTER_AREA)
@@ -374,7 +398,7 @@ def _concave_creases(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int
     zs = cv2.GaussianBlur(zs, (0, 0), sigma) / np.maximum(weight, np.float32(1e-3))
     H, W = zs.shape
     if H <= 2 * s or W <= 2 * s:
-        return np.zeros(z.shape, bool)
+        return np.zeros((H, W), bool), X0, Y0, f
     centre = np.float32((f - 1) / 2)
     X = ((np.arange(X0, X0 + f * W, f, dtype=np.float32) + np.float32(centre - K.cx)) / np.float32(K.fx))[None, :] * zs
     Y = ((np.arange(Y0, Y0 + f * H, f, dtype=np.float32) + np.float32(centre - K.cy)) / np.float32(K.fy))[:, None] * zs
@@ -389,9 +413,7 @@ def _concave_creases(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int
         sag = zs[s:-s, s:-s] - (zp + zm) * np.float32(0.5)
         chord2 = (shifted(X, 1) - shifted(X, -1)) ** 2 + (shifted(Y, 1) - shifted(Y, -1)) ** 2 + (zp - zm) ** 2
         crease[s:-s, s:-s] |= (sag > 0) & (sag * sag > k2 * chord2)
-    out = np.zeros(z.shape, bool)
-    out[Y0:Y0 + f * H, X0:X0 + f * W] = np.repeat(np.repeat(crease, f, axis=0), f, axis=1) if f > 1 else crease
-    return out
+    return crease, X0, Y0, f
 
 
 def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, params: SegmentationParams,
@@ -410,11 +432,15 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
     pad = 4 * s
     RX0, RY0 = max(0, x0 * s - pad) // s * s, max(0, y0 * s - pad) // s * s  # aligned with z's grid
     RX1, RY1 = min(fine.shape[1], x1 * s + pad), min(fine.shape[0], y1 * s + pad)
-    zf = depth_to_metres(fine[RY0:RY1, RX0:RX1])  # holes weigh nothing in the 2x2 means
+    zf = fine[RY0:RY1, RX0:RX1]  # holes weigh nothing in the 2x2 means
+    if zf.dtype != np.uint16:
+        zf = depth_to_metres(zf)
     Kf = Intrinsics(K.fx * s, K.fy * s, K.cx * s - RX0, K.cy * s - RY0)
-    full = _concave_creases(zf, Kf, (x0 * s - RX0, y0 * s - RY0, min(x1 * s, RX1) - RX0, min(y1 * s, RY1) - RY0),
-                            params.crease)
-    grid = full[y0 * s - RY0::s, x0 * s - RX0::s][:y1 - y0, :x1 - x0]
+    crease, X0, Y0, f = _crease_samples(
+        zf, Kf, (x0 * s - RX0, y0 * s - RY0, min(x1 * s, RX1) - RX0, min(y1 * s, RY1) - RY0), params.crease)
+    # Read on z's grid straight from the samples: z's pixel i lies at full-resolution y0 s - RY0 + i s,
+    # in sample (that - Y0) / f. Both offsets are multiples of f (2) and s is too (2 or 4).
+    grid = crease[(y0 * s - RY0 - Y0) // f::s // f, (x0 * s - RX0 - X0) // f::s // f][:y1 - y0, :x1 - x0]
     out = np.zeros((y1 - y0, x1 - x0), bool)
     out[:grid.shape[0], :grid.shape[1]] = grid
     return out
@@ -574,7 +600,8 @@ def _full_resolution_rule(depth: np.ndarray, K: Intrinsics, plane: np.ndarray, p
     depth image: hole-filled depth above grow_height and below max_height over the plane, not on
     the far side of a depth jump, after a 3x3 opening. Bool, the box's shape."""
     x0, y0, x1, y1 = box
-    z = _fill_holes(depth_to_metres(depth[y0:y1, x0:x1]))
+    raw = depth[y0:y1, x0:x1]
+    z = _fill_holes(raw if raw.dtype == np.uint16 else depth_to_metres(raw))
     height = _height_map(z, plane, Intrinsics(K.fx, K.fy, K.cx - x0, K.cy - y0))
     rises = (height > params.grow_height) & (height < params.max_height)  # NaN compares False
     rises &= ~_far_side_of_jumps(z, params.depth_jump)
@@ -739,7 +766,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         if z is None or K is None:
             raise ValueError("depth mode needs a depth image and camera intrinsics")
         mask, result.plane, result.warning, height, support = _segment_depth(
-            np.ascontiguousarray(z), K, params, np.ascontiguousarray(color[::s, ::s]), depth if s > 1 else None)
+            np.ascontiguousarray(z), K, params, color[::s, ::s], depth if s > 1 else None)
         comps = _components(mask, params, s * s)
         if support is not None:
             kept = [c for c in comps if stands_on(c[0], c[1], height, *support)]
