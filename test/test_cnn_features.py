@@ -180,7 +180,7 @@ def test_bad_cnn_color_settings_are_refused(bad):
 def test_a_frame_is_padded_to_one_of_a_few_batch_sizes():
     from robot_classify.learn import cnn_cuda
 
-    assert [cnn_cuda.bucket(n) for n in (1, 4, 5, 10, 16, 20, 32)] == [4, 4, 8, 16, 16, 32, 32]
+    assert [cnn_cuda.bucket(n) for n in (1, 4, 5, 10, 16, 20, 32)] == [16, 16, 16, 16, 16, 32, 32]
     assert cnn_cuda.bucket(33) is None  # a training set goes through in eager chunks
 
 

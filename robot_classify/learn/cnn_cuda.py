@@ -5,8 +5,12 @@ Why: measured on an H200 (bench/gpu_bench.py), PyTorch eager spends ~4.4 ms on a
 frame, nearly all of it launching the network's ~100 small kernels one by one from Python; a
 graph replays them in one launch. And every new batch size costs cuDNN a fresh plan on its
 first use: in the node, frames whose object count it had not seen took up to 1.8 s. Padding
-to BUCKETS bounds the shapes to four, all captured by `warm_up` before the first frame; larger
-sets (a crowded frame, a teach request, a training set) go through in chunks of the largest.
+to BUCKETS bounds the shapes to two, both captured by `warm_up` before the first frame; larger
+sets (a teach request, a training set) go through in chunks of the largest. Two, not more: each
+capture costs ~3 s of start-up (cuDNN's plans), and on an H200 a 10-patch frame replayed 1.18-1.32
+ms padded to 16 with four buckets (4, 8, 16, 32; 12-13.5 s to capture), 1.19-1.21 ms with these
+two (5.4-6.7 s), and 1.42-1.47 ms padded to 32 alone (2.6-3.4 s): the GPU's work is launch-bound,
+the padding rows nearly free (bench/results/gpu_cuda_buckets_0.9.4.txt).
 
 Rows are independent in inference (batch-norm uses its stored statistics), so the padding rows
 change nothing in the real ones; their outputs are dropped. Convolutions run in strict fp32
@@ -26,7 +30,7 @@ import numpy as np
 
 from .cnn_trunk import embed
 
-BUCKETS = (4, 8, 16, 32)  # patches per replay; a frame holds at most max_objects (default 20)
+BUCKETS = (16, 32)  # patches per replay; a frame holds at most max_objects (default 20)
 _log = logging.getLogger(__name__)
 
 
