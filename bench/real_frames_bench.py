@@ -59,6 +59,14 @@ SETTINGS = {
     "scale_2": {"segmentation.scale": 2},
     "scale_4": {"segmentation.scale": 4},
     "pose_0.6": {},
+    # 0.9.4's sweep of the segmenter's cutting parameters on real frames (doc/real_frames.md)
+    "crease_10": {"segmentation.crease": 0.10},
+    "crease_07": {"segmentation.crease": 0.07},
+    "rejoin_12": {"segmentation.rejoin_colour": 12.0},
+    "crease_10_rejoin_12": {"segmentation.crease": 0.10, "segmentation.rejoin_colour": 12.0},
+    "jump_015": {"segmentation.depth_jump": 0.015},
+    "jump_018": {"segmentation.depth_jump": 0.018},
+    "scale_1": {"segmentation.scale": 1},
 }
 CONSTANTS = {"pose_0.6": {"MAJOR_LOWER": 0.0}}  # runtime.object_sizes constants swapped per setting
 
