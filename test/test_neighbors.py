@@ -135,9 +135,10 @@ def test_gemm_margin_path_is_exact_on_cpu_tensors():
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 def test_cuda_search_is_exact_for_patches_and_embeddings(device):
-    """On a GPU the search runs the float32 GEMM on the device (uint8 patches and float32
-    embeddings alike, `cuda` or a numbered device), then the exact re-rank: the float64 answer,
-    whatever the index holds and however many queries a frame has."""
+    """On a GPU the candidates come from a float32 pass on the device (a GEMM for L2, cdist for
+    L1; uint8 patches and float32 embeddings alike, `cuda` or a numbered device), then the exact
+    re-rank: the float64 reference's neighbours, whatever the index holds and however many
+    queries a frame has."""
     X = correlated_images(3000)
     Q = correlated_images(45, seed=7)
     rng = np.random.default_rng(8)

@@ -10,7 +10,7 @@ sets (a teach request, a training set) go through in chunks of the largest. Two,
 capture costs ~3 s of start-up (cuDNN's plans), and on an H200 a 10-patch frame replayed 1.18-1.32
 ms padded to 16 with four buckets (4, 8, 16, 32; 12-13.5 s to capture), 1.19-1.21 ms with these
 two (5.4-6.7 s), and 1.42-1.47 ms padded to 32 alone (2.6-3.4 s): the GPU's work is launch-bound,
-the padding rows nearly free (bench/results/gpu_cuda_buckets_0.9.4.txt).
+the padding rows nearly free (bench/results/gpu_cuda_buckets_run5.txt).
 
 Rows are independent in inference (batch-norm uses its stored statistics), so the padding rows
 change nothing in the real ones; their outputs are dropped. Convolutions run in strict fp32

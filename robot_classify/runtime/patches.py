@@ -440,6 +440,8 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
         zf, Kf, (x0 * s - RX0, y0 * s - RY0, min(x1 * s, RX1) - RX0, min(y1 * s, RY1) - RY0), params.crease)
     # Read on z's grid straight from the samples: z's pixel i lies at full-resolution y0 s - RY0 + i s,
     # in sample (that - Y0) / f. Both offsets are multiples of f (2) and s is too (2 or 4).
+    assert s % f == 0 and (y0 * s - RY0 - Y0) % f == 0 and (x0 * s - RX0 - X0) % f == 0, \
+        "the segmentation grid must fall on the crease samples (CREASE_GRID 2, scale 2 or 4)"
     grid = crease[(y0 * s - RY0 - Y0) // f::s // f, (x0 * s - RX0 - X0) // f::s // f][:y1 - y0, :x1 - x0]
     out = np.zeros((y1 - y0, x1 - x0), bool)
     out[:grid.shape[0], :grid.shape[1]] = grid
