@@ -384,7 +384,7 @@ def _crease_samples(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int]
     X1, Y1 = min(z.shape[1], x1 + pad), min(z.shape[0], y1 + pad)
     zc = z[Y0:Y1, X0:X1]
     if zc.dtype == np.uint16:  # the same numbers as depth_to_metres and patchNaNs(0) give, one pass each
-        valid = (zc != 0).view(np.uint8).astype(np.float32)
+        valid = (zc != 0).astype(np.float32)
         zs = zc.astype(np.float32)
         zs *= np.float32(1e-3)
     else:
