@@ -547,16 +547,22 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
     from .data.import_dataset import import_dataset
     from .learn.model import is_negative
 
-    if args.class_map is None and (Path(args.input) / CLASS_MAP).is_file():
+    if args.class_map is None:
         # A draft (`draft-labels`) names its segments by ids of its own: without its map every
-        # object would be a distractor of the built-in YCB-V map.
-        args.class_map = str(Path(args.input) / CLASS_MAP)
-        print(f"class map: {args.class_map} (the one beside the scenes; --class-map to choose another)",
-              file=sys.stderr)
+        # object would be a distractor of the built-in YCB-V map. One scene of a draft has the map
+        # a folder up.
+        found = [f / CLASS_MAP for f in (Path(args.input), Path(args.input).parent) if (f / CLASS_MAP).is_file()]
+        if found:
+            args.class_map = str(found[0])
+            print(f"class map: {args.class_map} (the one beside the scenes; --class-map to choose another)",
+                  file=sys.stderr)
     class_map = load_class_map(args.class_map) if args.class_map else None
     counts: dict[str, int] = {}
     n = import_dataset(args.input, args.out, args.format, class_map, args.scenes, args.every, args.max_frames,
                        args.rate, args.storage, progress=not args.quiet, counts=counts)
+    if class_map is None:
+        print("class map: the built-in YCB-V map (obj_ids 1-6, 8, 9, 14 and 18 are the default's classes; "
+              "--class-map for another dataset's ids)", file=sys.stderr)
     listed = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: (kv[0] == "distractor", kv[0])))
     print(f"wrote {n} frame{'s' * (n != 1)} ({args.storage}) to {args.out}: {sum(counts.values())} objects"
           f"{': ' + listed if listed else ''}")
@@ -567,6 +573,9 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
         named = ", ".join(c + (f" (did you mean {near[c][0]}?)" if near[c] else "") for c in other)
         print(f"note: {named} {'is' if len(other) == 1 else 'are'} not among the embedded default model's classes; "
               "it scores them as wrong unless a model taught them is used", file=sys.stderr)
+    if class_map is not None and class_map.draft_settings:  # segments cut at other settings match no others
+        print(f"note: the draft was made with {class_map.draft_settings}: evaluate and calibrate this bag with the "
+              "same options, or the node cuts other segments than the ones labelled", file=sys.stderr)
     unlisted = class_map.unlisted_ids() if class_map is not None and class_map.from_draft else []
     if unlisted:  # a draft's map lists every segment of its draft: this one is another draft's
         print(f"warning: {len(unlisted)} objects have no line in the draft's class map {args.class_map} (ids "
@@ -577,11 +586,15 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
         shown = ", ".join(map(str, unused[:8])) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
         print(f"note: no object in these frames has the class map's id{'s' * (len(unused) > 1)} {shown}",
               file=sys.stderr)
-    if class_map is not None and counts and set(counts) == {"distractor"}:  # a typo, or another dataset's ids
-        keys = [k for ks in class_map.unused().values() for k in ks]
-        print(f"warning: the class map gave no object a class (every object is a distractor): no object in these "
-              f"frames is {', '.join(map(str, keys))} (ids are BOP's obj_id or YCB-Video's class index, names "
-              "YCB-Video's box.txt names; the map replaces the built-in one)", file=sys.stderr)
+    if counts and set(counts) == {"distractor"}:  # a typo, or another dataset's ids
+        if class_map is None:
+            print("warning: the built-in YCB-V map gave no object a class (every object is a distractor): are these "
+                  "another dataset's ids? Give its map with --class-map", file=sys.stderr)
+        else:
+            keys = [k for ks in class_map.unused().values() for k in ks]
+            print(f"warning: the class map gave no object a class (every object is a distractor): no object in these "
+                  f"frames is {', '.join(map(str, keys))} (ids are BOP's obj_id or YCB-Video's class index, names "
+                  "YCB-Video's box.txt names; the map replaces the built-in one)", file=sys.stderr)
     return 0
 
 
@@ -682,6 +695,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"clutter named counting as wrong), min_score {cal.min_score:.2f} -> {out}")
     print("  the two ECEs are over different data; to compare models, run replay-eval on other labelled frames "
           "(its ECE is over matched objects of the model's classes)")
+    if counts["named_before"] and counts["right_before"] == counts["named_before"]:
+        # An unedited draft is the node's own answers: fitted to it, every name scores near 1.
+        print(f"warning: all {counts['named_before']} names the model gives on {args.bag} are right, so the fitted "
+              "scores say every name is sure. Is its ground truth the node's own answers (a draft from draft-labels "
+              "imported without correcting it)? Correct the draft, or calibrate on frames labelled apart from the "
+              "model", file=sys.stderr)
     return 0
 
 

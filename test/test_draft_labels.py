@@ -131,6 +131,22 @@ def test_cli_drafts_and_import_finds_the_drafts_class_map(tiny, tmp_path, capsys
     cap = capsys.readouterr()
     assert f"class map: {path}" in cap.err and "class map's id 1040" in cap.err
     assert "1 red_box" in cap.out and "1 distractor" in cap.out  # the mistyped id's object
+    # one scene of the draft: its map is a folder up
+    scene = next(p for p in (tmp_path / "d").iterdir() if p.is_dir() and p.name != "overlays")
+    assert cli.main(["import-dataset", str(scene), "--out", str(tmp_path / "bag_scene"), "--quiet"]) == 0
+    assert f"class map: {path}" in capsys.readouterr().err
+
+
+def test_import_names_the_settings_a_draft_was_made_with(tiny, tmp_path, capsys):
+    bag, model = tiny
+    save_model(model, tmp_path / "m.safetensors")
+    assert cli.main(["draft-labels", "--bag", str(bag), "--model", str(tmp_path / "m.safetensors"), "--scale", "1",
+                     "--out", str(tmp_path / "d"), "--quiet", "--topics", ",".join(TOPICS)]) == 0
+    assert load_class_map(tmp_path / "d" / CLASS_MAP).draft_settings == "--scale 1"
+    capsys.readouterr()
+    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "bag"), "--quiet"]) == 0
+    assert "note: the draft was made with --scale 1: evaluate and calibrate this bag with the same" in \
+        capsys.readouterr().err
 
 
 def test_a_class_map_yaml_error_names_its_line(tmp_path):

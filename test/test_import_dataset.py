@@ -309,7 +309,8 @@ def test_cli_import_dataset_and_its_errors(bop_split, tmp_path, capsys):
     labels = [o.label for g in read_ground_truth(tmp_path / "bag").values() for o in g.objects]
     listed = ", ".join(f"{labels.count(k)} {k}" for k in sorted(set(labels), key=lambda k: (k == "distractor", k)))
     assert code == 0 and out.strip() == f"wrote 1 frame (mcap) to {tmp_path / 'bag'}: {len(labels)} objects: {listed}"
-    assert not err  # the built-in map gives the default model's classes only
+    # the built-in map gives the default model's classes only: no note, but which map it was
+    assert err.strip().startswith("class map: the built-in YCB-V map") and len(err.strip().splitlines()) == 1
     assert len(list(read_frames(tmp_path / "bag"))) == 1
     (tmp_path / "map.yaml").write_text("5: bottle\n")
     assert cli.main(["import-dataset", str(bop_split), "--out", str(tmp_path / "bag2"), "--class-map",
@@ -370,3 +371,11 @@ def test_replay_eval_runs_on_an_imported_bag(tmp_path):
     # Truth and detections measure centroids the same way; the node on every second pixel
     # (segmentation.scale 2), the truth on every pixel: half a pixel apart, 0.7 mm here.
     assert m["centroid_error_mm"]["max"] < 1.5
+
+
+def test_the_built_in_map_that_names_nothing_is_said(tmp_path, capsys):
+    image = bop_images()[0]
+    bop_scene(tmp_path / "other" / "000001", [{**image, "objects": [(7, image["objects"][1][1], 0.9)]}])
+    assert cli.main(["import-dataset", str(tmp_path / "other"), "--out", str(tmp_path / "bag"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "the built-in YCB-V map gave no object a class" in err and "--class-map" in err

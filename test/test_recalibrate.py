@@ -109,3 +109,18 @@ def test_the_recipe_fits_the_scores_on_what_the_node_answers_in_rendered_scenes(
     after = model.classify(crops)
     assert (after.labels == first.labels).all() and (after.known == first.known).all()
     assert CALIBRATION_SEED_OFFSET not in (0, 4242)  # never the training scenes' or the negatives' seed
+
+
+def test_calibrate_warns_when_every_name_is_right(clutter_bag, tmp_path, capsys):
+    """Ground truth that agrees with every name is what an uncorrected draft (the node's own
+    answers) gives: scores fitted to it say every name is sure."""
+    _, model = clutter_bag
+    frames = [frame([(100 + 20 * i, 100, RED), (300, 100 + 20 * i, RED)],
+                    [("red_box", 100 + 20 * i, 100), ("red_box", 300, 100 + 20 * i)]) for i in range(12)]
+    path = write_bag(tmp_path / "all_right", frames)
+    model_file = save_model(model, tmp_path / "m.safetensors")
+    assert main(["calibrate", "--bag", str(path), "--model", str(model_file), "--out", str(tmp_path / "c.safetensors"),
+                 "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "the model named 24, 24 right" in out
+    assert "warning: all 24 names the model gives" in err and "draft" in err

@@ -27,3 +27,13 @@ def test_draw_objects_draws_every_box_and_label_on_a_copy():
     out = draw_objects(rgb, [((10, 40, 30, 30), "mug", 0.9), ((12, 42, 30, 30), "unknown", None)])
     assert not rgb.any() and out.shape == rgb.shape and out.any()
     assert out[24:40, 10:40].any() and out[40:56, 10:40].any()  # one label above, the other inside the box top
+
+
+def test_a_crowded_label_takes_the_nearest_free_place_not_the_bottom_of_the_column():
+    """A report's ground-truth tag once sat 170 px below its can, under another object's box:
+    with all four places at its box taken, the nearest free one, up or down, is taken."""
+    box, size = (100, 100, 60, 80), (90, 16)
+    taken = [(100, y, 90, 16) for y in range(84, 400, 16)]  # above, inside and a whole column below
+    taken = [t for t in taken if not 36 <= t[1] < 84]  # room two labels above the box
+    (x, y, w, h), = place_labels([box], [size], (480, 640, 3), placed=list(taken), below=True)
+    assert 36 <= y < 84 and not any(overlap((x, y, w, h), t) for t in taken)

@@ -84,6 +84,7 @@ class ClassMap:
         self.given: set[str] = set()  # the class names some object was given (`unused`)
         self.seen_ids: set[int] = set()  # the ids looked up (`unused_ids`)
         self.from_draft = False  # written by draft-labels (`load_class_map`): it lists every segment
+        self.draft_settings = ""  # the options the draft was made with ("--scale 1 ..."), from its first line
         for key, name in mapping.items():
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"class map: {key!r} must map to a class name, got {name!r}")
@@ -195,6 +196,9 @@ def load_class_map(path: str | Path) -> ClassMap:
     except ValueError as e:
         raise DatasetError(f"{path}: {e}") from None
     class_map.from_draft = text.startswith(DRAFT_HEADER)
+    rest = text[len(DRAFT_HEADER):].split("\n", 1)[0] if class_map.from_draft else ""
+    if rest.startswith(" (") and ")" in rest:
+        class_map.draft_settings = rest[2:rest.index(")")]
     return class_map
 
 

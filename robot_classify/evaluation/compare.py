@@ -18,7 +18,8 @@ import cv2
 from ..data.bags import read_frames
 from ..runtime.image_conversion import color_from_msg
 from .failures import RED, WHITE, box_crop
-from .report_html import CSS, SELF_CHECK, _headline, _table
+from .metrics import defined_rates
+from .report_html import CSS, SELF_CHECK, _headline, _table, answer_text
 
 BLUE = (40, 90, 255)
 HEADLINE = ("object_accuracy", "detection_recall", "detection_precision")
@@ -61,7 +62,8 @@ def disagreements(rec_a: list[dict], rec_b: list[dict]) -> tuple[list[dict[str, 
             truth = ra["truth"]
             out.append({"stamp_ns": k[0], "gt_index": k[1], "truth": truth, "known": ra["known"],
                         "truth_bbox": ra["truth_bbox"], "a": _said(ra), "a_score": ra["score"], "a_bbox": ra["bbox"],
-                        "b": _said(rb), "b_score": rb["score"], "b_bbox": rb["bbox"],
+                        "a_top": ra["top"], "b": _said(rb), "b_score": rb["score"], "b_bbox": rb["bbox"],
+                        "b_top": rb["top"],
                         "right": "a" if _said(ra) == truth else "b" if _said(rb) == truth else "neither"})
     return out, len(common)
 
@@ -124,11 +126,12 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     rb_ = ma["run"]["bag"]
     _crops(bag, (rb_["color_topic"], rb_["depth_topic"], rb_["camera_info_topic"]), items, out, cap)
     classes = [c for c in ma["per_class"] if c in mb["per_class"]]
-    per_class = {c: {f"{k}_{s}": m["per_class"][c][k] for s, m in (("a", ma), ("b", mb))
-                     for k in ("precision", "recall", "f1")} for c in classes}
+    # None (n/a) where a rate is undefined: a class never predicted, or not in this bag's ground truth
+    per_class = {c: {f"{k}_{s}": x for s, m in (("a", ma), ("b", mb))
+                     for k, x in defined_rates(m["per_class"][c]).items()} for c in classes}
     for c, v in per_class.items():
         for k in ("precision", "recall", "f1"):
-            v[f"{k}_delta"] = v[f"{k}_b"] - v[f"{k}_a"]
+            v[f"{k}_delta"] = None if None in (v[f"{k}_a"], v[f"{k}_b"]) else v[f"{k}_b"] - v[f"{k}_a"]
     result = {
         "schema": "robot_classify/ReplayEvalCompare/1", "bag": bag, "names": list(names),
         "reports": [str(Path(dir_a).resolve()), str(Path(dir_b).resolve())],
@@ -148,6 +151,10 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     return result
 
 
+def _rate(v: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
 def compare_markdown(r: dict[str, Any], ma: dict, mb: dict) -> str:
     a, b = r["names"]
     lines = [f"### replay-eval compare on `{Path(r['bag']).name}`: {a} vs {b}", "",
@@ -159,7 +166,8 @@ def compare_markdown(r: dict[str, Any], ma: dict, mb: dict) -> str:
                   f"{d['a_right']}, {b} right on {d['b_right']}, neither on {d['neither']}.", "",
               f"| class | F1 {a} | F1 {b} | delta F1 | delta recall |", "| --- | ---: | ---: | ---: | ---: |"]
     for c, v in r["per_class"].items():
-        lines.append(f"| {c} | {v['f1_a']:.3f} | {v['f1_b']:.3f} | {v['f1_delta']:+.3f} | {v['recall_delta']:+.3f} |")
+        lines.append(f"| {c} | {_rate(v['f1_a'])} | {_rate(v['f1_b'])} | {_rate(v['f1_delta'], '+.3f')} "
+                     f"| {_rate(v['recall_delta'], '+.3f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -170,16 +178,16 @@ def _compare_html(r: dict[str, Any], ma: dict, mb: dict, out: Path) -> str:
     reports = "".join(f', <a href="{e(os.path.relpath(Path(d) / "report.html", out))}">report {tag}</a>'
                       for tag, d in zip("AB", r["reports"]) if (Path(d) / "report.html").is_file())
     head = [[name, va, vb] for (name, va, _), (_, vb, _) in zip(_headline(ma), _headline(mb))]
-    per = [[c, f"{v['precision_a']:.3f}", f"{v['precision_b']:.3f}", f"{v['recall_a']:.3f}", f"{v['recall_b']:.3f}",
-            f"{v['f1_a']:.3f}", f"{v['f1_b']:.3f}", f"{v['f1_delta']:+.3f}"] for c, v in r["per_class"].items()]
+    per = [[c, *(_rate(v[k]) for k in ("precision_a", "precision_b", "recall_a", "recall_b", "f1_a", "f1_b")),
+            _rate(v["f1_delta"], "+.3f")] for c, v in r["per_class"].items()]
     models = r["models"]
     d = r["disagreements"]
     cards = []
     for item in d["items"]:
         if "crop" not in item:
             continue
-        sa = item["a"] + ("" if item["a_score"] is None else f" {item['a_score']:.2f}")
-        sb = item["b"] + ("" if item["b_score"] is None else f" {item['b_score']:.2f}")
+        sa, sb = (answer_text(None if item[t] == "missed" else item[t], item[f"{t}_top"], item[f"{t}_score"])
+                  for t in "ab")
         cards.append(f'<figure class="fail"><img src="{e(item["crop"])}" alt="disagreement"><figcaption>'
                      f'truth <b>{e(item["truth"])}</b><br><span style="color:#c00">{e(a)}</span>: <b>{e(sa)}</b><br>'
                      f'<span style="color:#24f">{e(b)}</span>: <b>{e(sb)}</b><br>right: {e(item["right"])}'

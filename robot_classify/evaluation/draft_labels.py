@@ -24,7 +24,7 @@ from ..runtime.frame_processor import FrameProcessor
 from ..runtime.image_conversion import depth_from_msg
 from ..runtime.parameters import check_parameters
 from ..runtime.results import ObjectResult
-from ..runtime.visualize import label_color
+from ..runtime.visualize import draw_labels, label_color
 from .replay_eval import run_frames
 
 # obj_id = PER_SCENE * scene + PER_IMAGE * (image + 1) + index: up to MAX_IMAGES frames a bag and
@@ -132,8 +132,7 @@ def _write_scene(bag: str | Path, scene_index: int, processor: FrameProcessor, r
         cv2.imwrite(str(scene / "depth" / name), depth_mm.astype(np.uint16))
         cameras[str(image)] = {"cam_K": [float(v) for v in frame.info.k], "depth_scale": 1.0,
                                "stamp_ns": int(frame.stamp_ns)}
-        overlay = np.ascontiguousarray(color.copy())
-        gt, info = [], []
+        gt, info, outlines = [], [], []
         lines.append(f"\n# scene {scene_index:06d} image {image} (stamp {frame.stamp_ns} ns): "
                      f"overlays/{scene_index:06d}_{name}")
         for i, (det, ans) in enumerate(zip(res.extraction.objects, res.labels.objects)):
@@ -147,11 +146,12 @@ def _write_scene(bag: str | Path, scene_index: int, processor: FrameProcessor, r
             gt.append({"obj_id": oid})
             info.append({"bbox_visib": [int(x), int(y), int(w), int(h)], "visib_fract": 1.0})
             lines.append(f"{oid}: {guess:<24} # node: {_answer(ans)}; box {x} {y} {w} {h}")
-            _draw(overlay, full, (x, y, w, h), f"{oid} {guess}")
+            outlines.append((full, (x, y, w, h), f"{oid} {guess}"))
             counts["named"] += named
         counts["objects"] += len(gt)
         gts[str(image)], infos[str(image)] = gt, info
-        cv2.imwrite(str(root / "overlays" / f"{scene_index:06d}_{name}"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(root / "overlays" / f"{scene_index:06d}_{name}"),
+                    cv2.cvtColor(_draw(color, outlines), cv2.COLOR_RGB2BGR))
         image += 1
         counts["frames"] += 1
         if max_frames is not None and image >= max_frames:
@@ -164,13 +164,14 @@ def _write_scene(bag: str | Path, scene_index: int, processor: FrameProcessor, r
         (scene / file).write_text(json.dumps(doc, indent=1))
 
 
-def _draw(rgb: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], text: str) -> None:
-    """The segment's outline (what the draft's mask holds, merges included) and its id and guess."""
-    col = label_color(text.split()[-1])
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(rgb, contours, -1, col, 2)
-    x, y = box[0], box[1]
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-    ty = max(y, th + 4)
-    cv2.rectangle(rgb, (x, ty - th - 4), (x + tw + 4, ty), col, -1)
-    cv2.putText(rgb, text, (x + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+def _draw(rgb: np.ndarray, outlines: list[tuple[np.ndarray, tuple[int, int, int, int], str]]) -> np.ndarray:
+    """Each segment's outline (what the draft's mask holds, merges included), then each one's id
+    and guess where `place_labels` puts it: every id readable, which is what the class map is
+    corrected by. A new image."""
+    out = np.ascontiguousarray(rgb.copy())
+    colours = [label_color(text.split()[-1]) for _, _, text in outlines]
+    for (mask, _, _), colour in zip(outlines, colours):
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, colour, 2)
+    draw_labels(out, [o[1] for o in outlines], [o[2] for o in outlines], colours, scale=0.4)
+    return out

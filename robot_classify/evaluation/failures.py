@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..runtime.results import ObjectResult
-from ..runtime.visualize import label_color, settle_label
+from ..runtime.visualize import label_color, place_labels
 from .replay_metrics import severity
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -115,30 +115,34 @@ def box_crop(color: np.ndarray, boxes: list[Sequence[int]], colours: list[tuple[
 
 def annotate_frame(color: np.ndarray, preds: Sequence[ObjectResult], gts: Sequence[ObjectResult],
                    scale: float = 0.55) -> np.ndarray:
-    """The whole frame: predictions in their label colour with `label score` above the box,
-    ground truth in white with `GT label` below it. Labels that would overlap an already
-    placed one move down until they fit, so crowded frames stay readable."""
+    """The whole frame: predictions in their label colour with `label score` by the box (above it
+    where there is room), ground truth in white with `GT label` by its box (below it where there is
+    room). Each label takes the first free place at its own box (`place_labels`), so crowded
+    frames stay readable and every label stays beside the box it names."""
     out = np.ascontiguousarray(color.copy())
-    placed: list[tuple[int, int, int, int]] = []
     for g in gts:
         x, y, w, h = g.bbox
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), WHITE, 1)
     for o in preds:
         x, y, w, h = o.bbox
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), label_color(o.label), 2)
-    for o in preds:
-        x, y, w, h = o.bbox
-        _label(out, f"{o.label} {o.score:.2f}", x, y, label_color(o.label), BLACK, placed, scale, above=True)
-    for g in gts:
-        x, y, w, h = g.bbox
-        _label(out, f"GT {g.label}", x, y + h, WHITE, BLACK, placed, scale, above=False)
+    placed: list[tuple[int, int, int, int]] = []
+    for items, below, bg in ((preds, False, None), (gts, True, WHITE)):
+        texts = [f"GT {o.label}" if below else f"{o.label} {o.score:.2f}" for o in items]
+        sizes = [_label_size(t, scale) for t in texts]
+        for rect, text, o in zip(place_labels([o.bbox for o in items], sizes, out.shape, placed, below), texts, items):
+            _label(out, text, rect, bg or label_color(o.label), BLACK, scale)
     return out
 
 
-def _label(img: np.ndarray, text: str, x: int, y: int, bg: tuple, fg: tuple, placed: list, scale: float,
-           above: bool) -> None:
+def _label_size(text: str, scale: float) -> tuple[int, int]:
     (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
-    bw, bh = tw + 6, th + base + 4
-    x, top, _, _ = settle_label(x, y - bh if above else y + 1, bw, bh, placed, img.shape)
+    return tw + 6, th + base + 4
+
+
+def _label(img: np.ndarray, text: str, rect: tuple[int, int, int, int], bg: tuple, fg: tuple, scale: float) -> None:
+    """A filled label in `rect` (x, top, `_label_size`)."""
+    x, top, bw, bh = rect
+    th = cv2.getTextSize(text, FONT, scale, 1)[0][1]
     cv2.rectangle(img, (x, top), (x + bw, top + bh), bg, -1)
     cv2.putText(img, text, (x + 3, top + th + 2), FONT, scale, fg, 1, cv2.LINE_AA)

@@ -27,12 +27,17 @@ def per_class_report(cm: np.ndarray, labels: list[str]) -> dict[str, dict[str, f
                    "support": int(true[i]), "predicted": int(pred[i])} for i, name in enumerate(labels)}
 
 
+def defined_rates(v: dict[str, Any]) -> dict[str, float | None]:
+    """A class's precision, recall and F1, None where undefined (a class never predicted, or never
+    in the ground truth), not the 0.0 a metrics file keeps there."""
+    p = None if v.get("predicted", 1) == 0 else float(v["precision"])
+    r = None if v["support"] == 0 else float(v["recall"])
+    return {"precision": p, "recall": r, "f1": None if p is None or r is None else float(v["f1"])}
+
+
 def shown_rates(v: dict[str, Any]) -> list[str]:
-    """A class's precision, recall, F1 as shown to a person: n/a where undefined (a class never
-    predicted, or never in the ground truth), not the 0.000 a metrics file keeps there."""
-    p = "n/a" if v.get("predicted", 1) == 0 else f"{v['precision']:.3f}"
-    r = "n/a" if v["support"] == 0 else f"{v['recall']:.3f}"
-    return [p, r, "n/a" if "n/a" in (p, r) else f"{v['f1']:.3f}"]
+    """`defined_rates` as shown to a person: n/a where undefined."""
+    return ["n/a" if x is None else f"{x:.3f}" for x in defined_rates(v).values()]
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:

@@ -191,12 +191,18 @@ def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
     return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
 
 
+def answer_text(label: str | None, top: str | None, score: float | None) -> str:
+    """What the node said of an object, as a person reads it: the class it refused named beside
+    `unknown` (whose score is the best class's, not a confidence in `unknown`)."""
+    if label is None:
+        return "nothing (not detected)"
+    if label == UNKNOWN:
+        return f"unknown (best: {top} {score:.2f})"
+    return f"{label} {score:.2f}" + (f" (best: {top})" if top != label else "")
+
+
 def failure_card(r: dict[str, Any], prefix: str = "") -> str:
-    said = "nothing (not detected)" if r["label"] is None else f"{r['label']} {r['score']:.2f}"
-    if r["label"] == UNKNOWN:  # the score is the best class's, not a confidence in `unknown`
-        said = f"unknown (best: {r['top']} {r['score']:.2f})"
-    elif r["label"] is not None and r["top"] != r["label"]:
-        said += f" (best: {r['top']})"
+    said = answer_text(r["label"], r["top"], r["score"])
     truth = r["truth"] if r["truth"] is not None else "nothing there"
     extra = [f"t = {r['time_s']:.2f} s"]
     if r.get("iou") is not None:

@@ -49,37 +49,53 @@ def settle_label(x: int, top: int, w: int, h: int, placed: list[Rect], shape: tu
     return placed[-1]
 
 
-def place_labels(boxes: list[Rect], sizes: list[tuple[int, int]], shape: tuple[int, ...]) -> list[Rect]:
+def place_labels(boxes: list[Rect], sizes: list[tuple[int, int]], shape: tuple[int, ...],
+                 placed: list[Rect] | None = None, below: bool = False) -> list[Rect]:
     """Where each box's label goes, (x, y, w, h) in pixels: the first free place among above the
-    box, inside its top, below it and inside its bottom, kept within the image, else moved down
-    from above the box past the labels already there (`settle_label`). On a crowded table, labels
-    all drawn above their boxes covered each other's names (and scores) in the debug image.
-    `sizes`: each label's (width, height) with its margin."""
+    box, inside its top, below it and inside its bottom (`below`: below, inside its bottom, inside
+    its top, above), kept within the image, else the free place nearest the first of those, above
+    or below it (a full column: moved down past the labels already there, `settle_label`). On a crowded table, labels all drawn above their boxes
+    covered each other's names (and scores) in the debug image. `sizes`: each label's (width,
+    height) with its margin; `placed`: labels already drawn, kept clear of (the new ones are
+    appended to it)."""
     H, W = shape[:2]
-    placed: list[Rect] = []
+    placed = [] if placed is None else placed
+    start = len(placed)
     for (x, y, w, h), (lw, lh) in zip(boxes, sizes):
         lx = min(max(0, x), max(0, W - lw))
-        spots = [(lx, min(max(0, ty), max(0, H - lh)), lw, lh) for ty in (y - lh, y, y + h, y + h - lh)]
+        tops = (y + h, y + h - lh, y, y - lh) if below else (y - lh, y, y + h, y + h - lh)
+        spots = [(lx, min(max(0, ty), max(0, H - lh)), lw, lh) for ty in tops]
         spot = next((r for r in spots if _hit(r, placed) is None), None)
+        if spot is None:  # the free place nearest the first choice, up or down, half a label at a time
+            x0, y0 = spots[0][:2]
+            steps = (y0 + k * sign * max(1, lh // 2) for k in range(1, 2 * H // max(1, lh) + 1) for sign in (1, -1))
+            spot = next(((x0, ty, lw, lh) for ty in steps if 0 <= ty <= H - lh
+                         and _hit((x0, ty, lw, lh), placed) is None), None)
         if spot is None:
             settle_label(*spots[0], placed, shape)
         else:
             placed.append(spot)
-    return placed
+    return placed[start:]
+
+
+def draw_labels(out: np.ndarray, boxes: list[Rect], texts: list[str], colours: list[tuple[int, int, int]],
+                scale: float = FONT_SCALE) -> None:
+    """Each box's text on a filled label of its colour, in place, where `place_labels` puts it."""
+    sizes = []
+    for text in texts:
+        (tw, th), _ = cv2.getTextSize(text, FONT, scale, 1)
+        sizes.append((tw + 4, th + 4))
+    for (lx, ly, lw, lh), text, colour in zip(place_labels(boxes, sizes, out.shape), texts, colours):
+        cv2.rectangle(out, (lx, ly), (lx + lw - 1, ly + lh - 1), colour, -1)
+        cv2.putText(out, text, (lx + 2, ly + lh - 3), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 def draw_objects(rgb: np.ndarray, items: list[tuple[tuple[int, int, int, int], str, float | None]]) -> np.ndarray:
     """items: (bbox, label, score or None). Returns a new RGB image: every box, then every label
     where `place_labels` puts it, so that no box line crosses a label drawn before it."""
     out = np.ascontiguousarray(rgb.copy())
-    texts, sizes = [], []
-    for (x, y, w, h), label, score in items:
+    for (x, y, w, h), label, _ in items:
         cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), label_color(label), 2)
-        texts.append(label if score is None else f"{label} {score:.2f}")
-        (tw, th), _ = cv2.getTextSize(texts[-1], FONT, FONT_SCALE, 1)
-        sizes.append((tw + 4, th + 4))
-    for (lx, ly, lw, lh), text, (_, label, _) in zip(place_labels([i[0] for i in items], sizes, out.shape),
-                                                     texts, items):
-        cv2.rectangle(out, (lx, ly), (lx + lw - 1, ly + lh - 1), label_color(label), -1)
-        cv2.putText(out, text, (lx + 2, ly + lh - 3), FONT, FONT_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    draw_labels(out, [i[0] for i in items], [label if score is None else f"{label} {score:.2f}"
+                                              for _, label, score in items], [label_color(i[1]) for i in items])
     return out
