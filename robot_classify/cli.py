@@ -160,6 +160,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                         mirror=args.mirror, device=args.device,
                         seed=args.seed, quiet=args.quiet, name=Path(args.out).stem)
     train = get_split(splits, "train")
+    empty = [c for i, c in enumerate(train.class_names) if not (train.labels == i).any()]
+    if empty:  # a class only another split holds: listed in the model (~/label_info), never named
+        print(f"warning: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no example in train/ (only in "
+              f"another split): the model lists {'it' if len(empty) == 1 else 'them'} but can never name "
+              f"{'it' if len(empty) == 1 else 'them'}", file=sys.stderr)
     negatives = 0
     if args.negatives == "recipe":
         given = len(train)
@@ -658,7 +663,7 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
     t = m.get("tracking")
     if t and t["accuracy"]["n"] and not t.get("persistent_ids", True):
         print(f"tracks: not measured: the ground truth's instance ids do not persist across frames ({t['id_reuse']}); "
-              "make-bag --sequence makes a bag whose ids do")
+              "tracks need labels that keep one id per object from frame to frame (make-bag --sequence renders such a bag)")
     elif t and t["accuracy"]["n"]:
         print(f"tracks: accuracy per frame {t['accuracy']['single_frame']:.3f} fused {t['accuracy']['fused']:.3f}  "
               f"id switches {t['id_switches']} ({t['id_switches_per_500'] or 0:.2f} per 500 object-frames)  "
@@ -711,6 +716,9 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
                             args.ground_truth, args.split_by_time, args.quiet, gt_topic=args.ground_truth_topic)
     for k, v in sorted(counts.items()):
         print(f"  {k}: {v}")
+    if not any(k.startswith("test/") for k in counts):
+        print(f"  (no test split: {'one frame has' if args.split_by_time < 1 else 'all frames have'} objects; "
+              "evaluate the model on another bag)")
     print(f"image-folder dataset in {args.out} (train it with: robot-classify train --dataset {args.out} ...)")
     return 0
 
@@ -1059,8 +1067,9 @@ def _bag_to_dataset_args(p: argparse.ArgumentParser) -> None:
     _bag_args(p)
     p.add_argument("--out", required=True, help="folder for the image-folder dataset (train/ and test/, a folder "
                                                 "per class)")
-    p.add_argument("--split-by-time", type=_float(0, 1, lo_open=True, hi_open=True), default=0.8,
-                   help="share of the frames, earliest first, that goes to train/")
+    p.add_argument("--split-by-time", type=_float(0, 1, lo_open=True), default=0.8,
+                   help="share of the frames, earliest first, that goes to train/ (at least one; 1: all); the "
+                        "rest to test/")
 
 
 def _draft_labels_args(p: argparse.ArgumentParser) -> None:
@@ -1215,6 +1224,23 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
+# What each command reads (bags, datasets) and the option it writes to: never one inside the other.
+READS_AND_WRITES = {"teach": (("bag", "images"), "out"), "calibrate": (("bag",), "out"), "bag-to-dataset": (("bag",), "out"),
+                    "import-dataset": (("input",), "out"), "replay-eval": (("bag",), "report"),
+                    "draft-labels": (("bag",), "out")}
+
+
+def _refuse_writing_into_inputs(args: argparse.Namespace) -> None:
+    from .data.bags import refuse_output_inside
+
+    reads, writes = READS_AND_WRITES.get(args.command, ((), None))
+    out = getattr(args, writes, None) if writes else None
+    if out is not None:
+        given = [getattr(args, name, None) for name in reads]
+        inputs = [v for g in given for v in (g if isinstance(g, list) else [g]) if v is not None]  # --bag: one or more
+        refuse_output_inside(out, inputs, f"--{writes}")
+
+
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     keep_frame_buffers()
@@ -1222,6 +1248,7 @@ def _main(argv: list[str] | None) -> int:
     from .learn.model_io import ModelFormatError
 
     try:
+        _refuse_writing_into_inputs(args)
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:  # an extra this command needs is not installed
         extra = EXTRAS.get((e.name or "").split(".")[0])

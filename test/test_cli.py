@@ -272,6 +272,14 @@ def test_k_equal_to_the_training_set_trains(folder_dataset, tmp_path, capsys):
     assert load_model(tmp_path / "m.safetensors", device="cpu").classifier.k == 6
 
 
+def test_a_class_only_in_test_is_warned_of(folder_dataset, tmp_path, capsys):
+    (folder_dataset / "test" / "green").mkdir(parents=True)
+    write_png(folder_dataset / "test" / "green" / "0.png", (20, 220, 20))
+    code, _, err = run(["train", "--dataset", folder_dataset, "--k", "1", "--features", "pixels",
+                        "--out", tmp_path / "m.safetensors", "--quiet"], capsys)
+    assert code == 0 and "warning: green has no example in train/" in err and "can never name it" in err
+
+
 def test_train_negatives_recipe_learns_the_recipes_clutter_as_unknown(folder_dataset, tmp_path, capsys, monkeypatch):
     """`--negatives recipe` adds the recipe's rendered objects of no class (here a stand-in: the
     real ones take minutes to render once) under the negative label `unknown`, learned and never
@@ -601,3 +609,32 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys, folder_data
                         "--out", tmp_path / "m.safetensors"], capsys)
     assert code == 2 and "--reg and --lr are the linear classifier's" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["teach", "--bag", "{bag}", "--label", "mug", "--out", "{bag}/t.safetensors"],
+    ["teach", "--images", "{bag}", "--label", "mug", "--out", "{bag}/t.safetensors"],
+    ["calibrate", "--bag", "{bag}", "--out", "{bag}/c.safetensors"],
+    ["bag-to-dataset", "--bag", "{bag}", "--out", "{bag}/ds"],
+    ["replay-eval", "--bag", "{bag}", "--report", "{bag}/report"],
+    ["draft-labels", "--bag", "{bag}", "--out", "{bag}/draft"],
+    ["import-dataset", "{bag}", "--out", "{bag}/sub_bag"],
+])
+def test_no_command_writes_into_what_it_reads(argv, tmp_path, capsys):
+    """Found from outside: only draft-labels refused an output inside its bag; the others wrote
+    into it (and import-dataset into the dataset it read)."""
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    (bag / "metadata.yaml").write_text("x")
+    code, _, err = run([a.replace("{bag}", str(bag)) for a in argv], capsys)
+    assert code == 2 and "is inside" in err and "which this command reads" in err
+    assert sorted(p.name for p in bag.iterdir()) == ["metadata.yaml"]
+
+
+def test_a_dataset_given_as_a_bag_is_pointed_to_import_dataset(tmp_path):
+    from robot_classify.data.bags import BagError, open_reader
+
+    (tmp_path / "ds" / "000001").mkdir(parents=True)
+    (tmp_path / "ds" / "000001" / "scene_camera.json").write_text("{}")
+    with pytest.raises(BagError, match="a BOP dataset: make a bag of it first with robot-classify import-dataset"):
+        open_reader(tmp_path / "ds")

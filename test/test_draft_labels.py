@@ -1,5 +1,6 @@
 """draft-labels: the node's segments as BOP scenes that import-dataset reads back, corrected by hand."""
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -59,6 +60,12 @@ def test_the_draft_holds_the_nodes_masks_depth_camera_and_model(tiny, tmp_path):
     assert "params file robot.yaml" in head and str(model.meta.get("name", "model")) in head
 
 
+def copied(bag, tmp_path):
+    """A second bag with the same frames (one bag given twice is refused)."""
+    shutil.copytree(bag, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
 def test_every_skips_frames_without_processing_them_and_max_frames_is_per_bag(tiny, tmp_path, monkeypatch):
     bag, model = tiny
     calls = []
@@ -66,14 +73,14 @@ def test_every_skips_frames_without_processing_them_and_max_frames_is_per_bag(ti
     monkeypatch.setattr(FrameProcessor, "process_messages", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     assert draft_labels([bag], model, tmp_path / "d", TOPICS, every=2, quiet=True)["frames"] == 2  # A, C
     assert len(calls) == 2
-    counts = draft_labels([bag, bag], model, tmp_path / "e", TOPICS, max_frames=1, quiet=True)
+    counts = draft_labels([bag, copied(bag, tmp_path)], model, tmp_path / "e", TOPICS, max_frames=1, quiet=True)
     assert counts["frames"] == 2 and sorted(p.name for p in (tmp_path / "e").iterdir()) == [
         "000000", "000001", CLASS_MAP, "overlays"]
 
 
 def test_two_bags_give_two_scenes_with_ids_unique_over_both(tiny, tmp_path):
     bag, model = tiny
-    draft_labels([bag, bag], model, tmp_path / "d", TOPICS, quiet=True)
+    draft_labels([bag, copied(bag, tmp_path)], model, tmp_path / "d", TOPICS, quiet=True)
     ids = [o["obj_id"] for s in ("000000", "000001")
            for objs in json.loads((tmp_path / "d" / s / "scene_gt.json").read_text()).values() for o in objs]
     assert len(ids) == len(set(ids)) == 8 and object_id(1, 0, 0) in ids
@@ -188,9 +195,12 @@ def test_topics_of_the_wrong_kind_and_an_out_inside_the_bag_are_refused_before_a
         draft_labels([bag], model, tmp_path / "d", (*TOPICS[:2], gt_topic), quiet=True)
     with pytest.raises(BagError, match=f"{gt_topic} is std_msgs/msg/String"):
         replay_eval(bag, model, tmp_path / "r", (*TOPICS[:2], gt_topic), quiet=True, report=False)
-    with pytest.raises(ValueError, match="inside the bag"):
+    with pytest.raises(ValueError, match="is inside .*, which this command reads"):
         draft_labels([bag], model, bag / "draft", TOPICS, quiet=True)
     assert not (bag / "draft").exists()
+    with pytest.raises(ValueError, match="is given twice"):
+        draft_labels([bag, bag], model, tmp_path / "draft", TOPICS, quiet=True)
+    assert not (tmp_path / "draft").exists()
 
 
 def test_import_flags_near_miss_names_and_another_drafts_map(tiny, tmp_path, capsys):

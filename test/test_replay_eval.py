@@ -76,6 +76,12 @@ def test_bag_to_dataset_labels_the_nodes_crops_and_splits_by_time(tiny, tmp_path
 
     ds = load_dataset(tmp_path / "ds")
     assert len(ds["train"]) == 2 and ds["train"].class_names == ["blue_box", "red_box"]
+    # 1: every frame trains (found from outside: a one-frame bag gave only test/, which train refuses)
+    counts = bag_to_dataset(path, model, tmp_path / "all", TOPICS, split_by_time=1.0, quiet=True)
+    assert counts == {"train/red_box": 1, "train/blue_box": 2, "train/_unlabelled": 1}
+    # a small share still trains on the first frame
+    counts = bag_to_dataset(path, model, tmp_path / "small", TOPICS, split_by_time=0.1, quiet=True)
+    assert counts["train/red_box"] == 1 and not any(k.startswith("test/red") for k in counts)
 
 
 def test_ground_truth_that_matches_no_frame_is_an_error_not_a_recall_of_zero(tiny, tmp_path):

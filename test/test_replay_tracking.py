@@ -93,8 +93,9 @@ def test_a_bag_of_unrelated_scenes_gets_no_track_counts(sequence, tmp_path, caps
     assert t["persistent_ids"] is False
     assert t["id_reuse"] == "instance 1 is a red_box in frame 0 and a blue_box in frame 1"
     assert _tracking_rows(t) == [("tracks", "not measured", "the ground truth's instance ids do not persist across "
-                                  "frames (instance 1 is a red_box in frame 0 and a blue_box in frame 1): make-bag "
-                                  "--sequence makes a bag whose ids do")]
+                                  "frames (instance 1 is a red_box in frame 0 and a blue_box in frame 1): tracks need "
+                                  "labels that keep one id per object from frame to frame (make-bag --sequence "
+                                  "renders such a bag)")]
     model_file = tmp_path / "m.safetensors"
     from robot_classify.learn.model_io import save_model
 

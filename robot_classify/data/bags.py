@@ -225,7 +225,7 @@ def open_reader(path: str | Path):
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     if path.is_dir() and not (path / "metadata.yaml").is_file():
-        raise BagError(f"{path}: not a rosbag2 folder (it has no metadata.yaml)")
+        raise BagError(f"{path}: not a rosbag2 folder (it has no metadata.yaml){_dataset_hint(path)}")
     try:
         reader = AnyReader([path], default_typestore=_typestore())
         if path.is_dir() and not reader.is2:
@@ -235,8 +235,32 @@ def open_reader(path: str | Path):
             reader.is2, reader.readers = True, [Reader2(path)]
         reader.open()
     except Exception as e:  # noqa: BLE001 -- rosbags raises several types for corrupt files
-        raise BagError(f"{path}: cannot open bag ({type(e).__name__}: {e})") from None
+        cut = " (the file ends early, as a recording stopped before its writer closed it does; the mcap CLI's " \
+              "`mcap recover` rewrites what it holds)" if "magic" in str(e).lower() else ""
+        raise BagError(f"{path}: cannot open bag ({type(e).__name__}: {e}){cut}") from None
     return reader
+
+
+def _dataset_hint(path: Path) -> str:
+    """For a BOP or YCB-Video folder given where a bag goes: how to make it one."""
+    from .dataset_formats import detect_format
+
+    try:
+        fmt = detect_format(path)
+    except ValueError:
+        return ""
+    return f"; it holds a {'BOP' if fmt == 'bop' else 'YCB-Video'} dataset: make a bag of it first with " \
+           f"robot-classify import-dataset {path} --out BAG"
+
+
+def refuse_output_inside(out: str | Path, inputs: Iterable[str | Path], what: str = "the output") -> None:
+    """A command never writes into what it reads (a bag's folder, a dataset): rosbag2 and the
+    dataset readers would take the new files for part of it next time."""
+    where = Path(out).expanduser().resolve()
+    for given in inputs:
+        source = Path(given).expanduser().resolve()
+        if source.is_dir() and where.is_relative_to(source):
+            raise ValueError(f"{what} {out} is inside {given}, which this command reads; write it elsewhere")
 
 
 @contextmanager

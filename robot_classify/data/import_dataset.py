@@ -5,27 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import bop, ycb_video
 from .bags import write_frames
+from .dataset_formats import FORMATS, LOADERS, detect_format
 from .frames import ClassMap, DatasetError, LabelledFrame, select, ycbv_class_map
-
-FORMATS = ("auto", "bop", "ycbv")
-LOADERS = {"bop": bop, "ycbv": ycb_video}
-
-
-def detect_format(path: str | Path) -> str:
-    """'bop' for a BOP split or scene folder, 'ycbv' for YCB-Video's own layout."""
-    path = Path(path)
-    if not path.is_dir():
-        raise DatasetError(f"{path}: no such folder (a dataset is a BOP split/scene or a YCB-Video folder)")
-    for fmt, loader in LOADERS.items():
-        try:
-            loader.find_scenes(path)
-            return fmt
-        except DatasetError:
-            continue
-    raise DatasetError(f"{path}: neither a BOP split/scene (NNNNNN/scene_camera.json) nor YCB-Video frames "
-                       f"(NNNN/NNNNNN-color.png); pass --format bop|ycbv")
 
 
 def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,

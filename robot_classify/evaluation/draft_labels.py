@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from ..data.bags import check_frame_topics
+from ..data.bags import check_frame_topics, refuse_output_inside
 from ..data.frames import CLASS_MAP, DISTRACTOR, DRAFT_HEADER, IGNORE, depth_to_mm
 from ..learn.model import ClassifierModel, is_negative
 from ..runtime.frame_processor import FrameProcessor
@@ -57,13 +57,15 @@ def draft_labels(bags: Sequence[str | Path], model: ClassifierModel, out: str | 
         raise ValueError(f"every and max_frames must be >= 1, got {every}, {max_frames}")
     if not bags:
         raise ValueError("no bag to draft")
+    twice = [b for i, b in enumerate(bags) if Path(b).resolve() in {Path(a).resolve() for a in bags[:i]}]
+    if twice:  # its frames would be drafted twice, under two scenes' ids
+        raise ValueError(f"{twice[0]} is given twice")
     parameters = check_parameters(parameters)
     # The node's segments and its answers, at the robot's settings (its min_score included).
     processor = FrameProcessor.from_parameters(model, parameters)
     for bag in bags:  # every bag's topics before the first is processed: a bad last bag costs no run
         check_frame_topics(bag, topics, need_info=processor.params.mode == "depth")
-        if out.resolve().is_relative_to(Path(bag).resolve()):
-            raise ValueError(f"{out} is inside the bag {bag}; write the draft elsewhere")
+    refuse_output_inside(out, bags, "the draft")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     if partial.exists():

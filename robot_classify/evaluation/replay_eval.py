@@ -266,8 +266,8 @@ def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, top
                    parameters: dict[str, Any] | None = None, sidecar: str | Path | None = None,
                    split_by_time: float = 0.8, quiet: bool = False, gt_topic: str | None = None) -> dict[str, int]:
     """The node's own crops from every frame, labelled from ground truth; train = first part in time."""
-    if not 0 < split_by_time < 1:
-        raise ValueError(f"split-by-time must be in (0, 1), got {split_by_time}")
+    if not 0 < split_by_time <= 1:
+        raise ValueError(f"split-by-time must be in (0, 1], got {split_by_time}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # Two bags' crops in one set would share file names (stamps) and quietly replace each other
@@ -300,8 +300,11 @@ def bag_to_dataset(bag: str | Path, model: ClassifierModel, out: str | Path, top
         raise BagError(no_stamp_matches(bag, frames, gt))
     if not crops:
         raise BagError(f"{bag}: no objects found in any frame")
+    # The first split_by_time of the frames with objects train, the rest test; at least one trains
+    # (a one-frame bag is all train: a set without a train split trains nothing).
     stamps = sorted({c[0] for c in crops})
-    cut = stamps[min(len(stamps) - 1, int(len(stamps) * split_by_time))]
+    n_train = max(1, int(len(stamps) * split_by_time))
+    cut = stamps[n_train] if n_train < len(stamps) else stamps[-1] + 1
     counts: dict[str, int] = {}
     for n, (stamp, label, patch) in enumerate(crops):
         split = "train" if stamp < cut else "test"
