@@ -318,3 +318,12 @@ def test_compare_into_its_own_folder_again_replaces_its_files_and_refuses_a_stra
     (stranger / "compare.md").write_text("someone else's")
     assert cli.main([*argv[:3], "--report", str(stranger), *argv[5:]]) == 2
     assert (stranger / "compare.md").read_text() == "someone else's"
+
+
+def test_an_answer_reads_as_the_node_gave_it():
+    from robot_classify.evaluation.report_html import answer_text
+
+    assert answer_text(None, None, None) == "nothing (not detected)"
+    assert answer_text("unknown", "mug", 0.41) == "unknown (best: mug 0.41)"
+    assert answer_text("unknown", "unknown", 0.0) == "unknown"  # its own unknown examples were nearest
+    assert answer_text("mug", "mug", 0.9) == "mug 0.90"

@@ -196,8 +196,8 @@ def answer_text(label: str | None, top: str | None, score: float | None) -> str:
     `unknown` (whose score is the best class's, not a confidence in `unknown`)."""
     if label is None:
         return "nothing (not detected)"
-    if label == UNKNOWN:
-        return f"unknown (best: {top} {score:.2f})"
+    if label == UNKNOWN:  # no best class: the nearest examples were the model's own `unknown` ones
+        return UNKNOWN if top in (None, UNKNOWN) else f"unknown (best: {top} {score:.2f})"
     return f"{label} {score:.2f}" + (f" (best: {top})" if top != label else "")
 
 
