@@ -44,7 +44,7 @@ def scene(boxes) -> tuple[np.ndarray, np.ndarray]:
     return color, depth
 
 
-def two_class_model(kind: str = "knn") -> ClassifierModel:
+def two_class_model(kind: str = "knn", copies: int = 3) -> ClassifierModel:
     crops = []
     for rgb in (RED, BLUE):
         c, d = scene([(300, 200, rgb)])
@@ -52,7 +52,7 @@ def two_class_model(kind: str = "knn") -> ClassifierModel:
     clf = KNNClassifier(1, "l2", device="cpu") if kind == "knn" else LinearClassifier(device="cpu")
     model = ClassifierModel(FeaturePipeline("pixels", center=False), clf, ["red_box", "blue_box"])
     model.meta = {"name": "two", "sha256": "0" * 64}
-    return model.fit(np.stack(crops * 3), np.array([0, 1] * 3))
+    return model.fit(np.stack(crops * copies), np.array([0, 1] * copies))
 
 
 def processor_for(model) -> FrameProcessor:
@@ -455,16 +455,20 @@ def test_balanced_votes_follow_scikit_learns_class_weight_formula():
 def test_teaching_turns_on_balanced_votes_and_forget_shrinks_the_raised_k(tmp_path):
     from robot_classify.learn.model import TAUGHT_K
 
-    p = processor_for(two_class_model())
+    p = processor_for(two_class_model(copies=30))
     t = Teacher(p, jitter_crops=0, occluded_crops=0)  # 2 examples per view
-    t.request('{"label": "green_box", "views": 2}')
+    t.request('{"label": "blue_box", "views": 1}')  # views of a class that is not small: the vote stays
+    assert t.offer(run(p, [(300, 200, BLUE)]))[-1].state == "done"
+    clf = p.model.classifier
+    assert clf.class_weight is None and clf.n_neighbors_ == 1
+    t.request('{"label": "green_box", "views": 2}')  # 4 examples beside classes of 30: balanced votes
     t.offer(run(p, [(300, 200, GREEN)]))
     assert t.offer(run(p, [(290, 190, GREEN)]))[-1].state == "done"
-    clf = p.model.classifier
     assert clf.class_weight == "balanced" and clf.n_neighbors_ == min(TAUGHT_K, clf.index_.ntotal) == 10
     loaded = load_model(save_model(p.model, tmp_path / "taught.safetensors"))
     assert (loaded.classifier.class_weight, loaded.classifier.n_neighbors_) == ("balanced", 10)
-    assert t.forget("red_box").state == "done" and clf.n_neighbors_ == 7  # what is left, not a refusal
+    assert t.forget("red_box").state == "done" and clf.n_neighbors_ == 10
+    assert t.forget("blue_box").state == "done" and clf.n_neighbors_ == 4  # what is left, not a refusal
     assert run(p, [(300, 200, GREEN)]).labels.objects[0].label == "green_box"
 
 
