@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import shlex
 import sys
 import tempfile
 import time
@@ -548,15 +549,20 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 def cmd_import_dataset(args: argparse.Namespace) -> int:
     import difflib
 
+    from .data import bop
     from .data.frames import CLASS_MAP, load_class_map, ycbv_class_map
     from .data.import_dataset import import_dataset
     from .learn.model import is_negative
 
+    one_scene = False
     if args.class_map is None:
         # A draft (`draft-labels`) names its segments by ids of its own: without its map every
         # object would be a distractor of the built-in YCB-V map. One scene of a draft has the map
         # a folder up.
-        found = [f / CLASS_MAP for f in (Path(args.input), Path(args.input).parent) if (f / CLASS_MAP).is_file()]
+        here = Path(args.input).expanduser().resolve()
+        folders = (here, here.parent) if bop.is_scene(here) else (here,)
+        found = [f / CLASS_MAP for f in folders if (f / CLASS_MAP).is_file()]
+        one_scene = bool(found) and found[0].parent != here  # the other scenes' ids are not in these frames
         if found:
             args.class_map = str(found[0])
             print(f"class map: {args.class_map} (the one beside the scenes; --class-map to choose another)",
@@ -586,7 +592,7 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
         print(f"warning: {len(unlisted)} objects have no line in the draft's class map {args.class_map} (ids "
               f"{', '.join(map(str, unlisted[:5]))}{', ...' if len(unlisted) > 5 else ''}): they are distractors. "
               "Is it the class map of another draft?", file=sys.stderr)
-    unused = [] if class_map is None else class_map.unused_ids()
+    unused = [] if class_map is None or one_scene else class_map.unused_ids()
     if unused:  # a mistyped id leaves its object a distractor; a partial import leaves ids unused too
         shown = ", ".join(map(str, unused[:8])) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
         print(f"note: no object in these frames has the class map's id{'s' * (len(unused) > 1)} {shown}",
@@ -717,8 +723,8 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     for k, v in sorted(counts.items()):
         print(f"  {k}: {v}")
     if not any(k.startswith("test/") for k in counts):
-        print(f"  (no test split: {'one frame has' if args.split_by_time < 1 else 'all frames have'} objects; "
-              "evaluate the model on another bag)")
+        why = "only one frame has objects" if args.split_by_time < 1 else "--split-by-time 1 puts every frame in train/"
+        print(f"  (no test split: {why}; evaluate the model on another bag)")
     print(f"image-folder dataset in {args.out} (train it with: robot-classify train --dataset {args.out} ...)")
     return 0
 
@@ -730,7 +736,7 @@ def cmd_draft_labels(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     given = [("--no-mask-background" if option == "mask_background" else f"--{option} {getattr(args, option)}")
              for option, _ in SEGMENTATION_OPTIONS if getattr(args, option) is not None]
-    made_with = " ".join(([f"--params-file {args.params_file}"] if args.params_file else []) + given)
+    made_with = " ".join(([f"--params-file {shlex.quote(str(args.params_file))}"] if args.params_file else []) + given)
     made_with = f"({made_with})" if made_with else ""
     counts = draft_labels(args.bag, _load_model(args), out, _topics(args), _node_parameters(args), args.every,
                           args.max_frames, args.quiet, made_with)
@@ -1224,7 +1230,8 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
-# What each command reads (bags, datasets) and the option it writes to: never one inside the other.
+# What each command reads (bags, datasets of frames, crops to teach) and the option it writes to: never one
+# inside the other. (`train` may write its model beside its image folders: nothing reads it as data.)
 READS_AND_WRITES = {"teach": (("bag", "images"), "out"), "calibrate": (("bag",), "out"), "bag-to-dataset": (("bag",), "out"),
                     "import-dataset": (("input",), "out"), "replay-eval": (("bag",), "report"),
                     "draft-labels": (("bag",), "out")}

@@ -638,3 +638,33 @@ def test_a_dataset_given_as_a_bag_is_pointed_to_import_dataset(tmp_path):
     (tmp_path / "ds" / "000001" / "scene_camera.json").write_text("{}")
     with pytest.raises(BagError, match="a BOP dataset: make a bag of it first with robot-classify import-dataset"):
         open_reader(tmp_path / "ds")
+
+
+def test_an_output_beside_an_input_or_a_file_input_is_not_refused(tmp_path):
+    from robot_classify.data.bags import refuse_output_inside
+
+    (tmp_path / "bag").mkdir()
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    for out in ("bag2/o", "bag.safetensors", "bag/../beside"):
+        refuse_output_inside(tmp_path / out, [tmp_path / "bag", tmp_path / "model.safetensors"])
+    with pytest.raises(ValueError, match="is inside"):
+        refuse_output_inside(tmp_path / "bag", [tmp_path / "bag"])  # the input itself
+
+
+def test_a_bag_that_ends_early_says_so_and_another_file_does_not(tmp_path):
+    from robot_classify.data.bags import BagError, open_reader, write_bag
+    from test_replay_eval import frame, RED
+
+    bag = write_bag(tmp_path / "whole", [frame([(100, 100, RED)], [("red_box", 100, 100)])])
+    mcap = next(bag.glob("*.mcap"))
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "metadata.yaml").write_text((bag / "metadata.yaml").read_text())
+    (tmp_path / "cut" / mcap.name).write_bytes(mcap.read_bytes()[:-40])
+    with pytest.raises(BagError, match="ends early"):
+        open_reader(tmp_path / "cut")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metadata.yaml").write_text((bag / "metadata.yaml").read_text())
+    (tmp_path / "other" / mcap.name).write_bytes(b"not an mcap file at all, long enough to be read" * 4)
+    with pytest.raises(BagError) as e:
+        open_reader(tmp_path / "other")
+    assert "ends early" not in str(e.value)

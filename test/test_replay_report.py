@@ -258,10 +258,11 @@ def test_cli_compare_of_two_report_folders_prints_markdown(known, tmp_path, caps
     code = cli.main(["replay-eval", "--bag", str(path), "--report", str(tmp_path / "cmp"), "--compare",
                      str(report_a), str(tmp_path / "b"), "--format", "md", "--quiet"])
     out = capsys.readouterr().out
-    assert code == 0 and "| object accuracy | 75.0% | 50.0% |" in out and "| green_box | 1.000 | 0.000 |" not in out
-    # B never names green_box: its precision, so its F1, is undefined (n/a, as in each model's own report)
-    assert "| green_box | 1.000 | n/a | n/a | -1.000 |" in out
-    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["per_class"]["green_box"]["precision_b"] is None
+    assert code == 0 and "| object accuracy | 75.0% | 50.0% |" in out and "| green_box | 1.000 | 0.000 | -1.000 | -1.000 |" in out
+    # B never names green_box: its precision is undefined (n/a, as in each model's own report), its F1 0
+    per_class = json.loads((tmp_path / "cmp" / "compare.json").read_text())["per_class"]
+    assert per_class["green_box"]["precision_b"] is None and per_class["green_box"]["f1_b"] == 0.0
+    assert "n/a" in (tmp_path / "cmp" / "compare.html").read_text()
     assert (tmp_path / "cmp" / "compare.html").exists()
 
 

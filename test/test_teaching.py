@@ -472,6 +472,15 @@ def test_teaching_turns_on_balanced_votes_and_forget_shrinks_the_raised_k(tmp_pa
     assert run(p, [(300, 200, GREEN)]).labels.objects[0].label == "green_box"
 
 
+def test_a_new_class_switches_the_vote_however_many_views_it_has():
+    p = processor_for(two_class_model())  # trained classes of 3: the new class's 4 examples are more
+    t = Teacher(p, jitter_crops=0, occluded_crops=0)
+    t.request('{"label": "green_box", "views": 2}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    assert t.offer(run(p, [(290, 190, GREEN)]))[-1].state == "done"
+    assert p.model.classifier.class_weight == "balanced"
+
+
 def test_novelty_scale_lets_a_sparse_taught_class_reach_as_far_as_its_own_views():
     from robot_classify.learn.calibration import Calibration
 

@@ -37,3 +37,11 @@ def test_a_crowded_label_takes_the_nearest_free_place_not_the_bottom_of_the_colu
     taken = [t for t in taken if not 36 <= t[1] < 84]  # room two labels above the box
     (x, y, w, h), = place_labels([box], [size], (480, 640, 3), placed=list(taken), below=True)
     assert 36 <= y < 84 and not any(overlap((x, y, w, h), t) for t in taken)
+
+
+def test_a_gap_just_one_label_tall_is_found():
+    """Found in review: stepping half a label at a time missed a free gap off that grid."""
+    box, size = (100, 120, 60, 60), (90, 16)
+    taken = [(100, y, 90, 16) for y in list(range(36, 100, 16)) + list(range(116, 400, 16))]  # free: 100-116
+    (x, y, w, h), = place_labels([box], [size], (480, 640, 3), placed=list(taken))
+    assert y == 100 and not any(overlap((x, y, w, h), t) for t in taken)

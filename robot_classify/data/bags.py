@@ -236,7 +236,7 @@ def open_reader(path: str | Path):
         reader.open()
     except Exception as e:  # noqa: BLE001 -- rosbags raises several types for corrupt files
         cut = " (the file ends early, as a recording stopped before its writer closed it does; the mcap CLI's " \
-              "`mcap recover` rewrites what it holds)" if "magic" in str(e).lower() else ""
+              "`mcap recover` rewrites what it holds)" if "end magic" in str(e).lower() else ""
         raise BagError(f"{path}: cannot open bag ({type(e).__name__}: {e}){cut}") from None
     return reader
 
@@ -247,7 +247,7 @@ def _dataset_hint(path: Path) -> str:
 
     try:
         fmt = detect_format(path)
-    except ValueError:
+    except (ValueError, OSError):  # no dataset either (or not readable): the bag error says enough
         return ""
     return f"; it holds a {'BOP' if fmt == 'bop' else 'YCB-Video'} dataset: make a bag of it first with " \
            f"robot-classify import-dataset {path} --out BAG"

@@ -197,8 +197,8 @@ def load_class_map(path: str | Path) -> ClassMap:
         raise DatasetError(f"{path}: {e}") from None
     class_map.from_draft = text.startswith(DRAFT_HEADER)
     rest = text[len(DRAFT_HEADER):].split("\n", 1)[0] if class_map.from_draft else ""
-    if rest.startswith(" (") and ")" in rest:
-        class_map.draft_settings = rest[2:rest.index(")")]
+    if rest.startswith(" (") and "): model " in rest:  # " (OPTIONS): model NAME (SHA)."; a path may hold ")"
+        class_map.draft_settings = rest[2:rest.rindex("): model ")]
     return class_map
 
 

@@ -144,5 +144,5 @@ def _label(img: np.ndarray, text: str, rect: tuple[int, int, int, int], bg: tupl
     """A filled label in `rect` (x, top, `_label_size`)."""
     x, top, bw, bh = rect
     th = cv2.getTextSize(text, FONT, scale, 1)[0][1]
-    cv2.rectangle(img, (x, top), (x + bw, top + bh), bg, -1)
+    cv2.rectangle(img, (x, top), (x + bw - 1, top + bh - 1), bg, -1)
     cv2.putText(img, text, (x + 3, top + th + 2), FONT, scale, fg, 1, cv2.LINE_AA)

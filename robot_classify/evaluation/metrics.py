@@ -28,11 +28,13 @@ def per_class_report(cm: np.ndarray, labels: list[str]) -> dict[str, dict[str, f
 
 
 def defined_rates(v: dict[str, Any]) -> dict[str, float | None]:
-    """A class's precision, recall and F1, None where undefined (a class never predicted, or never
-    in the ground truth), not the 0.0 a metrics file keeps there."""
-    p = None if v.get("predicted", 1) == 0 else float(v["precision"])
+    """A class's precision, recall and F1, None where undefined (precision: a class never
+    predicted; recall: never in the ground truth; F1: neither), not the 0.0 a metrics file keeps
+    there. A class predicted but never right, or present but never found, has an F1 of 0."""
+    predicted = v.get("predicted", 1)
+    p = None if predicted == 0 else float(v["precision"])
     r = None if v["support"] == 0 else float(v["recall"])
-    return {"precision": p, "recall": r, "f1": None if p is None or r is None else float(v["f1"])}
+    return {"precision": p, "recall": r, "f1": None if predicted == 0 and v["support"] == 0 else float(v["f1"])}
 
 
 def shown_rates(v: dict[str, Any]) -> list[str]:

@@ -66,10 +66,10 @@ def place_labels(boxes: list[Rect], sizes: list[tuple[int, int]], shape: tuple[i
         tops = (y + h, y + h - lh, y, y - lh) if below else (y - lh, y, y + h, y + h - lh)
         spots = [(lx, min(max(0, ty), max(0, H - lh)), lw, lh) for ty in tops]
         spot = next((r for r in spots if _hit(r, placed) is None), None)
-        if spot is None:  # the free place nearest the first choice, up or down, half a label at a time
+        if spot is None:  # the free place nearest the first choice, up or down: just clear of a placed label
             x0, y0 = spots[0][:2]
-            steps = (y0 + k * sign * max(1, lh // 2) for k in range(1, 2 * H // max(1, lh) + 1) for sign in (1, -1))
-            spot = next(((x0, ty, lw, lh) for ty in steps if 0 <= ty <= H - lh
+            tops = sorted({t for q in placed for t in (q[1] - lh, q[1] + q[3])}, key=lambda t: abs(t - y0))
+            spot = next(((x0, ty, lw, lh) for ty in tops if 0 <= ty <= H - lh
                          and _hit((x0, ty, lw, lh), placed) is None), None)
         if spot is None:
             settle_label(*spots[0], placed, shape)
