@@ -118,7 +118,8 @@ def main() -> None:
     q = (50, 75, 90)
     print(f"colour gradient (CIELAB units per pixel), {len(pairs)} touching pairs, median along where they meet: "
           f"p50 / p75 / p90 {' / '.join(f'{v:.1f}' for v in np.percentile(med, q))}")
-    print(f"inside {len(ins)} objects, each one's p95: p50 / p75 / p90 {' / '.join(f'{v:.1f}' for v in np.percentile(ins, q))}")
+    print(f"inside {len(ins)} objects, each one's p95: p50 / p75 / p90 "
+          f"{' / '.join(f'{v:.1f}' for v in np.percentile(ins, q))}")
     print(f"pairs whose meeting line is stronger than the median object's inside: "
           f"{int((med > np.median(ins)).sum())} of {len(med)}")
     out = Path(args.out)

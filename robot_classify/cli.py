@@ -669,7 +669,8 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
     t = m.get("tracking")
     if t and t["accuracy"]["n"] and not t.get("persistent_ids", True):
         print(f"tracks: not measured: the ground truth's instance ids do not persist across frames ({t['id_reuse']}); "
-              "tracks need labels that keep one id per object from frame to frame (make-bag --sequence renders such a bag)")
+              "tracks need labels that keep one id per object from frame to frame (make-bag --sequence renders "
+              "such a bag)")
     elif t and t["accuracy"]["n"]:
         print(f"tracks: accuracy per frame {t['accuracy']['single_frame']:.3f} fused {t['accuracy']['fused']:.3f}  "
               f"id switches {t['id_switches']} ({t['id_switches_per_500'] or 0:.2f} per 500 object-frames)  "
@@ -1232,9 +1233,9 @@ def _close_progress_bars() -> None:
 
 # What each command reads (bags, datasets of frames, crops to teach) and the option it writes to: never one
 # inside the other. (`train` may write its model beside its image folders: nothing reads it as data.)
-READS_AND_WRITES = {"teach": (("bag", "images"), "out"), "calibrate": (("bag",), "out"), "bag-to-dataset": (("bag",), "out"),
-                    "import-dataset": (("input",), "out"), "replay-eval": (("bag",), "report"),
-                    "draft-labels": (("bag",), "out")}
+READS_AND_WRITES = {"teach": (("bag", "images"), "out"), "calibrate": (("bag",), "out"),
+                    "bag-to-dataset": (("bag",), "out"), "import-dataset": (("input",), "out"),
+                    "replay-eval": (("bag",), "report"), "draft-labels": (("bag",), "out")}
 
 
 def _refuse_writing_into_inputs(args: argparse.Namespace) -> None:

@@ -19,7 +19,7 @@ from ..data.bags import read_frames
 from ..runtime.image_conversion import color_from_msg
 from .failures import RED, WHITE, box_crop
 from .metrics import defined_rates
-from .report_html import CSS, SELF_CHECK, _headline, _table, answer_text
+from .report_html import CSS, SELF_CHECK, _f3, _headline, _table, answer_text
 
 BLUE = (40, 90, 255)
 HEADLINE = ("object_accuracy", "detection_recall", "detection_precision")
@@ -151,10 +151,6 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     return result
 
 
-def _rate(v: float | None, fmt: str = ".3f") -> str:
-    return "n/a" if v is None else format(v, fmt)
-
-
 def compare_markdown(r: dict[str, Any], ma: dict, mb: dict) -> str:
     a, b = r["names"]
     lines = [f"### replay-eval compare on `{Path(r['bag']).name}`: {a} vs {b}", "",
@@ -166,8 +162,8 @@ def compare_markdown(r: dict[str, Any], ma: dict, mb: dict) -> str:
                   f"{d['a_right']}, {b} right on {d['b_right']}, neither on {d['neither']}.", "",
               f"| class | F1 {a} | F1 {b} | delta F1 | delta recall |", "| --- | ---: | ---: | ---: | ---: |"]
     for c, v in r["per_class"].items():
-        lines.append(f"| {c} | {_rate(v['f1_a'])} | {_rate(v['f1_b'])} | {_rate(v['f1_delta'], '+.3f')} "
-                     f"| {_rate(v['recall_delta'], '+.3f')} |")
+        lines.append(f"| {c} | {_f3(v['f1_a'])} | {_f3(v['f1_b'])} | {_f3(v['f1_delta'], sign=True)} "
+                     f"| {_f3(v['recall_delta'], sign=True)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -178,8 +174,8 @@ def _compare_html(r: dict[str, Any], ma: dict, mb: dict, out: Path) -> str:
     reports = "".join(f', <a href="{e(os.path.relpath(Path(d) / "report.html", out))}">report {tag}</a>'
                       for tag, d in zip("AB", r["reports"]) if (Path(d) / "report.html").is_file())
     head = [[name, va, vb] for (name, va, _), (_, vb, _) in zip(_headline(ma), _headline(mb))]
-    per = [[c, *(_rate(v[k]) for k in ("precision_a", "precision_b", "recall_a", "recall_b", "f1_a", "f1_b")),
-            _rate(v["f1_delta"], "+.3f")] for c, v in r["per_class"].items()]
+    per = [[c, *(_f3(v[k]) for k in ("precision_a", "precision_b", "recall_a", "recall_b", "f1_a", "f1_b")),
+            _f3(v["f1_delta"], sign=True)] for c, v in r["per_class"].items()]
     models = r["models"]
     d = r["disagreements"]
     cards = []

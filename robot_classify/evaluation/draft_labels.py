@@ -57,9 +57,10 @@ def draft_labels(bags: Sequence[str | Path], model: ClassifierModel, out: str | 
         raise ValueError(f"every and max_frames must be >= 1, got {every}, {max_frames}")
     if not bags:
         raise ValueError("no bag to draft")
-    twice = [b for i, b in enumerate(bags) if Path(b).resolve() in {Path(a).resolve() for a in bags[:i]}]
-    if twice:  # its frames would be drafted twice, under two scenes' ids
-        raise ValueError(f"{twice[0]} is given twice")
+    resolved = [Path(b).resolve() for b in bags]
+    twice = next((b for i, b in enumerate(bags) if resolved[i] in resolved[:i]), None)
+    if twice is not None:  # its frames would be drafted twice, under two scenes' ids
+        raise ValueError(f"{twice} is given twice")
     parameters = check_parameters(parameters)
     # The node's segments and its answers, at the robot's settings (its min_score included).
     processor = FrameProcessor.from_parameters(model, parameters)

@@ -53,8 +53,8 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1%}"
 
 
-def _f3(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+def _f3(v: float | None, sign: bool = False) -> str:
+    return "n/a" if v is None else f"{v:+.3f}" if sign else f"{v:.3f}"
 
 
 def _mm(v: float | None) -> str:
@@ -154,7 +154,8 @@ def _tracking_rows(t: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         return []
     if not t.get("persistent_ids", True):
         return [("tracks", "not measured", f"the ground truth's instance ids do not persist across frames "
-                                           f"({t['id_reuse']}): tracks need labels that keep one id per object from frame to frame (make-bag --sequence renders such a bag)")]
+                                           f"({t['id_reuse']}): tracks need labels that keep one id per object "
+                                           "from frame to frame (make-bag --sequence renders such a bag)")]
     a, lc = t["accuracy"], t["label_changes"]
     return [("fused accuracy (tracks)", _pct(a["fused"]), f"per frame {_pct(a['single_frame'])}, over {a['n']} "
                                                          "matched objects of the model's classes"),

@@ -19,7 +19,7 @@ from .linear import LinearClassifier
 
 
 TAUGHT_K = 10  # the fewest neighbours a taught kNN votes with (see `ClassifierModel.add_features`)
-SMALL_CLASS = 0.5  # an existing class taught below this share of the median class's examples switches the vote
+SMALL_CLASS = 0.5  # an existing class taught below this share of the median class's size switches the vote
 
 NEGATIVE_LABELS = frozenset({"unknown", "distractor"})
 """Training labels that mean "none of the classes" (outlier exposure, as R-CNN's background class):
@@ -112,9 +112,10 @@ class ClassifierModel:
         """Append feature rows (from `self.features`) as examples of `label`, a new class if it is not
         one yet; returns that class's number of samples. A kNN learns by memorising.
 
-        A kNN taught a new class, or a small one (under `SMALL_CLASS` of the median class's examples), votes from
-        then on with balanced class weights over at least `TAUGHT_K` neighbours: a class of ten
-        views beside classes of hundreds of examples is otherwise outvoted by their sheer number.
+        A kNN taught a new class, or a small one (under `SMALL_CLASS` of the median class's
+        examples), votes from then on with balanced class weights over at least `TAUGHT_K`
+        neighbours: a class of ten views beside classes of hundreds of examples is otherwise
+        outvoted by their sheer number.
         Balanced votes trade the trained classes for the taught ones; over 10 neighbours both do
         better than over 20 (bench/teach_bench.py, doc/teaching.md). Views added to a class that is
         not small (a real view of a product the default learnt from renders) leave the vote as it
@@ -136,8 +137,7 @@ class ClassifierModel:
                 self.class_names.pop()
             raise
         self._taught_resting(label, heights, new)
-        counts = np.bincount(clf.y_, minlength=len(clf.classes_))
-        small = new or self.class_count(label) < SMALL_CLASS * np.median(counts)
+        small = new or self.class_count(label) < SMALL_CLASS * np.median(np.bincount(clf.y_))
         if small and (clf.class_weight is None or clf.n_neighbors_ < TAUGHT_K):
             clf.class_weight = "balanced"
             clf.k = clf.n_neighbors_ = max(clf.n_neighbors_, min(TAUGHT_K, clf.index_.ntotal))

@@ -54,8 +54,9 @@ def place_labels(boxes: list[Rect], sizes: list[tuple[int, int]], shape: tuple[i
     """Where each box's label goes, (x, y, w, h) in pixels: the first free place among above the
     box, inside its top, below it and inside its bottom (`below`: below, inside its bottom, inside
     its top, above), kept within the image, else the free place nearest the first of those, above
-    or below it (a full column: moved down past the labels already there, `settle_label`). On a crowded table, labels all drawn above their boxes
-    covered each other's names (and scores) in the debug image. `sizes`: each label's (width,
+    or below it (a full column: moved down past the labels already there, `settle_label`). On a
+    crowded table, labels all drawn above their boxes covered each other's names (and scores) in
+    the debug image. `sizes`: each label's (width,
     height) with its margin; `placed`: labels already drawn, kept clear of (the new ones are
     appended to it)."""
     H, W = shape[:2]
