@@ -17,6 +17,9 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
   scale_2  after, segmented on every second pixel whatever the frame's size (the default
            before 0.9.2, whose `segmentation.scale: 0` picks every fourth for 1280x720)
   scale_4  after, on every fourth pixel whatever the frame's size (a 160-sample grid on 640x480)
+  rejoin_mean  after, but pieces cut at a crease rejoined on their mean colours alone (0.9.5
+           and before: `segmentation.rejoin_histogram: 1`); rejoin_hist_07, rejoin_hist_15:
+           the histogram's threshold at 0.07 and 0.15
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -67,6 +70,11 @@ SETTINGS = {
     "jump_015": {"segmentation.depth_jump": 0.015},
     "jump_018": {"segmentation.depth_jump": 0.018},
     "scale_1": {"segmentation.scale": 1},
+    # 0.9.5 and before: crease-cut pieces rejoined on their mean colours alone
+    "rejoin_mean": {"segmentation.rejoin_histogram": 1.0},
+    # the histogram's threshold either side of its default (0.1)
+    "rejoin_hist_07": {"segmentation.rejoin_histogram": 0.07},
+    "rejoin_hist_15": {"segmentation.rejoin_histogram": 0.15},
 }
 CONSTANTS = {"pose_0.6": {"MAJOR_LOWER": 0.0}}  # runtime.object_sizes constants swapped per setting
 

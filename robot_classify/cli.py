@@ -529,6 +529,8 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} exists; choose a new path (bags are never overwritten)")
     if not args.sequence and (args.arc is not None or args.stretches is not None):  # not ignored without a word
         raise ValueError("--arc and --stretches shape a --sequence; give --sequence FRAMES too")
+    if args.sequence and args.layout != "apart":
+        raise ValueError("--layout crowded renders single views; it does not combine with --sequence")
     args.arc = 60.0 if args.arc is None else args.arc
     args.stretches = 1 if args.stretches is None else args.stretches
     if args.sequence:
@@ -536,7 +538,7 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
         scenes = render_sequences(args.scenes, args.sequence, args.seed, args.arc, args.stretches, args.quiet)
     else:
-        scenes = render_scenes(args.scenes, args.seed, args.workers, args.quiet)
+        scenes = render_scenes(args.scenes, args.seed, args.workers, args.quiet, layout=args.layout)
     write_bag(out, scenes, args.storage, color_format=args.color_format, depth_format=args.depth_format,
               rate_hz=args.rate)
     images = "raw images" if args.color_format == args.depth_format == "raw" else \
@@ -1024,6 +1026,10 @@ def _make_bag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_int(0), default=1,
                    help="the scenes' seed: the same seed, the same scenes (default 1)")
     p.add_argument("--workers", type=_int(1), default=2, help="rendering processes (default 2)")
+    p.add_argument("--layout", default="apart", choices=["apart", "crowded"],
+                   help="apart: objects stand where they do not overlap (the training scenes); crowded: 4-8 "
+                        "objects, most in contact with a neighbour and small products standing on boxes, "
+                        "as on real tables, where touching objects are the hard case (default apart)")
     p.add_argument("--sequence", type=_int(1), default=0, metavar="FRAMES",
                    help="FRAMES views per scene from a camera moving along an arc (ground-truth ids persist "
                         "across the frames: for tracking); default: one view per scene")

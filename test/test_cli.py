@@ -605,6 +605,9 @@ def test_generate_refuses_a_folder_with_files_and_leaves_nothing_when_interrupte
 def test_options_that_would_be_ignored_are_refused(tmp_path, capsys, folder_dataset):
     code, _, err = run(["make-bag", "--out", tmp_path / "b", "--scenes", "1", "--arc", "30"], capsys)
     assert code == 2 and "--arc and --stretches shape a --sequence" in err
+    code, _, err = run(["make-bag", "--out", tmp_path / "b", "--scenes", "1", "--sequence", "3", "--layout",
+                        "crowded"], capsys)
+    assert code == 2 and "does not combine with --sequence" in err
     code, _, err = run(["train", "--dataset", folder_dataset, "--classifier", "knn", "--lr", "0.1",
                         "--out", tmp_path / "m.safetensors"], capsys)
     assert code == 2 and "--reg and --lr are the linear classifier's" in err

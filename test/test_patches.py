@@ -71,6 +71,25 @@ def test_touching_objects_at_equal_depth_split_at_the_crease_when_colors_differ(
     assert len(extract_objects(same, depth, K).objects) == 1
 
 
+def test_touching_products_of_one_mean_colour_part_when_their_colours_differ():
+    """A white-and-navy product beside a plain one of the same mean colour (a Domino box beside
+    a Master Chef can): the mean alone rejoined them, their histograms part them. One object's
+    pieces show the same colours and still rejoin (the test above)."""
+    color, depth, boxes = standing_cylinders([(0, 0, 0), (0, 0, 0)])
+    x0, y0, w, h = boxes[0]
+    stripes = np.where((np.arange(h) // 6 % 2 == 0)[:, None, None], (230, 230, 230), (20, 30, 110))
+    color[y0:y0 + h, x0:x0 + w] = stripes
+    mean = color[y0:y0 + h, x0:x0 + w].reshape(-1, 3).mean(0).round().astype(np.uint8)
+    x1, _, w1, _ = boxes[1]
+    color[y0:y0 + h, x1:x1 + w1] = mean
+    ex = extract_objects(color, depth, K)
+    assert len(ex.objects) == 2
+    assert all(max(box_iou(o.bbox, b) for b in boxes) > 0.8 for o in ex.objects)
+    assert len(extract_objects(color, depth, K, SegmentationParams(rejoin_histogram=1.0)).objects) == 1
+    with pytest.raises(ValueError, match="rejoin_histogram must be in"):
+        SegmentationParams(rejoin_histogram=1.5)
+
+
 def test_low_object_is_found_whole_through_hysteresis():
     """A low, tilted object (a lid leaning on something flat) clears min_height only at its high
     end; the rest joins from grow_height. Table noise alone never reaches min_height."""

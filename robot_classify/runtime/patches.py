@@ -58,7 +58,8 @@ class SegmentationParams:
     ransac_iterations: int = 96
     depth_jump: float = 0.025  # metres (at 1 m, scaled with depth) between neighbouring samples: another object
     crease: float = 0.15  # concave-crease cut: sag / chord of the surface over +-5 px; 0 = off
-    rejoin_colour: float = 20.0  # pieces cut at a crease rejoin when their mean CIELAB colours are this close
+    rejoin_colour: float = 20.0  # pieces cut at a crease rejoin when their mean CIELAB colours are this close...
+    rejoin_histogram: float = 0.1  # ...and their colour histograms too (1 - Bhattacharyya coefficient); 1 = off
     min_area: int = 120  # pixels
     max_area: int = 640 * 480 // 3
     max_objects: int = 20
@@ -98,6 +99,8 @@ class SegmentationParams:
             raise ValueError(f"padding must be in [0, 2], got {self.padding}")
         if self.crease < 0 or self.rejoin_colour < 0:
             raise ValueError(f"crease and rejoin_colour must be >= 0, got {self.crease}, {self.rejoin_colour}")
+        if not 0 <= self.rejoin_histogram <= 1:
+            raise ValueError(f"rejoin_histogram must be in [0, 1], got {self.rejoin_histogram}")
         if self.plane_threshold <= 0 or self.depth_jump <= 0 or self.ransac_iterations < 1:
             raise ValueError("plane_threshold, depth_jump and ransac_iterations must be positive")
         if self.support not in SUPPORTS:
@@ -448,13 +451,26 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
     return out
 
 
+def _colour_histogram(crop: np.ndarray, piece: np.ndarray, stats: np.ndarray, i: int) -> np.ndarray:
+    """Piece i's CIELAB histogram, normalised: 8 x 8 a*b* bins over +-80 and 4 L* bins."""
+    x, y, w, h = stats[i, :4]
+    lab = cv2.cvtColor(crop[y:y + h, x:x + w].astype(np.float32) / np.float32(255.0), cv2.COLOR_RGB2Lab)
+    inside = (piece[y:y + h, x:x + w] == i).view(np.uint8)
+    v = np.concatenate([cv2.calcHist([lab], [1, 2], inside, [8, 8], [-80, 80, -80, 80]).ravel(),
+                        cv2.calcHist([lab], [0], inside, [4], [0, 100]).ravel()])
+    return v / max(float(v.sum()), 1.0)
+
+
 def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.ndarray,
                       params: SegmentationParams, fine: np.ndarray | None = None) -> np.ndarray:
     """Cut touching objects apart where their surfaces meet in a concave crease and differ in colour.
 
     The crease cuts each component into pieces. Pieces of one component whose mean colours are
-    within `rejoin_colour` (CIELAB) are one object folded (a bottle's cap on its shoulder, a mug's
-    handle); the rest are different objects. Every pixel of a component that holds two or more
+    within `rejoin_colour` (CIELAB) and whose colour histograms are within `rejoin_histogram`
+    are one object folded (a bottle's cap on its shoulder, a mug's handle); the rest are
+    different objects. The mean alone joined printed products of the same average colour (a
+    white-and-blue Domino box beside a blue-and-white Master Chef can), which a histogram parts;
+    one object's folded pieces show the same colours, so their histograms agree. Every pixel of a component that holds two or more
     objects goes to the nearest piece (creases are a few pixels wide) and a two-pixel line is cut
     between objects. Pieces below half of min_area or a tenth of their component are ignored.
     Works on the box around the mask only (one pass: per-component boxes were measured slower).
@@ -488,6 +504,17 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
         mean_rgb[i] = cv2.mean(crop[y:y + h, x:x + w], mask=inside)[:3]
     lab = cv2.cvtColor(mean_rgb[None] / np.float32(255.0), cv2.COLOR_RGB2Lab)[0]
     group = np.arange(n)  # union-find over the pieces of one component with the same colour
+    histograms: dict[int, np.ndarray] = {}  # only for pairs whose means already agree
+
+    def same_colours(a: int, b: int) -> bool:
+        if np.linalg.norm(lab[a] - lab[b]) >= params.rejoin_colour:
+            return False
+        if params.rejoin_histogram >= 1:
+            return True
+        for i in (a, b):
+            if i not in histograms:
+                histograms[i] = _colour_histogram(crop, piece, stats, i)
+        return 1.0 - float(np.sqrt(histograms[a] * histograms[b]).sum()) < params.rejoin_histogram
 
     def root(a: int) -> int:
         while group[a] != a:
@@ -495,7 +522,7 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
         return a
     for i, a in enumerate(candidates):
         for b in candidates[i + 1:]:
-            if owner[a] == owner[b] and np.linalg.norm(lab[a] - lab[b]) < params.rejoin_colour:
+            if owner[a] == owner[b] and same_colours(a, b):
                 group[root(b)] = root(a)
     group = np.array([root(a) for a in range(n)])
     split = [c for c in split if len(set(group[candidates[owner[candidates] == c]])) >= 2]

@@ -22,6 +22,7 @@ import numpy as np
 import pybullet_data
 
 from ..runtime.camera import Intrinsics, surface_centroid
+from .footprints import contact_distance, fits_on_top, footprint, overlap
 from .meshes import bowl_obj, box_obj, cylinder_obj, oval_obj
 from .object_catalog import CATALOG, ObjectSpec, lying_height, table_texture, upright_height, write_textures
 
@@ -56,6 +57,11 @@ GENERATOR_VERSION = 5  # bump when scenes change: it keys the cached default mod
 # 3: the Campbell's script on the soup can's red half (2 drew it white on the white half); scenes unchanged
 # 4: Master Chef's plastic lid translucent white, as the real can's (3 drew it navy); scenes unchanged
 # 5: the mustard bottle a squeeze bottle narrowing to a centred cap (4: a box, the cap to one side)
+LAYOUTS = ("apart", "crowded")
+CROWDED_OBJECTS = (4, 8)  # objects per crowded scene (`scene_dataset.render_scenes`): few objects seldom touch
+P_CONTACT = 0.7  # crowded layout: share of objects put in contact with one placed before...
+P_STACK = 0.3  # ...and of the small products put on a box's top where one fits
+STACKABLE = ("tomato_soup_can", "tuna_fish_can", "potted_meat_can", "gelatin_box", "mug", "master_chef_can")
 HOUSEHOLD_SHARE = 0.4  # of the distractors: a mug or a bowl rather than one of pybullet's random shapes
 HOUSEHOLD = ("mug", "bowl")
 # RGB 0-1: white, off-white, navy, black, teal, green, sky blue, yellow, grey, orange; no red (the YCB mug's)
@@ -141,8 +147,9 @@ class SceneRenderer:
                                     physicsClientId=c)
 
     def _add_object(self, spec: ObjectSpec, x: float, y: float, yaw: float, lie: bool,
-                    textures: dict[str, int]) -> tuple[list[int], np.ndarray]:
-        """Bodies for each part of the object; returns their ids and the volume centre (world)."""
+                    textures: dict[str, int], base: float = 0.0) -> tuple[list[int], np.ndarray]:
+        """Bodies for each part of the object, standing `base` metres above the table (on another
+        object); returns their ids and the volume centre (world)."""
         c = self.client
         bodies = []
         main = spec.parts[0]
@@ -152,7 +159,7 @@ class SceneRenderer:
         orn = _quat_from_yaw_and_tilt(yaw, lie)
         rot = np.array(pb.getMatrixFromQuaternion(orn)).reshape(3, 3)
         centre_local = np.array([0.0, 0.0, H / 2])
-        centre_world = np.array([x, y, extent_z / 2])
+        centre_world = np.array([x, y, base + extent_z / 2])
         for part in spec.parts:
             vs = self._visual(part, list(part.rgba))
             # Boxes and cylinders are centred on their origin; the mug mesh starts at z = 0.
@@ -236,9 +243,12 @@ class SceneRenderer:
 
     # -------------------------------------------------------------- scene
     def render(self, seed: int, n_objects: tuple[int, int] = (1, 8), max_distractors: int = 2,
-               catalog: dict[str, ObjectSpec] | None = None) -> RenderedScene:
-        """One scene; `catalog` replaces the default classes (e.g. `NOVEL_CATALOG`: objects to teach)."""
-        rng, objects = self._build(seed, n_objects, max_distractors, catalog)
+               catalog: dict[str, ObjectSpec] | None = None, layout: str = "apart") -> RenderedScene:
+        """One scene; `catalog` replaces the default classes (e.g. `NOVEL_CATALOG`: objects to teach).
+        `layout` "crowded" stands objects in contact and on each other (`_place_crowded`)."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        rng, objects = self._build(seed, n_objects, max_distractors, catalog, layout)
         target = np.array([*rng.normal(0, 0.05, 2), 0.0])
         view, proj, world_to_cam, eye = self._camera(rng, target)
         return self._capture(rng, seed, objects, view, proj, world_to_cam, eye, target, self._light(rng))
@@ -267,7 +277,8 @@ class SceneRenderer:
             yield self._capture(rng, seed, objects, view, proj, world_to_cam, eye, target, light, frame=i)
 
     def _build(self, seed: int, n_objects: tuple[int, int], max_distractors: int,
-               catalog: dict[str, ObjectSpec] | None) -> tuple[np.random.Generator, list[dict[str, Any]]]:
+               catalog: dict[str, ObjectSpec] | None, layout: str = "apart"
+               ) -> tuple[np.random.Generator, list[dict[str, Any]]]:
         """The table and its objects (nothing rendered yet); the generator continues from here."""
         catalog = CATALOG if catalog is None else catalog
         rng = np.random.default_rng(seed)
@@ -284,6 +295,9 @@ class SceneRenderer:
         n = int(rng.integers(n_objects[0], n_objects[1] + 1))
         n_distract = int(min(rng.integers(0, max_distractors + 1), max(n - 1, 0)))
         classes = list(rng.choice(list(catalog), size=min(n - n_distract, len(catalog)), replace=False))
+        if layout == "crowded":
+            return rng, self._place_crowded(rng, [None if i >= len(classes) else catalog[classes[i]]
+                                                  for i in range(n)], textures)
         placed: list[tuple[float, float, float]] = []  # x, y, footprint radius
         objects = []
         for i in range(n):
@@ -304,6 +318,54 @@ class SceneRenderer:
             objects.append({"class_name": "distractor" if spec is None else spec.name, "bodies": bodies,
                             "centre_world": centre, "shape": shape, "placed": (*pos, radius)})
         return rng, objects
+
+    def _place_crowded(self, rng: np.random.Generator, specs: list[ObjectSpec | None],
+                       textures: dict[str, int]) -> list[dict[str, Any]]:
+        """Objects as a real table holds them: most stand in contact with one placed before
+        (moved along a random direction until the footprints meet, then 0-3 mm apart), and a
+        small product may stand on a box (`STACKABLE`), as the soup can on the SPAM tin of the
+        real frames. The rest stand where the default layout puts them."""
+        objects: list[dict[str, Any]] = []
+        outlines: list[np.ndarray] = []  # footprints on the table, world
+        tops: list[tuple[np.ndarray, float, int]] = []  # free box tops: footprint, height, instance
+        for spec in specs:
+            yaw = rng.uniform(0, 2 * math.pi)
+            lie = spec is not None and (spec.lies_down or (spec.can_lie_down and rng.random() < 0.3))
+            shape = footprint(spec, yaw, lie)
+            base, pos, below = 0.0, None, None
+            if spec is not None and spec.name in STACKABLE and rng.random() < P_STACK:
+                fits = [k for k, (top, _, _) in enumerate(tops) if fits_on_top(top, shape)]
+                if fits:
+                    top, base, below = tops.pop(fits[int(rng.integers(len(fits)))])
+                    pos = top.mean(0) + rng.normal(0.0, 0.004, 2)
+            if pos is None:
+                for _ in range(60):
+                    if outlines and rng.random() < P_CONTACT:
+                        other = outlines[int(rng.integers(len(outlines)))]
+                        ang = rng.uniform(0, 2 * math.pi)
+                        u = np.array([math.cos(ang), math.sin(ang)])
+                        cand = other.mean(0) + (contact_distance(other, shape, u) + rng.uniform(0.0, 0.003)) * u
+                    else:
+                        cand = rng.uniform(-0.22, 0.22, 2)
+                    if np.abs(cand).max() <= 0.3 and not any(overlap(o, shape + cand) for o in outlines):
+                        pos = cand
+                        break
+                if pos is None:
+                    continue
+                outlines.append(shape + pos)
+            x, y = float(pos[0]), float(pos[1])
+            kind = None
+            if spec is None:
+                (bodies, kind), centre = self._add_distractor(rng, x, y, yaw), None
+            else:
+                bodies, centre = self._add_object(spec, x, y, yaw, lie, textures, base=base)
+                main = spec.parts[0]
+                if main.shape == "box" and base == 0.0:
+                    tops.append((shape + pos, lying_height(main) if lie else upright_height(main), len(objects) + 1))
+            objects.append({"class_name": "distractor" if spec is None else spec.name, "bodies": bodies,
+                            "centre_world": centre, "shape": kind, "stands_on": below,
+                            "placed": (x, y, float(np.linalg.norm(shape, axis=1).max()))})
+        return objects
 
     def _move_one(self, rng: np.random.Generator, objects: list[dict[str, Any]]) -> None:
         """One object picked up and put down at a free spot (same yaw), its bodies shifted alike."""
@@ -360,6 +422,8 @@ class SceneRenderer:
                      "centroid": None if cen is None else dict(zip("xyz", map(float, cen)))}
             if obj["shape"] is not None:
                 entry["shape"] = obj["shape"]
+            if obj.get("stands_on") is not None:  # crowded layout: the instance it stands on
+                entry["stands_on"] = obj["stands_on"]
             if obj["centre_world"] is not None:
                 entry["volume_centre"] = dict(zip("xyz", map(float, (world_to_cam @ [*obj["centre_world"], 1.0])[:3])))
             meta_objects.append(entry)
