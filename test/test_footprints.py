@@ -51,7 +51,7 @@ def test_crowded_scenes_put_objects_in_contact_and_on_boxes_and_leave_the_defaul
     with SceneRenderer() as r:
         apart = r.render(5, n_objects=(4, 8))
         again = r.render(5, n_objects=(4, 8), layout="apart")
-        crowded = [r.render(seed, n_objects=(4, 8), layout="crowded") for seed in (4, 5)]
+        crowded = [r.render(seed, layout="crowded") for seed in (4, 5)]  # 4-8 objects unless told
         with pytest.raises(ValueError, match="layout must be one of"):
             r.render(5, layout="heaped")
     assert np.array_equal(apart.depth, again.depth) and np.array_equal(apart.mask, again.mask)
@@ -62,8 +62,16 @@ def test_crowded_scenes_put_objects_in_contact_and_on_boxes_and_leave_the_defaul
         grown = {i: cv2.dilate((scene.mask == i).view(np.uint8), k3).view(bool) for i in ids}
         return sum(int((grown[a] & (scene.mask == b)).any()) for a in ids for b in ids if a < b)
     assert sum(touching_pairs(s) for s in crowded) > 2 * sum(touching_pairs(s) for s in (apart,))
-    on = [(o, s) for s in crowded for o in s.meta["objects"] if "stands_on" in o]
+    on = [(o, s) for s in crowded for o in s.meta["objects"] if "resting_on" in o]
     assert on, "seeds 4 and 5 stand a product on a box"
-    for o, s in on:
-        below = next(b for b in s.meta["objects"] if b["instance"] == o["stands_on"])
-        assert below["class_name"] in CATALOG and CATALOG[below["class_name"]].parts[0].shape == "box"
+    for o, s in on:  # the box below may be hidden from view, and then has no entry
+        for below in (b for b in s.meta["objects"] if b["instance"] == o["resting_on"]):
+            assert below["class_name"] in CATALOG and CATALOG[below["class_name"]].parts[0].shape == "box"
+
+
+def test_a_distractor_is_placed_by_its_drawn_size():
+    from robot_classify.sim.scene_render import Distractor
+
+    assert Distractor(1100 + 3, (0.08, 0.05), (1, 1, 1, 1)).radius == 0.08  # a bowl: its rim
+    assert Distractor(1000 + 2, (1.2,), (1, 1, 1, 1)).radius == pytest.approx(0.054)  # a mug scaled 1.2
+    assert Distractor(17, (0.1,), (1, 1, 1, 1)).radius == pytest.approx(0.06)  # a random shape

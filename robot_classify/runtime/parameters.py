@@ -131,7 +131,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                             "colour distance", (0.0, 500.0)),
     "segmentation.rejoin_histogram": ParameterSpec(_SEG.rejoin_histogram, "...and only where their colour "
                                                "histograms are this close too (1 - Bhattacharyya coefficient, "
-                                               "CIELAB); 1 = the mean colour alone decides", (0.0, 1.0)),
+                                               "CIELAB); 1 = the mean colour alone decides, 0 = pieces never "
+                                               "rejoin", (0.0, 1.0)),
     "segmentation.support": ParameterSpec(_SEG.support, "the surface objects stand on: highest = the highest large "
                                           "plane parallel to the dominant one (a table above the floor), dominant = "
                                           "the largest plane", choices=("highest", "dominant")),

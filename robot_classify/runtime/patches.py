@@ -451,10 +451,15 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
     return out
 
 
+LAB_LOW, LAB_HIGH = np.float32([0, -80, -80]), np.float32([99.99, 79.99, 79.99])  # the histogram's range
+
+
 def _colour_histogram(crop: np.ndarray, piece: np.ndarray, stats: np.ndarray, i: int) -> np.ndarray:
-    """Piece i's CIELAB histogram, normalised: 8 x 8 a*b* bins over +-80 and 4 L* bins."""
+    """Piece i's CIELAB histogram, normalised: 8 x 8 a*b* bins over +-80 and 4 L* bins, each half
+    counting every pixel (saturated colours, a* or b* beyond 80, go to the outer bins)."""
     x, y, w, h = stats[i, :4]
     lab = cv2.cvtColor(crop[y:y + h, x:x + w].astype(np.float32) / np.float32(255.0), cv2.COLOR_RGB2Lab)
+    np.clip(lab, LAB_LOW, LAB_HIGH, out=lab)
     inside = (piece[y:y + h, x:x + w] == i).view(np.uint8)
     v = np.concatenate([cv2.calcHist([lab], [1, 2], inside, [8, 8], [-80, 80, -80, 80]).ravel(),
                         cv2.calcHist([lab], [0], inside, [4], [0, 100]).ravel()])

@@ -12,35 +12,32 @@ import math
 
 import numpy as np
 
-from .object_catalog import MUG_HEIGHT, ObjectSpec
+from .object_catalog import ObjectSpec
 
-DISTRACTOR_RADIUS = 0.05  # pybullet's random shapes are scaled to 5-10 cm (`_add_distractor`)
-MUG_RADIUS = 0.045 * MUG_HEIGHT / 0.1  # pybullet_data's mug body at scale 1, handle left out
+MUG_BODY_RADIUS = 0.045  # pybullet_data's mug.obj at scale 1, its handle left out (it may touch a neighbour)
 CIRCLE_SIDES = 20
 
 
-def _circle(rx: float, ry: float | None = None) -> np.ndarray:
+def circle(rx: float, ry: float | None = None) -> np.ndarray:
+    """A circle (or an ellipse with `ry`) as a CIRCLE_SIDES-gon about the origin, (N, 2) metres."""
     t = np.linspace(0, 2 * math.pi, CIRCLE_SIDES, endpoint=False)
     return np.stack([rx * np.cos(t), (rx if ry is None else ry) * np.sin(t)], 1)
 
 
-def footprint(spec: ObjectSpec | None, yaw: float, lie: bool) -> np.ndarray:
-    """The convex outline an object covers on the table, (N, 2) metres about its centre, turned
-    by `yaw` as the renderer turns it (`spec` None: a distractor's circle)."""
-    if spec is None:
-        pts = _circle(DISTRACTOR_RADIUS)
-    else:
-        p = spec.parts[0]
-        if p.shape == "mesh":
-            pts = _circle(MUG_RADIUS * p.size[0])
-        elif p.shape == "cylinder" and not lie:
-            pts = _circle(p.size[0])
-        elif p.shape == "bottle" and not lie:
-            pts = _circle(p.size[0] / 2, p.size[1] / 2)
-        else:  # a box, or anything lying: rolled about x, its height runs along y
-            hx, hy = (p.size[0], p.size[1] / 2) if p.shape == "cylinder" else \
-                (p.size[0] / 2, (p.size[2] if lie else p.size[1]) / 2)
-            pts = np.array([[-hx, -hy], [hx, -hy], [hx, hy], [-hx, hy]])
+def footprint(spec: ObjectSpec, yaw: float, lie: bool) -> np.ndarray:
+    """The convex outline a product covers on the table, (N, 2) metres about its centre, turned
+    by `yaw` as the renderer turns it."""
+    p = spec.parts[0]
+    if p.shape == "mesh":
+        pts = circle(MUG_BODY_RADIUS * p.size[0])
+    elif p.shape == "cylinder" and not lie:
+        pts = circle(p.size[0])
+    elif p.shape == "bottle" and not lie:
+        pts = circle(p.size[0] / 2, p.size[1] / 2)
+    else:  # a box, or anything lying: rolled about x, its height runs along y
+        hx, hy = (p.size[0], p.size[1] / 2) if p.shape == "cylinder" else \
+            (p.size[0] / 2, (p.size[2] if lie else p.size[1]) / 2)
+        pts = np.array([[-hx, -hy], [hx, -hy], [hx, hy], [-hx, hy]])
     c, s = math.cos(yaw), math.sin(yaw)
     return pts @ np.array([[c, s], [-s, c]])
 
@@ -74,9 +71,10 @@ def contact_distance(fixed: np.ndarray, moving: np.ndarray, direction: np.ndarra
 
 
 def fits_on_top(base: np.ndarray, top: np.ndarray) -> bool:
-    """Whether `top` (about its centre) stands on `base` centred with most of it supported:
-    the top's widest reach is at most 1.6x the base's narrowest half-width (a can on a
-    SPAM tin's lid overhangs a little, as on a real table)."""
+    """Whether `top` (about its centre) can stand centred on `base` with most of it supported:
+    its widest reach is at most 1.6x the base's narrowest half-width (a soup can overhangs a
+    SPAM tin's lid by a few millimetres each side, as in the real frames). What it overhangs
+    onto is the caller's to check."""
     centre = base.mean(0)
     edges = np.roll(base, -1, 0) - base
     normals = np.stack([-edges[:, 1], edges[:, 0]], 1)

@@ -20,7 +20,7 @@ from ..data.datasets import PROPS_CLASSES, PatchSet
 from ..runtime.camera import Intrinsics
 from ..data.matching import bbox_tuple, match_boxes
 from ..runtime.patches import SegmentationParams, crop_patch, extract_objects, jittered_crop
-from .scene_render import CROWDED_OBJECTS, LAYOUTS, RenderedScene, SceneRenderer, write_scene
+from .scene_render import LAYOUTS, RenderedScene, SceneRenderer, write_scene
 
 _worker: SceneRenderer | None = None
 
@@ -36,18 +36,16 @@ def _init_worker() -> None:
 
 def _render(args: tuple[int, int, int, str]) -> RenderedScene:
     seed, index, max_distractors, layout = args
-    return _worker.render(scene_seed(seed, index), **_layout_args(layout), max_distractors=max_distractors)
+    return _worker.render(scene_seed(seed, index), max_distractors=max_distractors, layout=layout)
 
 
-def _layout_args(layout: str) -> dict:
-    return {"layout": layout, "n_objects": CROWDED_OBJECTS} if layout == "crowded" else {}
 
 
 def render_scenes(n: int, seed: int, workers: int = 2, quiet: bool = False,
                   max_distractors: int = 2, layout: str = "apart") -> Iterator[RenderedScene]:
     """Scenes 0..n-1 of `seed`, in order, rendered by `workers` processes (one pybullet client each).
     `max_distractors` (objects of no class per scene) other than 2 gives other scenes for a seed.
-    `layout` "crowded": CROWDED_OBJECTS objects in contact and stacked (`SceneRenderer.render`)."""
+    `layout` "crowded": 4-8 objects in contact and stacked (`SceneRenderer.render`)."""
     if n < 1:
         raise ValueError(f"scenes must be >= 1, got {n}")
     if layout not in LAYOUTS:
@@ -57,7 +55,7 @@ def render_scenes(n: int, seed: int, workers: int = 2, quiet: bool = False,
     if workers <= 1:
         with SceneRenderer() as r:
             for s, i, _, _ in jobs:
-                yield r.render(scene_seed(s, i), **_layout_args(layout), max_distractors=max_distractors)
+                yield r.render(scene_seed(s, i), max_distractors=max_distractors, layout=layout)
                 bar.update()
     else:
         with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:

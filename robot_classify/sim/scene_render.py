@@ -22,7 +22,7 @@ import numpy as np
 import pybullet_data
 
 from ..runtime.camera import Intrinsics, surface_centroid
-from .footprints import contact_distance, fits_on_top, footprint, overlap
+from .footprints import MUG_BODY_RADIUS, circle, contact_distance, fits_on_top, footprint, overlap
 from .meshes import bowl_obj, box_obj, cylinder_obj, oval_obj
 from .object_catalog import CATALOG, ObjectSpec, lying_height, table_texture, upright_height, write_textures
 
@@ -58,7 +58,7 @@ GENERATOR_VERSION = 5  # bump when scenes change: it keys the cached default mod
 # 4: Master Chef's plastic lid translucent white, as the real can's (3 drew it navy); scenes unchanged
 # 5: the mustard bottle a squeeze bottle narrowing to a centred cap (4: a box, the cap to one side)
 LAYOUTS = ("apart", "crowded")
-CROWDED_OBJECTS = (4, 8)  # objects per crowded scene (`scene_dataset.render_scenes`): few objects seldom touch
+CROWDED_OBJECTS = (4, 8)  # objects per crowded scene unless `render` is told otherwise: few objects seldom touch
 P_CONTACT = 0.7  # crowded layout: share of objects put in contact with one placed before...
 P_STACK = 0.3  # ...and of the small products put on a box's top where one fits
 STACKABLE = ("tomato_soup_can", "tuna_fish_can", "potted_meat_can", "gelatin_box", "mug", "master_chef_can")
@@ -70,12 +70,47 @@ HOUSEHOLD_COLOURS = ((0.95, 0.95, 0.95), (0.9, 0.88, 0.8), (0.1, 0.12, 0.35), (0
                      (0.95, 0.5, 0.1))
 
 
+@dataclass(frozen=True)
+class Distractor:
+    """A distractor as drawn (`SceneRenderer._draw_distractor`), before it is built."""
+    shape: int  # pybullet's random URDF (0-999), or 1000 + 100 * household kind + colour
+    size: tuple[float, ...]  # URDF: its largest extent (m); mug: the mesh's scale; bowl: radius, height (m)
+    rgba: tuple[float, ...]
+
+    @property
+    def household(self) -> str | None:
+        return HOUSEHOLD[(self.shape - 1000) // 100] if self.shape >= 1000 else None
+
+    @property
+    def radius(self) -> float:
+        """The circle it covers on the table, metres (a crowded scene stands neighbours at its
+        edge): a bowl's rim, a mug's body (its handle left out, as the YCB mug's), and for a
+        random shape 0.6 of its largest extent, which is often its height."""
+        if self.household == "bowl":
+            return self.size[0]
+        if self.household == "mug":
+            return MUG_BODY_RADIUS * self.size[0]
+        return 0.6 * self.size[0]
+
+
 @dataclass
 class RenderedScene:
     color: np.ndarray  # (H, W, 3) uint8 RGB
     depth: np.ndarray  # (H, W) uint16 millimetres, 0 = no return
     mask: np.ndarray  # (H, W) uint16 instance ids, 0 = table / background
     meta: dict[str, Any]
+
+
+def _draw_lie(spec: ObjectSpec, rng: np.random.Generator) -> bool:
+    """Whether the product lies: the marker always, a box 30% of the time (a draw only then)."""
+    return spec.lies_down or (spec.can_lie_down and rng.random() < 0.3)
+
+
+def _entry(spec: ObjectSpec | None, bodies: list[int], centre: np.ndarray | None, shape: int | None,
+           placed: tuple[float, float, float], resting_on: int | None = None) -> dict[str, Any]:
+    """A placed object as `_capture` reads it (`placed`: x, y and footprint radius for `_move_one`)."""
+    return {"class_name": "distractor" if spec is None else spec.name, "bodies": bodies, "centre_world": centre,
+            "shape": shape, "placed": placed, "resting_on": resting_on}
 
 
 def _quat_from_yaw_and_tilt(yaw: float, lie: bool) -> tuple[float, ...]:
@@ -176,44 +211,52 @@ class SceneRenderer:
 
     def _add_distractor(self, rng: np.random.Generator, x: float, y: float, yaw: float) -> tuple[list[int], int]:
         """The body and its shape: the index of pybullet's random URDF (0-999), or of a household
-        object (1000 and up, `_add_household`), so that training and evaluation can use disjoint
+        object (1000 and up, `_draw_distractor`), so that training and evaluation can use disjoint
         shapes (even / odd, `scene_dataset.distractor_patches`)."""
-        c = self.client
+        return self._build_distractor(self._draw_distractor(rng), x, y, yaw)
+
+    def _draw_distractor(self, rng: np.random.Generator) -> Distractor:
+        """Which distractor, its size and colour, drawn before it is built, so that a crowded
+        scene can place it by its size. A household object is a mug of another colour than the
+        YCB mug's red, or a bowl: on 17 real frames, mugs, cups and cans of a product's size took
+        most of the class names given to objects of no class. Shape 1000 + 100 * kind + colour:
+        the colour's parity decides even / odd."""
         if rng.random() < HOUSEHOLD_SHARE:
-            return self._add_household(rng, x, y, yaw)
+            kind = int(rng.integers(len(HOUSEHOLD)))
+            colour = int(rng.integers(len(HOUSEHOLD_COLOURS)))
+            rgba = (*(np.array(HOUSEHOLD_COLOURS[colour]) * rng.uniform(0.85, 1.05, 3)).clip(0, 1), 1.0)
+            size = (float(rng.uniform(0.85, 1.2)),) if HOUSEHOLD[kind] == "mug" else \
+                (round(rng.uniform(0.06, 0.09), 3), round(rng.uniform(0.04, 0.06), 3))
+            return Distractor(1000 + 100 * kind + colour, size, rgba)
         shape = int(rng.integers(len(self._distractors)))
-        urdf = str(self._distractors[shape])
+        extent = float(rng.uniform(0.05, 0.1))
+        return Distractor(shape, (extent,), (*rng.uniform(0.1, 0.9, 3), 1.0))
+
+    def _build_distractor(self, d: Distractor, x: float, y: float, yaw: float) -> tuple[list[int], int]:
+        c = self.client
+        orn = pb.getQuaternionFromEuler([0, 0, yaw])
+        if d.shape >= 1000:
+            if d.household == "mug":
+                vs = pb.createVisualShape(pb.GEOM_MESH, fileName=self._mug, meshScale=[d.size[0]] * 3,
+                                          rgbaColor=list(d.rgba), physicsClientId=c)
+            else:
+                radius, height = d.size
+                bowl = self._mesh_file(("bowl", radius, height), lambda: bowl_obj(radius, height))
+                vs = pb.createVisualShape(pb.GEOM_MESH, fileName=bowl, rgbaColor=list(d.rgba), physicsClientId=c)
+            body = pb.createMultiBody(baseMass=0, baseVisualShapeIndex=vs, basePosition=[x, y, 0.0],
+                                      baseOrientation=orn, physicsClientId=c)
+            return [body], d.shape
+        urdf = str(self._distractors[d.shape])
         body = pb.loadURDF(urdf, physicsClientId=c)
         lo, hi = (np.array(v) for v in pb.getAABB(body, physicsClientId=c))
         pb.removeBody(body, physicsClientId=c)
-        scale = rng.uniform(0.05, 0.1) / max(float((hi - lo).max()), 1e-3)
-        body = pb.loadURDF(urdf, basePosition=[x, y, 0.0], baseOrientation=pb.getQuaternionFromEuler([0, 0, yaw]),
-                           globalScaling=scale, useFixedBase=True, physicsClientId=c)
+        scale = d.size[0] / max(float((hi - lo).max()), 1e-3)
+        body = pb.loadURDF(urdf, basePosition=[x, y, 0.0], baseOrientation=orn, globalScaling=scale,
+                           useFixedBase=True, physicsClientId=c)
         lo, _ = pb.getAABB(body, physicsClientId=c)
-        pb.resetBasePositionAndOrientation(body, [x, y, -lo[2] + 0.001], pb.getQuaternionFromEuler([0, 0, yaw]),
-                                           physicsClientId=c)
-        pb.changeVisualShape(body, -1, rgbaColor=[*rng.uniform(0.1, 0.9, 3), 1.0], physicsClientId=c)
-        return [body], shape
-
-    def _add_household(self, rng: np.random.Generator, x: float, y: float, yaw: float) -> tuple[list[int], int]:
-        """A mug of another colour than the YCB mug's red, or a bowl: on 17 real frames, mugs, cups
-        and cans of a product's size took most of the class names given to objects of no class.
-        Shape 1000 + 100 * kind + colour: the colour's parity decides even / odd."""
-        c = self.client
-        kind = int(rng.integers(len(HOUSEHOLD)))
-        colour = int(rng.integers(len(HOUSEHOLD_COLOURS)))
-        rgba = [*(np.array(HOUSEHOLD_COLOURS[colour]) * rng.uniform(0.85, 1.05, 3)).clip(0, 1), 1.0]
-        if HOUSEHOLD[kind] == "mug":
-            scale = rng.uniform(0.85, 1.2)
-            vs = pb.createVisualShape(pb.GEOM_MESH, fileName=self._mug, meshScale=[scale] * 3, rgbaColor=rgba,
-                                      physicsClientId=c)
-        else:
-            radius, height = round(rng.uniform(0.06, 0.09), 3), round(rng.uniform(0.04, 0.06), 3)
-            bowl = self._mesh_file(("bowl", radius, height), lambda: bowl_obj(radius, height))
-            vs = pb.createVisualShape(pb.GEOM_MESH, fileName=bowl, rgbaColor=rgba, physicsClientId=c)
-        body = pb.createMultiBody(baseMass=0, baseVisualShapeIndex=vs, basePosition=[x, y, 0.0],
-                                  baseOrientation=pb.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=c)
-        return [body], 1000 + 100 * kind + colour
+        pb.resetBasePositionAndOrientation(body, [x, y, -lo[2] + 0.001], orn, physicsClientId=c)
+        pb.changeVisualShape(body, -1, rgbaColor=list(d.rgba), physicsClientId=c)
+        return [body], d.shape
 
     # -------------------------------------------------------------- camera
     def _camera(self, rng: np.random.Generator, target: np.ndarray) -> tuple[list, list, np.ndarray, np.ndarray]:
@@ -242,12 +285,15 @@ class SceneRenderer:
         return rgba, depth, seg
 
     # -------------------------------------------------------------- scene
-    def render(self, seed: int, n_objects: tuple[int, int] = (1, 8), max_distractors: int = 2,
+    def render(self, seed: int, n_objects: tuple[int, int] | None = None, max_distractors: int = 2,
                catalog: dict[str, ObjectSpec] | None = None, layout: str = "apart") -> RenderedScene:
         """One scene; `catalog` replaces the default classes (e.g. `NOVEL_CATALOG`: objects to teach).
-        `layout` "crowded" stands objects in contact and on each other (`_place_crowded`)."""
+        `layout` "crowded" stands objects in contact and on each other (`_place_crowded`).
+        `n_objects` (least, most) defaults to (1, 8), or CROWDED_OBJECTS for a crowded table."""
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if n_objects is None:
+            n_objects = CROWDED_OBJECTS if layout == "crowded" else (1, 8)
         rng, objects = self._build(seed, n_objects, max_distractors, catalog, layout)
         target = np.array([*rng.normal(0, 0.05, 2), 0.0])
         view, proj, world_to_cam, eye = self._camera(rng, target)
@@ -313,31 +359,38 @@ class SceneRenderer:
             if spec is None:
                 (bodies, shape), centre = self._add_distractor(rng, pos[0], pos[1], yaw), None
             else:
-                lie = spec.lies_down or (spec.can_lie_down and rng.random() < 0.3)
-                bodies, centre = self._add_object(spec, pos[0], pos[1], yaw, lie, textures)
-            objects.append({"class_name": "distractor" if spec is None else spec.name, "bodies": bodies,
-                            "centre_world": centre, "shape": shape, "placed": (*pos, radius)})
+                bodies, centre = self._add_object(spec, pos[0], pos[1], yaw, _draw_lie(spec, rng), textures)
+            objects.append(_entry(spec, bodies, centre, shape, (*pos, radius)))
         return rng, objects
 
     def _place_crowded(self, rng: np.random.Generator, specs: list[ObjectSpec | None],
                        textures: dict[str, int]) -> list[dict[str, Any]]:
-        """Objects as a real table holds them: most stand in contact with one placed before
-        (moved along a random direction until the footprints meet, then 0-3 mm apart), and a
-        small product may stand on a box (`STACKABLE`), as the soup can on the SPAM tin of the
-        real frames. The rest stand where the default layout puts them."""
+        """Objects as a real table holds them. Most stand in contact with one placed before
+        (`P_CONTACT`): moved along a random direction until the footprints meet, then 0-3 mm
+        apart. A small product may stand on a box (`STACKABLE`, `P_STACK`), as the soup can on
+        the SPAM tin of the real frames, where nothing else stands in its way. The rest stand
+        anywhere on the table's middle where they overlap nothing."""
         objects: list[dict[str, Any]] = []
-        outlines: list[np.ndarray] = []  # footprints on the table, world
+        outlines: list[np.ndarray] = []  # what stands in the way, as footprints on the table (world)
         tops: list[tuple[np.ndarray, float, int]] = []  # free box tops: footprint, height, instance
         for spec in specs:
             yaw = rng.uniform(0, 2 * math.pi)
-            lie = spec is not None and (spec.lies_down or (spec.can_lie_down and rng.random() < 0.3))
-            shape = footprint(spec, yaw, lie)
+            if spec is None:
+                drawn = self._draw_distractor(rng)
+                shape = circle(drawn.radius)
+            else:
+                lie = _draw_lie(spec, rng)
+                shape = footprint(spec, yaw, lie)
             base, pos, below = 0.0, None, None
             if spec is not None and spec.name in STACKABLE and rng.random() < P_STACK:
                 fits = [k for k, (top, _, _) in enumerate(tops) if fits_on_top(top, shape)]
                 if fits:
-                    top, base, below = tops.pop(fits[int(rng.integers(len(fits)))])
-                    pos = top.mean(0) + rng.normal(0.0, 0.004, 2)
+                    k = fits[int(rng.integers(len(fits)))]
+                    top, height, instance = tops[k]
+                    cand = top.mean(0) + rng.normal(0.0, 0.004, 2)
+                    if not any(overlap(o, shape + cand) for o in outlines if o is not top):
+                        pos, base, below = cand, height, instance
+                        del tops[k]
             if pos is None:
                 for _ in range(60):
                     if outlines and rng.random() < P_CONTACT:
@@ -352,19 +405,19 @@ class SceneRenderer:
                         break
                 if pos is None:
                     continue
-                outlines.append(shape + pos)
+            outline = shape + pos
+            outlines.append(outline)  # a raised product's overhang is in the way too
             x, y = float(pos[0]), float(pos[1])
             kind = None
             if spec is None:
-                (bodies, kind), centre = self._add_distractor(rng, x, y, yaw), None
+                (bodies, kind), centre = self._build_distractor(drawn, x, y, yaw), None
             else:
                 bodies, centre = self._add_object(spec, x, y, yaw, lie, textures, base=base)
                 main = spec.parts[0]
                 if main.shape == "box" and base == 0.0:
-                    tops.append((shape + pos, lying_height(main) if lie else upright_height(main), len(objects) + 1))
-            objects.append({"class_name": "distractor" if spec is None else spec.name, "bodies": bodies,
-                            "centre_world": centre, "shape": kind, "stands_on": below,
-                            "placed": (x, y, float(np.linalg.norm(shape, axis=1).max()))})
+                    tops.append((outline, lying_height(main) if lie else upright_height(main), len(objects) + 1))
+            objects.append(_entry(spec, bodies, centre, kind, (x, y, float(np.linalg.norm(shape, axis=1).max())),
+                                  resting_on=below))
         return objects
 
     def _move_one(self, rng: np.random.Generator, objects: list[dict[str, Any]]) -> None:
@@ -422,8 +475,8 @@ class SceneRenderer:
                      "centroid": None if cen is None else dict(zip("xyz", map(float, cen)))}
             if obj["shape"] is not None:
                 entry["shape"] = obj["shape"]
-            if obj.get("stands_on") is not None:  # crowded layout: the instance it stands on
-                entry["stands_on"] = obj["stands_on"]
+            if obj["resting_on"] is not None:  # crowded layout: the instance it stands on
+                entry["resting_on"] = obj["resting_on"]
             if obj["centre_world"] is not None:
                 entry["volume_centre"] = dict(zip("xyz", map(float, (world_to_cam @ [*obj["centre_world"], 1.0])[:3])))
             meta_objects.append(entry)
