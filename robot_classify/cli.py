@@ -632,6 +632,9 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
         from .runtime.default_model import get_default_model
 
         parameters, folders = _node_parameters(args), []
+        if args.params_file and all(Path(item).is_dir() for item in args.compare):
+            print(f"warning: --params-file {args.params_file} is not used: both reports were made before, with the "
+                  "parameters their metrics.json records", file=sys.stderr)
         # Both models loaded (checked) before either runs: a missing or corrupt B had cost a whole
         # run of A, and left A's report behind.
         models = {item: (get_default_model(parameters["device"]) if item == "default"
@@ -1022,7 +1025,7 @@ def _make_bag_args(p: argparse.ArgumentParser) -> None:
                    help="raw Image, or image_transport's <topic>/compressed (JPEG quality 90, or PNG)")
     p.add_argument("--depth-format", default="raw", choices=["raw", "png", "rvl"],
                    help="raw Image, or image_transport's <topic>/compressedDepth (PNG or RVL, lossless)")
-    p.add_argument("--scenes", type=_int(1), default=30, help="scenes (with --sequence: sequences)")
+    p.add_argument("--scenes", type=_int(1), default=30, help="scenes (with --sequence: sequences; default 30)")
     p.add_argument("--seed", type=_int(0), default=1,
                    help="the scenes' seed: the same seed, the same scenes (default 1)")
     p.add_argument("--workers", type=_int(1), default=2, help="rendering processes (default 2)")

@@ -250,6 +250,28 @@ def test_gallery_keeps_the_worst_and_only_their_frames(tmp_path):
     assert kept[0]["time_s"] == 2.0
 
 
+def test_compare_of_one_model_under_two_settings_names_the_runs_and_what_differs(known, tmp_path, capsys):
+    """Two runs of one model differ only by a params file: the sides are named by their report
+    folders and the parameters that differ are listed (both had read "A: model", "B: model")."""
+    from robot_classify import cli
+
+    path, a, _, _, _ = known
+    replay_eval(path, a, tmp_path / "loose", TOPICS, {"min_score": 0.0}, quiet=True, report=False)
+    replay_eval(path, a, tmp_path / "strict", TOPICS, {"min_score": 0.99}, quiet=True, report=False)
+    report_a = tmp_path / "loose"
+    r = compare_reports(report_a, tmp_path / "strict", tmp_path / "cmp")
+    assert r["names"] == ["A: loose", "B: strict"]
+    assert r["parameters_differ"] == {"min_score": [0.0, 0.99]}
+    assert "Parameters that differ: `min_score` 0.0 / 0.99" in (tmp_path / "cmp" / "compare.md").read_text()
+    assert "parameter that differs" in (tmp_path / "cmp" / "compare.html").read_text()
+    params = tmp_path / "p.yaml"
+    params.write_text("/**/robot_classify:\n  ros__parameters:\n    min_score: 0.5\n")
+    code = cli.main(["replay-eval", "--bag", str(path), "--report", str(tmp_path / "cmp2"), "--compare",
+                     str(report_a), str(tmp_path / "strict"), "--params-file", str(params), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and f"--params-file {params} is not used" in err
+
+
 def test_cli_compare_of_two_report_folders_prints_markdown(known, tmp_path, capsys):
     from robot_classify import cli
 

@@ -116,10 +116,14 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     items, shared = disagreements(ra, rb)
     if shared == 0:
         raise ValueError(f"{dir_a} and {dir_b} share no ground-truth objects: were they made on the same bag?")
+    differ = differing_parameters(ma, mb)
     names = names or (ma["run"]["model"]["name"], mb["run"]["model"]["name"])
     if names[0] == names[1]:  # a calibrated or taught model keeps its name: the files tell them apart
         files = tuple(Path(m["run"]["model"].get("path") or "").name for m in (ma, mb))
-        names = files if all(files) and files[0] != files[1] else (f"A: {names[0]}", f"B: {names[1]}")
+        folders = (Path(dir_a).resolve().name, Path(dir_b).resolve().name)
+        names = files if all(files) and files[0] != files[1] else \
+            (f"A: {folders[0]}", f"B: {folders[1]}") if differ and folders[0] != folders[1] else \
+            (f"A: {names[0]}", f"B: {names[1]}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bag = str(bag or ma["run"]["bag"]["path"])
@@ -136,6 +140,7 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
         "schema": "robot_classify/ReplayEvalCompare/1", "bag": bag, "names": list(names),
         "reports": [str(Path(dir_a).resolve()), str(Path(dir_b).resolve())],
         "models": [{k: m["run"]["model"][k] for k in ("name", "sha256", "path")} for m in (ma, mb)],
+        "parameters_differ": {k: [a, b] for k, (a, b) in differ.items()},
         "headline": {key: {"a": ma[key], "b": mb[key], "delta": mb[key] - ma[key]} for key in HEADLINE},
         "centroid_error_median_mm": {"a": ma["centroid_error_mm"]["median"], "b": mb["centroid_error_mm"]["median"]},
         "latency_p50_ms": {"a": ma["latency_ms"]["p50"], "b": mb["latency_ms"]["p50"]},
@@ -151,10 +156,20 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     return result
 
 
+def differing_parameters(ma: dict[str, Any], mb: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The node parameters the two runs were made with that differ (a params file's change, or
+    the model file): two runs of one model are told apart by these."""
+    pa, pb = ma["run"].get("parameters") or {}, mb["run"].get("parameters") or {}
+    return {k: (pa.get(k), pb.get(k)) for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)}
+
+
 def compare_markdown(r: dict[str, Any], ma: dict, mb: dict) -> str:
     a, b = r["names"]
-    lines = [f"### replay-eval compare on `{Path(r['bag']).name}`: {a} vs {b}", "",
-             f"| metric | {a} | {b} |", "| --- | --- | --- |"]
+    lines = [f"### replay-eval compare on `{Path(r['bag']).name}`: {a} vs {b}", ""]
+    if r.get("parameters_differ"):
+        lines += ["Parameters that differ: " + "; ".join(f"`{k}` {va!r} / {vb!r}"
+                                                         for k, (va, vb) in r["parameters_differ"].items()), ""]
+    lines += [f"| metric | {a} | {b} |", "| --- | --- | --- |"]
     for (name, va, _), (_, vb, _) in zip(_headline(ma), _headline(mb)):
         lines.append(f"| {name} | {va} | {vb} |")
     d = r["disagreements"]
@@ -194,6 +209,8 @@ def _compare_html(r: dict[str, Any], ma: dict, mb: dict, out: Path) -> str:
 A = <b>{e(a)}</b>: <code>{e(models[0]['path'])}</code> ({e(models[0]['sha256'][:12])})<br>
 B = <b>{e(b)}</b>: <code>{e(models[1]['path'])}</code> ({e(models[1]['sha256'][:12])})<br>
 Files: <a href="compare.json">compare.json</a>, <a href="compare.md">compare.md</a>{reports}.</p>
+{_table(['parameter that differs', a, b], [[k, str(va), str(vb)] for k, (va, vb) in r['parameters_differ'].items()])
+ if r['parameters_differ'] else ''}
 {_table(['', a, b], head)}
 <h2>Per class</h2>{_table(['class', 'precision A', 'precision B', 'recall A', 'recall B', 'F1 A', 'F1 B',
                             'F1 B - A'], per)}

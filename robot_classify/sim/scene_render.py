@@ -61,6 +61,7 @@ LAYOUTS = ("apart", "crowded")
 CROWDED_OBJECTS = (4, 8)  # objects per crowded scene unless `render` is told otherwise: few objects seldom touch
 P_CONTACT = 0.7  # crowded layout: share of objects put in contact with one placed before...
 P_STACK = 0.3  # ...and of the small products put on a box's top where one fits
+DISTRACTOR_HEIGHT = 0.1  # taken as in the way of any overhang (random shapes reach 10 cm, mugs 12)
 STACKABLE = ("tomato_soup_can", "tuna_fish_can", "potted_meat_can", "gelatin_box", "mug", "master_chef_can")
 HOUSEHOLD_SHARE = 0.4  # of the distractors: a mug or a bowl rather than one of pybullet's random shapes
 HOUSEHOLD = ("mug", "bowl")
@@ -368,10 +369,11 @@ class SceneRenderer:
         """Objects as a real table holds them. Most stand in contact with one placed before
         (`P_CONTACT`): moved along a random direction until the footprints meet, then 0-3 mm
         apart. A small product may stand on a box (`STACKABLE`, `P_STACK`), as the soup can on
-        the SPAM tin of the real frames, where nothing else stands in its way. The rest stand
-        anywhere on the table's middle where they overlap nothing."""
+        the SPAM tin of the real frames, where no neighbour reaching above the box's top stands in
+        the way of its overhang. The rest stand anywhere on the table's middle where they overlap
+        nothing."""
         objects: list[dict[str, Any]] = []
-        outlines: list[np.ndarray] = []  # what stands in the way, as footprints on the table (world)
+        outlines: list[tuple[np.ndarray, float]] = []  # what stands in the way: footprint (world), top height
         tops: list[tuple[np.ndarray, float, int]] = []  # free box tops: footprint, height, instance
         for spec in specs:
             yaw = rng.uniform(0, 2 * math.pi)
@@ -388,34 +390,36 @@ class SceneRenderer:
                     k = fits[int(rng.integers(len(fits)))]
                     top, height, instance = tops[k]
                     cand = top.mean(0) + rng.normal(0.0, 0.004, 2)
-                    if not any(overlap(o, shape + cand) for o in outlines if o is not top):
+                    if not any(overlap(o, shape + cand) for o, h in outlines if o is not top and h > height):
                         pos, base, below = cand, height, instance
                         del tops[k]
             if pos is None:
                 for _ in range(60):
                     if outlines and rng.random() < P_CONTACT:
-                        other = outlines[int(rng.integers(len(outlines)))]
+                        other = outlines[int(rng.integers(len(outlines)))][0]
                         ang = rng.uniform(0, 2 * math.pi)
                         u = np.array([math.cos(ang), math.sin(ang)])
                         cand = other.mean(0) + (contact_distance(other, shape, u) + rng.uniform(0.0, 0.003)) * u
                     else:
                         cand = rng.uniform(-0.22, 0.22, 2)
-                    if np.abs(cand).max() <= 0.3 and not any(overlap(o, shape + cand) for o in outlines):
+                    if np.abs(cand).max() <= 0.3 and not any(overlap(o, shape + cand) for o, _ in outlines):
                         pos = cand
                         break
                 if pos is None:
                     continue
             outline = shape + pos
-            outlines.append(outline)  # a raised product's overhang is in the way too
             x, y = float(pos[0]), float(pos[1])
             kind = None
             if spec is None:
                 (bodies, kind), centre = self._build_distractor(drawn, x, y, yaw), None
+                height = DISTRACTOR_HEIGHT
             else:
                 bodies, centre = self._add_object(spec, x, y, yaw, lie, textures, base=base)
                 main = spec.parts[0]
+                height = base + (lying_height(main) if lie else upright_height(main))
                 if main.shape == "box" and base == 0.0:
-                    tops.append((outline, lying_height(main) if lie else upright_height(main), len(objects) + 1))
+                    tops.append((outline, height, len(objects) + 1))
+            outlines.append((outline, height))  # a raised product's overhang is in the way too
             objects.append(_entry(spec, bodies, centre, kind, (x, y, float(np.linalg.norm(shape, axis=1).max())),
                                   resting_on=below))
         return objects
