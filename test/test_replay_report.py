@@ -264,6 +264,8 @@ def test_compare_of_one_model_under_two_settings_names_the_runs_and_what_differs
     assert r["parameters_differ"] == {"min_score": [0.0, 0.99]}
     assert "Parameters that differ: `min_score` 0.0 / 0.99" in (tmp_path / "cmp" / "compare.md").read_text()
     assert "parameter that differs" in (tmp_path / "cmp" / "compare.html").read_text()
+    assert r["latency_p50_ms"]["b"] == json.loads((tmp_path / "strict" / "metrics.json").read_text())[
+        "timing_ms"]["total"]["p50"]  # the figure compare.md and the report show
     params = tmp_path / "p.yaml"
     params.write_text("/**/robot_classify:\n  ros__parameters:\n    min_score: 0.5\n")
     code = cli.main(["replay-eval", "--bag", str(path), "--report", str(tmp_path / "cmp2"), "--compare",
