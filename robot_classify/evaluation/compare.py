@@ -121,9 +121,12 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     if names[0] == names[1]:  # a calibrated or taught model keeps its name: the files tell them apart
         files = tuple(Path(m["run"]["model"].get("path") or "").name for m in (ma, mb))
         folders = (Path(dir_a).resolve().name, Path(dir_b).resolve().name)
-        names = files if all(files) and files[0] != files[1] else \
-            (f"A: {folders[0]}", f"B: {folders[1]}") if differ and folders[0] != folders[1] else \
-            (f"A: {names[0]}", f"B: {names[1]}")
+        if all(files) and files[0] != files[1]:
+            names = files
+        elif differ and folders[0] != folders[1]:  # one model under two settings: the runs' own folders
+            names = (f"A: {folders[0]}", f"B: {folders[1]}")
+        else:
+            names = (f"A: {names[0]}", f"B: {names[1]}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bag = str(bag or ma["run"]["bag"]["path"])
@@ -144,7 +147,8 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
         "headline": {key: {"a": ma[key], "b": mb[key], "delta": mb[key] - ma[key]} for key in HEADLINE},
         "centroid_error_median_mm": {"a": ma["centroid_error_mm"]["median"], "b": mb["centroid_error_mm"]["median"]},
         # the headline's latency (`report_html._headline`): the stages' total where timed
-        "latency_p50_ms": {t: (m["timing_ms"].get("total") or m["latency_ms"])["p50"] for t, m in (("a", ma), ("b", mb))},
+        "latency_p50_ms": {t: (m["timing_ms"].get("total") or m["latency_ms"])["p50"]
+                           for t, m in (("a", ma), ("b", mb))},
         "per_class": per_class,
         "shared_objects": shared,
         "disagreements": {"n": len(items), "a_right": sum(d["right"] == "a" for d in items),

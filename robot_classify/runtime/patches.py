@@ -475,9 +475,9 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     are one object folded (a bottle's cap on its shoulder, a mug's handle); the rest are
     different objects. The mean alone joined printed products of the same average colour (a
     white-and-blue Domino box beside a blue-and-white Master Chef can), which a histogram parts;
-    one object's folded pieces show the same colours, so their histograms agree. Every pixel of a component that holds two or more
-    objects goes to the nearest piece (creases are a few pixels wide) and a two-pixel line is cut
-    between objects. Pieces below half of min_area or a tenth of their component are ignored.
+    one object's folded pieces show the same colours, so their histograms agree. Every pixel of
+    a component that holds two or more objects goes to the nearest piece (creases are a few
+    pixels wide) and a two-pixel line is cut between objects. Pieces below half of min_area or a tenth of their component are ignored.
     Works on the box around the mask only (one pass: per-component boxes were measured slower).
     """
     box = _mask_box(mask)

@@ -42,12 +42,18 @@ def footprint(spec: ObjectSpec, yaw: float, lie: bool) -> np.ndarray:
     return pts @ np.array([[c, s], [-s, c]])
 
 
+def _edge_normals(poly: np.ndarray) -> np.ndarray:
+    """Unit normals of a polygon's edges, (N, 2): edge i runs from vertex i to vertex i + 1."""
+    edges = np.roll(poly, -1, 0) - poly
+    normals = np.stack([-edges[:, 1], edges[:, 0]], 1)
+    return normals / np.linalg.norm(normals, axis=1, keepdims=True)
+
+
 def overlap(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two convex polygons (vertices in order) overlap: no edge normal of either
     separates them (the separating axis theorem)."""
     for poly in (a, b):
-        edges = np.roll(poly, -1, 0) - poly
-        normals = np.stack([-edges[:, 1], edges[:, 0]], 1)
+        normals = _edge_normals(poly)
         pa, pb = a @ normals.T, b @ normals.T
         if np.any((pa.max(0) < pb.min(0)) | (pb.max(0) < pa.min(0))):
             return False
@@ -76,8 +82,5 @@ def fits_on_top(base: np.ndarray, top: np.ndarray) -> bool:
     SPAM tin's lid by a few millimetres each side, as in the real frames). What it overhangs
     onto is the caller's to check."""
     centre = base.mean(0)
-    edges = np.roll(base, -1, 0) - base
-    normals = np.stack([-edges[:, 1], edges[:, 0]], 1)
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    half_width = float(np.abs(((base - centre) * normals).sum(1)).min())
+    half_width = float(np.abs(((base - centre) * _edge_normals(base)).sum(1)).min())
     return float(np.linalg.norm(top, axis=1).max()) <= 1.6 * half_width

@@ -39,8 +39,6 @@ def _render(args: tuple[int, int, int, str]) -> RenderedScene:
     return _worker.render(scene_seed(seed, index), max_distractors=max_distractors, layout=layout)
 
 
-
-
 def render_scenes(n: int, seed: int, workers: int = 2, quiet: bool = False,
                   max_distractors: int = 2, layout: str = "apart") -> Iterator[RenderedScene]:
     """Scenes 0..n-1 of `seed`, in order, rendered by `workers` processes (one pybullet client each).

@@ -236,7 +236,7 @@ class SceneRenderer:
     def _build_distractor(self, d: Distractor, x: float, y: float, yaw: float) -> tuple[list[int], int]:
         c = self.client
         orn = pb.getQuaternionFromEuler([0, 0, yaw])
-        if d.shape >= 1000:
+        if d.household is not None:
             if d.household == "mug":
                 vs = pb.createVisualShape(pb.GEOM_MESH, fileName=self._mug, meshScale=[d.size[0]] * 3,
                                           rgbaColor=list(d.rgba), physicsClientId=c)
