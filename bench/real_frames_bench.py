@@ -20,6 +20,9 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
   rejoin_mean  after, but pieces cut at a crease rejoined on their mean colours alone (0.9.5
            and before: `segmentation.rejoin_histogram: 1`); rejoin_hist_07, rejoin_hist_15:
            the histogram's threshold at 0.07 and 0.15
+  support_096  after, with 0.9.6's support rules: no small support at furniture height (a
+           chair's tablet above a carpet), and a base touches the plane by its lowest tenth, not
+           its lowest pixels (`runtime.support` constants, swapped for the run)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import tempfile
 import time
@@ -50,7 +54,7 @@ import numpy as np
 from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from robot_classify.evaluation.replay_eval import replay_eval
 from robot_classify.learn.model_io import load_model
-from robot_classify.runtime import object_sizes
+from robot_classify.runtime import object_sizes, support
 from robot_classify.runtime.default_model import get_default_model
 
 SETTINGS = {
@@ -75,8 +79,11 @@ SETTINGS = {
     # the histogram's threshold either side of its default (0.1)
     "rejoin_hist_07": {"segmentation.rejoin_histogram": 0.07},
     "rejoin_hist_15": {"segmentation.rejoin_histogram": 0.15},
+    "support_096": {},
 }
-CONSTANTS = {"pose_0.6": {"MAJOR_LOWER": 0.0}}  # runtime.object_sizes constants swapped per setting
+# module constants swapped per setting: (module, {name: value})
+CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
+             "support_096": (support, {"SMALL_SUPPORT_AREA": math.inf, "TOUCH_FRACTION": 0.1})}
 
 
 def summarise(metrics: dict) -> dict:
@@ -131,7 +138,8 @@ def main() -> None:
             for bag in bags:
                 for s in settings:
                     t0 = time.perf_counter()
-                    with mock.patch.dict(vars(object_sizes), CONSTANTS.get(s, {})):
+                    module, values = CONSTANTS.get(s, (object_sizes, {}))
+                    with mock.patch.dict(vars(module), values):
                         runs = [replay_eval(bag, model, Path(tmp) / f"{Path(bag).name}-{s}-{r}",
                                             (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC), parameters=SETTINGS[s],
                                             report=False, quiet=True) for r in range(max(1, args.repeat))]

@@ -67,6 +67,64 @@ def test_metric_size_limits_reject_tables_and_specks():
     assert large.objects == [] and large.rejected == {"too small": 1}
 
 
+def _oblique(height: float, boards: list[tuple[float, float, float, float, float]], down: float = 45.0
+             ) -> np.ndarray:
+    """Depth (uint16 mm) seen by a camera `height` m above the floor looking `down` degrees
+    down: the floor (z = 0) and horizontal `boards` (z, x0, x1, y0, y1 in metres; y away from
+    the camera), ray-cast pixel by pixel."""
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1)
+    c, s = np.cos(np.deg2rad(down)), np.sin(np.deg2rad(down))
+    to_world = np.array([[1, 0, 0], [0, -s, c], [0, -c, -s]])  # camera x right, y down, z forward
+    d = rays @ to_world.T
+    best = np.where(d[..., 2] < 0, -height / np.minimum(d[..., 2], -1e-9), np.inf)  # the floor
+    for z, x0, x1, y0, y1 in boards:
+        t = np.where(d[..., 2] < 0, (z - height) / np.minimum(d[..., 2], -1e-9), np.inf)
+        x, y = t * d[..., 0], t * d[..., 1]
+        best = np.where((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (t < best), t, best)
+    return np.clip(np.round(best * 1000), 0, 65535).astype(np.uint16)  # depth along the camera axis = t
+
+
+def test_a_small_tablet_above_a_carpet_is_the_support():
+    """A chair's writing tablet (25 x 30 cm, 65 cm up) in a carpeted room, a box on it: no
+    surface above the floor shows 0.1 m2, and with the floor as the support the tablet and its
+    box were one segment (0.9.6). A small surface at furniture height, nearer than the floor's
+    middle, is the support now, and the box is the object."""
+    depth = _oblique(1.4, [(0.65, -0.12, 0.13, 1.0, 1.3), (0.73, -0.04, 0.04, 1.1, 1.18)])
+    color = np.full((H, W, 3), 120, np.uint8)
+    ex = extract_objects(color, depth, K, SegmentationParams(min_area=50))
+    assert ex.plane is not None and ex.plane[3] == pytest.approx(0.75, abs=0.02)  # the tablet, 75 cm below the camera
+    assert len(ex.objects) == 1 and max(ex.objects[0].extent) < 0.15  # the box alone
+
+
+def test_a_small_shelf_beyond_the_table_is_not_the_support():
+    """A table seen from 90 cm above, a box on it, and a shelf board 35 cm above the table at
+    the back of the room: small, at furniture height, but beyond the table's middle."""
+    depth = _oblique(0.9, [(0.1, -0.04, 0.04, 0.6, 0.7), (0.35, -0.15, 0.15, 1.0, 1.25)])
+    color = np.full((H, W, 3), 120, np.uint8)
+    ex = extract_objects(color, depth, K, SegmentationParams(min_area=50, max_depth=4.0))
+    assert ex.plane[3] == pytest.approx(0.9, abs=0.02)  # the table, 90 cm below the camera
+    assert any(max(o.extent) < 0.15 for o in ex.objects)  # the box
+
+
+def test_a_tall_object_at_the_far_edge_touches_the_table_by_its_lowest_pixels():
+    """A canister 20 cm tall at a small table's far edge, where objects hide the table behind
+    it: its base lies outside the visible table's hull, inside the widened outline. Its lowest
+    pixels touch the plane, though its lowest tenth reaches 5 cm up (0.9.6 dropped it); one
+    standing on another object, its lowest pixels 10 cm up, still floats."""
+    from robot_classify.runtime.support import stands_on
+
+    height = np.zeros((100, 60), np.float32)
+    height[10:87, 20:40] = np.linspace(0.2, 0.05, 77, dtype=np.float32)[:, None]  # seen from above: its side...
+    height[87:90, 20:40] = 0.005  # ...and a sliver of its base, on the table
+    outline, widened = np.zeros((100, 60), bool), np.ones((100, 60), bool)
+    outline[:50] = True  # the visible table ends above the canister's base
+    canister = np.ones((80, 20), bool)
+    assert stands_on(canister, (20, 10, 20, 80), height, outline, widened)
+    height[10:90, 20:40] += 0.1  # on a box 10 cm tall: no part of it touches the table
+    assert not stands_on(canister, (20, 10, 20, 80), height, outline, widened)
+
+
 @pytest.mark.parametrize("kwargs", [{"support": "lowest"}, {"support_area": 0.0}, {"min_extent": 0.5, "max_extent": 0.4}])
 def test_bad_support_parameters_are_refused(kwargs):
     with pytest.raises(ValueError):
