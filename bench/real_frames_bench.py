@@ -22,7 +22,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            the histogram's threshold at 0.07 and 0.15
   support_096  after, with 0.9.6's support rules: no small support at furniture height (a
            chair's tablet above a carpet), and a base touches the plane by its lowest tenth, not
-           its lowest pixels (`runtime.support` constants, swapped for the run)
+           its lowest pixels (`runtime.support` constants, swapped for the run); tablet_096 and
+           touch_096: one of the two only
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -44,6 +45,7 @@ import argparse
 import json
 import math
 import platform
+import subprocess
 import tempfile
 import time
 from unittest import mock
@@ -80,10 +82,14 @@ SETTINGS = {
     "rejoin_hist_07": {"segmentation.rejoin_histogram": 0.07},
     "rejoin_hist_15": {"segmentation.rejoin_histogram": 0.15},
     "support_096": {},
+    "tablet_096": {},
+    "touch_096": {},
 }
 # module constants swapped per setting: (module, {name: value})
 CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
-             "support_096": (support, {"SMALL_SUPPORT_AREA": math.inf, "TOUCH_FRACTION": 0.1})}
+             "support_096": (support, {"SMALL_SUPPORT_AREA": math.inf, "TOUCH_FRACTION": 0.1}),
+             "tablet_096": (support, {"SMALL_SUPPORT_AREA": math.inf}),
+             "touch_096": (support, {"TOUCH_FRACTION": 0.1})}
 
 
 def summarise(metrics: dict) -> dict:
@@ -177,8 +183,10 @@ def main() -> None:
                       f"p99 {np.percentile(ms, 99):.1f} ms")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "describe", "--always", "--dirty",
+                             "--abbrev=40"], capture_output=True, text=True)  # "-dirty": changes not committed yet
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "model": model.meta.get("name"),
-                               "rows": rows}, indent=2) + "\n")
+                               "code": commit.stdout.strip() or None, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -343,7 +343,9 @@ def main() -> None:
         same[a], same[b] = b, a
     values = check_parameters({})
     frames = load_frames(args.bags)
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    # the commit, and "-dirty" when the measured tree had changes not committed yet
+    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=40"],
+                            capture_output=True, text=True)
     doc = {"machine": platform.processor() or platform.machine(), "code": commit.stdout.strip() or None,
            "frames": len(frames), "same_scene": args.same_scene, "draws": args.draws, "seed": args.seed,
            "parameters": {k: values[k] for k in ("min_score", "teach.jitter_crops", "teach.occluded_crops",

@@ -137,9 +137,9 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                           "plane parallel to the dominant one (a table above the floor), dominant = "
                                           "the largest plane", choices=("highest", "dominant")),
     "segmentation.support_area": ParameterSpec(_SEG.support_area, "square metres a plane above the dominant one needs "
-                                               "to be taken as the support (where none has, a surface at furniture "
-                                               "height showing 0.02 m2, nearer than the floor's middle: a stool, a "
-                                               "chair's tablet)", (0.001, 100.0)),
+                                               "to be taken as the support (where no plane does, a surface at "
+                                               "furniture height showing 0.02 m2 that holds something, nearer than "
+                                               "the floor's middle: a stool, a chair's tablet)", (0.001, 100.0)),
     "segmentation.on_support": ParameterSpec(_SEG.on_support, "keep only segments whose base lies inside the "
                                              "support's outline (nothing beyond the table's edge)"),
     "segmentation.min_extent": ParameterSpec(_SEG.min_extent, "an object's largest visible size is at least this, "

@@ -9,7 +9,9 @@ from outside on real frames, most wrong class names came from such segments.
 Two rules a tabletop perception stack needs, both metric and cheap:
   * the support is the *highest* large plane parallel to the dominant one (a table above the
     floor; a shelf board above the table only when it is as large as a table,
-    `support_area`), found by a 1-D search over heights along the dominant normal;
+    `support_area`), found by a 1-D search over heights along the dominant normal; where no
+    plane above the dominant one is that large, a small surface at furniture height that
+    holds something and stands before the floor's middle (a stool, a chair's tablet);
   * a segment is an object only if its base (its lowest pixels) lies inside the support's
     outline in the image: the convex hull of the support's own pixels. Things beyond the
     table's edge (the floor behind it, a wall, a chair) are outside, however they rise above
@@ -25,7 +27,9 @@ from .camera import Intrinsics
 PARALLEL_COS = float(np.cos(np.deg2rad(12.0)))  # a table's normal within 12 degrees of the floor's
 RISE = 0.05  # metres: a support above the current one starts at least this high
 FURNITURE_RISE = 0.3  # metres above the floor: a stool, a chair's tablet, a side table...
-SMALL_SUPPORT_AREA = 0.02  # ...that shows at least this many square metres, when no larger support does
+SMALL_SUPPORT_AREA = 0.02  # ...that shows at least this many square metres, when no larger support does,
+MIN_SPREAD = 0.02  # ...extends this far (RMS, metres) across as well as along: not a strip of a wall...
+HELD = (0.02, 0.3, 10)  # ...and holds something: this many samples between these heights above it
 
 
 def sample_area(points: np.ndarray, K: Intrinsics, step: int, normal: np.ndarray) -> np.ndarray:
@@ -49,12 +53,9 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
     then allows the small tilt a real table has against a real floor.
 
     Where nothing above the dominant plane holds `min_area`, a smaller surface at furniture
-    height (FURNITURE_RISE above it, SMALL_SUPPORT_AREA) is the support: a chair's writing
-    tablet in a carpeted room, most of it hidden by the cans standing on it, is a few hundredths
-    of a square metre, and the floor took its place (the products on it were never found). It
-    must lie nearer the camera than the middle of the dominant plane, measured along that plane,
-    as a work surface the camera looks down at does: a shelf behind a table lies beyond it. On
-    a table the dominant plane is the table, and nothing that stands on it is 30 cm tall and flat.
+    height is the support (`_small_support`): a chair's writing tablet in a carpeted room, most
+    of it hidden by the cans standing on it, is a few hundredths of a square metre, and the
+    floor took its place (the products on it were never found).
     """
     plane = np.asarray(plane, np.float64)
     for level in range(3):  # floor -> table -> (rarely) a large board above it
@@ -70,9 +71,12 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
         hist, _ = np.histogram(h[above], edges, weights=area)
         pairs = hist[:-1] + hist[1:] if len(hist) > 1 else hist
         big = np.flatnonzero(pairs >= min_area)
-        small = not len(big) and level == 0
-        if small:
-            big = np.flatnonzero((pairs >= SMALL_SUPPORT_AREA) & (edges[:len(pairs)] >= FURNITURE_RISE))
+        if not len(big) and level == 0:
+            small = _small_support(points, plane, h, edges, pairs, threshold)
+            if small is None:
+                break
+            plane = small
+            continue
         if not len(big):
             break
         top = big[-1]
@@ -80,8 +84,6 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
         sel = points[above][(h[above] >= lo) & (h[above] < hi)].astype(np.float64)
         if len(sel) < 20:
             break
-        if small and _ground_distance(sel, n) >= _ground_distance(points[np.abs(h) < threshold], n):
-            break  # beyond the floor's middle: a shelf or a desk across the room, not the one in front
         centre = sel.mean(0)
         normal = np.linalg.svd(sel - centre, full_matrices=False)[2][-1]
         if abs(normal @ n) < PARALLEL_COS:
@@ -95,6 +97,57 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
     return plane
 
 
+def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: np.ndarray, pairs: np.ndarray,
+                   threshold: float) -> np.ndarray | None:
+    """The highest surface at furniture height (FURNITURE_RISE above `plane`, the dominant one,
+    whose heights `h` were binned into `pairs` over `edges`) that shows SMALL_SUPPORT_AREA and
+    passes every test below, else None. Each test stands for a way a small patch of the
+    sampled points at that height is no work surface:
+      * it must lie nearer the camera than the dominant plane's middle, measured along that
+        plane, as a surface the camera looks down at does: a shelf or a desk beyond the table
+        lies farther;
+      * it must be flat and parallel to the dominant plane, and spread both ways (MIN_SPREAD):
+        a 1.6 cm band of a wall is a line, and any plane through a line fits it;
+      * something must stand on it (HELD): a work surface holds the things the camera looks
+        at, where the top of a tall box on a table holds nothing.
+    A candidate that fails gives way to the next lower one."""
+    n = plane[:3]
+    ground = points[np.abs(h) < threshold]
+    if len(ground) < 20:
+        return None
+    middle = _ground_distance(ground, n)
+    for top in np.flatnonzero((pairs >= SMALL_SUPPORT_AREA) & (edges[:len(pairs)] >= FURNITURE_RISE))[::-1]:
+        sel = points[(h >= edges[top]) & (h < edges[min(top + 2, len(edges) - 1)])].astype(np.float64)
+        if len(sel) < 20 or _ground_distance(sel, n) >= middle:
+            continue
+        centre = sel.mean(0)
+        _, spread, vt = np.linalg.svd(sel - centre, full_matrices=False)
+        normal = vt[-1] if vt[-1] @ n >= 0 else -vt[-1]
+        if normal @ n < PARALLEL_COS or spread[1] / np.sqrt(len(sel)) < MIN_SPREAD:
+            continue
+        candidate = np.append(normal, -normal @ centre)
+        if candidate[3] < 0:  # the camera on the positive side, as fit_plane orients it
+            candidate = -candidate
+        if _holds_something(points, candidate, sel):
+            return candidate
+    return None
+
+
+def _holds_something(points: np.ndarray, plane: np.ndarray, surface: np.ndarray) -> bool:
+    """Whether at least HELD[2] of the points rise HELD[0]-HELD[1] m above `plane` over the
+    footprint of `surface` (its points' convex hull on the plane)."""
+    low, high, count = HELD
+    h = points @ plane[:3] + plane[3]
+    up = points[(h > low) & (h < high)]
+    if len(up) < count:
+        return False
+    basis = plane_basis(plane).astype(np.float64)
+    hull = cv2.convexHull((surface @ basis[:, 1:]).astype(np.float32))
+    on = (up @ basis[:, 1:]).astype(np.float32)
+    inside = sum(cv2.pointPolygonTest(hull, (float(a), float(b)), False) >= 0 for a, b in on)
+    return inside >= count
+
+
 def _ground_distance(points: np.ndarray, normal: np.ndarray) -> float:
     """The points' median distance from the camera along a plane with unit `normal`: how far
     away they stand, whatever their height."""
@@ -103,9 +156,11 @@ def _ground_distance(points: np.ndarray, normal: np.ndarray) -> float:
 
 RIM = 0.04  # of the image diagonal: how far outside the outline a base may lie when it touches the plane
 BASE_HEIGHT = 0.03  # metres: a base this close to the plane touches it...
-# ...measured at its lowest pixels (this share of the segment, a few stray ones aside). The base's
-# tenth, which decides where it stands, rises 10% of the object's height: 3.8 cm for a 20 cm wipes
-# canister on a real small table, which then floated and was dropped as off the support.
+# ...measured at its lowest pixels (this share of the segment, and never fewer than its third
+# lowest pixel: a stray one or two aside). The lowest tenth of its pixels, which decides where it
+# stands, reached 3.8 cm up a 20 cm wipes canister on a real small table, seen from above: it
+# floated and was dropped as off the support. (With TOUCH_FRACTION at stands_on's base_fraction,
+# 0.1, the rule is 0.9.6's for pixel counts above 20.)
 TOUCH_FRACTION = 0.02
 
 
@@ -163,12 +218,12 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
     if not len(hh):
         return False
     k = int(base_fraction * (len(hh) - 1))
-    cut = np.partition(hh, k)[k]  # the base_fraction quantile, lower sample (no interpolation)
+    t = max(int(TOUCH_FRACTION * (len(hh) - 1)), min(len(hh) - 1, 2))
+    lowest, cut = np.partition(hh, (t, k))[[t, k]]  # quantiles, lower sample (no interpolation)
     base = component & (heights <= cut)
     if outline[y:y + h, x:x + w][base].mean() >= inside:
         return True
     at_edge = x == 0 or y == 0 or x + w == height.shape[1] or y + h == height.shape[0]
-    lowest = np.partition(hh, k := int(TOUCH_FRACTION * (len(hh) - 1)))[k]
     return bool((lowest <= BASE_HEIGHT or at_edge) and widened[y:y + h, x:x + w][base].mean() >= inside)
 
 
