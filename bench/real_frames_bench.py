@@ -45,7 +45,6 @@ import argparse
 import json
 import math
 import platform
-import subprocess
 import tempfile
 import time
 from unittest import mock
@@ -55,6 +54,7 @@ import numpy as np
 
 from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from robot_classify.evaluation.replay_eval import replay_eval
+from robot_classify.evaluation.run_context import git_commit
 from robot_classify.learn.model_io import load_model
 from robot_classify.runtime import object_sizes, support
 from robot_classify.runtime.default_model import get_default_model
@@ -183,10 +183,8 @@ def main() -> None:
                       f"p99 {np.percentile(ms, 99):.1f} ms")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "describe", "--always", "--dirty",
-                             "--abbrev=40"], capture_output=True, text=True)  # "-dirty": changes not committed yet
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "model": model.meta.get("name"),
-                               "code": commit.stdout.strip() or None, "rows": rows}, indent=2) + "\n")
+                               "code": git_commit(exclude=("bench/results",)), "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -51,7 +51,6 @@ import json
 import math
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +65,7 @@ sys.path.insert(0, str(REPO))  # measure this checkout's code, not whatever robo
 from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, read_frames, read_ground_truth  # noqa: E402
 from robot_classify.data.matching import match_boxes  # noqa: E402
 from robot_classify.evaluation.replay_eval import replay_eval  # noqa: E402
+from robot_classify.evaluation.run_context import git_commit  # noqa: E402
 from robot_classify.evaluation.replay_metrics import named_summary  # noqa: E402
 from robot_classify.learn.model import is_negative  # noqa: E402
 from robot_classify.learn.model_io import load_model  # noqa: E402
@@ -343,10 +343,7 @@ def main() -> None:
         same[a], same[b] = b, a
     values = check_parameters({})
     frames = load_frames(args.bags)
-    # the commit, and "-dirty" when the measured tree had changes not committed yet
-    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=40"],
-                            capture_output=True, text=True)
-    doc = {"machine": platform.processor() or platform.machine(), "code": commit.stdout.strip() or None,
+    doc = {"machine": platform.processor() or platform.machine(), "code": git_commit(exclude=("bench/results",)),
            "frames": len(frames), "same_scene": args.same_scene, "draws": args.draws, "seed": args.seed,
            "parameters": {k: values[k] for k in ("min_score", "teach.jitter_crops", "teach.occluded_crops",
                                                  "teach.white_balance", "teach.mirror")}, "models": {}}

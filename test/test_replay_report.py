@@ -352,3 +352,15 @@ def test_an_answer_reads_as_the_node_gave_it():
     assert answer_text("unknown", "mug", 0.41) == "unknown (best: mug 0.41)"
     assert answer_text("unknown", "unknown", 0.0) == "unknown"  # its own unknown examples were nearest
     assert answer_text("mug", "mug", 0.9) == "mug 0.90"
+
+
+def test_the_commit_a_benchmark_records_leaves_out_its_own_results():
+    """A benchmark overwrites its result files as it runs; `exclude` keeps them from marking the
+    measured code dirty. Outside a git checkout (an installed wheel) there is no commit."""
+    from robot_classify.evaluation.run_context import git_commit
+
+    full, results_aside = git_commit(), git_commit(exclude=("bench/results",))
+    if full is None:
+        pytest.skip("not a git checkout")
+    assert results_aside["commit"] == full["commit"] and len(full["commit"]) == 40
+    assert isinstance(results_aside["dirty"], bool) and (full["dirty"] or not results_aside["dirty"])

@@ -50,14 +50,16 @@ def _run(cmd: list[str], cwd: str | Path | None = None) -> str | None:
     return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
 
 
-def git_commit() -> dict[str, Any] | None:
+def git_commit(exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The commit of the checkout this package runs from (an editable install), and whether it
-    had local changes; None for an installed wheel."""
+    had local changes outside the `exclude` paths (relative to the checkout's root: a
+    benchmark's own result files change as it runs); None for an installed wheel."""
     here = Path(__file__).resolve().parent
     commit = _run(["git", "rev-parse", "HEAD"], here)
     if commit is None:
         return None
-    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], here)
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                   *(f":(top,exclude){path}" for path in exclude)], here)
     return {"commit": commit, "dirty": bool(status)}
 
 
