@@ -82,19 +82,24 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
         top = big[-1]
         lo, hi = edges[top], edges[min(top + 2, len(edges) - 1)]
         sel = points[above][(h[above] >= lo) & (h[above] < hi)].astype(np.float64)
-        if len(sel) < 20:
+        fit = _parallel_plane(sel, n) if len(sel) >= 20 else None
+        if fit is None:
             break
-        centre = sel.mean(0)
-        normal = np.linalg.svd(sel - centre, full_matrices=False)[2][-1]
-        if abs(normal @ n) < PARALLEL_COS:
-            break
-        if normal @ n < 0:
-            normal = -normal
-        candidate = np.append(normal, -normal @ centre)
-        if candidate[3] < 0:  # the camera on the positive side, as fit_plane orients it
-            candidate = -candidate
-        plane = candidate
+        plane = fit[0]
     return plane
+
+
+def _parallel_plane(sel: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The least-squares plane through `sel`, oriented as fit_plane orients planes (the camera
+    on the positive side), and the fit's singular values (how far the points spread along its
+    axes); None where it is not parallel to the unit normal `n` within PARALLEL_COS."""
+    centre = sel.mean(0)
+    _, spread, vt = np.linalg.svd(sel - centre, full_matrices=False)
+    normal = vt[-1] if vt[-1] @ n >= 0 else -vt[-1]
+    if normal @ n < PARALLEL_COS:
+        return None
+    candidate = np.append(normal, -normal @ centre)
+    return (-candidate if candidate[3] < 0 else candidate), spread
 
 
 def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: np.ndarray, pairs: np.ndarray,
@@ -120,16 +125,11 @@ def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: 
         sel = points[(h >= edges[top]) & (h < edges[min(top + 2, len(edges) - 1)])].astype(np.float64)
         if len(sel) < 20 or _ground_distance(sel, n) >= middle:
             continue
-        centre = sel.mean(0)
-        _, spread, vt = np.linalg.svd(sel - centre, full_matrices=False)
-        normal = vt[-1] if vt[-1] @ n >= 0 else -vt[-1]
-        if normal @ n < PARALLEL_COS or spread[1] / np.sqrt(len(sel)) < MIN_SPREAD:
+        fit = _parallel_plane(sel, n)
+        if fit is None or fit[1][1] / np.sqrt(len(sel)) < MIN_SPREAD:
             continue
-        candidate = np.append(normal, -normal @ centre)
-        if candidate[3] < 0:  # the camera on the positive side, as fit_plane orients it
-            candidate = -candidate
-        if _holds_something(points, candidate, sel):
-            return candidate
+        if _holds_something(points, fit[0], sel):
+            return fit[0]
     return None
 
 
