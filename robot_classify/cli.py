@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import __version__
 from .runtime.allocator import keep_frame_buffers
 
 TEACH_MAX_VIEWS = 200  # runtime.teaching.MAX_VIEWS, which the CLI does not import to parse (a test ties them)
@@ -218,17 +219,27 @@ def _with_recipe_negatives(train, quiet: bool):
     return out
 
 
+EVALUATE_MARKER = ".robot_classify_evaluate"
+EVALUATE_PLOTS = ("confusion.png", "reliability.png", "coverage.png", "cv_curve.png", "templates.png")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Top-1 accuracy over the crops of the model's classes, and the node's answers beside it:
     crops of a negative label (`unknown`, `distractor`: objects of no class, as `bag-to-dataset`
     writes them) have no right class at top-1, and are right when the node would say `unknown`."""
     from .data.datasets import get_split, load_dataset
-    from .evaluation.metrics import classification_report, shown_rates
+    from .evaluation.metrics import classification_report, confusion_matrix, shown_rates
     from .learn.model import is_negative
     from .runtime.frame_processor import UNKNOWN, decide_label
 
-    if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():  # before the evaluation runs
-        raise ValueError(f"--plots {args.plots}: is a file; --plots names a folder for the figures")
+    from .evaluation.owned_folder import prepare_owned_folder, refuse_existing
+
+    if args.metrics_out:  # both before the evaluation runs
+        refuse_existing(args.metrics_out, "robot-classify evaluate")
+    if args.plots:
+        if Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise ValueError(f"--plots {args.plots}: is a file; --plots names a folder for the figures")
+        prepare_owned_folder(Path(args.plots), EVALUATE_MARKER, EVALUATE_PLOTS, "robot-classify evaluate")
     model = _load_model(args)
     data = get_split(load_dataset(args.dataset, args.format), args.split)
     missing = {n for n in data.class_names if not is_negative(n)} - set(model.class_names)
@@ -242,18 +253,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .evaluation.calibration import expected_calibration_error
 
-    preds, scores, known = [], [], []
+    preds, scores, known, winners = [], [], [], []
     for s in tqdm(range(0, len(data), 1024), desc="evaluate", disable=args.quiet):
         p = model.classify(data.images[s:s + 1024])
         preds.append(p.labels)
         scores.append(p.proba[np.arange(len(p.labels)), p.labels])
         known.append(p.known)
+        winners.append(p.winner)
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    won = np.concatenate(winners) if winners else np.zeros(0, np.int64)
     score = np.concatenate(scores) if scores else np.zeros(0)
     familiar = np.concatenate(known) if known else np.zeros(0, bool)
     report = classification_report(truth[real], pred[real], model.class_names)
     if not real.any():  # crops of no class alone: no top-1 accuracy to give
         report["accuracy"] = None
+    # The confusion is over what won, a negative label included (the node says `unknown` there),
+    # and its rows of the model's negative labels hold the crops of that label: both had been zero
+    own = np.array([model.class_names.index(n) if n in model.class_names else -1 for n in data.class_names],
+                   np.int64)
+    rows = own[data.labels] if len(data.labels) else np.zeros(0, np.int64)
+    report["confusion"]["matrix"] = confusion_matrix(rows[rows >= 0], won[rows >= 0],
+                                                     len(model.class_names)).tolist()
+    report["confusion"]["note"] = ("rows: the crops' labels; columns: the class that won, a negative label "
+                                   "included (the node says unknown there); accuracy is top-1 over the real classes")
     report.update({"model": model.meta.get("name"), "split": args.split, "dataset": str(args.dataset)})
     ece = expected_calibration_error(score[real], pred[real] == truth[real])
     min_score = model.default_min_score
@@ -353,17 +375,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows.append({"image": str(f), "label": label, "score": round(score, 6), "top_class": top if score > 0 else None,
                      "unknown_reason": reason,
                      "top_k": [[model.class_names[i], round(float(p[i]), 6)] for i in order]})
+    partly = 1 if errors else 0  # as `cat a b` with one missing: the others labelled, and a script told
     if args.format == "json":
         print(json.dumps({"model": str(model.meta.get("name", "model")), "min_score": round(min_score, 6),
                           "predictions": rows}, indent=1))
-        return 0
+        return partly
     for r in rows:
         line = f"{r['image']}\t{r['label']}\t{r['score']:.3f}"
         if r["label"] == UNKNOWN:
             top = f"{r['top_class']} {r['score']:.3f}" if r["top_class"] else "none (no class scores above 0)"
             line += f"\ttop class: {top} ({r['unknown_reason']})"
         print(line)
-    return 0
+    return partly
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -403,12 +426,17 @@ def _segmentation_params(args: argparse.Namespace):
     return segmentation(_node_parameters(args))
 
 
+PATCHES_MARKER = ".robot_classify_patches"
+PATCHES_OUTPUTS = ("objects.json", "overlay.png", "patch_*.png")  # crops numbered per run: all of them go
+
+
 def cmd_patches(args: argparse.Namespace) -> int:
     import cv2
 
     from .runtime.camera import Intrinsics
     from .data.datasets import read_image, read_image_unchanged
     from .runtime.patches import extract_objects
+    from .evaluation.owned_folder import prepare_owned_folder
     from .runtime.visualize import draw_objects
 
     color = read_image(args.color)
@@ -418,9 +446,10 @@ def cmd_patches(args: argparse.Namespace) -> int:
     depth = read_image_unchanged(args.depth) if args.depth else None
     mask = read_image_unchanged(args.mask) if args.mask else None
     K = Intrinsics.parse(args.intrinsics) if args.intrinsics else None
-    ex = extract_objects(color, depth, K, _segmentation_params(args), instance_mask=mask)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    params = _segmentation_params(args)
+    out = Path(args.out)  # the inputs are read: now the folder (a run into it replaces what it wrote)
+    prepare_owned_folder(out, PATCHES_MARKER, PATCHES_OUTPUTS, "robot-classify patches")
+    ex = extract_objects(color, depth, K, params, instance_mask=mask)
     objects = []
     for o in ex.objects:
         cv2.imwrite(str(out / f"patch_{o.instance:03d}.png"), cv2.cvtColor(o.patch, cv2.COLOR_RGB2BGR))
@@ -449,10 +478,15 @@ def cmd_eval_patches(args: argparse.Namespace) -> int:
         raise ValueError(f"{root}: no scene folders (*/scene.json, as `robot-classify generate` writes)")
     if args.limit:
         folders = folders[: args.limit]
+    if args.metrics_out:
+        from .evaluation.owned_folder import refuse_existing
+
+        refuse_existing(args.metrics_out, "robot-classify eval-patches")
     model = None if args.no_model else _load_model(args)
     report = evaluate_scenes(folders, params, model, quiet=args.quiet)
     print(json.dumps({k: v for k, v in report.items() if k != "counts"}, indent=2))
     if args.metrics_out:
+        Path(args.metrics_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.metrics_out).write_text(json.dumps(report, indent=2))
     return 0
 
@@ -567,8 +601,9 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
         one_scene = bool(found) and found[0].parent != here  # the other scenes' ids are not in these frames
         if found:
             args.class_map = str(found[0])
-            print(f"class map: {args.class_map} (the one beside the scenes; --class-map to choose another)",
-                  file=sys.stderr)
+            # said under --quiet too: which map labelled the objects is part of the result
+            where = "in the folder above this scene" if one_scene else "beside the scenes"
+            print(f"class map: {args.class_map} (found {where}; --class-map to choose another)", file=sys.stderr)
     class_map = load_class_map(args.class_map) if args.class_map else None
     counts: dict[str, int] = {}
     n = import_dataset(args.input, args.out, args.format, class_map, args.scenes, args.every, args.max_frames,
@@ -598,6 +633,12 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
     if unused:  # a mistyped id leaves its object a distractor; a partial import leaves ids unused too
         shown = ", ".join(map(str, unused[:8])) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
         print(f"note: no object in these frames has the class map's id{'s' * (len(unused) > 1)} {shown}",
+              file=sys.stderr)
+    unused_names = [] if class_map is None or one_scene else class_map.unused_names()
+    if unused_names:  # a name key matches YCB-Video's object names only: a typo, or a BOP import
+        shown = ", ".join(unused_names[:8]) + (f" and {len(unused_names) - 8} more" if len(unused_names) > 8 else "")
+        print(f"note: no object in these frames has the class map's name{'s' * (len(unused_names) > 1)} {shown} "
+              "(names match YCB-Video's object names such as 025_mug; BOP objects match by obj_id only)",
               file=sys.stderr)
     if counts and set(counts) == {"distractor"}:  # a typo, or another dataset's ids
         if class_map is None:
@@ -689,6 +730,7 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Refit a model's scores on labelled real frames; the model's examples stay as they are."""
     from .evaluation.recalibrate import recalibrate
+    from .learn.model import derived_name
     from .learn.model_io import save_model
 
     out = Path(args.out)
@@ -699,6 +741,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     cal, counts = recalibrate(args.bag, model, _topics(args), _node_parameters(args), args.ground_truth_topic,
                               args.ground_truth, args.quiet)
     model.calibration = cal
+    model.meta["name"] = derived_name(model.meta.get("name"), "calibrated")
     model.meta["training"] = {**model.meta.get("training", {}),
                               "recalibrated_on": {"bag": Path(args.bag).name, **{k: v for k, v in counts.items()
                                                                                  if k != "bag"}}}
@@ -708,9 +751,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"{counts['detections']} detections in {counts['frames']} frames ({counts['class_objects']} of the "
           f"model's classes, {counts['no_class']} of none; {counts['ruled_out']} more left out: their class "
           f"ruled out by size or pose); the model named {counts['named_before']}, {counts['right_before']} right")
-    print(f"calibration: was {was}; now ECE {cal.ece:.3f} on these frames (every name the node would give, "
+    here = "" if counts["ece_before"] is None else f"ECE {counts['ece_before']:.3f} on these frames before the fit, "
+    print(f"calibration: was {was}; {here}now ECE {cal.ece:.3f} on these frames (every name the node would give, "
           f"clutter named counting as wrong), min_score {cal.min_score:.2f} -> {out}")
-    print("  the two ECEs are over different data; to compare models, run replay-eval on other labelled frames "
+    print("  both ECEs on these frames are in-sample: to compare models, run replay-eval on other labelled frames "
           "(its ECE is over matched objects of the model's classes)")
     if counts["named_before"] and counts["right_before"] == counts["named_before"]:
         # An unedited draft is the node's own answers: fitted to it, every name scores near 1.
@@ -940,9 +984,11 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _add_model_arg(p, params_file=False)
     _dataset_args(p)
     p.add_argument("--split", default="test", help="the split to score (default test)")
-    p.add_argument("--metrics-out", help="also write the report (accuracy, per class, calibration) to this JSON file")
+    p.add_argument("--metrics-out", help="also write the report (accuracy, per class, calibration) to this new JSON "
+                   "file (never overwritten)")
     p.add_argument("--plots", help="write figures into this folder: confusion matrix, reliability, coverage, "
-                                   "the tuning curve, examples")
+                                   "the tuning curve, examples (new, empty, or an earlier run's, whose figures it "
+                                   "replaces)")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -1006,7 +1052,8 @@ def _patches_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intrinsics", help="FX,FY,CX,CY")
     p.add_argument("--mask", help="instance-id image for --mode mask")
     _segmentation_args(p)
-    p.add_argument("--out", required=True, help="folder for patch_NNN.png, objects.json and overlay.png")
+    p.add_argument("--out", required=True, help="folder for patch_NNN.png, objects.json and overlay.png: new, empty, "
+                   "or an earlier run's (whose outputs it replaces)")
 
 
 def _eval_patches_args(p: argparse.ArgumentParser) -> None:
@@ -1015,7 +1062,7 @@ def _eval_patches_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-model", action="store_true", help="measure extraction only")
     _add_model_arg(p)
     _segmentation_args(p)
-    p.add_argument("--metrics-out", help="also write the measures to this JSON file")
+    p.add_argument("--metrics-out", help="also write the measures to this new JSON file (never overwritten)")
 
 
 def _make_bag_args(p: argparse.ArgumentParser) -> None:
@@ -1207,11 +1254,20 @@ COMMANDS: tuple[tuple[str, str, AddArguments, Callable[[argparse.Namespace], int
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `error:` line, as every other error is (doc/cli.md), with where to
+    find the usage instead of printing it before the line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` for the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robot-classify", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="robot-classify", description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("--version", action="version", version=f"robot-classify {__version__}")
     # Every subcommand takes --quiet too (after its name); SUPPRESS keeps one given before it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress bars or info logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1247,6 +1303,16 @@ READS_AND_WRITES = {"teach": (("bag", "images"), "out"), "calibrate": (("bag",),
                     "replay-eval": (("bag",), "report"), "draft-labels": (("bag",), "out")}
 
 
+OUTPUT_OPTIONS = ("out", "report", "metrics_out", "plots")  # paths a command writes
+
+
+def _refuse_empty_outputs(args: argparse.Namespace) -> None:
+    """An empty output path is the current folder to pathlib ("error:  exists", from outside)."""
+    for name in OUTPUT_OPTIONS:
+        if getattr(args, name, None) == "":
+            raise ValueError(f"--{name.replace('_', '-')} is empty: give the path to write")
+
+
 def _refuse_writing_into_inputs(args: argparse.Namespace) -> None:
     from .data.bags import refuse_output_inside
 
@@ -1265,6 +1331,7 @@ def _main(argv: list[str] | None) -> int:
     from .learn.model_io import ModelFormatError
 
     try:
+        _refuse_empty_outputs(args)
         _refuse_writing_into_inputs(args)
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:  # an extra this command needs is not installed

@@ -66,6 +66,12 @@ def test_corrupt_and_missing_bags_give_clear_errors(tmp_path, scenes):
         list(read_frames(junk))
     with pytest.raises(BagError, match=f"^{tmp_path}: not a rosbag2 folder \\(it has no metadata.yaml\\)$"):
         list(read_frames(tmp_path))  # a folder, but no bag
+    # found from outside: a folder of a lone .mcap (metadata.yaml lost) got no hint that the file reads
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "rec_0.mcap").write_bytes(f.read_bytes())
+    with pytest.raises(BagError, match=r"it holds rec_0.mcap: pass that file itself .* `ros2 bag reindex`"):
+        list(read_frames(lone))
 
 
 def test_sidecar_ground_truth(tmp_path):

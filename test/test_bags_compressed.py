@@ -127,4 +127,6 @@ def test_teach_from_a_compressed_bag(bags, model, tmp_path):
     code = main(["teach", "--model", str(model_file), "--device", "cpu", "--bag", str(bags["png_rvl"]),
                  "--label", "red_thing", "--views", "2", "--select", "largest", "--out", str(out), "--quiet"])
     assert code == 0
-    assert "red_thing" in load_model(out, device="cpu").class_names
+    taught = load_model(out, device="cpu")
+    assert "red_thing" in taught.class_names
+    assert taught.meta["name"] == load_model(model_file).meta["name"] + "+taught"  # not the untaught model's name

@@ -134,14 +134,18 @@ def test_cli_drafts_and_import_finds_the_drafts_class_map(tiny, tmp_path, capsys
     assert "4 segments in 3 frames" in out and f"--class-map {tmp_path / 'd' / CLASS_MAP}" in out
     path = tmp_path / "d" / CLASS_MAP
     path.write_text(path.read_text().replace(f"{object_id(0, 0, 0)}:", "1040:"))  # a mistyped id
-    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "bag"), "--quiet"]) == 0
+    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "bag")]) == 0
     cap = capsys.readouterr()
-    assert f"class map: {path}" in cap.err and "class map's id 1040" in cap.err
+    assert f"class map: {path} (found beside the scenes" in cap.err and "class map's id 1040" in cap.err
     assert "1 red_box" in cap.out and "1 distractor" in cap.out  # the mistyped id's object
     # one scene of the draft: its map is a folder up
     scene = next(p for p in (tmp_path / "d").iterdir() if p.is_dir() and p.name != "overlays")
-    assert cli.main(["import-dataset", str(scene), "--out", str(tmp_path / "bag_scene"), "--quiet"]) == 0
-    assert f"class map: {path}" in capsys.readouterr().err
+    assert cli.main(["import-dataset", str(scene), "--out", str(tmp_path / "bag_scene")]) == 0
+    assert f"class map: {path} (found in the folder above this scene" in capsys.readouterr().err
+    # a name key matches no BOP object (they have ids only): said, not silently unused
+    path.write_text(path.read_text() + "025_mugg: mug\n")
+    assert cli.main(["import-dataset", str(tmp_path / "d"), "--out", str(tmp_path / "bag_n"), "--quiet"]) == 0
+    assert "class map's name 025_mugg (names match YCB-Video's object names" in capsys.readouterr().err
 
 
 def test_import_names_the_settings_a_draft_was_made_with(tiny, tmp_path, capsys):

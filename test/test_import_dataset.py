@@ -81,16 +81,30 @@ def test_bop_import_converts_depth_exactly_and_labels_objects(bop_split, tmp_pat
     assert (frames[1].info.width, frames[1].info.height) == (W, H)
 
     g0, g1 = gt[frames[0].stamp_ns].objects, gt[frames[1].stamp_ns].objects
+    # Instance ids are obj_ids, the same object's in every frame (tracks can be scored)
     assert [(o.label, o.instance, o.bbox, o.visible_fraction) for o in g0] == [
-        ("mustard_bottle", 0, (8, 10, 16, 10), 0.9), ("distractor", 1, (40, 30, 10, 10), 0.6)]
+        ("mustard_bottle", 5, (8, 10, 16, 10), 0.9), ("distractor", 7, (40, 30, 10, 10), 0.6)]
     # The hidden object (gt index 1, empty mask) is left out; 99 is in no class map.
-    assert [(o.label, o.instance, o.bbox) for o in g1] == [("mustard_bottle", 0, (30, 5, 10, 10)),
-                                                           ("distractor", 2, (2, 20, 10, 24))]
+    assert [(o.label, o.instance, o.bbox) for o in g1] == [("mustard_bottle", 5, (30, 5, 10, 10)),
+                                                           ("distractor", 99, (2, 20, 10, 24))]
     z0 = want0.astype(np.float64) / 1000
     assert g0[0].centroid == pytest.approx(((15.5 - 32) * 0.901 / 500, (14.5 - 24) * 0.901 / 510, 0.901), rel=1e-6)
     assert g0[1].centroid == pytest.approx(centroid(B0, z0, K0), rel=1e-6)
     assert g1[1].centroid == pytest.approx(centroid(C1, want1 / 1000.0, K1), rel=1e-6)
     assert all(o.score == 1.0 for o in g0 + g1)
+
+
+def test_bop_instances_keep_their_ids_across_frames(tmp_path):
+    """Found from outside: the BOP importer numbered objects by their place in each image's list,
+    so replay-eval could never score tracks on a BOP import. Two instances of one obj_id (T-LESS,
+    HOPE) keep apart by the order scene_gt.json lists them, a hidden first one included."""
+    K, d = K0, np.full((H, W), 1000, np.uint16)
+    images = [{"color": colour(0), "depth": d, "K": K, "depth_scale": 1.0,
+               "objects": [(5, A0, 1.0), (5, B0, 1.0), (1, C1, 1.0)]},
+              {"color": colour(1), "depth": d, "K": K, "depth_scale": 1.0,
+               "objects": [(5, np.zeros((H, W), bool), 0.0), (5, B0, 1.0), (1, C1, 1.0)]}]
+    frames = list(iter_dataset(bop_scene(tmp_path / "test" / "000001", images)))
+    assert [[o.instance for o in f.objects] for f in frames] == [[5, 1_000_005, 1], [1_000_005, 1]]
 
 
 def test_bop_scene_selection_every_and_max_frames(tmp_path):
@@ -185,6 +199,9 @@ BOP_BREAKS = {
                             r"image 1 object 0: visib_fract must be in \[0, 1\], got 1.7"),
     "frame without its camera": (lambda s: _edit_json(s / "scene_camera.json", lambda d: d.pop("1")),
                                  r"scene_camera.json: no entry for image 1 \(scene_gt.json has one\)"),
+    # found from outside: "neither a BOP split/scene ... nor YCB-Video frames", the file unnamed
+    "no scene_camera.json": (lambda s: (s / "scene_camera.json").unlink(),
+                             r"000048/scene_camera.json: missing: a BOP scene folder needs scene_camera.json"),
 }
 
 

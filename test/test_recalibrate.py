@@ -77,9 +77,14 @@ def test_calibrate_command_writes_a_new_model_whose_scores_follow_the_frames(clu
     model_file = save_model(model, tmp_path / "m.safetensors")
     out = tmp_path / "recalibrated.safetensors"
     assert main(["calibrate", "--bag", str(path), "--model", str(model_file), "--out", str(out), "--quiet"]) == 0
-    assert "the model named 24, 12 right" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "the model named 24, 12 right" in printed
+    # the model's own scores on the same frames beside the fitted ones (an outside trial missed it)
+    assert ("on these frames before the fit" in printed) == (model.calibration is not None)
     cal = load_model(out).calibration
     assert load_model(out).meta["training"]["recalibrated_on"]["detections"] == 24
+    # its name says what it is: /object_labels and --compare show names
+    assert load_model(out).meta["name"] == load_model(model_file).meta["name"] + "+calibrated"
     cal_only, _ = recalibrate(path, model, TOPICS)
     assert cal.min_score == pytest.approx(cal_only.min_score)
     # A second call never overwrites the file it wrote.

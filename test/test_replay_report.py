@@ -178,6 +178,30 @@ def test_compare_finds_the_one_known_disagreement(known, tmp_path):
     assert "| object accuracy | 75.0% | 50.0% |" in md and "| green_box |" in md
 
 
+def test_compare_keeps_a_taught_class_and_shows_what_calibrate_changes(known, tmp_path):
+    """Found from outside: after `teach`, --compare dropped the taught class's row and set two
+    accuracies over different objects side by side unremarked; after `calibrate` it showed two
+    identical columns, the names' mean score and ECE (what calibrate changes) left out."""
+    import shutil
+
+    report_a = known[3]
+    taught = tmp_path / "taught"
+    shutil.copytree(report_a, taught)
+    m = json.loads((taught / "metrics.json").read_text())
+    m["per_class"]["drill"] = {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": 4, "predicted": 2}
+    m["objects"]["matched"] += 4
+    m["named"]["mean_score"], m["named"]["ece"] = 0.61, 0.04
+    (taught / "metrics.json").write_text(json.dumps(m))
+    r = compare_reports(report_a, taught, tmp_path / "cmp", names=("default", "taught"))
+    assert r["per_class"]["drill"]["recall_b"] == 0.25 and r["per_class"]["drill"]["recall_a"] is None
+    assert r["class_objects_matched"]["b"] == r["class_objects_matched"]["a"] + 4
+    assert r["named_scores"]["b"] == {"mean_score": 0.61, "ece": 0.04}
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| drill | n/a | 0.333 |" in md and "counts the objects of each model's own classes" in md
+    assert "| names' mean score | 1.00 | 0.61 |" in md and "| names' ECE |" in md
+    assert "counts the objects of each model" in (tmp_path / "cmp" / "compare.html").read_text()
+
+
 def test_compare_refuses_reports_of_two_bags_that_share_stamps(known, tmp_path):
     """Tried from outside: every make-bag bag starts at the same stamp, so reports of two bags
     paired object for object and compared as if one (the crops cut from a third); and two

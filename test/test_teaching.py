@@ -418,7 +418,7 @@ def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, ca
     assert [o.label for o in run(m, [(20, 20, RED), (500, 380, PURPLE)]).labels.objects] == ["red_box", "purple_box"]
     assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--views", "5",
                  "--out", str(tmp_path / "short.safetensors"), "--quiet"]) == 2
-    assert "the frames ended after 3 of them with 2/5 views" in capsys.readouterr().err
+    assert "the frames ended after 3 of them, with 2/5 views (1 frame had no object to take" in capsys.readouterr().err
     # --frames: the views of one frame (and the command says which frame and object gave each)
     one = tmp_path / "one.safetensors"
     assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "2",
@@ -427,7 +427,16 @@ def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, ca
     assert "view 1/1: frame 2, the object in box x 4" in out_text and "taught 'purple_box': 1 view," in out_text
     assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "0",
                  "--out", str(tmp_path / "none.safetensors"), "--quiet"]) == 2  # frame 0 holds no object
-    assert "the frames ended after 1 of them with 0/1 views" in capsys.readouterr().err
+    assert "the frames ended after 1 of them, with 0/1 views (1 frame had no object to take" in capsys.readouterr().err
+    # a click on nothing says so (found from outside: "1 frames had no object to take")
+    assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "2",
+                 "--select", "5,5", "--out", str(tmp_path / "none.safetensors"), "--quiet"]) == 2
+    assert "(1 frame had no segmented object at pixel (5, 5); is the object there?)" in capsys.readouterr().err
+    # a frame past the bag's end: no "0 frames had no object" after it
+    assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "50",
+                 "--out", str(tmp_path / "none.safetensors"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the bag has no frame 50 (it has 3), with 0/1 views" in err and "had no" not in err
 
 
 # ---------------------------------------------------------------- a taught class beside big ones

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..learn.calibration import Calibration, Evidence, fit_calibration
+from ..learn.calibration import Calibration, Evidence, expected_calibration_error, fit_calibration
 from ..learn.model import ClassifierModel, is_negative, negative_indices
 from ..runtime.frame_processor import FrameProcessor, FrameResult
 from .matching import match_boxes, scored_truth
@@ -94,5 +94,17 @@ class AnswerEvidence:
                              "are needed to fit scores (more labelled frames)")
         method = "temperature" if ev.logits is not None else "knn_logistic"
         cal = fit_calibration(ev, y, method, negative, clutter_is_wrong=True)
-        right = int(((ev.labels == y) & ~np.isin(ev.labels, negative)).sum())
-        return cal, {**self.counts, "named_before": answers, "right_before": right}
+        named = ~np.isin(ev.labels, negative)
+        right = int(((ev.labels == y) & named).sum())
+        return cal, {**self.counts, "named_before": answers, "right_before": right,
+                     "ece_before": self._ece_before(ev, y, named)}
+
+    def _ece_before(self, ev: Evidence, y: np.ndarray, named: np.ndarray) -> float | None:
+        """The model's own scores' ECE on these answers, as the fitted one is measured (every name
+        given, clutter named counting as wrong): the figure the fit is to lower. None for a model
+        without a calibration, whose raw scores are not comparable."""
+        if self.model.calibration is None or not named.any():
+            return None
+        proba, _ = self.model.calibration.apply(ev)
+        score = proba[np.arange(len(y)), ev.labels][named]
+        return float(expected_calibration_error(score, (ev.labels == y)[named]))

@@ -225,7 +225,11 @@ def open_reader(path: str | Path):
     if not path.exists():
         raise BagError(f"{path}: no such bag")
     if path.is_dir() and not (path / "metadata.yaml").is_file():
-        raise BagError(f"{path}: not a rosbag2 folder (it has no metadata.yaml){_dataset_hint(path)}")
+        files = sorted(p.name for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
+        lone = (f"; it holds {files[0]}{' and more' if len(files) > 1 else ''}: pass that file itself "
+                "(an .mcap reads without metadata.yaml), or rebuild metadata.yaml with `ros2 bag reindex`"
+                if files else "")
+        raise BagError(f"{path}: not a rosbag2 folder (it has no metadata.yaml){lone}{_dataset_hint(path)}")
     try:
         reader = AnyReader([path], default_typestore=_typestore())
         if path.is_dir() and not reader.is2:

@@ -14,6 +14,11 @@ node's detections: width = last - first + 1; BOP's bbox_visib is one pixel narro
 centroid comes from the mask and the depth. Without mask_visib/ (hand-labelled data) the box is
 bbox_visib and the centroid the box centre at the median depth inside it. Objects that are not
 visible at all (empty mask or box) are left out.
+
+An object's instance id is its `obj_id`, as the YCB-Video importer gives it, so that ids persist
+across a scene's frames and `replay-eval` can score tracks; the k-th further instance of the same
+`obj_id` in an image (T-LESS, HOPE) is `obj_id + k * INSTANCE_STRIDE`, counted in the order
+scene_gt.json lists them (BOP lists a scene's instances in the same order in every image).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 COLOR_DIRS = ("rgb", "gray")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SCENE_FILES = ("scene_camera.json", "scene_gt.json", "scene_gt_info.json")
+INSTANCE_STRIDE = 1_000_000  # above any obj_id: hand-labelled sets number their distractors 1001, 1002, ...
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,32 @@ def is_scene(path: Path) -> bool:
 
 
 def find_scenes(path: str | Path) -> list[Path]:
-    """`path` itself if it is a scene folder, else its scene folders (sorted by name)."""
-    return find_scene_folders(path, is_scene, hint="no BOP scene folders (NNNNNN/scene_camera.json); point at a "
-                                                   "split folder (e.g. ycbv/test) or at one scene")
+    """`path` itself if it is a scene folder, else its scene folders (sorted by name). A scene
+    folder that lacks scene_camera.json (it has the other scene files or rgb/) is named, with the
+    file it lacks, rather than taken for no scene at all."""
+    try:
+        return find_scene_folders(path, is_scene, hint="no BOP scene folders (NNNNNN/scene_camera.json); point at "
+                                                       "a split folder (e.g. ycbv/test) or at one scene")
+    except DatasetError:
+        missing = missing_scene_camera(Path(path))
+        if missing is None:
+            raise
+        raise IncompleteScene(f"{missing}: missing: a BOP scene folder needs {', '.join(SCENE_FILES)}") from None
+
+
+class IncompleteScene(DatasetError):
+    """A folder laid out as a BOP scene but for its scene_camera.json (`import-dataset` names it)."""
+
+
+def missing_scene_camera(path: Path) -> Path | None:
+    """scene_camera.json of `path` or of a folder in it that looks like a BOP scene without it."""
+    if not path.is_dir():
+        return None
+    for folder in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
+        looks = any((folder / f).is_file() for f in SCENE_FILES[1:]) or any((folder / d).is_dir() for d in COLOR_DIRS)
+        if looks and not is_scene(folder):
+            return folder / "scene_camera.json"
+    return None
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -141,6 +170,7 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
     same_size(color.shape, depth, depth_path, color_path)
     K = intrinsics_from_matrix(ref.camera["cam_K"], f"{cam_json}: image {ref.im_id}")
     objects = []
+    seen: dict[int, int] = {}  # obj_id -> instances of it listed so far in this image
     for i, (gt, info) in enumerate(zip(ref.gt, ref.gt_info)):
         where = f"{ref.scene}: image {ref.im_id} object {i}"
         if not isinstance(gt, dict) or "obj_id" not in gt:
@@ -149,6 +179,8 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
             raise DatasetError(f"{ref.scene / 'scene_gt_info.json'}: image {ref.im_id} object {i}: needs "
                                f"'bbox_visib' and 'visib_fract'")
         obj_id = int(finite_number(gt["obj_id"], where, "obj_id"))
+        instance = obj_id + INSTANCE_STRIDE * seen.get(obj_id, 0)
+        seen[obj_id] = seen.get(obj_id, 0) + 1
         label = class_map.label(obj_id)
         if label == IGNORE:  # a segment that is no object: not ground truth (its files are not read)
             continue
@@ -185,7 +217,7 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
                 continue
             bbox = box
             centroid = box_centroid(bbox, depth, K)
-        objects.append(GroundTruthObject(label=label, instance=i, bbox=bbox,
+        objects.append(GroundTruthObject(label=label, instance=instance, bbox=bbox,
                                          visible_fraction=visible, centroid=centroid, dataset_id=str(obj_id)))
     return LabelledFrame(color, depth, K, tuple(objects), source=ref.name)
 

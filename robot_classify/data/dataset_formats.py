@@ -16,11 +16,16 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.is_dir():
         raise DatasetError(f"{path}: no such folder (a dataset is a BOP split/scene or a YCB-Video folder)")
+    incomplete = None
     for fmt, loader in LOADERS.items():
         try:
             loader.find_scenes(path)
             return fmt
+        except bop.IncompleteScene as e:  # a BOP scene but for its camera file: that file is the news
+            incomplete = e
         except DatasetError:
             continue
+    if incomplete is not None:
+        raise incomplete
     raise DatasetError(f"{path}: neither a BOP split/scene (NNNNNN/scene_camera.json) nor YCB-Video frames "
                        f"(NNNN/NNNNNN-color.png); pass --format bop|ycbv")

@@ -83,6 +83,7 @@ class ClassMap:
         self.by_name: dict[str, str] = {}
         self.given: set[str] = set()  # the class names some object was given (`unused`)
         self.seen_ids: set[int] = set()  # the ids looked up (`unused_ids`)
+        self.seen_names: set[str] = set()  # the names looked up (`unused_names`)
         self.from_draft = False  # written by draft-labels (`load_class_map`): it lists every segment
         self.draft_settings = ""  # the options the draft was made with ("--scale 1 ..."), from its first line
         for key, name in mapping.items():
@@ -109,6 +110,8 @@ class ClassMap:
         out = DISTRACTOR
         if obj_id is not None:
             self.seen_ids.add(obj_id)
+        if name is not None:
+            self.seen_names.add(name)
         if obj_id is not None and obj_id in self.by_id:
             out = self.by_id[obj_id]
         elif name is not None and name in self.by_name:
@@ -134,6 +137,11 @@ class ClassMap:
         """Ids the map lists that no object so far had: a mistyped id (1040 for 1004) would
         otherwise turn its object into a distractor without a word."""
         return sorted(set(self.by_id) - self.seen_ids)
+
+    def unused_names(self) -> list[str]:
+        """Names the map lists that no object so far had (a name is YCB-Video's object name, such
+        as 025_mug; a BOP object has only its obj_id, so a name key never matches one)."""
+        return sorted(set(self.by_name) - self.seen_names)
 
     @property
     def class_names(self) -> list[str]:

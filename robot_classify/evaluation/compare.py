@@ -132,10 +132,13 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     bag = str(bag or ma["run"]["bag"]["path"])
     rb_ = ma["run"]["bag"]
     _crops(bag, (rb_["color_topic"], rb_["depth_topic"], rb_["camera_info_topic"]), items, out, cap)
-    classes = [c for c in ma["per_class"] if c in mb["per_class"]]
-    # None (n/a) where a rate is undefined: a class never predicted, or not in this bag's ground truth
+    # Every class of either model (a taught class is the one a user compares for); None (n/a) where
+    # a rate is undefined: a class never predicted, not in this bag's ground truth, or not the model's
+    classes = list(ma["per_class"]) + [c for c in mb["per_class"] if c not in ma["per_class"]]
+    none = {"precision": None, "recall": None, "f1": None}
     per_class = {c: {f"{k}_{s}": x for s, m in (("a", ma), ("b", mb))
-                     for k, x in defined_rates(m["per_class"][c]).items()} for c in classes}
+                     for k, x in (defined_rates(m["per_class"][c]) if c in m["per_class"] else none).items()}
+                 for c in classes}
     for c, v in per_class.items():
         for k in ("precision", "recall", "f1"):
             v[f"{k}_delta"] = None if None in (v[f"{k}_a"], v[f"{k}_b"]) else v[f"{k}_b"] - v[f"{k}_a"]
@@ -145,6 +148,10 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
         "models": [{k: m["run"]["model"][k] for k in ("name", "sha256", "path")} for m in (ma, mb)],
         "parameters_differ": {k: [a, b] for k, (a, b) in differ.items()},
         "headline": {key: {"a": ma[key], "b": mb[key], "delta": mb[key] - ma[key]} for key in HEADLINE},
+        # object accuracy counts the objects of each model's own classes: a taught class adds its objects
+        "class_objects_matched": {t: class_objects_matched(m) for t, m in (("a", ma), ("b", mb))},
+        # what `calibrate` changes, where the labels stay the same
+        "named_scores": {t: {k: m["named"].get(k) for k in ("mean_score", "ece")} for t, m in (("a", ma), ("b", mb))},
         "centroid_error_median_mm": {"a": ma["centroid_error_mm"]["median"], "b": mb["centroid_error_mm"]["median"]},
         # the headline's latency (`report_html._headline`): the stages' total where timed
         "latency_p50_ms": {t: (m["timing_ms"].get("total") or m["latency_ms"])["p50"]
@@ -161,6 +168,33 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     return result
 
 
+def class_objects_matched(m: dict[str, Any]) -> int:
+    """The matched objects a report's object accuracy is over: those of its model's classes."""
+    return m["objects"]["matched"] - m["non_class_objects"]["matched"]
+
+
+def _rows(ma: dict[str, Any], mb: dict[str, Any]) -> list[list[str]]:
+    """The headline side by side, and the names' scores (`calibrate` changes them, not the labels)."""
+    rows = [[name, va, vb] for (name, va, _), (_, vb, _) in zip(_headline(ma), _headline(mb))]
+    scores = [m["named"] for m in (ma, mb)]
+    at = next(i for i, row in enumerate(rows) if row[0] == "named precision") + 1
+    for key, label in (("ece", "names' ECE"), ("mean_score", "names' mean score")):  # inserted: mean score first
+        if any(s.get(key) is not None for s in scores):
+            rows.insert(at, [label, *("n/a" if s.get(key) is None else f"{s[key]:.2f}" for s in scores)])
+    return rows
+
+
+def _counted_note(r: dict[str, Any]) -> str:
+    """Said where the two accuracies are over different objects (one model knows more classes)."""
+    n = r["class_objects_matched"]
+    if n["a"] == n["b"]:
+        return ""
+    a, b = r["names"]
+    return (f"Object accuracy counts the objects of each model's own classes: {n['a']} for {a}, {n['b']} for {b} "
+            "(a class one model has and the other lacks, such as a taught one, adds its objects); the classes' rows "
+            "and the objects labelled differently below compare like with like.")
+
+
 def differing_parameters(ma: dict[str, Any], mb: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The node parameters the two runs were made with that differ (a params file's change, or
     the model file): two runs of one model are told apart by these."""
@@ -175,8 +209,10 @@ def compare_markdown(r: dict[str, Any], ma: dict, mb: dict) -> str:
         lines += ["Parameters that differ: " + "; ".join(f"`{k}` {va!r} / {vb!r}"
                                                          for k, (va, vb) in r["parameters_differ"].items()), ""]
     lines += [f"| metric | {a} | {b} |", "| --- | --- | --- |"]
-    for (name, va, _), (_, vb, _) in zip(_headline(ma), _headline(mb)):
+    for name, va, vb in _rows(ma, mb):
         lines.append(f"| {name} | {va} | {vb} |")
+    if _counted_note(r):
+        lines += ["", _counted_note(r)]
     d = r["disagreements"]
     lines += ["", f"They label {d['n']} of {r['shared_objects']} ground-truth objects differently: {a} right on "
                   f"{d['a_right']}, {b} right on {d['b_right']}, neither on {d['neither']}.", "",
@@ -193,7 +229,7 @@ def _compare_html(r: dict[str, Any], ma: dict, mb: dict, out: Path) -> str:
     # each side's own report, where it wrote one (not with --no-report)
     reports = "".join(f', <a href="{e(os.path.relpath(Path(d) / "report.html", out))}">report {tag}</a>'
                       for tag, d in zip("AB", r["reports"]) if (Path(d) / "report.html").is_file())
-    head = [[name, va, vb] for (name, va, _), (_, vb, _) in zip(_headline(ma), _headline(mb))]
+    head = _rows(ma, mb)
     per = [[c, *(_f3(v[k]) for k in ("precision_a", "precision_b", "recall_a", "recall_b", "f1_a", "f1_b")),
             _f3(v["f1_delta"], sign=True)] for c, v in r["per_class"].items()]
     models = r["models"]
@@ -217,6 +253,7 @@ Files: <a href="compare.json">compare.json</a>, <a href="compare.md">compare.md<
 {_table(['parameter that differs', a, b], [[k, str(va), str(vb)] for k, (va, vb) in r['parameters_differ'].items()])
  if r['parameters_differ'] else ''}
 {_table(['', a, b], head)}
+{f"<p>{e(_counted_note(r))}</p>" if _counted_note(r) else ""}
 <h2>Per class</h2>{_table(['class', 'precision A', 'precision B', 'recall A', 'recall B', 'F1 A', 'F1 B',
                             'F1 B - A'], per)}
 <h2>Objects they label differently ({d['n']} of {r['shared_objects']})</h2>

@@ -126,7 +126,9 @@ def plot_score_histograms(right: np.ndarray, wrong: np.ndarray, path: str | Path
     they overlap, no `min_score` separates them."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
     bins = np.linspace(0, 1, 21)
-    groups = [(right, "right", "tab:green"), (wrong, "wrong class", "tab:red")]
+    # "best class": the top-1 answer, named or refused (`unknown`); the report's headline counts
+    # the names published, so a refused wrong best class is not one of its wrong names
+    groups = [(right, "best class right", "tab:green"), (wrong, "best class wrong", "tab:red")]
     if non_class is not None and len(non_class):
         groups.append((non_class, "no known class", "tab:gray"))
     # Bars side by side per bin: a few wrong ones stay visible next to many right ones.
@@ -138,7 +140,7 @@ def plot_score_histograms(right: np.ndarray, wrong: np.ndarray, path: str | Path
     ax.set_ylabel("objects")
     ax.set_xlim(0, 1)
     ax.legend(fontsize=9)
-    ax.set_title("scores of right and wrong predictions", fontsize=10)
+    ax.set_title("scores of the best class, named or refused as unknown", fontsize=10)
     _save(fig, path)
 
 

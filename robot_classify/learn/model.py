@@ -32,6 +32,14 @@ def is_negative(name: str) -> bool:
     return name in NEGATIVE_LABELS
 
 
+def derived_name(name: str | None, change: str) -> str:
+    """The name of a model made from another (`taught`, `calibrated`): `/object_labels` and
+    `replay-eval --compare` show names, and a taught copy of the default under the default's own
+    name was told apart by its sha256 alone. A change already in the name is not repeated."""
+    name = name or "model"
+    return name if name.endswith(f"+{change}") else f"{name}+{change}"
+
+
 def negative_in_other_case(name: str) -> str | None:
     """The negative label `name` spells in another case (`Unknown` -> `unknown`), else None: as
     a class it would be published as a name a consumer filtering `unknown` takes for an object."""
@@ -54,10 +62,13 @@ def is_resting_height(h: Any) -> bool:
 
 @dataclass
 class Prediction:
-    """Per patch: label index, calibrated scores over all classes, and the open-set verdict."""
+    """Per patch: label index, calibrated scores over all classes, and the open-set verdict.
+    `winner`: the class that won, a negative one (`unknown`, `distractor`) included, where
+    `labels` gives the best real class beside a negative win (None: as `labels`)."""
     labels: np.ndarray
     proba: np.ndarray
     known: np.ndarray
+    winner: np.ndarray | None = None
 
 
 @dataclass
@@ -249,7 +260,8 @@ class ClassifierModel:
         training data (kNN: distance; linear: energy) than the model's validation data warrants."""
         images = check_patches(images)
         if not len(images):
-            return Prediction(np.zeros(0, np.int64), np.zeros((0, len(self.class_names))), np.ones(0, bool))
+            return Prediction(np.zeros(0, np.int64), np.zeros((0, len(self.class_names))), np.ones(0, bool),
+                              np.zeros(0, np.int64))
         t0 = time.perf_counter()
         X = self.features.transform(images)
         if stage_ms is not None:
@@ -265,7 +277,7 @@ class ClassifierModel:
         proba[:, classes] = scores
         threshold = None if self.calibration is None else self.calibration.novelty_threshold
         known = np.ones(len(X), bool) if threshold is None else novelty <= threshold
-        labels = classes[ev.labels].astype(np.int64)
+        labels = winner = classes[ev.labels].astype(np.int64)
         negative = self.negative_classes
         if len(negative):
             # Outlier exposure: a query won by a negative class is `unknown`; the label reported
@@ -276,7 +288,7 @@ class ClassifierModel:
             real = proba.copy()
             real[:, negative] = -1.0
             labels = np.where(won_by_negative, real.argmax(1), labels)
-        return Prediction(labels, proba, known)
+        return Prediction(labels, proba, known, winner)
 
     @property
     def default_min_score(self) -> float:

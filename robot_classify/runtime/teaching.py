@@ -27,7 +27,7 @@ import numpy as np
 
 from ..learn.cache import cache_dir
 from ..learn.features import with_mirror_images
-from ..learn.model import is_negative, negative_in_other_case
+from ..learn.model import derived_name, is_negative, negative_in_other_case
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
 from .patches import DetectedObject, jittered_crop, occluded_crop, rebalanced
@@ -368,8 +368,10 @@ class Teacher:
             s, self._session = self._session, None
         if s is None:
             return None
-        return self._failed(s.request.label, f"{reason} with {s.views}/{s.request.views} views "
-                                             f"({s.skipped} frames had no object to take)", s.views, s.request.views)
+        skipped = f" ({s.skipped} frame{'s' * (s.skipped != 1)} had {_nothing_at(s.request.select)})" \
+            if s.skipped else ""
+        return self._failed(s.request.label, f"{reason}, with {s.views}/{s.request.views} views{skipped}", s.views,
+                            s.request.views)
 
     def check_timeout(self) -> TeachStatus | None:
         """Called about once a second: fails a request that has waited `timeout_s` for its next
@@ -384,10 +386,7 @@ class Teacher:
         if self._clock() - s.last_view <= self.timeout_s:
             return None
         self._session = None
-        select = s.request.select
-        where = (f"no segmented object at pixel ({select[0]}, {select[1]}); is the object there?"
-                 if isinstance(select, tuple) else "no object to take; is the object in view and segmented?")
-        why = (f"{s.skipped} frames had {where}" if s.skipped or s.views else
+        why = (f"{s.skipped} frames had {_nothing_at(s.request.select)}" if s.skipped or s.views else
                "no frame was processed: is the camera publishing?")
         return [self._failed(s.request.label, f"no new view for {self.timeout_s:g} s, with {s.views}/"
                                               f"{s.request.views} views ({why})", s.views, s.request.views)]
@@ -419,6 +418,7 @@ class Teacher:
                 n = model.add_features(X, req.label, scale, heights)
                 p.model_sha256 = _chain(p.model_sha256, b"teach", req.label.encode(), np.ascontiguousarray(X).tobytes())
                 _record(model, {"teach": req.label, "views": views, "examples": int(len(patches))})
+                p.model_name = model.meta["name"]
         except (ValueError, RuntimeError) as e:
             return self._failed(req.label, f"could not add the views: {e}", views, req.views)
         return TeachStatus(req.label, "done", views, req.views, n, list(model.class_names), "")
@@ -450,6 +450,7 @@ class Teacher:
             if not reason:
                 p.model_sha256 = _chain(p.model_sha256, b"forget", label.encode())
                 _record(model, {"forget": label})
+                p.model_name = model.meta["name"]
         if reason:
             return self._failed(label, reason, action="forget")
         return self._status(label, "done", action="forget")
@@ -487,10 +488,19 @@ def _features_between_frames(model, patches: np.ndarray, yield_cpu: bool = False
 
 
 def _record(model, event: dict[str, Any]) -> None:
-    """The model file's `training` field keeps what was taught (informational)."""
+    """The model file's `training` field keeps what was taught (informational), and its name says
+    that it was (`learn.model.derived_name`)."""
     training = dict(model.meta.get("training", {}))
     training["taught"] = [*training.get("taught", []), {**event, "at": datetime.now(timezone.utc).isoformat()}]
     model.meta["training"] = training
+    model.meta["name"] = derived_name(model.meta.get("name"), "taught")
+
+
+def _nothing_at(select: str | tuple[int, int]) -> str:
+    """What a frame that gave no view lacked, as `select_object` looks for it."""
+    if isinstance(select, tuple):
+        return f"no segmented object at pixel ({select[0]}, {select[1]}); is the object there?"
+    return "no object to take; is the object in view and segmented?"
 
 
 def _label_of(text: str) -> str:
