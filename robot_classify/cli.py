@@ -857,6 +857,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
     views = f"{status.views} view{'s' * (status.views != 1)}"
     print(f"taught {status.label!r}: {views}, {status.n_samples} examples of it; {len(status.known_classes)} classes "
           f"-> {out}")
+    if status.reason:  # what teaching took in the last view's frame
+        print(f"note: {status.reason}", file=sys.stderr)
     return 0
 
 

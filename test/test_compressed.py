@@ -248,3 +248,28 @@ def test_a_png_sent_as_compressed_depth_without_its_header_says_so():
     _, png = encode_depth(depth_scene(), "png", )
     with pytest.raises(CompressedImageError, match="not its 12-byte header.*'16UC1; png compressed'"):
         decode_depth("16UC1; compressedDepth png", png[12:])
+
+
+def test_a_compressed_colour_smaller_than_camera_info_is_named_as_such():
+    """Found from outside: a 320x240 JPEG beside 640x480 camera_info and depth was blamed on the
+    depth ("compressed depth PNG claims 640x480 pixels, more than the 76800 allowed")."""
+    from types import SimpleNamespace
+
+    from robot_classify.learn.features import FeaturePipeline
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.runtime.frame_processor import FrameProcessor, FrameSkipped
+    from robot_classify.runtime.parameters import check_parameters
+
+    patches = np.stack([np.full((32, 32, 3), c, np.uint8) for c in (10, 200)])
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
+                            ["a", "b"]).fit(patches, np.array([0, 1]))
+    processor = FrameProcessor.from_parameters(model, check_parameters(None))
+    header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0), frame_id="cam")
+    fmt, data = encode_color(np.zeros((240, 320, 3), np.uint8), "jpeg")
+    color = SimpleNamespace(header=header, format=fmt, data=data)
+    dfmt, ddata = encode_depth(np.full((480, 640), 900, np.uint16), "png")
+    depth = SimpleNamespace(header=header, format=dfmt, data=ddata)
+    info = SimpleNamespace(header=header, width=640, height=480, k=[600.0, 0, 320, 0, 600.0, 240, 0, 0, 1])
+    with pytest.raises(FrameSkipped, match="camera_info is for 640x480 images, the colour image is 320x240"):
+        processor.process_messages(color, depth, info)

@@ -128,3 +128,33 @@ def test_colour_without_depth_is_a_warning_and_diagnostics_say_why_nothing_is_la
         assert not h.received and h.alive()
     finally:
         h.close()
+
+
+def test_a_blind_depth_camera_is_warned_and_a_late_camera_is_not_blamed(default_model_file):
+    """Found from outside: all-zero depth gave empty frames while /diagnostics said "ok" and the log
+    said nothing; and a camera started on a node up for over 5 s earned "colour images arrive but
+    nothing on .../camera_info" at its first frame (the silence was counted from the node's start)."""
+    import numpy as np
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from scene_fixtures import camera_k, rendered
+
+    s = rendered(900_000_001)
+    h = RosHarness(default_model_file, ("/blind/color", "/blind/depth", "/blind/info"))
+    diags = []
+    h.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    try:
+        time.sleep(6.0)  # the node idles longer than NO_INPUT_WARN_S before the camera starts
+        t0, i = time.monotonic(), 0
+        while time.monotonic() - t0 < 7.0:
+            h.publish_frame(s.color, np.zeros_like(s.depth), camera_k(s), 1_780_000_000_000_000_000 + i * 100_000_000,
+                            info_lead=0.02)
+            i += 1
+            time.sleep(0.08)
+        assert h.wait_log("frames labelled without objects: no valid depth", timeout=5.0), "\n".join(h.log[-10:])
+        assert not any("nothing on" in line for line in h.log), "\n".join(h.log[-10:])
+        warn = [st.message for d in diags for st in d.status
+                if st.hardware_id == "robot_classify" and st.level == DiagnosticStatus.WARN]
+        assert any("every frame labelled in the last 5 s warns: no valid depth" in m for m in warn), warn
+        assert h.received and h.alive()
+    finally:
+        h.close()

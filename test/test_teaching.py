@@ -257,6 +257,37 @@ def test_forget_refuses_to_drop_below_k_and_linear_models_refuse_teaching():
     assert "linear" in lin.forget("red_box").reason
 
 
+def test_the_done_status_says_what_teaching_took_in_its_own_frame():
+    """Found from outside: a new class taught from a few views also took a drill and a soup can on
+    the same table (0.95), and a mustard taught as `mustard_bottle` stayed unknown, both after a
+    plain "done". The done status now says both."""
+    p = processor_for(two_class_model())
+    t = Teacher(p)
+    olive = (40, 150, 30)  # nearer the taught green than the red or blue the model knows
+    frame = run(p, [(100, 200, GREEN), (400, 200, olive)])
+    assert [o.label for o in frame.labels.objects][1] in ("red_box", "blue_box")
+    t.request('{"label": "green_box", "views": 1, "select": {"x": 130, "y": 240}}')
+    (s,) = t.offer(frame)
+    assert s.state == "done"
+    assert "1 other object of the teaching frame now takes 'green_box' too (before: " in s.reason
+    assert "at x 400, y 200" in s.reason
+    # a class whose product cannot be a 6 x 8 cm box: the view stays unknown, and the status says why
+    t.request('{"label": "large_marker", "views": 1, "select": {"x": 130, "y": 240}}')
+    (s,) = t.offer(run(p, [(100, 200, GREEN)]))
+    assert s.state == "done" and "rules 'large_marker' out for the taught view itself" in s.reason
+
+
+def test_forget_takes_the_class_as_teach_takes_it_too():
+    """Found from outside: `{"label": "x"}`, the form ~/teach takes, was refused by ~/forget as
+    "not a class of the model"."""
+    t = Teacher(processor_for(two_class_model()))
+    assert t.forget('{"label": "nothing_such"}').reason == "'nothing_such' is not a class of the model"
+    assert "nothing else" in t.forget('{"label": "red_box", "views": 2}').reason
+    assert "not valid JSON" in t.forget('{"label": ').reason
+    assert t.forget('{"label": " blue_box "}').state == "done"
+    assert "blue_box" not in t.model.class_names and t.model.meta["name"] == "two+taught"
+
+
 def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     p = processor_for(two_class_model())
     now = [0.0]

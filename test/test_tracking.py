@@ -157,6 +157,20 @@ def test_fused_label_follows_a_real_change_once_and_keeps_the_frame_label():
     assert changes == 1 and labels[-1] == "bowl" and labels.index("bowl") < 75
 
 
+def test_a_forgotten_class_leaves_every_track_at_once():
+    """Found from outside: after `~/forget my_mustard` the mustard's track went on publishing
+    fused_label my_mustard for about ten frames, and a track whose only hypothesis was forgotten kept it."""
+    t = Tracker(TrackerParams(confirm_hits=1))
+    for i in range(20):
+        t.update(frame(i, obj(0, (0.0, 0.0, 1.0), "my_mustard", 0.9), obj(1, (0.5, 0.0, 1.0), "x", 0.9, top_k=(("x", 0.9),))))
+    t.forget("my_mustard")
+    t.forget("x")
+    after = t.update(frame(20, obj(0, (0.0, 0.0, 1.0), "unknown", 0.0, top_k=()),
+                           obj(1, (0.5, 0.0, 1.0), "unknown", 0.0, top_k=()))).objects
+    assert after[0].track.label == "bowl" and after[1].track.label == "unknown"
+    assert all("my_mustard" not in tr.evidence.log and "x" not in tr.evidence.log for tr in t.tracks)
+
+
 def test_unknown_frames_are_evidence_for_unknown():
     ev, p = Evidence(), TrackerParams()
     for _ in range(10):

@@ -58,6 +58,8 @@ from .vision_output import VisionOutput
 _DIGITS = re.compile(r"\d+")
 NO_INPUT_WARN_S = 5.0
 LOSS_WARN = 0.10  # share of a camera stream's frames lost over HEALTH_WINDOW_S that earns a warning
+COLOUR_FLOWS_S = 1.0  # colour received this recently: the stream is running (not ending)
+FRAME_WARN_EVERY_S = 30.0  # a labelled frame's segmentation warning, at most this often in the log
 HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
 LOSS_WINDOW_S = 10.0  # stamps the loss estimate looks at (a few frames even when most are lost)
 MASK_WAIT_S = 0.25  # how long a frame waits for its mask (a segmenter publishes after the camera)
@@ -164,6 +166,10 @@ class _ClassifyPipeline:
         self._receipt: dict[int, float] = {}
         self._warned_qos: set[str] = set()
         self._started = time.monotonic()
+        self._colour_since: float | None = None  # when colour began to flow again after a silence
+        # Frames labelled with a warning of the segmentation's (a blind depth camera: every one empty)
+        self._last_clean = self._started  # the latest processed frame without one
+        self._last_frame_warning: tuple[float, str] | None = None
         self.sync = StampSynchronizer(self._p["sync_slop"])  # no pair of a former activation is processed
         if self.tracker is not None:
             self.tracker.reset()  # objects seen before a deactivation may have moved since
@@ -334,7 +340,10 @@ class _ClassifyPipeline:
     # ----------------------------------------------------------------- callbacks (fast)
     def _on_color(self, msg: Image, info: dict) -> None:
         now = time.monotonic()
+        if now - self._last_rx.get("color/image_raw", -1e9) >= NO_INPUT_WARN_S:
+            self._colour_since = now
         self._last_rx["color/image_raw"] = now
+        self._warned_qos.discard("color/image_raw")  # a later silence is news again
         key = header_to_ns(msg.header)
         with self._stats_lock:
             self._rx_times.append(now)
@@ -347,12 +356,14 @@ class _ClassifyPipeline:
 
     def _on_depth(self, msg: Image, info: dict) -> None:
         now = self._last_rx["depth/image_raw"] = time.monotonic()
+        self._warned_qos.discard("depth/image_raw")
         key = header_to_ns(msg.header)
         self._health["depth/image_raw"].add(now, key, info.get("publication_sequence_number"))
         self.sync.add_depth(key, msg)
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._last_rx["color/camera_info"] = time.monotonic()
+        self._warned_qos.discard("color/camera_info")
         self._info = msg
         self._first_info.set()
         self._infos[header_to_ns(msg.header)] = msg
@@ -361,6 +372,7 @@ class _ClassifyPipeline:
 
     def _on_mask(self, msg: Image) -> None:
         self._last_rx["mask/image_raw"] = time.monotonic()
+        self._warned_qos.discard("mask/image_raw")
         with self._mask_arrived:
             self._masks[header_to_ns(msg.header)] = msg
             while len(self._masks) > 30:
@@ -410,6 +422,8 @@ class _ClassifyPipeline:
             proc = self.processor  # None once a cleanup released it while the teach was applied
             self.get_logger().info(f"{done}: {status.n_samples} examples; classes now {len(classes)}; model "
                                    f"{proc.model_sha256[:12] if proc is not None else '(released at cleanup)'}")
+            if status.reason:  # what teaching took in its own frame (`Teacher._after_note`)
+                self.get_logger().warning(f"{done}, but: {status.reason}")
             if self._active:
                 self._on_classes_changed()
 
@@ -433,7 +447,10 @@ class _ClassifyPipeline:
             self.get_logger().info(f"teaching {status.label!r}: collecting {status.views_wanted} views")
 
     def _on_forget(self, msg: String) -> None:
-        self._publish_teach_status(self.teacher.forget(msg.data))
+        status = self.teacher.forget(msg.data)
+        if status.state == "done" and self.tracker is not None:  # no track keeps publishing it as fused_label
+            self.tracker.forget(status.label)
+        self._publish_teach_status(status)
 
     def _check_teach_timeout(self) -> None:
         status = self.teacher.check_timeout()
@@ -481,12 +498,29 @@ class _ClassifyPipeline:
         self._skipped[why] = self._skipped.get(why, 0) + 1
         now = time.monotonic()
         self._last_skip = (now, f"{why}: {detail}")
-        key = f"{why}: {_DIGITS.sub('#', detail)}"
-        if now - self._last_warned.get(key, -1e9) >= 5.0:
+        self._warn_throttled(f"{why}: {detail}", f"frame skipped ({why}): {detail}", now)
+
+    def _warn_throttled(self, problem: str, text: str, now: float, every_s: float = 5.0) -> None:
+        """One warning per distinct problem every `every_s` (numbers in it do not make it distinct)."""
+        key = _DIGITS.sub("#", problem)
+        if now - self._last_warned.get(key, -1e9) >= every_s:
             if len(self._last_warned) > 1000:
                 self._last_warned.clear()
             self._last_warned[key] = now
-            self.get_logger().warning(f"frame skipped ({why}): {detail}")
+            self.get_logger().warning(text)
+
+    def _frame_warned(self, warning: str | None) -> None:
+        """A labelled frame's segmentation warning (no valid depth, no support plane): said in the
+        log (throttled) and in the diagnostics while no frame comes without one. Found from outside:
+        an all-zero depth stream gave empty frames while /diagnostics said "ok"."""
+        now = time.monotonic()
+        if warning is None:
+            self._last_clean = now
+            return
+        self._last_frame_warning = (now, warning)
+        self._warn_throttled(f"frame: {warning}", f"frames labelled without objects: {warning}"
+                             + (" (is the depth camera blind, or the depth topic another's?)"
+                                if warning.startswith("no valid depth") else ""), now, FRAME_WARN_EVERY_S)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -535,6 +569,7 @@ class _ClassifyPipeline:
             if self.markers_pub.get_subscription_count() > 0:  # built only for a viewer (~1 ms a frame)
                 self._publish_markers(result.labels, h)
         self._record(done, self._receipt.pop(key, None), result.ms, taken)
+        self._frame_warned(result.extraction.warning)
         self._segmentation_scale = result.extraction.scale
         if self.teacher.collecting:
             for status in self.teacher.offer(result):
@@ -631,8 +666,12 @@ class _ClassifyPipeline:
             level = DiagnosticStatus.WARN
             message = "; ".join(f"{self._wire_name(t)} loses {hs.loss:.0%} of frames (received "
                                 f"{hs.received_hz:.1f} Hz, camera ~{hs.camera_hz:.1f} Hz)" for t, hs in lossy.items())
-        elif self._skipped:
-            level, message = DiagnosticStatus.OK, "running (some frames skipped, see 'skipped')"
+        elif (self._last_frame_warning is not None and now - self._last_frame_warning[0] <= HEALTH_WINDOW_S
+              and now - self._last_clean > HEALTH_WINDOW_S):
+            level = DiagnosticStatus.WARN
+            message = f"every frame labelled in the last 5 s warns: {self._last_frame_warning[1]}"
+        elif self._last_skip is not None and now - self._last_skip[0] <= HEALTH_WINDOW_S:  # not since the start
+            level, message = DiagnosticStatus.OK, "running (frames skipped in the last 5 s, see 'skipped')"
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message,
                                   hardware_id="robot_classify",
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
@@ -679,9 +718,16 @@ class _ClassifyPipeline:
         self._check_loss(now)
         if now - self._started < NO_INPUT_WARN_S:
             return
-        colour_flows = now - self._last_rx.get("color/image_raw", -1e9) < NO_INPUT_WARN_S
+        # Colour still arriving, and flowing for NO_INPUT_WARN_S: the other topics' silence is
+        # counted from then, not from the node's start (a camera started later) and not across the
+        # end of a stream (camera_info stopping a frame before the colour). Found from outside.
+        colour_flows = (now - self._last_rx.get("color/image_raw", -1e9) < COLOUR_FLOWS_S
+                        and self._colour_since is not None and now - self._colour_since >= NO_INPUT_WARN_S)
         for topic in self._inputs:
-            if topic in self._warned_qos or now - self._last_rx.get(topic, self._started) < NO_INPUT_WARN_S:
+            since = self._last_rx.get(topic, self._started)
+            if topic != "color/image_raw" and self._colour_since is not None:
+                since = max(since, self._colour_since)
+            if topic in self._warned_qos or now - since < NO_INPUT_WARN_S:
                 continue
             name = self._wire_name(topic)
             bad = [i for i in self.get_publishers_info_by_topic(name)

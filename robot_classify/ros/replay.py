@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..data.bags import open_reader
 
 from ..runtime.stamps import header_to_ns, ns_to_stamp
@@ -71,9 +73,11 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
         else:
             camera = {c.topic for c in conns if c.msgtype in CAMERA_TYPES}
             _wait_matched({t: pub for t, pub in pubs.items() if t in camera or not camera}, wait_for_subscribers)
+        paced = next((c.topic for c in conns if c.msgtype in CAMERA_TYPES), conns[0].topic)
         while True:
             t0 = wall0 = None
             offset_ns = time.time_ns()
+            times = []  # of one camera topic: the bag's frame period, kept between two passes
             for conn, t, raw in reader.messages(connections=conns):
                 if should_stop():
                     return sent  # noqa: B012 -- the finally block still runs
@@ -90,10 +94,15 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                     msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp)
                 pubs[conn.topic].publish(msg)
                 sent += 1
+                if conn.topic == paced:
+                    times.append(t)
                 if on_message is not None:
                     on_message(conn.topic, msg)
             if not loop:
                 break
+            # A frame period before the next pass, as within one: 7 ms had parted the last frame of a
+            # pass from the first of the next, inside sync_slop, so two scenes' images could pair.
+            time.sleep(float(np.median(np.diff(times))) / 1e9 / rate if len(times) > 1 else 1 / 30 / rate)
         return sent
     except BaseException as e:
         # Ctrl-C: rclpy's handler shuts the context down on its own thread while Python raises

@@ -126,9 +126,18 @@ class FrameProcessor:
                 stamp: tuple[int, int], frame_id: str, mask: np.ndarray | None = None) -> FrameResult:
         t0 = time.perf_counter()
         ex = extract_objects(color, depth, intrinsics, self.params, instance_mask=mask)
+        stages = {"segmentation": ex.ms, "features": 0.0, "classifier": 0.0}
+        frame = self.label_extraction(ex, stamp, frame_id, stages)
+        ms = (time.perf_counter() - t0) * 1000
+        return FrameResult(frame, ex, ms, color, {**stages, "total": ms})
+
+    def label_extraction(self, ex: Extraction, stamp: tuple[int, int], frame_id: str,
+                         stages: dict[str, float] | None = None) -> FrameLabels:
+        """A frame's segments labelled by the model as it is now (teaching asks again after it has
+        changed the model: which objects of the teaching frame the new examples took)."""
         with self._lock:  # a consistent set of thresholds; classification itself runs unlocked (workers: 2+)
             min_score, top_k, k = self.min_score, self.top_k, self.k
-        stages = {"segmentation": ex.ms, "features": 0.0, "classifier": 0.0}
+        stages = {"features": 0.0, "classifier": 0.0} if stages is None else stages
         labels, proba, known, names, sha, resting = self._classify(ex, k, stages)
         if min_score < 0:  # the model's own default, chosen on its validation data
             min_score = self.model.default_min_score
@@ -160,10 +169,8 @@ class FrameProcessor:
                 extent=None if obj.extent is None else tuple(float(v) for v in obj.extent),
                 ruled_out=() if fits is None else tuple(names[i] for i in order if not fits[n, i]),
             ))
-        frame = FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, sha,
-                            tuple(objects), ex.warning or None)
-        ms = (time.perf_counter() - t0) * 1000
-        return FrameResult(frame, ex, ms, color, {**stages, "total": ms})
+        return FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, sha,
+                           tuple(objects), ex.warning or None)
 
     def _classify(self, ex: Extraction, k: int | None, stages: dict[str, float]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str, dict | None]:
@@ -190,17 +197,21 @@ class FrameProcessor:
         max_pixels = size[0] * size[1] or MAX_PIXELS
         try:
             color = color_from_msg(color_msg, self.bridge, max_pixels)
+        except ValueError as e:
+            raise FrameSkipped("bad image", str(e)) from None
+        if self.params.mode == "depth":  # before the depth, which is bounded by the colour's size: the
+            if info_msg is None:         # mismatch is the news, not a depth image "too large" for it
+                raise FrameSkipped("no camera_info", "waiting for color/camera_info")
+            if size != (0, 0) and size != (color.shape[1], color.shape[0]):
+                raise FrameSkipped("bad camera_info", f"camera_info is for {size[0]}x{size[1]} images, "
+                                                      f"the colour image is {color.shape[1]}x{color.shape[0]}")
+        try:
             # depth must match the colour image: no more pixels than it (RVL is not bounded by its length)
             depth = depth_from_msg(depth_msg, self.bridge, min(max_pixels, color.shape[0] * color.shape[1]))
         except ValueError as e:
             raise FrameSkipped("bad image", str(e)) from None
         intrinsics = None
         if self.params.mode == "depth":
-            if info_msg is None:
-                raise FrameSkipped("no camera_info", "waiting for color/camera_info")
-            if size != (0, 0) and size != (color.shape[1], color.shape[0]):
-                raise FrameSkipped("bad camera_info", f"camera_info is for {size[0]}x{size[1]} images, "
-                                                      f"the colour image is {color.shape[1]}x{color.shape[0]}")
             try:
                 intrinsics = Intrinsics.from_k(info_msg.k)
             except ValueError as e:

@@ -30,8 +30,8 @@ from ..learn.features import with_mirror_images
 from ..learn.model import derived_name, is_negative, negative_in_other_case
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
-from .patches import DetectedObject, jittered_crop, occluded_crop, rebalanced
-from .results import CLASS_NAME, CLASS_NAME_RULE
+from .patches import DetectedObject, Extraction, jittered_crop, occluded_crop, rebalanced
+from .results import CLASS_NAME, CLASS_NAME_RULE, FrameLabels
 
 DEFAULT_VIEWS, MAX_VIEWS = 10, 200
 SELECT_MODES = ("center", "largest")
@@ -203,6 +203,8 @@ class _Session:
     last_view: float = 0.0  # when the latest view was taken (the start before the first)
     sources: list[_ViewSource] = field(default_factory=list)  # each view's crop, and what its extra crops are cut from
     skipped: int = 0  # processed frames without the requested object
+    # The latest view's frame: its segments, their labels then, and which one is the view (`_after_note`)
+    frame: tuple[Extraction, FrameLabels, int] | None = None
 
     @property
     def views(self) -> int:
@@ -290,21 +292,24 @@ class Teacher:
                 return self._expired(s) or []
             obj = result.extraction.objects[i]
             s.sources.append(self._view_source(result.color, obj))
+            s.frame = (result.extraction, result.labels, i)
             s.last_view = self._clock()
             if s.views < req.views:
                 return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))]
             self._session = None
         # Extra crops and features outside any lock (frames keep flowing); the index changes under the write lock.
         if self._on_done is None:
-            return [self._apply(req, *self._examples(s.sources), s.views, heights=[v.top for v in s.sources])]
-        threading.Thread(target=self._apply_in_background, args=(req, s.sources),
+            return [self._apply(req, *self._examples(s.sources), s.views, heights=[v.top for v in s.sources],
+                                frame=s.frame)]
+        threading.Thread(target=self._apply_in_background, args=(req, s.sources, s.frame),
                          name="robot_classify_teach", daemon=True).start()
         return []
 
-    def _apply_in_background(self, req: TeachRequest, sources: list[_ViewSource]) -> None:
+    def _apply_in_background(self, req: TeachRequest, sources: list[_ViewSource],
+                             frame: tuple[Extraction, FrameLabels, int] | None = None) -> None:
         try:
             status = self._apply(req, *self._examples(sources, yield_cpu=True), len(sources), yield_cpu=True,
-                                 heights=[v.top for v in sources])
+                                 heights=[v.top for v in sources], frame=frame)
         except Exception as e:  # noqa: BLE001 -- reported as a status, never a dead thread
             status = self._failed(req.label, f"could not add the views: {type(e).__name__}: {e}", len(sources),
                                   req.views)
@@ -396,13 +401,38 @@ class Teacher:
         return f"{s.skipped} frame(s) without the object skipped" if s.skipped else ""
 
     def _apply(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
-               yield_cpu: bool = False, heights: list[float | None] | None = None) -> TeachStatus:
+               yield_cpu: bool = False, heights: list[float | None] | None = None,
+               frame: tuple[Extraction, FrameLabels, int] | None = None) -> TeachStatus:
         """Features, then the novelty scale under the read lock (frames go on), then the append
         under the write lock, one request at a time. With `mirror`, each crop's mirror image is an example too: a
         turned object shows its other side, and ten views are few (bench/teach_bench.py). `heights`:
-        each view's height above the support, the poses it was taught in (`ClassifierModel.resting`)."""
+        each view's height above the support, the poses it was taught in (`ClassifierModel.resting`).
+        `frame`: the latest view's frame, asked again afterwards (`_after_note`)."""
         with self._apply_lock:  # two finished requests (a slow cnn apply) never grow the index at once
-            return self._apply_locked(req, patches, groups, views, yield_cpu, heights)
+            status = self._apply_locked(req, patches, groups, views, yield_cpu, heights)
+        if status.state == "done" and frame is not None:
+            status.reason = self._after_note(req.label, *frame)
+        return status
+
+    def _after_note(self, label: str, ex: Extraction, before: FrameLabels, view: int) -> str:
+        """What teaching changed in its own frame, said in the done status: other objects there the
+        taught label now takes (a new class's few views win neighbours the renders held, found from
+        outside: a drill and a soup can became `my_box` at 0.95), and a taught view the size or pose
+        check still keeps `unknown` (its product's size rules that view out; found from outside:
+        "done", and the mustard stayed unknown)."""
+        after = self.processor.label_extraction(ex, before.stamp, before.frame_id).objects
+        notes = []
+        taken = [f"{b.label} at x {b.bbox[0]}, y {b.bbox[1]}" for j, (b, a) in enumerate(zip(before.objects, after))
+                 if j != view and a.label == label and b.label != label]
+        if taken:
+            notes.append(f"{len(taken)} other object{'s' * (len(taken) > 1)} of the teaching frame now "
+                         f"take{'s' * (len(taken) == 1)} {label!r} too (before: {'; '.join(taken)}): teach {'them' if len(taken) > 1 else 'it'} "
+                         "as their own class or as 'unknown', or teach more views")
+        if after[view].label != label and label in after[view].ruled_out:
+            notes.append(f"the size and pose check rules {label!r} out for the taught view itself (the product's "
+                         "size or resting poses do not fit it), so it stays unknown there; set pose_check false, or "
+                         "teach it under a name of its own")
+        return "; ".join(notes)
 
     def _apply_locked(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
                       yield_cpu: bool, heights: list[float | None] | None) -> TeachStatus:
@@ -424,8 +454,20 @@ class Teacher:
         return TeachStatus(req.label, "done", views, req.views, n, list(model.class_names), "")
 
     def forget(self, text: str) -> TeachStatus:
-        """`~/forget`: remove a class and its examples (an original class too)."""
+        """`~/forget`: remove a class and its examples (an original class too). The class as plain
+        text, or as `~/teach` takes it: {"label": "..."} (found from outside: that was refused as
+        "not a class of the model")."""
         label = (text or "").strip()
+        if label.startswith("{"):
+            try:
+                doc = json.loads(label)
+            except json.JSONDecodeError as e:
+                return self._failed("", f"not valid JSON: {e.msg}; send the class's name, or {{\"label\": NAME}}",
+                                    action="forget")
+            if not isinstance(doc, dict) or set(doc) != {"label"} or not isinstance(doc["label"], str):
+                return self._failed("", 'a JSON request to forget is {"label": NAME} and nothing else',
+                                    action="forget")
+            label = doc["label"].strip()
         if not label:
             return self._failed("", "empty label: send the class to forget", action="forget")
         p, model = self.processor, self.model

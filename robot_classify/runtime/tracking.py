@@ -148,6 +148,15 @@ class Evidence:
                 or self.log[best] - self.log[self.label] > p.switch_margin:
             self.label = best
 
+    def forget(self, name: str) -> None:
+        """A class the model no longer has: its evidence goes, and the label falls to the best of
+        the rest (a forgotten class had stayed the fused label for ten frames)."""
+        self.log.pop(name, None)
+        if not self.log:  # its only hypothesis: nothing is known of it now
+            self.log[UNKNOWN] = 0.0
+        if self.label == name:
+            self.label = max(self.log, key=self.log.__getitem__)
+
     def fused(self) -> tuple[str, float]:
         """(label, its softmax share among the hypotheses seen)."""
         m = max(self.log.values())
@@ -256,6 +265,12 @@ class Tracker:
         """Every track ended (ids keep counting: an id never names two objects)."""
         with self._lock:
             self.tracks, self._last_ns = [], None
+
+    def forget(self, name: str) -> None:
+        """`~/forget`: no track keeps `name` as its fused label or as evidence."""
+        with self._lock:
+            for t in self.tracks:
+                t.evidence.forget(name)
 
     def update(self, labels: FrameLabels) -> FrameLabels:
         """The frame's objects, each with its track (`ObjectResult.track`), in the same order."""
