@@ -269,8 +269,8 @@ def test_the_done_status_says_what_teaching_took_in_its_own_frame():
     t.request('{"label": "green_box", "views": 1, "select": {"x": 130, "y": 240}}')
     (s,) = t.offer(frame)
     assert s.state == "done"
-    assert "1 other object of the teaching frame now takes 'green_box' too (before: " in s.reason
-    assert "at x 400, y 200" in s.reason
+    assert "1 other object of the teaching frame is named otherwise now (" in s.reason
+    assert "_box -> green_box at x 400, y 200): teach it as its own class" in s.reason
     # a class whose product cannot be a 6 x 8 cm box: the view stays unknown, and the status says why
     t.request('{"label": "large_marker", "views": 1, "select": {"x": 130, "y": 240}}')
     (s,) = t.offer(run(p, [(100, 200, GREEN)]))
@@ -510,6 +510,22 @@ def test_teaching_turns_on_balanced_votes_and_forget_shrinks_the_raised_k(tmp_pa
     assert t.forget("red_box").state == "done" and clf.n_neighbors_ == 10
     assert t.forget("blue_box").state == "done" and clf.n_neighbors_ == 4  # what is left, not a refusal
     assert run(p, [(300, 200, GREEN)]).labels.objects[0].label == "green_box"
+
+
+def test_forgetting_the_class_that_switched_the_vote_restores_it():
+    """Found from outside: a new class taught and forgotten left the default voting balanced over
+    10 neighbours, and a Cheez-It box it had named stayed `unknown`."""
+    p = processor_for(two_class_model())
+    t = Teacher(p, jitter_crops=0, occluded_crops=0)
+    clf = p.model.classifier
+    before = (clf.k, clf.n_neighbors, clf.n_neighbors_, clf.class_weight)
+    for label in ("green_box", "purple_box"):
+        t.request(f'{{"label": "{label}", "views": 1}}')
+        assert t.offer(run(p, [(300, 200, GREEN if label == "green_box" else PURPLE)]))[-1].state == "done"
+    assert clf.class_weight == "balanced"
+    assert t.forget("green_box").state == "done" and clf.class_weight == "balanced"  # purple_box still small
+    assert t.forget("purple_box").state == "done"
+    assert (clf.k, clf.n_neighbors, clf.n_neighbors_, clf.class_weight) == before
 
 
 def test_a_new_class_switches_the_vote_however_many_views_it_has():

@@ -85,6 +85,12 @@ class ClassifierModel:
     # a Master Chef can on its side. The default also lists a box's narrow side, which its renders
     # never show (sim.object_catalog.resting_heights). None, or a class not listed: any pose.
     resting: dict[str, tuple[float, ...]] | None = None
+    # The vote before teaching switched it to balanced weights (`add_features`), and the classes
+    # whose teaching did: forgetting the last of them restores the vote (in this process; a saved
+    # taught model keeps the balanced vote). Found from outside: after teaching a new class and
+    # forgetting it, a Cheez-It box the untaught default had named stayed `unknown`.
+    _vote_before_teaching: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    _switched_by: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def negative_classes(self) -> np.ndarray:
@@ -150,9 +156,13 @@ class ClassifierModel:
         self._taught_resting(label, heights, new)
         small = new or self.class_count(label) < SMALL_CLASS * np.median(np.bincount(clf.y_))
         if small and (clf.class_weight is None or clf.n_neighbors_ < TAUGHT_K):
+            if self._vote_before_teaching is None:
+                self._vote_before_teaching = (clf.k, clf.n_neighbors, clf.n_neighbors_, clf.class_weight)
             clf.class_weight = "balanced"
             clf.k = clf.n_neighbors_ = max(clf.n_neighbors_, min(TAUGHT_K, clf.index_.ntotal))
             clf.n_neighbors = None
+        if small and self._vote_before_teaching is not None:
+            self._switched_by.add(label)
         return self.class_count(label)
 
     def reserve(self, n: int) -> None:
@@ -206,6 +216,12 @@ class ClassifierModel:
         self.class_names.pop(c)
         self._any_pose(label)  # taught again later, it starts from its new views
         clf.classes_ = np.where(clf.classes_ > c, clf.classes_ - 1, clf.classes_)
+        self._switched_by.discard(label)
+        if self._vote_before_teaching is not None and not self._switched_by:  # the vote as before teaching
+            k, n_neighbors, in_force, weight = self._vote_before_teaching
+            clf.k, clf.n_neighbors, clf.class_weight = k, n_neighbors, weight
+            clf.n_neighbors_ = min(in_force, clf.index_.ntotal)
+            self._vote_before_teaching = None
 
     def _any_pose(self, label: str) -> None:
         if self.resting and label in self.resting:  # ({}: the model still records the poses of new classes)

@@ -415,19 +415,21 @@ class Teacher:
         return status
 
     def _after_note(self, label: str, ex: Extraction, before: FrameLabels, view: int) -> str:
-        """What teaching changed in its own frame, said in the done status: other objects there the
-        taught label now takes (a new class's few views win neighbours the renders held, found from
-        outside: a drill and a soup can became `my_box` at 0.95), and a taught view the size or pose
+        """What teaching changed in its own frame, said in the done status: other objects there named
+        otherwise now (a new class's few views win neighbours the renders held, found from outside:
+        a drill and a soup can became `my_box` at 0.95, and its balanced votes turned a Cheez-It box
+        `unknown`), and a taught view the size or pose
         check still keeps `unknown` (its product's size rules that view out; found from outside:
         "done", and the mustard stayed unknown)."""
         after = self.processor.label_extraction(ex, before.stamp, before.frame_id).objects
         notes = []
-        taken = [f"{b.label} at x {b.bbox[0]}, y {b.bbox[1]}" for j, (b, a) in enumerate(zip(before.objects, after))
-                 if j != view and a.label == label and b.label != label]
-        if taken:
-            notes.append(f"{len(taken)} other object{'s' * (len(taken) > 1)} of the teaching frame now "
-                         f"take{'s' * (len(taken) == 1)} {label!r} too (before: {'; '.join(taken)}): teach {'them' if len(taken) > 1 else 'it'} "
-                         "as their own class or as 'unknown', or teach more views")
+        changed = [f"{b.label} -> {a.label} at x {b.bbox[0]}, y {b.bbox[1]}"
+                   for j, (b, a) in enumerate(zip(before.objects, after)) if j != view and a.label != b.label]
+        if changed:  # the taught label taking them, or a new class's balanced votes moving them
+            one = len(changed) == 1
+            notes.append(f"{len(changed)} other object{'' if one else 's'} of the teaching frame "
+                         f"{'is' if one else 'are'} named otherwise now ({'; '.join(changed)}): teach "
+                         f"{'it as its' if one else 'them as their'} own class or as 'unknown', or teach more views")
         if after[view].label != label and label in after[view].ruled_out:
             notes.append(f"the size and pose check rules {label!r} out for the taught view itself (the product's "
                          "size or resting poses do not fit it), so it stays unknown there; set pose_check false, or "
