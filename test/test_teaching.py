@@ -273,8 +273,22 @@ def test_the_done_status_says_what_teaching_took_in_its_own_frame():
     assert "_box -> green_box at x 400, y 200): teach it as its own class" in s.reason
     # a class whose product cannot be a 6 x 8 cm box: the view stays unknown, and the status says why
     t.request('{"label": "large_marker", "views": 1, "select": {"x": 130, "y": 240}}')
-    (s,) = t.offer(run(p, [(100, 200, GREEN)]))
+    (s,) = t.offer(run(p, [(100, 200, PURPLE)]))
     assert s.state == "done" and "rules 'large_marker' out for the taught view itself" in s.reason
+    # and /object_labels says why it is unknown (0.9.8)
+    (o,) = run(p, [(100, 200, PURPLE)]).labels.objects
+    assert o.label == "unknown" and o.unknown_reason == "size_or_pose"
+    assert o.to_doc()["unknown_reason"] == "size_or_pose" and "unknown_reason" not in run(
+        p, [(100, 200, RED)]).labels.objects[0].to_doc()
+
+
+def test_an_object_the_negative_examples_win_says_so():
+    p = processor_for(two_class_model())
+    t = Teacher(p)
+    t.request('{"label": "unknown", "views": 1}')
+    assert t.offer(run(p, [(300, 200, PURPLE)]))[-1].state == "done"
+    (o,) = run(p, [(300, 200, PURPLE)]).labels.objects
+    assert (o.label, o.unknown_reason) == ("unknown", "unknown_examples")
 
 
 def test_forget_takes_the_class_as_teach_takes_it_too():

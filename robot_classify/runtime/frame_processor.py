@@ -138,7 +138,7 @@ class FrameProcessor:
         with self._lock:  # a consistent set of thresholds; classification itself runs unlocked (workers: 2+)
             min_score, top_k, k = self.min_score, self.top_k, self.k
         stages = {"features": 0.0, "classifier": 0.0} if stages is None else stages
-        labels, proba, known, names, sha, resting = self._classify(ex, k, stages)
+        labels, proba, known, winner, names, sha, resting = self._classify(ex, k, stages)
         if min_score < 0:  # the model's own default, chosen on its validation data
             min_score = self.model.default_min_score
         fits = None
@@ -150,17 +150,21 @@ class FrameProcessor:
                              [o.truncated for o in ex.objects] if pose else None,
                              resting if pose else None)
         objects = []
-        for n, (obj, lab, p, familiar) in enumerate(zip(ex.objects, labels, proba, known)):
-            if fits is not None and not fits[n, lab]:
+        for n, (obj, lab, p, familiar, won) in enumerate(zip(ex.objects, labels, proba, known, winner)):
+            geometry = fits is not None and not fits[n, lab]
+            if geometry:
                 # The best class's product cannot be this segment: unknown. (The runner-up was
                 # tried: on 17 real frames it was wrong far more often than right, doc/real_frames.md.)
                 familiar = False
             order = alternatives(p, names, top_k)
             score = float(p[lab])
+            # unknown: a low score, or farther from the training data than validation warrants (open set)
+            label = decide_label(names[lab], score, min_score, bool(familiar))
+            reason = None if label != UNKNOWN else "size_or_pose" if geometry else \
+                "unknown_examples" if won != lab else "unfamiliar" if not familiar else "below_min_score"
             objects.append(ObjectResult(
                 instance=int(obj.instance),
-                # unknown: a low score, or farther from the training data than validation warrants (open set)
-                label=decide_label(names[lab], score, min_score, bool(familiar)),
+                label=label,
                 score=score,
                 top_k=tuple((names[i], float(p[i])) for i in order),
                 bbox=tuple(int(v) for v in obj.bbox),
@@ -168,21 +172,23 @@ class FrameProcessor:
                 pixels=int(obj.pixels),
                 extent=None if obj.extent is None else tuple(float(v) for v in obj.extent),
                 ruled_out=() if fits is None else tuple(names[i] for i in order if not fits[n, i]),
+                unknown_reason=reason,
             ))
         return FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, sha,
                            tuple(objects), ex.warning or None)
 
     def _classify(self, ex: Extraction, k: int | None, stages: dict[str, float]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], str, dict | None]:
-        """Labels, scores, open-set verdicts, class names, model identity and the poses its classes
-        may be named in, read under the model's read lock: teaching changes the examples between
-        frames, never while a worker classifies one."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], str, dict | None]:
+        """Labels, scores, open-set verdicts, the classes that won (a negative one included), class
+        names, model identity and the poses its classes may be named in, read under the model's read
+        lock: teaching changes the examples between frames, never while a worker classifies one."""
         with self.model_lock.reading():
             names, sha, resting = list(self.model.class_names), self.model_sha256, self.model.resting
             t1 = time.perf_counter()
             pred = self.model.classify(ex.patches, k=k, stage_ms=stages)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
-            return pred.labels, pred.proba, pred.known, names, sha, resting
+            winner = pred.labels if pred.winner is None else pred.winner
+            return pred.labels, pred.proba, pred.known, winner, names, sha, resting
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node

@@ -48,6 +48,13 @@ class TrackLabel:
                    int(doc.get("track_hits", 1)), bool(doc.get("track_confirmed", True)))
 
 
+# Why an object is `unknown`, in the order the node checks: its best class's product cannot be
+# this segment (size or resting pose, runtime.object_sizes); the model's negative examples
+# (`unknown`, `distractor`) are nearest; it is farther from the training data than validation
+# allows (open set); its best class scores below min_score.
+UNKNOWN_REASONS = ("size_or_pose", "unknown_examples", "unfamiliar", "below_min_score")
+
+
 @dataclass(frozen=True)
 class ObjectResult:
     instance: int
@@ -66,6 +73,10 @@ class ObjectResult:
     # resting pose). Not published: the tracker reads it, so that a view the geometry rules out
     # counts against the class however the crop scored (`tracking.Evidence`).
     ruled_out: tuple[str, ...] = ()
+    # Why `label` is unknown (`UNKNOWN_REASONS`); None for a named object. Published, optional: a
+    # team teaching its objects must know whether a score, the geometry or the negative examples
+    # kept a name off (found from outside: a taught mustard stayed unknown with no way to tell why).
+    unknown_reason: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {"instance": self.instance, "label": self.label, "score": self.score,
@@ -78,6 +89,8 @@ class ObjectResult:
             doc["pixels"] = self.pixels
         if self.visible_fraction is not None:
             doc["visible_fraction"] = self.visible_fraction
+        if self.unknown_reason is not None:
+            doc["unknown_reason"] = self.unknown_reason
         if self.track is not None:
             doc.update(self.track.to_doc())
         return doc
@@ -98,7 +111,8 @@ class ObjectResult:
                    pixels=None if pixels is None else int(pixels),
                    visible_fraction=None if visible is None else float(visible),
                    extent=None if extent is None else tuple(float(extent[k]) for k in "xyz"),
-                   track=TrackLabel.from_doc(doc))
+                   track=TrackLabel.from_doc(doc),
+                   unknown_reason=None if doc.get("unknown_reason") is None else str(doc["unknown_reason"]))
 
 
 @dataclass(frozen=True)
