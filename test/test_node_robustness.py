@@ -43,6 +43,15 @@ def test_top_k_above_the_class_count_means_every_class_at_run_time_too(harness):
     lengths = [len(o["top_k"]) for o in doc["objects"]]
     assert lengths and all(3 < n <= 10 for n in lengths), lengths
     assert all(t["score"] > 0 for o in doc["objects"] for t in o["top_k"])
+    # stored as a double: it had read back as an INTEGER parameter (found from outside)
+    from rcl_interfaces.msg import ParameterType
+    from rcl_interfaces.srv import GetParameters
+
+    client = harness.node.create_client(GetParameters, "/robot_classify/get_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+    got = harness._call(client, GetParameters.Request(names=["min_score"])).values[0]
+    assert (got.type, got.double_value) == (ParameterType.PARAMETER_DOUBLE, 0.0)
+    harness.node.destroy_client(client)
     assert all(r.successful for r in harness.set_parameters(top_k=3, k=0, min_score=-1.0))
 
 

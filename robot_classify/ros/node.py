@@ -114,7 +114,24 @@ class _ClassifyPipeline:
         if unknown:
             self.get_logger().warning(f"parameters given to this node that it does not have, ignored: "
                                       f"{', '.join(unknown)} (a typo? see doc/parameters.md)")
+        self.add_pre_set_parameters_callback(self._as_declared)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    @staticmethod
+    def _as_declared(params: list[Parameter]) -> list[Parameter]:
+        """A value of another type that `check_value` accepts (`min_score 1`, a YAML `true` for an
+        on/off switch) is stored as the parameter's own type: it had read back as an INTEGER
+        (found from outside). Values it refuses pass unchanged, for `_on_set_parameters` to refuse."""
+        out = []
+        for prm in params:
+            spec = PARAMETERS.get(prm.name)
+            if spec is not None and (spec.on_off or isinstance(spec.default, float)):
+                try:
+                    prm = Parameter(prm.name, value=check_value(prm.name, prm.value))
+                except (ParameterError, TypeError, ValueError):
+                    pass
+            out.append(prm)
+        return out
 
     def _configure(self) -> None:
         """Parameters checked, model loaded, processor built; raises with a clear message."""
