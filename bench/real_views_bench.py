@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from teach_real_bench import REPO, load_frames  # noqa: E402  (also puts this checkout first on sys.path)
+from teach_real_bench import load_frames  # noqa: E402  (also puts this checkout first on sys.path)
 
 from robot_classify.data.matching import match_boxes  # noqa: E402
 from robot_classify.evaluation.run_context import git_commit  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
              "hog_color": FeaturePipeline("hog_color").fit(patches).transform(patches)}
     renders = nearest_render(model, X)
     doc = {"machine": platform.processor() or platform.machine(), "code": git_commit(exclude=("bench/results",)),
-           "repo": REPO.name, "bags": [Path(b).name for b in args.bags], "segments": len(labels),
+           "bags": [Path(b).name for b in args.bags], "segments": len(labels),
            "class_objects": int(np.isin(labels, classes).sum()), "kinds": {},
            # the renders alone: nearer than every reference, over the same queries
            "renders": nearest_across_sources(X, labels, sources, classes, True, (np.full(len(labels), -1.0), renders[1])),

@@ -245,9 +245,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     missing = {n for n in data.class_names if not is_negative(n)} - set(model.class_names)
     if missing:
         raise ValueError(f"dataset classes not known to the model: {sorted(missing)}")
-    # model class index per crop; -1 for a crop of no class (a negative label)
-    remap = np.array([-1 if is_negative(n) else model.class_names.index(n) for n in data.class_names], np.int64)
-    truth = remap[data.labels] if len(data.labels) else np.zeros(0, np.int64)
+    # model class index per crop (-1: a label the model lacks); truth: -1 for a crop of no class
+    own = np.array([model.class_names.index(n) if n in model.class_names else -1 for n in data.class_names],
+                   np.int64)
+    rows = own[data.labels] if len(data.labels) else np.zeros(0, np.int64)
+    truth = np.where(np.isin(rows, model.negative_classes), -1, rows)
     real = truth >= 0
     from tqdm.auto import tqdm
 
@@ -269,9 +271,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         report["accuracy"] = None
     # The confusion is over what won, a negative label included (the node says `unknown` there),
     # and its rows of the model's negative labels hold the crops of that label: both had been zero
-    own = np.array([model.class_names.index(n) if n in model.class_names else -1 for n in data.class_names],
-                   np.int64)
-    rows = own[data.labels] if len(data.labels) else np.zeros(0, np.int64)
     report["confusion"]["matrix"] = confusion_matrix(rows[rows >= 0], won[rows >= 0],
                                                      len(model.class_names)).tolist()
     report["confusion"]["note"] = ("rows: the crops' labels; columns: the class that won, a negative label "

@@ -105,6 +105,5 @@ class AnswerEvidence:
         without a calibration, whose raw scores are not comparable."""
         if self.model.calibration is None or not named.any():
             return None
-        proba, _ = self.model.calibration.apply(ev)
-        score = proba[np.arange(len(y)), ev.labels][named]
-        return float(expected_calibration_error(score, (ev.labels == y)[named]))
+        score, _ = self.model.calibration.winner_scores(ev)
+        return float(expected_calibration_error(score[named], (ev.labels == y)[named]))

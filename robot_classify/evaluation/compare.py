@@ -19,7 +19,7 @@ from ..data.bags import read_frames
 from ..runtime.image_conversion import color_from_msg
 from .failures import RED, WHITE, box_crop
 from .metrics import defined_rates
-from .report_html import CSS, SELF_CHECK, _f3, _headline, _table, answer_text
+from .report_html import CSS, SELF_CHECK, _f3, _headline, _table, answer_text, class_objects_matched
 
 BLUE = (40, 90, 255)
 HEADLINE = ("object_accuracy", "detection_recall", "detection_precision")
@@ -166,11 +166,6 @@ def compare_reports(dir_a: str | Path, dir_b: str | Path, out: str | Path, bag: 
     (out / "compare.md").write_text(compare_markdown(result, ma, mb))
     (out / "compare.html").write_text(_compare_html(result, ma, mb, out))
     return result
-
-
-def class_objects_matched(m: dict[str, Any]) -> int:
-    """The matched objects a report's object accuracy is over: those of its model's classes."""
-    return m["objects"]["matched"] - m["non_class_objects"]["matched"]
 
 
 def _rows(ma: dict[str, Any], mb: dict[str, Any]) -> list[list[str]]:

@@ -119,15 +119,20 @@ def _name_scores(nm: dict[str, Any]) -> str:
     return f"; their scores: mean {nm['mean_score']:.2f}, ECE {nm['ece']:.2f}"
 
 
+def class_objects_matched(m: dict[str, Any]) -> int:
+    """The matched objects a report's object accuracy is over: those of its model's classes."""
+    return m["objects"]["matched"] - m["non_class_objects"]["matched"]
+
+
 def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(name, value, detail) for the top of the page and summary.md."""
     c, nc, f, t = m["centroid_error_mm"], m["non_class_objects"], m["failures"], m["timing_ms"].get("total")
     nm = m["named"]
     lat = t or m["latency_ms"]
+    counted = class_objects_matched(m)
     rows = [
-        ("object accuracy", _pct(m["object_accuracy"]) if m["objects"]["matched"] > nc["matched"] else "n/a",
-         f"{m['objects']['matched'] - nc['matched']} matched objects "
-                                                        "of the model's classes"),
+        ("object accuracy", _pct(m["object_accuracy"]) if counted > 0 else "n/a",
+         f"{counted} matched objects of the model's classes"),
         ("named precision", "n/a" if nm["precision"] is None else _pct(nm["precision"]),
          f"{nm['right']} of {nm['named']} class names right (wrong: {nm['wrong_class']} another class, "
          f"{_n(nm['non_class_named'], 'object')} of no class, {nm['clutter_named']} clutter: "

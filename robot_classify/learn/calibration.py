@@ -191,6 +191,11 @@ class Calibration:
             raise ValueError(f"calibration must be an object with exactly the fields {sorted(fields)}")
         return cls(**obj)
 
+    def winner_scores(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        """(each answer's calibrated score for the class that won it, its novelty)."""
+        proba, novelty = self.apply(ev)
+        return proba[np.arange(len(proba)), ev.labels], novelty
+
     def apply(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
         """(calibrated proba (n, C) over the classifier's classes, novelty (n,))."""
         if self.method == "temperature":
@@ -289,8 +294,8 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
         params = {"bias": float(w[0]), "share_weight": float(w[1]), "distance_weight": float(w[2]),
                   "distance_scale": scale}
     draft = Calibration(method, params, 0.5, None, 0.0, len(y))
-    proba, novelty = draft.apply(ev)
-    score, correct, novelty = proba[rows, ev.labels][named], (ev.labels == y)[named], novelty[named]
+    score, novelty = draft.winner_scores(ev)
+    score, correct, novelty = score[named], (ev.labels == y)[named], novelty[named]
     draft.ece = min(max(expected_calibration_error(score, correct), 0.0), 1.0) if len(score) else 0.0
     draft.min_score = choose_min_score(score, correct)
     # Unknown beyond what the validation data reaches: reject at most KNOWN_LOSS of the right answers.

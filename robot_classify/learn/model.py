@@ -64,11 +64,11 @@ def is_resting_height(h: Any) -> bool:
 class Prediction:
     """Per patch: label index, calibrated scores over all classes, and the open-set verdict.
     `winner`: the class that won, a negative one (`unknown`, `distractor`) included, where
-    `labels` gives the best real class beside a negative win (None: as `labels`)."""
+    `labels` gives the best real class beside a negative win."""
     labels: np.ndarray
     proba: np.ndarray
     known: np.ndarray
-    winner: np.ndarray | None = None
+    winner: np.ndarray
 
 
 @dataclass

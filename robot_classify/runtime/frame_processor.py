@@ -187,8 +187,7 @@ class FrameProcessor:
             t1 = time.perf_counter()
             pred = self.model.classify(ex.patches, k=k, stage_ms=stages)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
-            winner = pred.labels if pred.winner is None else pred.winner
-            return pred.labels, pred.proba, pred.known, winner, names, sha, resting
+            return pred.labels, pred.proba, pred.known, pred.winner, names, sha, resting
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node

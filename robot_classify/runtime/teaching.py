@@ -418,9 +418,8 @@ class Teacher:
         """What teaching changed in its own frame, said in the done status: other objects there named
         otherwise now (a new class's few views win neighbours the renders held, found from outside:
         a drill and a soup can became `my_box` at 0.95, and its balanced votes turned a Cheez-It box
-        `unknown`), and a taught view the size or pose
-        check still keeps `unknown` (its product's size rules that view out; found from outside:
-        "done", and the mustard stayed unknown)."""
+        `unknown`), and a taught view the size or pose check still keeps `unknown` (its product's
+        size rules that view out; found from outside: "done", and the mustard stayed unknown)."""
         after = self.processor.label_extraction(ex, before.stamp, before.frame_id).objects
         notes = []
         changed = [f"{b.label} -> {a.label} at x {b.bbox[0]}, y {b.bbox[1]}"
@@ -449,8 +448,7 @@ class Teacher:
             with p.model_lock.writing():
                 n = model.add_features(X, req.label, scale, heights)
                 p.model_sha256 = _chain(p.model_sha256, b"teach", req.label.encode(), np.ascontiguousarray(X).tobytes())
-                _record(model, {"teach": req.label, "views": views, "examples": int(len(patches))})
-                p.model_name = model.meta["name"]
+                _record(p, {"teach": req.label, "views": views, "examples": int(len(patches))})
         except (ValueError, RuntimeError) as e:
             return self._failed(req.label, f"could not add the views: {e}", views, req.views)
         return TeachStatus(req.label, "done", views, req.views, n, list(model.class_names), "")
@@ -493,8 +491,7 @@ class Teacher:
                     reason = str(e)
             if not reason:
                 p.model_sha256 = _chain(p.model_sha256, b"forget", label.encode())
-                _record(model, {"forget": label})
-                p.model_name = model.meta["name"]
+                _record(p, {"forget": label})
         if reason:
             return self._failed(label, reason, action="forget")
         return self._status(label, "done", action="forget")
@@ -531,13 +528,14 @@ def _features_between_frames(model, patches: np.ndarray, yield_cpu: bool = False
     return np.concatenate(out)
 
 
-def _record(model, event: dict[str, Any]) -> None:
+def _record(processor: FrameProcessor, event: dict[str, Any]) -> None:
     """The model file's `training` field keeps what was taught (informational), and its name says
-    that it was (`learn.model.derived_name`)."""
+    that it was (`learn.model.derived_name`), in the file and in what the processor publishes."""
+    model = processor.model
     training = dict(model.meta.get("training", {}))
     training["taught"] = [*training.get("taught", []), {**event, "at": datetime.now(timezone.utc).isoformat()}]
     model.meta["training"] = training
-    model.meta["name"] = derived_name(model.meta.get("name"), "taught")
+    model.meta["name"] = processor.model_name = derived_name(model.meta.get("name"), "taught")
 
 
 def _nothing_at(select: str | tuple[int, int]) -> str:
