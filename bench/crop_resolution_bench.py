@@ -24,7 +24,6 @@ sizes, not with the node's.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_views_bench import nearest_across_sources  # noqa: E402
+from real_views_bench import nearest_across_sources, write_results  # noqa: E402
 from teach_real_bench import load_frames  # noqa: E402  (also puts this checkout first on sys.path)
 
 from robot_classify.data.datasets import PROPS_CLASSES  # noqa: E402
@@ -150,10 +149,7 @@ def main() -> None:
             print(f"crop {size:3d} px (net {net_size:3d}, {layer:6s}): real views {a['right']}/{a['counted']} class "
                   f"refs, {b['right']}/{b['counted']} all refs; renders nearest {r['nearest']}/{r['counted']}, "
                   f"10-NN {r['vote_10']}/{r['counted']}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_results(doc, args.out)
 
 
 if __name__ == "__main__":

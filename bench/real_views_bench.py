@@ -92,6 +92,13 @@ def nearest_render(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dist[:, 0], np.asarray(model.class_names)[model.classifier.classes_[model.classifier.y_[idx[:, 0]]]]
 
 
+def write_results(doc: dict, path: str) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bags", nargs="+", required=True, help="labelled bags of real frames (import-dataset)")
@@ -122,10 +129,7 @@ def main() -> None:
     for key in ("renders", "renders + class refs", "renders + all refs"):
         r = doc[key]
         print(f"cnn_color  {key}: {r['right']}/{r['counted']} ({100 * r['right'] / r['counted']:.1f}%)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_results(doc, args.out)
 
 
 if __name__ == "__main__":
