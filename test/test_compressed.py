@@ -244,6 +244,22 @@ def test_trailing_zero_padding_is_no_truncation_and_a_cut_still_is():
             decode_color(fmt, data[:-40] + b"\x00" * 1000)
 
 
+def test_a_jpeg_followed_by_other_bytes_decodes_and_a_cut_one_still_does_not():
+    """Some MJPEG drivers fill the rest of a fixed-size buffer with other bytes than zeros: the
+    whole image was refused as truncated (found from outside). The end-of-image marker must follow
+    the last scan, also in a progressive JPEG (several scans)."""
+    rgb = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)
+    fmt, data = encode_color(rgb, "jpeg")
+    ok, progressive = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    junk = b"junk" * 200
+    np.testing.assert_array_equal(decode_color(fmt, data + junk), decode_color(fmt, data))
+    assert progressive.tobytes().count(b"\xff\xda") > 1
+    for whole in (data, progressive.tobytes()):
+        decode_color(fmt, whole + junk)
+        with pytest.raises(CompressedImageError, match="truncated"):
+            decode_color(fmt, whole[:-40] + junk)
+
+
 def test_a_png_sent_as_compressed_depth_without_its_header_says_so():
     _, png = encode_depth(depth_scene(), "png", )
     with pytest.raises(CompressedImageError, match="not its 12-byte header.*'16UC1; png compressed'"):

@@ -44,13 +44,14 @@ def scene(boxes) -> tuple[np.ndarray, np.ndarray]:
     return color, depth
 
 
-def two_class_model(kind: str = "knn", copies: int = 3) -> ClassifierModel:
+def two_class_model(kind: str = "knn", copies: int = 3, names: tuple[str, str] = ("red_box", "blue_box")
+                    ) -> ClassifierModel:
     crops = []
     for rgb in (RED, BLUE):
         c, d = scene([(300, 200, rgb)])
         crops.append(processor_for(None).process(c, d, Intrinsics(**KD), (0, 0), "f").extraction.patches[0])
     clf = KNNClassifier(1, "l2", device="cpu") if kind == "knn" else LinearClassifier(device="cpu")
-    model = ClassifierModel(FeaturePipeline("pixels", center=False), clf, ["red_box", "blue_box"])
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), clf, list(names))
     model.meta = {"name": "two", "sha256": "0" * 64}
     return model.fit(np.stack(crops * copies), np.array([0, 1] * copies))
 
@@ -289,6 +290,14 @@ def test_an_object_the_negative_examples_win_says_so():
     assert t.offer(run(p, [(300, 200, PURPLE)]))[-1].state == "done"
     (o,) = run(p, [(300, 200, PURPLE)]).labels.objects
     assert (o.label, o.unknown_reason) == ("unknown", "unknown_examples")
+    # ...also where the first class (the argmax of all-zero class scores) could not be this
+    # segment: it had said size_or_pose (found from outside)
+    p = processor_for(two_class_model(names=("large_marker", "blue_box")))
+    t = Teacher(p)
+    t.request('{"label": "unknown", "views": 1}')
+    assert t.offer(run(p, [(300, 200, PURPLE)]))[-1].state == "done"
+    (o,) = run(p, [(300, 200, PURPLE)]).labels.objects
+    assert (o.label, o.score, o.unknown_reason) == ("unknown", 0.0, "unknown_examples")
 
 
 def test_forget_takes_the_class_as_teach_takes_it_too():

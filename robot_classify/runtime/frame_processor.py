@@ -160,8 +160,10 @@ class FrameProcessor:
             score = float(p[lab])
             # unknown: a low score, or farther from the training data than validation warrants (open set)
             label = decide_label(names[lab], score, min_score, bool(familiar))
-            reason = None if label != UNKNOWN else "size_or_pose" if geometry else \
-                "unknown_examples" if won != lab else "unfamiliar" if not familiar else "below_min_score"
+            # The negative examples first: where they won, the best class is only the argmax of
+            # all-zero class scores, and its size check says nothing (found from outside).
+            reason = None if label != UNKNOWN else "unknown_examples" if won != lab else \
+                "size_or_pose" if geometry else "unfamiliar" if not familiar else "below_min_score"
             objects.append(ObjectResult(
                 instance=int(obj.instance),
                 label=label,
