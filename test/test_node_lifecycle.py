@@ -35,14 +35,17 @@ def test_lifecycle_transitions_including_a_failing_configure(tmp_path, default_m
     s = rendered(900_000_000)
     stamp = iter(range(1_770_000_000_000_000_000, 1_780_000_000_000_000_000, 100_000_000))
 
+    track_ids: list[set[int]] = []  # per labelled frame
+
     def labelled_within(timeout: float) -> bool:
         t = next(stamp)
         h.publish_frame(s.color, s.depth, camera_k(s), t)
         try:
-            h.wait_for(t, timeout)
-            return True
+            doc = h.wait_for(t, timeout)
         except TimeoutError:
             return False
+        track_ids.append({o["track_id"] for o in doc["objects"] if o.get("track_id") is not None})
+        return True
 
     def topics_up() -> bool:
         return h.node.count_subscribers(TOPICS[0]) > 0 and h.node.count_publishers("/object_labels") > 0
@@ -80,6 +83,13 @@ def test_lifecycle_transitions_including_a_failing_configure(tmp_path, default_m
         assert h.change_state("deactivate") is True
         assert h.change_state("cleanup") is True
         assert h.lifecycle_state() == "unconfigured" and h.wait_log("cleaned up")
+        # configured again: track ids go on, an id never names two objects while the node runs
+        # (they had started again at 1, found from outside)
+        assert h.change_state("configure") is True and h.change_state("activate") is True and _wait(topics_up)
+        time.sleep(0.5)
+        assert labelled_within(20.0)
+        assert track_ids[0] and track_ids[-1] and min(track_ids[-1]) > max(set().union(*track_ids[:-1]))
+        assert h.change_state("deactivate") is True and h.change_state("cleanup") is True
         assert h.change_state("shutdown") is True
         assert h.lifecycle_state() == "finalized"
         assert h.alive()

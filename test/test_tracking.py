@@ -115,6 +115,19 @@ def test_time_going_back_more_than_a_second_ends_every_track():
     assert ids(t.update(frame(0, obj(0, (0.0, 0.0, 1.0))))) == [2]  # 1.33 s back: a looped bag
 
 
+def test_seconds_without_a_frame_end_every_track_and_ids_go_on():
+    """A camera silent for minutes (a dropout, a stopped replay): its tracks and their fused
+    labels had carried over (found from outside). Ids keep counting, and a tracker started again
+    (a node configured again) goes on from the last one's."""
+    t = Tracker(TrackerParams(confirm_hits=1))
+    frames_per_s = round(1e9 / DT)
+    t.update(frame(0, obj(0, (0.0, 0.0, 1.0))))
+    assert ids(t.update(frame(4 * frames_per_s, obj(0, (0.0, 0.0, 1.0))))) == [1]  # 4 s: the same track
+    assert ids(t.update(frame(10 * frames_per_s, obj(0, (0.0, 0.0, 1.0))))) == [2]  # 6 s more: ended
+    again = Tracker(TrackerParams(confirm_hits=1), first_id=t.next_id)
+    assert ids(again.update(frame(0, obj(0, (0.0, 0.0, 1.0))))) == [3]
+
+
 def test_a_late_frame_reads_the_tracks_and_changes_none():
     """One frame a reliable transport delivers after a newer one (found from outside: it ended
     every track, and the planner's ids and fused labels with them)."""

@@ -102,6 +102,7 @@ class _ClassifyPipeline:
     # unconfigured, as lifecycle managers expect (a configure that failed on a bad model_path is
     # then fixed by setting it); the plain node configures at start, so they are read-only there.
     _static_while_unconfigured = False
+    _next_track_id = 1  # the first track id of the next configuration (`_cleanup` keeps the count)
 
     def _declare(self) -> None:
         # Values given at start (-p, a params file) pass through `_as_declared` too, before they are
@@ -161,7 +162,9 @@ class _ClassifyPipeline:
         self._slop_ns = int(p["sync_slop"] * 1e9)
         self._reliability = p["qos.reliability"]
         # One tracker per node, updated at publish time in publish order (runtime/tracking.py).
-        self.tracker = Tracker(TrackerParams.from_parameters(p)) if p["tracking.enabled"] else None
+        # Ids go on from the previous configuration's: an id never names two objects while the node runs.
+        self.tracker = Tracker(TrackerParams.from_parameters(p), self._next_track_id) if p["tracking.enabled"] \
+            else None
         self.processor = processor  # last: set means configured
 
     def _reset_state(self) -> None:
@@ -281,6 +284,8 @@ class _ClassifyPipeline:
 
     def _cleanup(self) -> None:
         """The model and everything built from it released (configure loads them again)."""
+        if getattr(self, "tracker", None) is not None:  # none after a configure that failed
+            self._next_track_id = self.tracker.next_id
         self.processor = self.model = self.teacher = self.sync = self.tracker = None
         gc.collect()
 
@@ -823,8 +828,8 @@ class ManagedClassifyNode(_ClassifyPipeline, LifecycleNode):
             self._configure()
             self.processor.warm_up()  # first-use costs here, so that activate is quick
         except Exception as e:  # noqa: BLE001 -- a failed configure is an answer: unconfigured, with the reason
-            self._cleanup()
             self.get_logger().error(f"configure failed, still unconfigured: {type(e).__name__}: {e}")
+            self._cleanup()  # after the reason is logged: it stays in the log whatever happens here
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"configured: model {self.processor.model_name} ({self.model.kind}, "
                                f"{len(self.model.known_class_names)} classes); inactive until activate")
@@ -834,8 +839,8 @@ class ManagedClassifyNode(_ClassifyPipeline, LifecycleNode):
         try:
             self._activate()
         except Exception as e:  # noqa: BLE001
-            self._deactivate()
             self.get_logger().error(f"activate failed, still inactive: {type(e).__name__}: {e}")
+            self._deactivate()
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info("activated: subscribed and publishing")
         return super().on_activate(state)

@@ -243,16 +243,22 @@ def association_costs(tracks: Sequence[Track], objects: Sequence[ObjectResult], 
 
 
 RESET_BACK_S = 1.0  # a stamp further back than this is a new time line; nearer, a late frame
+# A stamp this far after the last frame ends every track too: a camera silent for seconds (a
+# dropout, a stopped replay) says nothing of where things are now, and max_misses counts frames,
+# not time (tracks and their fused labels had carried over minutes of silence, found from outside).
+RESET_GAP_S = 5.0
 
 
 class Tracker:
     """Tracks across frames; `update` once per frame, in stamp order. Thread-safe (one lock),
     so parameters may change from the ROS parameter thread while a worker publishes."""
 
-    def __init__(self, params: TrackerParams | None = None) -> None:
+    def __init__(self, params: TrackerParams | None = None, first_id: int = 1) -> None:
+        """`first_id`: where ids start; a node configured again goes on from its last tracker's
+        `next_id`, so that an id never names two objects while the process runs."""
         self.params = params or TrackerParams()
         self.tracks: list[Track] = []
-        self._next_id = 1
+        self._next_id = first_id
         self._last_ns: int | None = None
         self._lock = threading.Lock()
 
@@ -260,6 +266,10 @@ class Tracker:
         """Run-time changes, validated (ValueError names the problem); live tracks keep their state."""
         with self._lock:
             self.params = replace(self.params, **changes)
+
+    @property
+    def next_id(self) -> int:
+        return self._next_id
 
     def reset(self) -> None:
         """Every track ended (ids keep counting: an id never names two objects)."""
@@ -296,6 +306,8 @@ class Tracker:
                 return replace(labels, objects=tuple(replace(o, track=assigned[j].label()) if j in assigned else o
                                                      for j, o in enumerate(labels.objects)))
             self.tracks = []  # time went back: nothing seen before is where it was
+        elif self._last_ns is not None and now - self._last_ns > RESET_GAP_S * 1e9:
+            self.tracks = []  # seconds without a frame: nothing seen before is known to be where it was
         self._last_ns = now
         objects = labels.objects
         assigned = self._assign(objects, now)
