@@ -65,3 +65,18 @@ def test_adding_while_reading_from_other_threads_is_safe():
     m = StampGapMonitor(window_s=1.0)
     errors = errors_reading_while_writing(lambda w, i: m.add(i * 1e-4, (w * 10**9 + i) * MS), lambda: m.health(1.0))
     assert not errors, errors[:3]
+
+
+def test_repeated_stamps_are_received_not_lost():
+    """A one-frame bag looped with its stamps kept: each message repeats the last stamp. Their
+    sequence numbers went uncounted, and the next new stamp read as "loses 100%" (found from
+    outside)."""
+    m = StampGapMonitor(window_s=5.0)
+    seq = iter(range(1, 10_000))
+    for i in range(150):  # 5 s at 30 Hz, a new stamp every 10th message
+        m.add(100 + i / 30, (i // 10) * 333 * MS, next(seq))
+    h = m.health(100 + 149 / 30)
+    assert h.received == 150 and h.loss == pytest.approx(0.0) and h.camera_hz == pytest.approx(30.0, rel=0.05)
+    m = StampGapMonitor(window_s=5.0)  # and without sequence numbers, the stamps' own period stands
+    feed(m, [(i // 2) * 33.3 for i in range(100)], period_s=0.0167)
+    assert m.health(100 + 99 * 0.0167).loss == pytest.approx(0.0, abs=0.01)

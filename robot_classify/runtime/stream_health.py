@@ -41,7 +41,8 @@ class StampGapMonitor:
             raise ValueError("window_s must be > 0 and period_memory_s >= window_s")
         self.window_s, self.period_memory_s = window_s, period_memory_s
         self._lock = threading.Lock()
-        self._items: deque[tuple[float, int, int | None]] = deque()  # (receipt s, stamp ns, sequence number)
+        # (receipt s, stamp ns, sequence number, a repeat of the previous stamp)
+        self._items: deque[tuple[float, int, int | None, bool]] = deque()
         self._gaps: deque[tuple[float, int]] = deque()  # (receipt s, gap ns) for the period estimate
         self._anchor: int | None = None  # the sequence number received last before the window
 
@@ -53,11 +54,13 @@ class StampGapMonitor:
                     self._items.clear()
                     self._gaps.clear()
                     self._anchor = None
-                elif stamp_ns == last:  # a duplicate says nothing about the period
+                elif stamp_ns == last:  # a repeat says nothing of the period, but it did arrive: its
+                    self._items.append((now, stamp_ns, seq or None, True))  # number is no lost sample
+                    self._trim(now)  # (a looped one-frame bag had read as "loses 100%", found from outside)
                     return
                 else:
                     self._gaps.append((now, stamp_ns - last))
-            self._items.append((now, stamp_ns, seq or None))
+            self._items.append((now, stamp_ns, seq or None, False))
             self._trim(now)
 
     def _trim(self, now: float) -> None:
@@ -77,17 +80,17 @@ class StampGapMonitor:
     def health(self, now: float) -> StreamHealth:
         with self._lock:
             self._trim(now)
-            stamps = np.array([s for _, s, _ in self._items], np.float64)
-            seqs = [q for _, _, q in self._items]
+            n = len(self._items)  # messages received, repeats of a stamp included
+            stamps = np.array([s for _, s, _, repeat in self._items if not repeat], np.float64)
+            seqs = [q for _, _, q, _ in self._items]
             if seqs and self._anchor is not None and self._anchor < seqs[0]:
                 seqs.insert(0, self._anchor)  # heavy loss leaves one message a window: count from the last one
             period = self._period_ns()
-        n = len(stamps)
         received_hz = n / self.window_s
         if len(seqs) >= 2 and None not in seqs and all(a < b for a, b in zip(seqs, seqs[1:])):
             loss = 1.0 - (len(seqs) - 1) / (seqs[-1] - seqs[0])
             return StreamHealth(n, received_hz, received_hz / max(1.0 - loss, 1e-6), loss)
-        if period is None or n < 2:
+        if period is None or len(stamps) < 2:
             return StreamHealth(n, received_hz, None, None)
         gaps = np.diff(stamps) / period
         gaps = gaps[gaps <= PAUSE_PERIODS]
