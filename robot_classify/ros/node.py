@@ -63,6 +63,7 @@ FRAME_WARN_EVERY_S = 30.0  # a labelled frame's segmentation warning, at most th
 HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
 LOSS_WINDOW_S = 10.0  # stamps the loss estimate looks at (a few frames even when most are lost)
 MASK_WAIT_S = 0.25  # how long a frame waits for its mask (a segmenter publishes after the camera)
+SPIN_WAKE_S = 0.5  # the executor's longest wait (main)
 FIRST_INFO_WAIT_S = 0.25  # how long a frame waits for the first camera_info ever (_camera_info_for)
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 # best_available is resolved by the node itself (`_best_available`), per topic, whenever publishers change.
@@ -918,7 +919,12 @@ def main(args: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        # Woken at least every SPIN_WAKE_S: a SIGINT that reaches Python's own handler (not rclpy's,
+        # which wakes the executor) is acted on only when the wait returns. After a lifecycle
+        # deactivate, cleanup and shutdown no timer is left to end a wait, and the node outlived
+        # Ctrl-C (found from outside).
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_WAKE_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
