@@ -32,17 +32,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_views_bench import nearest_across_sources, write_results  # noqa: E402
+from real_views_bench import nearest_across_sources, segments, write_results  # noqa: E402
 from teach_real_bench import load_frames  # noqa: E402  (also puts this checkout first on sys.path)
 
 from robot_classify.data.datasets import PROPS_CLASSES  # noqa: E402
-from robot_classify.data.matching import match_boxes  # noqa: E402
 from robot_classify.evaluation.run_context import git_commit  # noqa: E402
 from robot_classify.learn.cnn_trunk import backbone, embed  # noqa: E402
 from robot_classify.learn.model_io import load_model  # noqa: E402
 from robot_classify.runtime.default_model import default_model_path  # noqa: E402
 from robot_classify.runtime.frame_processor import FrameProcessor  # noqa: E402
-from robot_classify.runtime.image_conversion import color_from_msg  # noqa: E402
 from robot_classify.runtime.parameters import check_parameters  # noqa: E402
 from robot_classify.runtime.patches import crop_patch  # noqa: E402
 from robot_classify.sim.scene_dataset import render_scenes  # noqa: E402
@@ -58,15 +56,12 @@ def real_crops(bags: list[str], sizes: list[int]) -> tuple[dict[int, np.ndarray]
     processor = FrameProcessor.from_parameters(model, check_parameters({}))
     crops: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
     labels, sources = [], []
-    for f in load_frames(bags):
-        ex = processor.process_messages(*f.msgs).extraction
-        color = color_from_msg(f.msgs[0], processor.bridge, 10**9)
-        matched = {i: j for i, j, _ in match_boxes([o.bbox for o in ex.objects], [g.bbox for g in f.gt])}
-        for i, o in enumerate(ex.objects):
+    for f, result, truth in segments(load_frames(bags), processor):
+        for o in result.extraction.objects:
             for s in sizes:
-                crops[s].append(crop_patch(color, o.bbox, mask=o.mask, size=s))
-            labels.append(f.gt[matched[i]].label if i in matched else "clutter")
-            sources.append(f.source)
+                crops[s].append(crop_patch(result.color, o.bbox, mask=o.mask, size=s))
+        labels += truth
+        sources += [f.source] * len(truth)
     return {s: np.stack(c) for s, c in crops.items()}, np.array(labels), np.array(sources)
 
 

@@ -49,16 +49,23 @@ from robot_classify.runtime.frame_processor import FrameProcessor  # noqa: E402
 from robot_classify.runtime.parameters import check_parameters  # noqa: E402
 
 
-def crops(frames, processor: FrameProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every segment's crop, its ground-truth label ("clutter" where it matches no box) and source."""
-    patches, labels, sources = [], [], []
+def segments(frames, processor: FrameProcessor):
+    """Each frame, its processing result, and each segment's ground-truth label ("clutter" where it
+    matches no box, as replay-eval matches)."""
     for f in frames:
-        ex = processor.process_messages(*f.msgs).extraction
-        matched = {i: j for i, j, _ in match_boxes([o.bbox for o in ex.objects], [g.bbox for g in f.gt])}
-        for i, o in enumerate(ex.objects):
-            patches.append(o.patch)
-            labels.append(f.gt[matched[i]].label if i in matched else "clutter")
-            sources.append(f.source)
+        result = processor.process_messages(*f.msgs)
+        objs = result.extraction.objects
+        matched = {i: j for i, j, _ in match_boxes([o.bbox for o in objs], [g.bbox for g in f.gt])}
+        yield f, result, [f.gt[matched[i]].label if i in matched else "clutter" for i in range(len(objs))]
+
+
+def crops(frames, processor: FrameProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every segment's crop, its ground-truth label and source."""
+    patches, labels, sources = [], [], []
+    for f, result, truth in segments(frames, processor):
+        patches += [o.patch for o in result.extraction.objects]
+        labels += truth
+        sources += [f.source] * len(truth)
     return np.stack(patches), np.array(labels), np.array(sources)
 
 

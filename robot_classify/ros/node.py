@@ -96,6 +96,7 @@ class _ClassifyPipeline:
     model stays loaded); cleanup: release the model (`_cleanup`)."""
 
     processor: FrameProcessor | None = None
+    tracker: Tracker | None = None  # set at configure with tracking.enabled
     vision: VisionOutput | None = None  # set while active with vision_msgs on (a parameter may change before that)
     _active = False
 
@@ -285,7 +286,7 @@ class _ClassifyPipeline:
 
     def _cleanup(self) -> None:
         """The model and everything built from it released (configure loads them again)."""
-        if getattr(self, "tracker", None) is not None:  # none after a configure that failed
+        if self.tracker is not None:
             self._next_track_id = self.tracker.next_id
         self.processor = self.model = self.teacher = self.sync = self.tracker = None
         gc.collect()
