@@ -97,6 +97,8 @@ def test_dynamic_parameters_take_effect_and_bad_values_are_rejected(harness):
     for bad in ({"min_score": 2.0}, {"top_k": 0}, {"k": 999_999}, {"model_path": "/tmp/other.safetensors"}):
         (r,) = harness.set_parameters(**bad)
         assert not r.successful and r.reason, bad
+    (typo,) = harness.set_parameters(min_scor=0.5)  # rclpy would answer with its exception's repr
+    assert not typo.successful and typo.reason == "robot_classify has no parameter 'min_scor' (did you mean min_score?)"
     assert all(r.successful for r in harness.set_parameters(top_k=3, min_score=0.5))
 
 

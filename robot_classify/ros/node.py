@@ -27,6 +27,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterNotDeclaredException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -46,7 +47,7 @@ from ..runtime.results import FrameLabels
 from ..runtime.image_conversion import array_to_fields
 from ..learn.model_io import load_model
 from ..runtime.parameters import (NODE_NAME, PARAMETERS, ParameterError, ParameterSpec, check_parameters,
-                                  check_value)
+                                  check_value, unknown_parameter)
 from ..runtime.stream_health import StampGapMonitor
 from ..runtime.stamps import header_to_ns
 from ..runtime.sync import StampSynchronizer
@@ -333,6 +334,17 @@ class _ClassifyPipeline:
             return load_model(path, device=device)
         self.get_logger().info(f"no model_path given: using the embedded default model {default_model_path()}")
         return get_default_model(device=device)
+
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        """rclpy's parameter services call this and answer an undeclared name with the exception's
+        repr, `('Invalid access to undeclared parameter(s)', 'min_scor')`; `ros2 param set` then
+        prints that. The answer names the nearest parameter instead. In-process callers of
+        `set_parameters` still get rclpy's exception."""
+        try:
+            return super().set_parameters_atomically(parameter_list)
+        except ParameterNotDeclaredException:
+            name = next(p.name for p in parameter_list if not self.has_parameter(p.name))
+            return SetParametersResult(successful=False, reason=unknown_parameter(name))
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {}

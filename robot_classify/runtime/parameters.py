@@ -9,6 +9,7 @@ names flattened with dots as ROS does).
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import re
@@ -164,10 +165,19 @@ class ParameterError(ValueError):
     """A parameter name or value the node would refuse; the message names it."""
 
 
+def unknown_parameter(name: str) -> str:
+    """What to tell a user who named a parameter the node does not have: the nearest name, as a
+    typo (`min_scor`) is the usual cause, instead of rclpy's "Invalid access to undeclared
+    parameter(s)" or a list of all 40."""
+    near = difflib.get_close_matches(name, list(PARAMETERS), n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}?" if near else "the list: `ros2 param list`, doc/parameters.md"
+    return f"{NODE_NAME} has no parameter {name!r} ({hint})"
+
+
 def check_value(name: str, value: Any) -> Value:
     """The value as the node would accept it (ints widen to float parameters), else ParameterError."""
     if name not in PARAMETERS:
-        raise ParameterError(f"unknown parameter {name!r} (known: {', '.join(PARAMETERS)})")
+        raise ParameterError(unknown_parameter(name))
     spec = PARAMETERS[name]
     kind = type(spec.default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
