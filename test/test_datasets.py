@@ -95,6 +95,33 @@ def test_cifar10_planes_become_hwc(tmp_path):
     assert splits["test"].class_names == ["plane", "car", "bird"]
 
 
+@pytest.mark.parametrize("batch, message", [
+    ({b"data": np.zeros((3, 3072), np.uint8)}, r"data_batch_1: missing keys \['labels'\]"),
+    ({b"data": np.full((3, 3072), 300), b"labels": [0, 1, 2]}, "data_batch_1: pixel values must be 0-255, got 300"),
+    ({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 7]}, r"data_batch_1: labels outside \[0, 3\)"),
+    ({b"data": np.zeros((3, 3072), np.uint8), b"labels": ["a", "b", "c"]}, "data_batch_1: data and labels must be numbers"),
+])
+def test_broken_cifar_batch_is_one_line_naming_it(tmp_path, batch, message):
+    """Found from outside: these were a TypeError, an OverflowError and a message without the file."""
+    write_cifar(tmp_path)
+    with open(tmp_path / "data_batch_1", "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    with pytest.raises(ValueError, match=message):
+        load_dataset(tmp_path, "cifar10")
+
+
+def test_cut_or_mislabelled_npz_is_one_line_naming_it(tmp_path):
+    X = np.zeros((2, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "d.npz", X=X, y=np.array([0, 1]), class_names=np.array(["a", "b"]))
+    data = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.npz: not a readable .npz"):  # was zipfile.BadZipFile
+        load_dataset(tmp_path / "cut.npz")
+    np.savez(tmp_path / "text.npz", X=X, y=np.array(["a", "b"]), class_names=np.array(["a", "b"]))
+    with pytest.raises(ValueError, match="text.npz: X, y: invalid literal"):
+        load_dataset(tmp_path / "text.npz")
+
+
 class Evil:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))

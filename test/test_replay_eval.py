@@ -121,6 +121,9 @@ def test_report_outputs_are_listed_and_a_rerun_replaces_only_them(tiny, tmp_path
     with pytest.raises(BagError):  # a typo in --bag: the earlier report stays whole
         replay_eval(tmp_path / "no_such_bag", model, report, TOPICS, quiet=True)
     assert (report / "failures").is_dir() and (report / "report.html").is_file()
+    with pytest.raises(BagError, match="missing topic"):  # a wrong --topics (found from outside): the same
+        replay_eval(path, model, report, ("/x", "/y", "/z"), quiet=True)
+    assert (report / "failures").is_dir() and (report / "report.html").is_file()
     replay_eval(path, model, report, TOPICS, quiet=True, report=False)
     assert sorted(p.name for p in report.iterdir()) == sorted([REPORT_MARKER, "keep.txt", "metrics.json",
                                                                "object_labels.jsonl", "objects.jsonl"])

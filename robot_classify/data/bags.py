@@ -311,9 +311,14 @@ def _frame_topics(reader, path, topics: tuple[str, str, str], need_info: bool) -
     return color_t, depth_t, info_t
 
 
-def check_frame_topics(path: str | Path, topics: tuple[str, str, str], need_info: bool = True) -> None:
+def check_frame_topics(path: str | Path, topics: tuple[str, str, str], need_info: bool = True,
+                       reader: Any | None = None) -> None:
     """What `read_frames` checks before its first frame, alone: a command reading several bags
-    checks them all before it spends time on the first."""
+    checks them all before it spends time on the first, and one that clears an output folder
+    checks before it clears. `reader`: the bag already open at `path`."""
+    if reader is not None:
+        _frame_topics(reader, path, topics, need_info)
+        return
     with opened_bag(path) as reader:
         _frame_topics(reader, path, topics, need_info)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -121,7 +122,7 @@ def load_npz(path: Path) -> dict[str, PatchSet]:
     try:
         with np.load(path, allow_pickle=False) as z:
             files = dict(z)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # a cut .npz is a bad zip
         raise ValueError(f"{path}: not a readable .npz without pickled objects ({e})") from None
     if "class_names" not in files:
         raise ValueError(f"{path}: missing 'class_names'")
@@ -133,7 +134,10 @@ def load_npz(path: Path) -> dict[str, PatchSet]:
             images = files[xk]
             if images.ndim == 4 and images.shape[1:3] != (PATCH_SIZE, PATCH_SIZE):
                 images = np.stack([to_patch(i) for i in images]) if len(images) else images
-            out[split or "all"] = PatchSet(images, files[yk].astype(np.int64), names)
+            try:
+                out[split or "all"] = PatchSet(images, files[yk].astype(np.int64), names)
+            except (TypeError, ValueError) as e:  # labels of text, or outside the class list
+                raise ValueError(f"{path}: {xk}, {yk}: {e}") from None
     if not out:
         raise ValueError(f"{path}: needs arrays X and y (or X_train/y_train, X_test/y_test)")
     return out
@@ -198,10 +202,21 @@ def load_cifar10(path: Path) -> dict[str, PatchSet]:
 
     def batch(f: Path) -> tuple[np.ndarray, np.ndarray]:
         d = _load_dict(f, ("data",))
-        data = np.asarray(d["data"], np.uint8)
-        labels = np.asarray(d.get("labels", d.get("fine_labels")), np.int64)
+        if "labels" not in d and "fine_labels" not in d:
+            raise ValueError(f"{f}: missing keys ['labels'] (or 'fine_labels')")
+        try:  # text instead of numbers: one line naming the batch, not a traceback
+            data = np.asarray(d["data"])
+            labels = np.asarray(d.get("labels", d.get("fine_labels")), np.int64)
+            in_range = data.dtype == np.uint8 or not data.size or 0 <= data.min() <= data.max() <= 255
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ValueError(f"{f}: data and labels must be numbers ({e})") from None
+        if not in_range:  # not wrapped around into other pixels
+            raise ValueError(f"{f}: pixel values must be 0-255, got {data.min()}..{data.max()}")
+        data = data.astype(np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * PATCH_SIZE * PATCH_SIZE or len(labels) != len(data):
             raise ValueError(f"{f}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+            raise ValueError(f"{f}: labels outside [0, {len(names)}) ({len(names)} classes)")
         return data.reshape(-1, 3, PATCH_SIZE, PATCH_SIZE).transpose(0, 2, 3, 1).copy(), labels
 
     out = {}

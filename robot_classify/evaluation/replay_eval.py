@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.bags import (GT_TOPIC, BagError, open_reader, opened_bag, read_frames, read_ground_truth,
-                         resolve_image_topics, topics_of)
+from ..data.bags import (GT_TOPIC, BagError, check_frame_topics, open_reader, opened_bag, read_frames,
+                         read_ground_truth, resolve_image_topics, topics_of)
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from .failures import FailureGallery
@@ -108,6 +108,8 @@ def replay_eval(bag: str | Path, model: ClassifierModel, report_dir: str | Path,
         processor = FrameProcessor.from_parameters(model, parameters)
         have = topics_of(reader)
         topics = resolve_image_topics(have, topics)  # raw topics, else their compressed ones: the report names them
+        # Before the folder is cleared: a wrong --topics had cost an earlier report its files.
+        check_frame_topics(bag, topics, need_info=processor.params.mode == "depth", reader=reader)
         context = run_context(model, parameters, bag, topics, have,
                               f"file {Path(sidecar).resolve()}" if sidecar else f"topic {gt_topic or GT_TOPIC}")
         context["params_file"] = None if params_file is None else str(Path(params_file).resolve())
