@@ -287,6 +287,7 @@ YCBV_BREAKS = {
     "no factor_depth": (lambda s: _drop_factor(s / "000002-meta.mat"), r"000002-meta.mat: missing 'factor_depth'"),
     "corrupt mat": (lambda s: (s / "000002-meta.mat").write_bytes(b"junk"), r"000002-meta.mat: not a readable .mat"),
     "missing label": (lambda s: (s / "000002-label.png").unlink(), r"000002-label.png: missing"),
+    "missing colour": (lambda s: (s / "000002-color.png").unlink(), r"000002-color.png: missing"),  # was left out
     "box count": (lambda s: (s / "000002-box.txt").write_text("025_mug 1 2 3 4\n"),
                   r"000002-box.txt: 1 boxes, but the -meta.mat lists 2 objects"),
     "label size": (lambda s: write_png(s / "000002-label.png", np.zeros((H, W + 2), np.uint8)),

@@ -76,6 +76,20 @@ def test_truncated_file_rejected(saved):
         load_model(saved)
 
 
+def test_a_torch_checkpoint_or_a_pickle_is_named_as_such_and_never_unpickled(tmp_path, monkeypatch):
+    import pickle
+    import zipfile
+
+    monkeypatch.chdir(tmp_path)
+    with zipfile.ZipFile(tmp_path / "m.pt", "w") as z:  # torch.save's layout: a zip holding data.pkl
+        z.writestr("archive/data.pkl", pickle.dumps({"w": [1.0]}))
+    with pytest.raises(ModelFormatError, match="zip archive, as torch.save writes"):
+        load_model(tmp_path / "m.pt")
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps(__import__("os").system, protocol=4))
+    with pytest.raises(ModelFormatError, match="it is a pickle, which robot_classify never loads"):
+        load_model(tmp_path / "m.pkl")
+
+
 def test_garbage_file_rejected(tmp_path):
     p = tmp_path / "junk.safetensors"
     p.write_bytes(b"\xff" * 64)

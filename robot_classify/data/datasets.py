@@ -54,6 +54,8 @@ def read_image_unchanged(path: str | Path) -> np.ndarray:
     own for a missing or unreadable file, before the caller can say what went wrong.
     """
     path = Path(path)
+    if path.is_dir():  # `predict FOLDER`: said as it is, not "no such file"
+        raise ValueError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     data = np.fromfile(path, np.uint8)

@@ -14,6 +14,7 @@ The format has no visible fraction (None).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -53,10 +54,15 @@ def find_scenes(path: str | Path) -> list[Path]:
                               f"data/ folder or one scene folder")
 
 
+# A frame is any of its files: one whose colour image is missing stops the import at it (found
+# from outside: it had been left out without a word, where BOP stops with "no image").
+FRAME_FILE = re.compile(r"^(\d+)-(?:color\.png|depth\.png|label\.png|meta\.mat)$")
+
+
 def frame_refs(path: str | Path, scenes: Sequence[str] | None = None) -> list[YcbvFrameRef]:
     path = Path(path)
-    return [YcbvFrameRef(s, f.name[: -len(COLOR_SUFFIX)])
-            for s in pick_scenes(find_scenes(path), scenes, path) for f in sorted(s.glob(f"*{COLOR_SUFFIX}"))]
+    return [YcbvFrameRef(s, frame) for s in pick_scenes(find_scenes(path), scenes, path)
+            for frame in sorted({m.group(1) for m in map(FRAME_FILE.match, (f.name for f in s.iterdir())) if m})]
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -261,6 +261,19 @@ def _parse_metadata(text: str, path: Path) -> Any:
         raise ModelFormatError(f"{path}: metadata is not valid JSON ({e})") from None
 
 
+def _foreign(path: Path) -> str:
+    """What a file that is not safetensors is, from its first bytes, where a user may have passed
+    it for a model: a PyTorch checkpoint (a zip) or a pickle read as safetensors gave only
+    "header too large". Nothing is unpickled or unzipped to say it."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK\x03\x04"):
+        return "; it is a zip archive, as torch.save writes: robot_classify reads only its own .safetensors models"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "; it is a pickle, which robot_classify never loads as a model: train one with `robot-classify train`"
+    return ""
+
+
 def _read(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
     _require(not path.is_dir(), path, "a folder, not a model file (.safetensors)")
     _require(path.is_file(), path, "no such model file")
@@ -270,7 +283,7 @@ def _read(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
             names = list(f.keys())
             tensors = {k: f.get_tensor(k) for k in names} if len(names) <= MAX_TENSORS else None
     except (SafetensorError, OSError, ValueError, TypeError, OverflowError, MemoryError) as e:
-        raise ModelFormatError(f"{path}: not a readable safetensors model file ({_cut(e)})") from None
+        raise ModelFormatError(f"{path}: not a readable safetensors model file ({_cut(e)}){_foreign(path)}") from None
     except Exception as e:  # last line of defence: an F8 dtype on this numpy raises AttributeError
         raise ModelFormatError(f"{path}: not a readable safetensors model file "
                                f"({type(e).__name__}: {_cut(e)})") from None
