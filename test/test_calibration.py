@@ -59,6 +59,19 @@ def test_temperature_scaling_undoes_overconfident_logits():
     assert raw > 0.1 and cal.ece < 0.03
 
 
+def test_a_class_missing_from_a_fold_does_not_flatten_the_temperature(caplog):
+    """Found from outside: crops of a class their fold never trained on (logit -1e9, as
+    `out_of_fold_evidence` writes it) pushed the temperature to its bound, every score to 1/classes."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, (4000, 4))
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(4, p=row) for row in p])
+    logits = 4.0 * z
+    logits[:5, 3], y[:5] = -1e9, 3  # five crops of a class this fold lacked
+    cal = fit_calibration(Evidence(logits.argmax(1), None, logits), y, "temperature")
+    assert cal.params["temperature"] == pytest.approx(4.0, rel=0.15)
+
+
 def test_knn_score_falls_with_distance_at_equal_vote_share():
     rng = np.random.default_rng(1)
     n = 3000
@@ -96,3 +109,20 @@ def test_calibration_json_is_checked_field_by_field():
             Calibration.from_json({**good.to_json(), **bad})
     with pytest.raises(ValueError, match="exactly the fields"):
         Calibration.from_json({**good.to_json(), "extra": 1})
+
+
+def test_a_model_that_names_nothing_or_guesses_is_warned_about(caplog):
+    """Found from outside: "validation ECE 0.000" for a model that called every crop a negative label."""
+    from robot_classify.learn.calibration import MAX_LOG_TEMPERATURE
+    from robot_classify.learn.training import _warn_if_unfit
+
+    ev = Evidence(np.full(6, 2), None, np.zeros((6, 3)))
+    y = np.array([0, 1, 2, 2, 0, 1])
+    with caplog.at_level("WARNING"):
+        _warn_if_unfit(ev, y, Calibration("temperature", {"temperature": 1.0}, 0.5, None, 0.0, 6), np.array([2]))
+    assert "no validation crop was won by a class (a negative label won all 6)" in caplog.text
+    caplog.clear()
+    flat = Calibration("temperature", {"temperature": float(np.exp(MAX_LOG_TEMPERATURE))}, 0.5, None, 0.0, 6)
+    with caplog.at_level("WARNING"):
+        _warn_if_unfit(Evidence(np.zeros(6, np.int64), None, np.zeros((6, 3))), y, flat, np.array([], np.int64))
+    assert "no better than a guess" in caplog.text

@@ -236,6 +236,12 @@ def _ratio(d: np.ndarray, scale: float) -> np.ndarray:
     return np.maximum(np.asarray(d, np.float64), 1e-3 * scale) / scale
 
 
+# The temperature is searched within exp(+-5). At the upper bound the softmax is flat: the answers
+# were no better than a guess, and every score is about 1 / classes (`training` warns).
+MAX_LOG_TEMPERATURE = 5.0
+MISSING_LOGIT = -1e8  # at or below: a class the classifier was not fitted on (`tuning.out_of_fold_evidence`)
+
+
 def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarray | None = None,
                     clutter_is_wrong: bool = False) -> Calibration:
     """Calibration fitted on out-of-fold evidence `ev` with true labels `y` (indices into the
@@ -265,6 +271,10 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
         else np.ones(len(y), bool)
     if method == "temperature":
         has_class = y >= 0  # clutter (-1) has no class whose likelihood a softmax could raise
+        # ... nor has a class its fold never trained on (`tuning.out_of_fold_evidence` gives it a
+        # logit of -1e9): one such crop had pushed the temperature to its bound, every score to
+        # 1/classes, though 73% of the answers were right (found from outside).
+        has_class[has_class] = ev.logits[rows[has_class], y[has_class]] > MISSING_LOGIT
         z, yc = ev.logits[has_class], y[has_class]
 
         def nll(log_t: float) -> float:
@@ -272,7 +282,8 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
             m = zt.max(1)
             return float((m + np.log(np.exp(zt - m[:, None]).sum(1)) - zt[np.arange(len(yc)), yc]).mean())
 
-        params = {"temperature": float(np.exp(minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded").x))}
+        params = {"temperature": float(np.exp(minimize_scalar(nll, bounds=(-MAX_LOG_TEMPERATURE, MAX_LOG_TEMPERATURE),
+                                                              method="bounded").x)) if len(yc) else 1.0}
     else:
         fit = np.flatnonzero(named) if named.sum() >= 20 else rows
         correct = (ev.labels[fit] == y[fit]).astype(np.float64)

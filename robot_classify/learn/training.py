@@ -12,7 +12,7 @@ from .knn import KNNClassifier
 from .linear import LinearClassifier
 from .model import ClassifierModel, negative_indices
 from .model_io import data_sha256
-from .calibration import Calibration, fit_calibration
+from .calibration import MAX_LOG_TEMPERATURE, Calibration, fit_calibration
 from .tuning import TuneResult, fold_indices, out_of_fold_evidence, tune_knn, tune_linear
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,23 @@ def _calibrate(train: PatchSet, val: PatchSet | None, make, feat: dict, opts: Tr
     calibration = fit_calibration(ev, y, method, negative_indices(train.class_names))
     log.info("calibration (%s, %d validation predictions): ECE %.3f, default min_score %.2f, novelty threshold %s",
              method, len(y), calibration.ece, calibration.min_score, calibration.novelty_threshold)
+    _warn_if_unfit(ev, y, calibration, negative_indices(train.class_names))
     return calibration
+
+
+def _warn_if_unfit(ev, y: np.ndarray, calibration: Calibration, negative: np.ndarray) -> None:
+    """A model that learned nothing had looked calibrated (found from outside): a linear model on
+    117 real crops got a temperature at its bound, so every score about 1/11, and one that called
+    every validation crop a negative label reported "ECE 0.000", an ECE of no answers."""
+    won = int((~np.isin(ev.labels, negative)).sum()) if len(negative) else len(y)
+    right = float((ev.labels == y).mean()) if len(y) else 0.0
+    if won == 0:
+        log.warning("no validation crop was won by a class (a negative label won all %d): the model "
+                    "will call everything unknown, and its ECE measures no answer", len(y))
+    elif calibration.params.get("temperature", 0.0) >= 0.99 * np.exp(MAX_LOG_TEMPERATURE):
+        log.warning("validation accuracy %.1f%% is no better than a guess: the fitted temperature is at its "
+                    "bound, so every score is about 1/%d. More or cleaner data, other features or a kNN may do",
+                    100 * right, ev.logits.shape[1])
 
 
 def mirror_keeps_class(data: PatchSet, features: str, margin: float = 0.05) -> bool:
