@@ -78,6 +78,18 @@ def test_summary_counts_switches_fragments_accuracy_and_label_changes():
     assert (s["label_changes"]["fused"], s["label_changes"]["single_frame"]) == (0, 2)
 
 
+def test_ids_that_never_repeat_are_no_identities_either():
+    """Found from outside: a `draft-labels` bag numbers every object of every frame anew, and its
+    track counts read as measured."""
+    from robot_classify.evaluation.tracking_metrics import id_reuse
+
+    once = [rec(0, 1, 1), rec(0, 2, 2, truth="b"), rec(1, 3, 1), rec(1, 4, 2, truth="b")]
+    assert id_reuse(once) == "no instance id is in more than one frame"
+    assert tracking_summary(once)["persistent_ids"] is False
+    assert id_reuse([rec(0, 1, 1), rec(1, 1, 1), rec(1, 2, 2)]) is None  # one id kept: an identity
+    assert id_reuse([rec(0, 1, 1), rec(0, 2, 2)]) is None  # one frame: nothing to say yet
+
+
 def test_a_bag_of_unrelated_scenes_gets_no_track_counts(sequence, tmp_path, capsys):
     """Each scene numbers its objects afresh (make-bag without --sequence): instance 1 is the red
     box in one frame and the blue one in the next. Tried from outside on the demo bag, 0.6.1
