@@ -141,6 +141,24 @@ def test_bop_blank_mask_of_a_visible_object_is_left_out_with_a_warning(bop_split
     assert "image 1" not in caplog.text  # the hidden object (visib_fract 0, box -1) is no surprise
 
 
+def test_a_numbered_folder_that_is_no_scene_is_said(bop_split, caplog):
+    """Found from outside: an empty 000049 beside the scenes was left out without a word."""
+    (bop_split / "000049").mkdir()
+    with caplog.at_level(logging.WARNING):
+        frames = list(iter_dataset(bop_split))
+    assert len(frames) == 2 and f"{bop_split}: 000049 skipped: no scene_camera.json" in caplog.text
+
+
+def test_a_depth_scale_off_by_a_power_of_ten_is_said_once(bop_split, tmp_path, caplog):
+    """Found from outside: depth_scale 0.1 on millimetre depth imported without a word."""
+    cam = bop_split / "000048" / "scene_camera.json"
+    cam.write_text(json.dumps({k: {**v, "depth_scale": v["depth_scale"] / 100}
+                               for k, v in json.loads(cam.read_text()).items()}))
+    with caplog.at_level(logging.WARNING):
+        import_dataset(bop_split, tmp_path / "bag")
+    assert caplog.text.count("is the depth scale right") == 1 and "000048/000000: median depth 0.01 m" in caplog.text
+
+
 def test_class_map_yaml_by_id_or_name_unlisted_is_distractor(bop_split, tmp_path):
     path = tmp_path / "map.yaml"
     path.write_text("5: my_bottle\n'99': thing\n006_mustard_bottle: ignored_id_wins\n")

@@ -144,7 +144,14 @@ def _image_id(key: str, source: Path) -> int:
 def frame_refs(path: str | Path, scenes: Sequence[str] | None = None) -> list[BopFrameRef]:
     """Every image of the chosen scenes (all scenes for None), scene by scene."""
     path = Path(path)
-    return [r for s in pick_scenes(find_scenes(path), scenes, path) for r in scene_refs(s)]
+    found = find_scenes(path)
+    # A numbered folder beside the scenes that is none (empty, a download cut short) is said, not
+    # left out without a word (found from outside).
+    others = sorted(p.name for p in Path(path).iterdir() if p.is_dir() and p.name.isdigit() and not is_scene(p)) \
+        if found != [Path(path)] else []
+    if others:
+        log.warning("%s: %s skipped: no scene_camera.json", path, ", ".join(others))
+    return [r for s in pick_scenes(found, scenes, path) for r in scene_refs(s)]
 
 
 def _find_image(scene: Path, folders: Sequence[str], im_id: int) -> Path:

@@ -2,12 +2,37 @@
 and replay read as they read a recorded one (`robot-classify import-dataset`)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator, Sequence
+
+import numpy as np
 
 from .bags import write_frames
 from .dataset_formats import FORMATS, LOADERS, detect_format
 from .frames import ClassMap, DatasetError, LabelledFrame, select, ycbv_class_map
+
+log = logging.getLogger(__name__)
+
+# A tabletop RGB-D camera sees its scene between these (metres). A median depth outside them is a
+# depth scale off by a power of ten (found from outside: depth_scale 0.1 on millimetre depth
+# imported without a word, and replay-eval then found nothing at all).
+PLAUSIBLE_DEPTH_M = (0.15, 10.0)
+
+
+def _depth_looks_wrong(frame: LabelledFrame) -> bool:
+    """Warns (once per import: the caller stops asking) where the frame's median depth is no
+    tabletop's; True if it warned."""
+    valid = frame.depth[frame.depth > 0]
+    if not valid.size:
+        return False
+    median = float(np.median(valid)) / 1000.0
+    if PLAUSIBLE_DEPTH_M[0] <= median <= PLAUSIBLE_DEPTH_M[1]:
+        return False
+    log.warning("%s: median depth %.3g m, outside the %g-%g m an RGB-D camera over a table sees: is the depth "
+                "scale right (BOP depth_scale: millimetres per unit; YCB-Video factor_depth: units per metre)?",
+                frame.source, median, *PLAUSIBLE_DEPTH_M)
+    return True
 
 
 def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
@@ -41,7 +66,10 @@ def import_dataset(path: str | Path, out: str | Path, fmt: str = "auto", class_m
         raise DatasetError(f"{out} exists; choose a new path (bags are never overwritten)")
 
     def counted(frames):
+        warned = False
         for frame in frames:
+            if not warned:
+                warned = _depth_looks_wrong(frame)
             if counts is not None:
                 for o in frame.objects:
                     counts[o.label] = counts.get(o.label, 0) + 1
