@@ -155,6 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out} exists; choose a new path (train never overwrites a model)")
     if args.classifier == "knn" and (args.reg is not None or args.lr is not None):  # not ignored without a word
         raise ValueError("--reg and --lr are the linear classifier's; a kNN has none (--classifier linear)")
+    if args.classifier == "linear" and (args.k != "auto" or args.metric != ["l2"]):  # found from outside
+        raise ValueError("--k and --metric are the kNN's; a linear classifier has none (--classifier knn)")
     splits = load_dataset(args.dataset, args.format)
     opts = TrainOptions(classifier=args.classifier, k=args.k, metrics=args.metric, features=args.features,
                         pca_dims=args.pca, tune=args.tune, folds=args.folds, val_fraction=args.val_fraction,

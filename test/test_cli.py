@@ -613,6 +613,9 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys, folder_data
     code, _, err = run(["train", "--dataset", folder_dataset, "--classifier", "knn", "--lr", "0.1",
                         "--out", tmp_path / "m.safetensors"], capsys)
     assert code == 2 and "--reg and --lr are the linear classifier's" in err
+    code, _, err = run(["train", "--dataset", folder_dataset, "--classifier", "linear", "--k", "3",
+                        "--out", tmp_path / "m.safetensors"], capsys)
+    assert code == 2 and "--k and --metric are the kNN's" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
 

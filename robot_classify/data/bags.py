@@ -241,7 +241,8 @@ def open_reader(path: str | Path):
     except Exception as e:  # noqa: BLE001 -- rosbags raises several types for corrupt files
         cut = " (the file ends early, as a recording stopped before its writer closed it does; the mcap CLI's " \
               "`mcap recover` rewrites what it holds)" if "end magic" in str(e).lower() else ""
-        raise BagError(f"{path}: cannot open bag ({type(e).__name__}: {e}){cut}") from None
+        why = " ".join(str(e).split())  # one line: a YAML parser's error spans five, with a caret drawing
+        raise BagError(f"{path}: cannot open bag ({type(e).__name__}: {why}){cut}") from None
     return reader
 
 
