@@ -162,16 +162,28 @@ def test_replay_eval_and_bag_to_dataset_open_the_bag_once(tiny, tmp_path, monkey
     assert len(opens) == 2
 
 
-def test_failed_replay_eval_removes_only_the_folders_it_made(tiny, tmp_path):
+def test_failed_replay_eval_removes_only_the_folders_it_made(tiny, tmp_path, monkeypatch):
     from robot_classify.data.bags import BagError
+    from robot_classify.evaluation import replay_eval as module
 
     path, model = tiny
-    wrong_topics = ("/a", "/b", "/c")  # ground truth is found, then the frames are not: fails after mkdir
+    wrong_topics = ("/a", "/b", "/c")  # checked before any folder is made or marked
     with pytest.raises(BagError, match="missing topic"):
         replay_eval(path, model, tmp_path / "new" / "report", wrong_topics, quiet=True)
     assert not (tmp_path / "new").exists()
-    mine = tmp_path / "mine"  # an empty folder of the user's stays, holding only the marker that lets a
-    mine.mkdir()              # re-run replace what a failed run left (one with files is refused: below)
+    mine = tmp_path / "mine"
+    mine.mkdir()
     with pytest.raises(BagError, match="missing topic"):
         replay_eval(path, model, mine, wrong_topics, quiet=True)
+    assert list(mine.iterdir()) == []
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("a frame failed")
+
+    monkeypatch.setattr(module, "_evaluate", fails)  # fails after mkdir
+    with pytest.raises(RuntimeError):
+        replay_eval(path, model, tmp_path / "new" / "report", TOPICS, quiet=True)
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(RuntimeError):  # an empty folder of the user's stays, holding only the marker that
+        replay_eval(path, model, mine, TOPICS, quiet=True)  # lets a re-run replace what a failed run left
     assert [p.name for p in mine.iterdir()] == [".robot_classify_report"]
