@@ -33,3 +33,30 @@ def test_two_workers_publish_in_order_and_survive_stamps_jumping_back(default_mo
         assert h.wait_for(earlier)["objects"]
     finally:
         h.close()
+
+
+def test_a_result_that_finishes_first_waits_for_the_older_ones():
+    """Found from outside: with two workers, a result finishing after a newer one was dropped (10-15%
+    of the frames on 2 busy cores). It now waits for the older pairs, skipped ones included."""
+    import threading
+
+    from robot_classify.ros.node import _ClassifyPipeline
+
+    p = object.__new__(_ClassifyPipeline)  # the ordering alone: no node, no DDS
+    p._order, p._next_due, p._finished = threading.Condition(), 1, set()
+    out = []
+
+    def worker(seq, delay, skipped=False):
+        time.sleep(delay)
+        if not skipped:
+            p._await_turn(seq)
+            out.append(seq)
+        p._finish(seq)
+
+    runs = [(1, 0.3), (2, 0.0), (3, 0.15, True), (4, 0.05)]
+    threads = [threading.Thread(target=worker, args=r) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == [1, 2, 4] and p._next_due == 5
