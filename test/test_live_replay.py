@@ -119,3 +119,21 @@ def test_a_looping_replay_keeps_a_frame_period_between_passes(tmp_path):
            should_stop=lambda: len(sent) >= 6)
     gaps = [b - a for a, b in zip(sent, sent[1:])]
     assert len(sent) == 6 and min(gaps) > 0.05, gaps  # 66.7 ms a frame at half speed, between passes too
+
+
+def test_replayed_stamps_follow_the_playback_rate_and_never_step_back(tmp_path):
+    """Found from outside: at --rate 2 the stamps kept the bag's spacing, ran ahead of the clock and
+    stepped back at every loop."""
+    import time
+
+    from robot_classify.runtime.stamps import header_to_ns
+
+    bag = write_bag(tmp_path / "bag", [rendered(900_000_040 + i) for i in range(3)])  # 33.3 ms apart
+    got: list[tuple[int, int]] = []
+    replay(bag, rate=2.0, loop=True, topics=[INFO_TOPIC],
+           on_message=lambda topic, msg: got.append((header_to_ns(msg.header), time.time_ns())),
+           should_stop=lambda: len(got) >= 7)
+    stamps = [s for s, _ in got]
+    assert all(b > a for a, b in zip(stamps, stamps[1:])), stamps
+    assert all(abs((stamps[i + 1] - stamps[i]) - 16_666_667) < 2_000_000 for i in (0, 1, 3, 4))  # half the period
+    assert max(s - wall for s, wall in got) < 5_000_000  # not ahead of the clock

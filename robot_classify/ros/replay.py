@@ -90,7 +90,9 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                     time.sleep(delay)
                 msg = deserialize_message(bytes(raw), classes[conn.topic])
                 if not keep_stamps and hasattr(msg, "header"):
-                    stamp = header_to_ns(msg.header) - t0 + offset_ns
+                    # The offset scaled as the playback is: at --rate 2 the stamps had run ahead of
+                    # the clock and stepped back at every loop (found from outside).
+                    stamp = offset_ns + round((header_to_ns(msg.header) - t0) / rate)
                     msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp)
                 pubs[conn.topic].publish(msg)
                 sent += 1
