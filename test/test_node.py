@@ -180,11 +180,12 @@ def test_a_frame_twice_vga_size_is_segmented_on_every_fourth_pixel_and_diagnosti
     color = cv2.resize(s.color, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     depth = cv2.resize(s.depth, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     K = [v * 2 if i in (0, 2, 4, 5) else v for i, v in enumerate(camera_k(s))]
-    scales = []
+    scales, no_depth = [], []
     sub = harness.node.create_subscription(
         DiagnosticArray, "/diagnostics",
-        lambda m: scales.extend(kv.value for st in m.status if st.hardware_id == "robot_classify"
-                                for kv in st.values if kv.key == "segmentation_scale"), 10)
+        lambda m: [(scales if kv.key == "segmentation_scale" else no_depth).append(kv.value)
+                   for st in m.status if st.hardware_id == "robot_classify" for kv in st.values
+                   if kv.key in ("segmentation_scale", "objects_without_depth")], 10)
     try:
         stamp = 1_700_000_100_000_000_000
         harness.publish_frame(color, depth, K, stamp)
@@ -194,5 +195,6 @@ def test_a_frame_twice_vga_size_is_segmented_on_every_fourth_pixel_and_diagnosti
         while "4" not in scales and time.monotonic() < end:
             time.sleep(0.2)
         assert "4" in scales, scales
+        assert no_depth and all(v.isdigit() for v in no_depth), no_depth  # counted without vision_msgs too
     finally:
         harness.node.destroy_subscription(sub)  # the harness serves the whole module

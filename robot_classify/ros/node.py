@@ -261,6 +261,9 @@ class _ClassifyPipeline:
         self._order = threading.Condition()  # pairs finished (published, skipped, failed): ...
         self._next_due, self._finished = 1, set()  # ... all below _next_due, and these beyond it
         self._late = 0  # results dropped: an older pair outlasted ORDER_WAIT_S while a newer one waited
+        # labelled without valid depth: centroid null, left out of ~/detections_3d. Counted here, not
+        # by the vision_msgs output, which a pip install without vision_msgs lacks (found from outside)
+        self._no_depth = 0
         self._segmentation_scale: int | str = ""  # set per frame: what segmentation.scale 0 chose
         self._workers = [threading.Thread(target=self._work, name=f"robot_classify_worker_{i}", daemon=True)
                          for i in range(p["workers"])]
@@ -631,6 +634,7 @@ class _ClassifyPipeline:
             if self.tracker is not None:  # here: tracks advance in publish (stamp) order, whatever the workers
                 result.labels = self.tracker.update(result.labels)
             self.labels_pub.publish(String(data=json.dumps(result.labels.to_doc())))
+            self._no_depth += sum(o.centroid is None for o in result.labels.objects)
             done = time.monotonic()  # latency = receipt -> /object_labels; markers are for people
             if self.vision is not None:  # same frames, same order as /object_labels
                 self.vision.publish(result.labels, h, self.tracker is not None)
@@ -718,7 +722,7 @@ class _ClassifyPipeline:
             # the grid the latest frame was segmented on (segmentation.scale 0 chooses it by image width)
             "segmentation_scale": str(self._segmentation_scale),
             # objects in /object_labels without valid depth, so not in ~/detections_3d
-            "objects_without_depth": "n/a (vision_msgs off)" if self.vision is None else str(self.vision.no_depth),
+            "objects_without_depth": str(self._no_depth),
         }
         for topic, hs in health.items():
             short = topic.split("/")[0]

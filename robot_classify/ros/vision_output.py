@@ -37,7 +37,6 @@ class VisionOutput:
 
     def __init__(self, node: Node, vm: Any) -> None:
         self._node, self._vm = node, vm
-        self.no_depth = 0  # objects left out of ~/detections_3d for want of valid depth (diagnostics)
         results_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_2d = node.create_publisher(vm.Detection2DArray, TOPICS[0], results_qos)
         self.pub_3d = node.create_publisher(vm.Detection3DArray, TOPICS[1], results_qos)
@@ -101,7 +100,7 @@ class VisionOutput:
             d.bbox.center.position.x, d.bbox.center.position.y = f.center
             d.bbox.size_x, d.bbox.size_y = f.size
             arr2.detections.append(d)
-        found, left_out = detections_3d(labels, tracking)
+        found, _ = detections_3d(labels, tracking)  # those without depth: the node counts them
         arr3 = vm.Detection3DArray(header=header)
         for f in found:
             d = vm.Detection3D(header=header, id=f.id, results=self._results(f.results))
@@ -109,7 +108,6 @@ class VisionOutput:
             d.bbox.center.orientation.w = 1.0
             d.bbox.size.x, d.bbox.size.y, d.bbox.size.z = f.size
             arr3.detections.append(d)
-        self.no_depth += left_out
         self.pub_2d.publish(arr2)
         self.pub_3d.publish(arr3)
 
