@@ -311,6 +311,22 @@ def test_forget_takes_the_class_as_teach_takes_it_too():
     assert "blue_box" not in t.model.class_names and t.model.meta["name"] == "two+taught"
 
 
+def test_forgetting_the_label_being_collected_cancels_its_request():
+    """Found from outside: a request could not be stopped; forget said "not a class of the model"
+    and the 50 views went on being collected and added."""
+    p = processor_for(two_class_model())
+    t = Teacher(p)
+    t.request('{"label": "green_box", "views": 5}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    s = t.forget("green_box")
+    assert (s.state, s.action) == ("done", "forget") and not t.collecting
+    assert s.reason == "cancelled the request collecting its views (1/5); nothing of it was added"
+    assert "green_box" not in t.model.class_names and t.offer(run(p, [(300, 200, GREEN)])) == []
+    t.request('{"label": "red_box", "views": 5}')  # more views of a class it has: both go
+    s = t.forget("red_box")
+    assert s.state == "done" and s.reason.startswith("cancelled") and "red_box" not in t.model.class_names
+
+
 def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     p = processor_for(two_class_model())
     now = [0.0]

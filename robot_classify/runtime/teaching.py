@@ -470,6 +470,14 @@ class Teacher:
             label = doc["label"].strip()
         if not label:
             return self._failed("", "empty label: send the class to forget", action="forget")
+        # Forgetting the label being collected cancels its request: nothing else could, while
+        # frames keep bringing views (found from outside: a 50-view request ran on to the end).
+        with self._lock:
+            s = self._session
+            if s is not None and s.request.label == label:
+                self._session = None
+        cancelled = "" if s is None or s.request.label != label else \
+            f"cancelled the request collecting its views ({s.views}/{s.request.views}); nothing of it was added"
         p, model = self.processor, self.model
         if model.kind != "knn":
             return self._failed(label, "this model is linear: forgetting a class needs retraining", action="forget")
@@ -492,9 +500,11 @@ class Teacher:
             if not reason:
                 p.model_sha256 = _chain(p.model_sha256, b"forget", label.encode())
                 _record(p, {"forget": label})
+        if cancelled and label not in model.class_names:  # a new class: there was only the request
+            return self._status(label, "done", reason=cancelled, action="forget")
         if reason:
-            return self._failed(label, reason, action="forget")
-        return self._status(label, "done", action="forget")
+            return self._failed(label, f"{cancelled}; {reason}" if cancelled else reason, action="forget")
+        return self._status(label, "done", reason=cancelled, action="forget")
 
     def save(self, path: str | Path) -> Path:
         """Write the running model atomically; afterwards its identity is the file's sha256,
