@@ -327,6 +327,19 @@ def test_forgetting_the_label_being_collected_cancels_its_request():
     assert s.state == "done" and s.reason.startswith("cancelled") and "red_box" not in t.model.class_names
 
 
+def test_a_pixel_on_no_object_fails_after_a_second_of_frames_not_the_timeout():
+    from robot_classify.runtime.teaching import PIXEL_MISSES
+
+    p = processor_for(two_class_model())
+    t = Teacher(p)
+    t.request('{"label": "table", "select": {"x": 20, "y": 460}}')
+    for _ in range(PIXEL_MISSES - 1):
+        assert t.offer(run(p, [(300, 200, GREEN)])) == []
+    (s,) = t.offer(run(p, [(300, 200, GREEN)]))
+    assert s.state == "failed" and not t.collecting
+    assert s.reason == f"{PIXEL_MISSES} frames in a row had no segmented object at pixel (20, 460); is the object there?"
+
+
 def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     p = processor_for(two_class_model())
     now = [0.0]

@@ -36,6 +36,10 @@ from .results import CLASS_NAME, CLASS_NAME_RULE, FrameLabels
 DEFAULT_VIEWS, MAX_VIEWS = 10, 200
 SELECT_MODES = ("center", "largest")
 STATES = ("collecting", "done", "failed")
+# A pixel that selects no object in this many frames before the first view fails the request:
+# the user clicked on what is in view, so the object is not there (found from outside: a click on
+# the table waited out `teach.timeout`, 30 s). `largest` and `center` wait for an object to come.
+PIXEL_MISSES = 30
 LINEAR_REFUSAL = ("this model is linear: a linear classifier cannot take new examples without retraining "
                   "(robot-classify train); teaching needs a kNN model")
 
@@ -289,6 +293,10 @@ class Teacher:
             i = select_object(result.extraction.objects, req.select, w, h)
             if i is None:
                 s.skipped += 1
+                if isinstance(req.select, tuple) and not s.views and s.skipped >= PIXEL_MISSES:
+                    self._session = None  # a click on the table, not on an object: said now, not in 30 s
+                    return [self._failed(req.label, f"{s.skipped} frames in a row had {_nothing_at(req.select)}",
+                                         0, req.views)]
                 return self._expired(s) or []
             obj = result.extraction.objects[i]
             s.sources.append(self._view_source(result.color, obj))
