@@ -91,7 +91,7 @@ class TeachClient:
 
 
 STATUS_KEYS = {"label": str, "state": str, "views": int, "views_wanted": int, "n_samples": int, "classes": list,
-               "reason": str, "action": str}
+               "reason": str, "action": str, "request_id": str}
 
 
 def _frame(h: RosHarness, stamp: int, boxes, seed: int = 0) -> dict:

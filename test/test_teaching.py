@@ -327,6 +327,19 @@ def test_forgetting_the_label_being_collected_cancels_its_request():
     assert s.state == "done" and s.reason.startswith("cancelled") and "red_box" not in t.model.class_names
 
 
+def test_every_status_of_a_request_carries_its_id():
+    """Found from outside: the status topic keeps its last 10 for late joiners, and a client that
+    matched by label took an earlier request's `done` for its own."""
+    p = processor_for(two_class_model())
+    t = Teacher(p)
+    first = t.request('{"label": "green_box", "views": 2, "id": "arm-7"}')
+    statuses = [first, *t.offer(run(p, [(300, 200, GREEN)])), *t.offer(run(p, [(300, 200, GREEN)]))]
+    assert [(x.state, x.request_id) for x in statuses] == [("collecting", "arm-7")] * 2 + [("done", "arm-7")]
+    assert t.request('{"label": "x", "views": 0, "id": "arm-8"}').request_id == "arm-8"  # refused: still its id
+    assert "id must be text" in t.request('{"label": "x", "id": 5}').reason
+    assert t.request("plain_label").to_doc()["request_id"] == ""
+
+
 def test_a_pixel_on_no_object_fails_after_a_second_of_frames_not_the_timeout():
     from robot_classify.runtime.teaching import PIXEL_MISSES
 

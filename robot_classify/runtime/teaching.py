@@ -53,6 +53,7 @@ class TeachRequest:
     label: str
     views: int = DEFAULT_VIEWS
     select: str | tuple[int, int] = "center"  # "center", "largest" or an (x, y) pixel
+    request_id: str = ""  # the client's `id`, echoed in every status of this request
 
 
 @dataclass
@@ -66,6 +67,9 @@ class TeachStatus:
     classes: list[str] = field(default_factory=list)
     reason: str = ""
     action: str = "teach"  # or "forget": a forget that is done looks like a teach that is done otherwise
+    # The request's `id` if it gave one: the status topic keeps the last 10 for late joiners, so a
+    # client matching by label alone could take an earlier request's `done` for its own (found from outside)
+    request_id: str = ""
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,11 +130,19 @@ def parse_teach_request(text: str) -> TeachRequest:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise TeachError(f"teach request is not valid JSON ({e.msg} at character {e.pos})") from None
-    unknown = sorted(set(doc) - {"label", "views", "select"})
+    if not isinstance(doc, dict):
+        raise TeachError(f"a teach request is a label or a JSON object, got {_short(text)}")
+    unknown = sorted(set(doc) - {"label", "views", "select", "id"})
     if unknown:
-        raise TeachError(f"unknown field(s) {', '.join(map(repr, unknown))} (expected label, views, select)")
+        raise TeachError(f"unknown field(s) {', '.join(map(repr, unknown))} (expected label, views, select, id)")
     return TeachRequest(check_label(doc.get("label")), _check_views(doc.get("views", DEFAULT_VIEWS)),
-                        _check_select(doc.get("select", "center")))
+                        _check_select(doc.get("select", "center")), _check_id(doc.get("id", "")))
+
+
+def _check_id(request_id: Any) -> str:
+    if not isinstance(request_id, str) or len(request_id) > 64 or not request_id.isprintable():
+        raise TeachError(f"id must be text of at most 64 printable characters, got {_short(repr(request_id))}")
+    return request_id
 
 
 def check_pixel(select: str | tuple[int, int], width: int, height: int) -> None:
@@ -264,7 +276,10 @@ class Teacher:
         try:
             req = parse_teach_request(text)
         except TeachError as e:
-            return self._failed(_label_of(text), str(e))
+            return _tagged(self._failed(_label_of(text), str(e)), _id_of(text))
+        return _tagged(self._start(req), req.request_id)
+
+    def _start(self, req: TeachRequest) -> TeachStatus:
         if self.model.kind != "knn":
             return self._failed(req.label, LINEAR_REFUSAL, wanted=req.views)
         with self._lock:
@@ -279,39 +294,43 @@ class Teacher:
 
     def offer(self, result: FrameResult) -> list[TeachStatus]:
         """Take the requested object's crop from one processed frame; statuses to publish."""
+        statuses, req = self._offer(result)
+        return [_tagged(st, req.request_id) for st in statuses]
+
+    def _offer(self, result: FrameResult) -> tuple[list[TeachStatus], TeachRequest]:
         with self._lock:
             s = self._session
             if s is None:
-                return []
+                return [], TeachRequest("")
             req = s.request
             h, w = result.color.shape[:2]
             try:
                 check_pixel(req.select, w, h)
             except TeachError as e:
                 self._session = None
-                return [self._failed(req.label, str(e), s.views, req.views)]
+                return [self._failed(req.label, str(e), s.views, req.views)], req
             i = select_object(result.extraction.objects, req.select, w, h)
             if i is None:
                 s.skipped += 1
                 if isinstance(req.select, tuple) and not s.views and s.skipped >= PIXEL_MISSES:
                     self._session = None  # a click on the table, not on an object: said now, not in 30 s
                     return [self._failed(req.label, f"{s.skipped} frames in a row had {_nothing_at(req.select)}",
-                                         0, req.views)]
-                return self._expired(s) or []
+                                         0, req.views)], req
+                return self._expired(s) or [], req
             obj = result.extraction.objects[i]
             s.sources.append(self._view_source(result.color, obj))
             s.frame = (result.extraction, result.labels, i)
             s.last_view = self._clock()
             if s.views < req.views:
-                return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))]
+                return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))], req
             self._session = None
         # Extra crops and features outside any lock (frames keep flowing); the index changes under the write lock.
         if self._on_done is None:
             return [self._apply(req, *self._examples(s.sources), s.views, heights=[v.top for v in s.sources],
-                                frame=s.frame)]
+                                frame=s.frame)], req
         threading.Thread(target=self._apply_in_background, args=(req, s.sources, s.frame),
                          name="robot_classify_teach", daemon=True).start()
-        return []
+        return [], req
 
     def _apply_in_background(self, req: TeachRequest, sources: list[_ViewSource],
                              frame: tuple[Extraction, FrameLabels, int] | None = None) -> None:
@@ -321,7 +340,7 @@ class Teacher:
         except Exception as e:  # noqa: BLE001 -- reported as a status, never a dead thread
             status = self._failed(req.label, f"could not add the views: {type(e).__name__}: {e}", len(sources),
                                   req.views)
-        self._on_done(status)
+        self._on_done(_tagged(status, req.request_id))
 
     def _examples(self, sources: list[_ViewSource], yield_cpu: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Every view's crop and its extra crops, and the view each came from (for `novelty_scale`).
@@ -383,8 +402,8 @@ class Teacher:
             return None
         skipped = f" ({s.skipped} frame{'s' * (s.skipped != 1)} had {_nothing_at(s.request.select)})" \
             if s.skipped else ""
-        return self._failed(s.request.label, f"{reason}, with {s.views}/{s.request.views} views{skipped}", s.views,
-                            s.request.views)
+        return _tagged(self._failed(s.request.label, f"{reason}, with {s.views}/{s.request.views} views{skipped}",
+                                    s.views, s.request.views), s.request.request_id)
 
     def check_timeout(self) -> TeachStatus | None:
         """Called about once a second: fails a request that has waited `timeout_s` for its next
@@ -401,8 +420,9 @@ class Teacher:
         self._session = None
         why = (f"{s.skipped} frames had {_nothing_at(s.request.select)}" if s.skipped or s.views else
                "no frame was processed: is the camera publishing?")
-        return [self._failed(s.request.label, f"no new view for {self.timeout_s:g} s, with {s.views}/"
-                                              f"{s.request.views} views ({why})", s.views, s.request.views)]
+        return [_tagged(self._failed(s.request.label, f"no new view for {self.timeout_s:g} s, with {s.views}/"
+                                                      f"{s.request.views} views ({why})", s.views, s.request.views),
+                        s.request.request_id)]
 
     @staticmethod
     def _skip_note(s: _Session) -> str:
@@ -561,6 +581,19 @@ def _nothing_at(select: str | tuple[int, int]) -> str:
     if isinstance(select, tuple):
         return f"no segmented object at pixel ({select[0]}, {select[1]}); is the object there?"
     return "no object to take; is the object in view and segmented?"
+
+
+def _tagged(status: TeachStatus, request_id: str) -> TeachStatus:
+    status.request_id = request_id
+    return status
+
+
+def _id_of(text: str) -> str:
+    """The `id` a refused request gave, if it is one `_check_id` takes (best effort)."""
+    try:
+        return _check_id(json.loads(text).get("id", ""))
+    except (json.JSONDecodeError, AttributeError, TypeError, TeachError):
+        return ""
 
 
 def _label_of(text: str) -> str:
