@@ -125,4 +125,4 @@ def test_a_model_that_names_nothing_or_guesses_is_warned_about(caplog):
     flat = Calibration("temperature", {"temperature": float(np.exp(MAX_LOG_TEMPERATURE))}, 0.5, None, 0.0, 6)
     with caplog.at_level("WARNING"):
         _warn_if_unfit(Evidence(np.zeros(6, np.int64), None, np.zeros((6, 3))), y, flat, np.array([], np.int64))
-    assert "no better than a guess" in caplog.text
+    assert "the scores carry no confidence" in caplog.text

@@ -156,7 +156,7 @@ def test_a_depth_scale_off_by_a_power_of_ten_is_said_once(bop_split, tmp_path, c
                                for k, v in json.loads(cam.read_text()).items()}))
     with caplog.at_level(logging.WARNING):
         import_dataset(bop_split, tmp_path / "bag")
-    assert caplog.text.count("is the depth scale right") == 1 and "000048/000000: median depth 0.01 m" in caplog.text
+    assert caplog.text.count("is the depth scale right") == 1 and "000048/000000: median depth 0.011 m (over 2 frames)" in caplog.text
 
 
 def test_class_map_yaml_by_id_or_name_unlisted_is_distractor(bop_split, tmp_path):

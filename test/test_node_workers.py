@@ -60,3 +60,33 @@ def test_a_result_that_finishes_first_waits_for_the_older_ones():
     for t in threads:
         t.join()
     assert out == [1, 2, 4] and p._next_due == 5
+
+
+def test_one_slow_frame_holds_back_no_more_than_itself():
+    """Found in review: once a newer result had waited out ORDER_WAIT_S and gone, every later one
+    still waited the whole 0.5 s for the slow frame."""
+    import threading
+
+    from robot_classify.ros import node as node_module
+    from robot_classify.ros.node import _ClassifyPipeline
+
+    p = object.__new__(_ClassifyPipeline)
+    p._order, p._next_due, p._finished = threading.Condition(), 1, set()
+    node_module_wait, node_module.ORDER_WAIT_S = node_module.ORDER_WAIT_S, 0.2
+    try:
+        waited = {}
+
+        def worker(seq):
+            t0 = time.monotonic()
+            p._await_turn(seq)
+            waited[seq] = time.monotonic() - t0
+            p._published(seq)
+            p._finish(seq)
+
+        for seq in (2, 3, 4):  # seq 1 is still being worked on
+            worker(seq)
+        assert waited[2] >= 0.19 and waited[3] < 0.05 and waited[4] < 0.05, waited
+        p._finish(1)  # the slow one ends (and is dropped as late): harmless
+        assert p._next_due == 5 and not p._finished
+    finally:
+        node_module.ORDER_WAIT_S = node_module_wait

@@ -353,6 +353,36 @@ def test_a_pixel_on_no_object_fails_after_a_second_of_frames_not_the_timeout():
     assert s.reason == f"{PIXEL_MISSES} frames in a row had no segmented object at pixel (20, 460); is the object there?"
 
 
+def test_a_cancelled_request_ends_with_its_id_and_a_forget_while_its_views_go_in_is_refused():
+    """Found in review: the request a forget cancelled got no status of its own (its id never came
+    back), and a forget while the finished request's views were being added was undone by them."""
+    p = processor_for(two_class_model())
+    done, release = [], threading.Event()
+    t = Teacher(p, on_done=done.append)
+    t.request('{"label": "green_box", "views": 3, "id": "r1"}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    assert t.forget("green_box").state == "done"
+    assert [(d.state, d.request_id, d.reason) for d in done] == [("failed", "r1", "cancelled by ~/forget 'green_box'")]
+    done.clear()
+    slow = t._apply_views
+
+    def held(*args, **kwargs):
+        release.wait(5)
+        return slow(*args, **kwargs)
+
+    t._apply_views = held
+    t.request('{"label": "green_box", "views": 1, "id": "r2"}')
+    t.offer(run(p, [(300, 200, GREEN)]))  # collected: its views go in on a thread of their own
+    refused = t.forget("green_box")
+    release.set()
+    for _ in range(100):
+        if done:
+            break
+        time.sleep(0.05)
+    assert refused.state == "failed" and "are being added" in refused.reason
+    assert [(d.state, d.request_id) for d in done] == [("done", "r2")] and "green_box" in t.model.class_names
+
+
 def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     p = processor_for(two_class_model())
     now = [0.0]

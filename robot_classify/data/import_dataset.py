@@ -17,22 +17,33 @@ log = logging.getLogger(__name__)
 # A tabletop RGB-D camera sees its scene between these (metres). A median depth outside them is a
 # depth scale off by a power of ten (found from outside: depth_scale 0.1 on millimetre depth
 # imported without a word, and replay-eval then found nothing at all).
-PLAUSIBLE_DEPTH_M = (0.15, 10.0)
+PLAUSIBLE_DEPTH_M = (0.15, 6.0)
+DEPTH_CHECK_FRAMES = 5  # judged on the median of the first frames' medians: one close-up is no scale error
 
 
-def _depth_looks_wrong(frame: LabelledFrame) -> bool:
-    """Warns (once per import: the caller stops asking) where the frame's median depth is no
-    tabletop's; True if it warned."""
-    valid = frame.depth[frame.depth > 0]
-    if not valid.size:
-        return False
-    median = float(np.median(valid)) / 1000.0
-    if PLAUSIBLE_DEPTH_M[0] <= median <= PLAUSIBLE_DEPTH_M[1]:
-        return False
-    log.warning("%s: median depth %.3g m, outside the %g-%g m an RGB-D camera over a table sees: is the depth "
-                "scale right (BOP depth_scale: millimetres per unit; YCB-Video factor_depth: units per metre)?",
-                frame.source, median, *PLAUSIBLE_DEPTH_M)
-    return True
+def _depth_check(frames: Iterator[LabelledFrame]) -> Iterator[LabelledFrame]:
+    """The frames, unchanged; warns once where the median depth of the first DEPTH_CHECK_FRAMES is
+    no tabletop's."""
+    medians, first = [], ""
+    for frame in frames:
+        if len(medians) < DEPTH_CHECK_FRAMES:
+            valid = frame.depth[frame.depth > 0]
+            if valid.size:
+                medians.append(float(np.median(valid)) / 1000.0)
+                first = first or frame.source
+                if len(medians) == DEPTH_CHECK_FRAMES:
+                    _warn_depth(first, medians)
+        yield frame
+    if 0 < len(medians) < DEPTH_CHECK_FRAMES:
+        _warn_depth(first, medians)
+
+
+def _warn_depth(source: str, medians: list[float]) -> None:
+    median = float(np.median(medians))
+    if not PLAUSIBLE_DEPTH_M[0] <= median <= PLAUSIBLE_DEPTH_M[1]:
+        log.warning("%s: median depth %.3g m (over %d frames), outside the %g-%g m an RGB-D camera over a table "
+                    "sees: is the depth scale right (BOP depth_scale: millimetres per unit; YCB-Video "
+                    "factor_depth: units per metre)?", source, median, len(medians), *PLAUSIBLE_DEPTH_M)
 
 
 def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
@@ -66,10 +77,7 @@ def import_dataset(path: str | Path, out: str | Path, fmt: str = "auto", class_m
         raise DatasetError(f"{out} exists; choose a new path (bags are never overwritten)")
 
     def counted(frames):
-        warned = False
-        for frame in frames:
-            if not warned:
-                warned = _depth_looks_wrong(frame)
+        for frame in _depth_check(frames):
             if counts is not None:
                 for o in frame.objects:
                     counts[o.label] = counts.get(o.label, 0) + 1

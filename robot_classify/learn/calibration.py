@@ -269,6 +269,8 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
     won_by_class = ~np.isin(ev.labels, negative) if has_negatives else np.ones(len(y), bool)
     named = won_by_class if clutter_is_wrong else won_by_class & ~np.isin(y, negative) if has_negatives \
         else np.ones(len(y), bool)
+    if ev.logits is not None:  # a class its fold never trained on: wrong for want of it, not a score's fault
+        named &= ~((y >= 0) & (ev.logits[rows, np.maximum(y, 0)] <= MISSING_LOGIT))
     if method == "temperature":
         has_class = y >= 0  # clutter (-1) has no class whose likelihood a softmax could raise
         # ... nor has a class its fold never trained on (`tuning.out_of_fold_evidence` gives it a

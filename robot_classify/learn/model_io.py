@@ -265,10 +265,14 @@ def _foreign(path: Path) -> str:
     """What a file that is not safetensors is, from its first bytes, where a user may have passed
     it for a model: a PyTorch checkpoint (a zip) or a pickle read as safetensors gave only
     "header too large". Nothing is unpickled or unzipped to say it."""
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return ""
     if head.startswith(b"PK\x03\x04"):
-        return "; it is a zip archive, as torch.save writes: robot_classify reads only its own .safetensors models"
+        return ("; it is a zip archive (a torch.save checkpoint, an .npz): robot_classify reads only its own "
+                ".safetensors models")
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "; it is a pickle, which robot_classify never loads as a model: train one with `robot-classify train`"
     return ""

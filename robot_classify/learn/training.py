@@ -160,8 +160,8 @@ def _warn_if_unfit(ev, y: np.ndarray, calibration: Calibration, negative: np.nda
         log.warning("no validation crop was won by a class (a negative label won all %d): the model "
                     "will call everything unknown, and its ECE measures no answer", len(y))
     elif calibration.params.get("temperature", 0.0) >= 0.99 * np.exp(MAX_LOG_TEMPERATURE):
-        log.warning("validation accuracy %.1f%% is no better than a guess: the fitted temperature is at its "
-                    "bound, so every score is about 1/%d. More or cleaner data, other features or a kNN may do",
+        log.warning("validation accuracy %.1f%%, and the fitted temperature is at its bound: every score is about "
+                    "1/%d, so the scores carry no confidence. More or cleaner data, other features or a kNN may do",
                     100 * right, ev.logits.shape[1])
 
 

@@ -352,9 +352,9 @@ class _ClassifyPipeline:
         `set_parameters` still get rclpy's exception."""
         try:
             return super().set_parameters_atomically(parameter_list)
-        except ParameterNotDeclaredException:
-            name = next(p.name for p in parameter_list if not self.has_parameter(p.name))
-            return SetParametersResult(successful=False, reason=unknown_parameter(name))
+        except ParameterNotDeclaredException as e:
+            name = next((p.name for p in parameter_list if not self.has_parameter(p.name)), None)
+            return SetParametersResult(successful=False, reason=str(e) if name is None else unknown_parameter(name))
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {}
@@ -602,6 +602,19 @@ class _ClassifyPipeline:
                     self._next_due += 1
                 self._order.notify_all()
 
+    def _published(self, seq: int) -> None:
+        """Pair `seq` went out: every older one still being worked on is late now (it will be
+        dropped), so nothing newer waits for it. Without this, one slow frame made each newer
+        result wait the whole ORDER_WAIT_S (found in review)."""
+        with self._order:
+            if seq >= self._next_due:
+                self._next_due = seq + 1
+                self._finished = {f for f in self._finished if f > seq}
+                while self._next_due in self._finished:
+                    self._finished.discard(self._next_due)
+                    self._next_due += 1
+                self._order.notify_all()
+
     def _await_turn(self, seq: int) -> None:
         """Until every older pair is finished, at most ORDER_WAIT_S (one worker: at once)."""
         with self._order:
@@ -640,7 +653,7 @@ class _ClassifyPipeline:
                 self.vision.publish(result.labels, h, self.tracker is not None)
             if self.markers_pub.get_subscription_count() > 0:  # built only for a viewer (~1 ms a frame)
                 self._publish_markers(result.labels, h)
-        self._finish(seq)  # the next result may go while this one's bookkeeping runs
+        self._published(seq)  # the next result may go while this one's bookkeeping runs
         self._record(done, self._receipt.pop(key, None), result.ms, taken)
         self._frame_warned(result.extraction.warning)
         self._segmentation_scale = result.extraction.scale

@@ -92,7 +92,9 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                 if not keep_stamps and hasattr(msg, "header"):
                     # The offset scaled as the playback is: at --rate 2 the stamps had run ahead of
                     # the clock and stepped back at every loop (found from outside).
-                    stamp = offset_ns + round((header_to_ns(msg.header) - t0) / rate)
+                    # Only the recording's timeline is scaled: each message keeps its stamp's own offset
+                    # from its log time, so colour and depth stay within sync_slop at any rate.
+                    stamp = offset_ns + round((t - t0) / rate) + header_to_ns(msg.header) - t
                     msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp)
                 pubs[conn.topic].publish(msg)
                 sent += 1

@@ -252,6 +252,7 @@ class Teacher:
         self._lock = threading.Lock()
         self._apply_lock = threading.Lock()
         self._session: _Session | None = None
+        self._applying: list[str] = []  # labels whose views are being added (collected, not yet done)
 
     @property
     def model(self):
@@ -324,6 +325,7 @@ class Teacher:
             if s.views < req.views:
                 return [self._status(req.label, "collecting", s.views, req.views, self._skip_note(s))], req
             self._session = None
+            self._applying.append(req.label)
         # Extra crops and features outside any lock (frames keep flowing); the index changes under the write lock.
         if self._on_done is None:
             return [self._apply(req, *self._examples(s.sources), s.views, heights=[v.top for v in s.sources],
@@ -431,6 +433,16 @@ class Teacher:
     def _apply(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
                yield_cpu: bool = False, heights: list[float | None] | None = None,
                frame: tuple[Extraction, FrameLabels, int] | None = None) -> TeachStatus:
+        try:
+            return self._apply_views(req, patches, groups, views, yield_cpu, heights, frame)
+        finally:
+            with self._lock:
+                if req.label in self._applying:
+                    self._applying.remove(req.label)
+
+    def _apply_views(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
+                     yield_cpu: bool = False, heights: list[float | None] | None = None,
+                     frame: tuple[Extraction, FrameLabels, int] | None = None) -> TeachStatus:
         """Features, then the novelty scale under the read lock (frames go on), then the append
         under the write lock, one request at a time. With `mirror`, each crop's mirror image is an example too: a
         turned object shows its other side, and ten views are few (bench/teach_bench.py). `heights`:
@@ -504,8 +516,15 @@ class Teacher:
             s = self._session
             if s is not None and s.request.label == label:
                 self._session = None
+            applying = label in self._applying
+        if applying:  # its views are going in now; a forget before them would be undone by them
+            return self._failed(label, f"the views of {label!r} are being added (its teach request has just "
+                                       "collected them): forget it after its done status", action="forget")
         cancelled = "" if s is None or s.request.label != label else \
             f"cancelled the request collecting its views ({s.views}/{s.request.views}); nothing of it was added"
+        if cancelled and self._on_done is not None:  # the request's own end, with its id (found in review)
+            self._on_done(_tagged(self._failed(label, f"cancelled by ~/forget {label!r}", s.views, s.request.views),
+                                  s.request.request_id))
         p, model = self.processor, self.model
         if model.kind != "knn":
             return self._failed(label, "this model is linear: forgetting a class needs retraining", action="forget")
