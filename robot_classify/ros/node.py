@@ -111,6 +111,7 @@ class _ClassifyPipeline:
     # then fixed by setting it); the plain node configures at start, so they are read-only there.
     _static_while_unconfigured = False
     _next_track_id = 1  # the first track id of the next configuration (`_cleanup` keeps the count)
+    _generation = 0  # activations so far: a worker's results count only in its own
 
     def _declare(self) -> None:
         # Values given at start (-p, a params file) pass through `_as_declared` too, before they are
@@ -265,7 +266,11 @@ class _ClassifyPipeline:
         # by the vision_msgs output, which a pip install without vision_msgs lacks (found from outside)
         self._no_depth = 0
         self._segmentation_scale: int | str = ""  # set per frame: what segmentation.scale 0 chose
-        self._workers = [threading.Thread(target=self._work, name=f"robot_classify_worker_{i}", daemon=True)
+        # Each worker keeps its activation's stop event and number: one that outlives the join at
+        # deactivation (5 s) ends there and publishes nothing into the next activation (found in review).
+        self._generation += 1
+        self._workers = [threading.Thread(target=self._work, args=(self._stop, self._generation),
+                                          name=f"robot_classify_worker_{i}", daemon=True)
                          for i in range(p["workers"])]
         for w in self._workers:
             w.start()
@@ -574,8 +579,8 @@ class _ClassifyPipeline:
                              + (" (is the depth camera blind, or the depth topic another's?)"
                                 if warning.startswith("no valid depth") else ""), now, FRAME_WARN_EVERY_S)
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _work(self, stop: threading.Event, gen: int) -> None:
+        while not stop.is_set():
             with self._pop_lock:  # pop order = the order results may be published in
                 pair = self.sync.pop_next(timeout=0.1, max_wait=self._max_queue_wait)
                 self._popped += pair is not None
@@ -585,16 +590,19 @@ class _ClassifyPipeline:
             if pair is None:
                 continue
             try:
-                self._process(seq, taken, *pair)
+                self._process(seq, taken, *pair, gen=gen)
             except Exception as e:  # noqa: BLE001 -- one bad frame must never stop the node
                 self._skip("error", f"{type(e).__name__}: {e}")
             finally:
-                self._finish(seq)
+                self._finish(seq, gen)
 
-    def _finish(self, seq: int) -> None:
+    def _finish(self, seq: int, gen: int | None = None) -> None:
         """Pair `seq` needs nothing more from the publish order (published, skipped or failed):
-        newer results waiting for it may go (`_await_turn`). Twice is harmless."""
+        newer results waiting for it may go (`_await_turn`). Twice is harmless; so is a worker of
+        an earlier activation (`gen`)."""
         with self._order:
+            if gen not in (None, self._generation):
+                return
             if seq >= self._next_due:
                 self._finished.add(seq)
                 while self._next_due in self._finished:
@@ -630,7 +638,8 @@ class _ClassifyPipeline:
             self._first_info.wait(FIRST_INFO_WAIT_S)
         return self._infos.get(key, self._info)
 
-    def _process(self, seq: int, taken: float, key: int, color_msg: Image, depth_msg: Image) -> None:
+    def _process(self, seq: int, taken: float, key: int, color_msg: Image, depth_msg: Image,
+                 gen: int | None = None) -> None:
         try:
             mask_msg = self._mask_for(key) if self.mode == "mask" else None
             result = self.processor.process_messages(color_msg, depth_msg, self._camera_info_for(key), mask_msg)
@@ -638,8 +647,12 @@ class _ClassifyPipeline:
             self._skip(e.reason, e.detail)
             return
         h = color_msg.header
+        if gen not in (None, self._generation):  # a frame of an earlier activation
+            return
         self._await_turn(seq)
         with self._publish_lock:  # one frame at a time, in the order taken
+            if gen not in (None, self._generation):
+                return
             if seq < self._last_published:  # an older pair that outlasted ORDER_WAIT_S
                 self._late += 1
                 return
