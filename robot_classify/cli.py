@@ -1215,8 +1215,9 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
                         "default: every topic")
     p.add_argument("--wait", type=_float(0), default=10.0, metavar="SECONDS",
                    help="before the first message, wait up to this long until every camera topic played (every "
-                        "topic, where none is a camera's) has a subscriber, and stop with an error if one has none "
-                        "(default 10; 0: start after half a second whoever listens, as ros2 bag play does)")
+                        "topic, where none is a camera's) has a subscriber, and stop with an error if one has none; "
+                        "then 1 s more, for the subscribers to discover the replay in turn (default 10; 0: start "
+                        "after half a second whoever listens, as ros2 bag play does)")
 
 
 # Every subcommand: name, help, its arguments, what runs it. The whole command line at a glance.

@@ -28,6 +28,9 @@ def _msg_class(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.msg"), name)
 
 
+DISCOVERY_SETTLE_S = 1.0  # after the subscribers matched, before the first message (`wait_for_subscribers`)
+
+
 def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "reliable", keep_stamps: bool = False,
            topics: list[str] | None = None, on_message: Callable[[str, object], None] | None = None,
            should_stop: Callable[[], bool] = lambda: False, wait_for_subscribers: float | None = None) -> int:
@@ -37,7 +40,8 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
 
     `wait_for_subscribers`: seconds to wait, before the first message, until every camera topic
     played (`CAMERA_TYPES`; every topic where the bag has none) is matched by at least one
-    subscription (TimeoutError naming the topics without one); None: half a second for
+    subscription (TimeoutError naming the topics without one), then DISCOVERY_SETTLE_S more for
+    the subscribers to discover the publishers in turn; None: half a second for
     discovery, and whoever is there by then gets the messages (a node still starting loses them).
     """
     import rclpy
@@ -73,6 +77,10 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
         else:
             camera = {c.topic for c in conns if c.msgtype in CAMERA_TYPES}
             _wait_matched({t: pub for t, pub in pubs.items() if t in camera or not camera}, wait_for_subscribers)
+            # A match seen here is the publisher's side of discovery; the subscriber may not know this
+            # publisher yet, and drops what comes before it does. Seen in the demo: a fresh clone's
+            # first run lost the first 9 frames' camera_info (21 of 30 labelled).
+            time.sleep(DISCOVERY_SETTLE_S)
         paced = next((c.topic for c in conns if c.msgtype in CAMERA_TYPES), conns[0].topic)
         while True:
             t0 = wall0 = None
