@@ -1209,7 +1209,8 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qos", default="reliable", choices=["reliable", "best_effort"],
                    help="the publishers' reliability (default reliable, as camera drivers publish)")
     p.add_argument("--keep-stamps", action="store_true",
-                   help="keep the recorded header stamps (default: now + each message's offset in the bag, divided by --rate)")
+                   help="keep the recorded header stamps (default: now + each message's offset in the bag, "
+                        "divided by --rate)")
     p.add_argument("--topics", type=_csv(), metavar="T1,T2,...",
                    help="play only these topics (each with its compressed transports where the bag has them); "
                         "default: every topic")

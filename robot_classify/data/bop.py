@@ -147,8 +147,8 @@ def frame_refs(path: str | Path, scenes: Sequence[str] | None = None) -> list[Bo
     found = find_scenes(path)
     # A numbered folder beside the scenes that is none (empty, a download cut short) is said, not
     # left out without a word (found from outside).
-    others = sorted(p.name for p in Path(path).iterdir() if p.is_dir() and p.name.isdigit() and not is_scene(p)) \
-        if found != [Path(path)] and scenes is None else []  # --scenes names the ones wanted: no word of others
+    others = sorted(p.name for p in path.iterdir() if p.is_dir() and p.name.isdigit() and not is_scene(p)) \
+        if found != [path] and scenes is None else []  # --scenes names the ones wanted: no word of others
     if others:
         log.warning("%s: %s skipped: no scene_camera.json", path, ", ".join(others))
     return [r for s in pick_scenes(found, scenes, path) for r in scene_refs(s)]

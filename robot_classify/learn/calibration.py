@@ -239,7 +239,8 @@ def _ratio(d: np.ndarray, scale: float) -> np.ndarray:
 # The temperature is searched within exp(+-5). At the upper bound the softmax is flat: the answers
 # were no better than a guess, and every score is about 1 / classes (`training` warns).
 MAX_LOG_TEMPERATURE = 5.0
-MISSING_LOGIT = -1e8  # at or below: a class the classifier was not fitted on (`tuning.out_of_fold_evidence`)
+# The logit `tuning.out_of_fold_evidence` gives a class its fold's classifier was not fitted on.
+ABSENT_LOGIT = -1e9
 
 
 def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarray | None = None,
@@ -269,14 +270,14 @@ def fit_calibration(ev: Evidence, y: np.ndarray, method: str, negative: np.ndarr
     won_by_class = ~np.isin(ev.labels, negative) if has_negatives else np.ones(len(y), bool)
     named = won_by_class if clutter_is_wrong else won_by_class & ~np.isin(y, negative) if has_negatives \
         else np.ones(len(y), bool)
-    if ev.logits is not None:  # a class its fold never trained on: wrong for want of it, not a score's fault
-        named &= ~((y >= 0) & (ev.logits[rows, np.maximum(y, 0)] <= MISSING_LOGIT))
+    # A crop of a class its fold never trained on is wrong for want of the class, not for its score:
+    # it is left out of every fit. In the temperature's it had pushed the temperature to its bound,
+    # every score to 1/classes, though 73% of the answers were right (found from outside).
+    absent = np.zeros(len(y), bool) if ev.logits is None else \
+        (y >= 0) & (ev.logits[rows, np.maximum(y, 0)] <= ABSENT_LOGIT)
+    named &= ~absent
     if method == "temperature":
-        has_class = y >= 0  # clutter (-1) has no class whose likelihood a softmax could raise
-        # ... nor has a class its fold never trained on (`tuning.out_of_fold_evidence` gives it a
-        # logit of -1e9): one such crop had pushed the temperature to its bound, every score to
-        # 1/classes, though 73% of the answers were right (found from outside).
-        has_class[has_class] = ev.logits[rows[has_class], y[has_class]] > MISSING_LOGIT
+        has_class = (y >= 0) & ~absent  # clutter (-1) has no class whose likelihood a softmax could raise
         z, yc = ev.logits[has_class], y[has_class]
 
         def nll(log_t: float) -> float:

@@ -143,10 +143,11 @@ def _calibrate(train: PatchSet, val: PatchSet | None, make, feat: dict, opts: Tr
         return None
     ev, y = out_of_fold_evidence(train, make, feat, splits)
     method = make().calibration_method
-    calibration = fit_calibration(ev, y, method, negative_indices(train.class_names))
+    negative = negative_indices(train.class_names)
+    calibration = fit_calibration(ev, y, method, negative)
     log.info("calibration (%s, %d validation predictions): ECE %.3f, default min_score %.2f, novelty threshold %s",
              method, len(y), calibration.ece, calibration.min_score, calibration.novelty_threshold)
-    _warn_if_unfit(ev, y, calibration, negative_indices(train.class_names))
+    _warn_if_unfit(ev, y, calibration, negative)
     return calibration
 
 

@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from .patch_set import PatchSet
-from .calibration import Evidence
+from .calibration import ABSENT_LOGIT, Evidence
 from .features import FeaturePipeline, feature_config
 from .knn import KNNClassifier
 from .linear import LinearClassifier
@@ -137,7 +137,7 @@ def out_of_fold_evidence(data: PatchSet, make: Callable[[], Any], features: dict
         proba[:, clf.classes_] = ev.proba
         logits = None
         if ev.logits is not None:  # a class missing from this fold's training part can never win
-            logits = np.full((len(va), n_classes), -1e9)
+            logits = np.full((len(va), n_classes), ABSENT_LOGIT)
             logits[:, clf.classes_] = ev.logits
         parts.append(Evidence(clf.classes_[ev.labels], proba, logits, ev.win_distance, ev.nearest))
         ys.append(va.labels)

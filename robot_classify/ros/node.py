@@ -601,14 +601,9 @@ class _ClassifyPipeline:
         newer results waiting for it may go (`_await_turn`). Twice is harmless; so is a worker of
         an earlier activation (`gen`)."""
         with self._order:
-            if gen not in (None, self._generation):
-                return
-            if seq >= self._next_due:
+            if gen in (None, self._generation) and seq >= self._next_due:
                 self._finished.add(seq)
-                while self._next_due in self._finished:
-                    self._finished.discard(self._next_due)
-                    self._next_due += 1
-                self._order.notify_all()
+                self._advance()
 
     def _published(self, seq: int) -> None:
         """Pair `seq` went out: every older one still being worked on is late now (it will be
@@ -618,10 +613,14 @@ class _ClassifyPipeline:
             if seq >= self._next_due:
                 self._next_due = seq + 1
                 self._finished = {f for f in self._finished if f > seq}
-                while self._next_due in self._finished:
-                    self._finished.discard(self._next_due)
-                    self._next_due += 1
-                self._order.notify_all()
+                self._advance()
+
+    def _advance(self) -> None:
+        """Under `_order`: past the finished pairs that follow `_next_due`; wakes the waiters."""
+        while self._next_due in self._finished:
+            self._finished.discard(self._next_due)
+            self._next_due += 1
+        self._order.notify_all()
 
     def _await_turn(self, seq: int) -> None:
         """Until every older pair is finished, at most ORDER_WAIT_S (one worker: at once)."""

@@ -513,14 +513,14 @@ class Teacher:
         # Forgetting the label being collected cancels its request: nothing else could, while
         # frames keep bringing views (found from outside: a 50-view request ran on to the end).
         with self._lock:
-            s = self._session
-            if s is not None and s.request.label == label:
+            s = self._session if self._session is not None and self._session.request.label == label else None
+            if s is not None:
                 self._session = None
             applying = label in self._applying
         if applying:  # its views are going in now; a forget before them would be undone by them
             return self._failed(label, f"the views of {label!r} are being added (its teach request has just "
                                        "collected them): forget it after its done status", action="forget")
-        cancelled = "" if s is None or s.request.label != label else \
+        cancelled = "" if s is None else \
             f"cancelled the request collecting its views ({s.views}/{s.request.views}); nothing of it was added"
         if cancelled and self._on_done is not None:  # the request's own end, with its id (found in review)
             self._on_done(_tagged(self._failed(label, f"cancelled by ~/forget {label!r}", s.views, s.request.views),
