@@ -5,41 +5,82 @@ its relative input topics to the camera's. Defaults fit realsense2_camera with
 align_depth.enable:=true. Only launch / launch_ros features present in Humble and Jazzy.
 managed:=true starts it as a lifecycle node (unconfigured): drive it with a lifecycle manager
 (e.g. nav2_lifecycle_manager's node_names) or `ros2 lifecycle set /robot_classify configure`.
+
+The arguments that set a parameter (device, workers, managed, ...) are passed only when given:
+left out, the params file's value holds (a user's `device: cuda` had been overridden by the
+argument's default, found from outside), and without one there the node's default.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+# launch argument -> the node parameter it sets, what it says in --show-args, and the node's
+# default. Each defaults to "" (not given): the params file's value, else the node's default.
+PARAMETER_ARGUMENTS = {
+    "model_path": ("model_path", "model file", "the embedded default"),
+    "device": ("device", "auto, cpu or cuda", "auto"),
+    "workers": ("workers", "frames processed at once: 2 for 1280x720 at 30 Hz on 2 cores", "1"),
+    "qos_reliability": ("qos.reliability",
+                        "best_available (match the camera's publishers), reliable or best_effort", "best_available"),
+    "managed": ("managed", "true: a lifecycle node, unconfigured until a lifecycle manager (or ros2 lifecycle "
+                           "set) configures and activates it", "false"),
+    "color_transport": ("input.transport.color", "raw or compressed (color_topic + /compressed: JPEG or PNG)", "raw"),
+    "depth_transport": ("input.transport.depth", "raw, compressedDepth (depth_topic + /compressedDepth: PNG or RVL) "
+                                                 "or compressed (16-bit PNG)", "raw"),
+    "vision_msgs": ("output.vision_msgs", "vision_msgs outputs: auto (when vision_msgs imports), on or off", "auto"),
+}
+YAML_TYPED = ("workers", "managed")  # the parameters above that are no strings
+
+
+def _node(context):
+    """One classify_node, given only the parameter arguments that were set (a Node's later
+    parameters override its params file's, so a default passed here would hide the file's)."""
+    params_file = LaunchConfiguration("params_file").perform(context)
+    if not os.path.isfile(params_file):  # launch_ros would only say so, and start the node without it
+        raise RuntimeError(f"params_file:={params_file} is not a file")
+    # launch_ros reads a substitution's value as YAML (managed:=true a bool, workers:=2 an int);
+    # string parameters are kept strings (model_path:=2024 a file name, vision_msgs:=on a word).
+    given = {param: LaunchConfiguration(arg) if param in YAML_TYPED else ParameterValue(LaunchConfiguration(arg),
+                                                                                         value_type=str)
+             for arg, (param, _, _) in PARAMETER_ARGUMENTS.items() if LaunchConfiguration(arg).perform(context) != ""}
+    remaps = [
+        ("color/image_raw", LaunchConfiguration("color_topic")),
+        ("depth/image_raw", LaunchConfiguration("depth_topic")),
+        ("color/camera_info", LaunchConfiguration("camera_info_topic")),
+        ("mask/image_raw", LaunchConfiguration("mask_topic")),
+        ("~/detections", LaunchConfiguration("detections_topic")),
+        ("~/detections_3d", LaunchConfiguration("detections_3d_topic")),
+        ("~/label_info", LaunchConfiguration("label_info_topic")),
+    ]
+    return [Node(
+        package="robot_classify", executable="classify_node", name="robot_classify",
+        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file")] + ([given] if given else []),
+        remappings=remaps, additional_env={"FASTRTPS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")})]
 
 
 def generate_launch_description():
     config = os.path.join(get_package_share_directory("robot_classify"), "config")
-    default_params = os.path.join(config, "classify.yaml")
     args = [
-        DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
-        DeclareLaunchArgument("model_path", default_value="", description="model file; empty = embedded default"),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(config, "classify.yaml"),
+                              description="node parameters (YAML, keyed /**/robot_classify)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace for the node and its topics"),
-        DeclareLaunchArgument("color_topic", default_value="/camera/camera/color/image_raw"),
-        DeclareLaunchArgument("depth_topic", default_value="/camera/camera/aligned_depth_to_color/image_raw"),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera/color/camera_info"),
-        DeclareLaunchArgument("mask_topic", default_value="/segmentation/mask"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
-        DeclareLaunchArgument("qos_reliability", default_value="best_available",
-                              description="best_available (match the camera's publishers), reliable or best_effort"),
-        DeclareLaunchArgument("managed", default_value="false",
-                              description="true: a lifecycle node, unconfigured until a lifecycle manager (or "
-                                          "ros2 lifecycle set) configures and activates it"),
-        DeclareLaunchArgument("color_transport", default_value="raw",
-                              description="raw or compressed (color_topic + /compressed: JPEG or PNG)"),
-        DeclareLaunchArgument("depth_transport", default_value="raw",
-                              description="raw, compressedDepth (depth_topic + /compressedDepth: PNG or RVL) or "
-                                          "compressed (16-bit PNG)"),
-        DeclareLaunchArgument("vision_msgs", default_value="auto",
-                              description="vision_msgs outputs: auto (when vision_msgs imports), on or off"),
+        DeclareLaunchArgument("color_topic", default_value="/camera/camera/color/image_raw",
+                              description="colour image (rgb8, bgr8, rgba8, bgra8 or mono8; its compressed transport beside it)"),
+        DeclareLaunchArgument("depth_topic", default_value="/camera/camera/aligned_depth_to_color/image_raw",
+                              description="depth aligned to the colour image (16UC1 mm or 32FC1 m)"),
+        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera/color/camera_info",
+                              description="the colour camera's intrinsics"),
+        DeclareLaunchArgument("mask_topic", default_value="/segmentation/mask",
+                              description="instance ids of a learned segmenter (segmentation.mode: mask)"),
+        *[DeclareLaunchArgument(arg, default_value="", description=f"{text}. Sets {param}; left out, the params "
+                                                                   f"file's value holds (the node's default: {default})")
+          for arg, (param, text, default) in PARAMETER_ARGUMENTS.items()],
         # The typed outputs, remappable like the inputs ("~/..." = under the node's name, the default).
         DeclareLaunchArgument("detections_topic", default_value="~/detections",
                               description="vision_msgs/Detection2DArray"),
@@ -51,34 +92,8 @@ def generate_launch_description():
             "fastdds_profile",
             default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",
                                               default_value=os.path.join(config, "fastdds_large_images.xml")),
-            description="Fast DDS profile for the node (shared-memory segments that fit whole images); "
-                        "the camera driver needs it too, see the file"),
+            description="Fast DDS profile for the node (shared-memory segments that fit whole images): "
+                        "$FASTRTPS_DEFAULT_PROFILES_FILE where set, else share/robot_classify/config/"
+                        "fastdds_large_images.xml; the camera driver needs it too, see the file"),
     ]
-    remaps = [
-        ("color/image_raw", LaunchConfiguration("color_topic")),
-        ("depth/image_raw", LaunchConfiguration("depth_topic")),
-        ("color/camera_info", LaunchConfiguration("camera_info_topic")),
-        ("mask/image_raw", LaunchConfiguration("mask_topic")),
-        ("~/detections", LaunchConfiguration("detections_topic")),
-        ("~/detections_3d", LaunchConfiguration("detections_3d_topic")),
-        ("~/label_info", LaunchConfiguration("label_info_topic")),
-    ]
-    overrides = {"device": LaunchConfiguration("device"),
-                 "qos.reliability": LaunchConfiguration("qos_reliability"),
-                 "output.vision_msgs": LaunchConfiguration("vision_msgs"),
-                 "managed": LaunchConfiguration("managed"),  # "true"/"false": launch_ros reads it as YAML, a bool
-                 "input.transport.color": LaunchConfiguration("color_transport"),
-                 "input.transport.depth": LaunchConfiguration("depth_transport")}
-    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": LaunchConfiguration("fastdds_profile")}
-    has_model = PythonExpression(["'", LaunchConfiguration("model_path"), "' != ''"])
-    node_with_model = Node(
-        package="robot_classify", executable="classify_node", name="robot_classify",
-        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file"), overrides, {"model_path": LaunchConfiguration("model_path")}],
-        remappings=remaps, additional_env=env, condition=IfCondition(has_model))
-    node_default = Node(
-        package="robot_classify", executable="classify_node", name="robot_classify",
-        namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=remaps, additional_env=env, condition=UnlessCondition(has_model))
-    return LaunchDescription(args + [node_with_model, node_default])
+    return LaunchDescription(args + [OpaqueFunction(function=_node)])

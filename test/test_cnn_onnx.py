@@ -110,6 +110,27 @@ def test_the_engine_is_chosen_per_device_and_by_the_environment(monkeypatch):
         cnn_onnx.engine("cpu")
 
 
+def test_features_say_what_runs_them_and_when_it_is_the_slow_engine(monkeypatch):
+    """The node's ready line names the engine; a CPU without onnxruntime earns a warning (a ROS
+    workspace's pip line that left it out ran at a third of the speed without a word)."""
+    from robot_classify.learn.features import FeaturePipeline
+
+    monkeypatch.delenv(cnn_onnx.ENGINE_ENV, raising=False)
+    monkeypatch.delenv(cnn_onnx.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(cnn_onnx, "_ort_importable", True)
+    cnn = FeaturePipeline("cnn_color")
+    assert cnn.describe() == "cnn_color on onnxruntime int8, cpu" and cnn.slow_engine_note() is None
+    assert FeaturePipeline("hog_color", pca_dims=8).describe() == "hog_color + PCA to 8"
+    assert FeaturePipeline("hog_color").slow_engine_note() is None
+    monkeypatch.setattr(cnn_onnx, "_ort_importable", False)
+    assert cnn.describe() == "cnn_color on torch fp32, cpu"
+    assert "onnxruntime does not import" in cnn.slow_engine_note()
+    monkeypatch.setenv(cnn_onnx.ENGINE_ENV, "torch")  # asked for: no warning
+    assert cnn.slow_engine_note() is None
+    monkeypatch.delenv(cnn_onnx.ENGINE_ENV)
+    assert cnn.to("cuda").slow_engine_note() is None  # PyTorch is the engine there
+
+
 def test_the_cache_key_follows_weights_settings_and_versions(monkeypatch):
     from robot_classify.learn import cnn_trunk
 

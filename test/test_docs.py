@@ -94,3 +94,34 @@ def test_one_version_in_setup_package_xml_and_changelog():
     from robot_classify import __version__  # what replay-eval's metrics.json records as the package's version
 
     assert setup == package == changelog == __version__
+
+
+# What install_requires asks of PyPI that a rosdep key provides on a ROS machine (package.xml).
+ROSDEP_KEYS = {"numpy": "python3-numpy", "scipy": "python3-scipy", "scikit-learn": "python3-sklearn",
+               "opencv-python-headless": "python3-opencv", "tqdm": "python3-tqdm", "pyyaml": "python3-yaml",
+               "scikit-image": "python3-skimage",
+               "setuptools": None}  # setuptools: colcon's own, for every ament_python package
+
+
+def test_a_ros_workspace_gets_every_runtime_dependency_from_rosdep_or_the_pip_line():
+    """Found from outside: the workspace's pip line lacked onnxruntime and onnx, and the default
+    model then ran on PyTorch at a third of the speed. Every install_requires entry is a rosdep key
+    in package.xml or a name on getting_started's pip line."""
+    import ast
+    import xml.etree.ElementTree as ET
+
+    call = next(n for n in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    requires = ast.literal_eval(next(kw.value for kw in call.keywords if kw.arg == "install_requires"))
+    names = [re.split(r"[<>=!~\[ ;]", r)[0].lower() for r in requires]
+    assert "torch" in names and "onnxruntime" in names
+    keys = {e.text for e in ET.parse(ROOT / "package.xml").getroot().iter("exec_depend")}
+    page = (ROOT / "doc" / "getting_started.md").read_text()
+    section = page[page.index("## In a ROS 2 Jazzy workspace"):]
+    pip_line = next(line for line in section.splitlines() if line.startswith("pip install "))
+    on_pip_line = {re.split(r"[<>=]", w)[0].lower() for w in pip_line.split("#")[0].split()[2:]}
+    for name in names:
+        if name in ROSDEP_KEYS:
+            assert ROSDEP_KEYS[name] is None or ROSDEP_KEYS[name] in keys, f"{name}: {ROSDEP_KEYS[name]} not in package.xml"
+        else:
+            assert name in on_pip_line, f"{name} (install_requires) is missing from the workspace's pip line"

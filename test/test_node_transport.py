@@ -82,6 +82,44 @@ def test_best_effort_camera_started_after_the_node_is_heard_and_its_loss_reporte
         h.close()
 
 
+def test_two_publishers_on_one_camera_topic_are_no_loss(default_model_file):
+    """Found from outside: a bag replayed beside a running camera (two writers on the colour
+    topic) read as "loses 65% of its frames" with nothing lost: the two streams' sequence
+    numbers and stamps interleave. With more than one publisher the loss is not estimated, and
+    /diagnostics says how many there are."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from ros_harness import make_image
+    from scene_fixtures import camera_k, rendered
+
+    topics = ("/cam_two/color", "/cam_two/depth", "/cam_two/info")
+    h = RosHarness(default_model_file, topics)
+    diags = []
+    h.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    second = h.node.create_publisher(Image, topics[0], QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        s = rendered(900_000_002)
+        t0 = 1_790_000_000_000_000_000
+        end = time.monotonic() + 9.0  # past HEALTH_WINDOW_S of what had read as 60% loss
+        i = 0
+        while time.monotonic() < end:
+            h.publish_frame(s.color, s.depth, camera_k(s), t0 + i * 333_000_000, info_lead=0.0)
+            time.sleep(0.07)
+            second.publish(make_image(s.color, "rgb8", t0 + i * 333_000_000 + 70_000_000))  # the other stream
+            time.sleep(0.26)
+            i += 1
+        time.sleep(1.5)  # the next /diagnostics
+        assert not any("loses" in line for line in h.log), "\n".join(h.log[-10:])
+        values = [{kv.key: kv.value for kv in st.values} for d in diags for st in d.status
+                  if st.hardware_id == "robot_classify"]
+        assert values and values[-1]["color_publishers"] == "2" and values[-1]["color_loss_estimated"] == ""
+        assert values[-1]["depth_publishers"] == "1" and float(values[-1]["color_received_hz"]) > 4.0
+        assert h.received and h.alive()
+    finally:
+        h.close()
+
+
 def test_the_node_with_no_model_path_answers_in_seconds_not_minutes():
     """The embedded default model is loaded, never rendered or trained at start (that took
     ~2 minutes). bench/cold_start.py measures the time; this bound only catches a regression."""

@@ -8,12 +8,29 @@ import yaml
 ROOT = Path(__file__).parents[1]
 
 
-def test_launch_file_declares_the_documented_arguments():
+def _launch_arguments() -> dict[str, dict]:
+    """Each DeclareLaunchArgument of the launch file: its constant default and description."""
     tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
-    declared = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument" \
+                and isinstance(node.args[0], ast.Constant):
+            out[node.args[0].value] = {kw.arg: kw.value.value for kw in node.keywords if isinstance(kw.value, ast.Constant)}
+    return out
+
+
+def _parameter_arguments() -> dict[str, tuple[str, str, str]]:
+    """The launch file's PARAMETER_ARGUMENTS: launch argument -> (node parameter, description, its default)."""
+    tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
+    assign = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PARAMETER_ARGUMENTS")
+    return ast.literal_eval(assign.value)
+
+
+def test_launch_file_declares_the_documented_arguments_each_with_a_description():
+    declared = _launch_arguments() | {a: {} for a in _parameter_arguments()}  # those declared in a loop
     assert {"model_path", "params_file", "namespace", "color_topic", "depth_topic", "camera_info_topic",
-            "device", "fastdds_profile"} <= declared
+            "device", "workers", "fastdds_profile"} <= set(declared)
+    assert not [k for k, v in _launch_arguments().items() if not v.get("description")]  # --show-args says each
 
 
 def test_fastdds_profile_fits_a_frame_in_shared_memory_and_keeps_udp():
@@ -47,17 +64,25 @@ def test_config_parameters_match_the_node_declarations():
         assert type(value) is type(default) and value == default, f"{name}: yaml {value!r}, node {default!r}"
 
 
-def test_launch_defaults_match_the_node_declarations():
-    """The launch file passes device and qos.reliability explicitly: its defaults must be the node's."""
+def test_launch_arguments_that_set_parameters_are_passed_only_when_given():
+    """Found from outside: the launch file passed device, qos.reliability, managed, the transports
+    and vision_msgs at its own defaults after the params file, so a user's `qos.reliability:
+    reliable` there was silently overridden. Each such argument now defaults to "" (left out) and
+    names a parameter the node declares, whose default its description gives."""
     from robot_classify.runtime.parameters import PARAMETERS
 
-    tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
-    defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
-                for kw in node.keywords if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
-    assert defaults["device"] == PARAMETERS["device"].default
-    assert defaults["qos_reliability"] == PARAMETERS["qos.reliability"].default
-    assert defaults["model_path"] == PARAMETERS["model_path"].default
+    source = (ROOT / "launch" / "classify.launch.py").read_text()
+    assert 'default_value=""' in source and "!= \"\"" in source
+    tree = ast.parse(source)
+    yaml_typed = ast.literal_eval(next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                                       and n.targets[0].id == "YAML_TYPED"))
+    assert set(yaml_typed) == {p for p, _, _ in _parameter_arguments().values()
+                               if not isinstance(PARAMETERS[p].default, str)}  # the rest stay strings
+    for arg, (param, _, shown) in _parameter_arguments().items():
+        assert param in PARAMETERS, param
+        default = PARAMETERS[param].default
+        assert shown == (str(default).lower() if isinstance(default, bool) else "the embedded default"
+                         if param == "model_path" else str(default)), (arg, shown, default)
 
 
 def test_the_default_model_ships_as_package_data_and_loads():
@@ -89,28 +114,55 @@ def test_vision_msgs_outputs_are_declared_for_ros_and_launch():
     deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot().findall("exec_depend")}
     assert {"vision_msgs", "cv_bridge"} <= deps
     source = (ROOT / "launch" / "classify.launch.py").read_text()
-    tree = ast.parse(source)
-    defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
-                for kw in node.keywords if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
-    assert defaults["vision_msgs"] == PARAMETERS["output.vision_msgs"].default
+    assert _parameter_arguments()["vision_msgs"][0] == "output.vision_msgs"
+    assert "output.vision_msgs" in PARAMETERS
     for topic in ("~/detections", "~/detections_3d", "~/label_info"):
         assert f'("{topic}", LaunchConfiguration(' in source
     assert '"opencv-python-headless>=4.6,<5"' in (ROOT / "setup.py").read_text()
 
 
-def test_managed_and_transport_launch_arguments_default_to_the_nodes_and_lifecycle_msgs_is_declared():
+def test_managed_and_transport_launch_arguments_set_the_nodes_parameters_and_lifecycle_msgs_is_declared():
     """managed:=true (a lifecycle node) and the input transports are launch arguments whose
     defaults are the node's; lifecycle_msgs is a dependency for ROS (package.xml) and pip ([ros])."""
     from robot_classify.runtime.parameters import PARAMETERS
 
-    tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
-    defaults = {node.args[0].value: kw.value.value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"
-                for kw in node.keywords if kw.arg == "default_value" and isinstance(kw.value, ast.Constant)}
-    assert defaults["managed"] == str(PARAMETERS["managed"].default).lower() == "false"
-    assert defaults["color_transport"] == PARAMETERS["input.transport.color"].default
-    assert defaults["depth_transport"] == PARAMETERS["input.transport.depth"].default
+    args = _parameter_arguments()
+    assert args["managed"][0] == "managed" and str(PARAMETERS["managed"].default).lower() == "false"
+    assert args["color_transport"][0] == "input.transport.color" and args["depth_transport"][0] == "input.transport.depth"
     deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot().iter("exec_depend")}
     assert "lifecycle_msgs" in deps
     assert '"ros-jazzy-lifecycle-msgs"' in (ROOT / "setup.py").read_text()
+
+
+def test_the_launch_file_gives_the_node_only_what_was_given_with_its_type(tmp_path):
+    """Runs the launch file's own function where launch and launch_ros import (a ROS install;
+    skipped on a pip install, which has neither)."""
+    import importlib.util
+
+    for module in ("launch", "launch_ros"):
+        if importlib.util.find_spec(module) is None:
+            import pytest
+
+            pytest.skip(f"{module} is not installed (a ROS 2 install has it)")
+    from launch import LaunchContext
+    from launch_ros.utilities import evaluate_parameters
+
+    spec = importlib.util.spec_from_file_location("classify_launch", ROOT / "launch" / "classify.launch.py")
+    launch_file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch_file)
+    params = tmp_path / "params.yaml"
+    params.write_text("/**/robot_classify:\n  ros__parameters:\n    workers: 2\n")
+
+    def evaluated(**given):
+        context = LaunchContext()
+        values = {"params_file": str(params), "namespace": "", "fastdds_profile": "x.xml", "color_topic": "c",
+                  "depth_topic": "d", "camera_info_topic": "i", "mask_topic": "m", "detections_topic": "~/detections",
+                  "detections_3d_topic": "~/detections_3d", "label_info_topic": "~/label_info",
+                  **{arg: "" for arg in launch_file.PARAMETER_ARGUMENTS}, **given}
+        context.launch_configurations.update(values)
+        node = launch_file._node(context)[0]
+        return [p for p in evaluate_parameters(context, node._Node__parameters) if isinstance(p, dict)]
+
+    assert evaluated() == []  # nothing given: the params file alone
+    (given,) = evaluated(workers="2", managed="true", model_path="2024", vision_msgs="on", device="cpu")
+    assert given == {"workers": 2, "managed": True, "model_path": "2024", "output.vision_msgs": "on", "device": "cpu"}

@@ -90,6 +90,17 @@ def engine(device: str) -> str:
     return "onnxruntime" if str(device) == "cpu" and _onnxruntime_importable() else "torch"
 
 
+def slow_engine_note(device: str) -> str | None:
+    """Why the features run on PyTorch where ONNX Runtime was the choice, or None: a ROS workspace
+    whose pip line left onnxruntime out labelled at a third of the speed without a word (found
+    from outside)."""
+    asked = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
+    if asked != "auto" or str(device) != "cpu" or _onnxruntime_importable():
+        return None
+    return ("onnxruntime does not import: the ConvNet features run on PyTorch, about 3x slower "
+            "(pip install onnxruntime onnx)")
+
+
 def precision(device: str) -> str:
     """The precision `cnn` features run at on `device` in this process: "int8" or "fp32" (PyTorch: fp32)."""
     asked = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"

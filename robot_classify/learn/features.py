@@ -242,6 +242,22 @@ class FeaturePipeline:
             self.extractor.to(device)
         return self
 
+    def describe(self) -> str:
+        """What computes the features, for the node's ready line: the kind, and for the ConvNet the
+        engine, precision and device chosen (an int8 graph that fails its check when it is built
+        runs fp32, with a warning then; `slow_engine_note` says when the engine is the slow one)."""
+        ex = self.extractor
+        text = ex.kind + (f" + PCA to {self.pca.n_components}" if self.pca is not None else "")
+        return text + (f" on {ex.engine} {ex.precision}, {ex.device}" if hasattr(ex, "engine") else "")
+
+    def slow_engine_note(self) -> str | None:
+        """Why ConvNet features run slower than this machine allows (onnxruntime missing), or None."""
+        if not hasattr(self.extractor, "engine"):
+            return None
+        from .cnn_onnx import slow_engine_note
+
+        return slow_engine_note(self.extractor.device)
+
     def warm_up(self) -> None:
         """Whatever the extractor prepares before the first frame (CUDA graphs for `cnn`)."""
         if hasattr(self.extractor, "warm_up"):

@@ -11,15 +11,17 @@ Jazzy wheels holds the GIL while it spins, which starves the worker: not used.)
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import re
+import signal
 import sys
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -278,8 +280,11 @@ class _ClassifyPipeline:
         inputs = ", ".join(f"{self._wire_name(t)} [{self._inputs[t][0].__name__}]" for t in self._inputs)
         self.get_logger().info(
             f"ready: model {self.processor.model_name} ({self.model.kind}, {len(self.model.known_class_names)} "
-            f"classes{' + unknown examples' if len(self.model.negative_classes) else ''}), segmentation {self.mode}, "
+            f"classes{' + unknown examples' if len(self.model.negative_classes) else ''}; features "
+            f"{self.model.features.describe()}), segmentation {self.mode}, "
             f"input QoS {self._reliability}; inputs {inputs}; publishing {self.labels_pub.topic_name}")
+        if (note := self.model.features.slow_engine_note()) is not None:
+            self.get_logger().warning(note)
 
     def _keep(self, destroy, entity):
         self._entities.append((destroy, entity))
@@ -461,7 +466,7 @@ class _ClassifyPipeline:
 
     # ----------------------------------------------------------------- teaching
     def _publish_teach_status(self, status: TeachStatus) -> None:
-        """On ~/teach_status and in the log. A teach applied in the background may finish while
+        """On ~/teach/status and in the log. A teach applied in the background may finish while
         the node deactivates: its publisher is gone then (0.7.0 raised in the teach thread and the
         result was lost), so the log alone says it."""
         try:
@@ -470,14 +475,16 @@ class _ClassifyPipeline:
             self.teach_status_pub.publish(String(data=json.dumps(status.to_doc())))
         except Exception:  # noqa: BLE001 -- rclpy's InvalidHandle once the publisher is destroyed
             self.get_logger().info(f"{status.action} {status.label!r} {status.state} while the node was not active: "
-                                   "not on ~/teach_status")
+                                   "not on ~/teach/status")
         if status.state == "failed":
             self.get_logger().warning(f"{status.action} {status.label!r} failed: {status.reason}")
         elif status.state == "done":
             done = ("forgot" if status.action == "forget" else "taught") + f" {status.label!r}"
             classes = status.known_classes
             proc = self.processor  # None once a cleanup released it while the teach was applied
-            self.get_logger().info(f"{done}: {status.n_samples} examples; classes now {len(classes)}; model "
+            held = ("its examples removed" if status.action == "forget"  # n_samples: what is left, 0 (it read "forgot 'x': 0 examples")
+                    else f"{status.n_samples} examples of it now")
+            self.get_logger().info(f"{done}: {held}; classes now {len(classes)}; model "
                                    f"{proc.model_sha256[:12] if proc is not None else '(released at cleanup)'}")
             if status.reason:  # what teaching took in its own frame (`Teacher._after_note`)
                 self.get_logger().warning(f"{done}, but: {status.reason}")
@@ -754,6 +761,7 @@ class _ClassifyPipeline:
             values[f"{short}_received_hz"] = f"{hs.received_hz:.1f}"
             values[f"{short}_camera_hz_estimated"] = "" if hs.camera_hz is None else f"{hs.camera_hz:.1f}"
             values[f"{short}_loss_estimated"] = "" if hs.loss is None else f"{hs.loss:.3f}"
+            values[f"{short}_publishers"] = str(self.count_publishers(self._wire_name(topic)))  # several: often no estimate
         lossy = {t: hs for t, hs in health.items() if t in self._lossy_since and hs.loss is not None}
         level, message = DiagnosticStatus.OK, "ok"
         if in_rate == 0:
@@ -841,8 +849,9 @@ class _ClassifyPipeline:
                 self._warned_qos.add(topic)
                 self.get_logger().warning(
                     f"nothing received on {name} for {NO_INPUT_WARN_S:.0f} s although {len(bad)} publisher(s) exist: "
-                    f"they publish best_effort and this node subscribes reliable. Set qos.reliability:=best_available "
-                    "(the default) or best_effort.")
+                    f"they publish best_effort and this node subscribes reliable. Set the parameter qos.reliability to "
+                    "best_available (the default) or best_effort (launch argument qos_reliability:=, ros2 run: "
+                    "-p qos.reliability:=).")
 
     def destroy_node(self) -> None:
         self._deactivate()
@@ -959,6 +968,36 @@ def usage() -> str:
             "Labels the objects of an RGB-D camera on /object_labels (doc/node.md).\n\nparameters:\n" + rows)
 
 
+@contextlib.contextmanager
+def _one_sigint() -> Iterator[None]:
+    """The first Ctrl-C ends the node (a KeyboardInterrupt, beside rclpy's own handler, which shuts
+    its context down); any later one is ignored, so that teardown and the interpreter's exit run to
+    their end: `main` is the process's last work. A Ctrl-C in a terminal under `ros2 launch`
+    reaches the node twice, from the terminal and forwarded by launch, and the second had broken
+    teardown with a KeyboardInterrupt traceback and exit code -2 in 8 of 13 tries (found from
+    outside; torch's exit finalizers were hit too). Teardown is bounded: workers are joined with a
+    timeout. Set before `rclpy.init`, whose handler then calls this one."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        _ignore_sigint()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        _ignore_sigint()
+
+
+def _ignore_sigint() -> None:
+    """From here on the process ends: a Ctrl-C must not break what is left of it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(args: list[str] | None = None) -> int:
     argv = sys.argv[1:] if args is None else list(args)
     own = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
@@ -975,19 +1014,29 @@ def main(args: list[str] | None = None) -> int:
     # their own per frame (a camera sending bad PNGs at 30 Hz: 30 lines a second, unthrottled).
     if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    rclpy.init(args=args)
+    with _one_sigint():
+        return _run(args)
+
+
+def _run(args: list[str] | None) -> int:
+    """rclpy up, the node built and spun until Ctrl-C or shutdown, then both torn down."""
     try:
-        node = ManagedClassifyNode() if _managed_requested() else ClassifyNode()
-    except Exception as e:  # noqa: BLE001 -- a clear fatal line, not a traceback wall
-        rclpy.logging.get_logger("robot_classify").fatal(f"cannot start: {type(e).__name__}: {e}")
-        rclpy.try_shutdown()
+        rclpy.init(args=args)
+    except Exception as e:  # noqa: BLE001 -- rcl's parse of --ros-args (a malformed params file): one line
+        print(f"[FATAL] [robot_classify]: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    if node.processor is not None:  # the plain node: configured and active already
-        node.processor.warm_up()  # first-use costs (OpenCV tables, allocations) before the first real frame
-    gc.freeze()  # the model and ROS objects built so far never die: keep them out of every GC pass
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    node = None
     try:
+        try:
+            node = ManagedClassifyNode() if _managed_requested() else ClassifyNode()
+        except Exception as e:  # noqa: BLE001 -- a clear fatal line, not a traceback wall
+            rclpy.logging.get_logger("robot_classify").fatal(f"cannot start: {type(e).__name__}: {e}")
+            return 1
+        if node.processor is not None:  # the plain node: configured and active already
+            node.processor.warm_up()  # first-use costs (OpenCV tables, allocations) before the first real frame
+        gc.freeze()  # the model and ROS objects built so far never die: keep them out of every GC pass
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
         # Woken at least every SPIN_WAKE_S: a SIGINT that reaches Python's own handler (not rclpy's,
         # which wakes the executor) is acted on only when the wait returns. After a lifecycle
         # deactivate, cleanup and shutdown no timer is left to end a wait, and the node outlived
@@ -997,7 +1046,9 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
+        _ignore_sigint()  # also where no Ctrl-C ended the spin (SIGTERM, a lifecycle shutdown)
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

@@ -4,8 +4,9 @@ A best-effort camera without a large-data transport loses frames where the node 
 them: nothing arrives, so nothing can be counted directly. Two clues survive:
 - the publisher's sequence number (DDS numbers every sample a writer sends; rclpy passes it
   as `publication_sequence_number`): a jump from 7 to 10 is 2 lost samples. Exact, used
-  whenever the numbers in the window increase (one publisher);
-- the header stamps: camera stamps are regular, so the smallest gaps between received stamps
+  whenever the numbers in the window increase (one publisher). Numbers that do not increase
+  mean several writers interleave (or one restarted): then nothing is estimated;
+- the header stamps, where there are no sequence numbers: camera stamps are regular, so the smallest gaps between received stamps
   give the camera's period and every larger gap says how many frames fell between (a gap of
   3 periods is 2 lost frames). Gaps longer than `PAUSE_PERIODS` periods are taken as the
   camera pausing (or a bag stopping), not as loss. When most frames are lost, two
@@ -87,7 +88,12 @@ class StampGapMonitor:
                 seqs.insert(0, self._anchor)  # heavy loss leaves one message a window: count from the last one
             period = self._period_ns()
         received_hz = n / self.window_s
-        if len(seqs) >= 2 and None not in seqs and all(a < b for a, b in zip(seqs, seqs[1:])):
+        if len(seqs) >= 2 and None not in seqs:
+            if not all(a < b for a, b in zip(seqs, seqs[1:])):
+                # Several writers (a bag replayed beside the driver) or one that restarted: their
+                # numbers and stamps interleave, and a stream that lost nothing had read as "loses
+                # 65%" from its stamps (found from outside). Nothing is estimated then.
+                return StreamHealth(n, received_hz, None, None)
             loss = 1.0 - (len(seqs) - 1) / (seqs[-1] - seqs[0])
             return StreamHealth(n, received_hz, received_hz / max(1.0 - loss, 1e-6), loss)
         if period is None or len(stamps) < 2:
