@@ -19,6 +19,21 @@ from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+# launch argument -> the node's topic it remaps (relative names: remap them; "~/..." = under the
+# node's name), its default (realsense2_camera's names with align_depth.enable:=true) and what it is.
+TOPIC_ARGUMENTS = {
+    "color_topic": ("color/image_raw", "/camera/camera/color/image_raw",
+                    "colour image (rgb8, bgr8, rgba8, bgra8 or mono8; its compressed transport beside it)"),
+    "depth_topic": ("depth/image_raw", "/camera/camera/aligned_depth_to_color/image_raw",
+                    "depth aligned to the colour image (16UC1 mm or 32FC1 m)"),
+    "camera_info_topic": ("color/camera_info", "/camera/camera/color/camera_info", "the colour camera's intrinsics"),
+    "mask_topic": ("mask/image_raw", "/segmentation/mask",
+                   "instance ids of a learned segmenter (segmentation.mode: mask)"),
+    "detections_topic": ("~/detections", "~/detections", "vision_msgs/Detection2DArray"),
+    "detections_3d_topic": ("~/detections_3d", "~/detections_3d", "vision_msgs/Detection3DArray"),
+    "label_info_topic": ("~/label_info", "~/label_info", "vision_msgs/LabelInfo (transient local)"),
+}
+
 # launch argument -> the node parameter it sets, what it says in --show-args, and the node's
 # default. Each defaults to "" (not given): the params file's value, else the node's default.
 PARAMETER_ARGUMENTS = {
@@ -48,15 +63,7 @@ def _node(context):
     given = {param: LaunchConfiguration(arg) if param in YAML_TYPED else ParameterValue(LaunchConfiguration(arg),
                                                                                          value_type=str)
              for arg, (param, _, _) in PARAMETER_ARGUMENTS.items() if LaunchConfiguration(arg).perform(context) != ""}
-    remaps = [
-        ("color/image_raw", LaunchConfiguration("color_topic")),
-        ("depth/image_raw", LaunchConfiguration("depth_topic")),
-        ("color/camera_info", LaunchConfiguration("camera_info_topic")),
-        ("mask/image_raw", LaunchConfiguration("mask_topic")),
-        ("~/detections", LaunchConfiguration("detections_topic")),
-        ("~/detections_3d", LaunchConfiguration("detections_3d_topic")),
-        ("~/label_info", LaunchConfiguration("label_info_topic")),
-    ]
+    remaps = [(topic, LaunchConfiguration(arg)) for arg, (topic, _, _) in TOPIC_ARGUMENTS.items()]
     return [Node(
         package="robot_classify", executable="classify_node", name="robot_classify",
         namespace=LaunchConfiguration("namespace"), output="screen", emulate_tty=True,
@@ -70,24 +77,11 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=os.path.join(config, "classify.yaml"),
                               description="node parameters (YAML, keyed /**/robot_classify)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace for the node and its topics"),
-        DeclareLaunchArgument("color_topic", default_value="/camera/camera/color/image_raw",
-                              description="colour image (rgb8, bgr8, rgba8, bgra8 or mono8; its compressed transport beside it)"),
-        DeclareLaunchArgument("depth_topic", default_value="/camera/camera/aligned_depth_to_color/image_raw",
-                              description="depth aligned to the colour image (16UC1 mm or 32FC1 m)"),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera/color/camera_info",
-                              description="the colour camera's intrinsics"),
-        DeclareLaunchArgument("mask_topic", default_value="/segmentation/mask",
-                              description="instance ids of a learned segmenter (segmentation.mode: mask)"),
+        *[DeclareLaunchArgument(arg, default_value=default, description=text)
+          for arg, (_, default, text) in TOPIC_ARGUMENTS.items()],
         *[DeclareLaunchArgument(arg, default_value="", description=f"{text}. Sets {param}; left out, the params "
                                                                    f"file's value holds (the node's default: {default})")
           for arg, (param, text, default) in PARAMETER_ARGUMENTS.items()],
-        # The typed outputs, remappable like the inputs ("~/..." = under the node's name, the default).
-        DeclareLaunchArgument("detections_topic", default_value="~/detections",
-                              description="vision_msgs/Detection2DArray"),
-        DeclareLaunchArgument("detections_3d_topic", default_value="~/detections_3d",
-                              description="vision_msgs/Detection3DArray"),
-        DeclareLaunchArgument("label_info_topic", default_value="~/label_info",
-                              description="vision_msgs/LabelInfo (transient local)"),
         DeclareLaunchArgument(
             "fastdds_profile",
             default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",

@@ -19,18 +19,24 @@ def _launch_arguments() -> dict[str, dict]:
     return out
 
 
-def _parameter_arguments() -> dict[str, tuple[str, str, str]]:
-    """The launch file's PARAMETER_ARGUMENTS: launch argument -> (node parameter, description, its default)."""
+def _launch_table(name: str) -> dict:
+    """A table of the launch file, read without importing launch."""
     tree = ast.parse((ROOT / "launch" / "classify.launch.py").read_text())
-    assign = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PARAMETER_ARGUMENTS")
-    return ast.literal_eval(assign.value)
+    return ast.literal_eval(next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == name))
+
+
+def _parameter_arguments() -> dict[str, tuple[str, str, str]]:
+    """PARAMETER_ARGUMENTS: launch argument -> (node parameter, description, the node's default)."""
+    return _launch_table("PARAMETER_ARGUMENTS")
 
 
 def test_launch_file_declares_the_documented_arguments_each_with_a_description():
-    declared = _launch_arguments() | {a: {} for a in _parameter_arguments()}  # those declared in a loop
+    topics = _launch_table("TOPIC_ARGUMENTS")
+    declared = set(_launch_arguments()) | set(_parameter_arguments()) | set(topics)  # the tables are declared in loops
     assert {"model_path", "params_file", "namespace", "color_topic", "depth_topic", "camera_info_topic",
-            "device", "workers", "fastdds_profile"} <= set(declared)
+            "device", "workers", "fastdds_profile"} <= declared
     assert not [k for k, v in _launch_arguments().items() if not v.get("description")]  # --show-args says each
+    assert all(text for _, _, text in topics.values()) and all(text for _, text, _ in _parameter_arguments().values())
 
 
 def test_fastdds_profile_fits_a_frame_in_shared_memory_and_keeps_udp():
@@ -116,8 +122,8 @@ def test_vision_msgs_outputs_are_declared_for_ros_and_launch():
     source = (ROOT / "launch" / "classify.launch.py").read_text()
     assert _parameter_arguments()["vision_msgs"][0] == "output.vision_msgs"
     assert "output.vision_msgs" in PARAMETERS
-    for topic in ("~/detections", "~/detections_3d", "~/label_info"):
-        assert f'("{topic}", LaunchConfiguration(' in source
+    remapped = {topic for topic, _, _ in _launch_table("TOPIC_ARGUMENTS").values()}
+    assert {"~/detections", "~/detections_3d", "~/label_info", "color/image_raw", "depth/image_raw"} <= remapped
     assert '"opencv-python-headless>=4.6,<5"' in (ROOT / "setup.py").read_text()
 
 
