@@ -59,8 +59,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                 dynamic=True),
     "max_objects": ParameterSpec(_SEG.max_objects, "objects per frame (largest first)", (1, 1000)),
     "workers": ParameterSpec(1, "frames processed at once (segmentation and classification run in parallel); 2+ raise "
-                            "throughput when one frame takes longer than the camera period (results older than one "
-                            "already published are dropped)", (1, 16)),
+                            "throughput when one frame takes longer than the camera period (results go out in the order "
+                            "their frames came; one an older frame holds up longer than 0.5 s is dropped)", (1, 16)),
     "sync_slop": ParameterSpec(0.02, "max colour/depth stamp difference to pair, seconds", (0.0, 1.0)),
     "max_queue_wait": ParameterSpec(0.2, "seconds a paired frame may wait for a worker while newer frames are ready; "
                                      "older ones are dropped (0 = always take the newest frame)", (0.0, 10.0)),
