@@ -75,7 +75,8 @@ def generate_launch_description():
     config = os.path.join(get_package_share_directory("robot_classify"), "config")
     args = [
         DeclareLaunchArgument("params_file", default_value=os.path.join(config, "classify.yaml"),
-                              description="node parameters (YAML, keyed /**/robot_classify)"),
+                              description="node parameters (YAML; the shipped file's /**/robot_classify: section applies in any "
+                                          "namespace, doc/parameters.md)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace for the node and its topics"),
         *[DeclareLaunchArgument(arg, default_value=default, description=text)
           for arg, (_, default, text) in TOPIC_ARGUMENTS.items()],

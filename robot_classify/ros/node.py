@@ -599,6 +599,8 @@ class _ClassifyPipeline:
             try:
                 self._process(seq, taken, *pair, gen=gen)
             except Exception as e:  # noqa: BLE001 -- one bad frame must never stop the node
+                if not self.context.ok():  # Ctrl-C shut the context while this frame was published:
+                    return  # no frame error (it had read "frame skipped (error): ... context is invalid")
                 self._skip("error", f"{type(e).__name__}: {e}")
             finally:
                 self._finish(seq, gen)

@@ -64,8 +64,8 @@ class VisionOutput:
                 raise RuntimeError(_refusal(why))
             if not getattr(node, "_said_vision_msgs_absent", False):  # once per node, not at every activation
                 node._said_vision_msgs_absent = True
-                node.get_logger().info(f"vision_msgs does not import ({why}): publishing /object_labels JSON only "
-                                       "(output.vision_msgs: auto)")
+                node.get_logger().info(f"vision_msgs does not import ({why}): publishing "
+                                       f"{node.resolve_topic_name('object_labels')} JSON only (output.vision_msgs: auto)")
             return None
         try:
             out = cls(node, vm)
@@ -74,7 +74,7 @@ class VisionOutput:
                 raise RuntimeError(f"output.vision_msgs is 'on' but vision_msgs cannot publish "
                                    f"({type(e).__name__}: {e})") from None
             node.get_logger().info(f"vision_msgs cannot publish ({type(e).__name__}: {e}): publishing "
-                                   "/object_labels JSON only (output.vision_msgs: auto)")
+                                   f"{node.resolve_topic_name('object_labels')} JSON only (output.vision_msgs: auto)")
             return None
         node.get_logger().info("vision_msgs found: also publishing " + ", ".join(
             p.topic_name for p in (out.pub_2d, out.pub_3d, out.pub_info)))
