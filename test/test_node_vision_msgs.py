@@ -36,6 +36,9 @@ class _Node:  # what VisionOutput.create touches before it makes publishers
     def get_logger(self) -> _Logger:
         return self.logger
 
+    def resolve_topic_name(self, topic: str) -> str:  # rclpy's, in the root namespace
+        return "/" + topic
+
 
 def test_output_switch_without_vision_msgs_auto_says_so_on_refuses_off_is_silent(monkeypatch):
     from robot_classify.ros import vision_output
