@@ -76,11 +76,17 @@ def _onnxruntime_importable() -> bool:
     return _ort_importable
 
 
+def _asked(env: str, choices: tuple[str, ...]) -> str:
+    """What the environment variable `env` asks for (unset or empty: "auto"), one of `choices`."""
+    asked = os.environ.get(env, "auto").strip().lower() or "auto"
+    if asked not in choices:
+        raise ValueError(f"{env}={asked!r}: must be one of {choices}")
+    return asked
+
+
 def engine(device: str) -> str:
     """The engine `cnn` features use on `device` in this process: "onnxruntime" or "torch"."""
-    asked = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
-    if asked not in ENGINES:
-        raise ValueError(f"{ENGINE_ENV}={asked!r}: must be one of {ENGINES}")
+    asked = _asked(ENGINE_ENV, ENGINES)
     if asked == "torch":
         return "torch"
     if asked == "onnxruntime":
@@ -94,8 +100,7 @@ def slow_engine_note(device: str) -> str | None:
     """Why the features run on PyTorch where ONNX Runtime was the choice, or None: a ROS workspace
     whose pip line left onnxruntime out labelled at a third of the speed without a word (found
     from outside)."""
-    asked = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
-    if asked != "auto" or str(device) != "cpu" or _onnxruntime_importable():
+    if _asked(ENGINE_ENV, ENGINES) != "auto" or str(device) != "cpu" or _onnxruntime_importable():
         return None
     return ("onnxruntime does not import: the ConvNet features run on PyTorch, about 3x slower "
             "(pip install onnxruntime onnx)")
@@ -103,9 +108,7 @@ def slow_engine_note(device: str) -> str | None:
 
 def precision(device: str) -> str:
     """The precision `cnn` features run at on `device` in this process: "int8" or "fp32" (PyTorch: fp32)."""
-    asked = os.environ.get(PRECISION_ENV, "auto").strip().lower() or "auto"
-    if asked not in PRECISIONS:
-        raise ValueError(f"{PRECISION_ENV}={asked!r}: must be one of {PRECISIONS}")
+    asked = _asked(PRECISION_ENV, PRECISIONS)
     on_ort = engine(device) == "onnxruntime"
     if asked == "int8" and not on_ort:
         raise ValueError(f"{PRECISION_ENV}=int8 needs the onnxruntime engine; the cnn features run on torch here "
