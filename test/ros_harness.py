@@ -59,6 +59,22 @@ def make_info(K: list[float], w: int, h: int, stamp_ns: int) -> CameraInfo:
     return info
 
 
+def start_node(ros_args: list[str], node_env: dict | None = None) -> tuple[subprocess.Popen, list[str]]:
+    """classify_node in a process of its own, its logging unbuffered, and the list its output
+    lines are appended to as they come (a reader thread)."""
+    env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1", **(node_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "robot_classify.ros.node", "--ros-args", *ros_args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    log: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            log.append(line.rstrip())
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, log
+
+
 class RosHarness:
     def __init__(self, model_path: str, topics: tuple[str, str, str] = ("/test_cam/color", "/test_cam/depth",
                                                                          "/test_cam/info"),
@@ -80,17 +96,13 @@ class RosHarness:
         self.color_codec, self.depth_codec = "png", "rvl"
         wire = [t if tr == "raw" else f"{t}/{tr}" for t, tr in zip(topics[:2], transports)]
         # model_path "" = the embedded default model
-        cmd = [sys.executable, "-m", "robot_classify.ros.node", "--ros-args",
-               *(["--params-file", str(params_file)] if params_file else []),
-               "-p", f"model_path:={model_path or chr(39) * 2}",
-               *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")],
-               "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
-               "-r", f"color/camera_info:={topics[2]}"]
+        ros_args = [*(["--params-file", str(params_file)] if params_file else []),
+                    "-p", f"model_path:={model_path or chr(39) * 2}",
+                    *[a for k, v in params.items() for a in ("-p", f"{k}:={v}")],
+                    "-r", f"color/image_raw:={topics[0]}", "-r", f"depth/image_raw:={topics[1]}",
+                    "-r", f"color/camera_info:={topics[2]}"]
         self.topics, self.wire_topics = topics, wire
-        env = {**os.environ, "RCUTILS_LOGGING_BUFFERED_STREAM": "0", "PYTHONUNBUFFERED": "1", **(node_env or {})}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.log: list[str] = []
-        threading.Thread(target=self._read_log, daemon=True).start()
+        self.proc, self.log = start_node(ros_args, node_env)
         try:  # the node process must not outlive a harness that failed to start
             rclpy.init()
             self.node = rclpy.create_node("robot_classify_tester")
@@ -121,10 +133,6 @@ class RosHarness:
             self.proc.kill()
             self.proc.wait()
             raise
-
-    def _read_log(self) -> None:
-        for line in self.proc.stdout:
-            self.log.append(line.rstrip())
 
     def _wait_ready(self, timeout: float) -> None:
         end = time.monotonic() + timeout
@@ -238,4 +246,4 @@ class RosHarness:
         rclpy.try_shutdown()
 
 
-__all__ = ["RosHarness", "ParameterMsg", "make_compressed", "make_image", "make_info"]
+__all__ = ["RosHarness", "ParameterMsg", "make_compressed", "make_image", "make_info", "start_node"]
