@@ -14,6 +14,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            product's poses (height above the support, footprint: `pose_check`)
   pose_0.6 after, as 0.6: the pose check without its lower bound on the footprint's long side
            (`object_sizes.MAJOR_LOWER`, a constant no parameter reaches: swapped for the run)
+  lower_0911  after, as 0.9.11: the footprint's lower bound without its slack for a mask's lost
+           rim (`object_sizes.MAJOR_LOWER_SLACK` 0)
   scale_2  after, segmented on every second pixel whatever the frame's size (the default
            before 0.9.2, whose `segmentation.scale: 0` picks every fourth for 1280x720)
   scale_4  after, on every fourth pixel whatever the frame's size (a 160-sample grid on 640x480)
@@ -68,6 +70,7 @@ SETTINGS = {
     "scale_2": {"segmentation.scale": 2},
     "scale_4": {"segmentation.scale": 4},
     "pose_0.6": {},
+    "lower_0911": {},
     # 0.9.4's sweep of the segmenter's cutting parameters on real frames (doc/real_frames.md)
     "crease_10": {"segmentation.crease": 0.10},
     "crease_07": {"segmentation.crease": 0.07},
@@ -87,6 +90,7 @@ SETTINGS = {
 }
 # module constants swapped per setting: (module, {name: value})
 CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
+             "lower_0911": (object_sizes, {"MAJOR_LOWER_SLACK": 0.0}),
              "support_096": (support, {"SMALL_SUPPORT_AREA": math.inf, "TOUCH_FRACTION": 0.1}),
              "tablet_096": (support, {"SMALL_SUPPORT_AREA": math.inf}),
              "touch_096": (support, {"TOUCH_FRACTION": 0.1})}
