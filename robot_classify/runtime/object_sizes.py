@@ -70,7 +70,8 @@ MAJOR_UPPER, MAJOR_SLACK = 1.15, 0.04  # its long side against the pose's footpr
 # to exempt; doc/real_frames.md). Less MAJOR_LOWER_SLACK: a real mask loses its rim where depth
 # has holes at the object's edges (a D4xx's or an Xtion's), a centimetre across at a metre, as
 # the upper bounds allow for pixels that bleed onto the table. A standing mustard bottle seen on
-# its 5.8 cm side measured 4.6 cm, under half its 9.5 cm long side (0.9.12, doc/real_frames.md).
+# its 5.8 cm side measured a 4.6 cm footprint, under half (4.75 cm) the 9.5 cm long side of its
+# standing pose's footprint (0.9.12, doc/real_frames.md).
 MAJOR_LOWER, AREA_MINOR, MAJOR_LOWER_SLACK = 0.5, 0.03, 0.01
 
 
