@@ -272,6 +272,27 @@ def test_a_product_cut_by_the_images_border_keeps_its_name():
     assert whole.labels.objects[0].ruled_out[0] == "mustard_bottle"
 
 
+def test_a_taught_view_of_a_product_the_segment_cannot_be_leaves_the_untaught_answer():
+    """Through FrameProcessor: an 8 x 7 cm block 6 cm high, trained as `potted_meat_can` (a SPAM tin
+    lying is that size), then a view of it taught as `mustard_bottle`. The taught view is now its
+    nearest example, but no mustard bottle rests like that: the block keeps its untaught name
+    instead of becoming `unknown`."""
+    depth = np.full((H, W), 1600, np.uint16)
+    color = np.full((H, W, 3), 90, np.uint8)
+    depth[50:190, 0:140], color[50:190, 0:140] = 1150, (170, 130, 90)
+    depth[100:123, 60:79], color[100:123, 60:79] = 1090, (230, 200, 30)
+    params = SegmentationParams(min_area=50)
+    patch = extract_objects(color, depth, K, params).objects[0].patch
+    model = train_model(_two_classes(patch, ("potted_meat_can", "cracker_box")),
+                        TrainOptions(classifier="knn", k="1", features=["hog_color"], device="cpu", quiet=True))
+    model.calibration = None
+    proc = FrameProcessor(model, params, min_score=0.0)
+    assert [o.label for o in proc.process(color, depth, K, (0, 0), "cam").labels.objects] == ["potted_meat_can"]
+    model.add_examples(patch[None], "mustard_bottle")
+    assert model.class_names[model.classify(patch[None]).labels[0]] == "mustard_bottle"  # without the geometry
+    assert [o.label for o in proc.process(color, depth, K, (0, 0), "cam").labels.objects] == ["potted_meat_can"]
+
+
 def test_a_segment_at_the_images_border_is_marked_truncated():
     """The same box and table, moved against the image's left border: only then is it cut."""
     color, depth = _room()

@@ -682,3 +682,58 @@ def test_teaching_unknown_adds_negative_examples_the_node_never_names():
     s = t.forget("unknown")
     assert s.state == "failed" and "examples of objects of no class" in s.reason
     assert run(p, [(305, 205, GREEN)]).labels.objects[0].label == "unknown"
+
+
+def _taught_model() -> ClassifierModel:
+    """Two trained products and a view of one taught into it: `sugar_box` near (0, 0) and
+    `tomato_soup_can` near (10, 0); a taught `tomato_soup_can` view at (1, 0), nearer the sugar box's
+    examples than its own class's."""
+    X = np.array([[0.0, 0.0], [0.2, 0.0], [10.0, 0.0], [10.2, 0.0]], np.float32)
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, device="cpu"),
+                            ["sugar_box", "tomato_soup_can"])
+    model.classifier.fit(X, np.array([0, 0, 1, 1]))
+    model.add_features(np.array([[1.0, 0.0]], np.float32), "tomato_soup_can")
+    return model
+
+
+def test_taught_samples_are_marked_kept_in_the_file_and_forgotten_with_their_class(tmp_path):
+    from robot_classify.learn.model_io import ModelFormatError
+
+    model = _taught_model()
+    clf = model.classifier
+    assert clf.taught_.tolist() == [False, False, False, False, True]
+    query = np.array([[0.9, 0.0]], np.float32)
+    ev, before = clf.evidence(query), clf.evidence(query, untaught=True)
+    assert ev.taught_won.tolist() == [True] and clf.classes_[ev.labels[0]] == 1  # the taught view is nearest
+    assert before.taught_won is None and clf.classes_[before.labels[0]] == 0  # as before teaching: the sugar box
+    params, tensors = clf.state()
+    assert KNNClassifier.from_state(params, tensors, 2, 2, False, "cpu").taught_.tolist() == clf.taught_.tolist()
+    tensors["knn.taught"] = tensors["knn.taught"] * 2
+    with pytest.raises(ValueError, match="knn.taught"):
+        KNNClassifier.from_state(params, tensors, 2, 2, False, "cpu")
+    model.forget("tomato_soup_can")
+    assert model.classifier.taught_.tolist() == [False, False]  # the sugar box's two trained examples
+    # through a model file: the flags travel with the taught examples; a file that is not 0/1 is refused
+    taught = two_class_model()
+    taught.add_examples(np.zeros((2, 32, 32, 3), np.uint8), "red_box")
+    path = save_model(taught, tmp_path / "taught.safetensors")
+    assert load_model(path).classifier.taught_.tolist() == [False] * 6 + [True] * 2
+    taught.classifier.taught_ = np.array([0] * 7 + [2])
+    with pytest.raises(ModelFormatError, match="knn.taught"):
+        load_model(save_model(taught, tmp_path / "bad.safetensors"))
+
+
+def test_a_taught_view_of_a_product_the_segment_cannot_be_gives_the_untaught_answer():
+    """Found on real frames: one real view per class taught into the default, and a segment whose
+    nearest example was a taught view of a product its size and pose rule out came out `unknown`,
+    where the untaught model had named it right. The view says nothing of a segment that cannot be
+    that product: the answer is the trained examples' (doc/teaching.md)."""
+    model = _taught_model()
+    query = np.array([[0.9, 0.0]], np.float32)
+    both = np.ones((1, 2), bool)
+    no_soup = np.array([[True, False]])
+    assert model.classify_features(query, allowed=both).labels.tolist() == [1]  # allowed: the view names it
+    assert model.classify_features(query, allowed=no_soup).labels.tolist() == [0]  # ruled out: as untaught
+    assert model.classify_features(query).labels.tolist() == [1]  # no geometry given: as before
+    nothing = np.zeros((1, 2), bool)  # both ruled out: the untaught answer, which the size check then refuses
+    assert model.classify_features(query, allowed=nothing).labels.tolist() == [0]

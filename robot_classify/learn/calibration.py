@@ -99,20 +99,22 @@ class Evidence:
     `labels` index the classifier's `classes_`; `proba` (n, len(classes_)) are its own scores
     (vote shares, softmax); `logits` the linear scores; `win_distance` (kNN) the distance to the
     nearest training sample of the winning class among the k; `nearest` (kNN) to the nearest
-    training sample of any class.
+    training sample of any class; `taught_won` (a taught kNN) whether taught samples alone made
+    the winning class's votes.
     """
     labels: np.ndarray
     proba: np.ndarray
     logits: np.ndarray | None = None
     win_distance: np.ndarray | None = None
     nearest: np.ndarray | None = None
+    taught_won: np.ndarray | None = None
 
     @classmethod
     def concatenate(cls, parts: list["Evidence"]) -> "Evidence":
         """One Evidence of the queries of `parts` in order (out-of-fold splits, a bag's frames)."""
         def cat(name: str) -> np.ndarray | None:
             values = [getattr(p, name) for p in parts]
-            return None if values[0] is None else np.concatenate(values)
+            return None if any(v is None for v in values) else np.concatenate(values)
 
         return cls(**{f.name: cat(f.name) for f in fields(cls)})
 

@@ -128,6 +128,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.index_ = ExactIndex(self.metric, self.device, self.max_scratch_bytes)
         self.index_.add(X)
         self.sample_scale_ = None
+        self.taught_ = None  # per sample, whether teaching added it (None: none was)
         return self
 
     def _class_weights(self) -> np.ndarray | None:
@@ -139,13 +140,15 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         counts = np.bincount(self.y_, minlength=len(self.classes_)).astype(np.float64)
         return len(self.y_) / (len(self.classes_) * np.maximum(counts, 1.0))
 
-    def add_samples(self, X: np.ndarray, y: np.ndarray, scale: float = 1.0) -> "KNNClassifier":
+    def add_samples(self, X: np.ndarray, y: np.ndarray, scale: float = 1.0, taught: bool = False) -> "KNNClassifier":
         """Memorise more labelled samples without refitting: a kNN's training is its memory, so
         live teaching appends to the index (amortised, `ExactIndex.add`) and to the labels.
 
         `scale` (>= 1) is how much farther than usual a query may lie from these samples before
         it is novel (`evidence().nearest` is divided by it): a class known from a few views is
-        sparser than one of hundreds of examples, and its own held-out views say how much."""
+        sparser than one of hundreds of examples, and its own held-out views say how much.
+        `taught`: the samples come from teaching (`taught_`), not training; `evidence(untaught=True)`
+        answers without them."""
         if not hasattr(self, "index_"):
             return self.fit(X, y)
         X, y = check_training_data(X, y)
@@ -156,6 +159,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         if scale != 1.0 or self.sample_scale_ is not None:
             old = np.ones(self.index_.ntotal, np.float32) if self.sample_scale_ is None else self.sample_scale_
             self.sample_scale_ = np.concatenate([old, np.full(len(X), scale, np.float32)])
+        if taught or self.taught_ is not None:
+            was = np.zeros(self.index_.ntotal, bool) if self.taught_ is None else self.taught_
+            self.taught_ = np.concatenate([was, np.full(len(X), bool(taught))])
         self.index_.add(X)
         # What np.unique over all labels gives, without sorting the 50,000 old ones per view.
         classes = np.union1d(self.classes_, y)
@@ -172,6 +178,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.index_.remove(ids)
         if self.sample_scale_ is not None:
             self.sample_scale_ = np.delete(self.sample_scale_, ids)
+        if self.taught_ is not None:
+            self.taught_ = np.delete(self.taught_, ids)
         labels = np.delete(self.classes_[self.y_], ids)
         self.classes_, self.y_ = np.unique(labels, return_inverse=True)
         return self
@@ -203,8 +211,9 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.predict_from_neighbors(*self.kneighbors(X))[1]
 
-    tensor_names = frozenset({"knn.data", "knn.labels", "knn.scale"})
-    optional_tensor_names = frozenset({"knn.scale"})  # only taught models have per-sample scales
+    tensor_names = frozenset({"knn.data", "knn.labels", "knn.scale", "knn.taught"})
+    # only taught models have per-sample scales; files before 0.9.12 do not say which samples were taught
+    optional_tensor_names = frozenset({"knn.scale", "knn.taught"})
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The model file's part (protocol): k, metric, weights (and class_weight when set); the
@@ -218,6 +227,8 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         tensors = {"knn.data": self.index_.data, "knn.labels": self.classes_[self.y_].astype(np.int64)}
         if self.sample_scale_ is not None:
             tensors["knn.scale"] = self.sample_scale_
+        if self.taught_ is not None:
+            tensors["knn.taught"] = self.taught_.astype(np.uint8)
         return params, tensors
 
     @classmethod
@@ -236,22 +247,37 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             if not (np.isfinite(scale).all() and (scale >= 1).all() and (scale <= 1e6).all()):
                 raise ValueError("knn.scale must hold finite numbers in [1, 1e6]")
             clf.sample_scale_ = scale
+        if "knn.taught" in tensors:
+            taught = check_tensor(tensors, "knn.taught", "uint8", (len(data),))
+            if not np.isin(taught, (0, 1)).all():
+                raise ValueError("knn.taught must hold 0 or 1 per sample")
+            clf.taught_ = taught.astype(bool)
         return clf
 
-    def evidence(self, X: np.ndarray, k: int | None = None) -> Evidence:
+    def evidence(self, X: np.ndarray, k: int | None = None, untaught: bool = False) -> Evidence:
         """The classifier protocol's one call (`learn.calibration.Evidence`): vote shares, and the
         distances that say how far the query is from what the model knows: to the nearest
         sample of the winning class among the k (calibration) and to the nearest sample of any
-        class (novelty, for 'unknown'; divided by that sample's scale, see `add_samples`)."""
-        dist, idx = self._frame_neighbors(X, k)
+        class (novelty, for 'unknown'; divided by that sample's scale, see `add_samples`);
+        `taught_won`: whether taught samples alone made the winning class's votes.
+        `untaught`: the answer from the trained samples alone, as before any teaching."""
         k = k or self.n_neighbors_
+        taught = self.taught_ if self.taught_ is not None and self.taught_.any() else None
+        if untaught and taught is not None and self.index_.ntotal - int(taught.sum()) >= k:
+            # the k nearest trained samples are among the k + (taught samples) nearest of all
+            dist, idx = self._frame_neighbors(X, min(self.index_.ntotal, k + int(taught.sum())))
+            first = np.argsort(taught[idx], axis=1, kind="stable")[:, :k]
+            dist, idx, taught = np.take_along_axis(dist, first, 1), np.take_along_axis(idx, first, 1), None
+        else:
+            dist, idx = self._frame_neighbors(X, k)
         labels, shares = self.predict_from_neighbors(dist, idx, k)
         won = self.classes_[self.y_[idx[:, :k]]] == labels[:, None]
         d_win = np.where(won, dist[:, :k], np.inf).min(1)
         nearest = dist[:, 0].astype(np.float64)
         if self.sample_scale_ is not None:  # within the reach of any of the k (the nearest's alone without scales)
             nearest = (dist[:, :k] / self.sample_scale_[idx[:, :k]]).min(1).astype(np.float64)
-        return Evidence(np.searchsorted(self.classes_, labels), shares, None, d_win, nearest)
+        taught_won = None if taught is None else (won <= taught[idx[:, :k]]).all(1)
+        return Evidence(np.searchsorted(self.classes_, labels), shares, None, d_win, nearest, taught_won)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.predict_from_neighbors(*self.kneighbors(X))[0]

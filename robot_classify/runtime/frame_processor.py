@@ -138,17 +138,9 @@ class FrameProcessor:
         with self._lock:  # a consistent set of thresholds; classification itself runs unlocked (workers: 2+)
             min_score, top_k, k = self.min_score, self.top_k, self.k
         stages = {"features": 0.0, "classifier": 0.0} if stages is None else stages
-        labels, proba, known, winner, names, sha, resting = self._classify(ex, k, stages)
+        labels, proba, known, winner, names, sha, fits = self._classify(ex, k, stages)
         if min_score < 0:  # the model's own default, chosen on its validation data
             min_score = self.model.default_min_score
-        fits = None
-        if self.size_check:
-            pose = self.pose_check
-            fits = size_mask(names, [o.extent for o in ex.objects], [o.area_m2 for o in ex.objects],
-                             [o.top for o in ex.objects] if pose else None,
-                             [o.footprint for o in ex.objects] if pose else None,
-                             [o.truncated for o in ex.objects] if pose else None,
-                             resting if pose else None)
         objects = []
         for n, (obj, lab, p, familiar, won) in enumerate(zip(ex.objects, labels, proba, known, winner)):
             geometry = fits is not None and not fits[n, lab]
@@ -180,16 +172,27 @@ class FrameProcessor:
                            tuple(objects), ex.warning or None)
 
     def _classify(self, ex: Extraction, k: int | None, stages: dict[str, float]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], str, dict | None]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], str, np.ndarray | None]:
         """Labels, scores, open-set verdicts, the classes that won (a negative one included), class
-        names, model identity and the poses its classes may be named in, read under the model's read
-        lock: teaching changes the examples between frames, never while a worker classifies one."""
+        names, model identity and which classes each segment's size and pose allow (None: not
+        checked), read under the model's read lock: teaching changes the examples and the poses
+        between frames, never while a worker classifies one."""
         with self.model_lock.reading():
-            names, sha, resting = list(self.model.class_names), self.model_sha256, self.model.resting
+            names, sha = list(self.model.class_names), self.model_sha256
             t1 = time.perf_counter()
-            pred = self.model.classify(ex.patches, k=k, stage_ms=stages)
+            fits = self._fits(ex, names, self.model.resting)
+            pred = self.model.classify(ex.patches, k=k, stage_ms=stages, allowed=fits)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
-            return pred.labels, pred.proba, pred.known, pred.winner, names, sha, resting
+            return pred.labels, pred.proba, pred.known, pred.winner, names, sha, fits
+
+    def _fits(self, ex: Extraction, names: list[str], resting: dict | None) -> np.ndarray | None:
+        """`object_sizes.size_mask` of the frame's segments, or None with the size check off."""
+        if not self.size_check:
+            return None
+        objs, pose = ex.objects, self.pose_check
+        return size_mask(names, [o.extent for o in objs], [o.area_m2 for o in objs],
+                         [o.top for o in objs] if pose else None, [o.footprint for o in objs] if pose else None,
+                         [o.truncated for o in objs] if pose else None, resting if pose else None)
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node
