@@ -72,3 +72,25 @@ def test_nan_in_x_rejected():
     clf = KNNClassifier(k=1, device="cpu").fit(np.zeros((2, 2), np.float32), np.array([0, 1]))
     with pytest.raises(ValueError, match="infinity"):  # scikit-learn's validate_data message
         clf.predict(np.array([[np.inf, 0.0]]))
+
+
+@pytest.mark.parametrize("weights,class_weight", [("uniform", None), ("distance", None), ("uniform", "balanced")])
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_the_untaught_answer_is_an_index_of_the_trained_samples_alone(weights, class_weight, k):
+    """`evidence(untaught=True)` on a taught kNN answers as a kNN fitted on its trained samples
+    alone: labels, shares and distances (what the node falls back to where a taught view won a
+    class the segment cannot be)."""
+    rng = np.random.default_rng(k)
+    X, y = rng.normal(size=(60, 4)).astype(np.float32), rng.integers(0, 3, 60)
+    T, ty = rng.normal(size=(25, 4)).astype(np.float32), rng.integers(0, 4, 25)  # a new class 3 too
+    taught = KNNClassifier(k, weights=weights, class_weight=class_weight, device="cpu").fit(X, y)
+    taught.add_samples(T, ty, taught=True)
+    taught.add_samples(X[:5] + 0.01, y[:5])  # trained again after teaching: still untaught
+    alone = KNNClassifier(k, weights=weights, class_weight=class_weight, device="cpu").fit(
+        np.concatenate([X, X[:5] + 0.01]), np.concatenate([y, y[:5]]))
+    Q = rng.normal(size=(40, 4)).astype(np.float32)
+    got, want = taught.evidence(Q, untaught=True), alone.evidence(Q)
+    assert np.array_equal(taught.classes_[got.labels], alone.classes_[want.labels])
+    assert np.allclose(got.proba[:, :3], want.proba) and np.allclose(got.nearest, want.nearest)
+    assert np.allclose(got.win_distance, want.win_distance) and got.taught_won is None
+    assert taught.evidence(Q).taught_won is not None

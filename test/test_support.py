@@ -290,7 +290,16 @@ def test_a_taught_view_of_a_product_the_segment_cannot_be_leaves_the_untaught_an
     assert [o.label for o in proc.process(color, depth, K, (0, 0), "cam").labels.objects] == ["potted_meat_can"]
     model.add_examples(patch[None], "mustard_bottle")
     assert model.class_names[model.classify(patch[None]).labels[0]] == "mustard_bottle"  # without the geometry
-    assert [o.label for o in proc.process(color, depth, K, (0, 0), "cam").labels.objects] == ["potted_meat_can"]
+    result = proc.process(color, depth, K, (0, 0), "cam")
+    assert [o.label for o in result.labels.objects] == ["potted_meat_can"]
+    # `calibrate` fits the scores to the answer the node gave, not to the taught view's
+    from robot_classify.data.answer_evidence import AnswerEvidence
+    from robot_classify.data.frames import GroundTruthObject
+
+    answers = AnswerEvidence(model, proc)
+    answers.add(result, [GroundTruthObject("potted_meat_can", 0, result.labels.objects[0].bbox, 1.0, None)])
+    ev, truth = answers.evidence()
+    assert [model.class_names[c] for c in model.classifier.classes_[ev.labels]] == ["potted_meat_can"]
 
 
 def test_a_segment_at_the_images_border_is_marked_truncated():

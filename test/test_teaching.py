@@ -272,15 +272,20 @@ def test_the_done_status_says_what_teaching_took_in_its_own_frame():
     assert s.state == "done"
     assert "1 other object of the teaching frame is named otherwise now (" in s.reason
     assert "_box -> green_box at x 400, y 200): teach it as its own class" in s.reason
-    # a class whose product cannot be a 6 x 8 cm box: the view stays unknown, and the status says why
+    # a class whose product cannot be a 6 x 8 cm box: the view keeps the trained examples' answer
+    # (0.9.12; unknown before), and the status says why
+    untaught = run(p, [(100, 200, PURPLE)]).labels.objects[0].label
     t.request('{"label": "large_marker", "views": 1, "select": {"x": 130, "y": 240}}')
     (s,) = t.offer(run(p, [(100, 200, PURPLE)]))
     assert s.state == "done" and "rules 'large_marker' out for the taught view itself" in s.reason
-    # and /object_labels says why it is unknown (0.9.8)
-    (o,) = run(p, [(100, 200, PURPLE)]).labels.objects
+    assert f"answers there as its trained examples do ({untaught!r})" in s.reason
+    assert run(p, [(100, 200, PURPLE)]).labels.objects[0].label == untaught
+    # /object_labels says why a trained class's product is refused (0.9.8)
+    q = processor_for(two_class_model(names=("large_marker", "blue_box")))
+    (o,) = run(q, [(100, 200, RED)]).labels.objects
     assert o.label == "unknown" and o.unknown_reason == "size_or_pose"
     assert o.to_doc()["unknown_reason"] == "size_or_pose" and "unknown_reason" not in run(
-        p, [(100, 200, RED)]).labels.objects[0].to_doc()
+        q, [(100, 200, BLUE)]).labels.objects[0].to_doc()
 
 
 def test_an_object_the_negative_examples_win_says_so():

@@ -60,7 +60,8 @@ class AnswerEvidence:
         matched = {i: gts[j].label for i, j, _ in match_boxes([o.bbox for o in preds], [g.bbox for g in gts],
                                                               self.iou_threshold)}
         model, clf = self.model, self.model.classifier
-        ev = clf.evidence(model.features.transform(result.extraction.patches), self.processor.k)
+        allowed = self.processor.size_and_pose(result.extraction, model.class_names, model.resting)
+        ev = model.evidence(model.features.transform(result.extraction.patches), self.processor.k, allowed)
         # What the node publishes: a class its size / pose checks rule out is `unknown` whatever it scores.
         winners = [model.class_names[c] for c in clf.classes_[ev.labels]]
         shown = np.array([w not in o.ruled_out for w, o in zip(winners, result.labels.objects)], bool)

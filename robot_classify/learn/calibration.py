@@ -114,7 +114,9 @@ class Evidence:
         """One Evidence of the queries of `parts` in order (out-of-fold splits, a bag's frames)."""
         def cat(name: str) -> np.ndarray | None:
             values = [getattr(p, name) for p in parts]
-            return None if any(v is None for v in values) else np.concatenate(values)
+            if name == "taught_won" and any(v is None for v in values):  # frames before any teaching
+                return None
+            return None if values[0] is None else np.concatenate(values)
 
         return cls(**{f.name: cat(f.name) for f in fields(cls)})
 

@@ -131,14 +131,16 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         self.taught_ = None  # per sample, whether teaching added it (None: none was)
         return self
 
-    def _class_weights(self) -> np.ndarray | None:
-        """Per class in `classes_`: scikit-learn's class_weight (a dict names classes; absent: 1)."""
+    def _class_weights(self, samples: np.ndarray | None = None) -> np.ndarray | None:
+        """Per class in `classes_`: scikit-learn's class_weight (a dict names classes; absent: 1);
+        'balanced' counts the `samples` (a bool mask; all by default)."""
         if self.class_weight is None:
             return None
         if isinstance(self.class_weight, dict):
             return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
-        counts = np.bincount(self.y_, minlength=len(self.classes_)).astype(np.float64)
-        return len(self.y_) / (len(self.classes_) * np.maximum(counts, 1.0))
+        y = self.y_ if samples is None else self.y_[samples]
+        counts = np.bincount(y, minlength=len(self.classes_)).astype(np.float64)
+        return len(y) / (len(self.classes_) * np.maximum(counts, 1.0))
 
     def add_samples(self, X: np.ndarray, y: np.ndarray, scale: float = 1.0, taught: bool = False) -> "KNNClassifier":
         """Memorise more labelled samples without refitting: a kNN's training is its memory, so
@@ -200,12 +202,14 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             return self.index_.search(X, k or self.n_neighbors_)
         return self.kneighbors(X, k)
 
-    def predict_from_neighbors(self, dist: np.ndarray, idx: np.ndarray, k: int | None = None
-                               ) -> tuple[np.ndarray, np.ndarray]:
-        """Vote with the first k of precomputed neighbours; lets tuning search once for all k."""
+    def predict_from_neighbors(self, dist: np.ndarray, idx: np.ndarray, k: int | None = None,
+                               samples: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Vote with the first k of precomputed neighbours; lets tuning search once for all k.
+        `samples`: the stored samples the neighbours were searched among (a bool mask; all by
+        default), which balanced class weights count."""
         k = k or self.n_neighbors_
         labels, shares = vote(self.y_[idx[:, :k]], dist[:, :k], len(self.classes_), self.weights,
-                              self._class_weights())
+                              self._class_weights(samples))
         return self.classes_[labels], shares
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -227,7 +231,7 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         tensors = {"knn.data": self.index_.data, "knn.labels": self.classes_[self.y_].astype(np.int64)}
         if self.sample_scale_ is not None:
             tensors["knn.scale"] = self.sample_scale_
-        if self.taught_ is not None:
+        if self.taught_ is not None and self.taught_.any():  # all forgotten: as a file that was never taught
             tensors["knn.taught"] = self.taught_.astype(np.uint8)
         return params, tensors
 
@@ -260,18 +264,28 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         sample of the winning class among the k (calibration) and to the nearest sample of any
         class (novelty, for 'unknown'; divided by that sample's scale, see `add_samples`);
         `taught_won`: whether taught samples alone made the winning class's votes.
-        `untaught`: the answer from the trained samples alone, as before any teaching."""
+        `untaught`: the vote of the trained samples alone (`add_samples(taught=True)` left out; the
+        vote's k and weights as they are now), as an index of them alone would answer."""
         k = k or self.n_neighbors_
         taught = self.taught_ if self.taught_ is not None and self.taught_.any() else None
-        if untaught and taught is not None and self.index_.ntotal - int(taught.sum()) >= k:
+        samples = None
+        if untaught and taught is not None:
+            trained = self.index_.ntotal - int(taught.sum())
+            if not trained:
+                raise ValueError("every stored sample was taught: there is no untaught answer")
             # the k nearest trained samples are among the k + (taught samples) nearest of all
             dist, idx = self._frame_neighbors(X, min(self.index_.ntotal, k + int(taught.sum())))
+            k = min(k, trained)
             first = np.argsort(taught[idx], axis=1, kind="stable")[:, :k]
-            dist, idx, taught = np.take_along_axis(dist, first, 1), np.take_along_axis(idx, first, 1), None
+            dist, idx, samples, taught = (np.take_along_axis(dist, first, 1), np.take_along_axis(idx, first, 1),
+                                          ~taught, None)
         else:
             dist, idx = self._frame_neighbors(X, k)
-        labels, shares = self.predict_from_neighbors(dist, idx, k)
+        labels, shares = self.predict_from_neighbors(dist, idx, k, samples)
         won = self.classes_[self.y_[idx[:, :k]]] == labels[:, None]
+        if self.weights == "distance":  # an exact match votes alone (`vote`): the others won nothing
+            exact = dist[:, :k] <= 0
+            won &= np.where(exact.any(1, keepdims=True), exact, True)
         d_win = np.where(won, dist[:, :k], np.inf).min(1)
         nearest = dist[:, 0].astype(np.float64)
         if self.sample_scale_ is not None:  # within the reach of any of the k (the nearest's alone without scales)

@@ -5,7 +5,7 @@ This is what the CLI trains, what a model file holds and what the node runs per 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from collections.abc import Sequence
 from typing import Any
 
@@ -290,21 +290,34 @@ class ClassifierModel:
         """One path for every classifier (the protocol: `evidence`), then the stored calibration.
 
         `allowed` ((queries, classes) bool, the node's size and pose check): where taught views
-        alone won a class that the segment cannot be, the answer is the trained samples', as
-        before teaching. A real view of a product says nothing of a segment that cannot be that
+        alone won a class that the segment cannot be, the answer is the trained samples' vote
+        (`evidence`). A real view of a product says nothing of a segment that cannot be that
         product; without this the segment was `unknown` where the untaught model had named it
         (on real frames, one real frame per class taught into the default then changed nothing on
         average: 77.7% of the other objects right, as untaught; doc/teaching.md)."""
+        return self._prediction(self.evidence(X, k, allowed), len(X))
+
+    def evidence(self, X: np.ndarray, k: int | None = None, allowed: np.ndarray | None = None) -> Evidence:
+        """The classifier's evidence (`learn.protocol`), where taught samples alone won a class
+        that `allowed` rules out replaced by the trained samples' (`classify_features`): what the
+        node's answers rest on, and what `calibrate` fits their scores to."""
         ev = self.classifier.evidence(X, k)
-        pred = self._prediction(ev, len(X))
-        if allowed is not None and ev.taught_won is not None:
-            n = np.arange(len(X))
-            rows = np.flatnonzero(ev.taught_won & (pred.winner == pred.labels) & ~allowed[n, pred.labels])
-            if len(rows):
-                again = self._prediction(self.classifier.evidence(X[rows], k, untaught=True), len(rows))
-                for name in ("labels", "proba", "known", "winner"):
-                    getattr(pred, name)[rows] = getattr(again, name)
-        return pred
+        if allowed is None or ev.taught_won is None or self.classifier.taught_.all():  # all taught: no other answer
+            return ev
+        won = self.classifier.classes_[ev.labels]
+        rows = np.flatnonzero(ev.taught_won & ~np.isin(won, self.negative_classes)
+                              & ~allowed[np.arange(len(X)), won])
+        if not len(rows):
+            return ev
+        again = self.classifier.evidence(X[rows], k, untaught=True)
+        out = {}
+        for f in fields(ev):
+            value = getattr(ev, f.name)
+            if value is not None:
+                value = value.copy()
+                value[rows] = False if f.name == "taught_won" else getattr(again, f.name)
+            out[f.name] = value
+        return Evidence(**out)
 
     def _prediction(self, ev: Evidence, n: int) -> Prediction:
         """The classifier's evidence of `n` queries calibrated, over all class names."""

@@ -179,14 +179,15 @@ class FrameProcessor:
         between frames, never while a worker classifies one."""
         with self.model_lock.reading():
             names, sha = list(self.model.class_names), self.model_sha256
+            fits = self.size_and_pose(ex, names, self.model.resting)
             t1 = time.perf_counter()
-            fits = self._fits(ex, names, self.model.resting)
             pred = self.model.classify(ex.patches, k=k, stage_ms=stages, allowed=fits)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
             return pred.labels, pred.proba, pred.known, pred.winner, names, sha, fits
 
-    def _fits(self, ex: Extraction, names: list[str], resting: dict | None) -> np.ndarray | None:
-        """`object_sizes.size_mask` of the frame's segments, or None with the size check off."""
+    def size_and_pose(self, ex: Extraction, names: list[str], resting: dict | None) -> np.ndarray | None:
+        """`object_sizes.size_mask` of the frame's segments (classes `names`, poses `resting`), or
+        None with the size check off."""
         if not self.size_check:
             return None
         objs, pose = ex.objects, self.pose_check

@@ -458,9 +458,13 @@ class Teacher:
         """What teaching changed in its own frame, said in the done status: other objects there named
         otherwise now (a new class's few views win neighbours the renders held, found from outside:
         a drill and a soup can became `my_box` at 0.95, and its balanced votes turned a Cheez-It box
-        `unknown`), and a taught view the size or pose check still keeps `unknown` (its product's
-        size rules that view out; found from outside: "done", and the mustard stayed unknown)."""
+        `unknown`), and a taught view whose class the size or pose check rules out (found from
+        outside: "done", and the mustard stayed unknown; since 0.9.12 the view gets the trained
+        examples' answer there)."""
         after = self.processor.label_extraction(ex, before.stamp, before.frame_id).objects
+        with self.processor.model_lock.reading():
+            names, resting = list(self.model.class_names), self.model.resting
+            fits = self.processor.size_and_pose(ex, names, resting)
         notes = []
         changed = [f"{b.label} -> {a.label} at x {b.bbox[0]}, y {b.bbox[1]}"
                    for j, (b, a) in enumerate(zip(before.objects, after)) if j != view and a.label != b.label]
@@ -469,10 +473,11 @@ class Teacher:
             notes.append(f"{len(changed)} other object{'' if one else 's'} of the teaching frame "
                          f"{'is' if one else 'are'} named otherwise now ({'; '.join(changed)}): teach "
                          f"{'it as its' if one else 'them as their'} own class or as 'unknown', or teach more views")
-        if after[view].label != label and label in after[view].ruled_out:
+        if after[view].label != label and fits is not None and label in names and not fits[view, names.index(label)]:
+            # the node then answers there as the trained examples do (`ClassifierModel.evidence`)
             notes.append(f"the size and pose check rules {label!r} out for the taught view itself (the product's "
-                         "size or resting poses do not fit it), so it stays unknown there; set pose_check false, or "
-                         "teach it under a name of its own")
+                         f"size or resting poses do not fit it), so the node answers there as its trained examples do "
+                         f"({after[view].label!r}); set pose_check false, or teach it under a name of its own")
         return "; ".join(notes)
 
     def _apply_locked(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
