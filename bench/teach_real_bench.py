@@ -71,7 +71,7 @@ from robot_classify.learn.model import is_negative  # noqa: E402
 from robot_classify.learn.model_io import load_model  # noqa: E402
 from robot_classify.runtime.default_model import default_model_path  # noqa: E402
 from robot_classify.runtime.frame_processor import FrameProcessor, FrameSkipped  # noqa: E402
-from robot_classify.runtime.parameters import check_parameters  # noqa: E402
+from robot_classify.runtime.parameters import check_parameters, read_params_file  # noqa: E402
 from robot_classify.runtime.teaching import Teacher  # noqa: E402
 
 TOPICS = (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC)
@@ -334,6 +334,8 @@ def main() -> None:
     ap.add_argument("--same-scene", default="uoc/2=uoc/3,ycbv/0=ycbv/1",
                     help="near-duplicate frames: an object taught in one is not scored in the other")
     ap.add_argument("--out", default="bench/results/teach_real_cpu.json")
+    ap.add_argument("--params-file", help="node parameters (ROS 2 YAML, as the node reads it), e.g. teach.*: "
+                    "what the teaching frames' views add")
     ap.add_argument("--append", action="store_true",
                     help="keep the other models' and runs' figures already in --out (runs of another invocation)")
     args = ap.parse_args()
@@ -341,7 +343,7 @@ def main() -> None:
     for pair in filter(None, args.same_scene.split(",")):
         a, b = pair.split("=")
         same[a], same[b] = b, a
-    values = check_parameters({})
+    values = check_parameters(read_params_file(args.params_file) if args.params_file else {})
     frames = load_frames(args.bags)
     doc = {"machine": platform.processor() or platform.machine(), "code": git_commit(exclude=("bench/results",)),
            "frames": len(frames), "same_scene": args.same_scene, "draws": args.draws, "seed": args.seed,
