@@ -202,6 +202,18 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
             return self.index_.search(X, k or self.n_neighbors_)
         return self.kneighbors(X, k)
 
+    def _trained_neighbors(self, X: np.ndarray, k: int, taught: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(distances, indices, k) of the k nearest samples that `taught` (a bool per sample) does
+        not mark, nearest first, as an index of them alone would find them (k at most their count)."""
+        trained = self.index_.ntotal - int(taught.sum())
+        if not trained:
+            raise ValueError("every stored sample was taught: there is no untaught answer")
+        # the k nearest trained samples are among the k + (taught samples) nearest of all
+        dist, idx = self._frame_neighbors(X, min(self.index_.ntotal, k + int(taught.sum())))
+        k = min(k, trained)
+        first = np.argsort(taught[idx], axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(dist, first, 1), np.take_along_axis(idx, first, 1), k
+
     def predict_from_neighbors(self, dist: np.ndarray, idx: np.ndarray, k: int | None = None,
                                samples: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Vote with the first k of precomputed neighbours; lets tuning search once for all k.
@@ -268,17 +280,10 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         vote's k and weights as they are now), as an index of them alone would answer."""
         k = k or self.n_neighbors_
         taught = self.taught_ if self.taught_ is not None and self.taught_.any() else None
-        samples = None
+        samples = None  # the samples searched: all
         if untaught and taught is not None:
-            trained = self.index_.ntotal - int(taught.sum())
-            if not trained:
-                raise ValueError("every stored sample was taught: there is no untaught answer")
-            # the k nearest trained samples are among the k + (taught samples) nearest of all
-            dist, idx = self._frame_neighbors(X, min(self.index_.ntotal, k + int(taught.sum())))
-            k = min(k, trained)
-            first = np.argsort(taught[idx], axis=1, kind="stable")[:, :k]
-            dist, idx, samples, taught = (np.take_along_axis(dist, first, 1), np.take_along_axis(idx, first, 1),
-                                          ~taught, None)
+            dist, idx, k = self._trained_neighbors(X, k, taught)
+            samples, taught = ~taught, None  # no taught sample among them
         else:
             dist, idx = self._frame_neighbors(X, k)
         labels, shares = self.predict_from_neighbors(dist, idx, k, samples)
