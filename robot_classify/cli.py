@@ -722,7 +722,8 @@ def cmd_replay_eval(args: argparse.Namespace) -> int:
         print(f"tracks: accuracy per frame {t['accuracy']['single_frame']:.3f} fused {t['accuracy']['fused']:.3f}  "
               f"id switches {t['id_switches']} ({t['id_switches_per_500'] or 0:.2f} per 500 object-frames)  "
               f"fragmentations {t['fragmentations']}  fused label changes "
-              f"{t['label_changes']['fused_per_100'] or 0:.2f} per 100 track-frames")
+              f"{t['label_changes']['fused_per_100'] or 0:.2f} per 100 track-frames"
+              + (f"  over {t['sequences']} recordings" if t.get("sequences", 1) > 1 else ""))
     if getattr(args, "keep_report", True):
         print(f"report: {Path(args.report) / ('metrics.json' if args.no_report else 'report.html')}")
     return 0
@@ -1292,6 +1293,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # also while the heavy modules load, before a command runs
         _close_progress_bars()
         return 130
+    except BrokenPipeError:
+        # Output piped into a reader that stopped early (`replay-eval ... | head -1`): stop as Unix
+        # tools do, without "error: [Errno 32] Broken pipe" (from outside), and without Python's
+        # own complaint when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _close_progress_bars() -> None:
@@ -1347,6 +1354,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {args.command} needs {e.name}, which comes with the [{extra}] extra: "
               f"pip install 'robot_classify[{extra}]'", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader went away: not the command's error (`main`)
     except (ValueError, ModelFormatError, OSError, RuntimeError) as e:  # OSError: missing, existing, timed out
         _close_progress_bars()
         print(f"error: {e}", file=sys.stderr)

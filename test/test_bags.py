@@ -32,6 +32,24 @@ def test_bag_round_trip_both_storages(tmp_path, scenes, storage):
     assert [o.bbox for o in truth.objects] == [tuple(o["bbox"].values()) for o in meta]
 
 
+def test_recordings_of_one_bag_start_apart_so_that_tracks_end_between_them(tmp_path, scenes):
+    """`make-bag --sequence` and imported scenes: frames of another sequence start
+    SEQUENCE_GAP_S later (more than the tracker's reset); frames with no sequence keep 30 Hz."""
+    import copy
+
+    from robot_classify.data.bags import SEQUENCE_GAP_S
+    from robot_classify.runtime.tracking import RESET_GAP_S
+
+    seq = [copy.copy(s) for s in scenes]
+    for s, k in zip(seq, (0, 0, 1)):
+        s.meta = {**s.meta, "sequence": k}
+    steps = np.diff([f.stamp_ns for f in read_frames(write_bag(tmp_path / "seq", seq))])
+    assert abs(steps[0] - 1e9 / 30) < 1 and abs(steps[1] - 1e9 / 30 - SEQUENCE_GAP_S * 1e9) < 1
+    assert SEQUENCE_GAP_S > RESET_GAP_S
+    steps = np.diff([f.stamp_ns for f in read_frames(write_bag(tmp_path / "apart", scenes))])
+    assert np.abs(steps - 1e9 / 30).max() < 1
+
+
 def test_bag_opens_with_the_mcap_reader(tmp_path, scenes):
     mcap_reader = pytest.importorskip("mcap.reader")
     path = write_bag(tmp_path / "bag", scenes[:1], "mcap")

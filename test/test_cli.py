@@ -771,3 +771,15 @@ def test_evaluate_confusion_shows_what_crops_of_a_negative_label_were_taken_for(
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["confusion"]["labels"] == ["red", "blue", "distractor"]
     assert m["confusion"]["matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 3]] and m["accuracy"] == 1.0 and m["n"] == 4
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
+    """From outside: `replay-eval ... | head -1` ended with "error: [Errno 32] Broken pipe". A
+    command whose reader went away exits 141 (as a Unix tool killed by SIGPIPE) and says nothing."""
+    code = ("import sys\nfrom robot_classify import cli\n"
+            "def gone(args):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "cli._refuse_empty_outputs = gone\n"
+            f"sys.exit(cli.main(['predict', '--model', 'm', {str(tmp_path / 'x.png')!r}]))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 141, p.stderr
+    assert "Broken pipe" not in p.stderr and "error" not in p.stderr

@@ -415,3 +415,58 @@ def test_the_built_in_map_that_names_nothing_is_said(tmp_path, capsys):
     assert cli.main(["import-dataset", str(tmp_path / "other"), "--out", str(tmp_path / "bag"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "the built-in YCB-V map gave no object a class" in err and "--class-map" in err
+
+
+def _boxes_on_a_table(places):
+    """640x480 frames at 1 m (1/10 mm), YCB-V obj 4 (red) and obj 13 (blue) as 60 px boxes at
+    0.9 m, at `places` [((red_x, red_y), (blue_x, blue_y)), ...], one frame per entry."""
+    K = np.array([[615.0, 0, 320.0], [0, 615.0, 240.0], [0, 0, 1]])
+    images = []
+    for spots in places:
+        color = np.full((480, 640, 3), 110, np.uint8)
+        depth = np.full((480, 640), 10000, np.uint16)
+        masks = []
+        for (x, y), rgb in zip(spots, ((220, 20, 20), (20, 20, 220))):
+            color[y:y + 60, x:x + 60], depth[y:y + 60, x:x + 60] = rgb, 9000
+            m = np.zeros((480, 640), bool)
+            m[y:y + 60, x:x + 60] = True
+            masks.append(m)
+        images.append({"color": color, "depth": depth, "K": K, "depth_scale": 0.1,
+                       "objects": [(4, masks[0], 1.0), (13, masks[1], 1.0)]})
+    return images
+
+
+def test_scenes_of_an_import_are_recordings_apart_and_tracks_do_not_cross_them(tmp_path):
+    """Found from outside: every frame of an import was stamped 33 ms after the one before, across
+    scenes too, so the tracker carried a track from one scene's object on to another scene's, and
+    replay-eval counted id switches between scenes (BOP numbers each scene's objects by obj_id).
+    Scene 2 puts the blue box where scene 1 left the red one."""
+    from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, SEQUENCE_GAP_S
+    from robot_classify.evaluation.replay_eval import replay_eval
+    from robot_classify.learn.features import FeaturePipeline
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.runtime.patches import extract_objects
+    from robot_classify.runtime.tracking import RESET_GAP_S
+
+    bop_scene(tmp_path / "ds" / "000001", _boxes_on_a_table([((100, 100), (400, 250)), ((104, 100), (400, 254))]))
+    bop_scene(tmp_path / "ds" / "000002", _boxes_on_a_table([((400, 250), (104, 100)), ((400, 246), (108, 100))]))
+    assert import_dataset(tmp_path / "ds", tmp_path / "bag") == 4
+    stamps = [f.stamp_ns for f in read_frames(tmp_path / "bag")]
+    steps = np.diff(stamps) / 1e9
+    assert steps[0] == steps[2] == pytest.approx(1 / 30) and steps[1] == pytest.approx(1 / 30 + SEQUENCE_GAP_S)
+    assert SEQUENCE_GAP_S > RESET_GAP_S
+
+    f0 = next(iter_dataset(tmp_path / "ds"))
+    ex = extract_objects(f0.color, f0.depth, f0.intrinsics)
+    red = next(o for o in ex.objects if o.bbox[0] < 300)
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
+                            ["tomato_soup_can"]).fit(ex.patches[[ex.objects.index(red)]], np.array([0]))
+    m = replay_eval(tmp_path / "bag", model, tmp_path / "report", (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC),
+                    quiet=True, report=False)
+    t = m["tracking"]
+    assert m["object_accuracy"] == 1.0
+    assert t["sequences"] == 2 and t["persistent_ids"] is True
+    # 30 Hz across the scenes, the tracks had swapped boxes there: 2 id switches
+    assert (t["id_switches"], t["tracks"], t["ground_truth_objects"]) == (0, 4, 4)
+    assert t["accuracy"] == {"n": 4, "single_frame": 1.0, "fused": 1.0}

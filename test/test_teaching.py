@@ -25,6 +25,7 @@ from robot_classify.runtime.frame_processor import FrameProcessor
 from robot_classify.runtime.parameters import check_parameters
 from robot_classify.runtime.patches import occluded_mask, rebalanced
 from robot_classify.runtime.rwlock import ReadWriteLock
+from robot_classify.runtime.results import RESERVED_LABELS
 from robot_classify.runtime.teaching import (Teacher, TeachError, TeachRequest, default_save_path,
                                              parse_teach_request, select_object)
 from robot_classify.sim.scene_render import RenderedScene
@@ -86,6 +87,19 @@ def test_teach_request_forms_and_refusals():
                          ('{"label": 5}', "label must be a class name \\(text such as my_mug\\), got 5")]:
         with pytest.raises(TeachError, match=reason):
             parse_teach_request(text)
+
+
+def test_words_replay_eval_and_class_maps_use_are_no_class_names():
+    """Tried from outside: a class taught as `background` came out of replay-eval as a second
+    `background` row beside its detections of nothing, and `missed` counted missed objects."""
+    from robot_classify.data.frames import IGNORE
+    from robot_classify.evaluation.replay_eval import BACKGROUND, MISSED
+
+    assert {BACKGROUND, MISSED, IGNORE} == set(RESERVED_LABELS)
+    for word in ("background", "missed", "ignore", "Background"):
+        with pytest.raises(TeachError, match="is reserved.*use 'unknown'"):
+            parse_teach_request(word)
+    assert parse_teach_request("background_box").label == "background_box"
 
 
 def test_select_center_largest_and_pixel():

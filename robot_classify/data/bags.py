@@ -22,6 +22,7 @@ from ..runtime.camera import Intrinsics
 from ..runtime.results import BBOX_KEYS, FrameLabels, ObjectResult
 from .frames import GroundTruthObject, LabelledFrame
 from ..runtime.stamps import header_to_ns, ns_to_stamp
+from ..runtime.tracking import RESET_GAP_S
 
 COLOR_TOPIC = "/camera/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/camera/aligned_depth_to_color/image_raw"
@@ -30,6 +31,7 @@ GT_TOPIC = "/ground_truth/object_labels"
 FRAME_ID = "camera_color_optical_frame"
 STORAGES = ("mcap", "sqlite3")
 START_NS = 1_700_000_000_000_000_000  # the first frame's stamp
+SEQUENCE_GAP_S = RESET_GAP_S + 1.0  # between two recordings (`LabelledFrame.sequence`): a tracker ends every track
 
 
 class BagError(ValueError):
@@ -60,7 +62,9 @@ def frame_from_scene(scene) -> LabelledFrame:
     objects = tuple(GroundTruthObject(label=o.label, instance=o.instance, bbox=o.bbox,
                                       visible_fraction=o.visible_fraction, centroid=o.centroid)
                     for o in ground_truth(scene.meta, 0).objects)
-    return LabelledFrame(scene.color, scene.depth, Intrinsics(K["fx"], K["fy"], K["cx"], K["cy"]), objects)
+    seq = scene.meta.get("sequence")
+    return LabelledFrame(scene.color, scene.depth, Intrinsics(K["fx"], K["fy"], K["cx"], K["cy"]), objects,
+                         sequence=None if seq is None else str(seq))
 
 
 def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 30.0,
@@ -77,7 +81,8 @@ def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str
                  start_ns: int = START_NS, color_format: str = "raw", depth_format: str = "raw") -> int:
     """Labelled frames -> a new ROS 2 bag: per frame camera_info (the frame's own K), aligned
     depth (16UC1 mm), colour (rgb8) and ground truth (/object_labels JSON), all with the
-    frame's stamp (`start_ns` + i / `rate_hz`). Returns the number of frames. The formats as
+    frame's stamp (`start_ns` + i / `rate_hz`, and `SEQUENCE_GAP_S` more wherever the frame's
+    `sequence` differs from the one before). Returns the number of frames. The formats as
     for `write_bag`.
 
     The bag is written into a temporary folder beside `path` and renamed into place at the end:
@@ -105,8 +110,12 @@ def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str
                      DEPTH_TOPIC: w.add_connection(*transport_topic(DEPTH_TOPIC, depth_format, "depth"), typestore=ts),
                      INFO_TOPIC: w.add_connection(INFO_TOPIC, CameraInfo.__msgtype__, typestore=ts),
                      GT_TOPIC: w.add_connection(GT_TOPIC, String.__msgtype__, typestore=ts)}
+            gaps, last = 0, None
             for n, frame in enumerate(frames, 1):
-                t = start_ns + int(round((n - 1) * 1e9 / rate_hz))
+                if frame.sequence is not None and last is not None and frame.sequence != last:
+                    gaps += 1
+                last = frame.sequence if frame.sequence is not None else last
+                t = start_ns + int(round((n - 1) * 1e9 / rate_hz)) + int(gaps * SEQUENCE_GAP_S * 1e9)
                 for topic, msg in frame_messages(ts, frame, t, color_format, depth_format):
                     w.write(conns[topic], t, ts.serialize_cdr(msg, msg.__msgtype__))
         (tmp / path.name).rename(path)

@@ -226,7 +226,7 @@ def read_frame(ref: BopFrameRef, class_map: ClassMap | None = None) -> LabelledF
             centroid = box_centroid(bbox, depth, K)
         objects.append(GroundTruthObject(label=label, instance=instance, bbox=bbox,
                                          visible_fraction=visible, centroid=centroid, dataset_id=str(obj_id)))
-    return LabelledFrame(color, depth, K, tuple(objects), source=ref.name)
+    return LabelledFrame(color, depth, K, tuple(objects), source=ref.name, sequence=str(ref.scene))
 
 
 def iter_frames(path: str | Path, class_map: ClassMap | None = None, scenes: Sequence[str] | None = None,

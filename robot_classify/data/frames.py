@@ -65,6 +65,11 @@ class LabelledFrame:
     intrinsics: Intrinsics
     objects: tuple[GroundTruthObject, ...]
     source: str = ""  # where it came from, for messages
+    # The recording it belongs to (a BOP scene, a YCB-Video video, a rendered sequence); None for a
+    # frame that stands alone. `bags.write_frames` leaves a gap between two recordings, so that a
+    # tracker ends every track there: 30 Hz back to back, tracks had run from one scene's objects
+    # on to another's (found from outside on an imported BOP split).
+    sequence: str | None = None
 
     def __post_init__(self) -> None:
         c, d = self.color, self.depth

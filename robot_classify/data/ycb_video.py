@@ -135,7 +135,7 @@ def read_frame(ref: YcbvFrameRef, class_map: ClassMap | None = None) -> Labelled
         objects.append(GroundTruthObject(label=class_name, instance=obj_id, bbox=bbox,
                                          visible_fraction=None, centroid=mask_centroid(mask, depth, K),
                                          dataset_id=name))
-    return LabelledFrame(color, depth, K, tuple(objects), source=ref.name)
+    return LabelledFrame(color, depth, K, tuple(objects), source=ref.name, sequence=str(ref.folder))
 
 
 def iter_frames(path: str | Path, class_map: ClassMap | None = None, scenes: Sequence[str] | None = None,

@@ -177,8 +177,9 @@ def _tracking_rows(t: dict[str, Any] | None) -> list[tuple[str, str, str]]:
                                                          "matched objects of the model's classes"),
             ("id switches", str(t["id_switches"]), f"{t['fragmentations']} fragmentations, {t['tracks']} tracks for "
                                                    f"{t['ground_truth_objects']} ground-truth objects over "
-                                                   f"{t['object_frames']} object-frames (ids must persist in the "
-                                                   "ground truth)"),
+                                                   f"{t['object_frames']} object-frames"
+                                                   + (f" in {t['sequences']} recordings" if t.get("sequences", 1) > 1
+                                                      else "") + " (ids must persist in the ground truth)"),
             ("label changes / 100 track-frames", f"{lc['fused_per_100'] or 0:.2f}",
              f"fused; per-frame labels {lc['single_frame_per_100'] or 0:.2f}")]
 

@@ -23,6 +23,10 @@ BBOX_KEYS = ("x_offset", "y_offset", "width", "height")  # sensor_msgs/RegionOfI
 # A class name: what a consumer matches on and a file name can hold (a teach request, a class map)
 CLASS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 CLASS_NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+# Words that mean something else where class names are read: replay-eval's rows for a missed
+# object and a detection of nothing (evaluation.replay_eval.MISSED, BACKGROUND), and a class map's
+# "leave it out" (data.frames.IGNORE). A class of that name mixed with them (found from outside).
+RESERVED_LABELS = ("background", "missed", "ignore")
 
 
 @dataclass(frozen=True)

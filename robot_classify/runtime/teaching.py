@@ -31,7 +31,7 @@ from ..learn.model import derived_name, is_negative, negative_in_other_case
 from ..learn.model_io import file_sha256, save_model
 from .frame_processor import FrameProcessor, FrameResult
 from .patches import DetectedObject, Extraction, jittered_crop, occluded_crop, rebalanced
-from .results import CLASS_NAME, CLASS_NAME_RULE, FrameLabels
+from .results import CLASS_NAME, CLASS_NAME_RULE, RESERVED_LABELS, FrameLabels
 
 DEFAULT_VIEWS, MAX_VIEWS = 10, 200
 SELECT_MODES = ("center", "largest")
@@ -97,6 +97,9 @@ def check_label(label: Any) -> str:
     if negative:
         raise TeachError(f"label {label!r} is not a class name: {negative!r} (lower case) teaches what is none "
                          "of the classes")
+    if label.lower() in RESERVED_LABELS:
+        raise TeachError(f"label {label!r} is reserved: replay-eval and class maps use "
+                         f"{', '.join(RESERVED_LABELS)}; to teach what is none of the classes, use 'unknown'")
     return label
 
 
