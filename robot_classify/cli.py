@@ -1163,6 +1163,9 @@ def _select_arg(text: str) -> str | dict:
     parts = text.split(",")
     if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
         return {"x": int(parts[0]), "y": int(parts[1])}
+    if len(parts) == 2 and all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"pixel {text!r} is outside the image: x and y count from 0 at the "
+                                         "top left")
     raise argparse.ArgumentTypeError(f"takes center, largest or X,Y (a pixel), got {text!r}")
 
 

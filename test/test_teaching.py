@@ -577,6 +577,11 @@ def test_cli_teach_from_a_bag_takes_the_selected_object(tmp_path, model_file, ca
     assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "2",
                  "--select", "5,5", "--out", str(tmp_path / "none.safetensors"), "--quiet"]) == 2
     assert "(1 frame had no segmented object at pixel (5, 5); is the object there?)" in capsys.readouterr().err
+    # a pixel left of the image (`--select=-5,10`: argparse takes "-5,10" for an option otherwise)
+    with pytest.raises(SystemExit):
+        main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--select=-5,10",
+              "--out", str(tmp_path / "none.safetensors")])
+    assert "pixel '-5,10' is outside the image" in capsys.readouterr().err
     # a frame past the bag's end: no "0 frames had no object" after it
     assert main(["teach", "--model", str(model_file), "--bag", str(bag), "--label", "purple_box", "--frames", "50",
                  "--out", str(tmp_path / "none.safetensors"), "--quiet"]) == 2
