@@ -470,3 +470,14 @@ def test_scenes_of_an_import_are_recordings_apart_and_tracks_do_not_cross_them(t
     # 30 Hz across the scenes, the tracks had swapped boxes there: 2 id switches
     assert (t["id_switches"], t["tracks"], t["ground_truth_objects"]) == (0, 4, 4)
     assert t["accuracy"] == {"n": 4, "single_frame": 1.0, "fused": 1.0}
+
+
+def test_the_import_says_how_many_objects_are_too_hidden_to_score(tmp_path, capsys):
+    """From outside: the import said 133 objects where replay-eval scored 130, without a word on
+    the 3 less than half in view."""
+    d = np.full((H, W), 1000, np.uint16)
+    bop_scene(tmp_path / "ds" / "000001", [{"color": colour(0), "depth": d, "K": K0, "depth_scale": 1.0,
+                                            "objects": [(5, A0, 0.3), (7, B0, 0.9)]}])
+    assert cli.main(["import-dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "bag"), "--quiet"]) == 0
+    assert "2 objects: 1 mustard_bottle, 1 distractor (1 of them less than half in view, which replay-eval does " \
+           "not score)" in capsys.readouterr().out
