@@ -63,7 +63,7 @@ def score(model, bags: list[str], tmp: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2,3")
-    ap.add_argument("--scenes", type=int, default=600)
+    ap.add_argument("--scenes", type=int, default=600, help="scenes per build (say it for --models too: it is recorded)")
     ap.add_argument("--real", nargs="+", required=True, help="labelled bags of real frames")
     ap.add_argument("--render", nargs="*", default=[], help="held-out rendered bags (make-bag)")
     ap.add_argument("--models", default="", help="seed=path,... models already built")
@@ -89,6 +89,7 @@ def main() -> None:
             real = score(model, args.real, tmp / f"real{seed}")
             render = score(model, args.render, tmp / f"render{seed}") if args.render else None
             runs.append({"seed": seed, "model": str(path), "name": model.meta.get("name"), "k": model.classifier.k,
+                         "min_score": model.default_min_score,
                          "examples": int(len(model.classifier.y_)), "real": real, "render": render,
                          "wall_s": time.perf_counter() - t0})
             r = runs[-1]

@@ -1299,12 +1299,33 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # also while the heavy modules load, before a command runs
         _close_progress_bars()
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as e:
+        if not _stdout_gone():
+            _close_progress_bars()
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         # Output piped into a reader that stopped early (`replay-eval ... | head -1`): stop as Unix
         # tools do, without "error: [Errno 32] Broken pipe" (from outside), and without Python's
         # own complaint when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # stdout is no file of the process (captured): nothing flushes it
+            pass
         return 141
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader went away (poll says so on the write end)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured), or no poll here
+        return False
 
 
 def _close_progress_bars() -> None:

@@ -775,11 +775,24 @@ def test_evaluate_confusion_shows_what_crops_of_a_negative_label_were_taken_for(
 
 def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
     """From outside: `replay-eval ... | head -1` ended with "error: [Errno 32] Broken pipe". A
-    command whose reader went away exits 141 (as a Unix tool killed by SIGPIPE) and says nothing."""
-    code = ("import sys\nfrom robot_classify import cli\n"
-            "def gone(args):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
-            "cli._refuse_empty_outputs = gone\n"
-            f"sys.exit(cli.main(['predict', '--model', 'm', {str(tmp_path / 'x.png')!r}]))\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 141, p.stderr
-    assert "Broken pipe" not in p.stderr and "error" not in p.stderr
+    command whose reader went away exits 141 (as a Unix tool killed by SIGPIPE) and says nothing;
+    a broken pipe that is not its output stays an error."""
+    def run_piped(body, read_one_line):
+        code = ("import sys\nfrom robot_classify import cli\n" + body +
+                f"sys.exit(cli.main(['predict', '--model', 'm', {str(tmp_path / 'x.png')!r}]))\n")
+        p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if read_one_line:
+            p.stdout.readline()
+            p.stdout.close()
+            err = p.stderr.read().decode()
+        else:
+            out, err = p.communicate(timeout=120)
+            err = err.decode()
+        return p.wait(timeout=120), err
+
+    lines = "def many(args):\n    for i in range(10 ** 6):\n        print('line', i)\ncli._refuse_empty_outputs = many\n"
+    code, err = run_piped(lines, read_one_line=True)
+    assert code == 141 and "Broken pipe" not in err and "error" not in err, err
+    other = "def gone(args):\n    raise BrokenPipeError(32, 'Broken pipe')\ncli._refuse_empty_outputs = gone\n"
+    code, err = run_piped(other, read_one_line=False)
+    assert code == 2 and "error: [Errno 32] Broken pipe" in err

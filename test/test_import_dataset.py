@@ -178,6 +178,9 @@ def test_class_map_yaml_by_id_or_name_unlisted_is_distractor(bop_split, tmp_path
     with pytest.raises(DatasetError, match=r"bad3.yaml: class map: 5 maps to 'not a class!', which is not a class "
                                            r"name: use 1 to 64 letters"):
         load_class_map(tmp_path / "bad3.yaml")
+    (tmp_path / "bad5.yaml").write_text("5: background\n")  # replay-eval's row for a detection of nothing
+    with pytest.raises(DatasetError, match=r"5 maps to 'background', a word replay-eval keeps for itself"):
+        load_class_map(tmp_path / "bad5.yaml")
 
 
 def test_built_in_ycbv_map_names_the_ten_classes():

@@ -78,6 +78,21 @@ def test_summary_counts_switches_fragments_accuracy_and_label_changes():
     assert (s["label_changes"]["fused"], s["label_changes"]["single_frame"]) == (0, 2)
 
 
+def test_an_id_is_an_identity_within_its_recording_only():
+    """An imported BOP split numbers each scene's objects by obj_id: the same id comes back on
+    another object after the tracker ended every track. No switch is counted across, and an id
+    naming two classes in two recordings is no sign of ids that do not persist."""
+    def at(recording, *args, **kw):
+        return {**rec(*args, **kw), "recording": recording}
+
+    records = [at(0, 0, 1, 7), at(0, 1, 1, 7), at(1, 2, 1, 8, truth="b", label="b", fused="b"), at(1, 3, 1, 8,
+               truth="b", label="b", fused="b"), at(1, 4, 1, 9, truth="b", label="b", fused="b")]
+    s = tracking_summary(records)
+    assert s["persistent_ids"] is True and s["sequences"] == 2
+    assert (s["id_switches"], s["ground_truth_objects"]) == (1, 2)  # 8 -> 9 within recording 1 only
+    assert tracking_summary([rec(0, 1, 7), rec(1, 1, 7)])["sequences"] == 1  # no `recording`: one
+
+
 def test_ids_that_never_repeat_are_no_identities_either():
     """Found from outside: a `draft-labels` bag numbers every object of every frame anew, and its
     track counts read as measured."""

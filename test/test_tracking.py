@@ -128,6 +128,19 @@ def test_seconds_without_a_frame_end_every_track_and_ids_go_on():
     assert ids(again.update(frame(0, obj(0, (0.0, 0.0, 1.0))))) == [3]
 
 
+def test_resets_count_the_times_every_track_ended():
+    """replay-eval splits its track counts where the tracker itself ended every track
+    (`Tracker.resets`): a late frame is no reset, and a gap is measured from the newest frame."""
+    t = Tracker(TrackerParams(confirm_hits=1))
+    per_s = round(1e9 / DT)
+    for at in (0, 49 * per_s // 10, 45 * per_s // 10, 96 * per_s // 10):  # 0, 4.9, 4.5 (late), 9.6 s
+        t.update(frame(at, obj(0, (0.0, 0.0, 1.0))))
+    assert t.resets == 0 and [tr.id for tr in t.tracks] == [1]
+    t.update(frame(16 * per_s, obj(0, (0.0, 0.0, 1.0))))  # 6.4 s of silence
+    t.update(frame(0, obj(0, (0.0, 0.0, 1.0))))  # 16 s back: a looped bag
+    assert t.resets == 2
+
+
 def test_a_late_frame_reads_the_tracks_and_changes_none():
     """One frame a reliable transport delivers after a newer one (found from outside: it ended
     every track, and the planner's ids and fused labels with them)."""

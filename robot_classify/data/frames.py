@@ -18,7 +18,7 @@ import numpy as np
 
 from ..runtime.camera import Intrinsics, depth_to_metres, surface_centroid
 from ..learn.model import negative_in_other_case
-from ..runtime.results import CLASS_NAME, CLASS_NAME_RULE, ObjectResult
+from ..runtime.results import CLASS_NAME, CLASS_NAME_RULE, RESERVED_LABELS, ObjectResult
 
 DISTRACTOR = "distractor"  # a ground-truth object of no class (learn.model.NEGATIVE_LABELS)
 # A class map's word for a labelled segment that is no object (a piece of table, a product's cap on
@@ -65,9 +65,9 @@ class LabelledFrame:
     intrinsics: Intrinsics
     objects: tuple[GroundTruthObject, ...]
     source: str = ""  # where it came from, for messages
-    # The recording it belongs to (a BOP scene, a YCB-Video video, a rendered sequence); None for a
-    # frame that stands alone. `bags.write_frames` leaves a gap between two recordings, so that a
-    # tracker ends every track there: 30 Hz back to back, tracks had run from one scene's objects
+    # The recording it belongs to (a BOP scene, a YCB-Video video, a rendered sequence); None: no
+    # recording of its own (it follows the frame before without a gap). `bags.write_frames` leaves
+    # a gap between two recordings, so that a tracker ends every track there: 30 Hz back to back, tracks had run from one scene's objects
     # on to another's (found from outside on an imported BOP split).
     sequence: str | None = None
 
@@ -104,6 +104,10 @@ class ClassMap:
             if negative:
                 raise ValueError(f"class map: {key!r} maps to {name.strip()!r}: write {negative!r} (lower case) for "
                                  "objects of no class")
+            if name.strip().lower() in RESERVED_LABELS and name.strip() != IGNORE:  # replay-eval's own rows
+                raise ValueError(f"class map: {key!r} maps to {name.strip()!r}, a word replay-eval keeps for itself; "
+                                 f"write 'distractor' for objects of no class, {IGNORE!r} for a segment that is no "
+                                 "object")
             if isinstance(key, bool) or not isinstance(key, (int, str)):
                 raise ValueError(f"class map: keys are object ids or names, got {key!r}")
             if isinstance(key, int) or key.strip().isdigit():

@@ -191,6 +191,9 @@ def _evaluate(bag: str | Path, processor: FrameProcessor, gt: dict[int, FrameLab
         gts = scored_truth(truth.objects)
         preds = res.labels.objects
         recs = frame_records(n_gt_frames, frame.stamp_ns, preds, gts, classes)
+        if tracker is not None:  # which stretch of the tracker's time line: ids persist within one
+            for r in recs:
+                r["recording"] = tracker.resets
         n_gt_frames += 1
         for r in recs:
             truth_label = BACKGROUND if r["truth"] is None else r["truth"] if r["known"] else UNKNOWN

@@ -21,15 +21,15 @@ and the CLI and the report say they mean nothing there instead of printing them.
 A bag may hold several recordings (an imported BOP split's scenes, `make-bag --sequence`'s
 sequences), written with a gap between them that ends every track (`bags.SEQUENCE_GAP_S`). An id
 is an identity within its recording only (BOP numbers each scene's objects by `obj_id`, so the
-same id comes back in the next scene on another object): the counts split the records where the
-tracker ends every track, and `sequences` says into how many.
+same id comes back in the next scene on another object): each record carries `recording`, how
+many times the tracker had ended every track when its frame came (`Tracker.resets`; records
+without it are one recording), and the counts keep recordings apart; `sequences` says how many.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..runtime.frame_processor import UNKNOWN
-from ..runtime.tracking import RESET_BACK_S, RESET_GAP_S
 
 
 def _rate(n: int, d: int, per: float) -> float | None:
@@ -40,29 +40,19 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
-def recordings(rows: list[dict[str, Any]]) -> dict[int, int]:
-    """Frame -> its recording's number (0, 1, ...), split where the tracker ends every track: a
-    stamp more than `RESET_GAP_S` after the frame before, or more than `RESET_BACK_S` before it.
-    Records without a stamp are one recording."""
-    out: dict[int, int] = {}
-    n, last = 0, None
-    for frame, ns in sorted({(r["frame"], r.get("stamp_ns")) for r in rows}, key=lambda x: x[0]):
-        if ns is not None and last is not None and (ns - last > RESET_GAP_S * 1e9 or last - ns > RESET_BACK_S * 1e9):
-            n += 1
-        out[frame] = n
-        last = ns if ns is not None else last
-    return out
+def identity(r: dict[str, Any]) -> tuple[int, int]:
+    """A ground-truth object's identity: its id within its recording."""
+    return r.get("recording", 0), r["gt_instance"]
 
 
 def id_reuse(gt_rows: list[dict[str, Any]]) -> str | None:
     """Where the ground truth's instance ids do not persist: an id that names objects of two
     classes within one recording is no identity (a bag of unrelated scenes numbers each scene's
     objects from 0). A sentence naming the first such id, or None."""
-    rec_of = recordings(gt_rows)
     first: dict[tuple[int, int], dict[str, Any]] = {}
     frames: dict[tuple[int, int], set] = {}
     for r in gt_rows:
-        key = (rec_of[r["frame"]], r["gt_instance"])
+        key = identity(r)
         seen = first.setdefault(key, r)
         if seen["truth"] != r["truth"]:
             return (f"instance {r['gt_instance']} is {_a(seen['truth'])} in frame {seen['frame']} and {_a(r['truth'])} "
@@ -79,13 +69,12 @@ def tracking_summary(records: list[dict[str, Any]], tracker_ms: list[float] | No
     rows = sorted(records, key=lambda r: r["frame"])
     gt_rows = [r for r in rows if r["truth"] is not None and r.get("gt_instance") is not None]
     reuse = id_reuse(gt_rows)
-    rec_of = recordings(rows)
     last_track: dict[tuple[int, int], int] = {}
     matched_before: dict[tuple[int, int], bool] = {}
     interrupted: dict[tuple[int, int], bool] = {}
     switches = fragments = 0
     for r in gt_rows:
-        g, tid = (rec_of[r["frame"]], r["gt_instance"]), r.get("track_id")
+        g, tid = identity(r), r.get("track_id")
         if r["iou"] is None or tid is None:
             if matched_before.get(g):
                 interrupted[g] = True
@@ -113,8 +102,8 @@ def tracking_summary(records: list[dict[str, Any]], tracker_ms: list[float] | No
         # False: the MOT counts below compare identities the ground truth does not have
         "persistent_ids": reuse is None, "id_reuse": reuse,
         "object_frames": len(gt_rows), "matched_object_frames": len(gt_rows) - missed,
-        "ground_truth_objects": len({(rec_of[r["frame"]], r["gt_instance"]) for r in gt_rows}),
-        "tracks": len(by_track), "sequences": len(set(rec_of.values())),
+        "ground_truth_objects": len({identity(r) for r in gt_rows}),
+        "tracks": len(by_track), "sequences": len({r.get("recording", 0) for r in rows}),
         "id_switches": switches, "id_switches_per_500": _rate(switches, len(gt_rows), 500.0),
         "fragmentations": fragments,
         "mota": None if not gt_rows else 1.0 - (missed + false_pos + switches) / len(gt_rows),

@@ -260,6 +260,9 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = first_id
         self._last_ns: int | None = None
+        # How many times time went back or stood still for seconds and every track ended: what
+        # replay-eval's track counts split a bag into (an id is an identity within one such stretch).
+        self._resets = 0
         self._lock = threading.Lock()
 
     def set_params(self, **changes: Any) -> None:
@@ -270,6 +273,11 @@ class Tracker:
     @property
     def next_id(self) -> int:
         return self._next_id
+
+    @property
+    def resets(self) -> int:
+        """Times a stamp's jump (back, or forward after a silence) ended every track."""
+        return self._resets
 
     def reset(self) -> None:
         """Every track ended (ids keep counting: an id never names two objects)."""
@@ -306,8 +314,10 @@ class Tracker:
                 return replace(labels, objects=tuple(replace(o, track=assigned[j].label()) if j in assigned else o
                                                      for j, o in enumerate(labels.objects)))
             self.tracks = []  # time went back: nothing seen before is where it was
+            self._resets += 1
         elif self._last_ns is not None and now - self._last_ns > RESET_GAP_S * 1e9:
             self.tracks = []  # seconds without a frame: nothing seen before is known to be where it was
+            self._resets += 1
         self._last_ns = now
         objects = labels.objects
         assigned = self._assign(objects, now)
