@@ -38,3 +38,14 @@ def test_render_sequences_gives_ids_unique_in_the_run():
     assert set(np.unique(scenes[1].mask)) - {0} <= ids[1] | {i for i in range(SEQUENCE_IDS, 2 * SEQUENCE_IDS)}
     with pytest.raises(ValueError, match="frames"):
         next(render_sequences(1, 0, 77))
+
+
+def test_a_bag_of_sequences_starts_each_one_after_a_gap_that_ends_every_track(tmp_path):
+    """`make-bag --sequence`: the next sequence starts SEQUENCE_GAP_S after the last frame of the
+    one before, so the node's tracker (and replay-eval's) carries no track from one scene to the
+    next; within a sequence, 30 Hz."""
+    from robot_classify.data.bags import SEQUENCE_GAP_S, read_frames, write_bag
+
+    scenes = list(render_sequences(2, 2, 77, quiet=True))
+    steps = np.diff([f.stamp_ns for f in read_frames(write_bag(tmp_path / "bag", scenes))]) / 1e9
+    assert steps == pytest.approx([1 / 30, 1 / 30 + SEQUENCE_GAP_S, 1 / 30])
