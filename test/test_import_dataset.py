@@ -379,20 +379,7 @@ def test_replay_eval_runs_on_an_imported_bag(tmp_path):
     from robot_classify.runtime.patches import extract_objects
     from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 
-    K = np.array([[615.0, 0, 320.0], [0, 615.0, 240.0], [0, 0, 1]])
-    images = []
-    for shift in (0, 40):
-        color = np.full((480, 640, 3), 110, np.uint8)
-        depth = np.full((480, 640), 10000, np.uint16)  # 1/10 mm
-        masks = []
-        for x, y, rgb in ((100 + shift, 100, (220, 20, 20)), (400, 250 + shift, (20, 20, 220))):
-            color[y:y + 60, x:x + 60], depth[y:y + 60, x:x + 60] = rgb, 9000
-            m = np.zeros((480, 640), bool)
-            m[y:y + 60, x:x + 60] = True
-            masks.append(m)
-        images.append({"color": color, "depth": depth, "K": K, "depth_scale": 0.1,
-                       "objects": [(4, masks[0], 1.0), (13, masks[1], 1.0)]})
-    bop_scene(tmp_path / "ds" / "000001", images)
+    bop_scene(tmp_path / "ds" / "000001", _boxes_on_a_table([((100, 100), (400, 250)), ((140, 100), (400, 290))]))
     import_dataset(tmp_path / "ds", tmp_path / "bag")
     f0 = next(iter_dataset(tmp_path / "ds"))
     ex = extract_objects(f0.color, f0.depth, f0.intrinsics)
