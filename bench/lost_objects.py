@@ -60,6 +60,15 @@ def outcome(j: int, masks: list[np.ndarray], segments: list[np.ndarray], matched
     return "merged" if neighbours else "grew"
 
 
+def gt_index(ref, g) -> int:
+    """The object's place in scene_gt.json, which names its mask file. Since 0.9.5 an instance id is
+    its obj_id (+ INSTANCE_STRIDE per earlier instance of the same obj_id), not that place: this
+    bench had kept reading masks by the id (broken since, found in 0.9.13)."""
+    obj_id, k = g.instance % bop.INSTANCE_STRIDE, g.instance // bop.INSTANCE_STRIDE
+    places = [i for i, gt in enumerate(ref.gt) if int(gt["obj_id"]) == obj_id]
+    return places[k]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", help="BOP split or scene folders with mask_visib/")
@@ -83,7 +92,7 @@ def main() -> None:
                 m[y:y + h, x:x + w] = o.mask
                 segments.append(m)
             objs = list(frame.objects)
-            masks = [cv2.imread(str(ref.scene / "mask_visib" / f"{ref.im_id:06d}_{g.instance:06d}.png"), 0) > 0
+            masks = [cv2.imread(str(ref.scene / "mask_visib" / f"{ref.im_id:06d}_{gt_index(ref, g):06d}.png"), 0) > 0
                      for g in objs]
             matched = {j for _, j, _ in match_boxes([o.bbox for o in found.objects], [g.bbox for g in objs], 0.5)}
             for j, g in enumerate(objs):
