@@ -30,6 +30,13 @@ def test_folder_any_size_and_grey_become_32x32_rgb(tmp_path):
     assert splits["train"].class_names == ["cracker_box", "mug"]
 
 
+def test_a_class_folder_named_as_replay_eval_rows_is_refused(tmp_path):
+    (tmp_path / "train" / "background").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "train" / "background" / "x.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="class 'background' is a word replay-eval and class maps keep"):
+        load_dataset(tmp_path)
+
+
 def test_folder_resize_uses_inter_area(tmp_path):
     img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     (tmp_path / "test" / "a").mkdir(parents=True)

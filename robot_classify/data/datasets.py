@@ -19,6 +19,7 @@ from ..learn.features import PATCH_SIZE
 # PatchSet and split_validation live in learn (training takes them; learn imports nothing from data);
 # still importable from here.
 from ..learn.patch_set import PATCH_SHAPE, PatchSet, split_validation  # noqa: F401
+from ..runtime.results import RESERVED_LABELS
 from .safe_pickle import safe_load
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ def load_folder(root: Path) -> dict[str, PatchSet]:
         class_names = [n.strip() for n in names_file.read_text().splitlines() if n.strip()]
     else:
         class_names = sorted({c.name for s in splits for c in s.iterdir() if c.is_dir() and not c.name.startswith("_")})
+    reserved = [c for c in class_names if c.lower() in RESERVED_LABELS]
+    if reserved:  # replay-eval's rows and a class map's keyword: a class of that name mixes with them
+        raise ValueError(f"{root}: class {reserved[0]!r} is a word replay-eval and class maps keep for themselves "
+                         f"({', '.join(RESERVED_LABELS)}); name the folder 'unknown' for examples of none of the "
+                         "classes, or give the class another name")
     out = {}
     for split in splits:
         images, labels, skipped = [], [], 0
