@@ -1211,7 +1211,8 @@ def _teach_args(p: argparse.ArgumentParser) -> None:
 def _replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", required=True, help="the rosbag2 folder to play")
     p.add_argument("--rate", type=_float(0, lo_open=True), default=1.0,
-                   help="speed factor on the bag's own timing (default 1.0; 2 = twice as fast)")
+                   help="speed factor on the bag's own timing (default 1.0; 2 = twice as fast); a silence "
+                        "that ends every track (over 5 s: between two imported scenes) still plays 6 s")
     p.add_argument("--loop", action="store_true", help="play again from the start until interrupted")
     p.add_argument("--qos", default="reliable", choices=["reliable", "best_effort"],
                    help="the publishers' reliability (default reliable, as camera drivers publish)")

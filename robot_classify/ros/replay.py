@@ -16,6 +16,7 @@ import numpy as np
 from ..data.bags import open_reader
 
 from ..runtime.stamps import header_to_ns, ns_to_stamp
+from ..runtime.tracking import RESET_GAP_S
 
 TRANSPORTS = ("/compressed", "/compressedDepth")
 # What a camera driver publishes: the topics a receiving node subscribes to. The others a bag may
@@ -29,6 +30,31 @@ def _msg_class(msgtype: str):
 
 
 DISCOVERY_SETTLE_S = 1.0  # after the subscribers matched, before the first message (`wait_for_subscribers`)
+# A silence in the bag that ends every track (longer than the tracker's RESET_GAP_S: between two
+# scenes of an imported dataset, a camera's dropout) plays at least this long at any --rate: at
+# --rate 2 the 6 s between two imported scenes had become 3 s, and the live node's tracks ran
+# from one scene's objects on to the next's (found in review).
+KEPT_SILENCE_S = RESET_GAP_S + 1.0
+
+
+class Pace:
+    """Where each message plays, in ns after the first: the bag's time line divided by `rate`,
+    except that a silence longer than RESET_GAP_S is played at least KEPT_SILENCE_S long. Stamps
+    and the wall clock follow the same offsets, so stamps never run ahead of the clock."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.t0: int | None = None
+        self.last: int | None = None
+        self.kept_ns = 0  # the silences' time added so far
+
+    def offset_ns(self, t: int) -> int:
+        if self.t0 is None:
+            self.t0 = t
+        elif t - self.last > RESET_GAP_S * 1e9:
+            self.kept_ns += max(0, round(KEPT_SILENCE_S * 1e9 - (t - self.last) / self.rate))
+        self.last = t if self.last is None else max(self.last, t)
+        return round((t - self.t0) / self.rate) + self.kept_ns
 
 
 def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "reliable", keep_stamps: bool = False,
@@ -83,7 +109,7 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
             time.sleep(DISCOVERY_SETTLE_S)
         paced = next((c.topic for c in conns if c.msgtype in CAMERA_TYPES), conns[0].topic)
         while True:
-            t0 = wall0 = None
+            pace, wall0 = Pace(rate), None
             offset_ns = time.time_ns()
             times = []  # of one camera topic: the bag's frame period, kept between two passes
             for conn, t, raw in reader.messages(connections=conns):
@@ -91,9 +117,10 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                     return sent  # noqa: B012 -- the finally block still runs
                 if not rclpy.ok():  # Ctrl-C: rclpy's handler shut the context down (it need not raise here)
                     raise KeyboardInterrupt
-                if t0 is None:
-                    t0, wall0 = t, time.monotonic()
-                delay = wall0 + (t - t0) / 1e9 / rate - time.monotonic()
+                at = pace.offset_ns(t)
+                if wall0 is None:
+                    wall0 = time.monotonic()
+                delay = wall0 + at / 1e9 - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 msg = deserialize_message(bytes(raw), classes[conn.topic])
@@ -102,7 +129,7 @@ def replay(bag: str | Path, rate: float = 1.0, loop: bool = False, qos: str = "r
                     # the clock and stepped back at every loop (found from outside).
                     # Only the recording's timeline is scaled: each message keeps its stamp's own offset
                     # from its log time, so colour and depth stay within sync_slop at any rate.
-                    stamp = offset_ns + round((t - t0) / rate) + header_to_ns(msg.header) - t
+                    stamp = offset_ns + at + header_to_ns(msg.header) - t
                     msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp)
                 pubs[conn.topic].publish(msg)
                 sent += 1
