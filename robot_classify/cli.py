@@ -607,14 +607,14 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
             print(f"class map: {args.class_map} (found {where}; --class-map to choose another)", file=sys.stderr)
     class_map = load_class_map(args.class_map) if args.class_map else None
     counts: dict[str, int] = {}
-    scored: list[int] = []
+    scored: dict[str, int] = {}
     n = import_dataset(args.input, args.out, args.format, class_map, args.scenes, args.every, args.max_frames,
                        args.rate, args.storage, progress=not args.quiet, counts=counts, scored=scored)
     if class_map is None:
         print("class map: the built-in YCB-V map (obj_ids 1-6, 8, 9, 14 and 18 are the default's classes; "
               "--class-map for another dataset's ids)", file=sys.stderr)
     listed = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: (kv[0] == "distractor", kv[0])))
-    total, hidden = sum(counts.values()), sum(counts.values()) - sum(scored)
+    total, hidden = sum(counts.values()), sum(counts.values()) - sum(scored.values())
     print(f"wrote {n} frame{'s' * (n != 1)} ({args.storage}) to {args.out}: {total} objects"
           f"{': ' + listed if listed else ''}"
           + (f" ({hidden} of them less than half in view, which replay-eval does not score)" if hidden > 0 else ""))

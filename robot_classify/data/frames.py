@@ -67,8 +67,9 @@ class LabelledFrame:
     source: str = ""  # where it came from, for messages
     # The recording it belongs to (a BOP scene, a YCB-Video video, a rendered sequence); None: no
     # recording of its own (it follows the frame before without a gap). `bags.write_frames` leaves
-    # a gap between two recordings, so that a tracker ends every track there: 30 Hz back to back, tracks had run from one scene's objects
-    # on to another's (found from outside on an imported BOP split).
+    # a gap between two recordings, so that a tracker ends every track there: 30 Hz back to back,
+    # tracks had run from one scene's objects on to another's (found from outside on an imported
+    # BOP split).
     sequence: str | None = None
 
     def __post_init__(self) -> None:

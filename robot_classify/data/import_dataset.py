@@ -69,22 +69,23 @@ def iter_dataset(path: str | Path, fmt: str = "auto", class_map: ClassMap | None
 def import_dataset(path: str | Path, out: str | Path, fmt: str = "auto", class_map: ClassMap | None = None,
                    scenes: Sequence[str] | None = None, every: int = 1, max_frames: int | None = None,
                    rate_hz: float = 30.0, storage: str = "mcap", progress: bool = False,
-                   counts: dict[str, int] | None = None, scored: list[int] | None = None) -> int:
+                   counts: dict[str, int] | None = None, scored: dict[str, int] | None = None) -> int:
     """Write the chosen frames to a new bag `out` (never overwritten; nothing is left behind on
     failure). Returns the number of frames written; `counts`, when given, receives the objects
     written per class name (`distractor` for those the class map leaves out), so that a class
-    map with a typo shows before any evaluation. `scored`, when given, receives one number: how
-    many of those objects evaluations score (`matching.scored_truth`: at least half in view)."""
+    map with a typo shows before any evaluation. `scored`, when given, receives the same counts of
+    the objects evaluations score (`matching.scored_truth`: at least half in view)."""
     if Path(out).exists():
         raise DatasetError(f"{out} exists; choose a new path (bags are never overwritten)")
 
+    def count(into: dict[str, int] | None, objects) -> None:
+        for o in objects if into is not None else ():
+            into[o.label] = into.get(o.label, 0) + 1
+
     def counted(frames):
         for frame in _depth_check(frames):
-            if counts is not None:
-                for o in frame.objects:
-                    counts[o.label] = counts.get(o.label, 0) + 1
-            if scored is not None:
-                scored[:] = [(scored[0] if scored else 0) + len(scored_truth(frame.objects))]
+            count(counts, frame.objects)
+            count(scored, scored_truth(frame.objects))
             yield frame
     return write_frames(out, counted(iter_dataset(path, fmt, class_map, scenes, every, max_frames, progress)),
                         storage, rate_hz)

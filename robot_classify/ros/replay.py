@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.bags import open_reader
+from ..data.bags import SEQUENCE_GAP_S, open_reader
 
 from ..runtime.stamps import header_to_ns, ns_to_stamp
 from ..runtime.tracking import RESET_GAP_S
@@ -30,17 +30,14 @@ def _msg_class(msgtype: str):
 
 
 DISCOVERY_SETTLE_S = 1.0  # after the subscribers matched, before the first message (`wait_for_subscribers`)
-# A silence in the bag that ends every track (longer than the tracker's RESET_GAP_S: between two
-# scenes of an imported dataset, a camera's dropout) plays at least this long at any --rate: at
-# --rate 2 the 6 s between two imported scenes had become 3 s, and the live node's tracks ran
-# from one scene's objects on to the next's (found in review).
-KEPT_SILENCE_S = RESET_GAP_S + 1.0
-
-
 class Pace:
     """Where each message plays, in ns after the first: the bag's time line divided by `rate`,
-    except that a silence longer than RESET_GAP_S is played at least KEPT_SILENCE_S long. Stamps
-    and the wall clock follow the same offsets, so stamps never run ahead of the clock."""
+    except that a silence that ends every track (longer than the tracker's RESET_GAP_S: between two
+    scenes of an imported dataset, a camera's dropout) plays at least as long as the bag writer's
+    gap between two recordings (`bags.SEQUENCE_GAP_S`). At --rate 2 the 6 s between two imported
+    scenes had become 3 s, and the live node's tracks ran from one scene's objects on to the
+    next's (found in review). Stamps and the wall clock follow the same offsets, so stamps never
+    run ahead of the clock."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -52,7 +49,7 @@ class Pace:
         if self.t0 is None:
             self.t0 = t
         elif t - self.last > RESET_GAP_S * 1e9:
-            self.kept_ns += max(0, round(KEPT_SILENCE_S * 1e9 - (t - self.last) / self.rate))
+            self.kept_ns += max(0, round(SEQUENCE_GAP_S * 1e9 - (t - self.last) / self.rate))
         self.last = t if self.last is None else max(self.last, t)
         return round((t - self.t0) / self.rate) + self.kept_ns
 
