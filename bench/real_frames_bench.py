@@ -26,6 +26,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            chair's tablet above a carpet), and a base touches the plane by its lowest tenth, not
            its lowest pixels (`runtime.support` constants, swapped for the run); tablet_096 and
            touch_096: one of the two only
+  no_section  after, without 0.9.14's rule on an object's side (a can's round, a box's flat:
+           `object_sizes.shape_fits`; its constants swapped for the run)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -85,6 +87,7 @@ SETTINGS = {
     "rejoin_hist_07": {"segmentation.rejoin_histogram": 0.07},
     "rejoin_hist_15": {"segmentation.rejoin_histogram": 0.15},
     "support_096": {},
+    "no_section": {},
     "tablet_096": {},
     "touch_096": {},
 }
@@ -93,7 +96,9 @@ CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
              "lower_0911": (object_sizes, {"MAJOR_LOWER_SLACK": 0.0}),
              "support_096": (support, {"SMALL_SUPPORT_AREA": math.inf, "TOUCH_FRACTION": 0.1}),
              "tablet_096": (support, {"SMALL_SUPPORT_AREA": math.inf}),
-             "touch_096": (support, {"TOUCH_FRACTION": 0.1})}
+             "touch_096": (support, {"TOUCH_FRACTION": 0.1}),
+             "no_section": (object_sizes, {"ROUND_RMS": math.inf, "RADIUS_UPPER": math.inf,
+                                           "BOX_ROUND_RMS": -1.0})}
 
 
 def summarise(metrics: dict) -> dict:

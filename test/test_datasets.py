@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robot_classify.data.datasets import PROPS_CLASSES, detect_format, load_dataset
-from robot_classify.data.safe_pickle import UnsafePickleError, safe_load
+from robot_classify.data.safe_pickle import UnsafePickleError, safe_load, safe_loads
 
 
 def write_folder(root, sizes=((40, 60), (32, 32))):
@@ -147,6 +147,15 @@ def test_hostile_pickle_does_not_run(tmp_path, monkeypatch, payload):
     with pytest.raises(UnsafePickleError, match="refusing to load"):
         safe_load(p)
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
+
+
+def test_pickled_bytes_inside_another_file_read_by_the_same_rules():
+    """An object `.npy` (a dict of arrays, as demo data ships) holds a pickle after its header."""
+    arrays = {"depth": np.ones((2, 3), np.float32), "K": np.eye(3)}
+    got = safe_loads(pickle.dumps(arrays), source="demo.npy")
+    assert set(got) == {"depth", "K"} and got["depth"].dtype == np.float32
+    with pytest.raises(UnsafePickleError, match="demo.npy: refusing to load"):
+        safe_loads(pickle.dumps({"K": Evil()}), source="demo.npy")
 
 
 def test_hostile_meta_in_props_dataset_refused(tmp_path):

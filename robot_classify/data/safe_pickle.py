@@ -15,6 +15,8 @@ from typing import Any
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core._multiarray_umath", "_reconstruct"),  # the same function, as older numpy pickled it
+    ("numpy._core._multiarray_umath", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
@@ -46,11 +48,15 @@ def safe_load(path: str | Path) -> Any:
     size = path.stat().st_size
     if size > MAX_PICKLE_BYTES:
         raise ValueError(f"{path}: {size} bytes is larger than any dataset batch this loader accepts")
-    data = path.read_bytes()
+    return safe_loads(path.read_bytes(), source=str(path))
+
+
+def safe_loads(data: bytes, source: str = "pickle") -> Any:
+    """`safe_load` for bytes already read: a pickle inside another file (an object `.npy`)."""
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except UnsafePickleError as e:
-        raise UnsafePickleError(f"{path}: {e}") from None
+        raise UnsafePickleError(f"{source}: {e}") from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError,
             KeyError, MemoryError) as e:
-        raise ValueError(f"{path}: not a readable dataset pickle ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{source}: not a readable dataset pickle ({type(e).__name__}: {e})") from None

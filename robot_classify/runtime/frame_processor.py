@@ -193,7 +193,8 @@ class FrameProcessor:
         objs, pose = ex.objects, self.pose_check
         return size_mask(names, [o.extent for o in objs], [o.area_m2 for o in objs],
                          [o.top for o in objs] if pose else None, [o.footprint for o in objs] if pose else None,
-                         [o.truncated for o in objs] if pose else None, resting if pose else None)
+                         [o.truncated for o in objs] if pose else None, resting if pose else None,
+                         [o.section for o in objs] if pose else None)
 
     def process_messages(self, color_msg, depth_msg, info_msg=None, mask_msg=None) -> FrameResult:
         """sensor_msgs in (rclpy's or rosbags', same fields), result out: the one path the node

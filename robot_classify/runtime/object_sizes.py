@@ -155,15 +155,51 @@ def plausible(extent: np.ndarray, dims: tuple[float, float, float], area_m2: flo
                       np.array([truncated]))[0, 0])
 
 
+# A can's side is round and a box's flat (`support.section_shape`, the side at mid-height on the
+# support). On 36 real frames four of the twelve wrong names were a can named as a box or a box
+# as a can (a SPAM can named `tomato_soup_can`, a white tin and a wafer tin named `sugar_box`,
+# a printed mug named `tomato_soup_can`); no right name was of that kind (0.9.14,
+# doc/real_frames.md). Standing cans only: the pose check names them standing alone, and a lying
+# can's mid-height section runs along its axis.
+CAN_RADII = {"master_chef_can": 0.051, "tomato_soup_can": 0.033}
+BOXES = ("cracker_box", "sugar_box", "gelatin_box", "potted_meat_can")
+# A can's side fits a circle within ROUND_RMS (a D4xx's noise at a metre is 1-2 mm, a mask's rim
+# adds some) whose radius is at most RADIUS_UPPER times the can's. Not a lower bound: a short
+# arc (a can half hidden, or seen nearly end-on) fits a smaller circle, as rendered cans in
+# contact with others do.
+ROUND_RMS = 0.0045
+RADIUS_UPPER = 1.35
+BOX_ROUND_RMS = 0.0025  # a box is never a side this round ...
+BOX_ROUND_RADIUS = 0.06  # ... of this radius or less ...
+BOX_ROUND_RATIO = 1.3  # ... that a pair of flat faces fits this much worse than the circle
+
+
+def shape_fits(name: str, section: tuple[float, float, float] | None) -> bool:
+    """False where the side's shape rules the product out: a can whose side is not round, or
+    round but wider than the can, and a box whose side is a small, clean arc. True without a
+    section or a rule."""
+    if section is None:
+        return True
+    radius, circle_rms, lines_rms = section
+    if name in CAN_RADII:
+        return circle_rms <= ROUND_RMS and radius <= RADIUS_UPPER * CAN_RADII[name]
+    if name in BOXES:
+        return not (circle_rms <= BOX_ROUND_RMS and radius <= BOX_ROUND_RADIUS
+                    and lines_rms >= BOX_ROUND_RATIO * circle_rms)
+    return True
+
+
 def size_mask(class_names: list[str], extents: list[np.ndarray | None],
               areas: list[float | None] | None = None, tops: list[float | None] | None = None,
               footprints: list[tuple[float, float] | None] | None = None,
               truncated: list[bool] | None = None,
-              resting: dict[str, tuple[float, ...]] | None = None) -> np.ndarray:
+              resting: dict[str, tuple[float, ...]] | None = None,
+              sections: list[tuple[float, float, float] | None] | None = None) -> np.ndarray:
     """(objects, classes) bool: False where the class's product cannot be that segment (`plausible`
     for all pairs at once: the node asks it for every object of every frame), or, with `tops` and
-    `resting` (`ClassifierModel.resting`), rests in a pose the model never saw it in. Objects
-    without an extent (no valid depth) and classes of unknown size stay True."""
+    `resting` (`ClassifierModel.resting`), rests in a pose the model never saw it in, or, with
+    `sections`, whose side is not of its shape (`shape_fits`). Objects without an extent (no
+    valid depth) and classes of unknown size stay True."""
     out = np.ones((len(extents), len(class_names)), bool)
     cols = [c for c, n in enumerate(class_names) if n in PRODUCT_SIZES]
     rows = [i for i, e in enumerate(extents) if e is not None and np.all(np.isfinite(e))]
@@ -178,4 +214,9 @@ def size_mask(class_names: list[str], extents: list[np.ndarray | None],
                                                 tuple(sorted((k, tuple(map(float, v))) for k, v in resting.items())))
     out[np.ix_(rows, cols)] = _fits(sizes, _nan(_rows(areas, rows), len(rows)), dims,
                                     _nan(_rows(tops, rows), len(rows)), fps, cut, allowed)
+    if sections is not None:
+        for i in rows:
+            for c in cols:
+                if out[i, c] and not shape_fits(class_names[c], sections[i]):
+                    out[i, c] = False
     return out

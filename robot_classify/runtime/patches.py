@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
-from .support import highest_support, plane_basis, pose_geometry, stands_on, support_outline
+from .support import highest_support, plane_basis, pose_geometry, section_shape, stands_on, support_outline
 
 MODES = ("depth", "mask", "full")
 SUPPORTS = ("highest", "dominant")
@@ -127,6 +127,9 @@ class DetectedObject:
     footprint: tuple[float, float] | None = None
     # Cut by the image's border: what is measured of it (its footprint) is only the part in the picture.
     truncated: bool = False
+    # Its side at mid-height against a circle and a pair of lines (support.section_shape):
+    # (radius, circle_rms, lines_rms) metres; None without a support plane or enough points.
+    section: tuple[float, float, float] | None = None
 
     def bbox_dict(self) -> dict[str, int]:
         return dict(zip(("x_offset", "y_offset", "width", "height"), map(int, self.bbox)))
@@ -823,7 +826,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         if len(result.objects) == params.max_objects:
             break
         x, y, w, h = bbox
-        centroid = extent = area_m2 = pose = None
+        centroid = extent = area_m2 = pose = section = None
         if z is not None and K is not None:
             zz = z[y:y + h, x:x + w]
             vs, us = np.nonzero(m & np.isfinite(zz))
@@ -834,6 +837,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
                 if result.plane is not None and params.mode == "depth":
                     basis = plane_basis(result.plane) if basis is None else basis
                     pose = pose_geometry(pts, result.plane, basis)
+                    section = None if pose is None else section_shape(pts, result.plane, pose[0], basis)
         if params.mode == "depth" and extent is not None:
             # Metric size: a table, a chair or a patch of wall is no graspable object, however it was cut.
             size = float(np.max(extent))
@@ -860,6 +864,6 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         patch = crop_patch(color, bbox, params.padding, m if params.mask_background else None)
         cut = bbox[0] < s or bbox[1] < s or bbox[0] + bbox[2] > W - s or bbox[1] + bbox[3] > H - s
         result.objects.append(DetectedObject(len(result.objects), bbox, m, area, centroid, patch, extent, area_m2,
-                                             *(pose or (None, None)), truncated=cut))
+                                             *(pose or (None, None)), truncated=cut, section=section))
     result.ms = (time.perf_counter() - t0) * 1000
     return result

@@ -242,6 +242,59 @@ def plane_basis(plane: np.ndarray) -> np.ndarray:
     return np.stack([n, u, v], 1).astype(np.float32)
 
 
+SECTION_BAND = (0.3, 0.7)  # the side's cross-section: points between these fractions of the top's height
+SECTION_POINTS = 40  # fewer in the band: no section (a flat object, a sliver of a side)
+SECTION_SPLITS = 15  # where the pair of lines may meet, along the section's long axis
+
+
+def _line_rms(n, sx, sy, sxx, syy, sxy):
+    """RMS distance to the best line of points given by their sums (the 2x2 covariance's
+    smaller eigenvalue); arrays of candidates at once."""
+    mx, my = sx / n, sy / n
+    a, b, c = sxx / n - mx * mx, syy / n - my * my, sxy / n - mx * my
+    small = 0.5 * (a + b) - np.sqrt(np.maximum(0.25 * (a - b) ** 2 + c * c, 0.0))
+    return np.sqrt(np.maximum(small, 0.0))
+
+
+def section_shape(points: np.ndarray, plane: np.ndarray, top: float, basis: np.ndarray | None = None
+                  ) -> tuple[float, float, float] | None:
+    """(radius, circle_rms, lines_rms), metres: the object's side at mid-height (the points
+    between SECTION_BAND of its `top` above the support, on the plane) against the circle that
+    fits it best and the best pair of straight lines (one line, or two meeting at a corner).
+    A standing can's side is an arc of its own radius; a box shows one or two flat faces. A
+    32x32 crop cannot tell a white tin from a sugar box's end, or a SPAM can from a soup can;
+    their sides can (`object_sizes.shape_fits`). None without enough points in the band."""
+    if top <= 0 or len(points) < SECTION_POINTS:
+        return None
+    points = points[::-(-len(points) // POSE_POINTS)]
+    coords = (points @ (plane_basis(plane) if basis is None else basis).astype(points.dtype, copy=False)).astype(np.float64)
+    height = coords[:, 0] + plane[3]
+    p = coords[(height > SECTION_BAND[0] * top) & (height < SECTION_BAND[1] * top), 1:]
+    n = len(p)
+    if n < SECTION_POINTS:
+        return None
+    p = p - p.mean(0)
+    # the circle: algebraic least squares (x² + y² = 2ax + 2by + c)
+    A = np.column_stack([2 * p, np.ones(n)])
+    (a, b, c), *_ = np.linalg.lstsq(A, (p * p).sum(1), rcond=None)
+    radius = float(np.sqrt(max(c + a * a + b * b, 0.0)))
+    circle_rms = float(np.sqrt(np.mean((np.hypot(p[:, 0] - a, p[:, 1] - b) - radius) ** 2)))
+    # two lines: the points in order along the section's long axis, split where the total fits best
+    _, _, vt = np.linalg.svd(p, full_matrices=False)
+    q = p[np.argsort(p @ vt[0])]
+    x, y = q[:, 0], q[:, 1]
+    sums = np.cumsum(np.column_stack([np.ones(n), x, y, x * x, y * y, x * y]), 0)
+    total = sums[-1]
+    ks = np.unique(np.linspace(0.15 * n, 0.85 * n, SECTION_SPLITS).astype(int))
+    ks = ks[(ks >= 3) & (ks <= n - 3)]
+    one = float(_line_rms(*total))
+    if len(ks):
+        left, right = sums[ks - 1].T, (total - sums[ks - 1]).T
+        both = np.sqrt((_line_rms(*left) ** 2 * left[0] + _line_rms(*right) ** 2 * right[0]) / n)
+        one = min(one, float(both.min()))
+    return radius, circle_rms, one
+
+
 def pose_geometry(points: np.ndarray, plane: np.ndarray, basis: np.ndarray | None = None
                   ) -> tuple[float, tuple[float, float]] | None:
     """(top, (minor, major)): how high an object's visible surface rises above the support, and
