@@ -97,7 +97,7 @@ CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
              "support_096": (support, {"SMALL_SUPPORT_AREA": math.inf, "TOUCH_FRACTION": 0.1}),
              "tablet_096": (support, {"SMALL_SUPPORT_AREA": math.inf}),
              "touch_096": (support, {"TOUCH_FRACTION": 0.1}),
-             "no_section": (object_sizes, {"ROUND_RMS": math.inf, "RADIUS_UPPER": math.inf,
+             "no_section": (object_sizes, {"ROUND_RMS": math.inf, "RADIUS_UPPER": math.inf, "CAN_FLAT_RATIO": 0.0,
                                            "BOX_ROUND_RMS": -1.0})}
 
 

@@ -111,6 +111,8 @@ def pack(bop: Path, source: str, files: Path, out: Path) -> None:
         scenes[sc]["frames"][i] = {"file": name, "pixels_sha256": dig, "masks": masks}
     doc = {"format": FORMAT, "source": source, "origin": real_sources.ORIGINS[source],
            "class_map_yaml": (bop / "class_map.yaml").read_text(), "scenes": scenes}
+    if out.exists():
+        raise SystemExit(f"error: {out} exists: give a new --out (labels are never overwritten)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     n = sum(len(v) for sc in scenes.values() for v in sc["scene_gt"].values())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-real_labels = pytest.importorskip("real_labels")
+import real_labels  # noqa: E402  (bench/ is no package)
 
 
 def _source(root: Path, seed: int = 0) -> Path:
@@ -68,6 +68,8 @@ def test_labels_come_back_beside_the_same_frames_and_not_beside_others(tmp_path)
 
     with pytest.raises(SystemExit, match="exists"):
         real_labels.unpack(packed, files, tmp_path / "again")
+    with pytest.raises(SystemExit, match="never overwritten"):
+        real_labels.pack(bop, "uoc", files, packed)
     other = _source(tmp_path / "other", seed=1)  # another version of the frames
     with pytest.raises(SystemExit, match="not the ones labelled"):
         real_labels.unpack(packed, other, tmp_path / "wrong")

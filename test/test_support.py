@@ -494,6 +494,12 @@ def test_a_side_tells_a_can_from_a_box():
     # a master chef can (5.1 cm) is wider than a soup can: its side rules the soup can out
     wide = section_shape(_side("can") * np.array([51 / 33, 51 / 33, 1.0], np.float32), plane, top=0.10)
     assert shape_fits("master_chef_can", wide) and not shape_fits("tomato_soup_can", wide)
+    # a short flat face or a small box corner fits a small circle within millimetres too: flat
+    # faces fit it far better, so it is no can
+    face = _side("box") * np.array([0.3, 0.3, 1.0], np.float32)  # faces of 2.7 and 1.2 cm
+    assert not shape_fits("tomato_soup_can", section_shape(face, plane, top=0.175))
+    # a can lying down is judged by its pose, not its side (a model may be taught lying cans)
+    assert shape_fits("tomato_soup_can", box, top=0.066) and not shape_fits("tomato_soup_can", box, top=0.10)
     # a sliver of a side: too few points in the band to judge
     assert section_shape(_side("can", n=60), plane, top=0.10) is None
 

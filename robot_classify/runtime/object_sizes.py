@@ -169,20 +169,28 @@ BOXES = ("cracker_box", "sugar_box", "gelatin_box", "potted_meat_can")
 # contact with others do.
 ROUND_RMS = 0.0045
 RADIUS_UPPER = 1.35
+# ... and flat faces fit it no better than this share of the circle's error: a short flat face
+# or a box's corner fits a circle of about its own half-width within a few millimetres too.
+CAN_FLAT_RATIO = 0.6
+STANDING = 0.8  # the rule judges a can standing: its top at least this share of its height
 BOX_ROUND_RMS = 0.0025  # a box is never a side this round ...
 BOX_ROUND_RADIUS = 0.06  # ... of this radius or less ...
 BOX_ROUND_RATIO = 1.3  # ... that a pair of flat faces fits this much worse than the circle
 
 
-def shape_fits(name: str, section: tuple[float, float, float] | None) -> bool:
+def shape_fits(name: str, section: tuple[float, float, float] | None, top: float | None = None) -> bool:
     """False where the side's shape rules the product out: a can whose side is not round, or
     round but wider than the can, and a box whose side is a small, clean arc. True without a
-    section or a rule."""
+    section or a rule, and for a can not standing (`top` under STANDING of its height: a lying
+    can's mid-height section runs along its axis; a model taught lying cans may name them)."""
     if section is None:
         return True
     radius, circle_rms, lines_rms = section
     if name in CAN_RADII:
-        return circle_rms <= ROUND_RMS and radius <= RADIUS_UPPER * CAN_RADII[name]
+        if top is not None and top < STANDING * max(PRODUCT_SIZES[name]):
+            return True
+        return (circle_rms <= ROUND_RMS and radius <= RADIUS_UPPER * CAN_RADII[name]
+                and lines_rms >= CAN_FLAT_RATIO * circle_rms)
     if name in BOXES:
         return not (circle_rms <= BOX_ROUND_RMS and radius <= BOX_ROUND_RADIUS
                     and lines_rms >= BOX_ROUND_RATIO * circle_rms)
@@ -217,6 +225,7 @@ def size_mask(class_names: list[str], extents: list[np.ndarray | None],
     if sections is not None:
         for i in rows:
             for c in cols:
-                if out[i, c] and not shape_fits(class_names[c], sections[i]):
+                top = None if tops is None else tops[i]
+                if out[i, c] and not shape_fits(class_names[c], sections[i], top):
                     out[i, c] = False
     return out

@@ -244,6 +244,7 @@ def plane_basis(plane: np.ndarray) -> np.ndarray:
 
 SECTION_BAND = (0.3, 0.7)  # the side's cross-section: points between these fractions of the top's height
 SECTION_POINTS = 40  # fewer in the band: no section (a flat object, a sliver of a side)
+SECTION_SPREAD = 0.005  # metres (RMS along the section's long axis): narrower is no side to judge
 SECTION_SPLITS = 15  # where the pair of lines may meet, along the section's long axis
 
 
@@ -274,13 +275,15 @@ def section_shape(points: np.ndarray, plane: np.ndarray, top: float, basis: np.n
     if n < SECTION_POINTS:
         return None
     p = p - p.mean(0)
+    _, spread, vt = np.linalg.svd(p, full_matrices=False)
+    if spread[0] / np.sqrt(n) < SECTION_SPREAD:
+        return None  # a point or a thin column: no side to judge
     # the circle: algebraic least squares (x² + y² = 2ax + 2by + c)
     A = np.column_stack([2 * p, np.ones(n)])
     (a, b, c), *_ = np.linalg.lstsq(A, (p * p).sum(1), rcond=None)
     radius = float(np.sqrt(max(c + a * a + b * b, 0.0)))
     circle_rms = float(np.sqrt(np.mean((np.hypot(p[:, 0] - a, p[:, 1] - b) - radius) ** 2)))
     # two lines: the points in order along the section's long axis, split where the total fits best
-    _, _, vt = np.linalg.svd(p, full_matrices=False)
     q = p[np.argsort(p @ vt[0])]
     x, y = q[:, 0], q[:, 1]
     sums = np.cumsum(np.column_stack([np.ones(n), x, y, x * x, y * y, x * y]), 0)
