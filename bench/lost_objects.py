@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from robot_classify.data import bop
-from robot_classify.data.frames import ycbv_class_map
+from robot_classify.data.frames import CLASS_MAP, load_class_map, ycbv_class_map
 from robot_classify.data.matching import MIN_VISIBLE, match_boxes
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
 
@@ -79,10 +79,14 @@ def main() -> None:
     lost, pairs, inside = [], [], []
     k5 = np.ones((5, 5), np.uint8)
     for folder in args.folders:
+        # the folder's own class map, as import-dataset takes it (hand-labelled sets number
+        # their objects their own way), else YCB-V's
+        own = Path(folder) / CLASS_MAP
+        class_map = load_class_map(own) if own.is_file() else ycbv_class_map()
         for ref in bop.frame_refs(folder):
             if not ref.has_masks:
                 raise SystemExit(f"{ref.scene}: no mask_visib/ (this bench needs the objects' masks)")
-            frame = bop.read_frame(ref, ycbv_class_map())
+            frame = bop.read_frame(ref, class_map)
             found = extract_objects(frame.color, frame.depth, frame.intrinsics, params)
             H, W = frame.depth.shape
             segments = []

@@ -53,6 +53,8 @@ def safe_load(path: str | Path) -> Any:
 
 def safe_loads(data: bytes, source: str = "pickle") -> Any:
     """`safe_load` for bytes already read: a pickle inside another file (an object `.npy`)."""
+    if len(data) > MAX_PICKLE_BYTES:
+        raise ValueError(f"{source}: {len(data)} bytes is larger than any dataset batch this loader accepts")
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except UnsafePickleError as e:
