@@ -1,4 +1,4 @@
-"""The hand labels of the real frames, kept without the frames.
+r"""The hand labels of the real frames, kept without the frames.
 
 The real frames of doc/real_frames.md may not be committed, and the scratch folder that held
 them and their hand labels was lost four times; each time they were labelled again, by hand,
@@ -12,13 +12,14 @@ again:
     unpack  SRC.json + the source's own files (the paths the JSON names, as in the repository)
             -> the BOP folder again, refused when a frame's pixels are not those labelled
 
-    python bench/real_labels.py pack /scratch/real/bop_uoc --source uoc --files /scratch/src/uoc
-    python bench/real_labels.py unpack bench/real_labels/uoc.json --files /scratch/src/uoc \
-        --out /scratch/real/bop_uoc
-    robot-classify import-dataset /scratch/real/bop_uoc --out real_uoc
+    python bench/real_labels.py unpack bench/real_labels/uoc.json --git-dir MIRROR --out bop_uoc
+    robot-classify import-dataset bop_uoc --out real_uoc
+    python bench/real_labels.py pack bop_uoc --source uoc --files SRC_FOLDER --out new_uoc.json
 
-`--files` is a folder holding the source's files under their repository paths (fetch the
-repository named in the JSON and `git show COMMIT:PATH` each path). Nothing here fetches.
+(with the checkout's venv active). The JSON's `origin` names the repository, the commit and the
+paths of the source's files. `--git-dir` reads them at that commit from a local clone of the
+repository (its `.git`, or a bare one); `--files` takes a folder that already holds them under
+their repository paths. Nothing here fetches.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ import argparse
 import base64
 import hashlib
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -119,12 +122,34 @@ def pack(bop: Path, source: str, files: Path, out: Path) -> None:
     print(f"packed {len(order)} frames, {n} objects -> {out} ({out.stat().st_size // 1024} KiB)")
 
 
-def unpack(labels: Path, files: Path, out: Path) -> None:
+def extract(origin: dict, git_dir: Path, into: Path) -> None:
+    """The source's files at the labelled commit, from a local clone, under their repository paths."""
+    for path in origin["paths"]:
+        got = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"{origin['commit']}:{path}"],
+                             capture_output=True)
+        if got.returncode:
+            raise SystemExit(f"error: {git_dir} has no {path} at {origin['commit'][:12]} (a clone of "
+                             f"{origin['repository']}?): {got.stderr.decode(errors='replace').strip()}")
+        (into / path).parent.mkdir(parents=True, exist_ok=True)
+        (into / path).write_bytes(got.stdout)
+
+
+def unpack(labels: Path, files: Path | None, out: Path, git_dir: Path | None = None) -> None:
     doc = json.loads(labels.read_text())
     if doc.get("format") != FORMAT:
         raise SystemExit(f"error: {labels}: format {doc.get('format')}, this script reads {FORMAT}")
     if out.exists():
         raise SystemExit(f"error: {out} exists: give a new folder")
+    origin = doc["origin"]
+    if git_dir is not None:
+        with tempfile.TemporaryDirectory(prefix="real_labels_") as tmp:
+            extract(origin, git_dir, Path(tmp))
+            return unpack(labels, Path(tmp), out)
+    missing = [p for p in origin["paths"] if not (files / p).is_file()]
+    if missing:
+        raise SystemExit(f"error: {files} lacks {missing[0]} ({len(missing)} of the {len(origin['paths'])} files "
+                         f"missing): --files takes a folder with {origin['repository']}'s files under their "
+                         "repository paths, or give --git-dir")
     scenes = doc["scenes"]
     order = _order(scenes)
     converted = _converted(doc["source"], files, _scale(scenes, order))
@@ -158,13 +183,15 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="default: bench/real_labels/SOURCE.json")
     u = sub.add_parser("unpack")
     u.add_argument("labels", type=Path)
-    u.add_argument("--files", type=Path, required=True)
-    u.add_argument("--out", type=Path, required=True)
+    where = u.add_mutually_exclusive_group(required=True)
+    where.add_argument("--files", type=Path, help="a folder with the source's files under their repository paths")
+    where.add_argument("--git-dir", type=Path, help="a local clone of the source repository (its .git, or bare)")
+    u.add_argument("--out", type=Path, required=True, help="a new folder for the BOP scenes")
     args = ap.parse_args()
     if args.cmd == "pack":
         pack(args.bop, args.source, args.files, args.out or LABELS_DIR / f"{args.source}.json")
     else:
-        unpack(args.labels, args.files, args.out)
+        unpack(args.labels, args.files, args.out, args.git_dir)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ frames this test makes in one source's layout, and a refusal when the frames dif
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -74,3 +76,25 @@ def test_labels_come_back_beside_the_same_frames_and_not_beside_others(tmp_path)
     with pytest.raises(SystemExit, match="not the ones labelled"):
         real_labels.unpack(packed, other, tmp_path / "wrong")
     assert not (tmp_path / "wrong").exists()
+
+
+def test_labels_come_back_from_a_clone_at_the_labelled_commit_and_name_what_is_missing(tmp_path):
+    files = _source(tmp_path / "src")
+    packed = tmp_path / "uoc.json"
+    real_labels.pack(_labelled(files, tmp_path / "labelled"), "uoc", files, packed)
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    git = ["git", "-C", str(files), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "frames"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    doc = json.loads(packed.read_text())
+    doc["origin"]["commit"] = commit  # the test's own repository stands for the source's
+    packed.write_text(json.dumps(doc))
+    real_labels.unpack(packed, None, tmp_path / "from_git", git_dir=files / ".git")
+    assert len(list((tmp_path / "from_git" / "000000" / "rgb").iterdir())) == 9
+
+    (files / "data" / "demo" / "camera_params.json").unlink()
+    with pytest.raises(SystemExit, match="lacks data/demo/camera_params.json"):
+        real_labels.unpack(packed, files, tmp_path / "missing")
