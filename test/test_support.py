@@ -327,8 +327,10 @@ def test_resting_boxes_seen_through_the_segmenter_fit_their_product():
     assert obj.footprint[1] == pytest.approx(0.10, abs=0.02)
     assert size_mask(["master_chef_can", "large_marker"], [obj.extent], [obj.area_m2], [obj.top],
                      [obj.footprint]).tolist() == [[True, False]]
+    # seen from straight above it shows no side: nothing to judge its shape by, nothing ruled out
+    assert obj.section is None
     flat = extract_objects(color, depth, K, SegmentationParams(min_area=50, mode="full")).objects[0]
-    assert flat.top is None and flat.footprint is None  # no support plane in full mode
+    assert flat.top is None and flat.footprint is None and flat.section is None  # no support plane in full mode
 
 
 def _two_classes(patch: np.ndarray, names: tuple[str, str] = ("large_marker", "cracker_box")) -> PatchSet:
@@ -514,3 +516,60 @@ def test_size_mask_rules_out_by_the_side_only_with_sections():
     assert size_mask(names, ext).all()
     assert size_mask(names, ext, sections=[can]).tolist() == [[True, False]]
     assert size_mask(names, ext, sections=[None]).all()
+
+
+def _can_and_box(height: float = 0.8, down: float = 40.0) -> np.ndarray:
+    """Depth (uint16 mm) of a soup can (r 3.3 cm, 10.1 cm tall) and a sugar box (3.8 x 8.9 x
+    17.5 cm, turned 30 degrees) standing 10 cm apart on the floor, seen by a camera `height` m up
+    looking `down` degrees down (`_oblique`'s camera), ray-cast: their sides, not only their tops."""
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1)
+    c, s = np.cos(np.deg2rad(down)), np.sin(np.deg2rad(down))
+    d = rays @ np.array([[1, 0, 0], [0, -s, c], [0, -c, -s]]).T
+    o = np.array([0.0, 0.0, height])
+    far = np.inf
+    best = np.where(d[..., 2] < 0, -height / np.minimum(d[..., 2], -1e-9), far)  # the floor
+    y0 = height / np.tan(np.deg2rad(down))  # where the optical axis meets the floor
+    # the can: x² + (y - yc)² = r², 0 <= z <= 0.101, and its top
+    xc, yc, r, hc = -0.06, y0, 0.033, 0.101
+    a = d[..., 0] ** 2 + d[..., 1] ** 2
+    b = 2 * (d[..., 0] * (o[0] - xc) + d[..., 1] * (o[1] - yc))
+    cc = (o[0] - xc) ** 2 + (o[1] - yc) ** 2 - r * r
+    disc = b * b - 4 * a * cc
+    t = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), far)
+    z = o[2] + t * d[..., 2]
+    best = np.where((t > 0) & (z >= 0) & (z <= hc) & (t < best), t, best)
+    t = (hc - o[2]) / np.minimum(d[..., 2], -1e-9)
+    x, y = o[0] + t * d[..., 0], o[1] + t * d[..., 1]
+    best = np.where(((x - xc) ** 2 + (y - yc) ** 2 <= r * r) & (t < best), t, best)
+    # the box: slabs in its own frame (turned 30 degrees about z)
+    ang = np.deg2rad(30.0)
+    rot = np.array([[np.cos(ang), np.sin(ang), 0], [-np.sin(ang), np.cos(ang), 0], [0, 0, 1]])
+    centre, half = np.array([0.07, y0, 0.0875]), np.array([0.0445, 0.019, 0.0875])
+    lo_o, dd = rot @ (o - centre), d @ rot.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-half - lo_o) / dd, (half - lo_o) / dd
+    tn, tf = np.minimum(t1, t2).max(-1), np.maximum(t1, t2).min(-1)
+    best = np.where((tn <= tf) & (tn > 0) & (tn < best), tn, best)
+    return np.clip(np.round(best * 1000), 0, 65535).astype(np.uint16)
+
+
+def test_the_segmenter_measures_a_cans_round_side_and_a_boxs_flat_one():
+    """End to end, as the node runs it: the side each object shows the camera is measured on
+    the support (`DetectedObject.section`), and the size check reads it."""
+    from robot_classify.runtime.object_sizes import shape_fits
+
+    depth = _can_and_box()
+    color = np.full((H, W, 3), 120, np.uint8)
+    ex = extract_objects(color, depth, K, SegmentationParams(min_area=50, max_depth=4.0))
+    assert len(ex.objects) == 2
+    can, box = sorted(ex.objects, key=lambda o: o.centroid[0])  # the can stands left of the box
+    assert can.section is not None and box.section is not None
+    assert can.section[0] == pytest.approx(0.033, abs=0.008)
+    assert shape_fits("tomato_soup_can", can.section, can.top) and not shape_fits("sugar_box", can.section, can.top)
+    assert shape_fits("sugar_box", box.section, box.top) and not shape_fits("tomato_soup_can", box.section, box.top)
+    names = ["tomato_soup_can", "sugar_box"]
+    allowed = size_mask(names, [o.extent for o in (can, box)], [o.area_m2 for o in (can, box)],
+                        [o.top for o in (can, box)], [o.footprint for o in (can, box)],
+                        sections=[o.section for o in (can, box)])
+    assert allowed.tolist() == [[True, False], [False, True]]
