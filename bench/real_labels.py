@@ -88,6 +88,8 @@ def _scale(scenes: dict[str, dict], order: list[tuple[str, str]]) -> list[float]
 
 
 def pack(bop: Path, source: str, files: Path, out: Path) -> None:
+    if out.exists():
+        raise SystemExit(f"error: {out} exists: give a new --out (labels are never overwritten)")
     folders = sorted(p for p in bop.iterdir() if p.is_dir() and (p / "scene_gt.json").is_file())
     if not folders:
         raise SystemExit(f"error: {bop} holds no BOP scene folder")
@@ -114,8 +116,6 @@ def pack(bop: Path, source: str, files: Path, out: Path) -> None:
         scenes[sc]["frames"][i] = {"file": name, "pixels_sha256": dig, "masks": masks}
     doc = {"format": FORMAT, "source": source, "origin": real_sources.ORIGINS[source],
            "class_map_yaml": (bop / "class_map.yaml").read_text(), "scenes": scenes}
-    if out.exists():
-        raise SystemExit(f"error: {out} exists: give a new --out (labels are never overwritten)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     n = sum(len(v) for sc in scenes.values() for v in sc["scene_gt"].values())

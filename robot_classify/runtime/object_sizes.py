@@ -224,8 +224,8 @@ def size_mask(class_names: list[str], extents: list[np.ndarray | None],
                                     _nan(_rows(tops, rows), len(rows)), fps, cut, allowed)
     if sections is not None:
         for i in rows:
+            top = None if tops is None else tops[i]
             for c in cols:
-                top = None if tops is None else tops[i]
                 if out[i, c] and not shape_fits(class_names[c], sections[i], top):
                     out[i, c] = False
     return out

@@ -242,6 +242,14 @@ def plane_basis(plane: np.ndarray) -> np.ndarray:
     return np.stack([n, u, v], 1).astype(np.float32)
 
 
+def _plane_coords(points: np.ndarray, plane: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+    """At most POSE_POINTS of an object's points, an even stride over it (rows in scan order),
+    as (height less the plane's offset, place on the plane): what `pose_geometry` and
+    `section_shape` measure."""
+    points = points[::-(-len(points) // POSE_POINTS)]
+    return points @ (plane_basis(plane) if basis is None else basis).astype(points.dtype, copy=False)
+
+
 SECTION_BAND = (0.3, 0.7)  # the side's cross-section: points between these fractions of the top's height
 SECTION_POINTS = 40  # fewer in the band: no section (a flat object, a sliver of a side)
 SECTION_SPREAD = 0.005  # metres (RMS along the section's long axis): narrower is no side to judge
@@ -267,8 +275,7 @@ def section_shape(points: np.ndarray, plane: np.ndarray, top: float, basis: np.n
     their sides can (`object_sizes.shape_fits`). None without enough points in the band."""
     if top <= 0 or len(points) < SECTION_POINTS:
         return None
-    points = points[::-(-len(points) // POSE_POINTS)]
-    coords = (points @ (plane_basis(plane) if basis is None else basis).astype(points.dtype, copy=False)).astype(np.float64)
+    coords = _plane_coords(points, plane, basis).astype(np.float64)
     height = coords[:, 0] + plane[3]
     p = coords[(height > SECTION_BAND[0] * top) & (height < SECTION_BAND[1] * top), 1:]
     n = len(p)
@@ -290,7 +297,7 @@ def section_shape(points: np.ndarray, plane: np.ndarray, top: float, basis: np.n
     total = sums[-1]
     ks = np.unique(np.linspace(0.15 * n, 0.85 * n, SECTION_SPLITS).astype(int))
     ks = ks[(ks >= 3) & (ks <= n - 3)]
-    one = float(_line_rms(*total))
+    one = float(spread[1] / np.sqrt(n))  # one line: the section's spread across its long axis
     if len(ks):
         left, right = sums[ks - 1].T, (total - sums[ks - 1]).T
         both = np.sqrt((_line_rms(*left) ** 2 * left[0] + _line_rms(*right) ** 2 * right[0]) / n)
@@ -309,9 +316,8 @@ def pose_geometry(points: np.ndarray, plane: np.ndarray, basis: np.ndarray | Non
     computed once per frame by the caller of many objects. None with fewer than 3 points."""
     if len(points) < 3:
         return None
-    points = points[::-(-len(points) // POSE_POINTS)]  # an even stride over the object, rows in scan order
-    n = len(points)
-    coords = points @ (plane_basis(plane) if basis is None else basis).astype(points.dtype, copy=False)
+    coords = _plane_coords(points, plane, basis)
+    n = len(coords)
     k = int(TOP_PERCENTILE / 100 * (n - 1))
     top = float(np.partition(coords[:, 0], k)[k] + plane[3])
     # the footprint's principal axes: the angle that diagonalises its 2x2 covariance (from the
