@@ -28,6 +28,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            touch_096: one of the two only
   no_section  after, without 0.9.14's rule on an object's side (a can's round, a box's flat:
            `object_sizes.shape_fits`; its constants swapped for the run)
+  no_stacks  after, without 0.9.15's cut of one object standing or lying on another
+           (`segmentation.split_stacks: false`)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -90,6 +92,7 @@ SETTINGS = {
     "no_section": {},
     "tablet_096": {},
     "touch_096": {},
+    "no_stacks": {"segmentation.split_stacks": False},
 }
 # module constants swapped per setting: (module, {name: value})
 CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),

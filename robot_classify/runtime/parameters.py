@@ -150,6 +150,9 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "segmentation.split_large": ParameterSpec(_SEG.split_large, "cut a segment larger than max_extent at its narrow "
                                               "necks (objects touching a robot's base plate) and judge the parts "
                                               "before dropping it; the robot's pieces come out as unknown objects"),
+    "segmentation.split_stacks": ParameterSpec(_SEG.split_stacks, "cut a segment where one object stands or lies "
+                                               "on another's flat top and their colours differ (a can on a can, a "
+                                               "drill on a box); the upper one's pose is measured from that top"),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
     "segmentation.scale": ParameterSpec(_SEG.scale, "segment on every scale-th pixel (1, 2 or 4); 0 = auto (default): "
                                         "a grid about 320 samples wide, so 2 for 640x480 and 4 for 1280x720: the grid the "

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
+from .stacks import split_stacks
 from .support import highest_support, plane_basis, pose_geometry, section_shape, stands_on, support_outline
 
 MODES = ("depth", "mask", "full")
@@ -78,6 +79,9 @@ class SegmentationParams:
     # Cut a segment larger than max_extent at its narrow necks (`SPLIT_RADII`) before dropping it. Off by
     # default: the pieces of a robot's plate or arm would come out as objects (doc/segmentation.md).
     split_large: bool = False
+    # Cut a segment where one object stands or lies on another's flat top and their colours differ
+    # (runtime.stacks): a soup can on a SPAM can, a drill on a cracker box.
+    split_stacks: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -514,15 +518,13 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     group = np.arange(n)  # union-find over the pieces of one component with the same colour
     histograms: dict[int, np.ndarray] = {}  # only for pairs whose means already agree
 
+    def histogram(i: int) -> np.ndarray:
+        if i not in histograms:
+            histograms[i] = _colour_histogram(crop, piece, stats, i)
+        return histograms[i]
+
     def same_colours(a: int, b: int) -> bool:
-        if np.linalg.norm(lab[a] - lab[b]) >= params.rejoin_colour:
-            return False
-        if params.rejoin_histogram >= 1:
-            return True
-        for i in (a, b):
-            if i not in histograms:
-                histograms[i] = _colour_histogram(crop, piece, stats, i)
-        return 1.0 - float(np.sqrt(histograms[a] * histograms[b]).sum()) < params.rejoin_histogram
+        return _one_objects_colours(lab[a], lab[b], lambda: (histogram(a), histogram(b)), params)
 
     def root(a: int) -> int:
         while group[a] != a:
@@ -742,6 +744,29 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
     return mask, plane, warning, h, support
 
 
+def _one_objects_colours(lab_a: np.ndarray, lab_b: np.ndarray, histograms, params: SegmentationParams) -> bool:
+    """Whether two pieces show one object's colours: mean CIELAB colours (`lab_a`, `lab_b`)
+    within `rejoin_colour` and colour histograms (`histograms()`, asked for only then) within
+    `rejoin_histogram` (1 - Bhattacharyya coefficient)."""
+    if np.linalg.norm(lab_a - lab_b) >= params.rejoin_colour:
+        return False
+    if params.rejoin_histogram >= 1:
+        return True
+    ha, hb = histograms()
+    return 1.0 - float(np.sqrt(ha * hb).sum()) < params.rejoin_histogram
+
+
+def _colours_differ(crop: np.ndarray, a: np.ndarray, b: np.ndarray, params: SegmentationParams) -> bool:
+    """Whether two pieces of one crop (bool masks) are two objects by their colours, as pieces
+    cut at a crease must be to stay apart (`_one_objects_colours`)."""
+    pieces = (a.view(np.uint8) + 2 * b.view(np.uint8)).astype(np.int32)
+    stats = np.array([[0, 0, crop.shape[1], crop.shape[0], 0]] * 3)
+    means = [cv2.mean(crop, mask=(pieces == i).view(np.uint8))[:3] for i in (1, 2)]
+    lab = cv2.cvtColor(np.float32([means]) / np.float32(255.0), cv2.COLOR_RGB2Lab)[0]
+    return not _one_objects_colours(lab[0], lab[1], lambda: tuple(_colour_histogram(crop, pieces, stats, i)
+                                                                  for i in (1, 2)), params)
+
+
 def _mask_instances(instance_mask: np.ndarray, params: SegmentationParams) -> list:
     """Instances of an id image in O(pixels) whatever it holds: one bincount for the areas, one
     `find_objects` pass for the boxes, and a per-instance mask only for the `max_objects`
@@ -809,6 +834,16 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             kept = [c for c in comps if stands_on(c[0], c[1], height, *support)]
             _count(result.rejected, "off support", len(comps) - len(kept))
             comps = kept
+        if params.split_stacks and height is not None:
+            grid = color[::s, ::s]
+
+            def differ(box: tuple[int, int, int, int], a: np.ndarray, b: np.ndarray) -> bool:
+                x, y, w, h = box
+                return _colours_differ(grid[y:y + h, x:x + w], a, b, params)
+            comps, cuts = split_stacks(comps, height, z, K, result.plane, differ,
+                                       -(-params.min_area // (2 * s * s)), s * s)
+            _count(result.rejected, "stack split", cuts)
+    comps = [c if len(c) == 4 else (*c, 0.0) for c in comps]  # (mask, box, area, base above the support)
     comps.sort(key=lambda c: -c[2])  # largest first
     rule = origin = basis = None
     H, W = color.shape[:2]
@@ -820,9 +855,9 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         X1 = min(W, max(c[1][0] + c[1][2] for c in comps) * s + b)
         Y1 = min(H, max(c[1][1] + c[1][3] for c in comps) * s + b)
         rule, origin = _full_resolution_rule(depth, intrinsics, result.plane, params, (X0, Y0, X1, Y1)), (X0, Y0)
-    queue = [(m, bbox, area, 0) for m, bbox, area in comps]  # 0: cut at no radius yet (SPLIT_RADII)
+    queue = [(m, bbox, area, 0, base) for m, bbox, area, base in comps]  # 0: cut at no radius yet (SPLIT_RADII)
     while queue:
-        m, bbox, area, splits = queue.pop(0)
+        m, bbox, area, splits, base = queue.pop(0)
         if len(result.objects) == params.max_objects:
             break
         x, y, w, h = bbox
@@ -836,8 +871,10 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
                 area_m2 = float(area * centroid[2] ** 2 / (intrinsics.fx * intrinsics.fy))
                 if result.plane is not None and params.mode == "depth":
                     basis = plane_basis(result.plane) if basis is None else basis
-                    pose = pose_geometry(pts, result.plane, basis)
-                    section = None if pose is None else section_shape(pts, result.plane, pose[0], basis)
+                    # An object on another's top is measured from that top (its own base), not the table.
+                    plane = result.plane if not base else result.plane - np.array([0, 0, 0, base])
+                    pose = pose_geometry(pts, plane, basis)
+                    section = None if pose is None else section_shape(pts, plane, pose[0], basis)
         if params.mode == "depth" and extent is not None:
             # Metric size: a table, a chair or a patch of wall is no graspable object, however it was cut.
             size = float(np.max(extent))
@@ -852,7 +889,8 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
                 # by the support check again: the segment stood on the support as a whole, and a
                 # part alone need not (in the real GraspNet frame, that dropped the cracker box
                 # standing at the table's edge beside the robot, its base hidden from the camera).
-                queue = sorted(queue + [(pm, pb, pa * s * s, splits) for pm, pb, pa in parts], key=lambda c: -c[2])
+                queue = sorted(queue + [(pm, pb, pa * s * s, splits, base) for pm, pb, pa in parts],
+                               key=lambda c: -c[2])
                 continue
             if size > params.max_extent or size < params.min_extent:
                 _count(result.rejected, "too large" if size > params.max_extent else "too small")
