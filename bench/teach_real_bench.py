@@ -167,9 +167,14 @@ def evaluate(model, bags: list[str], values: dict, tmp: Path) -> list[dict]:
         gt = read_ground_truth(bag)
         order = {s: i for i, s in enumerate(sorted(gt))}
         source = Path(bag).name.removeprefix("real_")
+        labels = (json.loads(line) for line in (d / "object_labels.jsonl").read_text().splitlines())
+        by_stamp = {f["header"]["stamp"]["sec"] * 10 ** 9 + f["header"]["stamp"]["nanosec"]: f["objects"]
+                    for f in labels}
         for line in (d / "objects.jsonl").read_text().splitlines():
             r = json.loads(line)
             r["key"] = f"{source}/{order[r['stamp_ns']]}"
+            if r["label"] == "unknown" and r["pred_index"] is not None:  # why: the node's own reason
+                r["unknown_reason"] = by_stamp[r["stamp_ns"]][r["pred_index"]].get("unknown_reason")
             out.append(r)
     return out
 
@@ -200,7 +205,7 @@ def _confusions(matched: list[dict]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in matched:
         if r["outcome"] != "correct":
-            k = f"{r['truth']} -> {r['label']}"
+            k = f"{r['truth']} -> {r['label']}" + (f" ({r['unknown_reason']})" if r.get("unknown_reason") else "")
             out[k] = out.get(k, 0) + 1
     return out
 

@@ -72,6 +72,7 @@ def test_a_can_standing_on_a_box_is_two_objects_measured_from_their_own_bases():
     assert box.top == pytest.approx(0.06, abs=0.01)
     assert can.top == pytest.approx(0.101, abs=0.012)  # from the box's top, not the floor (0.161)
     assert can.footprint[1] == pytest.approx(0.066, abs=0.015)
+    assert (can.rests_on, box.rests_on) == (box.instance, None)  # what a grasp planner takes first
     # each mask holds its own object's colour
     for obj, rgb in ((box, RED), (can, WHITE)):
         x, y, w, h = obj.bbox
@@ -137,6 +138,7 @@ def test_a_can_cut_from_the_box_at_a_crease_is_measured_from_the_box_top():
     box, can = sorted(ex.objects, key=lambda o: o.top)
     assert box.top == pytest.approx(0.06, abs=0.01)
     assert can.top == pytest.approx(0.101, abs=0.012)
+    assert (can.rests_on, box.rests_on) == (box.instance, None)
     off = extract_objects(color, depth, K, SegmentationParams(min_area=50, max_depth=4.0, split_stacks=False))
     assert max(o.top for o in off.objects) == pytest.approx(0.161, abs=0.012)  # from the floor
 
@@ -151,3 +153,31 @@ def test_a_can_standing_behind_a_low_box_is_measured_from_the_floor(crease):
     box, can = sorted(ex.objects, key=lambda o: o.top)
     assert box.top == pytest.approx(0.06, abs=0.01)
     assert can.top == pytest.approx(0.101, abs=0.012)
+    assert can.rests_on is None and box.rests_on is None
+
+
+def test_the_node_publishes_what_an_object_rests_on():
+    """Through `FrameProcessor`, as the node runs it: /object_labels carries `rests_on`, the
+    instance of the object below, valid against the published schema; nothing for the box."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from robot_classify.data.datasets import PatchSet
+    from robot_classify.learn.training import TrainOptions, train_model
+    from robot_classify.runtime.frame_processor import FrameProcessor
+
+    color, depth = _scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, WHITE)])
+    patches = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    model = train_model(PatchSet(patches, np.repeat([0, 1], 6), ["cracker_box", "tomato_soup_can"], np.arange(12) % 6),
+                        TrainOptions(classifier="knn", k="1", features=["hog_color"], device="cpu", quiet=True))
+    frame = FrameProcessor(model, _params()).process(color, depth, K, (1, 0), "camera").labels
+    doc = frame.to_doc()
+    schema = json.loads((Path(__file__).parents[1] / "config" / "object_labels.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    rests = {o["instance"]: o.get("rests_on") for o in doc["objects"]}
+    assert len(rests) == 2 and sum(r is not None for r in rests.values()) == 1
+    upper = next(i for i, r in rests.items() if r is not None)
+    assert rests[upper] in rests and rests[rests[upper]] is None
+    assert type(frame).from_doc(doc).objects[upper].rests_on == rests[upper]  # and read back

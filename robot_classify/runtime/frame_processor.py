@@ -167,6 +167,7 @@ class FrameProcessor:
                 extent=None if obj.extent is None else tuple(float(v) for v in obj.extent),
                 ruled_out=() if fits is None else tuple(names[i] for i in order if not fits[n, i]),
                 unknown_reason=reason,
+                rests_on=obj.rests_on,
             ))
         return FrameLabels((int(stamp[0]), int(stamp[1])), frame_id, self.model_name, sha,
                            tuple(objects), ex.warning or None)

@@ -134,6 +134,8 @@ class DetectedObject:
     # Its side at mid-height against a circle and a pair of lines (support.section_shape):
     # (radius, circle_rms, lines_rms) metres; None without a support plane or enough points.
     section: tuple[float, float, float] | None = None
+    # The instance of this frame's object it stands or lies on (runtime.stacks); None: the support.
+    rests_on: int | None = None
 
     def bbox_dict(self) -> dict[str, int]:
         return dict(zip(("x_offset", "y_offset", "width", "height"), map(int, self.bbox)))
@@ -843,7 +845,8 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             comps, cuts = split_stacks(comps, height, z, K, result.plane, differ,
                                        -(-params.min_area // (2 * s * s)), s * s)
             _count(result.rejected, "stack split", cuts)
-    comps = [c if len(c) == 4 else (*c, 0.0) for c in comps]  # (mask, box, area, base above the support)
+    # (mask, box, area, base: metres above the support, on: the index here of the segment it rests on, id)
+    comps = [(*c, 0.0, None, i) if len(c) == 3 else (*c, i) for i, c in enumerate(comps)]
     comps.sort(key=lambda c: -c[2])  # largest first
     rule = origin = basis = None
     H, W = color.shape[:2]
@@ -855,9 +858,10 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         X1 = min(W, max(c[1][0] + c[1][2] for c in comps) * s + b)
         Y1 = min(H, max(c[1][1] + c[1][3] for c in comps) * s + b)
         rule, origin = _full_resolution_rule(depth, intrinsics, result.plane, params, (X0, Y0, X1, Y1)), (X0, Y0)
-    queue = [(m, bbox, area, 0, base) for m, bbox, area, base in comps]  # 0: cut at no radius yet (SPLIT_RADII)
+    queue = [(m, bbox, area, 0, tuple(c)) for m, bbox, area, *c in comps]  # 0: cut at no radius yet (SPLIT_RADII)
+    instances: dict[int, int] = {}  # a segment's id (its index before sorting) -> its object's instance
     while queue:
-        m, bbox, area, splits, base = queue.pop(0)
+        m, bbox, area, splits, (base, on, cid) = queue.pop(0)
         if len(result.objects) == params.max_objects:
             break
         x, y, w, h = bbox
@@ -889,7 +893,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
                 # by the support check again: the segment stood on the support as a whole, and a
                 # part alone need not (in the real GraspNet frame, that dropped the cracker box
                 # standing at the table's edge beside the robot, its base hidden from the camera).
-                queue = sorted(queue + [(pm, pb, pa * s * s, splits, base) for pm, pb, pa in parts],
+                queue = sorted(queue + [(pm, pb, pa * s * s, splits, (base, on, cid)) for pm, pb, pa in parts],
                                key=lambda c: -c[2])
                 continue
             if size > params.max_extent or size < params.min_extent:
@@ -901,7 +905,11 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
                 m, bbox = _refine_edges(m, bbox, rule, origin)
         patch = crop_patch(color, bbox, params.padding, m if params.mask_background else None)
         cut = bbox[0] < s or bbox[1] < s or bbox[0] + bbox[2] > W - s or bbox[1] + bbox[3] > H - s
+        instances.setdefault(cid, len(result.objects))
         result.objects.append(DetectedObject(len(result.objects), bbox, m, area, centroid, patch, extent, area_m2,
-                                             *(pose or (None, None)), truncated=cut, section=section))
+                                             *(pose or (None, None)), truncated=cut, section=section, rests_on=on))
+    for obj in result.objects:  # the segment it rests on, as an instance (None where that one was dropped)
+        if obj.rests_on is not None:
+            obj.rests_on = instances.get(obj.rests_on)
     result.ms = (time.perf_counter() - t0) * 1000
     return result

@@ -81,6 +81,9 @@ class ObjectResult:
     # team teaching its objects must know whether a score, the geometry or the negative examples
     # kept a name off (found from outside: a taught mustard stayed unknown with no way to tell why).
     unknown_reason: str | None = None
+    # The `instance` of this frame's object it stands or lies on (runtime.stacks: a can on a box);
+    # None on the support. Published, optional: a grasp planner takes the upper one first.
+    rests_on: int | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {"instance": self.instance, "label": self.label, "score": self.score,
@@ -95,6 +98,8 @@ class ObjectResult:
             doc["visible_fraction"] = self.visible_fraction
         if self.unknown_reason is not None:
             doc["unknown_reason"] = self.unknown_reason
+        if self.rests_on is not None:
+            doc["rests_on"] = self.rests_on
         if self.track is not None:
             doc.update(self.track.to_doc())
         return doc
@@ -116,7 +121,8 @@ class ObjectResult:
                    visible_fraction=None if visible is None else float(visible),
                    extent=None if extent is None else tuple(float(extent[k]) for k in "xyz"),
                    track=TrackLabel.from_doc(doc),
-                   unknown_reason=None if doc.get("unknown_reason") is None else str(doc["unknown_reason"]))
+                   unknown_reason=None if doc.get("unknown_reason") is None else str(doc["unknown_reason"]),
+                   rests_on=None if doc.get("rests_on") is None else int(doc["rests_on"]))
 
 
 @dataclass(frozen=True)

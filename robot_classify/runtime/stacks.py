@@ -141,7 +141,7 @@ FOOT_FRACTION = 5.0  # percent: an object's foot, its lowest points above the su
 FOOT_GAP = 0.02  # ...within this of a neighbour's flat top (metres) where it rests on that top
 
 
-Component = tuple  # (mask, (x, y, w, h), area[, base]): a segment on the segmentation's grid
+Component = tuple  # (mask, (x, y, w, h), area[, base, on]): a segment on the segmentation's grid
 
 
 def split_stacks(comps: list[Component], height: np.ndarray, z: np.ndarray, K: Intrinsics, plane: np.ndarray,
@@ -151,7 +151,8 @@ def split_stacks(comps: list[Component], height: np.ndarray, z: np.ndarray, K: I
     pieces' colours are two objects'), each with its base: how high above the support it rests,
     metres. An upper piece, and a segment of its own whose foot floats above the support, rest on
     a neighbour's flat top where they stand over it (`rests_on`); else the base is 0, the support,
-    the foot hidden behind something. (mask, box, area, base) each, and how many were cut.
+    the foot hidden behind something. (mask, box, area, base, on) each, `on` the index in this
+    list of the segment it rests on (None: the support), and how many were cut.
 
     `height` and `z` (metres, NaN for none) are the frame's on the segmentation's grid, `K` its
     intrinsics there; areas are in full-resolution pixels (`pixel_area` per grid pixel)."""
@@ -164,17 +165,17 @@ def split_stacks(comps: list[Component], height: np.ndarray, z: np.ndarray, K: I
         zz = z[y:y + h, x:x + w]
         cut = split_stack(m, height[y:y + h, x:x + w], zz, K.fx, min_pixels)
         if cut is None or not differ(box, cut[0], cut[1]):
-            out.append((m, box, area, 0.0))
+            out.append((m, box, area, 0.0, None))
             continue
         cuts += 1
         lower, upper, level, top = cut
         top_points = _points(top, box, zz, K)
-        base = level if rests_on(top_points, _points(upper, box, zz, K), basis) else 0.0
-        for part, b in ((lower, 0.0), (upper, base)):
+        on_top = rests_on(top_points, _points(upper, box, zz, K), basis)
+        below = len(out)
+        for part, b, on in ((lower, 0.0, None), (upper, level, below) if on_top else (upper, 0.0, None)):
             px, py, pw, ph = cv2.boundingRect(part.view(np.uint8))
-            if part is lower:
-                tops[len(out)] = (level, top_points)
-            out.append((part[py:py + ph, px:px + pw], (x + px, y + py, pw, ph), int(part.sum()) * pixel_area, b))
+            out.append((part[py:py + ph, px:px + pw], (x + px, y + py, pw, ph), int(part.sum()) * pixel_area, b, on))
+        tops[below] = (level, top_points)
     return [_rest_on_neighbours(i, c, out, tops, height, z, K, basis) for i, c in enumerate(out)], cuts
 
 
@@ -188,14 +189,14 @@ def _rest_on_neighbours(i: int, comp: Component, comps: list[Component], tops: d
                         z: np.ndarray, K: Intrinsics, basis: np.ndarray) -> Component:
     """`comp` with its base on the flat top of a neighbour (a segment whose box touches its box)
     that its foot stands on; unchanged where its foot is on the support or over no such top."""
-    m, (x, y, w, h), area, base = comp
+    m, (x, y, w, h), area, base, _ = comp
     foot = height[y:y + h, x:x + w][m]
     foot = foot[np.isfinite(foot)]
     low = float(np.percentile(foot, FOOT_FRACTION)) if len(foot) and not base else 0.0
     if low < MIN_LEVEL:  # on the support (or already on a top)
         return comp
     points = None
-    for j, (mj, (xj, yj, wj, hj), _, _) in enumerate(comps):
+    for j, (mj, (xj, yj, wj, hj), *_) in enumerate(comps):
         if j == i or xj > x + w + CUT or x > xj + wj + CUT or yj > y + h + CUT or y > yj + hj + CUT:
             continue
         if j not in tops:
@@ -209,7 +210,7 @@ def _rest_on_neighbours(i: int, comp: Component, comps: list[Component], tops: d
             continue
         points = _points(m, (x, y, w, h), z[y:y + h, x:x + w], K) if points is None else points
         if rests_on(tops[j][1], points, basis):
-            return m, (x, y, w, h), area, tops[j][0]
+            return m, (x, y, w, h), area, tops[j][0], j
     return comp
 
 
