@@ -1029,6 +1029,10 @@ def _run(args: list[str] | None) -> int:
         return 1
     node = None
     try:
+        # Built before the node: a Ctrl-C that lands while the executor is half built (on a loaded
+        # machine, between the node's "ready" line and its first spin) left rclpy's Executor.__del__
+        # an AttributeError to print at exit (found by CI under load).
+        executor = SingleThreadedExecutor()
         try:
             node = ManagedClassifyNode() if _managed_requested() else ClassifyNode()
         except Exception as e:  # noqa: BLE001 -- a clear fatal line, not a traceback wall
@@ -1037,7 +1041,6 @@ def _run(args: list[str] | None) -> int:
         if node.processor is not None:  # the plain node: configured and active already
             node.processor.warm_up()  # first-use costs (OpenCV tables, allocations) before the first real frame
         gc.freeze()  # the model and ROS objects built so far never die: keep them out of every GC pass
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         # Woken at least every SPIN_WAKE_S: a SIGINT that reaches Python's own handler (not rclpy's,
         # which wakes the executor) is acted on only when the wait returns. After a lifecycle
