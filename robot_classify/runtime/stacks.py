@@ -68,22 +68,21 @@ def flat_top(mask: np.ndarray, height: np.ndarray, z: np.ndarray, fx: float, bel
     and `below` metres above it (its height, and its pixels), or None where it shows none of
     MIN_TOP_AREA. `mask`, `height` (metres above the support) and `z` (metres, NaN for none) are
     the segment's box on the segmentation's grid, `fx` its focal length in grid pixels."""
-    h = height
     slope, span = slope_map(mask, height, z, fx)
     # the segment's edge: its slope mixes in the table's height
     inner = cv2.erode(mask.view(np.uint8), np.ones((2 * SLOPE_STEP + 1,) * 2, np.uint8)).view(bool)
     with np.errstate(invalid="ignore"):
-        flat = inner & (slope < FLAT_SLOPE) & (h >= MIN_LEVEL) & (h <= below)
+        flat = inner & (slope < FLAT_SLOPE) & (height >= MIN_LEVEL) & (height <= below)
     if not flat.any():
         return None
-    levels = h[flat]
+    levels = height[flat]
     # The level: the fullest LEVEL_BIN bin (with its neighbours), weighted by each pixel's area.
     bins = np.floor(levels / LEVEL_BIN).astype(np.int64)
     bins -= bins.min()
     weight = np.convolve(np.bincount(bins, weights=(span[flat] ** 2).astype(np.float64)), np.ones(3), mode="same")
     best = int(np.argmax(weight))
     level = float(np.median(levels[np.abs(bins - best) <= 1]))
-    top = flat & (np.abs(h - level) <= LEVEL_BAND)
+    top = flat & (np.abs(height - level) <= LEVEL_BAND)
     if float((span[top] ** 2).sum()) < MIN_TOP_AREA:
         return None
     return level, top
@@ -111,7 +110,7 @@ def split_stack(mask: np.ndarray, height: np.ndarray, z: np.ndarray, fx: float, 
         return None
     level, top = found
     above = mask & (height > level + ABOVE)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(above.view(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(above.view(np.uint8), connectivity=8)
     # Something rises from the top where a part of it joins the top through the segment's pixels
     # at the top's height or higher (not down a side and up again).
     _, joined = cv2.connectedComponents((mask & (height >= level - LEVEL_BAND)).view(np.uint8), connectivity=8)
