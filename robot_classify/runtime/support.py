@@ -29,6 +29,9 @@ RISE = 0.05  # metres: a support above the current one starts at least this high
 FURNITURE_RISE = 0.3  # metres above the floor: a stool, a chair's tablet, a side table...
 SMALL_SUPPORT_AREA = 0.02  # ...that shows at least this many square metres, when no larger support does,
 MIN_SPREAD = 0.02  # ...extends this far (RMS, metres) across as well as along: not a strip of a wall...
+# ...within SMALL_BINS height bins (plane_threshold each: 3.2 cm by default, as a chair's
+# tablet tilts a few degrees against the floor and spans 3 cm of height over its 30 cm)...
+SMALL_BINS = 4
 HELD = (0.02, 0.3, 10)  # ...and holds something: this many samples between these heights above it
 
 
@@ -72,10 +75,10 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
         pairs = hist[:-1] + hist[1:] if len(hist) > 1 else hist
         big = np.flatnonzero(pairs >= min_area)
         if not len(big) and level == 0:
-            small = _small_support(points, plane, h, edges, pairs, threshold)
+            small = _small_support(points, plane, h, edges, hist, threshold)
             if small is None:
                 break
-            plane = small
+            plane = small[0]
             continue
         if not len(big):
             break
@@ -85,6 +88,11 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
         fit = _parallel_plane(sel, n) if len(sel) >= 20 else None
         if fit is None:
             break
+        if level == 0:  # chair seats around a chair's tablet: large, low, holding nothing
+            small = _small_support(points, plane, h, edges, hist, threshold, above=hi)
+            if small is not None and _held(points, small[0], small[1]) > _held(points, fit[0], sel):
+                plane = small[0]
+                continue
         plane = fit[0]
     return plane
 
@@ -102,10 +110,11 @@ def _parallel_plane(sel: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndar
     return (-candidate if candidate[3] < 0 else candidate), spread
 
 
-def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: np.ndarray, pairs: np.ndarray,
-                   threshold: float) -> np.ndarray | None:
+def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: np.ndarray, hist: np.ndarray,
+                   threshold: float, above: float = FURNITURE_RISE) -> tuple[np.ndarray, np.ndarray] | None:
     """The highest surface at furniture height (FURNITURE_RISE above `plane`, the dominant one,
-    whose heights `h` were binned into `pairs` over `edges`) that shows SMALL_SUPPORT_AREA and
+    whose heights `h` were binned into `hist` over `edges`) that shows SMALL_SUPPORT_AREA within
+    SMALL_BINS bins and
     passes every test below, else None. Each test stands for a way a small patch of the
     sampled points at that height is no work surface:
       * it must lie nearer the camera than the dominant plane's middle, measured along that
@@ -115,37 +124,57 @@ def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: 
         a 1.6 cm band of a wall is a line, and any plane through a line fits it;
       * something must stand on it (HELD): a work surface holds the things the camera looks
         at, where the top of a tall box on a table holds nothing.
-    A candidate that fails gives way to the next lower one."""
+    A candidate that fails gives way to the next lower one. Searched only from `above` m up;
+    returned with its points."""
     n = plane[:3]
     ground = points[np.abs(h) < threshold]
     if len(ground) < 20:
         return None
     middle = _ground_distance(ground, n)
-    for top in np.flatnonzero((pairs >= SMALL_SUPPORT_AREA) & (edges[:len(pairs)] >= FURNITURE_RISE))[::-1]:
-        sel = points[(h >= edges[top]) & (h < edges[min(top + 2, len(edges) - 1)])].astype(np.float64)
+    window = np.convolve(hist, np.ones(SMALL_BINS), "valid") if len(hist) >= SMALL_BINS else hist
+    for top in np.flatnonzero((window >= SMALL_SUPPORT_AREA) & (edges[:len(window)] >= max(above, FURNITURE_RISE)))[::-1]:
+        sel = points[(h >= edges[top]) & (h < edges[min(top + SMALL_BINS, len(edges) - 1)])].astype(np.float64)
         if len(sel) < 20 or _ground_distance(sel, n) >= middle:
             continue
         fit = _parallel_plane(sel, n)
+        if fit is not None:  # once more on the points near the first fit: a tilted tablet's own
+            near = np.abs(points @ fit[0][:3] + fit[0][3]) < threshold
+            sel = points[near].astype(np.float64) if near.sum() >= 20 else sel
+            fit = _parallel_plane(sel, n)
         if fit is None or fit[1][1] / np.sqrt(len(sel)) < MIN_SPREAD:
             continue
-        if _holds_something(points, fit[0], sel):
-            return fit[0]
+        if _held(points, fit[0], sel) >= HELD[2]:
+            return fit[0], sel
     return None
 
 
-def _holds_something(points: np.ndarray, plane: np.ndarray, surface: np.ndarray) -> bool:
-    """Whether at least HELD[2] of the points rise HELD[0]-HELD[1] m above `plane` over the
-    footprint of `surface` (its points' convex hull on the plane)."""
-    low, high, count = HELD
+HOLD_CELL = 0.03  # metres: the grid a surface's pieces are found on
+
+
+def _held(points: np.ndarray, plane: np.ndarray, surface: np.ndarray) -> int:
+    """How many of the points rise HELD[0]-HELD[1] m above `plane` over the footprint of
+    `surface`: the convex hulls, on the plane, of its pieces (its points on a HOLD_CELL grid,
+    gaps of one cell closed). Piece by piece, as two chair seats at one height are two
+    surfaces: their common hull spans the tablet between them and everything on it."""
+    low, high, _ = HELD
     h = points @ plane[:3] + plane[3]
     up = points[(h > low) & (h < high)]
-    if len(up) < count:
-        return False
+    if not len(up):
+        return 0
     basis = plane_basis(plane).astype(np.float64)
-    hull = cv2.convexHull((surface @ basis[:, 1:]).astype(np.float32))
-    on = (up @ basis[:, 1:]).astype(np.float32)
-    inside = sum(cv2.pointPolygonTest(hull, (float(a), float(b)), False) >= 0 for a, b in on)
-    return inside >= count
+    flat = surface @ basis[:, 1:]
+    origin = flat.min(0) - HOLD_CELL
+    cells = np.floor((flat - origin) / HOLD_CELL).astype(np.int32)
+    grid = np.zeros(tuple(cells.max(0) + 2), np.uint8)
+    grid[cells[:, 0], cells[:, 1]] = 1
+    grid = cv2.morphologyEx(grid, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(grid, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    footprint = np.zeros_like(grid)
+    for c in contours:  # (x, y) = (column, row) = (second, first plane axis)
+        cv2.fillConvexPoly(footprint, cv2.convexHull(c), 1)
+    at = np.floor((up @ basis[:, 1:] - origin) / HOLD_CELL).astype(np.int64)
+    inside = (at >= 0).all(1) & (at[:, 0] < grid.shape[0]) & (at[:, 1] < grid.shape[1])
+    return int(footprint[at[inside, 0], at[inside, 1]].sum())
 
 
 def _ground_distance(points: np.ndarray, normal: np.ndarray) -> float:
