@@ -30,6 +30,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            `object_sizes.shape_fits`; its constants swapped for the run)
   no_stacks  after, without 0.9.15's cut of one object standing or lying on another
            (`segmentation.split_stacks: false`)
+  no_openings  after, without 0.9.16's join of a mug's or a bowl's inside to its front wall
+           (`segmentation.rejoin_openings: false`)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -93,6 +95,7 @@ SETTINGS = {
     "tablet_096": {},
     "touch_096": {},
     "no_stacks": {"segmentation.split_stacks": False},
+    "no_openings": {"segmentation.rejoin_openings": False},
 }
 # module constants swapped per setting: (module, {name: value})
 CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),

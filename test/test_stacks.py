@@ -5,50 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot_classify.runtime.camera import Intrinsics
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
 from robot_classify.runtime.stacks import rests_on, split_stack
 from robot_classify.runtime.support import plane_basis
 
-K = Intrinsics(600.0, 600.0, 320.0, 240.0)
-H, W = 480, 640
-RED, WHITE, FLOOR = (200, 30, 30), (230, 230, 225), (120, 110, 100)
+from raycast import K, scene  # noqa: E402  (beside this file)
 
-
-def _scene(boxes: list, cans: list, height: float = 0.7, down: float = 45.0) -> tuple[np.ndarray, np.ndarray]:
-    """(colour, depth uint16 mm) of a camera `height` m above the floor looking `down` degrees
-    down at axis-aligned boxes (centre x, y, z; half sizes; colour) and upright cans (x, y, base
-    z, height, radius, colour) on it (world z up, y away from the camera), ray-cast per pixel."""
-    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
-    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1)
-    c, s = np.cos(np.deg2rad(down)), np.sin(np.deg2rad(down))
-    d = rays @ np.array([[1, 0, 0], [0, -s, c], [0, -c, -s]]).T
-    o = np.array([0.0, 0.0, height])
-    y0 = height / np.tan(np.deg2rad(down))  # where the optical axis meets the floor
-    best = np.where(d[..., 2] < 0, -height / np.minimum(d[..., 2], -1e-9), np.inf)
-    color = np.empty((H, W, 3), np.uint8)
-    color[:] = FLOOR
-    for centre, half, rgb in boxes:
-        lo = o - (np.array(centre) + [0, y0, 0])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t1, t2 = (-np.array(half) - lo) / d, (np.array(half) - lo) / d
-        tn, tf = np.minimum(t1, t2).max(-1), np.maximum(t1, t2).min(-1)
-        hit = (tn <= tf) & (tn > 0) & (tn < best)
-        best, color[hit] = np.where(hit, tn, best), rgb
-    for xc, yc, z0, hc, r, rgb in cans:
-        yc += y0
-        a = d[..., 0] ** 2 + d[..., 1] ** 2
-        b = 2 * (d[..., 0] * (o[0] - xc) + d[..., 1] * (o[1] - yc))
-        disc = b * b - 4 * a * ((o[0] - xc) ** 2 + (o[1] - yc) ** 2 - r * r)
-        t = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
-        z = o[2] + t * d[..., 2]
-        hit = (t > 0) & (z >= z0) & (z <= z0 + hc) & (t < best)
-        best, color[hit] = np.where(hit, t, best), rgb
-        t = (z0 + hc - o[2]) / np.minimum(d[..., 2], -1e-9)
-        x, y = o[0] + t * d[..., 0], o[1] + t * d[..., 1]
-        hit = ((x - xc) ** 2 + (y - yc) ** 2 <= r * r) & (t < best)
-        best, color[hit] = np.where(hit, t, best), rgb
-    return color, np.clip(np.round(best * 1000), 0, 65535).astype(np.uint16)
+RED, WHITE = (200, 30, 30), (230, 230, 225)
 
 
 CRACKER_FLAT = ((0.0, 0.0, 0.03), (0.105, 0.08, 0.03))  # 21 x 16 cm, lying on its face: 6 cm high
@@ -62,7 +25,7 @@ def _params(**kw) -> SegmentationParams:
 
 
 def test_a_can_standing_on_a_box_is_two_objects_measured_from_their_own_bases():
-    color, depth = _scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, WHITE)])
+    color, depth = scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, WHITE)])
     one = extract_objects(color, depth, K, _params(split_stacks=False))
     assert len(one.objects) == 1  # depth alone: one segment, 16 cm tall
     ex = extract_objects(color, depth, K, _params())
@@ -82,7 +45,7 @@ def test_a_can_standing_on_a_box_is_two_objects_measured_from_their_own_bases():
 def test_a_stack_of_one_colour_stays_one_object():
     """A step within one product (a drill's battery below its body) shows its colours on both
     sides; so does a stack of two things of one colour, which depth and colour cannot part."""
-    color, depth = _scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, RED)])
+    color, depth = scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, RED)])
     ex = extract_objects(color, depth, K, _params())
     assert len(ex.objects) == 1 and "stack split" not in ex.rejected
 
@@ -91,7 +54,7 @@ def test_a_stack_of_one_colour_stays_one_object():
 def test_a_box_or_a_can_alone_shows_no_step(scale):
     for boxes, cans in (([(*CRACKER_FLAT, RED)], []), ([], [(0.0, 0.0, 0.0, 0.101, 0.033, WHITE)]),
                         ([((0.0, 0.0, 0.0875), (0.0445, 0.019, 0.0875), RED)], [])):
-        color, depth = _scene(boxes, cans)
+        color, depth = scene(boxes, cans)
         ex = extract_objects(color, depth, K, _params(scale=scale))
         assert len(ex.objects) == 1 and "stack split" not in ex.rejected
 
@@ -132,7 +95,7 @@ def test_an_object_behind_a_top_rests_on_the_support_not_on_that_top():
 def test_a_can_cut_from_the_box_at_a_crease_is_measured_from_the_box_top():
     """With the crease cut on (the default), the ray-cast stack parts at its clean crease before
     any step is looked for; the can's foot floats 6 cm up, over the box's top: its base."""
-    color, depth = _scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, WHITE)])
+    color, depth = scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, WHITE)])
     ex = extract_objects(color, depth, K, SegmentationParams(min_area=50, max_depth=4.0))
     assert len(ex.objects) == 2 and "stack split" not in ex.rejected
     box, can = sorted(ex.objects, key=lambda o: o.top)
@@ -147,7 +110,7 @@ def test_a_can_cut_from_the_box_at_a_crease_is_measured_from_the_box_top():
 def test_a_can_standing_behind_a_low_box_is_measured_from_the_floor(crease):
     """Its foot is hidden by the box in front, so it floats at about the box's height; but it
     stands beyond the box's top, not on it."""
-    color, depth = _scene([(*CRACKER_FLAT, RED)], [(0.0, 0.08 + 0.033 + 0.003, 0.0, 0.101, 0.033, WHITE)])
+    color, depth = scene([(*CRACKER_FLAT, RED)], [(0.0, 0.08 + 0.033 + 0.003, 0.0, 0.101, 0.033, WHITE)])
     ex = extract_objects(color, depth, K, SegmentationParams(min_area=50, max_depth=4.0, crease=crease))
     assert len(ex.objects) == 2
     box, can = sorted(ex.objects, key=lambda o: o.top)
@@ -168,7 +131,7 @@ def test_the_node_publishes_what_an_object_rests_on():
     from robot_classify.learn.training import TrainOptions, train_model
     from robot_classify.runtime.frame_processor import FrameProcessor
 
-    color, depth = _scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, WHITE)])
+    color, depth = scene([(*CRACKER_FLAT, RED)], [(*SOUP_ON_TOP, WHITE)])
     patches = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
     model = train_model(PatchSet(patches, np.repeat([0, 1], 6), ["cracker_box", "tomato_soup_can"], np.arange(12) % 6),
                         TrainOptions(classifier="knn", k="1", features=["hog_color"], device="cpu", quiet=True))

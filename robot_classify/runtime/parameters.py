@@ -153,6 +153,10 @@ PARAMETERS: dict[str, ParameterSpec] = {
     "segmentation.split_stacks": ParameterSpec(_SEG.split_stacks, "cut a segment where one object stands or lies "
                                                "on another's flat top and their colours differ (a can on a can, a "
                                                "drill on a box); the upper one's pose is measured from that top"),
+    "segmentation.rejoin_openings": ParameterSpec(_SEG.rejoin_openings, "join a mug's, a cup's or a bowl's inside "
+                                                  "to its front wall where the depth-jump cut parts them (seen from "
+                                                  "above: two round walls, the inside within the outside's circle, "
+                                                  "one object's colours)"),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
     "segmentation.scale": ParameterSpec(_SEG.scale, "segment on every scale-th pixel (1, 2 or 4); 0 = auto (default): "
                                         "a grid about 320 samples wide, so 2 for 640x480 and 4 for 1280x720: the grid the "

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
+from .openings import rejoin_openings
 from .stacks import split_stacks
 from .support import highest_support, plane_basis, pose_geometry, section_shape, stands_on, support_outline
 
@@ -82,6 +83,9 @@ class SegmentationParams:
     # Cut a segment where one object stands or lies on another's flat top and their colours differ
     # (runtime.stacks): a soup can on a SPAM can, a drill on a cracker box.
     split_stacks: bool = True
+    # Join a mug's, a cup's or a bowl's inside, which the depth-jump cut parts from its front wall
+    # when seen from above, back to it (runtime.openings).
+    rejoin_openings: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -832,16 +836,19 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         mask, result.plane, result.warning, height, support = _segment_depth(
             np.ascontiguousarray(z), K, params, color[::s, ::s], depth if s > 1 else None)
         comps = _components(mask, params, s * s)
+        grid = color[::s, ::s]
+
+        def differ(box: tuple[int, int, int, int], a: np.ndarray, b: np.ndarray) -> bool:
+            x, y, w, h = box
+            return _colours_differ(grid[y:y + h, x:x + w], a, b, params)
+        if params.rejoin_openings and result.plane is not None:
+            comps, joined = rejoin_openings(comps, z, K, result.plane, differ)
+            _count(result.rejected, "opening rejoined", joined)
         if support is not None:
             kept = [c for c in comps if stands_on(c[0], c[1], height, *support)]
             _count(result.rejected, "off support", len(comps) - len(kept))
             comps = kept
         if params.split_stacks and height is not None:
-            grid = color[::s, ::s]
-
-            def differ(box: tuple[int, int, int, int], a: np.ndarray, b: np.ndarray) -> bool:
-                x, y, w, h = box
-                return _colours_differ(grid[y:y + h, x:x + w], a, b, params)
             comps, cuts = split_stacks(comps, height, z, K, result.plane, differ,
                                        -(-params.min_area // (2 * s * s)), s * s)
             _count(result.rejected, "stack split", cuts)

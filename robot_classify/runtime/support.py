@@ -294,6 +294,15 @@ def _line_rms(n, sx, sy, sxx, syy, sxy):
     return np.sqrt(np.maximum(small, 0.0))
 
 
+def fit_circle(p: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(centre, radius, rms distance from it), metres: the circle through (n, 2) points on the
+    plane by algebraic least squares (x² + y² = 2ax + 2by + c)."""
+    A = np.column_stack([2 * p, np.ones(len(p))])
+    (a, b, c), *_ = np.linalg.lstsq(A, (p * p).sum(1), rcond=None)
+    radius = float(np.sqrt(max(c + a * a + b * b, 0.0)))
+    return np.array([a, b]), radius, float(np.sqrt(np.mean((np.hypot(p[:, 0] - a, p[:, 1] - b) - radius) ** 2)))
+
+
 def section_shape(points: np.ndarray, plane: np.ndarray, top: float, basis: np.ndarray | None = None
                   ) -> tuple[float, float, float] | None:
     """(radius, circle_rms, lines_rms), metres: the object's side at mid-height (the points
@@ -314,11 +323,7 @@ def section_shape(points: np.ndarray, plane: np.ndarray, top: float, basis: np.n
     _, spread, vt = np.linalg.svd(p, full_matrices=False)
     if spread[0] / np.sqrt(n) < SECTION_SPREAD:
         return None  # a point or a thin column: no side to judge
-    # the circle: algebraic least squares (x² + y² = 2ax + 2by + c)
-    A = np.column_stack([2 * p, np.ones(n)])
-    (a, b, c), *_ = np.linalg.lstsq(A, (p * p).sum(1), rcond=None)
-    radius = float(np.sqrt(max(c + a * a + b * b, 0.0)))
-    circle_rms = float(np.sqrt(np.mean((np.hypot(p[:, 0] - a, p[:, 1] - b) - radius) ** 2)))
+    _, radius, circle_rms = fit_circle(p)
     # two lines: the points in order along the section's long axis, split where the total fits best
     q = p[np.argsort(p @ vt[0])]
     x, y = q[:, 0], q[:, 1]
