@@ -32,6 +32,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            (`segmentation.split_stacks: false`)
   no_openings  after, without 0.9.16's join of a mug's or a bowl's inside to its front wall
            (`segmentation.rejoin_openings: false`)
+  top_0915  after, but a stack's lower top must show 12 cm² to be cut at (0.9.15's
+           `stacks.MIN_TOP_AREA`; 1 cm² since 0.9.16)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -64,7 +66,7 @@ from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from robot_classify.evaluation.replay_eval import replay_eval
 from robot_classify.evaluation.run_context import git_commit
 from robot_classify.learn.model_io import load_model
-from robot_classify.runtime import object_sizes, support
+from robot_classify.runtime import object_sizes, stacks, support
 from robot_classify.runtime.default_model import get_default_model
 
 SETTINGS = {
@@ -96,6 +98,7 @@ SETTINGS = {
     "touch_096": {},
     "no_stacks": {"segmentation.split_stacks": False},
     "no_openings": {"segmentation.rejoin_openings": False},
+    "top_0915": {},
 }
 # module constants swapped per setting: (module, {name: value})
 CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
@@ -103,6 +106,7 @@ CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
              "support_096": (support, {"SMALL_SUPPORT_AREA": math.inf, "TOUCH_FRACTION": 0.1}),
              "tablet_096": (support, {"SMALL_SUPPORT_AREA": math.inf}),
              "touch_096": (support, {"TOUCH_FRACTION": 0.1}),
+             "top_0915": (stacks, {"MIN_TOP_AREA": 0.0012}),
              "no_section": (object_sizes, {"ROUND_RMS": math.inf, "RADIUS_UPPER": math.inf, "CAN_FLAT_RATIO": 0.0,
                                            "BOX_ROUND_RMS": -1.0})}
 
