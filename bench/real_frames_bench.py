@@ -33,7 +33,7 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
   no_openings  after, without 0.9.16's join of a mug's or a bowl's inside to its front wall
            (`segmentation.rejoin_openings: false`)
   top_0915  after, but a stack's lower top must show 12 cm² to be cut at (0.9.15's
-           `stacks.MIN_TOP_AREA`; 1 cm² since 0.9.16)
+           `stacks.MIN_TOP_AREA`; 3 cm² since 0.9.16)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")

@@ -32,7 +32,8 @@ MIN_RISE = 0.03  # ...and the upper object rises at least this far above it
 FLAT_SLOPE = 0.25  # height change per metre across: a surface this close to level (~14 degrees) is flat
 LEVEL_BIN = 0.005  # metres: the flat top's height is found to this
 LEVEL_BAND = 0.008  # metres either side of that height: the flat top's pixels
-MIN_TOP_AREA = 0.0001  # square metres of flat top in view (1 cm^2; a SPAM can's top is 55, of which a camera can see 1.6)
+MIN_TOP_AREA = 0.0003  # square metres of flat top in view (3 cm^2, where the renders stop gaining; at 1 cm^2 a drill
+# standing on its battery was cut there on real frames. A SPAM can's top is 55)
 ABOVE = 0.012  # metres above the flat top: the upper object
 SMOOTH = 1.0  # grid pixels: the Gaussian on the height before its slope is measured...
 SLOPE_STEP = 1  # ...over this many grid pixels either side
