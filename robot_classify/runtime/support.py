@@ -114,14 +114,13 @@ def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: 
                    threshold: float, above: float = FURNITURE_RISE) -> tuple[np.ndarray, np.ndarray] | None:
     """The highest surface at furniture height (FURNITURE_RISE above `plane`, the dominant one,
     whose heights `h` were binned into `hist` over `edges`) that shows SMALL_SUPPORT_AREA within
-    SMALL_BINS bins and
-    passes every test below, else None. Each test stands for a way a small patch of the
-    sampled points at that height is no work surface:
+    SMALL_BINS bins and passes every test below, else None. Each test stands for a way a small
+    patch of the sampled points at that height is no work surface:
       * it must lie nearer the camera than the dominant plane's middle, measured along that
         plane, as a surface the camera looks down at does: a shelf or a desk beyond the table
         lies farther;
       * it must be flat and parallel to the dominant plane, and spread both ways (MIN_SPREAD):
-        a 1.6 cm band of a wall is a line, and any plane through a line fits it;
+        a band of a wall is a line, and any plane through a line fits it;
       * something must stand on it (HELD): a work surface holds the things the camera looks
         at, where the top of a tall box on a table holds nothing.
     A candidate that fails gives way to the next lower one. Searched only from `above` m up;
