@@ -50,6 +50,13 @@ class Intrinsics:
         """Pixels (u, v) at depth z (metres) -> (N, 3) points in the camera frame."""
         return np.stack([(u - self.cx) * z / self.fx, (v - self.cy) * z / self.fy, z], axis=-1)
 
+    def segment_points(self, mask: np.ndarray, box: tuple[int, int, int, int], z: np.ndarray) -> np.ndarray:
+        """A segment's (N, 3) points in the camera frame, in scan order: `mask` and `z` (metres,
+        NaN where unknown) are its box (x, y, w, h) of this camera's image, pixels without depth
+        left out."""
+        vs, us = np.nonzero(mask & np.isfinite(z))
+        return self.backproject(us + box[0], vs + box[1], z[vs, us])
+
 
 def depth_to_metres(depth: np.ndarray) -> np.ndarray:
     """uint16 millimetres or float metres -> float32 metres with NaN where invalid (0, NaN, inf)."""

@@ -42,12 +42,10 @@ def _arc(component: Component, z: np.ndarray, K: Intrinsics, basis: np.ndarray
     (centre, radius) and which side of them that centre lies, seen from the camera: +1 beyond
     (the outside of a round wall), -1 before (its inside), 0 for no round wall."""
     m, (x, y, w, h), _ = component
-    vs, us = np.nonzero(m & np.isfinite(z[y:y + h, x:x + w]))
-    if len(vs) < 20:
+    points = K.segment_points(m, component[1], z[y:y + h, x:x + w])
+    if len(points) < 20:
         return None
-    stride = max(1, len(vs) // MAX_POINTS)
-    vs, us = vs[::stride], us[::stride]
-    flat = K.backproject(us + x, vs + y, z[y:y + h, x:x + w][vs, us]).astype(np.float64) @ basis[:, 1:]
+    flat = points[::max(1, len(points) // MAX_POINTS)].astype(np.float64) @ basis[:, 1:]
     centre, radius, rms = fit_circle(flat)
     if not RADIUS[0] <= radius <= RADIUS[1] or rms > CIRCLE_RMS * radius:
         return flat, centre, radius, 0
@@ -55,21 +53,23 @@ def _arc(component: Component, z: np.ndarray, K: Intrinsics, basis: np.ndarray
     return flat, centre, radius, int(side)
 
 
-def _union(a: Component, b: Component) -> Component:
-    (ma, (xa, ya, wa, ha), area_a), (mb, (xb, yb, wb, hb), area_b) = a, b
-    x0, y0 = min(xa, xb), min(ya, yb)
-    x1, y1 = max(xa + wa, xb + wb), max(ya + ha, yb + hb)
-    mask = np.zeros((y1 - y0, x1 - x0), bool)
-    mask[ya - y0:ya - y0 + ha, xa - x0:xa - x0 + wa] |= ma
-    mask[yb - y0:yb - y0 + hb, xb - x0:xb - x0 + wb] |= mb
-    return mask, (x0, y0, x1 - x0, y1 - y0), area_a + area_b
-
-
 def _in_box(c: Component, box: tuple[int, int, int, int]) -> np.ndarray:
+    """`c`'s mask within `box`, which holds its own."""
     m, (x, y, w, h), _ = c
     out = np.zeros((box[3], box[2]), bool)
     out[y - box[1]:y - box[1] + h, x - box[0]:x - box[0] + w] = m
     return out
+
+
+def _joint_box(a: Component, b: Component) -> tuple[int, int, int, int]:
+    (xa, ya, wa, ha), (xb, yb, wb, hb) = a[1], b[1]
+    x0, y0 = min(xa, xb), min(ya, yb)
+    return x0, y0, max(xa + wa, xb + wb) - x0, max(ya + ha, yb + hb) - y0
+
+
+def _union(a: Component, b: Component) -> Component:
+    box = _joint_box(a, b)
+    return _in_box(a, box) | _in_box(b, box), box, a[2] + b[2]
 
 
 def rejoin_openings(comps: list[Component], z: np.ndarray, K: Intrinsics, plane: np.ndarray,
@@ -91,8 +91,8 @@ def rejoin_openings(comps: list[Component], z: np.ndarray, K: Intrinsics, plane:
             _, centre, radius, _ = arcs[n]
             if (np.linalg.norm(flat - centre, axis=1) < REACH * radius).mean() < INSIDE:
                 continue
-            joined = _union(comps[f], comps[n])
-            if differ(joined[1], _in_box(comps[f], joined[1]), _in_box(comps[n], joined[1])):
+            box = _joint_box(comps[f], comps[n])
+            if differ(box, _in_box(comps[f], box), _in_box(comps[n], box)):
                 continue
             into[f] = n
             break

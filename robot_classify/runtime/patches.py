@@ -874,10 +874,8 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         x, y, w, h = bbox
         centroid = extent = area_m2 = pose = section = None
         if z is not None and K is not None:
-            zz = z[y:y + h, x:x + w]
-            vs, us = np.nonzero(m & np.isfinite(zz))
-            if len(vs):
-                pts = K.backproject(us + x, vs + y, zz[vs, us])
+            pts = K.segment_points(m, bbox, z[y:y + h, x:x + w])
+            if len(pts):
                 centroid, extent = surface_centroid_extent(pts)
                 area_m2 = float(area * centroid[2] ** 2 / (intrinsics.fx * intrinsics.fy))
                 if result.plane is not None and params.mode == "depth":

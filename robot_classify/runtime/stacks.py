@@ -169,20 +169,14 @@ def split_stacks(comps: list[Component], height: np.ndarray, z: np.ndarray, K: I
             continue
         cuts += 1
         lower, upper, level, top = cut
-        top_points = _points(top, box, zz, K)
-        on_top = rests_on(top_points, _points(upper, box, zz, K), basis)
+        top_points = K.segment_points(top, box, zz)
+        on_top = rests_on(top_points, K.segment_points(upper, box, zz), basis)
         below = len(out)
         for part, b, on in ((lower, 0.0, None), (upper, level, below) if on_top else (upper, 0.0, None)):
             px, py, pw, ph = cv2.boundingRect(part.view(np.uint8))
             out.append((part[py:py + ph, px:px + pw], (x + px, y + py, pw, ph), int(part.sum()) * pixel_area, b, on))
         tops[below] = (level, top_points)
     return [_rest_on_neighbours(i, c, out, tops, height, z, K, basis) for i, c in enumerate(out)], cuts
-
-
-def _points(part: np.ndarray, box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics) -> np.ndarray:
-    """A piece's 3D points (camera frame, metres): `part` and `z` are its box on the grid."""
-    vs, us = np.nonzero(part & np.isfinite(z))
-    return K.backproject(us + box[0], vs + box[1], z[vs, us])
 
 
 def _rest_on_neighbours(i: int, comp: Component, comps: list[Component], tops: dict, height: np.ndarray,
@@ -205,10 +199,10 @@ def _rest_on_neighbours(i: int, comp: Component, comps: list[Component], tops: d
                 continue
             box = np.s_[yj:yj + hj, xj:xj + wj]
             found = flat_top(mj, heights, z[box], K.fx)
-            tops[j] = None if found is None else (found[0], _points(found[1], (xj, yj, wj, hj), z[box], K))
+            tops[j] = None if found is None else (found[0], K.segment_points(found[1], (xj, yj, wj, hj), z[box]))
         if tops[j] is None or abs(tops[j][0] - low) > FOOT_GAP:
             continue
-        points = _points(m, (x, y, w, h), z[y:y + h, x:x + w], K) if points is None else points
+        points = K.segment_points(m, (x, y, w, h), z[y:y + h, x:x + w]) if points is None else points
         if rests_on(tops[j][1], points, basis):
             return m, (x, y, w, h), area, tops[j][0], j
     return comp

@@ -90,7 +90,7 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
             break
         if level == 0:  # chair seats around a chair's tablet: large, low, holding nothing
             small = _small_support(points, plane, h, edges, hist, threshold, above=hi)
-            if small is not None and _held(points, small[0], small[1]) > _held(points, fit[0], sel):
+            if small is not None and small[1] > _held(points, fit[0], sel):
                 plane = small[0]
                 continue
         plane = fit[0]
@@ -111,7 +111,7 @@ def _parallel_plane(sel: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: np.ndarray, hist: np.ndarray,
-                   threshold: float, above: float = FURNITURE_RISE) -> tuple[np.ndarray, np.ndarray] | None:
+                   threshold: float, above: float = FURNITURE_RISE) -> tuple[np.ndarray, int] | None:
     """The highest surface at furniture height (FURNITURE_RISE above `plane`, the dominant one,
     whose heights `h` were binned into `hist` over `edges`) that shows SMALL_SUPPORT_AREA within
     SMALL_BINS bins and passes every test below, else None. Each test stands for a way a small
@@ -124,7 +124,7 @@ def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: 
       * something must stand on it (HELD): a work surface holds the things the camera looks
         at, where the top of a tall box on a table holds nothing.
     A candidate that fails gives way to the next lower one. Searched only from `above` m up;
-    returned with its points."""
+    returned with how much it holds (`_held`)."""
     n = plane[:3]
     ground = points[np.abs(h) < threshold]
     if len(ground) < 20:
@@ -142,8 +142,9 @@ def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: 
             fit = _parallel_plane(sel, n)
         if fit is None or fit[1][1] / np.sqrt(len(sel)) < MIN_SPREAD:
             continue
-        if _held(points, fit[0], sel) >= HELD[2]:
-            return fit[0], sel
+        held = _held(points, fit[0], sel)
+        if held >= HELD[2]:
+            return fit[0], held
     return None
 
 
