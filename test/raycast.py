@@ -12,6 +12,15 @@ H, W = 480, 640
 FLOOR = (120, 110, 100)
 
 
+def rays(down: float, K: Intrinsics = K, shape: tuple[int, int] = (H, W)) -> np.ndarray:
+    """Each pixel's viewing ray in the world (z up, y away from the camera) of a camera (`K`,
+    image `shape`) looking `down` degrees down: camera x right, y down, z forward."""
+    v, u = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    camera = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1)
+    c, s = np.cos(np.deg2rad(down)), np.sin(np.deg2rad(down))
+    return camera @ np.array([[1, 0, 0], [0, -s, c], [0, -c, -s]]).T
+
+
 def _cylinder(d: np.ndarray, o: np.ndarray, xc: float, yc: float, r: float) -> tuple[np.ndarray, np.ndarray]:
     """Where each ray meets the vertical cylinder of radius `r` about (xc, yc): the near and the
     far crossing (inf where it misses)."""
@@ -29,10 +38,7 @@ def scene(boxes: list = (), cans: list = (), mugs: list = (), height: float = 0.
     axis meets the floor) at axis-aligned `boxes` (centre x, y, z; half sizes; colour), upright
     closed `cans` (x, y, base z, height, radius, colour) and open `mugs` (x, y, height, radius,
     wall, floor height inside, colour[, colour inside]) standing on the floor."""
-    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
-    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1)
-    c, s = np.cos(np.deg2rad(down)), np.sin(np.deg2rad(down))
-    d = rays @ np.array([[1, 0, 0], [0, -s, c], [0, -c, -s]]).T
+    d = rays(down)
     o = np.array([0.0, 0.0, height])
     y0 = height / np.tan(np.deg2rad(down))  # where the optical axis meets the floor
     best = np.where(d[..., 2] < 0, -height / np.minimum(d[..., 2], -1e-9), np.inf)

@@ -14,6 +14,8 @@ from robot_classify.runtime.object_sizes import PRODUCT_SIZES, plausible, restin
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
 from robot_classify.runtime.support import plane_basis, pose_geometry
 
+from raycast import rays  # noqa: E402  (beside this file)
+
 K = Intrinsics(300.0, 300.0, 160.0, 120.0)
 H, W = 240, 320
 
@@ -68,21 +70,12 @@ def test_metric_size_limits_reject_tables_and_specks():
     assert large.objects == [] and large.rejected == {"too small": 1}
 
 
-def _rays(down: float) -> np.ndarray:
-    """Each pixel's viewing ray in the world (z up, y away from the camera) of a camera looking
-    `down` degrees down: camera x right, y down, z forward."""
-    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
-    rays = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], -1)
-    c, s = np.cos(np.deg2rad(down)), np.sin(np.deg2rad(down))
-    return rays @ np.array([[1, 0, 0], [0, -s, c], [0, -c, -s]]).T
-
-
 def _oblique(height: float, boards: list[tuple[float, ...]], down: float = 45.0) -> np.ndarray:
     """Depth (uint16 mm) seen by a camera `height` m above the floor looking `down` degrees
     down: the floor (z = 0) and `boards` (z, x0, x1, y0, y1 in metres; y away from the camera;
     a sixth number tilts a board: its height grows by that much per metre of y beyond y0),
     ray-cast pixel by pixel."""
-    d = _rays(down)
+    d = rays(down, K, (H, W))
     best = np.where(d[..., 2] < 0, -height / np.minimum(d[..., 2], -1e-9), np.inf)  # the floor
     for z, x0, x1, y0, y1, *tilt in boards:
         slope = tilt[0] if tilt else 0.0
@@ -547,7 +540,7 @@ def _can_and_box(height: float = 0.8, down: float = 40.0) -> np.ndarray:
     """Depth (uint16 mm) of a soup can (r 3.3 cm, 10.1 cm tall) and a sugar box (3.8 x 8.9 x
     17.5 cm, turned 30 degrees) standing 10 cm apart on the floor, seen by a camera `height` m up
     looking `down` degrees down (`_oblique`'s camera), ray-cast: their sides, not only their tops."""
-    d = _rays(down)
+    d = rays(down, K, (H, W))
     o = np.array([0.0, 0.0, height])
     far = np.inf
     best = np.where(d[..., 2] < 0, -height / np.minimum(d[..., 2], -1e-9), far)  # the floor
