@@ -32,6 +32,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            (`segmentation.split_stacks: false`)
   no_openings  after, without 0.9.16's join of a mug's or a bowl's inside to its front wall
            (`segmentation.rejoin_openings: false`)
+  no_valleys  after, without 0.9.17's cut at a low valley of depth between two objects
+           (`segmentation.split_valleys: false`)
   top_0915  after, but a stack's lower top must show 12 cm² to be cut at (0.9.15's
            `stacks.MIN_TOP_AREA`; 3 cm² since 0.9.16)
   split    after, and a segment larger than an object cut at its narrow necks before it is
@@ -98,6 +100,7 @@ SETTINGS = {
     "touch_096": {},
     "no_stacks": {"segmentation.split_stacks": False},
     "no_openings": {"segmentation.rejoin_openings": False},
+    "no_valleys": {"segmentation.split_valleys": False},
     "top_0915": {},
 }
 # module constants swapped per setting: (module, {name: value})

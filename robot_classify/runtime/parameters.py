@@ -157,6 +157,10 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                                   "to its front wall where the depth-jump cut parts them (seen from "
                                                   "above: two round walls, the inside within the outside's circle, "
                                                   "one object's colours)"),
+    "segmentation.split_valleys": ParameterSpec(_SEG.split_valleys, "cut a segment at a low valley between two "
+                                                "peaks, each at least three times the valley's height above the "
+                                                "support (objects a few centimetres apart that a stereo camera's "
+                                                "smeared depth joins by a low ramp)"),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),
     "segmentation.scale": ParameterSpec(_SEG.scale, "segment on every scale-th pixel (1, 2 or 4); 0 = auto (default): "
                                         "a grid about 320 samples wide, so 2 for 640x480 and 4 for 1280x720: the grid the "

@@ -27,6 +27,7 @@ from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
 from .openings import rejoin_openings
 from .stacks import split_stacks
 from .support import highest_support, plane_basis, pose_geometry, section_shape, stands_on, support_outline
+from .valleys import split_at_valleys
 
 MODES = ("depth", "mask", "full")
 SUPPORTS = ("highest", "dominant")
@@ -86,6 +87,9 @@ class SegmentationParams:
     # Join a mug's, a cup's or a bowl's inside, which the depth-jump cut parts from its front wall
     # when seen from above, back to it (runtime.openings).
     rejoin_openings: bool = True
+    # Cut a segment at a low valley between two peaks: objects a few centimetres apart that a
+    # stereo camera's smeared depth joins by a low ramp (runtime.valleys).
+    split_valleys: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -607,6 +611,13 @@ def _split_at_necks(mask: np.ndarray, box: tuple[int, int, int, int], depth: flo
     n, _ = cv2.connectedComponents(cores.view(np.uint8), connectivity=8)
     if n <= 2:
         return []
+    return _split_at_cores(mask, box, cores, min_area)
+
+
+def _split_at_cores(mask: np.ndarray, box: tuple[int, int, int, int], cores: np.ndarray, min_area: int
+                    ) -> list[tuple[np.ndarray, tuple[int, int, int, int], int]]:
+    """The parts of a segment (mask local to `box`) around its `cores` (two or more connected
+    pieces within it), largest first; [] unless two parts of `min_area` pixels come of it."""
     _, nearest = cv2.distanceTransformWithLabels((~cores).view(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_CCOMP)
     # The line between parts: pixels with a neighbour in the mask nearest to another core (the
@@ -841,6 +852,9 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         def differ(box: tuple[int, int, int, int], a: np.ndarray, b: np.ndarray) -> bool:
             x, y, w, h = box
             return _colours_differ(grid[y:y + h, x:x + w], a, b, params)
+        if params.split_valleys and height is not None:
+            comps, cuts = split_at_valleys(comps, height, -(-params.min_area // (s * s)), s * s, _split_at_cores)
+            _count(result.rejected, "valley split", cuts)
         if params.rejoin_openings and result.plane is not None:
             comps, joined = rejoin_openings(comps, z, K, result.plane, differ)
             _count(result.rejected, "opening rejoined", joined)
