@@ -57,22 +57,23 @@ def _cores(mask: np.ndarray, heights: np.ndarray, min_area: int) -> np.ndarray |
 
 def split_at_valleys(comps: list[Component], height: np.ndarray, min_area: int, pixel_area: int,
                      split) -> tuple[list[Component], int]:
-    """`comps` with each cut at its valleys (see the module), and how many cuts were made.
-    `height`: metres above the support on the segmentation grid; `min_area`: grid pixels of a
-    piece; `split(mask, box, cores, min_area)`: the parts of a mask given its cores
-    (`patches._split_at_cores`)."""
-    out, cuts = [], 0
-    queue = list(comps)
-    while queue:
-        c = queue.pop()
-        m, (x, y, w, h), _ = c
-        heights = np.nan_to_num(height[y:y + h, x:x + w], nan=0.0)
-        cores = _cores(m, heights, min_area) if len(out) + len(queue) < 255 else None
-        parts = [] if cores is None else split(m, (x, y, w, h), cores, min_area)
-        if len(parts) < 2 or len(parts) > MAX_PARTS:
-            out.append(c)
-            continue
-        cuts += 1
-        queue += [(pm, pb, pa * pixel_area) for pm, pb, pa in parts]
-    out.sort(key=lambda c: -c[2])
+    """`comps` with each cut at its valleys (see the module), in their order (a part where its
+    component was), and how many cuts were made. `height`: metres above the support on the
+    segmentation grid; `min_area`: grid pixels of a piece; `split(mask, box, cores, min_area)`:
+    the parts of a mask given its cores (`patches._split_at_cores`)."""
+    out: list[Component] = []
+    cuts = 0
+    for component in comps:
+        pending = [component]
+        while pending:
+            c = pending.pop(0)
+            m, (x, y, w, h), _ = c
+            heights = np.nan_to_num(height[y:y + h, x:x + w], nan=0.0)
+            cores = _cores(m, heights, min_area) if len(out) + len(pending) < 255 else None
+            parts = [] if cores is None else split(m, (x, y, w, h), cores, min_area)
+            if len(parts) < 2 or len(parts) > MAX_PARTS:
+                out.append(c)
+                continue
+            cuts += 1
+            pending[:0] = [(pm, pb, pa * pixel_area) for pm, pb, pa in parts]
     return out, cuts
