@@ -18,6 +18,8 @@ part is looked at again.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 
@@ -27,6 +29,7 @@ PEAK_PERCENTILE = 95.0  # a piece's peak: flying pixels above it are noise
 MAX_PARTS = 8  # parts of one component at most: a safety bound on the recursion
 
 Component = tuple  # (mask local to its box on the grid, (x, y, w, h), area in full-resolution pixels)
+Splitter = Callable[[np.ndarray, tuple[int, int, int, int], np.ndarray, int], list[tuple]]
 
 
 def _cores(mask: np.ndarray, heights: np.ndarray, min_area: int) -> np.ndarray | None:
@@ -56,7 +59,7 @@ def _cores(mask: np.ndarray, heights: np.ndarray, min_area: int) -> np.ndarray |
 
 
 def split_at_valleys(comps: list[Component], height: np.ndarray, min_area: int, pixel_area: int,
-                     split) -> tuple[list[Component], int]:
+                     split: Splitter) -> tuple[list[Component], int]:
     """`comps` with each cut at its valleys (see the module), in their order (a part where its
     component was), and how many cuts were made. `height`: metres above the support on the
     segmentation grid; `min_area`: grid pixels of a piece; `split(mask, box, cores, min_area)`:
@@ -69,7 +72,7 @@ def split_at_valleys(comps: list[Component], height: np.ndarray, min_area: int, 
             c = pending.pop(0)
             m, (x, y, w, h), _ = c
             heights = np.nan_to_num(height[y:y + h, x:x + w], nan=0.0)
-            cores = _cores(m, heights, min_area) if len(out) + len(pending) < 255 else None
+            cores = _cores(m, heights, min_area)
             parts = [] if cores is None else split(m, (x, y, w, h), cores, min_area)
             if len(parts) < 2 or len(parts) > MAX_PARTS:
                 out.append(c)
