@@ -158,7 +158,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                                   "above: two round walls, the inside within the outside's circle, "
                                                   "one object's colours)"),
     "segmentation.split_valleys": ParameterSpec(_SEG.split_valleys, "cut a segment at a low valley between two "
-                                                "peaks, each at least three times the valley's height above the "
+                                                "peaks, each at least 1 / 0.35 (2.9) times the valley's height above the "
                                                 "support (objects a few centimetres apart that a stereo camera's "
                                                 "smeared depth joins by a low ramp)"),
     "segmentation.padding": ParameterSpec(_SEG.padding, "crop padding per side (fraction)", (0.0, 2.0)),

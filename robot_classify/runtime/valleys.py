@@ -8,11 +8,11 @@ brick, a plastic box and a marker came out as one segment that way. A valley bet
 peaks is what tells them: each object rises well above the bridge that joins them. One object
 has no such valley inside it: heights rise from its rim to its top (a can, a box, a bottle), or
 its parts meet at their own height (a mug's handle, a marker against a box, two boxes side by
-side), where no bridge is lower than half the lower peak.
+side), where no bridge is lower than `RATIO` (35%) of the lower peak.
 
 A component is cut at the lowest of `LEVELS` (metres above the support) at which its pixels
 above that level make two or more pieces of `min_area`, each rising at least 1 / `RATIO` times
-the level (so each peak stands twice as high as the bridge); every pixel of the component then
+the level (so each peak stands nearly three times as high as the bridge); every pixel of the component then
 goes to its nearest piece (`patches._split_at_cores`, as a segment cut at its necks), and each
 part is looked at again.
 """
