@@ -7,7 +7,7 @@ segmentation (`extract_objects`), features (the model's feature pipeline), class
 (the rest of `process`: search, votes, calibration, open set, results), total; each as wall
 time and as the process's CPU time (`cpu_*`), which other processes on a shared CPU disturb less.
 
-  python bench/pipeline_bench.py [--frames FILE.npz] [--rounds 6] [--reps 2]
+  python bench/pipeline_bench.py [--frames FILE.npz (color, depth[, K])] [--rounds 6] [--reps 2]
       [--baseline PATH_TO_OLD_CHECKOUT] [--model FILE | --model 50k] [--device cpu|cuda] [--tag NAME]
 
 With `--baseline`, each round runs one subprocess per checkout, alternating (the 2-core VM's
@@ -72,7 +72,9 @@ def _child(root: str, frames: str, reps: int, model_file: str = "", device: str 
     colors, depths = data["color"], data["depth"]
     model = load_model(model_file, device=device) if model_file else get_default_model(device=device)
     processor = FrameProcessor(model, SegmentationParams())
-    K = Intrinsics(615.0, 615.0, 320.0, 240.0)
+    # per-frame intrinsics (fx, fy, cx, cy) where the file has them (real frames of several cameras)
+    Ks = [Intrinsics(*map(float, k)) for k in data["K"]] if "K" in data.files else \
+        [Intrinsics(615.0, 615.0, 320.0, 240.0)] * len(colors)
     spent: dict[str, list[float]] = {"segmentation": [0.0, 0.0], "features": [0.0, 0.0]}
 
     def timed(stage: str, fn):
@@ -91,11 +93,11 @@ def _child(root: str, frames: str, reps: int, model_file: str = "", device: str 
     model.features.transform = timed("features", model.features.transform)
     processor.warm_up()
     for i in range(min(3, len(colors))):
-        processor.process(colors[i], depths[i], K, (0, 0), "warm_up")
+        processor.process(colors[i], depths[i], Ks[i], (0, 0), "warm_up")
     gc.freeze()  # as the node does after its warm-up
     rows = []
     for _ in range(reps):
-        for c, d in zip(colors, depths):
+        for c, d, K in zip(colors, depths, Ks):
             for v in spent.values():
                 v[:] = [0.0, 0.0]
             t, cpu = time.perf_counter(), time.process_time()
@@ -162,7 +164,8 @@ def render_frames(path: Path, n: int = 10) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=Path, help="npz with color (N, H, W, 3) uint8 and depth (N, H, W) uint16 mm")
+    ap.add_argument("--frames", type=Path, help="npz with color (N, H, W, 3) uint8 and depth (N, H, W) uint16 mm, "
+                    "optionally K (N, 4): fx, fy, cx, cy per frame (default 615, 615, 320, 240)")
     ap.add_argument("--baseline", type=Path, help="another checkout of this repository to compare with")
     ap.add_argument("--rounds", type=int, default=6, help="subprocesses per checkout, alternating")
     ap.add_argument("--reps", type=int, default=2, help="passes over the frames per subprocess")

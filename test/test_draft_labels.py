@@ -117,9 +117,11 @@ def test_unknown_answers_say_why(tiny, tmp_path, monkeypatch):
 
     def answer(**kw):
         return ObjectResult(0, kw.get("label", "unknown"), kw.get("score", 0.0), kw.get("top_k", ()), (0, 0, 1, 1),
-                            None, ruled_out=kw.get("ruled_out", ()))
+                            None, ruled_out=kw.get("ruled_out", ()), unknown_reason=kw.get("reason"))
     assert draft_module._answer(answer(label="mug", score=0.9, top_k=(("mug", 0.9),))) == "mug 0.90"
-    assert "unknown examples are nearest" in draft_module._answer(answer())
+    assert "unknown examples are nearest" in draft_module._answer(answer(reason="unknown_examples"))
+    # a segment no class fits is not classified (0.9.18): nothing scored, every class ruled out
+    assert "no class's product has this size" in draft_module._answer(answer(ruled_out=("mug",), reason="size_or_pose"))
     assert "mug 0.70 ruled out by size" in draft_module._answer(answer(score=0.7, top_k=(("mug", 0.7),),
                                                                       ruled_out=("mug",)))
     assert "below min_score" in draft_module._answer(answer(score=0.2, top_k=(("mug", 0.2),)))

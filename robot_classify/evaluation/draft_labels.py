@@ -105,7 +105,8 @@ def _answer(ans: ObjectResult) -> str:
     if not is_negative(ans.label):
         return f"{ans.label} {ans.score:.2f}"
     if not ans.top_k:
-        return "unknown (the unknown examples are nearest)"
+        return "unknown (no class's product has this size or resting pose)" if ans.unknown_reason == "size_or_pose" \
+            else "unknown (the unknown examples are nearest)"
     best, score = ans.top_k[0]
     if best in ans.ruled_out:
         return f"unknown ({best} {score:.2f} ruled out by size or resting pose)"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .camera import Intrinsics
-from ..learn.model import ClassifierModel, is_negative
+from ..learn.model import ClassifierModel, Prediction, is_negative
 from .object_sizes import size_mask
 from .patches import Extraction, SegmentationParams, extract_objects
 from .results import FrameLabels, ObjectResult
@@ -37,6 +37,27 @@ def alternatives(proba: np.ndarray, names: list[str], n: int) -> list[int]:
     scoring 0 an alternative: a crop won by a negative had listed the first classes in the
     model's order at 0 (`master_chef_can 0.0` on most real clutter)."""
     return [i for i in np.argsort(-proba, kind="stable") if proba[i] > 0 and not is_negative(names[i])][:n]
+
+
+def any_class_fits(fits: np.ndarray | None, names: list[str]) -> np.ndarray | None:
+    """Per segment, whether the size and pose check (`fits`, (segments, classes)) leaves it any
+    class of the model to be; None with the check off. A segment it leaves none is `unknown`
+    whatever the crop looks like: on the 36 real frames that was 92 of 221 segments (a table
+    edge, a monitor, a bowl), whose features and neighbours the node no longer computes."""
+    real = [i for i, n in enumerate(names) if not is_negative(n)]
+    return None if fits is None or not real else fits[:, real].any(1)
+
+
+def unasked(pred: Prediction, asked: np.ndarray, names: list[str]) -> Prediction:
+    """The classifier's prediction for the `asked` segments spread over all of them: the others
+    score 0 for every class, are unfamiliar, and name the first real class as their best and
+    winning one, which the size check rules out (`unknown`, reason `size_or_pose`)."""
+    n = len(asked)
+    first = next(i for i, name in enumerate(names) if not is_negative(name))
+    labels, winner = np.full(n, first, np.int64), np.full(n, first, np.int64)
+    proba, known = np.zeros((n, len(names))), np.zeros(n, bool)
+    labels[asked], winner[asked], proba[asked], known[asked] = pred.labels, pred.winner, pred.proba, pred.known
+    return Prediction(labels, proba, known, winner)
 
 
 class FrameSkipped(ValueError):
@@ -142,6 +163,8 @@ class FrameProcessor:
         if min_score < 0:  # the model's own default, chosen on its validation data
             min_score = self.model.default_min_score
         objects = []
+        asked = any_class_fits(fits, names)
+        every = tuple(name for name in names if not is_negative(name))
         for n, (obj, lab, p, familiar, won) in enumerate(zip(ex.objects, labels, proba, known, winner)):
             geometry = fits is not None and not fits[n, lab]
             if geometry:
@@ -165,7 +188,8 @@ class FrameProcessor:
                 centroid=None if obj.centroid is None else tuple(float(v) for v in obj.centroid),
                 pixels=int(obj.pixels),
                 extent=None if obj.extent is None else tuple(float(v) for v in obj.extent),
-                ruled_out=() if fits is None else tuple(names[i] for i in order if not fits[n, i]),
+                ruled_out=() if fits is None else every if not asked[n] else
+                tuple(names[i] for i in order if not fits[n, i]),
                 unknown_reason=reason,
                 rests_on=obj.rests_on,
             ))
@@ -181,8 +205,13 @@ class FrameProcessor:
         with self.model_lock.reading():
             names, sha = list(self.model.class_names), self.model_sha256
             fits = self.size_and_pose(ex, names, self.model.resting)
+            asked = any_class_fits(fits, names)
             t1 = time.perf_counter()
-            pred = self.model.classify(ex.patches, k=k, stage_ms=stages, allowed=fits)
+            if asked is None or asked.all():
+                pred = self.model.classify(ex.patches, k=k, stage_ms=stages, allowed=fits)
+            else:
+                pred = unasked(self.model.classify(ex.patches[asked], k=k, stage_ms=stages, allowed=fits[asked]),
+                               asked, names)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
             return pred.labels, pred.proba, pred.known, pred.winner, names, sha, fits
 

@@ -26,7 +26,8 @@ from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
 from .openings import rejoin_openings
 from .stacks import split_stacks
-from .support import highest_support, plane_basis, pose_geometry, section_shape, stands_on, support_outline
+from .support import (highest_support, plane_basis, pose_geometry, section_shape, stands_on, support_outline,
+                      touches_support)
 from .valleys import split_at_valleys
 
 MODES = ("depth", "mask", "full")
@@ -852,6 +853,13 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         def differ(box: tuple[int, int, int, int], a: np.ndarray, b: np.ndarray) -> bool:
             x, y, w, h = box
             return _colours_differ(grid[y:y + h, x:x + w], a, b, params)
+        dropped = 0
+        if support is not None:
+            # No piece of a segment that lies wholly off the support's outline (and its rim) can
+            # stand on it (`stands_on`): dropped before the cuts and joins, which cost most on the
+            # floor, the walls and the shelves around a table (m2t2: 10-20 such a frame).
+            near = [c for c in comps if touches_support(c[0], c[1], *support)]
+            dropped, comps = len(comps) - len(near), near
         if params.split_valleys and height is not None:
             comps, cuts = split_at_valleys(comps, height, -(-params.min_area // (s * s)), s * s, _split_at_cores)
             _count(result.rejected, "valley split", cuts)
@@ -860,7 +868,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             _count(result.rejected, "opening rejoined", joined)
         if support is not None:
             kept = [c for c in comps if stands_on(c[0], c[1], height, *support)]
-            _count(result.rejected, "off support", len(comps) - len(kept))
+            _count(result.rejected, "off support", dropped + len(comps) - len(kept))
             comps = kept
         if params.split_stacks and height is not None:
             comps, cuts = split_stacks(comps, height, z, K, result.plane, differ,

@@ -256,6 +256,15 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
     return bool((lowest <= BASE_HEIGHT or at_edge) and widened[y:y + h, x:x + w][base].mean() >= inside)
 
 
+def touches_support(component: np.ndarray, box: tuple[int, int, int, int], outline: np.ndarray,
+                    widened: np.ndarray) -> bool:
+    """Whether any pixel of a segment lies within the support's outline or its widened outline
+    (`support_outline`): where none does, neither it nor any piece cut from it `stands_on` the
+    support."""
+    x, y, w, h = box
+    return bool((outline[y:y + h, x:x + w] | widened[y:y + h, x:x + w])[component].any())
+
+
 TOP_PERCENTILE = 98.0  # the top of an object: a few flying pixels above it are noise
 POSE_POINTS = 1024  # points enough for a 2nd or 98th percentile to a millimetre; more cost time only
 
