@@ -48,7 +48,7 @@ def any_class_fits(fits: np.ndarray | None, names: list[str]) -> np.ndarray | No
     return None if fits is None or not real else fits[:, real].any(1)
 
 
-def unasked(pred: Prediction, asked: np.ndarray, names: list[str]) -> Prediction:
+def spread_prediction(pred: Prediction, asked: np.ndarray, names: list[str]) -> Prediction:
     """The classifier's prediction for the `asked` segments spread over all of them: the others
     score 0 for every class, are unfamiliar, and name the first real class as their best and
     winning one, which the size check rules out (`unknown`, reason `size_or_pose`)."""
@@ -210,8 +210,8 @@ class FrameProcessor:
             if asked is None or asked.all():
                 pred = self.model.classify(ex.patches, k=k, stage_ms=stages, allowed=fits)
             else:
-                pred = unasked(self.model.classify(ex.patches[asked], k=k, stage_ms=stages, allowed=fits[asked]),
-                               asked, names)
+                pred = spread_prediction(
+                    self.model.classify(ex.patches[asked], k=k, stage_ms=stages, allowed=fits[asked]), asked, names)
             stages["classifier"] = (time.perf_counter() - t1) * 1000 - stages["features"]
             return pred.labels, pred.proba, pred.known, pred.winner, names, sha, fits
 

@@ -74,8 +74,9 @@ class ObjectResult:
     extent: tuple[float, float, float] | None = None
     track: TrackLabel | None = None  # set by runtime.tracking.Tracker; None without tracking
     # Classes of `top_k` whose product this segment cannot be (runtime.object_sizes: size and
-    # resting pose); every class where none can (then nothing was classified). Not published: the tracker reads it, so that a view the geometry rules out
-    # counts against the class however the crop scored (`tracking.Evidence`).
+    # resting pose); every class where none can (then nothing was classified). Not published:
+    # the tracker reads it, so that a view the geometry rules out counts against the class
+    # however the crop scored (`tracking.Evidence`).
     ruled_out: tuple[str, ...] = ()
     # Why `label` is unknown (`UNKNOWN_REASONS`); None for a named object. Published, optional: a
     # team teaching its objects must know whether a score, the geometry or the negative examples
