@@ -3,7 +3,8 @@
 Runs rendered 10-object frames (640x480, the node bench's scenes) through the embedded
 default model of each checkout, set up as the node sets itself up (one BLAS/torch thread,
 frame buffers kept, a warm-up, `gc.freeze`), and prints p50 / p99 per stage:
-segmentation (`extract_objects`), features (the model's feature pipeline), classifier
+segmentation (`extract_objects`, and the crops it cut until 0.9.18, cut since when read:
+`Extraction.patches_of`), features (the model's feature pipeline), classifier
 (the rest of `process`: search, votes, calibration, open set, results), total; each as wall
 time and as the process's CPU time (`cpu_*`), which other processes on a shared CPU disturb less.
 
@@ -90,6 +91,9 @@ def _child(root: str, frames: str, reps: int, model_file: str = "", device: str 
 
     fp_module = importlib.import_module(FrameProcessor.__module__)
     fp_module.extract_objects = timed("segmentation", fp_module.extract_objects)
+    extraction = getattr(fp_module, "Extraction", None)
+    if hasattr(extraction, "patches_of"):  # 0.9.19+: the crops are cut when read, still segmentation's work
+        extraction.patches_of = timed("segmentation", extraction.patches_of)
     model.features.transform = timed("features", model.features.transform)
     processor.warm_up()
     for i in range(min(3, len(colors))):
@@ -97,13 +101,13 @@ def _child(root: str, frames: str, reps: int, model_file: str = "", device: str 
     gc.freeze()  # as the node does after its warm-up
     rows = []
     for _ in range(reps):
-        for c, d, K in zip(colors, depths, Ks):
+        for n, (c, d, K) in enumerate(zip(colors, depths, Ks)):
             for v in spent.values():
                 v[:] = [0.0, 0.0]
             t, cpu = time.perf_counter(), time.process_time()
             r = processor.process(c, d, K, (0, 0), "camera")
             total = ((time.perf_counter() - t) * 1000, (time.process_time() - cpu) * 1000)
-            row = {"objects": len(r.extraction.objects)}
+            row = {"frame": n, "objects": len(r.extraction.objects)}
             for i, kind in enumerate(("", "cpu_")):
                 seg, feat = spent["segmentation"][i], spent["features"][i]
                 row.update({f"{kind}segmentation": seg, f"{kind}features": feat,
@@ -153,6 +157,15 @@ def model_50k() -> Path:
     return path
 
 
+def per_frame(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Total milliseconds per frame of the file (its index as the key): p50 and p90 over every
+    pass and round."""
+    by: dict[int, list[float]] = {}
+    for row in rows:
+        by.setdefault(row["frame"], []).append(row["total"])
+    return {str(f): {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90))} for f, t in sorted(by.items())}
+
+
 def render_frames(path: Path, n: int = 10) -> Path:
     sys.path.insert(0, str(HERE.parent))
     from node_bench import ten_object_frames
@@ -193,7 +206,7 @@ def main() -> None:
     out = {"frames": str(frames), "model_file": model_file or None, "device": args.device, "rounds": args.rounds, "reps": args.reps, "cpu_cores": os.cpu_count(),
            "versions": {name: {"root": str(root), "commit": _commit(root), "model": models[name],
                                "stages_ms": summary(rows[name]), "round_total_p50_ms": per_round[name],
-                               "frames": len(rows[name]),
+                               "frames": len(rows[name]), "per_frame_total_ms": per_frame(rows[name]),
                                "objects_median": float(np.median([x["objects"] for x in rows[name]]))}
                         for name, root in roots.items()}}
     print(f"\n{'stage':<14}" + "".join(f"{name + ' p50/p99 ms':>26}" for name in roots)
@@ -208,6 +221,12 @@ def main() -> None:
     if args.baseline:
         ratios = [t / b for b, t in zip(per_round["baseline"], per_round["this"])]
         print(f"per round, total p50 this / baseline: {', '.join(f'{x:.2f}' for x in ratios)}")
+    # Each frame on its own: a p99 over a few frames is the shared CPU's worst spike, whichever
+    # frame it hit; a frame's own p50 / p90 says whether that frame got faster.
+    print("per frame, total p50 / p90 ms: " + "; ".join(
+        f"{f}: " + " -> ".join(f"{out['versions'][n]['per_frame_total_ms'][f]['p50']:.1f} / "
+                               f"{out['versions'][n]['per_frame_total_ms'][f]['p90']:.1f}" for n in roots)
+        for f in out["versions"]["this"]["per_frame_total_ms"]))
     for name in roots:
         print(f"{name}: {out['versions'][name]['commit']} model {out['versions'][name]['model']}")
     path = results / f"pipeline_{args.device.split(':')[0]}{('_' + args.tag) if args.tag else ''}.json"

@@ -33,6 +33,24 @@ def test_finds_rendered_objects_with_good_boxes_and_centroids():
     assert ex.patches.shape == (len(ex.objects), 32, 32, 3)
 
 
+def test_each_patch_is_cut_once_when_first_read_and_as_crop_patch_cuts_it():
+    """Patches are cut lazily (the node crops only what it classifies): the same crop as
+    `crop_patch` of the object's box and mask, cut once, and `patches_of` cuts only those asked."""
+    s = rendered(4)
+    ex = extract_objects(s.color, s.depth, Intrinsics(**s.meta["intrinsics"]))
+    assert len(ex.objects) >= 3 and all(o._patch is None for o in ex.objects)
+    which = np.arange(len(ex.objects)) % 2 == 0
+    batch = ex.patches_of(which)
+    assert [o._patch is not None for o in ex.objects] == list(which)
+    for o, p in zip([o for o, w in zip(ex.objects, which) if w], batch):
+        np.testing.assert_array_equal(p, crop_patch(s.color, o.bbox, 0.15, o.mask))
+        assert o.patch is o.patch  # cut once
+    assert ex.patches_of(np.zeros(len(ex.objects), bool)).shape == (0, 32, 32, 3)
+    unmasked = extract_objects(s.color, s.depth, Intrinsics(**s.meta["intrinsics"]),
+                               SegmentationParams(mask_background=False)).objects[0]
+    np.testing.assert_array_equal(unmasked.patch, crop_patch(s.color, unmasked.bbox, 0.15))
+
+
 def test_touching_objects_at_different_depths_are_split():
     color, depth = synthetic_table([(200, 200, 60, 80, 0.90, (200, 0, 0)), (260, 200, 60, 80, 0.82, (0, 0, 200))])
     ex = extract_objects(color, depth, K, SegmentationParams(min_height=0.02))
@@ -331,3 +349,47 @@ def test_millimetre_and_metre_depth_give_the_same_objects_to_the_bit():
         np.testing.assert_array_equal(oa.patch, ob.patch)
         np.testing.assert_array_equal(oa.centroid, ob.centroid)
 
+
+
+@pytest.mark.parametrize("read", [(0, 0, 2), (0, 1, 4), (37, 53, 4), (6, 10, 4), (500, 5, 4)])
+def test_creases_measured_only_where_read_are_the_creases_measured_everywhere(read):
+    """A 1280x720 frame segmented on every 4th pixel reads every 2nd crease sample, and only
+    those are measured (`_crease_samples(read=...)`): each one read is what measuring every
+    sample gives, the rest are False."""
+    from robot_classify.runtime.patches import _crease_samples
+
+    s = rendered(4)
+    K = Intrinsics(**s.meta["intrinsics"])
+    box = (20, 30, 600, 470)
+    full, X0, Y0, f = _crease_samples(s.depth, K, box, 0.05)
+    assert full.any()
+    got, *where = _crease_samples(s.depth, K, box, 0.05, read=read)
+    assert where == [X0, Y0, f]
+    y, x, step = read
+    k = step // f
+    r, c = ((v - o) // f for v, o in ((y, Y0), (x, X0)))
+    at = np.zeros_like(full)
+    at[r if r >= 0 else r % k::k, c if c >= 0 else c % k::k] = True  # (a negative start: the same class mod k)
+    np.testing.assert_array_equal(got, full & at)
+
+
+def test_the_full_resolution_rule_around_a_box_is_the_rule_over_the_whole_region():
+    """The edge redraw's rule is computed around each kept object (`_rule_around`), not over the
+    region all objects lie in: every pixel `_refine_edges` reads is the same, the region's own
+    border included."""
+    from robot_classify.runtime.patches import REFINE_BAND, _full_resolution_rule, _rule_around
+
+    s = rendered(4)
+    K = Intrinsics(**s.meta["intrinsics"])
+    ex = extract_objects(s.color, s.depth, K)
+    params = SegmentationParams()
+    region = (3, 5, 600, 470)
+    whole = _full_resolution_rule(s.depth, K, ex.plane, params, region)
+    b = REFINE_BAND + 1
+    for box in [o.bbox for o in ex.objects] + [(0, 0, 40, 30), (560, 440, 80, 40)]:
+        rule, (ox, oy) = _rule_around(box, region, s.depth, K, ex.plane, params)
+        x, y, w, h = box
+        X0, Y0 = max(region[0], x - b), max(region[1], y - b)
+        X1, Y1 = min(region[2], x + w + b), min(region[3], y + h + b)
+        np.testing.assert_array_equal(rule[Y0 - oy:Y1 - oy, X0 - ox:X1 - ox],
+                                      whole[Y0 - region[1]:Y1 - region[1], X0 - region[0]:X1 - region[0]])
