@@ -207,15 +207,13 @@ class FrameProcessor:
             fits = self.size_and_pose(ex, names, self.model.resting)
             asked = any_class_fits(fits, names)
             t1 = time.perf_counter()
-            every = asked is None or asked.all()
-            patches = ex.patches if every else ex.patches_of(asked)  # cut here (`DetectedObject.patch`)
+            all_asked = asked is None or asked.all()
+            patches = ex.patches if all_asked else ex.patches_of(asked)  # cut here (`DetectedObject.patch`)
             t2 = time.perf_counter()
             stages["segmentation"] = stages.get("segmentation", 0.0) + (t2 - t1) * 1000
-            if every:
-                pred = self.model.classify(patches, k=k, stage_ms=stages, allowed=fits)
-            else:
-                pred = spread_prediction(
-                    self.model.classify(patches, k=k, stage_ms=stages, allowed=fits[asked]), asked, names)
+            pred = self.model.classify(patches, k=k, stage_ms=stages, allowed=fits if all_asked else fits[asked])
+            if not all_asked:
+                pred = spread_prediction(pred, asked, names)
             stages["classifier"] = (time.perf_counter() - t2) * 1000 - stages["features"]
             return pred.labels, pred.proba, pred.known, pred.winner, names, sha, fits
 
