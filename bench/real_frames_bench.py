@@ -36,6 +36,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            (`segmentation.split_valleys: false`)
   top_0915  after, but a stack's lower top must show 12 cm² to be cut at (0.9.15's
            `stacks.MIN_TOP_AREA`; 3 cm² since 0.9.16)
+  no_hidden  after, without 0.9.20's rule that a segment whose base is hidden behind a nearer
+           object stands on the support (`support.HIDDEN_SHARE` swapped for the run)
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -102,6 +104,7 @@ SETTINGS = {
     "no_openings": {"segmentation.rejoin_openings": False},
     "no_valleys": {"segmentation.split_valleys": False},
     "top_0915": {},
+    "no_hidden": {},
 }
 # module constants swapped per setting: (module, {name: value})
 CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
@@ -110,6 +113,7 @@ CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
              "tablet_096": (support, {"SMALL_SUPPORT_AREA": math.inf}),
              "touch_096": (support, {"TOUCH_FRACTION": 0.1}),
              "top_0915": (stacks, {"MIN_TOP_AREA": 0.0012}),
+             "no_hidden": (support, {"HIDDEN_SHARE": math.inf}),
              "no_section": (object_sizes, {"ROUND_RMS": math.inf, "RADIUS_UPPER": math.inf, "CAN_FLAT_RATIO": 0.0,
                                            "BOX_ROUND_RMS": -1.0})}
 

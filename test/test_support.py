@@ -162,6 +162,29 @@ def test_a_tall_object_at_the_far_edge_touches_the_table_by_its_lowest_pixels():
     assert not stands_on(canister, (20, 10, 20, 80), height, outline, widened)
 
 
+def test_an_object_behind_another_at_the_far_edge_stands_with_its_base_hidden():
+    """A toy robot behind a box at a small table's far edge (UOC frame 6, 0.9.20): the box hides
+    its base and the table behind the box, so its lowest visible pixels are 4 cm up, outside the
+    visible table's hull. What lies below it in the image rises above the table: it stands. The
+    same segment over bare table, or over the floor beyond the edge, floats."""
+    from robot_classify.runtime.support import base_hidden, stands_on
+
+    height = np.zeros((100, 60), np.float32)
+    height[10:50, 20:40] = np.linspace(0.15, 0.04, 40, dtype=np.float32)[:, None]  # the robot, seen from above
+    height[50:80, 10:50] = 0.08  # the box in front of it, 8 cm tall
+    outline, widened = np.zeros((100, 60), bool), np.ones((100, 60), bool)
+    outline[55:] = True  # the visible table starts below the box's top
+    robot = np.ones((40, 20), bool)
+    box = (20, 10, 20, 40)
+    assert base_hidden(robot, box, height)
+    assert stands_on(robot, box, height, outline, widened)
+    assert not stands_on(robot, box, height, outline, np.zeros_like(widened))  # beyond the rim: still not
+    for below in (0.0, -0.3):  # bare table below it in the image; the floor beyond the table's edge
+        height[50:80, 10:50] = below
+        assert not base_hidden(robot, box, height)
+        assert not stands_on(robot, box, height, outline, widened)
+
+
 def test_a_segment_wholly_off_the_support_and_every_piece_of_it_floats():
     """0.9.18 drops a segment with no pixel on the support's outline or its widened outline
     before the valley cut and the vessel join (`touches_support`; on real frames the floor, walls

@@ -237,8 +237,9 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
     """Whether a segment's base (its lowest `base_fraction` of pixels by height above the plane)
     lies on the support: at least `inside` of it within the outline, or within the `widened`
     outline (`support_outline`) while touching the plane (its lowest TOUCH_FRACTION within
-    BASE_HEIGHT). A chair back or a wall behind the table's far edge meets the outline there
-    too, but its lowest pixels float above the plane. A segment cut by the image's edge may
+    BASE_HEIGHT) or with its base hidden behind a nearer object (`base_hidden`). A chair back
+    or a wall behind the table's far edge meets the outline there too, but its lowest pixels
+    float above the plane, over the table or the floor. A segment cut by the image's edge may
     have its base out of view, and the outline there is only the hull of what the camera sees
     of the table: the widened outline suffices."""
     x, y, w, h = box
@@ -253,7 +254,29 @@ def stands_on(component: np.ndarray, box: tuple[int, int, int, int], height: np.
     if outline[y:y + h, x:x + w][base].mean() >= inside:
         return True
     at_edge = x == 0 or y == 0 or x + w == height.shape[1] or y + h == height.shape[0]
-    return bool((lowest <= BASE_HEIGHT or at_edge) and widened[y:y + h, x:x + w][base].mean() >= inside)
+    if not widened[y:y + h, x:x + w][base].mean() >= inside:
+        return False
+    return bool(lowest <= BASE_HEIGHT or at_edge or base_hidden(component, box, height))
+
+
+HIDDEN_GAP = 2  # grid pixels below a segment's lowest pixel in a column: where what hides its base is read
+HIDDEN_SHARE = 0.5  # of its columns
+
+
+def base_hidden(component: np.ndarray, box: tuple[int, int, int, int], height: np.ndarray) -> bool:
+    """Whether what lies just below a segment in the image rises above the support in most of its
+    columns: its base is hidden behind a nearer object, not floating over the table. On a real
+    small table (UOC frame 6) a toy robot stands behind a box at the table's far edge: its lowest
+    visible pixels are 4 cm up and the table behind the box is out of view, so neither the hull
+    nor the touch rule holds it. A wall or a chair back above the far edge has the table or the
+    floor below it."""
+    x, y, w, h = box
+    cols = np.flatnonzero(component.any(axis=0))
+    rows = y + h - np.argmax(component[::-1, cols], axis=0) - 1 + HIDDEN_GAP  # below each column's lowest
+    inside = rows < height.shape[0]
+    if not inside.any():
+        return False
+    return bool((height[rows[inside], x + cols[inside]] > BASE_HEIGHT).mean() >= HIDDEN_SHARE)
 
 
 def touches_support(component: np.ndarray, box: tuple[int, int, int, int], outline: np.ndarray,
