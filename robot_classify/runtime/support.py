@@ -273,10 +273,10 @@ def base_hidden(component: np.ndarray, box: tuple[int, int, int, int], height: n
     x, y, w, h = box
     cols = np.flatnonzero(component.any(axis=0))
     rows = y + h - np.argmax(component[::-1, cols], axis=0) - 1 + HIDDEN_GAP  # below each column's lowest
-    inside = rows < height.shape[0]
-    if not inside.any():
+    in_view = rows < height.shape[0]  # NaN heights (no depth) count as not rising
+    if not in_view.any():
         return False
-    return bool((height[rows[inside], x + cols[inside]] > BASE_HEIGHT).mean() >= HIDDEN_SHARE)
+    return bool((height[rows[in_view], x + cols[in_view]] > BASE_HEIGHT).mean() >= HIDDEN_SHARE)
 
 
 def touches_support(component: np.ndarray, box: tuple[int, int, int, int], outline: np.ndarray,
