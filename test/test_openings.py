@@ -4,6 +4,7 @@ the same colour, stays its own object. Scenes ray-cast (raycast.py): a mug with 
 below the camera, looked at 70 degrees down, where its rim is a pixel wide."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
@@ -55,3 +56,16 @@ def test_a_mug_white_inside_stays_two_pieces():
     whose inside is another colour than its outside (a limitation: doc/segmentation.md)."""
     apart, joined = _both(mugs=[(*MUG, RED, (235, 235, 230))])
     assert len(apart.objects) == len(joined.objects) == 2
+
+
+def test_segment_points_picked_before_they_are_computed_are_the_points_picked_after():
+    """The circle fit's points (at most MAX_POINTS, every n-th) picked from the pixels are the
+    ones it picked from all the points computed."""
+    z = np.random.default_rng(1).uniform(0.5, 1.0, (60, 80)).astype(np.float32)
+    z[::7, ::5] = np.nan
+    for rows in (3, 12, 50):
+        mask = np.zeros((60, 80), bool)
+        mask[5:5 + rows, 10:70] = True
+        every = K.segment_points(mask, (100, 50, 80, 60), z)
+        some = K.segment_points(mask, (100, 50, 80, 60), z, most=400)
+        np.testing.assert_array_equal(some, every[::max(1, len(every) // 400)])

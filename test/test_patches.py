@@ -393,3 +393,29 @@ def test_the_full_resolution_rule_around_a_box_is_the_rule_over_the_whole_region
         X1, Y1 = min(region[2], x + w + b), min(region[3], y + h + b)
         np.testing.assert_array_equal(rule[Y0 - oy:Y1 - oy, X0 - ox:X1 - ox],
                                       whole[Y0 - region[1]:Y1 - region[1], X0 - region[0]:X1 - region[0]])
+
+
+def test_a_blob_is_cut_from_its_own_pieces_whatever_lies_beside_it():
+    """Two blobs a pixel apart, each cut at a concave crease between two colours; the left one
+    also has a sliver beyond a second crease at its right edge, too small to be an object. The
+    sliver goes to the nearest piece of its own blob. It went to the other blob's nearer piece
+    when one distance transform served all blobs, and a cut then ran inside the left blob."""
+    from robot_classify.runtime.patches import _split_at_creases
+    K = Intrinsics(600.0, 600.0, 100.0, 60.0)
+    x = np.arange(200, dtype=np.float32)
+    valleys = np.min([np.abs(x - c) for c in (50, 96, 140)], axis=0)
+    z = np.full((120, 200), 0.8, np.float32) - 0.002 * valleys[None, :]  # farthest at each crease
+    color = np.zeros((120, 200, 3), np.uint8)
+    color[:, :50], color[:, 50:101] = (200, 30, 30), (30, 30, 200)
+    color[:, 101:140], color[:, 140:] = (30, 200, 30), (220, 220, 30)
+    left = np.zeros((120, 200), bool)
+    left[20:100, 20:100] = True
+    right = np.zeros_like(left)
+    right[20:100, 101:180] = True
+    params = SegmentationParams(scale=1, min_area=50)
+    both = _split_at_creases(left | right, z, K, color, params)
+    alone = _split_at_creases(left, z, K, color, params)
+    inner = np.s_[21:99, 21:99]  # the left blob less its outline
+    np.testing.assert_array_equal(both[inner], alone[inner])
+    assert not (~both[inner])[:, 40:].any()  # only the red/blue crease is cut in it
+    assert (~both[inner])[:, 27:31].all(axis=0).any()  # and that one is

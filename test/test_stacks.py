@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
-from robot_classify.runtime.stacks import rests_on, split_stack
+from robot_classify.runtime.stacks import FOOT_FRACTION, _mostly_below, rests_on, split_stack
 from robot_classify.runtime.support import plane_basis
 
 from raycast import K, scene  # noqa: E402  (beside this file)
@@ -157,3 +157,16 @@ def test_the_node_publishes_what_an_object_rests_on():
     upper = next(i for i, r in rests.items() if r is not None)
     assert rests[upper] in rests and rests[rests[upper]] is None
     assert type(frame).from_doc(doc).objects[upper].rests_on == rests[upper]  # and read back
+
+
+def test_counting_settles_a_foot_on_the_support_only_where_the_percentile_would():
+    rng = np.random.default_rng(0)
+    settled = 0
+    for n in list(range(1, 60)) + [200, 1000]:
+        for _ in range(20):
+            values = rng.choice([0.0, 0.01, 0.02, 0.03, 0.05], size=n).astype(np.float32)  # ties, as heights have
+            level = 0.03
+            if _mostly_below(values, level):
+                settled += 1
+                assert np.percentile(values, FOOT_FRACTION) < level
+    assert settled > 500  # most draws are settled by counting alone

@@ -12,7 +12,7 @@ from robot_classify.runtime.frame_processor import FrameProcessor
 from robot_classify.runtime import object_sizes
 from robot_classify.runtime.object_sizes import PRODUCT_SIZES, plausible, resting_poses, size_mask
 from robot_classify.runtime.patches import SegmentationParams, extract_objects
-from robot_classify.runtime.support import plane_basis, pose_geometry
+from robot_classify.runtime.support import near_support, plane_basis, pose_geometry
 
 from raycast import rays  # noqa: E402  (beside this file)
 
@@ -57,6 +57,23 @@ def test_a_thing_beyond_the_tables_edge_is_not_an_object():
     assert [o.bbox for o in on.objects] == [(140, 100, 30, 30)]
     assert on.rejected.get("off support") == 1
     assert (250, 80, 40, 30) in [o.bbox for o in off.objects]
+
+
+def test_blobs_wholly_off_the_support_go_before_the_cuts_and_are_counted():
+    mask = np.zeros((40, 60), bool)
+    mask[5:10, 5:10] = True  # inside the outline
+    mask[5:10, 30:40] = True  # one pixel of it in the widened outline
+    mask[30:35, 45:55] = True  # off both
+    outline = np.zeros_like(mask)
+    outline[0:20, 0:20] = True
+    widened = outline.copy()
+    widened[9, 39] = True
+    kept, off = near_support(mask, outline, widened)
+    assert off == 1
+    assert kept[5:10, 5:10].all() and kept[5:10, 30:40].all() and not kept[30:35, 45:55].any()
+    same, none = near_support(mask[:20], outline[:20], widened[:20])  # nothing off: the mask as it was
+    assert none == 0 and (same == mask[:20]).all()
+    assert near_support(np.zeros_like(mask), outline, widened)[1] == 0
 
 
 def test_metric_size_limits_reject_tables_and_specks():

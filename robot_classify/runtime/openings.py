@@ -42,10 +42,10 @@ def _arc(component: Component, z: np.ndarray, K: Intrinsics, basis: np.ndarray
     (centre, radius) and which side of them that centre lies, seen from the camera: +1 beyond
     (the outside of a round wall), -1 before (its inside), 0 for no round wall."""
     m, (x, y, w, h), _ = component
-    points = K.segment_points(m, component[1], z[y:y + h, x:x + w])
+    points = K.segment_points(m, component[1], z[y:y + h, x:x + w], most=MAX_POINTS)
     if len(points) < 20:
         return None
-    flat = points[::max(1, len(points) // MAX_POINTS)].astype(np.float64) @ basis[:, 1:]
+    flat = points.astype(np.float64) @ basis[:, 1:]
     centre, radius, rms = fit_circle(flat)
     if not RADIUS[0] <= radius <= RADIUS[1] or rms > CIRCLE_RMS * radius:
         return flat, centre, radius, 0

@@ -26,8 +26,8 @@ from ..learn.features import PATCH_SIZE
 from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
 from .openings import rejoin_openings
 from .stacks import split_stacks
-from .support import (highest_support, plane_basis, pose_geometry, section_shape, stands_on, support_outline,
-                      touches_support)
+from .support import (highest_support, near_support, plane_basis, pose_geometry, section_shape, stands_on,
+                      support_outline, touches_support)
 from .valleys import split_at_valleys
 
 MODES = ("depth", "mask", "full")
@@ -395,6 +395,22 @@ def _concave_creases(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int
     return out
 
 
+def _crease_grid(pixel: int) -> tuple[int, float, int]:
+    """(z's pixels per crease sample, the smoothing's sigma and the bend's reach in samples) for
+    a `z` of `pixel` full-resolution pixels per pixel."""
+    f = max(1, CREASE_GRID // pixel)
+    return f, CREASE_SMOOTH / (pixel * f), max(1, int(round(CREASE_STEP * CREASE_GRID / (pixel * f))))
+
+
+def _crease_reach(pixel: int) -> int:
+    """Pixels of `z` around a box that the crease test inside it reads: the bend's reach plus
+    the smoothing's (OpenCV's Gaussian on float images reaches 4 sigma). With that much depth
+    around it, a pixel's crease is what the whole frame gives it, whatever else the box holds
+    (which segments lie off the support, how far the box reaches)."""
+    f, sigma, s = _crease_grid(pixel)
+    return f * (s + int(np.ceil(4 * sigma)))
+
+
 def _crease_samples(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int], threshold: float,
                     pixel: int = 1, read: tuple[int, int, int] | None = None) -> tuple[np.ndarray, int, int, int]:
     """Pixels where the surface folds away from the camera: objects that touch on a table meet in
@@ -417,10 +433,8 @@ def _crease_samples(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int]
     quarter, and each sample read is what it was.
     """
     x0, y0, x1, y1 = box
-    f = max(1, CREASE_GRID // pixel)  # z's pixels per sample
-    sigma = CREASE_SMOOTH / (pixel * f)  # in samples
-    s = max(1, int(round(CREASE_STEP * CREASE_GRID / (pixel * f))))
-    pad = f * (s + 3 * int(np.ceil(sigma)))
+    f, sigma, s = _crease_grid(pixel)
+    pad = _crease_reach(pixel)
     X0, Y0 = max(0, x0 - pad) // f * f, max(0, y0 - pad) // f * f  # aligned, so the sample grid stays fixed
     X1, Y1 = min(z.shape[1], x1 + pad), min(z.shape[0], y1 + pad)
     zc = z[Y0:Y1, X0:X1]
@@ -474,7 +488,7 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
     s = params.scale
     if s == 1 or fine is None:
         return _concave_creases(z, K, box, params.crease, s)[y0:y1, x0:x1]
-    pad = 4 * s
+    pad = -(-_crease_reach(1) // s) * s  # whole grid pixels
     RX0, RY0 = max(0, x0 * s - pad) // s * s, max(0, y0 * s - pad) // s * s  # aligned with z's grid
     RX1, RY1 = min(fine.shape[1], x1 * s + pad), min(fine.shape[0], y1 * s + pad)
     zf = fine[RY0:RY1, RX0:RX1]  # holes weigh nothing in the 2x2 means
@@ -574,22 +588,23 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     split = [c for c in split if len(set(group[candidates[owner[candidates] == c]])) >= 2]
     if not split:
         return mask
-    # The rest works on the box around the components being split (+1 pixel for the 3x3 cut).
-    bx0, by0 = cstats[split, 0].min(), cstats[split, 1].min()
-    bx1, by1 = (cstats[split, 0] + cstats[split, 2]).max(), (cstats[split, 1] + cstats[split, 3]).max()
-    bx0, by0, bx1, by1 = max(bx0 - 1, 0), max(by0 - 1, 0), min(bx1 + 1, sub.shape[1]), min(by1 + 1, sub.shape[0])
-    piece, comp = piece[by0:by1, bx0:bx1], comp[by0:by1, bx0:bx1]
-    seeds = (big & np.isin(owner, split))[piece]
-    _, nearest = cv2.distanceTransformWithLabels((~seeds).view(np.uint8), cv2.DIST_L2, 3,
-                                                 labelType=cv2.DIST_LABEL_PIXEL)
-    seed_group = np.zeros(int(nearest.max()) + 1, np.float32)
-    seed_group[nearest[seeds]] = group[piece[seeds]]
-    assigned = seed_group[nearest]
-    region = np.isin(comp, split)
-    assigned[~region] = 0
+    # Each component's pixels go to the nearest of its own pieces, on its own box (+1 pixel for
+    # the 3x3 cut): one distance transform over all of them gave a pixel near another component's
+    # piece to that one, and a component's cuts then depended on what else the frame held.
     k3 = np.ones((3, 3), np.uint8)
     out = mask.copy()
-    out[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1] &= ~((cv2.dilate(assigned, k3) != cv2.erode(assigned, k3)) & region)
+    for c in split:
+        cx, cy, cw, ch = cstats[c, :4]
+        bx0, by0, bx1, by1 = max(cx - 1, 0), max(cy - 1, 0), min(cx + cw + 1, sub.shape[1]), min(cy + ch + 1, sub.shape[0])
+        p, region = piece[by0:by1, bx0:bx1], comp[by0:by1, bx0:bx1] == c
+        seeds = (big & (owner == c))[p] & region
+        _, nearest = cv2.distanceTransformWithLabels((~seeds).view(np.uint8), cv2.DIST_L2, 3,
+                                                     labelType=cv2.DIST_LABEL_PIXEL)
+        seed_group = np.zeros(int(nearest.max()) + 1, np.float32)
+        seed_group[nearest[seeds]] = group[p[seeds]]
+        assigned = seed_group[nearest]
+        assigned[~region] = 0
+        out[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1] &= ~((cv2.dilate(assigned, k3) != cv2.erode(assigned, k3)) & region)
     return out
 
 
@@ -752,16 +767,17 @@ def segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, colo
     """
     if not params.scale:  # auto: `z` is the grid it was given, the camera's own
         params = replace(params, scale=1)
-    mask, plane, warning, _, _ = _segment_depth(z, K, params, color)
+    mask, plane, warning, *_ = _segment_depth(z, K, params, color)
     return mask, plane, warning
 
 
 def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, color: np.ndarray | None,
                    fine: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray | None, str | None, np.ndarray | None, tuple | None]:
-    """`segment_depth` plus the height map and the support's outline and rim (`support_outline`;
-    None without a plane or with `on_support` off). `fine`: the full-resolution depth image
-    when `z` is on a reduced grid (`_creases_in`)."""
+                   ) -> tuple[np.ndarray, np.ndarray | None, str | None, np.ndarray | None, tuple | None, int]:
+    """`segment_depth` plus the height map, the support's outline and rim (`support_outline`;
+    None without a plane or with `on_support` off) and the number of blobs dropped as wholly off
+    them (`near_support`). `fine`: the full-resolution depth image when `z` is on a reduced grid
+    (`_creases_in`)."""
     H, W = z.shape
     step = max(1, int(round(np.sqrt(H * W / 3000))))
     zs = z[::step, ::step]
@@ -799,9 +815,12 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
     # Remove speckle; at reduced resolution a 3x3 opening would cut real 2-3 pixel bridges.
     if params.scale == 1:
         mask = cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).view(bool)
+    off = 0
+    if support is not None:
+        mask, off = near_support(mask, *support)
     if color is not None and params.crease > 0 and mask.any():
         mask = _split_at_creases(mask, z, K, color, params, fine)
-    return mask, plane, warning, h, support
+    return mask, plane, warning, h, support, off
 
 
 def _one_objects_colours(lab_a: np.ndarray, lab_b: np.ndarray, histograms, params: SegmentationParams) -> bool:
@@ -887,7 +906,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
     else:
         if z is None or K is None:
             raise ValueError("depth mode needs a depth image and camera intrinsics")
-        mask, result.plane, result.warning, height, support = _segment_depth(
+        mask, result.plane, result.warning, height, support, off = _segment_depth(
             np.ascontiguousarray(z), K, params, color[::s, ::s], depth if s > 1 else None)
         comps = _components(mask, params, s * s)
         grid = color[::s, ::s]
@@ -901,7 +920,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
             # stand on it (`stands_on`): dropped before the cuts and joins, which cost most on the
             # floor, the walls and the shelves around a table (m2t2: 10-20 such a frame).
             near = [c for c in comps if touches_support(c[0], c[1], *support)]
-            dropped, comps = len(comps) - len(near), near
+            dropped, comps = off + len(comps) - len(near), near
         if params.split_valleys and height is not None:
             comps, cuts = split_at_valleys(comps, height, -(-params.min_area // (s * s)), s * s, _split_at_cores)
             _count(result.rejected, "valley split", cuts)

@@ -179,6 +179,14 @@ def split_stacks(comps: list[Component], height: np.ndarray, z: np.ndarray, K: I
     return [_rest_on_neighbours(i, c, out, tops, height, z, K, basis) for i, c in enumerate(out)], cuts
 
 
+def _mostly_below(values: np.ndarray, level: float) -> bool:
+    """Whether counting alone shows the FOOT_FRACTION percentile of `values` below `level`. The
+    percentile interpolates between the sorted values at floor(i) and floor(i) + 1, i = (n - 1)
+    FOOT_FRACTION / 100; when floor(i) + 2 values lie below `level`, both of those do. Most
+    segments stand on the support and are settled so, without the percentile's ~60 us."""
+    return int(np.count_nonzero(values < level)) >= int((len(values) - 1) * FOOT_FRACTION / 100) + 2
+
+
 def _rest_on_neighbours(i: int, comp: Component, comps: list[Component], tops: dict, height: np.ndarray,
                         z: np.ndarray, K: Intrinsics, basis: np.ndarray) -> Component:
     """`comp` with its base on the flat top of a neighbour (a segment whose box touches its box)
@@ -186,8 +194,10 @@ def _rest_on_neighbours(i: int, comp: Component, comps: list[Component], tops: d
     m, (x, y, w, h), area, base, _ = comp
     foot = height[y:y + h, x:x + w][m]
     foot = foot[np.isfinite(foot)]
-    low = float(np.percentile(foot, FOOT_FRACTION)) if len(foot) and not base else 0.0
-    if low < MIN_LEVEL:  # on the support (or already on a top)
+    if base or not len(foot) or _mostly_below(foot, MIN_LEVEL):  # already on a top, or on the support
+        return comp
+    low = float(np.percentile(foot, FOOT_FRACTION))
+    if low < MIN_LEVEL:
         return comp
     points = None
     for j, (mj, (xj, yj, wj, hj), *_) in enumerate(comps):
