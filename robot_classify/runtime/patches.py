@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
+from .blobs import blobs_touching
 from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
 from .openings import rejoin_openings
 from .stacks import split_stacks
@@ -597,7 +598,7 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
         cx, cy, cw, ch = cstats[c, :4]
         bx0, by0, bx1, by1 = max(cx - 1, 0), max(cy - 1, 0), min(cx + cw + 1, sub.shape[1]), min(cy + ch + 1, sub.shape[0])
         p, region = piece[by0:by1, bx0:bx1], comp[by0:by1, bx0:bx1] == c
-        seeds = (big & (owner == c))[p] & region
+        seeds = (big & (owner == c))[p]  # a piece lies within the component that owns it
         _, nearest = cv2.distanceTransformWithLabels((~seeds).view(np.uint8), cv2.DIST_L2, 3,
                                                      labelType=cv2.DIST_LABEL_PIXEL)
         seed_group = np.zeros(int(nearest.max()) + 1, np.float32)
@@ -805,12 +806,7 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
         # their lower parts join from grow_height, while table noise above grow_height with no
         # pixel reaching min_height stays out.
         mask = in_range & (h > params.grow_height) & (h < params.max_height)
-        n, labels = cv2.connectedComponentsWithAlgorithm(mask.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_DEFAULT)
-        tall = np.zeros(max(n, 256), np.uint8)
-        tall[labels[mask & (h > params.min_height)]] = 1
-        tall[0] = 0
-        # cv2.LUT on 8-bit labels is ~10x faster than numpy indexing; most frames have < 256 blobs
-        mask = (cv2.LUT(labels.astype(np.uint8), tall[:256]) if n <= 256 else tall[labels]).view(bool)
+        mask, _ = blobs_touching(mask, h > params.min_height)
     mask &= ~_far_side_of_jumps(z, params.depth_jump)
     # Remove speckle; at reduced resolution a 3x3 opening would cut real 2-3 pixel bridges.
     if params.scale == 1:
@@ -917,8 +913,9 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         dropped = 0
         if support is not None:
             # No piece of a segment that lies wholly off the support's outline (and its rim) can
-            # stand on it (`stands_on`): dropped before the cuts and joins, which cost most on the
-            # floor, the walls and the shelves around a table (m2t2: 10-20 such a frame).
+            # stand on it (`stands_on`). Whole blobs off it went before the crease cut
+            # (`near_support`); what a crease cut off a blob that touches it goes here, before
+            # the vessel join could join it to a vessel.
             near = [c for c in comps if touches_support(c[0], c[1], *support)]
             dropped, comps = off + len(comps) - len(near), near
         if params.split_valleys and height is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .blobs import blobs_touching
 from .camera import Intrinsics
 
 PARALLEL_COS = float(np.cos(np.deg2rad(12.0)))  # a table's normal within 12 degrees of the floor's
@@ -293,18 +294,7 @@ def near_support(mask: np.ndarray, outline: np.ndarray, widened: np.ndarray) -> 
     outline (`touches_support` on each), and how many went. Dropped before the crease cut: the
     floor, walls and shelves around a table are most of a frame's mask (m2t2: 10-20 blobs), and
     no piece cut from such a blob could stand on the support."""
-    n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    if n <= 1:
-        return mask, 0
-    keep = np.zeros(max(n, 256), np.uint8)
-    keep[labels[mask & (outline | widened)]] = 1
-    keep[0] = 0
-    kept = int(keep.sum())
-    if kept == n - 1:
-        return mask, 0
-    # cv2.LUT on 8-bit labels is ~10x faster than numpy indexing; most frames have < 256 blobs
-    out = cv2.LUT(labels.astype(np.uint8), keep[:256]) if n <= 256 else keep[labels]
-    return out.view(bool), n - 1 - kept
+    return blobs_touching(mask, outline | widened)
 
 
 TOP_PERCENTILE = 98.0  # the top of an object: a few flying pixels above it are noise
