@@ -373,11 +373,11 @@ def test_creases_measured_only_where_read_are_the_creases_measured_everywhere(re
     np.testing.assert_array_equal(got, full & at)
 
 
-def test_the_full_resolution_rule_around_a_box_is_the_rule_over_the_whole_region():
-    """The edge redraw's rule is computed around each kept object (`_rule_around`), not over the
-    region all objects lie in: every pixel `_refine_edges` reads is the same, the region's own
-    border included."""
-    from robot_classify.runtime.patches import REFINE_BAND, _full_resolution_rule, _rule_around
+def test_the_full_resolution_rule_around_the_boxes_is_the_rule_over_the_whole_region():
+    """The edge redraw's rule is computed around the kept objects (`_rules_around`), not over the
+    region all objects lie in, and once for windows that overlap enough: every pixel
+    `_refine_edges` reads is the same, the region's own border included."""
+    from robot_classify.runtime.patches import REFINE_BAND, _full_resolution_rule, _rules_around
 
     s = rendered(4)
     K = Intrinsics(**s.meta["intrinsics"])
@@ -386,13 +386,18 @@ def test_the_full_resolution_rule_around_a_box_is_the_rule_over_the_whole_region
     region = (3, 5, 600, 470)
     whole = _full_resolution_rule(s.depth, K, ex.plane, params, region)
     b = REFINE_BAND + 1
-    for box in [o.bbox for o in ex.objects] + [(0, 0, 40, 30), (560, 440, 80, 40)]:
-        rule, (ox, oy) = _rule_around(box, region, s.depth, K, ex.plane, params)
+    # the objects, two at the region's corners, a box inside another and two that overlap by half
+    boxes = [o.bbox for o in ex.objects] + [(0, 0, 40, 30), (560, 440, 80, 40), (200, 200, 100, 80),
+                                            (220, 210, 30, 30), (400, 100, 60, 60), (430, 100, 60, 60)]
+    rules = _rules_around(boxes, region, s.depth, K, ex.plane, params)
+    for box, (rule, (ox, oy)) in zip(boxes, rules):
         x, y, w, h = box
         X0, Y0 = max(region[0], x - b), max(region[1], y - b)
         X1, Y1 = min(region[2], x + w + b), min(region[3], y + h + b)
         np.testing.assert_array_equal(rule[Y0 - oy:Y1 - oy, X0 - ox:X1 - ox],
                                       whole[Y0 - region[1]:Y1 - region[1], X0 - region[0]:X1 - region[0]])
+    assert rules[-4][0] is rules[-3][0] and rules[-2][0] is rules[-1][0]  # computed once each
+    assert rules[-5][0] is not rules[-3][0]  # far apart: each its own
 
 
 def test_a_blob_is_cut_from_its_own_pieces_whatever_lies_beside_it():
