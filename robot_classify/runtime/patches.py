@@ -513,12 +513,21 @@ LAB_LOW, LAB_HIGH = np.float32([0, -80, -80]), np.float32([99.99, 79.99, 79.99])
 
 
 def _colour_histogram(crop: np.ndarray, piece: np.ndarray, stats: np.ndarray, i: int) -> np.ndarray:
-    """Piece i's CIELAB histogram, normalised: 8 x 8 a*b* bins over +-80 and 4 L* bins, each half
-    counting every pixel (saturated colours, a* or b* beyond 80, go to the outer bins)."""
+    """Piece i's CIELAB histogram, normalised (`_lab_histogram`), from its box of `crop`."""
     x, y, w, h = stats[i, :4]
-    lab = cv2.cvtColor(crop[y:y + h, x:x + w].astype(np.float32) / np.float32(255.0), cv2.COLOR_RGB2Lab)
-    np.clip(lab, LAB_LOW, LAB_HIGH, out=lab)
-    inside = (piece[y:y + h, x:x + w] == i).view(np.uint8)
+    return _lab_histogram(_clipped_lab(crop[y:y + h, x:x + w]), (piece[y:y + h, x:x + w] == i).view(np.uint8))
+
+
+def _clipped_lab(rgb: np.ndarray) -> np.ndarray:
+    """An RGB image in CIELAB (float32), a* and b* clipped to the histograms' range."""
+    lab = cv2.cvtColor(np.divide(rgb, np.float32(255.0), dtype=np.float32), cv2.COLOR_RGB2Lab)
+    return np.clip(lab, LAB_LOW, LAB_HIGH, out=lab)
+
+
+def _lab_histogram(lab: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The normalised histogram of `lab`'s pixels where `inside` (uint8) is set: 8 x 8 a*b* bins
+    over +-80 and 4 L* bins, each half counting every pixel (saturated colours, a* or b* beyond
+    80, go to the outer bins)."""
     v = np.concatenate([cv2.calcHist([lab], [1, 2], inside, [8, 8], [-80, 80, -80, 80]).ravel(),
                         cv2.calcHist([lab], [0], inside, [4], [0, 100]).ravel()])
     return v / max(float(v.sum()), 1.0)
@@ -858,12 +867,15 @@ def _one_objects_colours(lab_a: np.ndarray, lab_b: np.ndarray, histograms, param
 def _colours_differ(crop: np.ndarray, a: np.ndarray, b: np.ndarray, params: SegmentationParams) -> bool:
     """Whether two pieces of one crop (bool masks) are two objects by their colours, as pieces
     cut at a crease must be to stay apart (`_one_objects_colours`)."""
-    pieces = (a.view(np.uint8) + 2 * b.view(np.uint8)).astype(np.int32)
-    stats = np.array([[0, 0, crop.shape[1], crop.shape[0], 0]] * 3)
-    means = [cv2.mean(crop, mask=(pieces == i).view(np.uint8))[:3] for i in (1, 2)]
+    crop = np.ascontiguousarray(crop)  # a view of every n-th pixel: OpenCV copied it for each call
+    masks = [m.view(np.uint8) for m in (a & ~b, b & ~a)]
+    means = [cv2.mean(crop, mask=m)[:3] for m in masks]
     lab = cv2.cvtColor(np.float32([means]) / np.float32(255.0), cv2.COLOR_RGB2Lab)[0]
-    return not _one_objects_colours(lab[0], lab[1], lambda: tuple(_colour_histogram(crop, pieces, stats, i)
-                                                                  for i in (1, 2)), params)
+
+    def histograms() -> tuple[np.ndarray, np.ndarray]:  # the crop in CIELAB once for both (~1 ms a 160x130 crop)
+        whole = _clipped_lab(crop)
+        return _lab_histogram(whole, masks[0]), _lab_histogram(whole, masks[1])
+    return not _one_objects_colours(lab[0], lab[1], histograms, params)
 
 
 def _mask_instances(instance_mask: np.ndarray, params: SegmentationParams) -> list:
