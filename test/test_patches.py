@@ -51,6 +51,29 @@ def test_each_patch_is_cut_once_when_first_read_and_as_crop_patch_cuts_it():
     np.testing.assert_array_equal(unmasked.patch, crop_patch(s.color, unmasked.bbox, 0.15))
 
 
+@pytest.mark.parametrize("shape", [(720, 629, 3), (371, 300, 3), (201, 640, 3), (300, 250), (64, 700, 3)])
+def test_a_large_crop_is_averaged_down_as_opencvs_inter_area_does(shape):
+    """`area_mean` (the integral image) stands in for OpenCV's INTER_AREA on large crops, where
+    that is slow: the same means, rounded alike but where a mean falls within float32's error of
+    a half (one value off by one level at most)."""
+    from robot_classify.runtime.patches import AREA_SUMS_PIXELS, area_mean
+    import cv2
+    rng = np.random.default_rng(sum(shape))
+    noise = rng.integers(0, 256, shape, dtype=np.uint8)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 6)
+    for image in (noise, smooth):
+        ours, theirs = area_mean(image, 32), cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
+        assert ours.shape == theirs.shape and ours.dtype == np.uint8
+        diff = np.abs(ours.astype(int) - theirs)
+        assert diff.max() <= 1 and (diff > 0).sum() <= 2
+    # crop_patch takes this path for a crop this large: the crop of the whole image, greyed or not
+    if len(shape) == 3 and shape[0] * shape[1] >= AREA_SUMS_PIXELS:
+        h, w = shape[:2]
+        box = (w // 2 - 5, h // 2 - 5, 10, 10)  # padded to a square, clipped at the border
+        grown = crop_patch(smooth, box, padding=max(h, w) / 10.0)
+        np.testing.assert_array_equal(grown, area_mean(smooth, 32))
+
+
 def test_touching_objects_at_different_depths_are_split():
     color, depth = synthetic_table([(200, 200, 60, 80, 0.90, (200, 0, 0)), (260, 200, 60, 80, 0.82, (0, 0, 200))])
     ex = extract_objects(color, depth, K, SegmentationParams(min_height=0.02))
@@ -398,6 +421,57 @@ def test_the_full_resolution_rule_around_the_boxes_is_the_rule_over_the_whole_re
                                       whole[Y0 - region[1]:Y1 - region[1], X0 - region[0]:X1 - region[0]])
     assert rules[-4][0] is rules[-3][0] and rules[-2][0] is rules[-1][0]  # computed once each
     assert rules[-5][0] is not rules[-3][0]  # far apart: each its own
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_creases_are_measured_only_where_they_can_cut_and_as_over_the_whole_box(scale, monkeypatch):
+    """`_split_at_creases` measures creases in windows around the components two pieces fit in
+    (`_creases_around`), not over the box around the mask: inside those components every crease
+    is what the whole box gives it, and a crease does not depend on the box it is measured in
+    (at scale 1 a box of odd size once averaged every sample over a little more than 2x2 pixels)."""
+    from robot_classify.runtime import patches as P
+
+    s = rendered(4)
+    K = Intrinsics(**s.meta["intrinsics"])
+    seen = {}
+    real = P._split_at_creases
+
+    def capture(mask, z, K, color, params, fine=None):
+        seen.update(mask=mask.copy(), z=z, K=K, params=params, fine=fine)
+        return real(mask, z, K, color, params, fine)
+    monkeypatch.setattr(P, "_split_at_creases", capture)
+    extract_objects(s.color, s.depth, K, SegmentationParams(scale=scale))
+    mask, z, Kz, params, fine = (seen[k] for k in ("mask", "z", "K", "params", "fine"))
+    for y, x in ((7, 9), (31, 200), (150, 5), (201, 99)):  # specks no crease can cut, at odd places
+        mask[y:y + 3, x:x + 3] = True
+    box = P._mask_box(mask)
+    x0, y0, x1, y1 = box
+    _, comp, stats = P._label(mask[y0:y1, x0:x1])
+    whole = P._creases_in(box, z, Kz, params, fine)
+    monkeypatch.setattr(P, "CREASE_WINDOWS_FROM", 0)  # windows, in a VGA frame too
+    around = P._creases_around(stats, box, z, Kz, params, fine)
+    can = stats[:, 4] * scale ** 2 >= 2 * (params.min_area // 2)
+    can[0] = False
+    inside = can[comp]
+    assert inside.any() and (mask[y0:y1, x0:x1] & ~inside).any() and whole[inside].any()
+    np.testing.assert_array_equal(around[inside], whole[inside])
+    assert not (around & ~whole).any()  # elsewhere: as the whole box gives it, or not measured (False)
+    assert whole.sum() > around.sum()  # some were not measured
+    odd = P._creases_in((x0 + 1, y0 + 1, x1 - 2, y1), z, Kz, params, fine)
+    np.testing.assert_array_equal(odd, whole[1:, 1:-2])
+
+
+def test_windows_join_where_the_rectangle_around_them_costs_less():
+    from robot_classify.runtime.patches import _join_windows
+    windows = [(0, 0, 10, 10), (2, 2, 12, 12), (100, 100, 110, 110), (112, 100, 120, 110), (300, 0, 301, 1)]
+    rects, held = _join_windows(windows)
+    assert sorted(zip(rects, held)) == [((0, 0, 12, 12), [0, 1]), ((100, 100, 110, 110), [2]),
+                                        ((112, 100, 120, 110), [3]), ((300, 0, 301, 1), [4])]
+    rects, held = _join_windows(windows, grow=1)  # read a pixel around each: the two 2 apart now touch
+    assert ((100, 100, 120, 110), [2, 3]) in zip(rects, held)
+    rects, held = _join_windows(windows, cost=100_000)  # a call costs more than any rectangle
+    assert rects == [(0, 0, 301, 110)] and sorted(held[0]) == [0, 1, 2, 3, 4]
+    assert _join_windows([]) == ([], []) and _join_windows([(1, 2, 3, 4)]) == ([(1, 2, 3, 4)], [[0]])
 
 
 def test_a_blob_is_cut_from_its_own_pieces_whatever_lies_beside_it():

@@ -196,6 +196,13 @@ def crop_patch(color: np.ndarray, bbox: tuple[int, int, int, int], padding: floa
 
     `mask` (bbox-local bool) greys out pixels outside the object when given.
     """
+    return shrink(crop_region(color, bbox, padding, mask), size)
+
+
+def crop_region(color: np.ndarray, bbox: tuple[int, int, int, int], padding: float = 0.15,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    """`crop_patch`'s crop at full size, before it is averaged down: a view of `color`, or a
+    greyed copy with `mask`."""
     H, W = color.shape[:2]
     x, y, w, h = bbox
     side = max(w, h) * (1.0 + 2.0 * padding)
@@ -206,15 +213,58 @@ def crop_patch(color: np.ndarray, bbox: tuple[int, int, int, int], padding: floa
     if x1c <= x0c or y1c <= y0c:
         raise ValueError(f"bbox {bbox} lies outside the {W}x{H} image")
     crop = color[y0c:y1c, x0c:x1c]
-    if mask is not None:
-        grey = np.full_like(crop, 128)
-        mx0, my0 = x - x0c, y - y0c
-        sy = slice(max(0, my0), min(grey.shape[0], my0 + h))
-        sx = slice(max(0, mx0), min(grey.shape[1], mx0 + w))
-        inside = np.ascontiguousarray(mask[sy.start - my0:sy.stop - my0, sx.start - mx0:sx.stop - mx0])
-        cv2.copyTo(crop[sy, sx], inside.view(np.uint8), grey[sy, sx])  # in place, through the view
-        crop = grey
+    if mask is None:
+        return crop
+    grey = np.full_like(crop, 128)
+    mx0, my0 = x - x0c, y - y0c
+    sy = slice(max(0, my0), min(grey.shape[0], my0 + h))
+    sx = slice(max(0, mx0), min(grey.shape[1], mx0 + w))
+    inside = np.ascontiguousarray(mask[sy.start - my0:sy.stop - my0, sx.start - mx0:sx.stop - mx0])
+    cv2.copyTo(crop[sy, sx], inside.view(np.uint8), grey[sy, sx])  # in place, through the view
+    return grey
+
+
+# Crops of at least this many pixels are averaged down through their integral image (`area_mean`).
+# OpenCV's INTER_AREA takes ~1 ns a channel sample where the scale is not a whole number, as a
+# large object's crop's mostly is: ~1.4 ms for the 720x629 crop of the cracker box in the real
+# GraspNet pile, 0.53 ms through the sums. Below ~200x200 the sums' fixed cost loses, and where
+# both scales are whole numbers OpenCV's own is faster.
+AREA_SUMS_PIXELS = 200 * 200
+
+
+def shrink(crop: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
+    """`crop` INTER_AREA to size x size, by whichever of OpenCV and `area_mean` is faster for it."""
+    h, w = crop.shape[:2]
+    if h * w >= AREA_SUMS_PIXELS and min(h, w) >= 2 * size and (h % size or w % size):
+        return area_mean(crop, size)
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def area_mean(image: np.ndarray, size: int) -> np.ndarray:
+    """`cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)` for a downscale: each output
+    pixel the mean of the input over its own rectangle, pixels cut by the rectangle's sides counted
+    by the part inside it. Read off the integral image: piecewise bilinear between its samples,
+    so the integral up to any fractional point is its bilinear interpolation there. Exact in
+    float64; OpenCV sums in float32, and the two round a mean that falls within ~1e-5 of a half
+    to different sides: on random images 2% of 32x32 outputs differ from OpenCV's, in one value by
+    one level, and 4 of the 1,654 crops of 156 real and rendered frames in 1-3 values by one level.
+    uint8 (H, W[, C]) in, (size, size[, C]) out."""
+    H, W = image.shape[:2]
+    sums = cv2.integral(image, sdepth=cv2.CV_32S if H * W < 2**31 // 255 else cv2.CV_64F)
+    sums = sums.reshape(H + 1, W + 1, -1)  # a channel axis for one-channel images too
+
+    def at(n: int) -> tuple[np.ndarray, np.ndarray]:  # the rectangles' sides: integer part, fraction
+        p = np.arange(size + 1) * (n / size)
+        i = np.minimum(p.astype(np.intp), n - 1)
+        return i, p - i
+    y, fy = at(H)
+    x, fx = at(W)
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    rows = sums[y] * (1 - fy) + sums[y + 1] * fy
+    cum = rows[:, x] * (1 - fx) + rows[:, x + 1] * fx
+    total = cum[1:, 1:] - cum[:-1, 1:] - cum[1:, :-1] + cum[:-1, :-1]
+    total *= size * size / (H * W)
+    return np.rint(total, out=total).astype(np.uint8).reshape((size, size) + image.shape[2:])
 
 
 def jittered_crop(color: np.ndarray, bbox: tuple[int, int, int, int], mask: np.ndarray, rng: np.random.Generator,
@@ -437,7 +487,11 @@ def _crease_samples(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int]
     f, sigma, s = _crease_grid(pixel)
     pad = _crease_reach(pixel)
     X0, Y0 = max(0, x0 - pad) // f * f, max(0, y0 - pad) // f * f  # aligned, so the sample grid stays fixed
-    X1, Y1 = min(z.shape[1], x1 + pad), min(z.shape[0], y1 + pad)
+    # ... and whole samples, each the mean of its f x f pixels (a crop of odd size made INTER_AREA
+    # average over a little more than f pixels a side, sliding with the crop's size); the image's
+    # last row or column past a whole sample has none
+    X1 = min(X0 - (X0 - x1 - pad) // f * f, X0 + (z.shape[1] - X0) // f * f)
+    Y1 = min(Y0 - (Y0 - y1 - pad) // f * f, Y0 + (z.shape[0] - Y0) // f * f)
     zc = z[Y0:Y1, X0:X1]
     if zc.dtype == np.uint16:  # the same numbers as depth_to_metres and patchNaNs(0) give, one pass each
         valid = (zc != 0).astype(np.float32)
@@ -509,6 +563,43 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
     return out
 
 
+# Full-resolution pixels that one more crease window's fixed cost (~0.09 ms: conversion, smoothing
+# and the bend's passes, called once more) is worth, at ~3 ns a pixel (1280x720, measured).
+CREASE_WINDOW_COST = 25_000
+# Full-resolution pixels in the box around the mask from which creases are measured in windows: in
+# a smaller box (a VGA frame holds 307,200) the windows' own cost (joining them: 0.1-0.4 ms) ate
+# what they saved, 0.09 ms a frame more over 29 real VGA frames (measured).
+CREASE_WINDOWS_FROM = 400_000
+
+
+def _creases_around(cstats: np.ndarray, box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics,
+                    params: SegmentationParams, fine: np.ndarray | None) -> np.ndarray:
+    """`_creases_in(box, ...)` within the components that a crease can split (and the rest of the
+    windows measured around them), False elsewhere; over the whole box where it holds fewer than
+    CREASE_WINDOWS_FROM full-resolution pixels.
+
+    `_split_at_creases` cuts a component only where it holds two pieces of min_area // 2 or
+    more, so one smaller than twice that is never cut, whatever its creases. The others are
+    measured in windows around them, joined where the rectangle around two costs less than both
+    (`_join_windows`): on the real M2T2 tables at 1280x720 the box around the mask held 27-57
+    components over the whole frame, and 5-7 windows hold under half of its pixels. A pixel's
+    crease reads the depth within `_crease_reach` of it on a sample grid fixed by the image, so
+    it is the same in any window that holds it. `cstats`: the components' stats within `box`."""
+    x0, y0, x1, y1 = box
+    s = params.scale
+    if (x1 - x0) * (y1 - y0) * s * s < CREASE_WINDOWS_FROM:
+        return _creases_in(box, z, K, params, fine)
+    out = np.zeros((y1 - y0, x1 - x0), bool)
+    can_split = cstats[1:, 4] * s * s >= 2 * (params.min_area // 2)
+    windows = [(x0 + x, y0 + y, x0 + x + w, y0 + y + h) for x, y, w, h in cstats[1:, :4][can_split].tolist()]
+    if not windows:
+        return out
+    reach, cost = -(-_crease_reach(1) // s), CREASE_WINDOW_COST // (s * s)  # on z's grid
+    for wx0, wy0, wx1, wy1 in _join_windows(windows, reach, cost)[0]:
+        out[wy0 - y0:wy1 - y0, wx0 - x0:wx1 - x0] = _creases_in((wx0, wy0, wx1, wy1), z, K, params, fine)
+    return out
+
+
 LAB_LOW, LAB_HIGH = np.float32([0, -80, -80]), np.float32([99.99, 79.99, 79.99])  # the histogram's range
 
 
@@ -545,7 +636,8 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     one object's folded pieces show the same colours, so their histograms agree. Every pixel of
     a component that holds two or more objects goes to the nearest piece (creases are a few
     pixels wide) and a two-pixel line is cut between objects. Pieces below half of min_area or a tenth of their component are ignored.
-    Works on the box around the mask only (one pass: per-component boxes were measured slower).
+    Works on the box around the mask only, and measures creases only where they can cut
+    (`_creases_around`).
     """
     box = _mask_box(mask)
     if box is None:
@@ -553,7 +645,7 @@ def _split_at_creases(mask: np.ndarray, z: np.ndarray, K: Intrinsics, color: np.
     x0, y0, x1, y1 = box
     sub = mask[y0:y1, x0:x1]
     ncomp, comp, cstats = _label(sub)
-    crease = _creases_in(box, z, K, params, fine)
+    crease = _creases_around(cstats, box, z, K, params, fine)
     n, piece, stats = _label(sub & ~crease)
     if n <= 2:
         return mask
@@ -719,6 +811,7 @@ def _full_resolution_rule(depth: np.ndarray, K: Intrinsics, plane: np.ndarray, p
 
 
 RULE_REACH = 4  # pixels around a pixel that `_full_resolution_rule` reads: hole fill 1, depth jump 1, opening 2
+RULE_WINDOW_COST = 8_000  # pixels that one more call of the rule costs (~0.035 ms at ~4.3 ns a pixel, measured)
 
 
 def _rules_around(boxes: list[tuple[int, int, int, int]], region: tuple[int, int, int, int], depth: np.ndarray,
@@ -728,32 +821,58 @@ def _rules_around(boxes: list[tuple[int, int, int, int]], region: tuple[int, int
     `_refine_edges`: the pixels its band reads, and RULE_REACH more for what they read, within
     `region` (x0, y0, x1, y1). Each of those pixels comes out as the rule over the whole region
     gives it, with the region's own border where it is near; over the region at once it cost
-    2-5 ms a 1280x720 frame, most of it table between the objects. Windows that overlap are
-    computed once, as the rectangle around them, wherever that rectangle holds no more pixels
-    than they do apart: in a pile each object's window covers its neighbours' (the GraspNet
-    frame: 783,000 pixels in 11 windows, 577,000 in 6)."""
+    2-5 ms a 1280x720 frame, most of it table between the objects. Windows that overlap or lie
+    close are computed once, as the rectangle around them, wherever that rectangle holds no more
+    pixels than they do apart plus a call's fixed cost (`_join_windows`): in a pile each object's
+    window covers its neighbours' (the GraspNet frame: 783,000 pixels in 11 windows, 577,000 in
+    6), and on the M2T2 tables 16-17 windows become 9-11."""
     pad = REFINE_BAND + 1 + RULE_REACH
-    windows = [[max(region[0], x - pad), max(region[1], y - pad), min(region[2], x + w + pad),
-                min(region[3], y + h + pad)] for x, y, w, h in boxes]
-    rects, held = np.array(windows, np.int64).reshape(-1, 4), [[k] for k in range(len(windows))]
-    while len(rects) > 1:  # join the pair that saves the most pixels, while one saves any
-        x0, y0 = np.minimum.outer(rects[:, 0], rects[:, 0]), np.minimum.outer(rects[:, 1], rects[:, 1])
-        x1, y1 = np.maximum.outer(rects[:, 2], rects[:, 2]), np.maximum.outer(rects[:, 3], rects[:, 3])
-        area = (rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])
-        saved = area[:, None] + area[None, :] - (x1 - x0) * (y1 - y0)
-        saved[np.tril_indices(len(rects))] = -1  # each pair once, never a window with itself
-        i, j = np.unravel_index(int(np.argmax(saved)), saved.shape)
-        if saved[i, j] < 0:
-            break
-        rects[i] = (x0[i, j], y0[i, j], x1[i, j], y1[i, j])
-        held[i] += held.pop(j)
-        rects = np.delete(rects, j, axis=0)
+    windows = [(max(region[0], x - pad), max(region[1], y - pad), min(region[2], x + w + pad),
+                min(region[3], y + h + pad)) for x, y, w, h in boxes]
     out: list = [None] * len(windows)
-    for (X0, Y0, X1, Y1), ks in zip(rects.tolist(), held):
+    for (X0, Y0, X1, Y1), ks in zip(*_join_windows(windows, cost=RULE_WINDOW_COST)):
         rule = _full_resolution_rule(depth, K, plane, params, (X0, Y0, X1, Y1)), (X0, Y0)
         for k in ks:
             out[k] = rule
     return out
+
+
+def _join_windows(windows: list[tuple[int, int, int, int]], grow: int = 0, cost: int = 0
+                  ) -> tuple[list[tuple[int, int, int, int]], list[list[int]]]:
+    """Windows (x0, y0, x1, y1) that overlap or lie close, joined into the rectangle around them
+    wherever that costs no more: fewer pixels than the two apart (each `grow` larger on every
+    side, as its computation reads them) plus `cost`, the pixels one computation's fixed cost
+    is worth. The pair that saves the most goes first (the first pair in scan order of ties).
+    Returns the rectangles and, for each, the indices of the windows it holds."""
+    r = np.array(windows, np.int64).reshape(-1, 4)
+    held = [[k] for k in range(len(r))]
+    g = 2 * grow
+
+    def size(rects: np.ndarray) -> np.ndarray:
+        return (rects[:, 2] - rects[:, 0] + g) * (rects[:, 3] - rects[:, 1] + g)
+    # saved[i, j]: what joining windows i and j saves, for every pair; updated for the joined
+    # window's row and column only, and -1 for a window gone into another
+    x0, y0 = np.minimum.outer(r[:, 0], r[:, 0]), np.minimum.outer(r[:, 1], r[:, 1])
+    x1, y1 = np.maximum.outer(r[:, 2], r[:, 2]), np.maximum.outer(r[:, 3], r[:, 3])
+    area = size(r)
+    saved = area[:, None] + area[None, :] + cost - (x1 - x0 + g) * (y1 - y0 + g)
+    np.fill_diagonal(saved, -1)
+    alive = np.ones(len(r), bool)
+    while len(r) > 1:
+        i, j = divmod(int(np.argmax(saved)), len(r))  # i < j: the first of a symmetric pair in scan order
+        if saved[i, j] < 0:
+            break
+        r[i] = (min(r[i, 0], r[j, 0]), min(r[i, 1], r[j, 1]), max(r[i, 2], r[j, 2]), max(r[i, 3], r[j, 3]))
+        held[i] += held[j]
+        alive[j] = False
+        saved[j, :] = saved[:, j] = -1
+        joined = np.concatenate([np.minimum(r[:, :2], r[i, :2]), np.maximum(r[:, 2:], r[i, 2:])], axis=1)
+        area = size(r)
+        row = np.where(alive, area + area[i] + cost - size(joined), -1)
+        row[i] = -1
+        saved[i, :] = saved[:, i] = row
+    keep = np.flatnonzero(alive)
+    return [tuple(w) for w in r[keep].tolist()], [held[k] for k in keep]
 
 
 def _refine_edges(mask: np.ndarray, box: tuple[int, int, int, int], rule: np.ndarray,
