@@ -70,7 +70,7 @@ def main() -> None:
         big = max(crops, key=lambda c: c.shape[0] * c.shape[1]).shape[:2] if crops else (0, 0)
         rows.append({"frame": f, "crops": len(crops), "largest": list(big), **dict(zip(ways, med))})
         print(f"{f:>5} {len(crops):>5} {big[0]:>4}x{big[1]:<5} " + " ".join(f"{m:>20.3f}" for m in med)
-              + f"   {med[1] / med[0]:.2f}" if med[0] else "")
+              + (f"   {med[1] / med[0]:.2f}" if med[0] else ""))
     total = [float(np.median(spent[w].sum(1))) for w in ways]
     print(f"all frames, median over rounds: {total[0]:.2f} ms (OpenCV) -> {total[1]:.2f} ms (crop_patch's), "
           f"ratio {total[1] / total[0]:.2f}; crops whose 32x32 differ in any value: {differ} of "

@@ -438,11 +438,15 @@ CREASE_SMOOTH = 2.0  # Gaussian sigma (full-resolution pixels) on depth before m
 
 def _concave_creases(z: np.ndarray, K: Intrinsics, box: tuple[int, int, int, int], threshold: float,
                      pixel: int = 1) -> np.ndarray:
-    """`_crease_samples` as a bool map of `z`'s size (each sample covering its f x f pixels)."""
+    """`_crease_samples` as a bool map of `box` (x0, y0, x1, y1) of `z`, each sample covering its
+    f x f pixels: what `_creases_in` returns, without a map of the whole image per call."""
     crease, X0, Y0, f = _crease_samples(z, K, box, threshold, pixel)
-    H, W = crease.shape
-    out = np.zeros(z.shape, bool)
-    out[Y0:Y0 + f * H, X0:X0 + f * W] = np.repeat(np.repeat(crease, f, axis=0), f, axis=1) if f > 1 else crease
+    x0, y0, x1, y1 = box
+    if f > 1:
+        crease = np.repeat(np.repeat(crease, f, axis=0), f, axis=1)
+    part = crease[y0 - Y0:y1 - Y0, x0 - X0:x1 - X0]  # X0 <= x0, Y0 <= y0: the samples start before the box
+    out = np.zeros((y1 - y0, x1 - x0), bool)
+    out[:part.shape[0], :part.shape[1]] = part  # the image's last odd row or column has no sample
     return out
 
 
@@ -542,7 +546,7 @@ def _creases_in(box: tuple[int, int, int, int], z: np.ndarray, K: Intrinsics, pa
     x0, y0, x1, y1 = box
     s = params.scale
     if s == 1 or fine is None:
-        return _concave_creases(z, K, box, params.crease, s)[y0:y1, x0:x1]
+        return _concave_creases(z, K, box, params.crease, s)
     pad = -(-_crease_reach(1) // s) * s  # whole grid pixels
     RX0, RY0 = max(0, x0 * s - pad) // s * s, max(0, y0 * s - pad) // s * s  # aligned with z's grid
     RX1, RY1 = min(fine.shape[1], x1 * s + pad), min(fine.shape[0], y1 * s + pad)
@@ -867,7 +871,7 @@ def _join_windows(windows: list[tuple[int, int, int, int]], grow: int = 0, cost:
         alive[j] = False
         saved[j, :] = saved[:, j] = -1
         joined = np.concatenate([np.minimum(r[:, :2], r[i, :2]), np.maximum(r[:, 2:], r[i, 2:])], axis=1)
-        area = size(r)
+        area[i] = size(r[i:i + 1])[0]
         row = np.where(alive, area + area[i] + cost - size(joined), -1)
         row[i] = -1
         saved[i, :] = saved[:, i] = row
