@@ -72,6 +72,7 @@ from robot_classify.evaluation.run_context import git_commit
 from robot_classify.learn.model_io import load_model
 from robot_classify.runtime import object_sizes, stacks, support
 from robot_classify.runtime.default_model import get_default_model
+from robot_classify.runtime.frame_processor import UNKNOWN
 
 SETTINGS = {
     "before": {"size_check": False, "segmentation.support": "dominant", "segmentation.on_support": False,
@@ -135,7 +136,21 @@ def summarise(metrics: dict) -> dict:
         "non_class_unknown": metrics["non_class_objects"]["labelled_unknown"],
         "ms": {stage: {"p50": v["p50"], "p99": v["p99"]} for stage, v in timing.items()},
         "per_class": {c: v for c, v in metrics["per_class"].items()},
+        # the pooled figures of doc/real_frames.md (doc/_ext/generated.py) add these up over the bags
+        "confusion": {k: metrics["confusion"][k] for k in ("labels", "matrix")},
+        "failures": metrics["failures"]["counts"],
     }
+
+
+def named_scores(report_dir: Path) -> list[list]:
+    """[score, right] of every detection that carries a class name (`named_summary`'s), from
+    replay-eval's objects.jsonl: pooled over the bags, they give one reliability table."""
+    out = []
+    for line in (report_dir / "objects.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["label"] is not None and r["label"] != UNKNOWN:
+            out.append([round(float(r["score"]), 4), r["outcome"] == "correct"])
+    return out
 
 
 def fmt(v, pct=False) -> str:
@@ -176,6 +191,7 @@ def main() -> None:
                                             (COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC), parameters=SETTINGS[s],
                                             report=False, quiet=True) for r in range(max(1, args.repeat))]
                     rows.append({"kind": kind, "bag": str(bag), "setting": s, **summarise(runs[0]),
+                                 "named_scores": named_scores(Path(tmp) / f"{Path(bag).name}-{s}-0"),
                                  "frame_ms": [f["stages_ms"]["total"] for m in runs for f in m["per_frame"]
                                               if f.get("stages_ms")],
                                  "wall_s": time.perf_counter() - t0})

@@ -436,7 +436,7 @@ def cmd_patches(args: argparse.Namespace) -> int:
 
     from .runtime.camera import Intrinsics
     from .data.datasets import read_image, read_image_unchanged
-    from .runtime.patches import extract_objects
+    from .runtime.patches import check_inputs, extract_objects
     from .evaluation.owned_folder import prepare_owned_folder
     from .runtime.visualize import draw_objects
 
@@ -448,7 +448,8 @@ def cmd_patches(args: argparse.Namespace) -> int:
     mask = read_image_unchanged(args.mask) if args.mask else None
     K = Intrinsics.parse(args.intrinsics) if args.intrinsics else None
     params = _segmentation_params(args)
-    out = Path(args.out)  # the inputs are read: now the folder (a run into it replaces what it wrote)
+    check_inputs(color, depth, K, params, mask)
+    out = Path(args.out)  # the inputs are read and fit together: now the folder (a run into it replaces what it wrote)
     prepare_owned_folder(out, PATCHES_MARKER, PATCHES_OUTPUTS, "robot-classify patches")
     ex = extract_objects(color, depth, K, params, instance_mask=mask)
     objects = []
@@ -537,6 +538,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _skipped_note(skipped: dict[str, int], details: dict[str, str] | None = None) -> str:
+    """' (N frames skipped: reason n, ...)' or '': the frames a command could not process, by
+    kind, as the node logs them (found from outside: replay-eval said only "frames 5/9")."""
+    n = sum(skipped.values())
+    if not n:
+        return ""
+    details = details or {}
+    return (f" ({n} frame{'s' * (n != 1)} skipped: "
+            + ", ".join(f"{r} {k}" + (f" [{details[r]}]" if r in details else "") for r, k in skipped.items()) + ")")
+
+
 def _headline(m: dict) -> str:
     """replay-eval's headline in one line, with the report's own figures (`report_html._headline`):
     named precision beside accuracy (what a grasp planner acts on), time over every stage."""
@@ -546,7 +558,8 @@ def _headline(m: dict) -> str:
     nm = m["named"]
     return (f"object accuracy {v['object accuracy']}  named precision {v['named precision']} ({nm['right']} of "
             f"{nm['named']} names)  detection recall {v['detection recall']}  precision {v['detection precision']}  "
-            f"processing p50 / p99 {v['latency p50 / p99']}  frames {m['frames']['processed']}/{m['frames']['pairs']}")
+            f"processing p50 / p99 {v['latency p50 / p99']}  frames {m['frames']['processed']}/{m['frames']['pairs']}"
+            + _skipped_note({r: n for r, n in m["frames"]["skipped"].items() if r != "no ground truth"}))
 
 
 def _topics(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -795,9 +808,7 @@ def cmd_draft_labels(args: argparse.Namespace) -> int:
     made_with = f"({made_with})" if made_with else ""
     counts = draft_labels(args.bag, _load_model(args), out, _topics(args), _node_parameters(args), args.every,
                           args.max_frames, args.quiet, made_with)
-    skipped = sum(counts["skipped"].values())
-    why = (f" ({skipped} frame{'s' * (skipped != 1)} skipped: "
-           + ", ".join(f"{r} {n}" for r, n in counts["skipped"].items()) + ")") if skipped else ""
+    why = _skipped_note(counts["skipped"])
     scenes = f"{len(args.bag)} BOP scenes" if len(args.bag) > 1 else "a BOP scene"
     print(f"{counts['objects']} segment{'s' * (counts['objects'] != 1)} in {counts['frames']} "
           f"frame{'s' * (counts['frames'] != 1)}{why}, {counts['named']} of them named: {scenes} in {out}")
@@ -809,15 +820,18 @@ def cmd_draft_labels(args: argparse.Namespace) -> int:
 def cmd_teach(args: argparse.Namespace) -> int:
     """The node's live teaching on recorded data: the same Teacher, fed by the same FrameProcessor."""
     from .runtime.frame_processor import FrameProcessor, FrameSkipped
-    from .runtime.teaching import Teacher
+    from .runtime.teaching import Teacher, check_label
 
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"{out} exists; choose a new path (teach never overwrites a model)")
+    check_label(args.label)  # before the model and the bag load (the teacher checks it again, with the model)
     values = _node_parameters(args)
     processor = FrameProcessor.from_parameters(_load_model(args), values)
     teacher = Teacher(processor, math.inf, values["teach.jitter_crops"], values["teach.mirror"],
                       values["teach.occluded_crops"], values["teach.white_balance"])  # the node's examples
+    skipped: dict[str, int] = {}
+    details: dict[str, str] = {}  # a reason's first frame and detail
     if args.images:
         if args.frames:
             raise ValueError("--frames picks frames of a --bag; with --images every crop is a view "
@@ -841,7 +855,9 @@ def cmd_teach(args: argparse.Namespace) -> int:
             frames += 1
             try:
                 result = processor.process_messages(frame.color, frame.depth, frame.info)
-            except FrameSkipped:
+            except FrameSkipped as e:  # counted, and said with the outcome: a failed teach said only "0/1 views"
+                skipped[e.reason] = skipped.get(e.reason, 0) + 1
+                details.setdefault(e.reason, f"frame {index}: {e.detail}")
                 continue
             taken = status.views
             for status in teacher.offer(result):
@@ -852,8 +868,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
                     print(f"  view {status.views}/{status.views_wanted}: frame {index}, the object in box "
                           f"x {x}, y {y}, {bw}x{bh} px")
         if status.state == "collecting":
-            status = teacher.cancel(f"the frames ended after {frames} of them" if frames or not args.frames else
-                                    f"the bag has no frame {start} (it has {index + 1})")
+            status = teacher.cancel(f"the frames ended after {frames} of them{_skipped_note(skipped, details)}"
+                                    if frames or not args.frames else f"the bag has no frame {start} (it has {index + 1})")
     if status.state != "done":
         fewer = 0 < status.views < status.views_wanted  # a short bag: say how to take the views it has
         raise ValueError(f"teaching {args.label!r} failed: {status.reason}"
@@ -864,6 +880,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
           f"-> {out}")
     if status.reason:  # what teaching took in the last view's frame
         print(f"note: {status.reason}", file=sys.stderr)
+    if skipped:
+        print(f"note: not every frame could be used{_skipped_note(skipped, details)}", file=sys.stderr)
     return 0
 
 

@@ -713,6 +713,33 @@ def test_patches_replaces_its_own_crops_and_never_a_users_files(tmp_path, capsys
     assert sorted(p.name for p in users.iterdir()) == ["overlay.png"] and (users / "overlay.png").read_text() == "mine"
 
 
+def test_skipped_frames_are_said_by_kind_with_a_reason():
+    """replay-eval's headline and teach's outcome (found from outside: "frames 5/9" and "0/1 views"
+    without a word on the four frames the node could not process)."""
+    from robot_classify.cli import _skipped_note
+
+    assert _skipped_note({}) == ""
+    assert _skipped_note({"bad frame": 1, "bad image": 2}) == " (3 frames skipped: bad frame 1, bad image 2)"
+    assert _skipped_note({"bad frame": 1}, {"bad frame": "frame 1: sizes differ"}) == \
+        " (1 frame skipped: bad frame 1 [frame 1: sizes differ])"
+
+
+def test_patches_refuses_inputs_that_do_not_fit_before_it_makes_its_folder(tmp_path, capsys):
+    """Found from outside: no --intrinsics, or an RGB image given as depth, failed after the output
+    folder was made, leaving it behind with only its marker; the depth's shape was the grid's."""
+    import cv2
+
+    color = write_png(tmp_path / "c.png", (90, 160, 40), (60, 80))
+    depth = tmp_path / "d.png"
+    cv2.imwrite(str(depth), np.full((60, 80), 800, np.uint16))
+    out = tmp_path / "crops"
+    code, _, err = run(["patches", "--color", color, "--depth", depth, "--out", out], capsys)
+    assert code == 2 and "needs a depth image and camera intrinsics" in err and not out.exists()
+    code, _, err = run(["patches", "--color", color, "--depth", color, "--intrinsics", "80,80,40,30",
+                        "--scale", "2", "--out", out], capsys)
+    assert code == 2 and "got shape (60, 80, 3)" in err and not out.exists()
+
+
 def test_evaluate_never_overwrites_a_users_files(tmp_path, capsys, folder_dataset, tiny_model_file):
     """Found from outside: `evaluate --plots` replaced a user's confusion.png in a folder of other
     files, and `--metrics-out` replaced an existing file. Both are refused before the evaluation;

@@ -1,6 +1,7 @@
 """The documentation builds without a warning (broken internal links and references included),
 its reference pages come from the code, and the README stays short and points at real files."""
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -61,8 +62,6 @@ def test_cli_page_has_every_command_and_option():
     ("replay_eval_metrics.schema.json", "centroid_error_mm.per_class.<name>.median"),  # through $ref and maps
 ])
 def test_schema_pages_list_every_key(schema, nested):
-    import json
-
     path = ROOT / "config" / schema
     page = generated.render_schema(path)
     for key in json.loads(path.read_text())["properties"]:
@@ -85,6 +84,28 @@ def test_readme_is_short_and_its_links_and_test_command_are_real():
         for line in page.read_text().splitlines():
             if line.startswith("python3 -m venv"):
                 assert line in readme_commands, (page.name, line)
+
+
+def test_real_frame_pages_are_written_from_the_committed_results_and_the_readme_quotes_them():
+    """Found in 0.9.24: the README and doc/real_frames.md had quoted figures of five different
+    versions side by side. The opening tables of doc/real_frames.md are written from the results
+    files at build time, and the README's "On real frames" figures must be those files' own."""
+    page = generated.render_real_frames()
+    real = generated._pooled([r for r in json.loads(generated.REAL_FRAMES_RESULTS.read_text())["rows"]
+                              if r["kind"] == "real" and r["setting"] == "after"])
+    assert real["frames"] == 36 and "| `cracker_box` |" in page and "| 0.9-1.0 |" in page
+    # the per-class rows add up to the totals
+    rows = [line.split(" | ") for line in page.splitlines() if line.startswith("| `")]
+    assert sum(int(r[1]) for r in rows) == real["class_truth"] and sum(int(r[3]) for r in rows) == real["right"]
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## On real frames"):]
+    for part, whole in ((real["found"], real["truth"]), (real["right"], real["class_found"]),
+                        (real["right"], real["named"])):
+        assert generated._share(part, whole) in section, generated._share(part, whole)
+    teach = generated.render_teach_real()
+    draws1 = json.loads(generated.TEACH_RESULTS.read_text())["models"]["default"]["runs"]["add/draws1"]
+    share = generated._share(draws1["taught"]["correct"], draws1["taught"]["matched"])
+    assert share in teach and share in section
 
 
 def test_one_version_in_setup_package_xml_and_changelog():

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from ros_harness import RosHarness  # noqa: E402
+from ros_harness import RosHarness, make_image, make_info  # noqa: E402
 
 pytestmark = pytest.mark.ros
 DEFAULTS_PROFILE = ('<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">'
@@ -168,6 +168,55 @@ def test_colour_without_depth_is_a_warning_and_diagnostics_say_why_nothing_is_la
                 if st.hardware_id == "robot_classify" and st.level == DiagnosticStatus.WARN]
         assert any("no frame was labelled" in m and "/nodepth/depth" in m for m in warn), warn
         assert not h.received and h.alive()
+    finally:
+        h.close()
+
+
+def test_colour_and_depth_that_never_pair_are_said_in_the_log_not_only_in_diagnostics(default_model_file):
+    """Found from outside: depth stamped a second before its colour labelled nothing, and only
+    /diagnostics said why; the log said not a line."""
+    from scene_fixtures import camera_k, rendered
+
+    s = rendered(900_000_002)
+    h = RosHarness(default_model_file, ("/skew/color", "/skew/depth", "/skew/info"))
+    try:
+        t0, i = time.monotonic(), 0
+        while time.monotonic() - t0 < 8.0 and not any("do not pair" in line for line in h.log):
+            stamp = 1_790_000_000_000_000_000 + i * 100_000_000
+            h.info_pub.publish(make_info(camera_k(s), 640, 480, stamp))
+            h.color_pub.publish(make_image(s.color, "rgb8", stamp))
+            h.depth_pub.publish(make_image(s.depth, "16UC1", stamp - 1_000_000_000))
+            i += 1
+            time.sleep(0.1)
+        assert h.wait_log("colour and depth do not pair", timeout=5.0), "\n".join(h.log[-10:])
+        assert sum("do not pair" in line for line in h.log) == 1  # once, not every second
+        assert not h.received and h.alive()
+    finally:
+        h.close()
+
+
+def test_raw_colour_sent_to_a_node_that_takes_compressed_is_pointed_out(default_model_file):
+    """Found from outside: raw images sent to a node started with input.transport.color
+    compressed gave "no colour images" in /diagnostics and nothing that named the cause."""
+    from scene_fixtures import camera_k, rendered
+    from sensor_msgs.msg import Image
+
+    s = rendered(900_000_003)
+    h = RosHarness(default_model_file, ("/other/color", "/other/depth", "/other/info"), transports=("compressed", "raw"))
+    try:
+        h.node.destroy_publisher(h.color_pub)  # a raw-only camera
+        raw = h.node.create_publisher(Image, "/other/color", 10)
+        t0, i = time.monotonic(), 0
+        while time.monotonic() - t0 < 10.0 and not any("takes them" in line for line in h.log):
+            stamp = 1_791_000_000_000_000_000 + i * 100_000_000
+            h.info_pub.publish(make_info(camera_k(s), 640, 480, stamp))
+            raw.publish(make_image(s.color, "rgb8", stamp))
+            h.depth_pub.publish(make_image(s.depth, "16UC1", stamp))
+            i += 1
+            time.sleep(0.1)
+        assert h.wait_log("publisher(s) on /other/color (input.transport.color: raw takes them)", timeout=5.0), \
+            "\n".join(h.log[-10:])
+        assert h.alive()
     finally:
         h.close()
 

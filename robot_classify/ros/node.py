@@ -202,6 +202,7 @@ class _ClassifyPipeline:
         self._last_warned: dict[str, float] = {}
         self._receipt: dict[int, float] = {}
         self._warned_qos: set[str] = set()
+        self._stall_logged: str | None = None  # the kind of reason last logged while nothing was labelled
         self._started = time.monotonic()
         self._colour_since: float | None = None  # when colour began to flow again after a silence
         # Frames labelled with a warning of the segmentation's (a blind depth camera: every one empty)
@@ -766,8 +767,12 @@ class _ClassifyPipeline:
             values[f"{short}_publishers"] = str(self.count_publishers(self._wire_name(topic)))  # several: often no estimate
         lossy = {t: hs for t, hs in health.items() if t in self._lossy_since and hs.loss is not None}
         level, message = DiagnosticStatus.OK, "ok"
+        if out_rate > 0:
+            self._stall_logged = None  # labelling again: a later stall is news
         if in_rate == 0:
-            level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s"
+            level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s" + self._transport_hint()
+            if message.endswith(")"):  # images arrive, on the other transport: say it once in the log too
+                self._log_stall("transport", message)
         elif out_rate == 0 and now - self._started >= HEALTH_WINDOW_S:
             level, message = DiagnosticStatus.WARN, self._why_nothing_labelled(in_rate, now)
         elif lossy:
@@ -798,8 +803,29 @@ class _ClassifyPipeline:
         silent = [self._wire_name(t) for t in self._inputs
                   if t != "color/image_raw" and now - self._last_rx.get(t, -1e9) > HEALTH_WINDOW_S]
         if silent:
-            return f"{head}: nothing received on {', '.join(silent)}"
-        return f"{head}: colour and depth do not pair (stamps more than sync_slop apart?)"
+            return f"{head}: nothing received on {', '.join(silent)}"  # _check_inputs logs that
+        message = (f"{head}: colour and depth do not pair (are their stamps more than sync_slop = "
+                   f"{self._p['sync_slop']} s apart?)")
+        self._log_stall("pairing", message)
+        return message
+
+    def _log_stall(self, kind: str, message: str) -> None:
+        """Log why nothing is labelled once, until frames are labelled again or the reason's `kind`
+        changes: found from outside, only /diagnostics had said that colour and depth never
+        paired, or that images arrived on the other transport."""
+        if kind != self._stall_logged:
+            self._stall_logged = kind
+            self.get_logger().warning(message)
+
+    def _transport_hint(self) -> str:
+        """Where no colour arrives on the transport this node takes (raw, or compressed beside it)
+        but a publisher offers the other one: which parameter takes it."""
+        raw = self.resolve_topic_name("color/image_raw")
+        transport = getattr(self, "_transport", {}).get("color/image_raw", "raw")
+        other, setting = (f"{raw}/compressed", "compressed") if transport == "raw" else (raw, "raw")
+        own, n = self._wire_name("color/image_raw"), self.count_publishers(other)
+        return (f" on {own}, but {n} publisher(s) on {other} (input.transport.color: {setting} takes them)"
+                if n and not self.count_publishers(own) else "")
 
     def _check_loss(self, now: float) -> None:
         """One warning per topic when a camera stream loses more than LOSS_WARN of its frames for
@@ -841,7 +867,13 @@ class _ClassifyPipeline:
             bad = [i for i in self.get_publishers_info_by_topic(name)
                    if self._sub_reliability[topic] == ReliabilityPolicy.RELIABLE
                    and i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT]
-            if not bad and colour_flows and topic != "color/image_raw":
+            if not bad and colour_flows and topic == "color/camera_info" and topic in self._last_rx:
+                self._warned_qos.add(topic)  # found from outside: it said "no frame can be labelled" and labelled them
+                self.get_logger().warning(
+                    f"nothing on {name} for {now - self._last_rx[topic]:.0f} s ("
+                    f"{len(self.get_publishers_info_by_topic(name))} publisher(s)): frames are labelled with the "
+                    "last camera_info received. Check that the camera still publishes it.")
+            elif not bad and colour_flows and topic != "color/image_raw":
                 self._warned_qos.add(topic)  # once, as the QoS warning
                 self.get_logger().warning(
                     f"colour images arrive but nothing on {name} for {NO_INPUT_WARN_S:.0f} s ("

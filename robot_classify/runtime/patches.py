@@ -331,11 +331,30 @@ def rebalanced(image: np.ndarray, rng: np.random.Generator, channel: float = 0.1
     return np.clip(image.astype(np.float32) * gains.astype(np.float32), 0, 255).astype(np.uint8)
 
 
+def check_inputs(color: np.ndarray, depth: np.ndarray | None, intrinsics: Intrinsics | None,
+                 params: SegmentationParams, instance_mask: np.ndarray | None = None) -> None:
+    """What `extract_objects` refuses, checked before anything is computed: a command that writes
+    its output folder asks first, so that a bad input leaves no folder behind (found from outside:
+    `patches` without `--intrinsics` had left one)."""
+    check_frame(color, depth)
+    if params.mode == "mask":
+        if instance_mask is None:
+            raise ValueError("mask mode needs an instance mask image")
+        if instance_mask.shape[:2] != color.shape[:2]:
+            raise ValueError(f"mask {instance_mask.shape[:2]} and colour {color.shape[:2]} differ in size")
+    elif params.mode != "full" and (depth is None or intrinsics is None):
+        raise ValueError("depth mode needs a depth image and camera intrinsics")
+
+
 def check_frame(color: np.ndarray, depth: np.ndarray | None) -> None:
     if color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
         raise ValueError(f"colour must be uint8 (H, W, 3) RGB, got {color.dtype} {color.shape}")
     if color.shape[0] == 0 or color.shape[1] == 0:
         raise ValueError(f"empty colour image {color.shape}")
+    if depth is not None and depth.ndim != 2:  # before the grid reads every scale-th pixel: the file's own shape
+        raise ValueError(f"depth must be a 2-D image (uint16 millimetres or float metres), got shape {depth.shape}")
+    if depth is not None and depth.dtype != np.uint16 and depth.dtype.kind != "f":
+        raise ValueError(f"depth must be uint16 millimetres or float metres, got dtype {depth.dtype}")
     if depth is not None and depth.shape[:2] != color.shape[:2]:
         raise ValueError(f"depth {depth.shape[:2]} and colour {color.shape[:2]} differ in size; "
                          "the depth image must be aligned to the colour image")
@@ -1038,7 +1057,7 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
     """Find the objects in one frame and cut their patches (all in one batch)."""
     t0 = time.perf_counter()
     params = params or SegmentationParams()
-    check_frame(color, depth)
+    check_inputs(color, depth, intrinsics, params, instance_mask)
     result = Extraction()
     # Depth mode segments and measures on every scale-th pixel: only the crop is cut at full size.
     s = grid_scale(params, color.shape[1]) if params.mode == "depth" else 1
@@ -1053,14 +1072,8 @@ def extract_objects(color: np.ndarray, depth: np.ndarray | None, intrinsics: Int
         H, W = color.shape[:2]
         comps = [(np.ones((H, W), bool), (0, 0, W, H), H * W)]
     elif params.mode == "mask":
-        if instance_mask is None:
-            raise ValueError("mask mode needs an instance mask image")
-        if instance_mask.shape[:2] != color.shape[:2]:
-            raise ValueError(f"mask {instance_mask.shape[:2]} and colour {color.shape[:2]} differ in size")
         comps = _mask_instances(instance_mask, params)
     else:
-        if z is None or K is None:
-            raise ValueError("depth mode needs a depth image and camera intrinsics")
         mask, result.plane, result.warning, height, support, off = _segment_depth(
             np.ascontiguousarray(z), K, params, color[::s, ::s], depth if s > 1 else None)
         comps = _components(mask, params, s * s)
