@@ -68,11 +68,11 @@ import numpy as np
 
 from robot_classify.data.bags import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from robot_classify.evaluation.replay_eval import replay_eval
+from robot_classify.evaluation.replay_metrics import named_records
 from robot_classify.evaluation.run_context import git_commit
 from robot_classify.learn.model_io import load_model
 from robot_classify.runtime import object_sizes, stacks, support
 from robot_classify.runtime.default_model import get_default_model
-from robot_classify.runtime.frame_processor import UNKNOWN
 
 SETTINGS = {
     "before": {"size_check": False, "segmentation.support": "dominant", "segmentation.on_support": False,
@@ -138,19 +138,14 @@ def summarise(metrics: dict) -> dict:
         "per_class": {c: v for c, v in metrics["per_class"].items()},
         # the pooled figures of doc/real_frames.md (doc/_ext/generated.py) add these up over the bags
         "confusion": {k: metrics["confusion"][k] for k in ("labels", "matrix")},
-        "failures": metrics["failures"]["counts"],
     }
 
 
 def named_scores(report_dir: Path) -> list[list]:
     """[score, right] of every detection that carries a class name (`named_summary`'s), from
     replay-eval's objects.jsonl: pooled over the bags, they give one reliability table."""
-    out = []
-    for line in (report_dir / "objects.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if r["label"] is not None and r["label"] != UNKNOWN:
-            out.append([round(float(r["score"]), 4), r["outcome"] == "correct"])
-    return out
+    records = [json.loads(line) for line in (report_dir / "objects.jsonl").read_text().splitlines()]
+    return [[round(float(r["score"]), 4), r["outcome"] == "correct"] for r in named_records(records)]
 
 
 def fmt(v, pct=False) -> str:

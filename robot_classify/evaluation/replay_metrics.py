@@ -191,6 +191,11 @@ def non_class_summary(records: list[dict]) -> dict[str, Any]:
             "what_they_were": dict(sorted(by_truth.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
+def named_records(records: list[dict]) -> list[dict]:
+    """The detections that carry a class name (not `unknown`), clutter included."""
+    return [r for r in records if r["label"] is not None and r["label"] != UNKNOWN]
+
+
 def named_summary(records: list[dict]) -> dict[str, Any]:
     """What a grasp planner acts on: every detection that carries a class name, clutter included.
     `precision` is the share of them that are right (None when nothing was named). Also the
@@ -198,7 +203,7 @@ def named_summary(records: list[dict]) -> dict[str, Any]:
     clutter must not lose them. `mean_score` and `ece` say whether the names' scores mean what
     they say over the same detections: `threshold_summary`'s ECE is over objects of the classes
     alone, where a name given to clutter at 0.95 does not count against it."""
-    named = [r for r in records if r["label"] is not None and r["label"] != UNKNOWN]
+    named = named_records(records)
     right = sum(1 for r in named if r["outcome"] == "correct")
     class_objects = [r for r in records if r["known"]]
     scores = np.clip(np.array([r["score"] for r in named], float), 0.0, 1.0)

@@ -770,8 +770,9 @@ class _ClassifyPipeline:
         if out_rate > 0:
             self._stall_logged = None  # labelling again: a later stall is news
         if in_rate == 0:
-            level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s" + self._transport_hint()
-            if message.endswith(")"):  # images arrive, on the other transport: say it once in the log too
+            hint = self._transport_hint()
+            level, message = DiagnosticStatus.WARN, "no colour images in the last 5 s" + hint
+            if hint:  # images arrive, on the other transport: say it once in the log too
                 self._log_stall("transport", message)
         elif out_rate == 0 and now - self._started >= HEALTH_WINDOW_S:
             level, message = DiagnosticStatus.WARN, self._why_nothing_labelled(in_rate, now)
@@ -794,7 +795,8 @@ class _ClassifyPipeline:
 
     def _why_nothing_labelled(self, in_rate: float, now: float) -> str:
         """Colour arrives, nothing goes out: the latest skipped frame's reason, else the input
-        that is missing (a depth topic remapped wrong pairs nothing and skips nothing)."""
+        that is missing (a depth topic remapped wrong pairs nothing and skips nothing). Frames
+        that never pair are also logged (`_log_stall`): nothing else in the log says so."""
         head = f"colour images arrive ({in_rate:.1f} Hz) but no frame was labelled in the last 5 s"
         if self._last_skip is not None and now - self._last_skip[0] <= HEALTH_WINDOW_S:
             return f"{head}: frames skipped ({self._last_skip[1]})"

@@ -63,18 +63,23 @@ class Intrinsics:
         return self.backproject(us + box[0], vs + box[1], z[vs, us])
 
 
+def check_depth_image(depth: np.ndarray) -> None:
+    """What `depth_to_metres` takes: a 2-D image of uint16 millimetres or float metres."""
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be a 2-D image (uint16 millimetres or float metres), got shape {depth.shape}")
+    if depth.dtype != np.uint16 and depth.dtype.kind != "f":
+        raise ValueError(f"depth must be uint16 millimetres or float metres, got dtype {depth.dtype}")
+
+
 def depth_to_metres(depth: np.ndarray) -> np.ndarray:
     """uint16 millimetres or float metres -> float32 metres with NaN where invalid (0, NaN, inf)."""
     depth = np.asarray(depth)
-    if depth.ndim != 2:
-        raise ValueError(f"depth must be a 2-D image, got shape {depth.shape}")
+    check_depth_image(depth)
     if depth.dtype == np.uint16:  # always finite: only 0 is invalid (one pass less per frame)
         z = depth.astype(np.float32)
         z *= np.float32(1e-3)
         z[depth == 0] = np.nan
         return z
-    if depth.dtype.kind != "f":
-        raise ValueError(f"depth must be uint16 millimetres or float metres, got dtype {depth.dtype}")
     z = depth.astype(np.float32, copy=True)
     z[~np.isfinite(z) | (z <= 0)] = np.nan
     return z

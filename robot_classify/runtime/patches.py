@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..learn.features import PATCH_SIZE
 from .blobs import blobs_touching
-from .camera import Intrinsics, depth_to_metres, surface_centroid_extent
+from .camera import Intrinsics, check_depth_image, depth_to_metres, surface_centroid_extent
 from .openings import rejoin_openings
 from .stacks import split_stacks
 from .support import (highest_support, near_support, plane_basis, pose_geometry, section_shape, stands_on,
@@ -351,10 +351,8 @@ def check_frame(color: np.ndarray, depth: np.ndarray | None) -> None:
         raise ValueError(f"colour must be uint8 (H, W, 3) RGB, got {color.dtype} {color.shape}")
     if color.shape[0] == 0 or color.shape[1] == 0:
         raise ValueError(f"empty colour image {color.shape}")
-    if depth is not None and depth.ndim != 2:  # before the grid reads every scale-th pixel: the file's own shape
-        raise ValueError(f"depth must be a 2-D image (uint16 millimetres or float metres), got shape {depth.shape}")
-    if depth is not None and depth.dtype != np.uint16 and depth.dtype.kind != "f":
-        raise ValueError(f"depth must be uint16 millimetres or float metres, got dtype {depth.dtype}")
+    if depth is not None:  # before the grid reads every scale-th pixel: the file's own shape
+        check_depth_image(depth)
     if depth is not None and depth.shape[:2] != color.shape[:2]:
         raise ValueError(f"depth {depth.shape[:2]} and colour {color.shape[:2]} differ in size; "
                          "the depth image must be aligned to the colour image")
