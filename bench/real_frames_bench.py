@@ -38,6 +38,8 @@ hand-labelled frames in BOP layout) and over a rendered bag, at several settings
            `stacks.MIN_TOP_AREA`; 3 cm² since 0.9.16)
   no_hidden  after, without 0.9.20's rule that a segment whose base is hidden behind a nearer
            object stands on the support (`support.HIDDEN_SHARE` swapped for the run)
+  seed_1 ... seed_5  after, with the support plane's RANSAC drawing its hypotheses from seed N,
+           not 0 (`patches.fit_plane` swapped for the run): how much the answers hang on the draw
   split    after, and a segment larger than an object cut at its narrow necks before it is
            given up (`segmentation.split_large`, off by default; in `real_frames_split_cpu.json`,
            made while it was on by default, this setting is named "after" and `after` "unsplit")
@@ -71,7 +73,7 @@ from robot_classify.evaluation.replay_eval import replay_eval
 from robot_classify.evaluation.replay_metrics import named_records
 from robot_classify.evaluation.run_context import git_commit
 from robot_classify.learn.model_io import load_model
-from robot_classify.runtime import object_sizes, stacks, support
+from robot_classify.runtime import object_sizes, patches, stacks, support
 from robot_classify.runtime.default_model import get_default_model
 
 SETTINGS = {
@@ -106,7 +108,17 @@ SETTINGS = {
     "no_valleys": {"segmentation.split_valleys": False},
     "top_0915": {},
     "no_hidden": {},
+    **{f"seed_{n}": {} for n in range(1, 6)},
 }
+
+
+def _seeded_fit_plane(seed: int):
+    """`patches.fit_plane` drawing from `seed` whatever generator the segmenter passes it."""
+    fit_plane = patches.fit_plane
+    return lambda points, threshold, iterations, rng: fit_plane(points, threshold, iterations,
+                                                                 np.random.default_rng(seed))
+
+
 # module constants swapped per setting: (module, {name: value})
 CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
              "lower_0911": (object_sizes, {"MAJOR_LOWER_SLACK": 0.0}),
@@ -116,7 +128,8 @@ CONSTANTS = {"pose_0.6": (object_sizes, {"MAJOR_LOWER": 0.0}),
              "top_0915": (stacks, {"MIN_TOP_AREA": 0.0012}),
              "no_hidden": (support, {"HIDDEN_SHARE": math.inf}),
              "no_section": (object_sizes, {"ROUND_RMS": math.inf, "RADIUS_UPPER": math.inf, "CAN_FLAT_RATIO": 0.0,
-                                           "BOX_ROUND_RMS": -1.0})}
+                                           "BOX_ROUND_RMS": -1.0}),
+             **{f"seed_{n}": (patches, {"fit_plane": _seeded_fit_plane(n)}) for n in range(1, 6)}}
 
 
 def summarise(metrics: dict) -> dict:
@@ -209,7 +222,10 @@ def main() -> None:
             named, right = sum(r["named"] for r in real), sum(r["named_right"] for r in real)
             wrong = [sum(r[k] for r in real) for k in ("wrong_class", "non_class_named", "clutter_named")]
             mean = sum(r["named_mean_score"] * r["named"] for r in real if r["named"]) / named if named else None
-            print(f"all {len(real)} real bags, {s}: named precision {fmt(right / named if named else None, True)} "
+            found = round(sum(r["detection_recall"] * r["ground_truth"] for r in real))
+            total = sum(r["ground_truth"] for r in real)
+            print(f"all {len(real)} real bags, {s}: found {found} of {total}; "
+                  f"named precision {fmt(right / named if named else None, True)} "
                   f"({right} of {named}); wrong class / non-class / clutter {wrong[0]} / {wrong[1]} / {wrong[2]}; "
                   f"the names' mean score {fmt2(mean)}")
     for s in settings:  # per-frame processing time, pooled over the passes

@@ -161,6 +161,50 @@ def test_a_small_shelf_beyond_the_table_is_not_the_support():
     assert any(max(o.extent) < 0.15 for o in ex.objects)  # the box
 
 
+def test_a_desk_beside_the_robots_table_holding_less_than_it_is_not_the_support():
+    """The robot's table (the dominant plane here: the camera sees nothing but it) with three
+    boxes on it, and a desk 43 cm higher to its side, nearer than the table's middle, a box
+    on it (M2T2, a real robot table, 0.9.25: at some RANSAC draws the desk took the
+    support's place and the table's 7 objects were lost). At furniture height and near enough,
+    the desk is a support only where it holds more than the table does; it holds less."""
+    boxes = [(0.1, -0.3, -0.18, 0.75, 0.87), (0.1, -0.1, 0.02, 0.8, 0.92), (0.1, 0.08, 0.2, 0.7, 0.82)]
+    desk = [(0.43, 0.2, 0.6, 0.6, 1.0), (0.53, 0.3, 0.45, 0.7, 0.85)]
+    depth = _oblique(0.9, boxes + desk)
+    color = np.full((H, W, 3), 120, np.uint8)
+    for seed in range(4):  # whatever RANSAC draws
+        ex = extract_objects(color, depth, K, SegmentationParams(min_area=50, seed=seed))
+        assert ex.plane[3] == pytest.approx(0.9, abs=0.02)  # the table, 90 cm below the camera
+        assert sum(o.top is not None and abs(o.top - 0.1) < 0.02 for o in ex.objects) == 3  # its three boxes
+
+
+def test_the_support_plane_does_not_hang_on_the_ransac_draw():
+    """RANSAC's best hypothesis passes through three noisy points; one least-squares refit on
+    its inliers kept its tilt, and on 10 of 34 real frames the support ended 0.25-3.3 degrees and
+    up to 18 mm apart between seeds, against the 12 mm an object must rise (0.9.24). Refitting until
+    the inliers stop changing (`refine_plane`) ends in one plane from any hypothesis near it."""
+    from robot_classify.runtime.patches import fit_plane
+    from robot_classify.runtime.support import refine_plane
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-0.5, 0.5, (3000, 2))
+    table = np.c_[xy, 1.0 + 0.1 * xy[:, 1] + rng.normal(0, 0.003, 3000)]  # 6 degrees, 3 mm noise
+    clutter = np.c_[rng.uniform(-0.5, 0.5, (600, 2)), rng.uniform(0.7, 0.98, 600)]  # objects on it
+    points = np.r_[table, clutter].astype(np.float32)
+    truth = np.array([0.0, 0.1, -1.0]) / np.linalg.norm([0.0, 0.1, -1.0])
+    planes = []
+    for tilt in (-2.0, -0.5, 0.5, 2.0):  # first guesses a few degrees and millimetres off
+        n = np.array([np.sin(np.deg2rad(tilt)), 0.1, -1.0])
+        n /= np.linalg.norm(n)
+        planes.append(refine_plane(points, np.append(n, -n @ [0.0, 0.0, 1.005]), 0.008))
+    planes += [fit_plane(points, 0.008, 96, np.random.default_rng(seed))[0] for seed in range(6)]
+    normals = np.array([p[:3] * np.sign(p[:3] @ truth) for p in planes])
+    assert np.degrees(np.arccos(np.clip(normals @ truth, -1, 1))).max() < 0.3
+    offsets = np.array([abs(p[3]) for p in planes])
+    assert np.ptp(offsets) < 0.001  # metres
+    flipped = refine_plane(points, -planes[0], 0.008)  # oriented as it was given
+    assert flipped[:3] @ planes[0][:3] < 0
+
+
 def test_a_tall_object_at_the_far_edge_touches_the_table_by_its_lowest_pixels():
     """A canister 20 cm tall at a small table's far edge, where objects hide the table behind
     it: its base lies outside the visible table's hull, inside the widened outline. Its lowest

@@ -143,8 +143,8 @@ def render_schema(path: Path) -> str:
 # Where doc/real_frames.md's opening figures come from: the latest run of bench/real_frames_bench.py
 # at the node's defaults, all real bags and the rendered ones in one run. A release that measures
 # again points this at its own file.
-REAL_FRAMES_RESULTS = ROOT / "bench" / "results" / "real_frames_0.9.24_cpu.json"
-TEACH_RESULTS = ROOT / "bench" / "results" / "teach_real_0.9.22_cpu.json"  # bench/teach_real_bench.py, its latest run
+REAL_FRAMES_RESULTS = ROOT / "bench" / "results" / "real_frames_0.9.25_cpu.json"
+TEACH_RESULTS = ROOT / "bench" / "results" / "teach_real_0.9.25_cpu.json"  # bench/teach_real_bench.py, its latest run
 # The goals of the issues "Real frames" and "The embedded default recognises the real YCB objects"
 REAL_FRAMES_GOALS = {"recall": "90%", "accuracy": "60%", "precision": "80%", "ms": "30 / 45 ms", "draws1": "80%"}
 

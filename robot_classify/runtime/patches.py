@@ -27,8 +27,8 @@ from .blobs import blobs_touching
 from .camera import Intrinsics, check_depth_image, depth_to_metres, surface_centroid_extent
 from .openings import rejoin_openings
 from .stacks import split_stacks
-from .support import (highest_support, near_support, plane_basis, pose_geometry, section_shape, stands_on,
-                      support_outline, touches_support)
+from .support import (highest_support, near_support, plane_basis, pose_geometry, refine_plane, section_shape,
+                      stands_on, support_outline, touches_support)
 from .valleys import split_at_valleys
 
 MODES = ("depth", "mask", "full")
@@ -366,7 +366,7 @@ def fit_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.ran
     """RANSAC plane on (N, 3) points, all hypotheses scored in one vectorised pass on at most
     SCORE_POINTS of them (evenly spread: a plane's support is counted as well from a thousand
     points as from three thousand, at a third of the cost), then refined by least squares on
-    all the inliers. Returns (plane or None, inlier fraction)."""
+    its inliers until they stop changing (`support.refine_plane`). Returns (plane or None, inlier fraction)."""
     if len(points) < 50:
         return None, 0.0
     tri = points[rng.integers(0, len(points), (iterations, 3))]
@@ -380,10 +380,7 @@ def fit_plane(points: np.ndarray, threshold: float, iterations: int, rng: np.ran
     scored = points[::max(1, len(points) // SCORE_POINTS)]
     counts = (np.abs(scored @ normals.T.astype(np.float32) + d.astype(np.float32)) < threshold).sum(0)
     best = int(np.argmax(counts))
-    inliers = points[np.abs(points @ normals[best] + d[best]) < threshold].astype(np.float64)
-    centre = inliers.mean(0)
-    normal = np.linalg.svd(inliers - centre, full_matrices=False)[2][-1]
-    plane = np.append(normal, -normal @ centre)
+    plane = refine_plane(points, np.append(normals[best], d[best]), threshold)
     if plane[3] < 0:  # the camera (origin) is on the positive side: heights above the table > 0
         plane = -plane
     inlier_fraction = float((np.abs(points.astype(np.float64) @ plane[:3] + plane[3]) < threshold).mean())
