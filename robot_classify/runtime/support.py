@@ -75,13 +75,15 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
         hist, _ = np.histogram(h[above], edges, weights=area)
         pairs = hist[:-1] + hist[1:] if len(hist) > 1 else hist
         big = np.flatnonzero(pairs >= min_area)
-        found = _nearer_plane(points, h, above, edges, big, n, threshold)
+        ground = points[np.abs(h) < threshold]  # the current plane's own points, and how far they lie
+        middle = _ground_distance(ground, n) if len(ground) >= 20 else None
+        found = _nearer_plane(points, h, above, edges, big, n, threshold, middle)
         if found is None and level == 0:
             # ... and holds more than the plane found: where that is the robot's table, not the
             # floor, a desk beyond it is at furniture height above it too (M2T2: it held 59
             # samples, the table 393; a chair's tablet 250 and 476, the floor 30 and 5).
-            small = _small_support(points, plane, h, edges, hist, threshold)
-            if small is None or small[1] <= _held(points, plane, points[np.abs(h) < threshold].astype(np.float64)):
+            small = _small_support(points, plane, h, edges, hist, threshold, middle)
+            if small is None or small[1] <= _held(points, plane, ground.astype(np.float64)):
                 break
             plane = small[0]
             continue
@@ -89,7 +91,7 @@ def highest_support(points: np.ndarray, plane: np.ndarray, K: Intrinsics, step: 
             break
         fit, sel, hi = found
         if level == 0:  # chair seats around a chair's tablet: large, low, holding nothing
-            small = _small_support(points, plane, h, edges, hist, threshold, above=hi)
+            small = _small_support(points, plane, h, edges, hist, threshold, middle, above=hi)
             if small is not None and small[1] > _held(points, fit, sel):
                 plane = small[0]
                 continue
@@ -108,7 +110,8 @@ def refine_plane(points: np.ndarray, plane: np.ndarray, threshold: float, rounds
     noisy points, or a slab of heights cut along a plane a degree off, keeps the inliers of that
     guess, and the refit through them keeps its tilt. On 10 of 34 real frames one refit left the
     support 0.25-3.3 degrees and up to 18 mm apart between RANSAC seeds, against the 12 mm an
-    object must rise; refitting to a fixed point ends in the same plane from any guess near it. Oriented as `plane` is."""
+    object must rise; refitting to a fixed point ends in the same plane from any guess near it.
+    Oriented as `plane` is."""
     plane = np.asarray(plane, np.float64)
     rows = np.ascontiguousarray(points.T, np.float64)  # (3, N): numpy reduces (N, 3) along N slowly
     inliers = None
@@ -129,19 +132,20 @@ def refine_plane(points: np.ndarray, plane: np.ndarray, threshold: float, rounds
 
 
 def _nearer_plane(points: np.ndarray, h: np.ndarray, above: np.ndarray, edges: np.ndarray, big: np.ndarray,
-                  n: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+                  n: np.ndarray, threshold: float, middle: float | None
+                  ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """The highest of the `big` bin pairs (over `edges` of the heights `h` above the current
     plane, `above` those over RISE) whose points fit a plane parallel to unit normal `n` and lie
-    nearer the camera than the current plane's own points, measured along it, as
-    `_small_support` asks of a small one: its plane (refined on all `points`), its points and
-    the pair's upper edge; None where no pair does.
+    nearer the camera than `middle`, the current plane's own points' distance measured along it
+    (`_ground_distance`; None: too few of them to say, and no bound), as `_small_support` asks
+    of a small one: its plane (refined on all `points`), its points and the pair's upper edge;
+    None where no pair does.
 
     A table stands on the floor around it and the camera looks down at it, so it lies nearer
     than the floor's middle; a desk or a shelf beyond the robot's table lies farther than the
     table's. On a real robot table (M2T2) a desk behind it shows 0.1 m^2 at 43 cm above the
     table and took the support's place at some RANSAC draws, dropping all 7 objects."""
-    ground = points[np.abs(h) < threshold]
-    middle = _ground_distance(ground, n) if len(ground) >= 20 else np.inf
+    middle = np.inf if middle is None else middle
     pts, heights = points[above], h[above]
     for top in big[::-1]:
         hi = float(edges[min(top + 2, len(edges) - 1)])
@@ -166,9 +170,11 @@ def _parallel_plane(sel: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: np.ndarray, hist: np.ndarray,
-                   threshold: float, above: float = FURNITURE_RISE) -> tuple[np.ndarray, int] | None:
+                   threshold: float, middle: float | None, above: float = FURNITURE_RISE
+                   ) -> tuple[np.ndarray, int] | None:
     """The highest surface at furniture height (FURNITURE_RISE above `plane`, the dominant one,
-    whose heights `h` were binned into `hist` over `edges`) that shows SMALL_SUPPORT_AREA within
+    whose heights `h` were binned into `hist` over `edges`; `middle`: its own points' distance,
+    `_ground_distance`, None where too few lie on it) that shows SMALL_SUPPORT_AREA within
     SMALL_BINS bins and passes every test below, else None. Each test stands for a way a small
     patch of the sampled points at that height is no work surface:
       * it must lie nearer the camera than the dominant plane's middle, measured along that
@@ -181,10 +187,8 @@ def _small_support(points: np.ndarray, plane: np.ndarray, h: np.ndarray, edges: 
     A candidate that fails gives way to the next lower one. Searched only from `above` m up;
     returned with how much it holds (`_held`)."""
     n = plane[:3]
-    ground = points[np.abs(h) < threshold]
-    if len(ground) < 20:
+    if middle is None:
         return None
-    middle = _ground_distance(ground, n)
     window = np.convolve(hist, np.ones(SMALL_BINS), "valid") if len(hist) >= SMALL_BINS else hist
     for top in np.flatnonzero((window >= SMALL_SUPPORT_AREA) & (edges[:len(window)] >= max(above, FURNITURE_RISE)))[::-1]:
         sel = points[(h >= edges[top]) & (h < edges[min(top + SMALL_BINS, len(edges) - 1)])].astype(np.float64)
