@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,7 @@ def curve(args) -> None:
     from robot_classify.runtime.default_model import default_model_path
     from robot_classify.runtime.frame_processor import FrameProcessor
     from robot_classify.runtime.parameters import check_parameters
+    from robot_classify.runtime.patches import Extraction
     from robot_classify.runtime.teaching import Teacher
 
     import robot_classify.learn.model as model_module
@@ -166,6 +168,9 @@ def curve(args) -> None:
                 for name, results in pool.items():
                     assert t.request(json.dumps({"label": name, "views": v})).state == "collecting"
                     for i in rng.choice(len(results), size=min(v, len(results)), replace=False):
+                        # views of other scenes: the object lifted out of view and put down again
+                        # between them (a frame without it; `runtime.teaching.SAME_SHIFT`)
+                        t.offer(replace(results[i], extraction=Extraction()))
                         statuses = t.offer(results[i])
                     assert statuses[-1].state == "done", statuses
                 counts = np.zeros((len(MIN_VISIBLE), 2), np.int64)
@@ -235,6 +240,11 @@ def live(args) -> None:
                 # nothing is segmented gives no view (the node skips it and waits for another).
                 taken = sent = 0
                 for s in scenes[d * args.views:] + scenes[:d * args.views]:
+                    # each view is another scene: the object lifted out of view (a frame without
+                    # depth, nothing segmented) and put down again (`runtime.teaching.SAME_SHIFT`)
+                    st = next(stamp)
+                    h.publish_frame(s.color, np.zeros_like(s.depth), K, st, info_lead=0.0)
+                    h.wait_for(st)
                     st = next(stamp)
                     h.publish_frame(s.color, s.depth, K, st, info_lead=0.0)
                     last = time.monotonic()

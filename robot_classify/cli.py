@@ -13,8 +13,10 @@ import math
 import os
 import shutil
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -558,7 +560,7 @@ def _headline(m: dict) -> str:
     nm = m["named"]
     return (f"object accuracy {v['object accuracy']}  named precision {v['named precision']} ({nm['right']} of "
             f"{nm['named']} names)  detection recall {v['detection recall']}  precision {v['detection precision']}  "
-            f"processing p50 / p99 {v['latency p50 / p99']}  frames {m['frames']['processed']}/{m['frames']['pairs']}"
+            f"processing p50 / p99 {v['processing p50 / p99']}  frames {m['frames']['processed']}/{m['frames']['pairs']}"
             + _skipped_note({r: n for r, n in m["frames"]["skipped"].items() if r != "no ground truth"}))
 
 
@@ -641,11 +643,16 @@ def cmd_import_dataset(args: argparse.Namespace) -> int:
     if class_map is not None and class_map.draft_settings:  # segments cut at other settings match no others
         print(f"note: the draft was made with {class_map.draft_settings}: evaluate and calibrate this bag with the "
               "same options, or the node cuts other segments than the ones labelled", file=sys.stderr)
-    unlisted = class_map.unlisted_ids() if class_map is not None and class_map.from_draft else []
-    if unlisted:  # a draft's map lists every segment of its draft: this one is another draft's
+    unlisted = [] if class_map is None else class_map.unlisted_ids()
+    if unlisted and class_map.from_draft:  # a draft's map lists every segment of its draft: this one is another draft's
         print(f"warning: {len(unlisted)} objects have no line in the draft's class map {args.class_map} (ids "
               f"{', '.join(map(str, unlisted[:5]))}{', ...' if len(unlisted) > 5 else ''}): they are distractors. "
               "Is it the class map of another draft?", file=sys.stderr)
+    elif unlisted:  # as the spec says, but a forgotten or mistyped id changes the ground truth: say which
+        head = list(map(str, unlisted[:8])) + ([f"{len(unlisted) - 8} more"] if len(unlisted) > 8 else [])
+        shown = " and ".join([", ".join(head[:-1]), head[-1]]) if len(head) > 1 else head[0]
+        print(f"note: the class map does not list the id{'s' * (len(unlisted) > 1)} {shown}: "
+              f"{'their objects are' if len(unlisted) > 1 else 'its objects are'} distractors", file=sys.stderr)
     unused = [] if class_map is None or one_scene else class_map.unused_ids()
     if unused:  # a mistyped id leaves its object a distractor; a partial import leaves ids unused too
         shown = ", ".join(map(str, unused[:8])) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
@@ -785,6 +792,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     from .evaluation.replay_eval import bag_to_dataset
+    from .learn.model import is_negative
 
     counts = bag_to_dataset(args.bag, _load_model(args), args.out, _topics(args), _node_parameters(args),
                             args.ground_truth, args.split_by_time, args.quiet, gt_topic=args.ground_truth_topic)
@@ -793,6 +801,16 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
     if not any(k.startswith("test/") for k in counts):
         why = "only one frame has objects" if args.split_by_time < 1 else "--split-by-time 1 puts every frame in train/"
         print(f"  (no test split: {why}; evaluate the model on another bag)")
+    else:  # found from outside: a split of 0.67 left test/ without one class object, and `evaluate` said "n/a"
+        split = {part: {k.split("/", 1)[1] for k in counts if k.startswith(part + "/")} for part in ("train", "test")}
+        missing = sorted(c for c in split["train"] - split["test"] if c != "_unlabelled" and not is_negative(c))
+        if missing:
+            whole = not any(c != "_unlabelled" and not is_negative(c) for c in split["test"])
+            print(f"warning: test/ holds {'no crop of any class' if whole else 'no crop of ' + ', '.join(missing)}"
+                  f"{'' if whole else ', which train/ has'}: `evaluate` cannot score "
+                  f"{'the model' if whole else 'them'} on this split; its frames come last in the bag "
+                  f"(--split-by-time {args.split_by_time:g}). Evaluate on another bag, or raise the test share",
+                  file=sys.stderr)
     print(f"image-folder dataset in {args.out} (train it with: robot-classify train --dataset {args.out} ...)")
     return 0
 
@@ -833,9 +851,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
     skipped: dict[str, int] = {}
     details: dict[str, str] = {}  # a reason's first frame and detail
     if args.images:
-        if args.frames:
-            raise ValueError("--frames picks frames of a --bag; with --images every crop is a view "
-                             "(--views N: the first N)")
+        for option, value in (("--frames", args.frames), ("--select", args.select)):  # not ignored without a word
+            if value:
+                raise ValueError(f"{option} picks {'frames' if option == '--frames' else 'an object'} of a --bag; "
+                                 "with --images every crop is a view (--views N: the first N)")
         status = teacher.add_views(args.label, _crops_from_folder(Path(args.images), args.views))
     else:
         from .data.bags import read_frames
@@ -843,7 +862,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
         start, stop = args.frames or (0, None)
         views = args.views or (10 if stop is None else min(10, stop - start))
-        request = json.dumps({"label": args.label, "views": views, "select": args.select})
+        request = json.dumps({"label": args.label, "views": views, "select": args.select or "center"})
         status = teacher.request(request)
         where = parse_teach_request(request).select if status.state == "collecting" else None  # as the teacher reads it
         frames, index = 0, -1
@@ -1214,8 +1233,8 @@ def _teach_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", required=True, help="the class to teach (new, or an existing one to add views to)")
     p.add_argument("--views", type=_int(1, TEACH_MAX_VIEWS),
                    help=f"views to take (bag: default 10, at most {TEACH_MAX_VIEWS}; images: default all)")
-    p.add_argument("--select", type=_select_arg, default="center",
-                   help="which object of a frame: center (default), largest or X,Y (the object at that pixel)")
+    p.add_argument("--select", type=_select_arg,
+                   help="bag: which object of a frame: center (default), largest or X,Y (the object at that pixel)")
     p.add_argument("--frames", type=_frame_range, metavar="N or A:B",
                    help="bag: the frames to take views from, counted from 0 in stamp order: one (N) or a range "
                         "(A:B, B not included; either end may be left out); default: from the first. With a "
@@ -1312,12 +1331,30 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRAS = {"pybullet": "sim", "pybullet_data": "sim", "matplotlib": "eval", "rosbags": "eval", "rclpy": "ros"}
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised where the process stands so that it unwinds as Ctrl-C does."""
+
+
+def _terminated(signum: int, frame) -> None:
+    raise Terminated(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (`kill`, a CI job's timeout, systemd) ends Python where it stands by default, past
+    # the cleanup that removes a half-written bag or folder: found from outside, an import killed
+    # so left an 11 MB hidden `.partial` bag. Raised as an exception it unwinds like Ctrl-C.
+    # Only where nobody chose another handler (an embedding program, a test runner).
+    own = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if own:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return _main(argv)
     except KeyboardInterrupt:  # also while the heavy modules load, before a command runs
         _close_progress_bars()
         return 130
+    except Terminated as e:
+        _close_progress_bars()
+        return int(e.code)
     except BrokenPipeError as e:
         if not _stdout_gone():
             _close_progress_bars()
@@ -1333,6 +1370,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):  # stdout is no file of the process (captured): nothing flushes it
             pass
         return 141
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stdout_gone() -> bool:

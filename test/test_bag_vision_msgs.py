@@ -83,6 +83,21 @@ def test_ground_truth_topic_of_another_type_is_a_clear_error(json_bag, tmp_path,
     assert not (tmp_path / "ds").exists()
 
 
+def test_bag_to_dataset_warns_when_its_test_split_lacks_a_class(json_bag, tmp_path, capsys):
+    """Found from outside: --split-by-time 0.67 on a real bag left test/ without any class object,
+    and `evaluate` then said only "accuracy n/a"."""
+    from robot_classify import cli
+    from robot_classify.learn.model_io import save_model
+
+    model = save_model(json_bag[1], tmp_path / "tiny.safetensors")
+    assert cli.main(["bag-to-dataset", "--bag", str(json_bag[0]), "--model", str(model), "--quiet",
+                     "--out", str(tmp_path / "ds"), "--split-by-time", "0.5"]) == 0
+    out, err = capsys.readouterr()
+    assert "test/blue_box: 2" in out
+    assert "warning: test/ holds no crop of red_box, which train/ has: `evaluate` cannot score them on this split; " \
+           "its frames come last in the bag (--split-by-time 0.5)" in err
+
+
 def _copy_with_detections(src: Path, dst: Path, definitions: Path) -> None:
     """The bag with its JSON ground truth re-recorded as Detection2DArray (and the JSON dropped)."""
     from rosbags.highlevel import AnyReader

@@ -86,6 +86,55 @@ def test_readme_is_short_and_its_links_and_test_command_are_real():
                 assert line in readme_commands, (page.name, line)
 
 
+def _documented_commands() -> list[tuple[str, str]]:
+    """(page, command) for every `robot-classify ...` the README and doc/ show: inline code, and
+    lines of code blocks that start with one."""
+    out = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "doc").glob("*.md"))]:
+        text = page.read_text()
+        out += [(page.name, c) for c in re.findall(r"`(robot-classify [^`\n]+)`", text)]
+        for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, re.S | re.M):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.lstrip("$ ").startswith("robot-classify "):
+                    out.append((page.name, re.split(r" && | \| | # ", line.lstrip("$ "))[0]))
+    return out
+
+
+def test_the_commands_the_docs_show_name_real_options_and_no_stray_words():
+    """Found from outside: `robot-classify replay-eval BAG`, as the README and real_frames.md
+    showed it, fails ("--bag is required"). A command mentioned by name alone is fine; an option
+    it does not have, or a bare word where the command takes none, is not. Synopses ([...],
+    a|b) are left out."""
+    from robot_classify.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    checked = 0
+    for page, command in _documented_commands():
+        words = command.split()
+        if "[" in command or "|" in command or len(words) < 2 or words[1] not in commands:
+            continue
+        parser = commands[words[1]]
+        positional = any(not a.option_strings for a in parser._actions)
+        i, stray = 2, []
+        while i < len(words):
+            word = words[i]
+            if not word.startswith("-"):
+                stray.append(word)
+                i += 1
+                continue
+            action = parser._option_string_actions.get(word.split("=")[0])
+            assert action is not None, f"{page}: `{command}`: {words[1]} has no option {word}"
+            i += 1
+            if action.nargs in ("+", "*"):  # its values run to the next option
+                while i < len(words) and not words[i].startswith("-"):
+                    i += 1
+            elif action.nargs != 0 and "=" not in word:
+                i += action.nargs if isinstance(action.nargs, int) else 1
+        assert positional or not stray, f"{page}: `{command}`: {words[1]} takes no {' '.join(stray)}"
+        checked += 1
+    assert checked >= 20  # the pages show many; a change in how they are found would check none
+
+
 def test_real_frame_pages_are_written_from_the_committed_results_and_the_readme_quotes_them():
     """Found in 0.9.24: the README and doc/real_frames.md had quoted figures of five different
     versions side by side. The opening tables of doc/real_frames.md are written from the results

@@ -27,7 +27,7 @@ from robot_classify.runtime.patches import occluded_mask, rebalanced
 from robot_classify.runtime.rwlock import ReadWriteLock
 from robot_classify.runtime.results import RESERVED_LABELS
 from robot_classify.runtime.teaching import (Teacher, TeachError, TeachRequest, default_save_path,
-                                             parse_teach_request, select_object)
+                                             parse_teach_request, same_object, select_object)
 from robot_classify.sim.scene_render import RenderedScene
 
 H, W = 480, 640
@@ -429,7 +429,33 @@ def test_pixel_outside_the_image_and_timeout_fail_with_reasons():
     t.offer(run(p, [(300, 200, GREEN)]))
     now[0] = 15.0
     s = t.check_timeout()
-    assert s.state == "failed" and "1 frames had no segmented object at pixel (20, 20)" in s.reason
+    assert s.state == "failed" and "1 frame had no segmented object at pixel (20, 20)" in s.reason
+
+
+def test_a_view_must_be_the_previous_views_object():
+    """Found from outside: `teach --bag --select center` on frames of other scenes took whichever
+    object was nearest the centre (three objects and a scrap under one label) without a word."""
+    assert same_object((300, 200, 60, 80), (310, 195, 60, 80)) and same_object((300, 200, 60, 80), (300, 200, 90, 100))
+    assert not same_object((300, 200, 60, 80), (100, 60, 60, 80))  # another object, nearest the centre now
+    assert not same_object((300, 200, 60, 80), (300, 200, 130, 80))  # it took in a neighbour
+    p = processor_for(two_class_model())
+    t = Teacher(p, timeout_s=5.0)
+    t.request('{"label": "green_box", "views": 3}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    s = t.offer(run(p, [(100, 60, PURPLE)]))  # the green box is gone; the purple one is the centre's now
+    assert s == [] and t.collecting
+    s = t.offer(run(p, [(304, 198, GREEN), (100, 60, PURPLE)]))[0]
+    assert s.views == 2 and "1 frame(s) with another object there skipped" in s.reason
+    # lifted out of view (to turn it) and put down elsewhere: a frame without it ends the run
+    assert t.offer(run(p, [])) == []
+    s = t.offer(run(p, [(200, 150, GREEN)]))[0]
+    assert s.state == "done" and s.views == 3
+    t.request('{"label": "green_box2", "views": 3}')
+    t.offer(run(p, [(300, 200, GREEN)]))
+    t.offer(run(p, [(100, 60, PURPLE)]))
+    s = t.cancel("the frames ended")
+    assert s.state == "failed" and s.views == 1
+    assert "1 frame had another object there than the previous view" in s.reason
 
 
 def test_teaching_waits_for_frames_in_flight():
@@ -537,7 +563,11 @@ def test_cli_teach_from_a_folder_of_crops(tmp_path, model_file, capsys):
     assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box", "--frames", "2",
                  "--out", str(tmp_path / "z.safetensors")]) == 2
     assert "--frames picks frames of a --bag" in capsys.readouterr().err
-    assert not any((tmp_path / f"{n}.safetensors").exists() for n in "xyz")
+    # found from outside: --select largest with --images was ignored without a word
+    assert main(["teach", "--model", str(model_file), "--images", str(crops), "--label", "green_box", "--select",
+                 "largest", "--out", str(tmp_path / "w.safetensors")]) == 2
+    assert "--select picks an object of a --bag; with --images every crop is a view" in capsys.readouterr().err
+    assert not any((tmp_path / f"{n}.safetensors").exists() for n in "wxyz")
     # A `patches` folder (objects.json beside the crops) also holds overlay.png, the whole frame:
     # not a view of the object (found from outside: 6 views from 5 crops).
     for i in range(3):

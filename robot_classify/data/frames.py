@@ -90,6 +90,7 @@ class ClassMap:
         self.given: set[str] = set()  # the class names some object was given (`unused`)
         self.seen_ids: set[int] = set()  # the ids looked up (`unused_ids`)
         self.seen_names: set[str] = set()  # the names looked up (`unused_names`)
+        self._unlisted: set[int] = set()  # ids looked up that neither id nor name listed (`unlisted_ids`)
         self.from_draft = False  # written by draft-labels (`load_class_map`): it lists every segment
         self.draft_settings = ""  # the options the draft was made with ("--scale 1 ..."), from its first line
         for key, name in mapping.items():
@@ -126,6 +127,8 @@ class ClassMap:
             out = self.by_id[obj_id]
         elif name is not None and name in self.by_name:
             out = self.by_name[name]
+        elif obj_id is not None:
+            self._unlisted.add(obj_id)
         self.given.add(out)
         return out
 
@@ -139,9 +142,10 @@ class ClassMap:
         return out
 
     def unlisted_ids(self) -> list[int]:
-        """Ids looked up that the map does not list (their objects became distractors): for a
-        draft's map, which lists every segment, a map of another draft."""
-        return sorted(self.seen_ids - set(self.by_id))
+        """Ids looked up that the map lists neither by id nor by name (their objects became
+        distractors): for a draft's map, which lists every segment, a map of another draft; for a
+        team's own map, an id it forgot or mistyped."""
+        return sorted(self._unlisted)
 
     def unused_ids(self) -> list[int]:
         """Ids the map lists that no object so far had: a mistyped id (1040 for 1004) would

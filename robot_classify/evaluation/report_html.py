@@ -148,7 +148,7 @@ def _headline(m: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("no-class objects named", f"{nc['named']} of {nc['matched']}", f"{nc['labelled_unknown']} called unknown"),
         ("failures", str(f["total"]), ", ".join(f"{v} {OUTCOME_TEXT[k]}" for k, v in f["counts"].items() if v)
          or "none"),
-        ("latency p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms", _latency_detail(m, t is not None)),
+        ("processing p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms", _latency_detail(m, t is not None)),
     ]
     return rows[:1] + _tracking_rows(m.get("tracking")) + rows[1:]
 
@@ -158,10 +158,10 @@ def _latency_detail(m: dict[str, Any], staged: bool) -> str:
     and beside it the time around the whole call (`latency_ms`: it also counts the first frame's
     one-off imports, so its p99 over a few frames can be the first frame's)."""
     if not staged:
-        return "per frame, around the node's processing (latency_ms)"
+        return "per frame, around the node's processing (metrics.json latency_ms)"
     a = m["latency_ms"]
-    return (f"per frame, all stages (timing_ms.total); timed around the whole call, the first frame's one-off "
-            f"imports included: {a['p50']:.1f} / {a['p99']:.1f} ms (latency_ms)")
+    return (f"per frame, all stages (metrics.json timing_ms.total); metrics.json's latency_ms times the whole "
+            f"call, the first frame's one-off imports included: {a['p50']:.1f} / {a['p99']:.1f} ms")
 
 
 def _tracking_rows(t: dict[str, Any] | None) -> list[tuple[str, str, str]]:

@@ -40,6 +40,15 @@ STATES = ("collecting", "done", "failed")
 # the user clicked on what is in view, so the object is not there (found from outside: a click on
 # the table waited out `teach.timeout`, 30 s). `largest` and `center` wait for an object to come.
 PIXEL_MISSES = 30
+# While the object stays in view, each view must be the previous view's object: its box's centre
+# moved at most SAME_SHIFT of that box's larger side, and its area within a factor of SAME_AREA;
+# a frame whose selected object is not is skipped. Found from outside: `teach --bag --select
+# center` on frames of other scenes took whichever object was nearest the centre (three
+# different objects, and a 62x25 px scrap, under one label) and said nothing. At a camera's
+# rate an object standing on the table moves a few pixels between views; a segment that
+# swallowed a neighbour doubles. A frame with nothing at the selection (the object lifted to
+# turn it) ends the run: the next object there starts a new one.
+SAME_SHIFT, SAME_AREA = 0.5, 2.0
 LINEAR_REFUSAL = ("this model is linear: a linear classifier cannot take new examples without retraining "
                   "(robot-classify train); teaching needs a kNN model")
 
@@ -222,6 +231,8 @@ class _Session:
     last_view: float = 0.0  # when the latest view was taken (the start before the first)
     sources: list[_ViewSource] = field(default_factory=list)  # each view's crop, and what its extra crops are cut from
     skipped: int = 0  # processed frames without the requested object
+    moved: int = 0  # ...or whose selected object was not the previous view's (`same_object`)
+    box: tuple[int, int, int, int] | None = None  # the previous view's box, while the object stays in view
     # The latest view's frame: its segments, their labels then, and which one is the view (`_after_note`)
     frame: tuple[Extraction, FrameLabels, int] | None = None
 
@@ -316,12 +327,17 @@ class Teacher:
             i = select_object(result.extraction.objects, req.select, w, h)
             if i is None:
                 s.skipped += 1
+                s.box = None  # out of view: where it comes back is its own
                 if isinstance(req.select, tuple) and not s.views and s.skipped >= PIXEL_MISSES:
                     self._session = None  # a click on the table, not on an object: said now, not in 30 s
                     return [self._failed(req.label, f"{s.skipped} frames in a row had {_nothing_at(req.select)}",
                                          0, req.views)], req
                 return self._expired(s) or [], req
             obj = result.extraction.objects[i]
+            if s.box is not None and not same_object(s.box, obj.bbox):
+                s.moved += 1
+                return self._expired(s) or [], req
+            s.box = tuple(int(v) for v in obj.bbox)
             s.sources.append(self._view_source(result.color, obj))
             s.frame = (result.extraction, result.labels, i)
             s.last_view = self._clock()
@@ -405,8 +421,7 @@ class Teacher:
             s, self._session = self._session, None
         if s is None:
             return None
-        skipped = f" ({s.skipped} frame{'s' * (s.skipped != 1)} had {_nothing_at(s.request.select)})" \
-            if s.skipped else ""
+        skipped = f" ({_missed(s)})" if s.skipped or s.moved else ""
         return _tagged(self._failed(s.request.label, f"{reason}, with {s.views}/{s.request.views} views{skipped}",
                                     s.views, s.request.views), s.request.request_id)
 
@@ -423,7 +438,7 @@ class Teacher:
         if self._clock() - s.last_view <= self.timeout_s:
             return None
         self._session = None
-        why = (f"{s.skipped} frames had {_nothing_at(s.request.select)}" if s.skipped or s.views else
+        why = (_missed(s) if s.skipped or s.moved or s.views else
                "no frame was processed: is the camera publishing?")
         return [_tagged(self._failed(s.request.label, f"no new view for {self.timeout_s:g} s, with {s.views}/"
                                                       f"{s.request.views} views ({why})", s.views, s.request.views),
@@ -431,7 +446,10 @@ class Teacher:
 
     @staticmethod
     def _skip_note(s: _Session) -> str:
-        return f"{s.skipped} frame(s) without the object skipped" if s.skipped else ""
+        notes = [f"{s.skipped} frame(s) without the object skipped"] if s.skipped else []
+        if s.moved:
+            notes.append(f"{s.moved} frame(s) with another object there skipped")
+        return "; ".join(notes)
 
     def _apply(self, req: TeachRequest, patches: np.ndarray, groups: np.ndarray, views: int,
                yield_cpu: bool = False, heights: list[float | None] | None = None,
@@ -601,6 +619,23 @@ def _record(processor: FrameProcessor, event: dict[str, Any]) -> None:
     training["taught"] = [*training.get("taught", []), {**event, "at": datetime.now(timezone.utc).isoformat()}]
     model.meta["training"] = training
     model.meta["name"] = processor.model_name = derived_name(model.meta.get("name"), "taught")
+
+
+def same_object(previous: tuple[int, int, int, int], box: tuple[int, int, int, int]) -> bool:
+    """Whether `box` can be the object of the previous view's box `previous` (x, y, w, h), a
+    frame or a few later: see SAME_SHIFT."""
+    (x0, y0, w0, h0), (x, y, w, h) = previous, box
+    shift = max(abs(x + w / 2 - x0 - w0 / 2), abs(y + h / 2 - y0 - h0 / 2))
+    return shift <= SAME_SHIFT * max(w0, h0) and 1 / SAME_AREA <= (w * h) / max(w0 * h0, 1) <= SAME_AREA
+
+
+def _missed(s: _Session) -> str:
+    """The frames that gave no view, and why."""
+    out = [f"{s.skipped} frame{'s' * (s.skipped != 1)} had {_nothing_at(s.request.select)}"] if s.skipped else []
+    if s.moved:
+        out.append(f"{s.moved} frame{'s' * (s.moved != 1)} had another object there than the previous view "
+                   "(moved more than half its size, or of another size, with no frame between them out of view)")
+    return "; ".join(out)
 
 
 def _nothing_at(select: str | tuple[int, int]) -> str:
