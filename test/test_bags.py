@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,13 @@ def test_a_failing_frame_leaves_no_bag_behind(tmp_path, scenes):
     with pytest.raises(RuntimeError, match="renderer crashed"):
         write_bag(tmp_path / "new" / "bag", frames())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bag_where_none_can_be_written_names_the_path_asked_for(tmp_path, scenes):
+    # Found from outside: `--out /proc/x15` said "[Errno 2] ... '/proc/.x15.zgu8zsh1.partial'"
+    with pytest.raises(BagError, match=r"^cannot write a bag at /proc/x15: "):
+        write_bag(Path("/proc/x15"), scenes[:1])
+    (tmp_path / "file").write_text("")  # a file where a folder is needed: nothing is made around it
+    with pytest.raises(BagError, match="cannot write a bag at .*/file/new/bag: "):
+        write_bag(tmp_path / "file" / "new" / "bag", scenes[:1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

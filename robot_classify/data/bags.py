@@ -77,6 +77,15 @@ def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 
     return Path(path)
 
 
+
+def _remove_empty(made: list[Path]) -> None:
+    """The folders a failed write made for its bag (innermost first), as long as they are empty."""
+    for d in made:
+        try:
+            d.rmdir()
+        except OSError:
+            break
+
 def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str = "mcap", rate_hz: float = 30.0,
                  start_ns: int = START_NS, color_format: str = "raw", depth_format: str = "raw") -> int:
     """Labelled frames -> a new ROS 2 bag: per frame camera_info (the frame's own K), aligned
@@ -98,8 +107,12 @@ def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str
     if path.exists() or path.is_symlink():
         raise BagError(f"{path} exists; choose a new path (bags are never overwritten)")
     made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    except OSError as e:  # the message names the path asked for, not the hidden folder written first
+        _remove_empty(made)
+        raise BagError(f"cannot write a bag at {path}: {e.strerror or e}") from None
     ts = _typestore()
     CameraInfo, String = (ts.types[t] for t in ("sensor_msgs/msg/CameraInfo", "std_msgs/msg/String"))
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -122,11 +135,7 @@ def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str
         tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        for d in made:  # folders this call made for the bag, innermost first
-            try:
-                d.rmdir()
-            except OSError:
-                break
+        _remove_empty(made)
         raise
     return n
 
