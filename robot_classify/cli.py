@@ -802,10 +802,12 @@ def cmd_bag_to_dataset(args: argparse.Namespace) -> int:
         why = "only one frame has objects" if args.split_by_time < 1 else "--split-by-time 1 puts every frame in train/"
         print(f"  (no test split: {why}; evaluate the model on another bag)")
     else:  # found from outside: a split of 0.67 left test/ without one class object, and `evaluate` said "n/a"
-        split = {part: {k.split("/", 1)[1] for k in counts if k.startswith(part + "/")} for part in ("train", "test")}
-        missing = sorted(c for c in split["train"] - split["test"] if c != "_unlabelled" and not is_negative(c))
+        classes = {part: {c for k in counts if k.startswith(part + "/")
+                          for c in [k.split("/", 1)[1]] if c != "_unlabelled" and not is_negative(c)}
+                   for part in ("train", "test")}
+        missing = sorted(classes["train"] - classes["test"])
         if missing:
-            whole = not any(c != "_unlabelled" and not is_negative(c) for c in split["test"])
+            whole = not classes["test"]
             print(f"warning: test/ holds {'no crop of any class' if whole else 'no crop of ' + ', '.join(missing)}"
                   f"{'' if whole else ', which train/ has'}: `evaluate` cannot score "
                   f"{'the model' if whole else 'them'} on this split; its frames come last in the bag "
@@ -851,10 +853,10 @@ def cmd_teach(args: argparse.Namespace) -> int:
     skipped: dict[str, int] = {}
     details: dict[str, str] = {}  # a reason's first frame and detail
     if args.images:
-        for option, value in (("--frames", args.frames), ("--select", args.select)):  # not ignored without a word
-            if value:
-                raise ValueError(f"{option} picks {'frames' if option == '--frames' else 'an object'} of a --bag; "
-                                 "with --images every crop is a view (--views N: the first N)")
+        for option, value, picks in (("--frames", args.frames, "frames"), ("--select", args.select, "an object")):
+            if value:  # not ignored without a word
+                raise ValueError(f"{option} picks {picks} of a --bag; with --images every crop is a view "
+                                 "(--views N: the first N)")
         status = teacher.add_views(args.label, _crops_from_folder(Path(args.images), args.views))
     else:
         from .data.bags import read_frames

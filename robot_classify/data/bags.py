@@ -77,7 +77,6 @@ def write_bag(path: str | Path, scenes, storage: str = "mcap", rate_hz: float = 
     return Path(path)
 
 
-
 def _remove_empty(made: list[Path]) -> None:
     """The folders a failed write made for its bag (innermost first), as long as they are empty."""
     for d in made:
@@ -85,6 +84,7 @@ def _remove_empty(made: list[Path]) -> None:
             d.rmdir()
         except OSError:
             break
+
 
 def write_frames(path: str | Path, frames: Iterable[LabelledFrame], storage: str = "mcap", rate_hz: float = 30.0,
                  start_ns: int = START_NS, color_format: str = "raw", depth_format: str = "raw") -> int:
