@@ -203,12 +203,18 @@ def test_read_image_missing_file_says_no_such_file_without_opencv_noise(tmp_path
 
 def test_a_damaged_image_file_is_one_error_and_no_opencv_warning(tmp_path, capfd):
     """Tried from outside: a truncated depth PNG in an import printed OpenCV's own
-    `[ WARN ...] PNG input buffer is incomplete` line before the package's error."""
+    `[ WARN ...] PNG input buffer is incomplete` line before the package's error, and then
+    libpng's `libpng error: PNG input buffer is incomplete`. A truncated file is said to be one."""
     import cv2
     from robot_classify.data.datasets import read_image_unchanged
 
     ok, buf = cv2.imencode(".png", np.zeros((50, 50), np.uint16))
     (tmp_path / "cut.png").write_bytes(buf[:len(buf) // 2].tobytes())
-    with pytest.raises(ValueError, match="cut.png: not a readable image"):
+    with pytest.raises(ValueError, match=r"cut.png: truncated PNG \(no IEND chunk\)"):
         read_image_unchanged(tmp_path / "cut.png")
-    assert "WARN" not in capfd.readouterr().err
+    ok, buf = cv2.imencode(".jpg", np.full((50, 50, 3), 90, np.uint8))
+    (tmp_path / "cut.jpg").write_bytes(buf[:len(buf) // 2].tobytes())
+    with pytest.raises(ValueError, match=r"cut.jpg: truncated JPEG"):
+        read_image_unchanged(tmp_path / "cut.jpg")
+    err = capfd.readouterr().err
+    assert "WARN" not in err and "libpng" not in err

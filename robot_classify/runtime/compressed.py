@@ -99,23 +99,33 @@ def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
                                    "(camera_info's size, else MAX_PIXELS): refused before decoding")
 
 
-def _imdecode(data: bytes | memoryview, codec: str, what: str) -> np.ndarray:
-    """cv2.imdecode, IMREAD_UNCHANGED (bit depth and channels as encoded; no EXIF rotation)."""
-    # OpenCV decodes a truncated image without a word (grey below the cut), so the end marker is
-    # checked; bytes after it are padding (USB cameras send fixed-size MJPEG buffers, as large
-    # as a raw frame: w x h x 2 bytes).
+def truncation(data: bytes | memoryview, codec: str) -> str | None:
+    """Why `data` ("png" or "jpeg") is cut short, or None where its end marker is there.
+
+    OpenCV decodes a truncated JPEG without a word (grey below the cut), and libpng prints a line
+    of its own to stderr for a truncated PNG, before the caller can say what went wrong; so the
+    end marker is checked first. Bytes after it are padding (USB cameras send fixed-size MJPEG
+    buffers, as large as a raw frame: w x h x 2 bytes)."""
     raw = np.frombuffer(data, np.uint8)
     used = len(raw) - int(np.argmax(raw[::-1] != 0)) if raw.any() else 0  # up to the last non-zero byte
     end = bytes(raw[max(0, used - 12):used])
     if codec == "png" and PNG_END not in end[-12:]:
-        raise CompressedImageError(f"{what} is truncated (no IEND chunk)")
+        return "no IEND chunk"
     if codec == "jpeg" and not end.endswith(b"\xff\xd9"):
         # Some drivers fill the rest of a fixed-size buffer with other bytes than zeros (found from
         # outside). The image is whole if an end-of-image marker follows its last start-of-scan:
         # scan data stuffs every 0xFF byte, so a scan cut short holds no marker after its start.
         whole = bytes(data)
         if whole.rfind(b"\xff\xd9") < max(whole.rfind(b"\xff\xda"), 0):
-            raise CompressedImageError(f"{what} is truncated (no end-of-image marker after its last scan)")
+            return "no end-of-image marker after its last scan"
+    return None
+
+
+def _imdecode(data: bytes | memoryview, codec: str, what: str) -> np.ndarray:
+    """cv2.imdecode, IMREAD_UNCHANGED (bit depth and channels as encoded; no EXIF rotation)."""
+    cut = truncation(data, codec)
+    if cut:
+        raise CompressedImageError(f"{what} is truncated ({cut})")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise CompressedImageError(f"{what} does not decode (corrupt data)")
