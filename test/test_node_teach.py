@@ -230,3 +230,26 @@ def test_save_model_answers_every_bad_path_and_the_node_keeps_running(tmp_path: 
         finally:
             h.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no folder made
+
+
+def test_save_model_never_replaces_the_embedded_default_or_a_file_that_is_not_a_model(tmp_path: Path) -> None:
+    """Found from outside: with model_path empty (the embedded default) nothing kept
+    ~/save_model off the shipped default file, and teach.save_path set to a text file by mistake
+    replaced it with a 14 MB model. The default is reached here through a link, which a save
+    would replace, never the file it points to."""
+    from robot_classify.runtime.default_model import default_model_path
+
+    link = tmp_path / "default_link.safetensors"
+    link.symlink_to(default_model_path())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    for path, reason in ((link, "is the embedded default model, which this node started from"),
+                         (notes, "exists and is not a robot_classify model")):
+        h = RosHarness("", params={"teach.save_path": str(path)})
+        try:
+            response = TeachClient(h).call_save()
+            assert not response.success and reason in response.message, response.message
+            assert h.alive()
+        finally:
+            h.close()
+    assert link.is_symlink() and notes.read_text() == "keep me"

@@ -330,6 +330,18 @@ def test_forget_takes_the_class_as_teach_takes_it_too():
     assert "blue_box" not in t.model.class_names and t.model.meta["name"] == "two+taught"
 
 
+def test_forget_keeps_the_last_class_of_objects():
+    """Found from outside: every class of the default forgotten in turn, each said done, and then
+    every frame failed (a TypeError): only the examples of no class were left. The last class of
+    objects is now refused, and the node goes on labelling."""
+    p = processor_for(two_class_model(names=("red_box", "unknown")))
+    t = Teacher(p)
+    s = t.forget("red_box")
+    assert s.state == "failed" and "'red_box' is the model's last class of objects" in s.reason
+    assert "teach another class first" in s.reason and "red_box" in t.model.class_names
+    assert [o.label for o in run(p, [(300, 200, RED)]).labels.objects] == ["red_box"]
+
+
 def test_forgetting_the_label_being_collected_cancels_its_request():
     """Found from outside: a request could not be stopped; forget said "not a class of the model"
     and the 50 views went on being collected and added."""

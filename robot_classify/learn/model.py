@@ -209,6 +209,10 @@ class ClassifierModel:
         c = self.class_names.index(label)
         if len(self.class_names) == 1:
             raise ValueError(f"{label!r} is the model's only class; a model needs at least one")
+        if not is_negative(label) and not any(not is_negative(n) for n in self.class_names if n != label):
+            # found from outside: with only examples of no class left, every frame failed
+            raise ValueError(f"{label!r} is the model's last class of objects (the rest are examples of no class): "
+                             "teach another class first")
         left = clf.index_.ntotal - self.class_count(label)
         if self.forget_floor <= left < clf.n_neighbors_:
             clf.k = clf.n_neighbors_ = left

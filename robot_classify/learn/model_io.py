@@ -170,6 +170,17 @@ def _new_file_beside(path: Path) -> Path:
             continue
 
 
+def is_model_file(path: str | Path) -> bool:
+    """Whether `path` is a safetensors file that robot_classify wrote (its header only is read).
+    A node replaces its teach.save_path on every save; found from outside: set to a config file
+    by mistake, that file was replaced by a 14 MB model."""
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return "robot_classify" in (f.metadata() or {})
+    except Exception:  # noqa: BLE001 -- anything unreadable as safetensors is not a model
+        return False
+
+
 def _require(cond: bool, path: Path, what: str) -> None:
     if not cond:
         raise ModelFormatError(f"{path}: {what}")

@@ -47,7 +47,7 @@ from ..runtime.default_model import default_model_path, get_default_model
 from ..runtime.frame_processor import UNKNOWN, FrameProcessor, FrameSkipped
 from ..runtime.results import FrameLabels
 from ..runtime.image_conversion import array_to_fields
-from ..learn.model_io import load_model
+from ..learn.model_io import is_model_file, load_model
 from ..runtime.parameters import (NODE_NAME, PARAMETERS, ParameterError, ParameterSpec, check_parameters,
                                   check_value, unknown_parameter)
 from ..runtime.stream_health import StampGapMonitor
@@ -543,12 +543,18 @@ class _ClassifyPipeline:
         is an error for teach.save_path (a typo would otherwise create it); the default path's
         cache folder is created."""
         target = Path(path).expanduser().absolute()
-        if self._model_path and target.resolve() == Path(self._model_path).expanduser().resolve():
-            # the file a restart would fall back to stays as it was
-            raise ValueError(f"{target} is the model this node started from (model_path); set teach.save_path "
-                             "to another file")
+        start = Path(self._model_path).expanduser() if self._model_path else default_model_path()
+        if target.resolve() == start.resolve():
+            # the file a restart would fall back to stays as it was (found from outside: the
+            # embedded default, model_path empty, was replaced)
+            which = "the model this node started from (model_path)" if self._model_path else \
+                "the embedded default model, which this node started from"
+            raise ValueError(f"{target} is {which}; set teach.save_path to another file")
         if target.is_dir():
             raise ValueError(f"{target} is a folder; teach.save_path names a file (e.g. {target / 'taught.safetensors'})")
+        if target.exists() and not is_model_file(target):
+            raise ValueError(f"{target} exists and is not a robot_classify model: teach.save_path replaces only a "
+                             "model file; name a new file, or move that one away")
         if self._save_path and not target.parent.is_dir():
             raise ValueError(f"the folder {target.parent} does not exist; create it, or set teach.save_path to a "
                              "file in a folder that does")

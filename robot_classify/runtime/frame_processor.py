@@ -188,7 +188,7 @@ class FrameProcessor:
                 centroid=None if obj.centroid is None else tuple(float(v) for v in obj.centroid),
                 pixels=int(obj.pixels),
                 extent=None if obj.extent is None else tuple(float(v) for v in obj.extent),
-                ruled_out=() if fits is None else every if not asked[n] else
+                ruled_out=() if fits is None or asked is None else every if not asked[n] else
                 tuple(names[i] for i in order if not fits[n, i]),
                 unknown_reason=reason,
                 rests_on=obj.rests_on,

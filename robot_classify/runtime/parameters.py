@@ -80,7 +80,8 @@ PARAMETERS: dict[str, ParameterSpec] = {
                                         "(vision_msgs): auto = when vision_msgs imports, on = refuse to start "
                                         "without it, off", choices=("auto", "on", "off")),
     "teach.save_path": ParameterSpec("", "where ~/save_model writes the taught model; empty = a new time-stamped "
-                                     "file beside model_path (or in the cache for the embedded default)"),
+                                     "file beside model_path (or in the cache for the embedded default); an existing file there is "
+                                     "replaced only if it is a robot_classify model"),
     "teach.timeout": ParameterSpec(30.0, "seconds a ~/teach request may wait for its next view before it fails",
                                    (1.0, 3600.0)),
     "teach.jitter_crops": ParameterSpec(3, "extra examples per taught view: the view re-cut as a slightly different "
