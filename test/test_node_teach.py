@@ -253,3 +253,25 @@ def test_save_model_never_replaces_the_embedded_default_or_a_file_that_is_not_a_
         finally:
             h.close()
     assert link.is_symlink() and notes.read_text() == "keep me"
+
+
+def test_a_request_collecting_views_ends_when_the_node_is_deactivated() -> None:
+    """Found from outside: a request collecting views at deactivate and cleanup never got a last
+    status, and one across a pause longer than teach.timeout took views from before and after
+    it under one label (the timeout's timer is gone while inactive). Deactivating ends it."""
+    h = RosHarness("", params={"teach.timeout": 30.0}, managed=True)
+    try:
+        assert h.change_state("configure") is True and h.change_state("activate") is True
+        t = TeachClient(h)
+        t.send(t.teach_pub, json.dumps({"label": "slow_box", "views": 50, "id": "r1"}))
+        assert t.wait_status("slow_box", ("collecting",))["views"] == 0
+        assert h.change_state("deactivate") is True
+        s = t.wait_status("slow_box")
+        assert s["state"] == "failed" and s["request_id"] == "r1", s
+        assert s["reason"].startswith("the node was deactivated, with 0/50 views"), s
+        assert h.change_state("activate") is True
+        t = TeachClient(h)
+        _frame(h, 1_000_000_000, [(280, 190, GREEN)])
+        assert not any(x["label"] == "slow_box" for x in t.statuses) and h.alive()
+    finally:
+        h.close()

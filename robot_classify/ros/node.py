@@ -297,6 +297,11 @@ class _ClassifyPipeline:
         if not self._active:
             return
         self._active = False
+        # A request collecting views ends here, with its status while its topic still exists (found
+        # from outside: one collecting at cleanup never had a last status, and one across a pause
+        # took views from before and after it under one label).
+        if self.teacher is not None and (status := self.teacher.cancel("the node was deactivated")) is not None:
+            self._publish_teach_status(status, topic_open=True)
         self._stop.set()
         for w in self._workers:
             w.join(timeout=5.0)
@@ -466,12 +471,13 @@ class _ClassifyPipeline:
         return run
 
     # ----------------------------------------------------------------- teaching
-    def _publish_teach_status(self, status: TeachStatus) -> None:
+    def _publish_teach_status(self, status: TeachStatus, topic_open: bool = False) -> None:
         """On ~/teach/status and in the log. A teach applied in the background may finish while
         the node deactivates: its publisher is gone then (0.7.0 raised in the teach thread and the
-        result was lost), so the log alone says it."""
+        result was lost), so the log alone says it. `topic_open`: deactivating, the publisher not
+        yet released."""
         try:
-            if not self._active:
+            if not (self._active or topic_open):
                 raise RuntimeError("inactive")
             self.teach_status_pub.publish(String(data=json.dumps(status.to_doc())))
         except Exception:  # noqa: BLE001 -- rclpy's InvalidHandle once the publisher is destroyed
