@@ -289,3 +289,37 @@ def test_a_compressed_colour_smaller_than_camera_info_is_named_as_such():
     info = SimpleNamespace(header=header, width=640, height=480, k=[600.0, 0, 320, 0, 600.0, 240, 0, 0, 1])
     with pytest.raises(FrameSkipped, match="camera_info is for 640x480 images, the colour image is 320x240"):
         processor.process_messages(color, depth, info)
+
+
+def test_intrinsics_that_cannot_be_this_images_are_refused_and_unlikely_ones_warned():
+    """Found from outside: camera_info with cx = 1e5 or fx = fy = 1 gave empty frames without a
+    word (and /diagnostics said ok), and the K of a camera at twice the resolution, with width
+    and height 0, changed the labels quietly."""
+    from types import SimpleNamespace
+
+    from robot_classify.learn.features import FeaturePipeline
+    from robot_classify.learn.knn import KNNClassifier
+    from robot_classify.learn.model import ClassifierModel
+    from robot_classify.runtime.frame_processor import FrameProcessor, FrameSkipped
+    from robot_classify.runtime.parameters import check_parameters
+
+    patches = np.stack([np.full((32, 32, 3), c, np.uint8) for c in (10, 200)])
+    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
+                            ["a", "b"]).fit(patches, np.array([0, 1]))
+    processor = FrameProcessor.from_parameters(model, check_parameters(None))
+    header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0), frame_id="cam")
+    fmt, data = encode_color(np.zeros((480, 640, 3), np.uint8), "png")
+    color = SimpleNamespace(header=header, format=fmt, data=data)
+    dfmt, ddata = encode_depth(np.full((480, 640), 900, np.uint16), "png")
+    depth = SimpleNamespace(header=header, format=dfmt, data=ddata)
+
+    def info(fx, cx, cy, size=(640, 480)):
+        return SimpleNamespace(header=header, width=size[0], height=size[1], k=[fx, 0, cx, 0, fx, cy, 0, 0, 1])
+
+    assert processor.process_messages(color, depth, info(600.0, 320, 240)).labels.warning is None
+    for k, why in (((600.0, 1e5, 240), r"principal point \(100000, 240\) is outside the 640x480 image"),
+                   ((1.0, 320, 240), "field of view of over 157 degrees")):
+        with pytest.raises(FrameSkipped, match=why):
+            processor.process_messages(color, depth, info(*k))
+    doubtful = processor.process_messages(color, depth, info(1230.0, 636, 478, (0, 0))).labels
+    assert doubtful.warning.startswith("principal point (636, 478) is far from the centre of the 640x480 image")

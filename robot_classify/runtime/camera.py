@@ -9,6 +9,9 @@ import numpy as np
 # Bounds on intrinsics read from messages: far beyond any real camera (a 100-megapixel sensor
 # behind a 1,000 mm lens has fx ~ 3e5), small enough that back-projection cannot overflow.
 MAX_PIXELS = 1e6
+# The least focal length, as a share of the image's side, of a camera that could have taken it:
+# 0.1 is a field of view of 157 degrees (a fisheye's equidistant fx is about a third of its width).
+MIN_FOCAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,24 @@ class Intrinsics:
         if k.size != 9:
             raise ValueError(f"camera matrix K must have 9 values, got {k.size}")
         return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]))
+
+    def check_image(self, width: int, height: int) -> str | None:
+        """ValueError where these cannot be the intrinsics of a `width` x `height` image; a warning
+        where they are unlikely to be. Found from outside: camera_info with cx = 1e5, or fx = 1,
+        gave empty frames without a word, and K of a camera at twice the resolution changed the
+        labels quietly (a camera_info whose width and height are 0 is not checked against the image)."""
+        size = f"the {width}x{height} image"
+        if not (0 < self.cx < width and 0 < self.cy < height):
+            raise ValueError(f"principal point ({self.cx:g}, {self.cy:g}) is outside {size}: is camera_info's K "
+                             "for this image's size?")
+        if self.fx < MIN_FOCAL * width or self.fy < MIN_FOCAL * height:
+            raise ValueError(f"focal lengths fx={self.fx:g}, fy={self.fy:g} px would give {size} a field of view of "
+                             f"over {2 * math.degrees(math.atan(0.5 / MIN_FOCAL)):.0f} degrees: is camera_info's K in "
+                             "pixels of this image?")
+        if not (width / 4 <= self.cx <= 3 * width / 4 and height / 4 <= self.cy <= 3 * height / 4):
+            return (f"principal point ({self.cx:g}, {self.cy:g}) is far from the centre of {size}: is camera_info's "
+                    "K for this image's size?")
+        return None
 
     @classmethod
     def parse(cls, text: str) -> "Intrinsics":

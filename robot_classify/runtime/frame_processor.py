@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -258,6 +258,7 @@ class FrameProcessor:
         if self.params.mode == "depth":
             try:
                 intrinsics = Intrinsics.from_k(info_msg.k)
+                doubt = intrinsics.check_image(color.shape[1], color.shape[0])
             except ValueError as e:
                 raise FrameSkipped("bad camera_info", str(e)) from None
         mask = None
@@ -279,4 +280,6 @@ class FrameProcessor:
             raise FrameSkipped("bad frame", str(e)) from None
         result.stages_ms["conversion"] = conversion_ms
         result.stages_ms["total"] += conversion_ms
+        if intrinsics is not None and doubt:  # said as the segmentation's warnings are, after them
+            result.labels = replace(result.labels, warning="; ".join(filter(None, (result.labels.warning, doubt))))
         return result
