@@ -30,6 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterNotDeclaredException
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -67,6 +68,7 @@ HEALTH_WINDOW_S = 5.0  # rates in /diagnostics; loss must last this long to warn
 LOSS_WINDOW_S = 10.0  # stamps the loss estimate looks at (a few frames even when most are lost)
 MASK_WAIT_S = 0.25  # how long a frame waits for its mask (a segmenter publishes after the camera)
 SPIN_WAKE_S = 0.5  # the executor's longest wait (main)
+NO_EVENT_CALLBACKS = SubscriptionEventCallbacks(use_default_callbacks=False)  # see `_activate`
 FIRST_INFO_WAIT_S = 0.25  # how long a frame waits for the first camera_info ever (_camera_info_for)
 # With 2+ workers, how long a finished result waits for the older pairs still being worked on,
 # so that results go out in order without being thrown away. Found from outside: dropping a
@@ -219,8 +221,11 @@ class _ClassifyPipeline:
         self._reset_state()
         self._entities: list[tuple[Any, Any]] = []  # (destroy function, entity)
 
-        # No QoS event callbacks: each adds a waitable the executor rebuilds its wait set with on
-        # every wake-up (30 Hz x 3 topics). `_check_inputs` polls the publishers instead.
+        # No QoS event callbacks, rclpy's default ones included (`_subscribe`): each adds a waitable
+        # the executor rebuilds its wait set with on every wake-up (30 Hz x 3 topics), and the
+        # default one logged "offering incompatible QoS. No messages will be received from it" three
+        # times for a best-effort camera that best_available then heard (found from outside).
+        # `_check_inputs` polls the publishers instead, and says what to set where it matters.
         image = {"raw": Image, "compressed": CompressedImage, "compressedDepth": CompressedImage}
         self._inputs = {"color/image_raw": (image[self._transport["color/image_raw"]], self._on_color),
                         "depth/image_raw": (image[self._transport["depth/image_raw"]], self._on_depth),
@@ -333,7 +338,8 @@ class _ClassifyPipeline:
         msg_type, callback = self._inputs[topic]
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
-        self._subs[topic] = self.create_subscription(msg_type, self._wire_name(topic), callback, qos)
+        self._subs[topic] = self.create_subscription(msg_type, self._wire_name(topic), callback, qos,
+                                                     event_callbacks=NO_EVENT_CALLBACKS)
         self._sub_reliability[topic] = reliability
 
     def _best_available(self, topic: str) -> ReliabilityPolicy:
