@@ -61,8 +61,27 @@ def test_pauses_and_jumps_back_are_not_loss():
     m = StampGapMonitor(window_s=30.0)
     feed(m, [i * 100 for i in range(20)] + [20_000 + i * 100 for i in range(20)], period_s=0.1)  # a 18 s pause
     assert m.health(104.0).loss == pytest.approx(0.0)
-    m.add(105.0, 5 * MS)  # a looped bag starts again
-    assert m.health(105.0).received == 1
+    m.add(105.0, 5 * MS)  # a looped bag starts again: the stamps' estimate starts again...
+    h = m.health(105.0)
+    assert h.loss is None and h.received == 41  # ...and every message still counts as received
+
+
+def test_a_bag_looped_with_its_recorded_stamps_is_received_at_its_rate():
+    """Found from outside: 60 frames looped at 30 Hz with their recorded stamps read 1.8 Hz
+    received (each jump back emptied the count) while the node's input rate read 30."""
+    m = StampGapMonitor(window_s=5.0)
+    stamps = [i * 33.3 for i in range(60)] * 4  # 8 s: four loops
+    feed(m, stamps, seqs=list(range(1, 241)), period_s=1 / 30)
+    h = m.health(100 + 239 / 30)
+    assert h.received_hz == pytest.approx(30.0, rel=0.05) and h.camera_hz == pytest.approx(30.0, rel=0.05)
+
+
+def test_a_short_burst_gives_the_cameras_rate_from_its_stamps():
+    """Found from outside: 9 frames at 30 Hz read as a 0.9 Hz camera over the 10 s window."""
+    m = StampGapMonitor(window_s=10.0)
+    feed(m, [i * 33.3 for i in range(9)], seqs=list(range(1, 10)), period_s=1 / 30)
+    h = m.health(101.0)
+    assert h.received_hz == pytest.approx(0.9) and h.loss == 0.0 and h.camera_hz == pytest.approx(30.0, rel=0.05)
 
 
 def test_too_few_messages_say_nothing():

@@ -11,7 +11,11 @@ them: nothing arrives, so nothing can be counted directly. Two clues survive:
   3 periods is 2 lost frames). Gaps longer than `PAUSE_PERIODS` periods are taken as the
   camera pausing (or a bag stopping), not as loss. When most frames are lost, two
   consecutive ones rarely arrive and the period is overestimated, so this under-reports.
-Stamps that jump back (a looped bag, a reset simulation clock) start the estimate again.
+Stamps that jump back (a looped bag, a reset simulation clock) start the estimate again; the
+received rate counts every message whatever its stamp (found from outside: a bag looped with its
+recorded stamps read as 1.8 Hz received at 30). The camera's rate is the larger of the two
+estimates, the received rate over (1 - loss) and the stamps' period: each falls short where the
+other does not (a burst of 9 frames shorter than the window; most frames lost).
 
 Thread-safe: subscription callbacks add, the diagnostics timer reads.
 """
@@ -46,9 +50,11 @@ class StampGapMonitor:
         self._items: deque[tuple[float, int, int | None, bool]] = deque()
         self._gaps: deque[tuple[float, int]] = deque()  # (receipt s, gap ns) for the period estimate
         self._anchor: int | None = None  # the sequence number received last before the window
+        self._received: deque[float] = deque()  # receipt times in the window, stamps jumping back or not
 
     def add(self, now: float, stamp_ns: int, seq: int | None = None) -> None:
         with self._lock:
+            self._received.append(now)
             if self._items:
                 last = self._items[-1][1]
                 if stamp_ns < last:  # jumped back: a new stream as far as stamps can tell
@@ -65,6 +71,8 @@ class StampGapMonitor:
             self._trim(now)
 
     def _trim(self, now: float) -> None:
+        while self._received and now - self._received[0] > self.window_s:
+            self._received.popleft()
         while self._items and now - self._items[0][0] > self.window_s:
             self._anchor = self._items.popleft()[2]
         while self._gaps and now - self._gaps[0][0] > self.period_memory_s:
@@ -81,7 +89,7 @@ class StampGapMonitor:
     def health(self, now: float) -> StreamHealth:
         with self._lock:
             self._trim(now)
-            n = len(self._items)  # messages received, repeats of a stamp included
+            n = len(self._received)  # messages received, repeats of a stamp included
             stamps = np.array([s for _, s, _, repeat in self._items if not repeat], np.float64)
             seqs = [q for _, _, q, _ in self._items]
             if seqs and self._anchor is not None and self._anchor < seqs[0]:
@@ -95,7 +103,8 @@ class StampGapMonitor:
                 # 65%" from its stamps (found from outside). Nothing is estimated then.
                 return StreamHealth(n, received_hz, None, None)
             loss = 1.0 - (len(seqs) - 1) / (seqs[-1] - seqs[0])
-            return StreamHealth(n, received_hz, received_hz / max(1.0 - loss, 1e-6), loss)
+            camera_hz = received_hz / max(1.0 - loss, 1e-6)
+            return StreamHealth(n, received_hz, camera_hz if period is None else max(camera_hz, 1e9 / period), loss)
         if period is None or len(stamps) < 2:
             return StreamHealth(n, received_hz, None, None)
         gaps = np.diff(stamps) / period
