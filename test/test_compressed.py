@@ -105,6 +105,7 @@ def test_16bit_png_through_the_plain_compressed_transport_is_depth_too():
     ("8UC1; compressedDepth png", "compressedDepth of '8UC1'"),
     ("16UC1; jpeg compressed mono8", "lossy"),
     ("rgb8; tiff compressed bgr8", "unsupported compressed depth format"),
+    ("compressedDepth", "format 'compressedDepth' names no image encoding"),  # found from outside
 ])
 def test_unsupported_depth_formats_are_named(fmt, message):
     _, data = encode_depth(depth_scene()[:8, :8], "png")

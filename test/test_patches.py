@@ -165,6 +165,10 @@ def test_all_invalid_depth_gives_empty_result_with_warning():
     for bad in (np.zeros((480, 640), np.uint16), np.full((480, 640), np.nan, np.float32)):
         ex = extract_objects(color, bad, K)
         assert ex.objects == [] and ex.warning.startswith("no valid depth between")  # not "no plane found"
+        assert "millimetres" not in ex.warning
+    # found from outside: a 32FC1 image in millimetres read as "is the depth camera blind?"
+    ex = extract_objects(color, synthetic_table()[1].astype(np.float32), K)
+    assert ex.objects == [] and "(its depth is around 1000 m: millimetres in a 32FC1 image" in ex.warning
 
 
 def test_nan_and_inf_depth_are_treated_as_invalid():

@@ -204,6 +204,9 @@ def parse_depth_format(fmt: str) -> DepthFormat:
     """compressedDepth formats, and a 16-bit PNG through the plain `compressed` transport."""
     encoding, sep, rest = fmt.partition(";")
     encoding = encoding.strip()
+    if not sep and "compressed" in encoding:  # found from outside: "compressedDepth of 'compressedDepth' images"
+        raise CompressedImageError(f"format {fmt!r} names no image encoding: compressedDepth formats read "
+                                   "'16UC1; compressedDepth png' (or rvl, or 32FC1)")
     if not sep:  # old compressed_depth_image_transport: the encoding alone, PNG implied
         rest = " compressedDepth"
     words = rest.strip()

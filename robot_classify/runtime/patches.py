@@ -961,6 +961,11 @@ def _segment_depth(z: np.ndarray, K: Intrinsics, params: SegmentationParams, col
     warning = h = support = None
     if not len(vs):  # nothing to segment, and no plane to miss
         warning = f"no valid depth between {params.min_depth:g} and {params.max_depth:g} m"
+        far = zs[np.isfinite(zs) & (zs > params.max_depth)]
+        if far.size and params.min_depth <= float(np.median(far)) / 1000 <= params.max_depth:
+            # found from outside: a 32FC1 image in millimetres read as a blind camera
+            warning += (f" (its depth is around {float(np.median(far)):g} m: millimetres in a 32FC1 image, "
+                        "which holds metres?)")
         mask, plane = in_range, None
     elif plane is None or frac < 0.15:
         warning = "no support plane found; segmenting by depth range only"
