@@ -267,15 +267,15 @@ def test_a_png_sent_as_compressed_depth_without_its_header_says_so():
         decode_depth("16UC1; compressedDepth png", png[12:])
 
 
-def test_a_compressed_colour_smaller_than_camera_info_is_named_as_such():
-    """Found from outside: a 320x240 JPEG beside 640x480 camera_info and depth was blamed on the
-    depth ("compressed depth PNG claims 640x480 pixels, more than the 76800 allowed")."""
+def _processor_and_messages(color_shape: tuple[int, int], codec: str):
+    """A two-class processor, and a compressed colour image of `color_shape` and a 640x480
+    compressedDepth PNG as messages (fields only), with their header."""
     from types import SimpleNamespace
 
     from robot_classify.learn.features import FeaturePipeline
     from robot_classify.learn.knn import KNNClassifier
     from robot_classify.learn.model import ClassifierModel
-    from robot_classify.runtime.frame_processor import FrameProcessor, FrameSkipped
+    from robot_classify.runtime.frame_processor import FrameProcessor
     from robot_classify.runtime.parameters import check_parameters
 
     patches = np.stack([np.full((32, 32, 3), c, np.uint8) for c in (10, 200)])
@@ -283,10 +283,20 @@ def test_a_compressed_colour_smaller_than_camera_info_is_named_as_such():
                             ["a", "b"]).fit(patches, np.array([0, 1]))
     processor = FrameProcessor.from_parameters(model, check_parameters(None))
     header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0), frame_id="cam")
-    fmt, data = encode_color(np.zeros((240, 320, 3), np.uint8), "jpeg")
-    color = SimpleNamespace(header=header, format=fmt, data=data)
+    fmt, data = encode_color(np.zeros((*color_shape, 3), np.uint8), codec)
     dfmt, ddata = encode_depth(np.full((480, 640), 900, np.uint16), "png")
-    depth = SimpleNamespace(header=header, format=dfmt, data=ddata)
+    return (processor, SimpleNamespace(header=header, format=fmt, data=data),
+            SimpleNamespace(header=header, format=dfmt, data=ddata), header)
+
+
+def test_a_compressed_colour_smaller_than_camera_info_is_named_as_such():
+    """Found from outside: a 320x240 JPEG beside 640x480 camera_info and depth was blamed on the
+    depth ("compressed depth PNG claims 640x480 pixels, more than the 76800 allowed")."""
+    from types import SimpleNamespace
+
+    from robot_classify.runtime.frame_processor import FrameSkipped
+
+    processor, color, depth, header = _processor_and_messages((240, 320), "jpeg")
     info = SimpleNamespace(header=header, width=640, height=480, k=[600.0, 0, 320, 0, 600.0, 240, 0, 0, 1])
     with pytest.raises(FrameSkipped, match="camera_info is for 640x480 images, the colour image is 320x240"):
         processor.process_messages(color, depth, info)
@@ -298,21 +308,9 @@ def test_intrinsics_that_cannot_be_this_images_are_refused_and_unlikely_ones_war
     and height 0, changed the labels quietly."""
     from types import SimpleNamespace
 
-    from robot_classify.learn.features import FeaturePipeline
-    from robot_classify.learn.knn import KNNClassifier
-    from robot_classify.learn.model import ClassifierModel
-    from robot_classify.runtime.frame_processor import FrameProcessor, FrameSkipped
-    from robot_classify.runtime.parameters import check_parameters
+    from robot_classify.runtime.frame_processor import FrameSkipped
 
-    patches = np.stack([np.full((32, 32, 3), c, np.uint8) for c in (10, 200)])
-    model = ClassifierModel(FeaturePipeline("pixels", center=False), KNNClassifier(1, "l2", device="cpu"),
-                            ["a", "b"]).fit(patches, np.array([0, 1]))
-    processor = FrameProcessor.from_parameters(model, check_parameters(None))
-    header = SimpleNamespace(stamp=SimpleNamespace(sec=1, nanosec=0), frame_id="cam")
-    fmt, data = encode_color(np.zeros((480, 640, 3), np.uint8), "png")
-    color = SimpleNamespace(header=header, format=fmt, data=data)
-    dfmt, ddata = encode_depth(np.full((480, 640), 900, np.uint16), "png")
-    depth = SimpleNamespace(header=header, format=dfmt, data=ddata)
+    processor, color, depth, header = _processor_and_messages((480, 640), "png")
 
     def info(fx, cx, cy, size=(640, 480)):
         return SimpleNamespace(header=header, width=size[0], height=size[1], k=[fx, 0, cx, 0, fx, cy, 0, 0, 1])

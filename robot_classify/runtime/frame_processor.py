@@ -254,7 +254,7 @@ class FrameProcessor:
             depth = depth_from_msg(depth_msg, self.bridge, min(max_pixels, color.shape[0] * color.shape[1]))
         except ValueError as e:
             raise FrameSkipped("bad image", str(e)) from None
-        intrinsics = None
+        intrinsics = doubt = None
         if self.params.mode == "depth":
             try:
                 intrinsics = Intrinsics.from_k(info_msg.k)
@@ -280,6 +280,6 @@ class FrameProcessor:
             raise FrameSkipped("bad frame", str(e)) from None
         result.stages_ms["conversion"] = conversion_ms
         result.stages_ms["total"] += conversion_ms
-        if intrinsics is not None and doubt:  # said as the segmentation's warnings are, after them
+        if doubt:  # said as the segmentation's warnings are, after them
             result.labels = replace(result.labels, warning="; ".join(filter(None, (result.labels.warning, doubt))))
         return result
