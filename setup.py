@@ -7,7 +7,7 @@ PACKAGE = "robot_classify"
 
 setup(
     name=PACKAGE,
-    version="0.9.27",
+    version="0.9.28",
     packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
     # The embedded default model ships inside the package (pip and colcon alike): the robot
     # loads it, never renders or trains it (robot-classify build-default-model remakes it).

@@ -7,10 +7,11 @@ the taught label at the node's default min_score (below it: `unknown`, wrong). O
 half visible are scored, as `replay-eval` scores them; the rate over objects at least 30%
 visible is reported beside it.
 
-  python bench/teach_bench.py curve [--views 1,3,5,10,20] [--features hog_color,cnn,cnn_color] [--repeats 3]
+  python bench/teach_bench.py curve [--views 1,3,5,10,20] [--features default,hog_color,cnn,cnn_color] [--repeats 3]
       accuracy against views per object, offline through `Teacher` (the node's code), on the
-      embedded default model (hog_color) and cnn / cnn_color kNNs trained on the same recipe patches;
-  python bench/teach_bench.py live [--model default|cnn|cnn_color|FILE] [--views 10] [--draws 3]
+      embedded default model (`default`: whatever the package ships; a cnn_color kNN since 0.3.0) and
+      kNNs of those features trained on the default recipe's patches;
+  python bench/teach_bench.py live [--model default|hog_color|cnn|cnn_color|FILE] [--views 10] [--draws 3] [--tag T]
       through classify_node over real DDS: ~/teach, 10 views per object published as frames,
       the done latency (last view published -> done received), accuracy on new scenes, then
       ~/save_model, a restart from the saved file, and the accuracy again; per draw (disjoint
@@ -20,7 +21,10 @@ Other scene sets: --seed 920000000 or 940000000 render new views and scenes of t
 Ablations (one choice off, 10 views): --white-balance 0, --occluded-crops 0 --jitter-crops 6,
 --no-mirror, --taught-k 20, each with --tag NAME.
 
-Results: bench/results/teach_curve[_TAG].json, bench/results/teach_live_{default,cnn,cnn_color}[_seedN].json.
+Results: bench/results/teach_curve[_TAG].json, bench/results/teach_live_{default,cnn,cnn_color}[_seedN][_TAG].json.
+Before 0.9.27 `hog_color` in `curve` meant the embedded default, which was a hog_color kNN only in
+0.2.0: the committed `teach_curve*.json` and `teach_live_default*.json` files of 0.2.0-0.5.0 are
+named so.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ POOL, TEST_SCENES = 30, 60
 
 
 SEED = 900_000_000  # views: SEED + 1000 * object + view; test scenes: SEED + 10,000,000 + scene
+RECIPE_FEATURES = ("hog_color", "cnn", "cnn_color")  # kNNs trained on the default recipe's patches (`recipe_model`)
 
 
 def render_novel(cache: Path, seed: int = SEED) -> tuple[dict, list]:
@@ -149,7 +154,7 @@ def curve(args) -> None:
            "occluded_crops": args.occluded_crops, "white_balance": args.white_balance, "mirror": args.mirror, "objects": list(views), "test_scenes": len(tests), "repeats": args.repeats,
            "min_score": params["min_score"], "results": {}}
     for kind in args.features:
-        path = default_model_path() if kind == "hog_color" else recipe_model(kind)
+        path = default_model_path() if kind == "default" else recipe_model(kind)
         model = load_model(path, device="cpu")
         p = FrameProcessor.from_parameters(model, params)
         # Every view frame through the node's processing once; a teach request takes views from them.
@@ -207,7 +212,7 @@ def live(args) -> None:
     views, tests = render_novel(cache_of(args), args.seed)
     tmp = Path(tempfile.mkdtemp())
     stamp = iter(range(1_000_000_000, 10**13, 50_000_000))
-    model = "" if args.model == "default" else str(recipe_model(args.model)) if args.model in ("cnn", "cnn_color") \
+    model = "" if args.model == "default" else str(recipe_model(args.model)) if args.model in RECIPE_FEATURES \
         else args.model
     result: dict = {"views_per_object": args.views, "objects": list(views), "test_scenes": len(tests),
                     "model": args.model, "draws": []}
@@ -281,8 +286,9 @@ def live(args) -> None:
                                           for dr in result["draws"])
     print(f"mean {result['accuracy_mean']:.3f} (min {result['accuracy_min']:.3f}) over {len(accs)} draws")
     RESULTS.mkdir(exist_ok=True)
-    name = Path(args.model).stem if args.model not in ("default", "cnn", "cnn_color") else args.model
-    out = RESULTS / f"teach_live_{name}{'' if args.seed == SEED else f'_seed{args.seed // 1_000_000}'}.json"
+    name = Path(args.model).stem if args.model not in ("default", *RECIPE_FEATURES) else args.model
+    out = RESULTS / (f"teach_live_{name}{'' if args.seed == SEED else f'_seed{args.seed // 1_000_000}'}"
+                     f"{'_' + args.tag if args.tag else ''}.json")
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
 
@@ -294,7 +300,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="mode", required=True)
     c = sub.add_parser("curve")
     c.add_argument("--views", type=lambda s: [int(v) for v in s.split(",")], default=[1, 3, 5, 10, 20])
-    c.add_argument("--features", type=lambda s: s.split(","), default=["hog_color", "cnn"])
+    c.add_argument("--features", type=lambda s: s.split(","), default=["default", "cnn"],
+                   help="default (the embedded model) and/or kNNs of these features on the recipe's patches")
     c.add_argument("--repeats", type=int, default=3)
     c.add_argument("--jitter-crops", type=int, default=3, help="teach.jitter_crops")
     c.add_argument("--occluded-crops", type=int, default=3, help="teach.occluded_crops")
@@ -305,8 +312,9 @@ def main() -> None:
     lv = sub.add_parser("live")
     lv.add_argument("--views", type=int, default=10)
     lv.add_argument("--draws", type=int, default=3, help="disjoint sets of views, each on a fresh node")
-    lv.add_argument("--model", default="default", help="default (hog_color, shipped), cnn or cnn_color (the "
-                                                       "recipe's patches, those features) or a model file")
+    lv.add_argument("--model", default="default", help="default (the shipped model), hog_color, cnn or cnn_color "
+                                                       "(a kNN on the recipe's patches with those features) or a model file")
+    lv.add_argument("--tag", default="", help="suffix of the result file name")
     for p in (c, lv):
         p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "robot_classify_teach_bench"))
         p.add_argument("--seed", type=int, default=SEED, help="render seeds (another value: new views and scenes "

@@ -26,5 +26,8 @@ nitpicky = True
 suppress_warnings: list[str] = []
 
 html_theme = "alabaster"
+# The body as wide as the window: the topic, schema and results tables are wider than
+# alabaster's fixed 940 px and were cut off at their right-hand column.
+html_theme_options = {"page_width": "auto", "body_max_width": "none"}
 html_title = f"robot_classify {release}"
 html_static_path: list[str] = []

@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import threading
+import warnings
 import time
 from pathlib import Path
 from typing import Callable
@@ -177,6 +178,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train = _with_recipe_negatives(train, args.quiet)
         negatives = len(train) - given
     val = splits.get("val") if args.tune == "val" else None
+    if args.tune != "val" and len(splits.get("val", ())):  # found from outside: it had lain unused unsaid
+        print(f"note: the dataset's val split ({len(splits['val'])} patches) is not used with --tune {args.tune} "
+              "(--tune val tunes on it, then trains on train and val)", file=sys.stderr)
     model = train_model(train, opts, val)
     if negatives:  # where the model's `unknown` examples came from, readable in the file's metadata
         model.meta.setdefault("training", {})["negatives"] = {"source": "recipe", "crops": negatives}
@@ -191,6 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cal = model.calibration
     learned, given = model.meta["training"]["n_samples"], len(train) + (len(val) if val is not None else 0)
     print(f"saved {model.kind} model ({len(train)} training patches"
+          + (f" and {len(val)} validation patches, the chosen setting trained on both" if val is not None else "")
           + (f", {learned} with their mirror images" if learned > given else "")
           + f", {len(model.known_class_names)} classes"
           + (f" and {len(model.class_names) - len(model.known_class_names)} negative label(s)"
@@ -245,7 +250,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"--plots {args.plots}: is a file; --plots names a folder for the figures")
         prepare_owned_folder(Path(args.plots), EVALUATE_MARKER, EVALUATE_PLOTS, "robot-classify evaluate")
     model = _load_model(args)
-    data = get_split(load_dataset(args.dataset, args.format), args.split)
+    splits = load_dataset(args.dataset, args.format)
+    data = get_split(splits, args.split)
+    if args.split not in splits:  # found from outside: training accuracy had read as test accuracy
+        print(f"warning: {args.dataset} has one split and no {args.split!r} one: evaluating on all of its {len(data)} "
+              "patches (if the model was trained on this file, this is its training accuracy)", file=sys.stderr)
     missing = {n for n in data.class_names if not is_negative(n)} - set(model.class_names)
     if missing:
         raise ValueError(f"dataset classes not known to the model: {sorted(missing)}")
@@ -994,7 +1003,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", type=_csv(choices=tuple(METRICS)), default=["l2"],
                    help=f"one or a comma list of {METRICS}")
     p.add_argument("--features", type=_csv(choices=tuple(FEATURE_KINDS)), default=["hog_color"],
-                   help=f"one or a comma list of {FEATURE_KINDS}")
+                   help=f"one or a comma list of {FEATURE_KINDS} (default hog_color: no network; the embedded "
+                        "default model is a cnn_color kNN)")
     p.add_argument("--pca", type=_int(0), default=0, help="reduce features to this many PCA dims (0 = off)")
     p.add_argument("--tune", default="cv", choices=["cv", "val", "none"],
                    help="how comma lists of values are chosen: cv = k-fold cross-validation on the training split, "
@@ -1053,7 +1063,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params-file", help="the node's ROS 2 params YAML, for the live node and replay-eval alike")
     p.add_argument("--frames", type=_int(1), default=30, help="rendered frames in the demo bag (default 30)")
     p.add_argument("--out", default="demo_out",
-                   help="a new or empty folder, or a previous demo's (only its demo_bag/ and report/ are replaced)")
+                   help="a new or empty folder, or a previous demo's (only its demo_bag/ and report/ are replaced; "
+                        "default demo_out)")
 
 
 def _effect_names(text: str) -> tuple[str, ...]:
@@ -1349,6 +1360,8 @@ def main(argv: list[str] | None = None) -> int:
     own = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     if own:
         signal.signal(signal.SIGTERM, _terminated)
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return _main(argv)
     except KeyboardInterrupt:  # also while the heavy modules load, before a command runs
@@ -1373,8 +1386,16 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 141
     finally:
+        warnings.showwarning = shown
         if own:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (scikit-learn's ConvergenceWarning, ...) as the command's own warnings
+    read, one line: Python's form had shown our source path and line (found from outside)."""
+    _close_progress_bars()
+    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
 
 
 def _stdout_gone() -> bool:
@@ -1444,9 +1465,10 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except BrokenPipeError:
         raise  # the reader went away: not the command's error (`main`)
-    except (ValueError, ModelFormatError, OSError, RuntimeError) as e:  # OSError: missing, existing, timed out
+    except (ValueError, ModelFormatError, OSError, RuntimeError, FloatingPointError) as e:
+        # OSError: missing, existing, timed out; FloatingPointError: a diverged fit (`learn.linear`)
         _close_progress_bars()
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split("\n")), file=sys.stderr)  # one line, whatever a library said
         return 2
 
 

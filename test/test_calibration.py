@@ -97,6 +97,14 @@ def test_default_min_score_keeps_answers_that_are_more_often_right_than_wrong():
     assert choose_min_score(score, np.ones(7, bool)) == 0.0  # nothing to reject
 
 
+def test_default_min_score_never_rejects_every_validation_answer():
+    """Found from outside: a 1-NN whose distances said nothing scored all 400 answers 0.443 (its CV
+    accuracy), and the default min_score 0.45 made the model call everything `unknown`."""
+    score, correct = np.full(400, 0.443), np.arange(400) < 177
+    assert choose_min_score(score, correct) <= 0.443
+    assert choose_min_score(np.array([0.1, 0.2]), np.array([False, False])) <= 0.2
+
+
 def test_calibration_json_is_checked_field_by_field():
     good = Calibration("temperature", {"temperature": 2.0}, 0.5, -3.0, 0.02, 100)
     assert Calibration.from_json(good.to_json()) == good

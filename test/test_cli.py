@@ -823,3 +823,31 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
     other = "def gone(args):\n    raise BrokenPipeError(32, 'Broken pipe')\ncli._refuse_empty_outputs = gone\n"
     code, err = run_piped(other, read_one_line=False)
     assert code == 2 and "error: [Errno 32] Broken pipe" in err
+
+
+def test_evaluate_says_when_a_one_split_file_stands_in_for_test_and_refuses_a_mistyped_split(tmp_path, capsys):
+    """Found from outside: `evaluate --split tset` on an .npz of one split had scored the training
+    data and called it 1.0 on 'tset' patches."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, (40, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "one.npz", X=X, y=np.repeat([0, 1], 20), class_names=np.array(["a", "b"]))
+    assert cli.main(["train", "--quiet", "--dataset", str(tmp_path / "one.npz"), "--features", "pixels", "--k", "1",
+                     "--tune", "none", "--mirror", "off", "--out", str(tmp_path / "m.safetensors")]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(tmp_path / "m.safetensors"), "--dataset", str(tmp_path / "one.npz"),
+                     "--split", "tset"]) == 2
+    assert "has no 'tset' split" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--model", str(tmp_path / "m.safetensors"), "--dataset", str(tmp_path / "one.npz")]) == 0
+    assert "has one split and no 'test' one" in capsys.readouterr().err
+
+
+def test_a_library_warning_is_one_line_of_the_command(capsys):
+    """Found from outside: scikit-learn's ConvergenceWarning had printed our source path and line."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    before = warnings.showwarning
+    cli._one_line_warning(ConvergenceWarning("L-BFGS used all\n 300 iterations"), ConvergenceWarning, "x.py", 1)
+    assert capsys.readouterr().err == "warning: L-BFGS used all 300 iterations\n"
+    assert warnings.showwarning is before

@@ -107,6 +107,9 @@ def test_cifar10_planes_become_hwc(tmp_path):
     ({b"data": np.full((3, 3072), 300), b"labels": [0, 1, 2]}, "data_batch_1: pixel values must be 0-255, got 300"),
     ({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 7]}, r"data_batch_1: labels outside \[0, 3\)"),
     ({b"data": np.zeros((3, 3072), np.uint8), b"labels": ["a", "b", "c"]}, "data_batch_1: data and labels must be numbers"),
+    # found from outside: pixels of 0..1 floats had been cut to 0 and 1 without a word
+    ({b"data": np.full((3, 3072), 0.25), b"labels": [0, 1, 2]}, "data_batch_1: pixel values must be whole numbers"),
+    ({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0.0, 1.5, 2.0]}, "data_batch_1: labels must be whole"),
 ])
 def test_broken_cifar_batch_is_one_line_naming_it(tmp_path, batch, message):
     """Found from outside: these were a TypeError, an OverflowError and a message without the file."""
@@ -125,8 +128,16 @@ def test_cut_or_mislabelled_npz_is_one_line_naming_it(tmp_path):
     with pytest.raises(ValueError, match="cut.npz: not a readable .npz"):  # was zipfile.BadZipFile
         load_dataset(tmp_path / "cut.npz")
     np.savez(tmp_path / "text.npz", X=X, y=np.array(["a", "b"]), class_names=np.array(["a", "b"]))
-    with pytest.raises(ValueError, match="text.npz: X, y: invalid literal"):
+    with pytest.raises(ValueError, match="text.npz: X, y: labels must be numbers"):
         load_dataset(tmp_path / "text.npz")
+    # found from outside: labels of 0.5 and 1.5 had been cut to 0 and 1, and channels-first images
+    # were reported after a resize as (N, 32, 32, 32)
+    np.savez(tmp_path / "half.npz", X=X, y=np.array([0.5, 1.5]), class_names=np.array(["a", "b"]))
+    with pytest.raises(ValueError, match="half.npz: X, y: labels must be whole numbers.* 0.5"):
+        load_dataset(tmp_path / "half.npz")
+    np.savez(tmp_path / "chw.npz", X=X.transpose(0, 3, 1, 2).copy(), y=np.array([0, 1]), class_names=np.array(["a", "b"]))
+    with pytest.raises(ValueError, match=r"chw.npz: X has shape \(2, 3, 32, 32\): channels first"):
+        load_dataset(tmp_path / "chw.npz")
 
 
 class Evil:

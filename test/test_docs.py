@@ -155,6 +155,9 @@ def test_real_frame_pages_are_written_from_the_committed_results_and_the_readme_
     draws1 = json.loads(generated.TEACH_RESULTS.read_text())["models"]["default"]["runs"]["add/draws1"]
     share = generated._share(draws1["taught"]["correct"], draws1["taught"]["matched"])
     assert share in teach and share in section
+    # the pages that quote them in prose (limitations, the node's scores) quote the same run
+    assert share in (ROOT / "doc" / "limitations.md").read_text()
+    assert generated._share(real["right"], real["named"]) in (ROOT / "doc" / "node.md").read_text()
 
 
 def test_one_version_in_setup_package_xml_and_changelog():
@@ -195,3 +198,15 @@ def test_a_ros_workspace_gets_every_runtime_dependency_from_rosdep_or_the_pip_li
             assert ROSDEP_KEYS[name] is None or ROSDEP_KEYS[name] in keys, f"{name}: {ROSDEP_KEYS[name]} not in package.xml"
         else:
             assert name in on_pip_line, f"{name} (install_requires) is missing from the workspace's pip line"
+
+
+def test_the_default_model_section_is_read_from_the_shipped_file():
+    """Found in 0.9.27: training.md described a default of 8,161 examples, PCA-reduced features and
+    generator 2 long after the file shipped held 8,179, none and generator 5."""
+    from robot_classify.runtime.default_model import get_default_model
+
+    model = get_default_model(device="cpu")
+    page = generated.render_default_model()
+    assert f"`{model.meta['name']}`" in page and f"`{model.features.extractor.kind}`" in page
+    assert f"| examples | {model.meta['training']['n_samples']}: " in page
+    assert "{include} generated/default_model.md" in (ROOT / "doc" / "training.md").read_text()

@@ -67,3 +67,14 @@ def test_bad_linear_hyperparameters_rejected_by_fit(kwargs, message):
     clf = LinearClassifier(**kwargs)  # scikit-learn's convention: __init__ stores, fit validates
     with pytest.raises(ValueError, match=message):
         clf.fit(np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1]))
+
+
+def test_too_large_a_learning_rate_restarts_at_half_the_rate_instead_of_diverging():
+    """Found from outside: hinge loss at reg 1 and lr 10 overshoots the weight decay alone (lr x reg
+    > 2), and `train` ended in a FloatingPointError traceback."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-1, 1, (200, 8)), rng.normal(1, 1, (200, 8))]).astype(np.float32)
+    y = np.repeat([0, 1], 200)
+    clf = LinearClassifier("svm", reg=1.0, lr=10.0, max_steps=2000, solver="sgd", quiet=True).fit(X, y)
+    assert np.isfinite(clf.coef_).all() and any(not np.isfinite(v) for v in clf.loss_history_)
+    assert (clf.predict(X) == y).mean() > 0.8

@@ -291,6 +291,49 @@ def render_teach_real(path: Path | None = None) -> str:
     return NOTE + "\n".join(lines) + "\n"
 
 
+def render_default_model(path: Path | None = None) -> str:
+    """What the shipped default model file holds, read from the file itself (its metadata and label
+    counts) and from the recipe that builds it, so that the page describes the bytes that ship."""
+    import numpy as np
+    from safetensors import safe_open
+
+    from robot_classify.runtime.default_model import DEFAULT_MODEL_FILE
+    from robot_classify.sim import default_recipe as recipe
+
+    path = path or DEFAULT_MODEL_FILE
+    with safe_open(str(path), "np") as f:
+        meta = json.loads(f.metadata()["robot_classify"])
+        data = f.get_slice("knn.data").get_shape() if "knn.data" in f.keys() else None
+        counts = np.bincount(f.get_tensor("knn.labels"), minlength=len(meta["class_names"])) \
+            if "knn.labels" in f.keys() else None
+    names, feats, clf, cal = meta["class_names"], meta["features"], meta["classifier"], meta["calibration"]
+    best = meta.get("tuning", {}).get("best", {})
+    tried = sorted({row["params"].get("k") for row in meta.get("tuning", {}).get("rows", [])} - {None})
+    on = meta["training"].get("calibrated_on", {})
+    rows = [("file", f"`robot_classify/models/{path.name}`, {path.stat().st_size / 1e6:.1f} MB, "
+                     f"format version {meta['format_version']}"),
+            ("name (generator, recipe, seed)", f"`{meta['name']}`; the recipe in this checkout is version "
+                                               f"{recipe.RECIPE_VERSION}, {recipe.DEFAULT_SCENES} scenes"),
+            ("features", f"`{feats['kind']}` (the network's `{feats['layer']}` layer at {feats['size']} px, colour "
+                         f"weight {feats['color_weight']:g}, PCA {'off' if not feats['pca_dims'] else feats['pca_dims']})"
+                         + (f": {data[1]} float32 values per example" if data else "")),
+            ("classifier", f"{clf['kind']}, " + ", ".join(f"{k} {v}" for k, v in clf["params"].items()))]
+    if best:
+        rows.append(("k chosen by", f"{len(best['scores'])}-fold cross-validation on the training crops (k in {tried}): "
+                                    f"{100 * best['mean']:.1f}% +- {100 * best['std']:.1f} at k = {best['params']['k']}"))
+    if counts is not None:
+        per = ", ".join(f"`{n}` {int(c)}" for n, c in zip(names, counts))
+        rows.append(("examples", f"{int(counts.sum())}: {per}"))
+    rows.append(("scores", f"`{cal['method']}` fitted on the node's answers in {on.get('rendered_scenes', '?')} "
+                           f"rendered scenes of their own seed ({on.get('detections', '?')} detections, clutter "
+                           f"named counting as wrong); `min_score` {cal['min_score']:g}"))
+    rows.append(("resting poses (heights, m)", "; ".join(f"`{n}` {', '.join(f'{h:g}' for h in hs)}"
+                                                      for n, hs in meta.get("resting", {}).items())))
+    lines = [f"Read from the shipped file and `sim/default_recipe.py` when the documentation is built.\n",
+             "| | |", "|---|---|"] + [f"| {a} | {_cell(b)} |" for a, b in rows]
+    return NOTE + "\n".join(lines) + "\n"
+
+
 PAGES = {
     "parameters.md": render_parameters,
     "cli.md": render_cli,
@@ -298,6 +341,7 @@ PAGES = {
     "replay_eval_metrics_schema.md": lambda: render_schema(ROOT / "config" / "replay_eval_metrics.schema.json"),
     "real_frames_now.md": render_real_frames,
     "teach_real_now.md": render_teach_real,
+    "default_model.md": render_default_model,
 }
 
 

@@ -131,6 +131,18 @@ def load_folder(root: Path) -> dict[str, PatchSet]:
     return out
 
 
+def _whole_numbers(values: np.ndarray, what: str) -> np.ndarray:
+    """`values` as int64 where each is a whole number; a float array of 0..1 pixels or of labels
+    plus 0.5 had been cut to integers without a word (found from outside)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and values.size and not np.array_equal(values, np.round(values)):
+        raise ValueError(f"{what} must be whole numbers, got {values.dtype} values such as "
+                         f"{values.flat[np.flatnonzero(values != np.round(values))[0]]:g}")
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be numbers, got {values.dtype}")
+    return values.astype(np.int64)
+
+
 def load_npz(path: Path) -> dict[str, PatchSet]:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -145,10 +157,13 @@ def load_npz(path: Path) -> dict[str, PatchSet]:
         xk, yk = ("X", "y") if not split else (f"X_{split}", f"y_{split}")
         if xk in files and yk in files:
             images = files[xk]
+            if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[3] not in (1, 3, 4):
+                raise ValueError(f"{path}: {xk} has shape {images.shape}: channels first? images are "
+                                 "(N, height, width, 3) RGB")
             if images.ndim == 4 and images.shape[1:3] != (PATCH_SIZE, PATCH_SIZE):
                 images = np.stack([to_patch(i) for i in images]) if len(images) else images
             try:
-                out[split or "all"] = PatchSet(images, files[yk].astype(np.int64), names)
+                out[split or "all"] = PatchSet(images, _whole_numbers(files[yk], "labels"), names)
             except (TypeError, ValueError) as e:  # labels of text, or outside the class list
                 raise ValueError(f"{path}: {xk}, {yk}: {e}") from None
     if not out:
@@ -219,10 +234,18 @@ def load_cifar10(path: Path) -> dict[str, PatchSet]:
             raise ValueError(f"{f}: missing keys ['labels'] (or 'fine_labels')")
         try:  # text instead of numbers: one line naming the batch, not a traceback
             data = np.asarray(d["data"])
-            labels = np.asarray(d.get("labels", d.get("fine_labels")), np.int64)
-            in_range = data.dtype == np.uint8 or not data.size or 0 <= data.min() <= data.max() <= 255
+            labels = np.asarray(d.get("labels", d.get("fine_labels")))
+            numbers = data.dtype.kind in "biuf" and labels.dtype.kind in "biuf"
         except (TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"{f}: data and labels must be numbers ({e})") from None
+        if not numbers:
+            raise ValueError(f"{f}: data and labels must be numbers, got {data.dtype} and {labels.dtype}")
+        try:
+            labels = _whole_numbers(labels, "labels")
+            data = data if data.dtype == np.uint8 else _whole_numbers(data, "pixel values")
+        except ValueError as e:
+            raise ValueError(f"{f}: {e}") from None
+        in_range = data.dtype == np.uint8 or not data.size or 0 <= data.min() <= data.max() <= 255
         if not in_range:  # not wrapped around into other pixels
             raise ValueError(f"{f}: pixel values must be 0-255, got {data.min()}..{data.max()}")
         data = data.astype(np.uint8)
@@ -282,8 +305,11 @@ def load_dataset(path: str | Path, fmt: str = "auto") -> dict[str, PatchSet]:
 
 
 def get_split(splits: dict[str, PatchSet], name: str) -> PatchSet:
+    """A dataset of one split (`all`: an .npz of images and labels alone) stands in for `train` and
+    `test`, the two a command asks for by default; any other name must exist (a mistyped
+    `--split tset` had evaluated on everything)."""
     if name in splits:
         return splits[name]
-    if "all" in splits:
+    if "all" in splits and name in ("train", "test"):
         return splits["all"]
     raise ValueError(f"dataset has no {name!r} split (it has: {', '.join(sorted(splits))})")

@@ -8,8 +8,12 @@ What makes it converge at every data size (30 to 500,000 samples):
 - the budget is gradient steps (`max_steps`), not epochs, and a stopping rule on the training
   objective ends training: the objective is averaged over windows of about an epoch (at
   least 10, at most 200 steps); a window that does not improve on the best by `tol` halves the
-  learning rate, and the fifth halving stops (converged). Too large a learning rate therefore
-  costs a few halvings instead of a diverged model;
+  learning rate, and the fifth halving stops (converged). A window whose objective is no longer
+  finite (a learning rate too large for the data or for `reg`: with the hinge loss lr x reg > 2
+  overshoots the weight decay alone) restarts from the last improving window's weights at half
+  the rate, up to `_MAX_RESTARTS` times. Too large a learning rate therefore costs a few
+  halvings instead of a diverged model (found from outside: lr 10 at reg 1 had ended in a
+  traceback);
 - `solver="auto"` uses L-BFGS on the same objective (full batch, float64, strong-Wolfe line
   search) when the data is small (n x D <= 2e7 values: every `train` on patch sets up to
   ~45,000 HOG+colour patches or ~6,500 raw-pixel patches), because it reaches the optimum
@@ -61,6 +65,7 @@ def softmax_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 SOLVERS = ("auto", "sgd", "lbfgs")
 LBFGS_MAX_VALUES = 20_000_000  # n x D up to which solver="auto" picks L-BFGS (float64: 160 MB)
 LBFGS_MAX_ITER = 300  # L-BFGS iterations at most; beyond, nearly separable data only grows |W| (test accuracy flat)
+_MAX_RESTARTS = 10  # restarts at half the rate after a non-finite window (`_fit_sgd`)
 _MAX_HALVINGS = 5  # learning-rate halvings before SGD calls the objective converged
 _PATIENCE = 2  # windows without progress before a halving (minibatch noise)
 
@@ -247,6 +252,7 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
         window = max(50, min(500, math.ceil(n / bs)))
         self.loss_history_ = []
         best, halvings, stalled, total, order, pos = math.inf, 0, 0, torch.zeros((), device=dev), None, n
+        restarts, kept = 0, (W.detach().clone(), b.detach().clone())  # the last improving window's weights
         self.converged_ = False
         step = 0
         for step in tqdm(range(int(self.max_steps)), desc=f"linear/{self.loss}", disable=self.quiet, leave=False):
@@ -269,9 +275,19 @@ class LinearClassifier(ClassifierMixin, BaseEstimator):
             total.zero_()
             self.loss_history_.append(mean_loss)
             if not math.isfinite(mean_loss):
-                raise FloatingPointError(f"training diverged (objective {mean_loss}); lower lr={self.lr}")
+                restarts += 1
+                if restarts > _MAX_RESTARTS:
+                    raise FloatingPointError(f"training diverged (objective {mean_loss}) at lr={self.lr} and at "
+                                             f"{_MAX_RESTARTS} halvings of it; lower lr or reg")
+                with torch.no_grad():
+                    W.copy_(kept[0])
+                    b.copy_(kept[1])
+                opt = torch.optim.SGD([W, b], lr=opt.param_groups[0]["lr"] * 0.5, momentum=float(self.momentum))
+                stalled = 0
+                continue
             if mean_loss < best * (1 - self.tol):
                 best, stalled = mean_loss, 0
+                kept = (W.detach().clone(), b.detach().clone())
                 continue
             stalled += 1
             if stalled < _PATIENCE:

@@ -138,6 +138,9 @@ def _calibrate(train: PatchSet, val: PatchSet | None, make, feat: dict, opts: Tr
     elif len(train) >= 2 * opts.folds and len(np.unique(train.labels)) > 1:
         splits = [(train.subset(tr), train.subset(va[va < originals]))
                   for tr, va in fold_indices(train, opts.folds, opts.seed)]
+    elif len(np.unique(train.labels)) < 2:
+        log.warning("one class only: no other class to calibrate its scores against: raw scores, min_score 0.5")
+        return None
     else:
         log.warning("too little data to calibrate (%d samples): raw scores, min_score 0.5", len(train))
         return None
@@ -149,6 +152,9 @@ def _calibrate(train: PatchSet, val: PatchSet | None, make, feat: dict, opts: Tr
              method, len(y), calibration.ece, calibration.min_score, calibration.novelty_threshold)
     _warn_if_unfit(ev, y, calibration, negative)
     return calibration
+
+
+SCORES_APART = 0.02  # 90% of the validation scores within this of each other: no confidence in them
 
 
 def _warn_if_unfit(ev, y: np.ndarray, calibration: Calibration, negative: np.ndarray) -> None:
@@ -164,6 +170,13 @@ def _warn_if_unfit(ev, y: np.ndarray, calibration: Calibration, negative: np.nda
         log.warning("validation accuracy %.1f%%, and the fitted temperature is at its bound: every score is about "
                     "1/%d, so the scores carry no confidence. More or cleaner data, other features or a kNN may do",
                     100 * right, ev.logits.shape[1])
+    else:
+        score = calibration.winner_scores(ev)[0]
+        if len(score) > 1 and float(np.subtract(*np.percentile(score, [95, 5]))) < SCORES_APART:
+            log.warning("validation accuracy %.1f%%, and every validation score is %.2f: the scores do not tell right "
+                        "answers from wrong ones (ECE %.3f only says their mean is right). A larger k, less "
+                        "regularisation, other features or more data may do",
+                        100 * right, float(score.mean()), calibration.ece)
 
 
 def mirror_keeps_class(data: PatchSet, features: str, margin: float = 0.05) -> bool:
