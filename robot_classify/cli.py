@@ -1395,7 +1395,13 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     """A library's warning (scikit-learn's ConvergenceWarning, ...) as the command's own warnings
     read, one line: Python's form had shown our source path and line (found from outside)."""
     _close_progress_bars()
-    print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+    print(f"warning: {_one_line(message)}", file=file or sys.stderr)
+
+
+def _one_line(text: object) -> str:
+    """An error's or a warning's text on one line, whatever a library put in it (pickle's messages
+    hold a newline; found from outside)."""
+    return " ".join(str(text).split())
 
 
 def _stdout_gone() -> bool:
@@ -1468,7 +1474,7 @@ def _main(argv: list[str] | None) -> int:
     except (ValueError, ModelFormatError, OSError, RuntimeError, FloatingPointError) as e:
         # OSError: missing, existing, timed out; FloatingPointError: a diverged fit (`learn.linear`)
         _close_progress_bars()
-        print("error: " + " ".join(str(e).split("\n")), file=sys.stderr)  # one line, whatever a library said
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -329,7 +329,7 @@ def render_default_model(path: Path | None = None) -> str:
                            f"named counting as wrong); `min_score` {cal['min_score']:g}"))
     rows.append(("resting poses (heights, m)", "; ".join(f"`{n}` {', '.join(f'{h:g}' for h in hs)}"
                                                       for n, hs in meta.get("resting", {}).items())))
-    lines = [f"Read from the shipped file and `sim/default_recipe.py` when the documentation is built.\n",
+    lines = ["Read from the shipped file and `sim/default_recipe.py` when the documentation is built.\n",
              "| | |", "|---|---|"] + [f"| {a} | {_cell(b)} |" for a, b in rows]
     return NOTE + "\n".join(lines) + "\n"
 

@@ -19,7 +19,7 @@ from ..learn.features import PATCH_SIZE
 # PatchSet and split_validation live in learn (training takes them; learn imports nothing from data);
 # still importable from here.
 from ..learn.patch_set import PATCH_SHAPE, PatchSet, split_validation  # noqa: F401
-from ..runtime.compressed import PNG_SIGNATURE, truncation
+from ..runtime.compressed import JPEG_SOI, PNG_SIGNATURE, truncation
 from ..runtime.results import RESERVED_LABELS
 from .safe_pickle import safe_load
 
@@ -61,7 +61,7 @@ def read_image_unchanged(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     data = np.fromfile(path, np.uint8)
-    codec = "png" if bytes(data[:8]) == PNG_SIGNATURE else "jpeg" if bytes(data[:2]) == b"\xff\xd8" else ""
+    codec = "png" if bytes(data[:8]) == PNG_SIGNATURE else "jpeg" if bytes(data[:2]) == JPEG_SOI else ""
     cut = truncation(data, codec) if codec else None
     if cut:  # said here: libpng would print a line of its own before the caller's
         raise ValueError(f"{path}: truncated {codec.upper()} ({cut})")

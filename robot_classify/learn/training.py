@@ -133,12 +133,13 @@ def _calibrate(train: PatchSet, val: PatchSet | None, make, feat: dict, opts: Tr
     Only the first `originals` patches are validated on: mirror images train, but the node
     never sees one, so its scores are calibrated on real crops."""
     originals = len(train) if originals is None else originals
+    classes = len(np.unique(train.labels))
     if val is not None and len(val):
         splits = [(train, val)]
-    elif len(train) >= 2 * opts.folds and len(np.unique(train.labels)) > 1:
+    elif len(train) >= 2 * opts.folds and classes > 1:
         splits = [(train.subset(tr), train.subset(va[va < originals]))
                   for tr, va in fold_indices(train, opts.folds, opts.seed)]
-    elif len(np.unique(train.labels)) < 2:
+    elif classes < 2:
         log.warning("one class only: no other class to calibrate its scores against: raw scores, min_score 0.5")
         return None
     else:
@@ -173,10 +174,10 @@ def _warn_if_unfit(ev, y: np.ndarray, calibration: Calibration, negative: np.nda
     else:
         score = calibration.winner_scores(ev)[0]
         if len(score) > 1 and float(np.subtract(*np.percentile(score, [95, 5]))) < SCORES_APART:
-            log.warning("validation accuracy %.1f%%, and every validation score is %.2f: the scores do not tell right "
-                        "answers from wrong ones (ECE %.3f only says their mean is right). A larger k, less "
+            log.warning("validation accuracy %.1f%%, and 90%% of the validation scores lie within %.2f of %.2f: the "
+                        "scores do not tell right answers from wrong ones (ECE %.3f only says their mean is right). A larger k, less "
                         "regularisation, other features or more data may do",
-                        100 * right, float(score.mean()), calibration.ece)
+                        100 * right, SCORES_APART, float(np.median(score)), calibration.ece)
 
 
 def mirror_keeps_class(data: PatchSet, features: str, margin: float = 0.05) -> bool:

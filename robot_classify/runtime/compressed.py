@@ -32,6 +32,7 @@ import numpy as np
 
 MAX_PIXELS = 4096 * 4096  # without camera_info: no camera sends more (a 4K frame is 8.3 M)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI = b"\xff\xd8"  # a JPEG's first two bytes (start of image)
 PNG_END = b"IEND\xaeB`\x82"
 CONFIG_HEADER = struct.Struct("<iff")  # compressedDepth: format (0 = INV_DEPTH), depthParam[0], depthParam[1]
 INV_DEPTH = 0
@@ -66,7 +67,7 @@ def png_header(data: bytes | memoryview) -> tuple[int, int, int, int]:
 def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
     """(width, height) from a JPEG's frame header (SOFn), walking the markers before it."""
     buf = bytes(data[:65536]) if len(data) > 65536 else bytes(data)  # headers come first; EXIF may be ~64 KB
-    if buf[:2] != b"\xff\xd8":
+    if buf[:2] != JPEG_SOI:
         raise CompressedImageError("data is not a JPEG (no SOI marker)")
     i = 2
     while i + 4 <= len(buf):
